@@ -1,0 +1,124 @@
+"""The ``shipyard`` command: assembles each subsystem's ``cli.py`` (a ``register(group)`` function)."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import logging
+import os
+import sys
+
+import click
+
+from shipyard import __version__
+from shipyard.errors import ShipyardError
+
+SUBSYSTEM_CLIS = [
+    "shipyard.tracking.cli",
+    "shipyard.models.cli",
+    "shipyard.risk.cli",
+    "shipyard.risk.report_cli",
+    "shipyard.data.cli",
+    "shipyard.features.cli",
+    "shipyard.serving.cli",
+    "shipyard.demo.cli",
+]
+
+
+def _module_exists(name: str) -> bool:
+    """True when ``name`` can be imported (its parent packages may be missing too)."""
+    try:
+        return importlib.util.find_spec(name) is not None
+    except ModuleNotFoundError:
+        return False
+
+
+class ShipyardGroup(click.Group):
+    """Turns ShipyardError into a one-line message and exit code 1 instead of a traceback."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except ShipyardError as exc:
+            click.secho(f"error [{exc.code}]: {exc.message}", fg="red", err=True)
+            if os.environ.get("SHIPYARD_DEBUG"):
+                raise
+            sys.exit(1)
+
+
+@click.group(cls=ShipyardGroup)
+@click.version_option(__version__, prog_name="shipyard")
+@click.option("--project", "-p", type=click.Path(file_okay=False), default=None, envvar="SHIPYARD_PROJECT_DIR",
+              help="Project folder (default: nearest folder with shipyard.yaml).")
+@click.option("--verbose", "-v", is_flag=True, help="Log at INFO level.")
+@click.pass_context
+def main(ctx: click.Context, project: str | None, verbose: bool) -> None:
+    """Shipyard: build, launch and keep tabular models seaworthy."""
+    if verbose:
+        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    ctx.ensure_object(dict)
+    ctx.obj["project"] = project
+
+
+def workspace_from(ctx: click.Context, **overrides: object):  # noqa: ANN201 - Workspace, imported lazily
+    """The workspace for a command, honouring --project."""
+    from shipyard.workspace import connect
+
+    root = ctx.find_root()
+    project = (root.obj or {}).get("project")
+    return connect(project, **overrides)
+
+
+@main.command()
+@click.argument("directory", default=".", type=click.Path(file_okay=False))
+def init(directory: str) -> None:
+    """Create a project: shipyard.yaml, features/, scenes/, pipelines/."""
+    from shipyard.config import init_project
+
+    root = init_project(directory)
+    click.echo(f"initialised Shipyard project in {root}")
+    for name in ("shipyard.yaml", "features/", "scenes/", "pipelines/"):
+        click.echo(f"  {name}")
+
+
+@main.command()
+@click.option("--host", default=None, help="Bind address (default from settings: 127.0.0.1).")
+@click.option("--port", default=None, type=int, help="Port (default 8000).")
+@click.option("--workers", default=None, type=int, help="Worker processes.")
+@click.option("--model", "model", default=None, help="Serve one model as NAME@ALIAS on /invocations and /ping.")
+@click.pass_context
+def server(ctx: click.Context, host: str | None, port: int | None, workers: int | None, model: str | None) -> None:
+    """Run the API, prediction endpoints, metrics and UI in one process (or N workers)."""
+    import uvicorn
+
+    ws = workspace_from(ctx, server_host=host, server_port=port, server_workers=workers)
+    settings = ws.settings
+    os.environ["SHIPYARD_PROJECT_DIR"] = str(settings.project_dir)
+    for key, value in (("METADATA_URL", settings.metadata_url), ("ARTIFACT_ROOT", settings.artifact_root)):
+        os.environ["SHIPYARD_" + key] = value
+    if model:
+        os.environ["SHIPYARD_SERVE_MODEL"] = model
+    click.echo(f"Shipyard {__version__} on http://{settings.server_host}:{settings.server_port} "
+               f"({settings.server_workers} worker(s)), project {settings.project_dir}")
+    uvicorn.run(
+        "shipyard.server:app_factory",
+        factory=True,
+        host=settings.server_host,
+        port=settings.server_port,
+        workers=settings.server_workers,
+        log_level="warning",
+        access_log=False,
+    )
+
+
+def _register_subsystems() -> None:
+    for name in SUBSYSTEM_CLIS:
+        if _module_exists(name):
+            importlib.import_module(name).register(main)
+
+
+_register_subsystems()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

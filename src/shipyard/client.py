@@ -1,0 +1,79 @@
+"""HTTP client for a remote Shipyard server; server errors come back as the same error classes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from shipyard.errors import ShipyardError, StoreUnavailable, error_from_dict
+
+
+class Client:
+    def __init__(self, url: str = "http://127.0.0.1:8000", token: str | None = None, timeout: float = 30.0):
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.url = url.rstrip("/")
+        self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
+
+    def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.TransportError as exc:
+            raise StoreUnavailable(f"cannot reach Shipyard server at {self.url}: {exc}") from exc
+        if response.status_code >= 400:
+            try:
+                payload = response.json()
+            except ValueError:
+                payload = {"error": {"code": "internal", "message": response.text[:500]}}
+            raise error_from_dict(payload, response.status_code)
+        if not response.content:
+            return None
+        if response.headers.get("content-type", "").startswith("application/json"):
+            return response.json()
+        return response.content
+
+    def get(self, path: str, **kwargs: Any) -> Any:
+        return self.request("GET", path, **kwargs)
+
+    def post(self, path: str, json: Any = None, **kwargs: Any) -> Any:
+        return self.request("POST", path, json=json, **kwargs)
+
+    # Subsystem views over this connection; each lives beside its subsystem as ``remote.py``.
+    @property
+    def runs(self) -> Any:
+        from shipyard.tracking.remote import RemoteTracking
+
+        return RemoteTracking(self)
+
+    @property
+    def models(self) -> Any:
+        from shipyard.models.remote import RemoteRegistry
+
+        return RemoteRegistry(self)
+
+    @property
+    def features(self) -> Any:
+        from shipyard.features.remote import RemoteFeatures
+
+        return RemoteFeatures(self)
+
+    @property
+    def scenes(self) -> Any:
+        from shipyard.serving.remote import RemoteServing
+
+        return RemoteServing(self)
+
+    def health(self) -> dict[str, Any]:
+        return self.get("/healthz")
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+__all__ = ["Client", "ShipyardError"]

@@ -1,0 +1,128 @@
+"""The one ASGI app: REST API under /api/v1, prediction under /v1, health, metrics, UI.
+
+This module only assembles: each subsystem's ``http.py`` exposes ``router(ws)`` (an APIRouter whose
+paths are relative to /api/v1) and, for serving, ``prediction_router(ws)`` mounted at the root.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import logging
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from shipyard import __version__
+from shipyard.errors import ShipyardError
+from shipyard.workspace import Workspace
+
+log = logging.getLogger(__name__)
+
+# Subsystem route modules, mounted in this order when present.
+API_MODULES = [
+    "shipyard.tracking.http",
+    "shipyard.models.http",
+    "shipyard.features.http",
+    "shipyard.serving.http",
+    "shipyard.risk.http",
+    "shipyard.data.http",
+]
+
+
+def _module_exists(name: str) -> bool:
+    """True when ``name`` can be imported (its parent packages may be missing too)."""
+    try:
+        return importlib.util.find_spec(name) is not None
+    except ModuleNotFoundError:
+        return False
+
+
+def _error_response(err: ShipyardError) -> JSONResponse:
+    return JSONResponse(err.to_dict(), status_code=err.status)
+
+
+def create_app(ws: Workspace, **options: Any) -> FastAPI:
+    app = FastAPI(
+        title="Shipyard",
+        version=__version__,
+        description="Self-hosted machine-learning platform: tracking, registry, features, serving.",
+    )
+    app.state.workspace = ws
+    app.state.options = options
+
+    @app.exception_handler(ShipyardError)
+    async def _shipyard_error(_request: Request, exc: ShipyardError) -> JSONResponse:
+        return _error_response(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = []
+        for item in exc.errors():
+            where = ".".join(str(p) for p in item.get("loc", ()) if p != "body")
+            problems.append({"field": where, "problem": item.get("msg", "invalid")})
+        first = problems[0] if problems else {"field": "", "problem": "invalid request"}
+        message = f"field {first['field']!r}: {first['problem']}" if first["field"] else first["problem"]
+        return JSONResponse(
+            {"error": {"code": "invalid_input", "message": message, "details": {"problems": problems}}},
+            status_code=400,
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return JSONResponse(
+            {"error": {"code": code, "message": str(exc.detail), "details": {}}},
+            status_code=exc.status_code,
+            headers=getattr(exc, "headers", None),
+        )
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error")
+        return JSONResponse(
+            {"error": {"code": "internal", "message": f"internal error: {type(exc).__name__}: {exc}", "details": {}}},
+            status_code=500,
+        )
+
+    @app.get("/healthz", tags=["health"])
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["health"])
+    def readyz() -> JSONResponse:
+        try:
+            ws.store.upgrade()
+            with ws.store.read() as conn:
+                conn.exec_driver_sql("SELECT 1")
+        except ShipyardError as exc:
+            return JSONResponse({"status": "unavailable", "reason": exc.message}, status_code=503)
+        return JSONResponse({"status": "ready"})
+
+    for name in API_MODULES:
+        if not _module_exists(name):
+            continue
+        module = importlib.import_module(name)
+        if hasattr(module, "router"):
+            app.include_router(module.router(ws), prefix="/api/v1")
+        if hasattr(module, "prediction_router"):
+            app.include_router(module.prediction_router(ws, **options))
+        if hasattr(module, "install"):
+            module.install(app, ws, **options)
+    return app
+
+
+def app_factory() -> FastAPI:
+    """Entry point for ``uvicorn --factory`` and multi-worker servers: settings from the environment."""
+    import os
+
+    from shipyard.workspace import connect
+
+    options: dict[str, Any] = {}
+    if os.environ.get("SHIPYARD_SERVE_MODEL"):
+        options["single_model"] = os.environ["SHIPYARD_SERVE_MODEL"]
+    return create_app(connect(), **options)

@@ -1,0 +1,205 @@
+"""Engine creation, migrations under a lock, transactions with clear errors."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from shipyard.errors import ConfigError, MissingDependency, StoreUnavailable
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+# SQLite waits this long for another writer before giving up with StoreUnavailable.
+DEFAULT_BUSY_TIMEOUT_S = 30.0
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _sqlite_path(url: sa.URL) -> Path | None:
+    if url.database and url.database != ":memory:":
+        return Path(url.database)
+    return None
+
+
+def create_engine_for(url: str, busy_timeout_s: float = DEFAULT_BUSY_TIMEOUT_S) -> Engine:
+    try:
+        parsed = sa.make_url(url)
+    except sa.exc.ArgumentError:
+        raise ConfigError(
+            f"metadata_url {url!r} is not a database URL; use sqlite:///path/shipyard.db or "
+            "postgresql+psycopg://user@host:5432/db",
+            {"field": "metadata_url"},
+        ) from None
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        path = _sqlite_path(parsed)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(
+            parsed,
+            connect_args={"timeout": busy_timeout_s, "check_same_thread": False},
+            # The default pool keeps one connection per thread, which suits WAL readers.
+        )
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+            # Let SQLAlchemy own transactions; take the write lock at BEGIN so two writers never
+            # deadlock upgrading a read lock.
+            dbapi_conn.isolation_level = None
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute(f"PRAGMA busy_timeout={int(busy_timeout_s * 1000)}")
+            cur.close()
+
+        @event.listens_for(engine, "begin")
+        def _sqlite_begin(conn: Connection) -> None:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+        return engine
+    if backend == "postgresql":
+        if parsed.drivername == "postgresql":
+            parsed = parsed.set(drivername="postgresql+psycopg")
+        try:
+            return sa.create_engine(parsed, pool_pre_ping=True, pool_size=5, max_overflow=10)
+        except ImportError:
+            raise MissingDependency(
+                "PostgreSQL needs the psycopg driver; install it with: pip install 'shipyard-ml[postgres]'",
+                {"extra": "postgres"},
+            ) from None
+    raise ConfigError(
+        f"metadata_url backend {backend!r} is not supported; use sqlite:/// or postgresql+psycopg://",
+        {"field": "metadata_url"},
+    )
+
+
+class MetadataStore:
+    """The metadata database. ``begin()`` yields a connection inside one transaction."""
+
+    def __init__(self, url: str, *, migrate: bool = True, busy_timeout_s: float = DEFAULT_BUSY_TIMEOUT_S):
+        self.url = url
+        self.engine = create_engine_for(url, busy_timeout_s)
+        self.dialect = self.engine.dialect.name
+        self._migrated = False
+        self._lock = threading.Lock()
+        if migrate:
+            self.upgrade()
+
+    # -- transactions --------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def begin(self) -> Iterator[Connection]:
+        try:
+            with self.engine.begin() as conn:
+                yield conn
+        except OperationalError as exc:
+            raise _unavailable(exc) from exc
+
+    @contextlib.contextmanager
+    def read(self) -> Iterator[Connection]:
+        try:
+            with self.engine.connect() as conn:
+                yield conn
+        except OperationalError as exc:
+            raise _unavailable(exc) from exc
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+    # -- migrations ----------------------------------------------------------------------------
+    def _alembic_config(self, conn: Connection | None = None) -> Any:
+        from alembic.config import Config
+
+        cfg = Config()
+        cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+        cfg.set_main_option("sqlalchemy.url", self.url.replace("%", "%%"))
+        if conn is not None:
+            cfg.attributes["connection"] = conn
+        return cfg
+
+    def head_revision(self) -> str:
+        from alembic.script import ScriptDirectory
+
+        head = ScriptDirectory.from_config(self._alembic_config()).get_current_head()
+        assert head is not None
+        return head
+
+    def current_revision(self) -> str | None:
+        from alembic.runtime.migration import MigrationContext
+
+        with self.engine.connect() as conn:
+            return MigrationContext.configure(conn).get_current_revision()
+
+    def upgrade(self, revision: str = "head") -> None:
+        """Bring the schema to ``revision``; safe when several processes start at once."""
+        with self._lock:
+            if self._migrated and revision == "head":
+                return
+            try:
+                if revision == "head" and self.current_revision() == self.head_revision():
+                    self._migrated = True
+                    return
+                with self._migration_lock():
+                    self._run_upgrade(revision)
+            except OperationalError as exc:
+                raise _unavailable(exc) from exc
+            self._migrated = revision == "head"
+
+    def _run_upgrade(self, revision: str) -> None:
+        from alembic import command
+
+        if self.dialect == "sqlite":
+            # SQLite DDL runs outside our BEGIN IMMEDIATE hook; use a plain connection.
+            with self.engine.connect() as conn:
+                conn.commit()
+                command.upgrade(self._alembic_config(conn), revision)
+                conn.commit()
+        else:
+            with self.engine.begin() as conn:
+                conn.exec_driver_sql("SELECT pg_advisory_xact_lock(424242)")
+                command.upgrade(self._alembic_config(conn), revision)
+
+    @contextlib.contextmanager
+    def _migration_lock(self) -> Iterator[None]:
+        if self.dialect != "sqlite":
+            yield  # PostgreSQL uses an advisory lock inside the migration transaction
+            return
+        path = _sqlite_path(self.engine.url)
+        if path is None:
+            yield
+            return
+        lock_path = path.with_name(path.name + ".migrate.lock")
+        with open(lock_path, "a+") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _unavailable(exc: DBAPIError) -> StoreUnavailable:
+    text = str(exc.orig) if getattr(exc, "orig", None) else str(exc)
+    if "locked" in text or "busy" in text:
+        return StoreUnavailable(
+            "the metadata database is locked by another process and stayed locked past the busy "
+            "timeout; retry, or find the process holding it (a long transaction or a crashed writer)",
+            {"reason": text},
+        )
+    return StoreUnavailable(
+        f"the metadata database is unavailable: {text}; check metadata_url and that the server runs",
+        {"reason": text},
+    )
