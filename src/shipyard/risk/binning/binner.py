@@ -1,0 +1,321 @@
+"""``Binner``: scikit-learn compatible binning + WOE transformer with a JSON spec."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils.validation import check_is_fitted
+
+from shipyard.errors import InvalidInput, SchemaMismatch
+from shipyard.risk.binning._input import (
+    as_frame,
+    binary_target,
+    categorical_values,
+    column_kind,
+    numeric_values,
+)
+from shipyard.risk.binning.feature import (
+    BinningParams,
+    FeatureBins,
+    _as_str,
+    fit_categorical_groups,
+    fit_numeric_cuts,
+)
+from shipyard.risk.woe import check_sign
+
+SPEC_FORMAT = "shipyard.binning"
+SPEC_VERSION = 1
+METHODS: dict[str, str] = {
+    "equal_width": "equal_width", "width": "equal_width",
+    "equal_freq": "equal_freq", "equal_frequency": "equal_freq", "quantile": "equal_freq",
+    "tree": "tree", "dt": "tree", "cart": "tree",
+    "chimerge": "chimerge", "chi": "chimerge",
+    "mdlp": "mdlp", "caim": "caim", "monotonic": "monotonic", "optimal": "optimal",
+}
+OUTPUTS = ("woe", "index")
+
+
+class Binner(TransformerMixin, BaseEstimator):
+    """Bin every variable and replace values by their bin's WOE (or bin index).
+
+    Parameters
+    ----------
+    method : ``optimal`` (default; max IV s.t. ``min_bin_share``, ``max_bins`` and ``monotonic``),
+        ``monotonic``, ``tree`` (CART, alias ``dt``), ``chimerge`` (``chi``), ``mdlp``, ``caim``,
+        ``equal_width`` or ``equal_freq`` (``quantile``). Numeric variables are first pre-binned into
+        at most ``max_prebins`` quantile bins and the method runs on that count table. Categorical
+        variables are ordered by bad rate (rare ones pooled) and grouped by the method
+        (``optimal`` for the equal-width/frequency methods, which have no meaning for categories).
+    max_bins : maximum number of regular bins per variable.
+    min_bin_share : minimum share of all rows in each regular bin (not for equal-width/frequency).
+    monotonic : ``auto`` (default), ``ascending``, ``descending`` or ``None`` — trend of the bad rate
+        for ``optimal`` and ``monotonic``.
+    chi_threshold : ChiMerge stops merging above this chi-square (3.841 = 95%, 1 d.o.f.).
+    rare_share : categories rarer than this share of rows are pooled before grouping.
+    categorical : columns to treat as categorical (others: by dtype).
+    special_values : values that get a bin each; a list for all columns or ``{column: [values]}``.
+    cuts : manual cut points ``{column: [c1, c2, ...]}`` (categorical: ``{column: [[a, b], [c]]}``)
+        that replace the method for those columns.
+    columns : the columns to bin (default: all columns of ``X``).
+    bad_value : the target value meaning "bad" when the target is not 0/1 or good/bad.
+    woe_sign : ``bad_over_good`` (default, WOE = ln(bad%/good%)) or ``good_over_bad``.
+    smoothing : count used in place of an empty class in a bin (see :mod:`shipyard.risk.woe`).
+    output : ``woe`` (default) or ``index`` (bin numbers, layout in :mod:`...binning.feature`).
+
+    Fitted attributes: ``bins_`` (``{column: FeatureBins}``), ``feature_names_in_``,
+    ``n_features_in_``, ``total_bad_``, ``total_good_``.
+    """
+
+    def __init__(
+        self,
+        method: str = "optimal",
+        max_bins: int = 10,
+        min_bin_share: float = 0.05,
+        max_prebins: int = 100,
+        monotonic: str | None = "auto",
+        chi_threshold: float = 3.841,
+        rare_share: float = 0.01,
+        categorical: Sequence[str] | None = None,
+        special_values: Sequence[Any] | Mapping[str, Sequence[Any]] | None = None,
+        cuts: Mapping[str, Sequence[Any]] | None = None,
+        columns: Sequence[str] | None = None,
+        bad_value: Any = None,
+        woe_sign: str = "bad_over_good",
+        smoothing: float = 0.5,
+        output: str = "woe",
+    ) -> None:
+        self.method = method
+        self.max_bins = max_bins
+        self.min_bin_share = min_bin_share
+        self.max_prebins = max_prebins
+        self.monotonic = monotonic
+        self.chi_threshold = chi_threshold
+        self.rare_share = rare_share
+        self.categorical = categorical
+        self.special_values = special_values
+        self.cuts = cuts
+        self.columns = columns
+        self.bad_value = bad_value
+        self.woe_sign = woe_sign
+        self.smoothing = smoothing
+        self.output = output
+
+    # ------------------------------------------------------------------ checks
+    def _params(self) -> BinningParams:
+        if self.method not in METHODS:
+            raise InvalidInput(f"method={self.method!r} is not known; use one of {sorted(set(METHODS.values()))}",
+                               {"field": "method"})
+        check_sign(self.woe_sign)
+        if self.output not in OUTPUTS:
+            raise InvalidInput(f"output={self.output!r}; use 'woe' or 'index'", {"field": "output"})
+        if not (isinstance(self.max_bins, int | np.integer) and self.max_bins >= 1):
+            raise InvalidInput("max_bins must be an integer >= 1", {"field": "max_bins"})
+        if not (0 <= self.min_bin_share < 0.5):
+            raise InvalidInput("min_bin_share must be in [0, 0.5)", {"field": "min_bin_share"})
+        if not (isinstance(self.max_prebins, int | np.integer) and self.max_prebins >= 2):
+            raise InvalidInput("max_prebins must be an integer >= 2", {"field": "max_prebins"})
+        if self.monotonic not in (None, "none", "auto", "ascending", "descending"):
+            raise InvalidInput("monotonic must be 'auto', 'ascending', 'descending' or None",
+                               {"field": "monotonic"})
+        if self.smoothing <= 0:
+            raise InvalidInput("smoothing must be > 0", {"field": "smoothing"})
+        mono = None if self.monotonic == "none" else self.monotonic
+        return BinningParams(METHODS[self.method], int(self.max_bins), float(self.min_bin_share),
+                             int(self.max_prebins), mono, float(self.chi_threshold), float(self.rare_share))
+
+    def _specials_for(self, col: str) -> list[Any]:
+        sv = self.special_values
+        if sv is None:
+            return []
+        if isinstance(sv, Mapping):
+            return list(sv.get(col, []))
+        return list(sv)
+
+    # ------------------------------------------------------------------ fit
+    def fit(self, X: Any, y: Any) -> Binner:
+        params = self._params()
+        df = as_frame(X)
+        yv = binary_target(y, self.bad_value)
+        if len(df) != len(yv):
+            raise InvalidInput(f"X has {len(df)} rows but y has {len(yv)}", {"field": "y"})
+        cols = list(self.columns) if self.columns is not None else [str(c) for c in df.columns]
+        absent = [c for c in cols if c not in df.columns]
+        if absent:
+            raise InvalidInput(f"columns {absent} are not in X", {"field": "columns", "missing": absent})
+        forced = set(self.categorical or [])
+        self.total_bad_ = float(yv.sum())
+        self.total_good_ = float(len(yv) - yv.sum())
+        self.bins_: dict[str, FeatureBins] = {}
+        for c in cols:
+            self.bins_[c] = self._fit_column(df[c], yv, params, c in forced)
+        self.feature_names_in_ = np.asarray(cols, dtype=object)
+        self.n_features_in_ = len(cols)
+        return self
+
+    def _fit_column(self, s: pd.Series, y: np.ndarray, p: BinningParams, forced: bool) -> FeatureBins:
+        name = str(s.name)
+        kind = column_kind(s, forced)
+        specials = self._specials_for(name)
+        manual = self.cuts.get(name) if self.cuts is not None else None
+        n = len(y)
+        if kind == "numeric":
+            x = numeric_values(s)
+            specials = [float(v) for v in specials]
+            reg = ~np.isnan(x)
+            for v in specials:
+                reg &= x != v
+            if not (~np.isnan(x)).any():
+                raise InvalidInput(f"column {name!r} has only missing values; drop it or leave it out of columns=",
+                                   {"field": name})
+            xr = x[reg]
+            if np.isinf(xr).any():
+                raise InvalidInput(
+                    f"column {name!r} holds infinite values; replace them with NaN or declare them in "
+                    f"special_values={{'{name}': [float('inf')]}}", {"field": name})
+            if manual is not None:
+                cuts = sorted({float(c) for c in manual})
+                if any(not np.isfinite(c) for c in cuts):
+                    raise InvalidInput(f"manual cuts for {name!r} must be finite numbers", {"field": name})
+                method = "manual"
+            else:
+                cuts = fit_numeric_cuts(xr, y[reg], p, n, self.total_bad_, self.total_good_)
+                method = p.method
+            fb = FeatureBins(name=name, kind="numeric", cuts=cuts, special_values=specials, method=method)
+            fb.refit_counts(x, y, self.woe_sign, self.smoothing, self.total_bad_, self.total_good_)
+            return fb
+        v = categorical_values(s)
+        miss = pd.isna(v)
+        if miss.all():
+            raise InvalidInput(f"column {name!r} has only missing values; drop it or leave it out of columns=",
+                               {"field": name})
+        specials = [str(t) for t in specials]
+        vs = _as_str(v)
+        reg = ~miss & ~np.isin(vs, np.asarray(specials, dtype=object))
+        if manual is not None:
+            groups = [[str(t) for t in g] for g in manual]
+            seen = np.unique(vs[reg])
+            listed = {t for g in groups for t in g}
+            leftover = [str(t) for t in seen if t not in listed]
+            if leftover:
+                groups.append(leftover)
+            method = "manual"
+        else:
+            groups = fit_categorical_groups(vs[reg], y[reg], p, n, self.total_bad_, self.total_good_)
+            method = p.method
+        fb = FeatureBins(name=name, kind="categorical", groups=groups, special_values=specials, method=method)
+        fb.refit_counts(v, y, self.woe_sign, self.smoothing, self.total_bad_, self.total_good_)
+        return fb
+
+    def set_cuts(self, column: str, cuts: Sequence[Any], X: Any, y: Any) -> Binner:
+        """Override one column's cut points (categorical: groups) by hand and refit its counts and WOE
+        on ``X``/``y`` (normally the training data)."""
+        check_is_fitted(self, "bins_")
+        if column not in self.bins_:
+            raise InvalidInput(f"column {column!r} was not binned; fitted columns: {list(self.bins_)}",
+                               {"field": "column"})
+        df = as_frame(X)
+        yv = binary_target(y, self.bad_value)
+        old = self.cuts
+        self.cuts = {**(dict(old) if old else {}), column: list(cuts)}
+        try:
+            self.bins_[column] = self._fit_column(df[column], yv, self._params(),
+                                                  self.bins_[column].kind == "categorical")
+        finally:
+            self.cuts = old
+        return self
+
+    # ------------------------------------------------------------------ transform
+    def _column_values(self, fb: FeatureBins, data: Any) -> np.ndarray:
+        if fb.kind == "numeric":
+            if isinstance(data, np.ndarray) and data.dtype.kind == "f":
+                return data
+            return numeric_values(pd.Series(data, name=fb.name) if not isinstance(data, pd.Series) else data)
+        if isinstance(data, pd.Series):
+            return categorical_values(data)
+        return np.asarray(data, dtype=object)
+
+    def transform(self, X: Any) -> np.ndarray:
+        """WOE (or bin index) of every binned column, as a float array in ``feature_names_in_`` order."""
+        check_is_fitted(self, "bins_")
+        names = list(self.feature_names_in_)
+        df = as_frame(X, names)
+        absent = [c for c in names if c not in df.columns]
+        if absent:
+            raise SchemaMismatch(f"columns {absent} were binned at fit time but are missing from X; add them",
+                                 {"field": "X", "missing": absent})
+        return self.transform_arrays({c: df[c] for c in names}, len(df))
+
+    def transform_arrays(self, columns: Mapping[str, Any], n_rows: int | None = None) -> np.ndarray:
+        """NumPy fast path: ``{column: 1-D array}`` -> ``(n_rows, n_features)`` float array."""
+        names = list(self.feature_names_in_)
+        if n_rows is None:
+            n_rows = len(next(iter(columns.values()))) if columns else 0
+        out = np.empty((n_rows, len(names)), dtype=np.float64)
+        for j, c in enumerate(names):
+            if c not in columns:
+                raise SchemaMismatch(f"column {c!r} is missing; the binning spec needs it", {"field": c})
+            fb = self.bins_[c]
+            idx = fb.bin_index(self._column_values(fb, columns[c]))
+            out[:, j] = fb.woe[idx] if self.output == "woe" else idx
+        return out
+
+    def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
+        check_is_fitted(self, "bins_")
+        return np.asarray(list(self.feature_names_in_), dtype=object)
+
+    # ------------------------------------------------------------------ tables
+    def iv_table(self) -> pd.DataFrame:
+        """One row per column: IV, number of regular bins, method; sorted by IV (descending)."""
+        check_is_fitted(self, "bins_")
+        rows = [{"variable": c, "iv": fb.iv, "n_bins": fb.n_regular, "kind": fb.kind, "method": fb.method}
+                for c, fb in self.bins_.items()]
+        return pd.DataFrame(rows).sort_values(["iv", "variable"], ascending=[False, True], ignore_index=True)
+
+    def bin_table(self, column: str) -> pd.DataFrame:
+        """Bins of one column: label, count, bad, good, bad rate, WOE, IV."""
+        check_is_fitted(self, "bins_")
+        d = self.bins_[column].to_dict()
+        t = pd.DataFrame(d["bins"])
+        with np.errstate(invalid="ignore", divide="ignore"):
+            t.insert(5, "bad_rate", t["bad"] / t["count"])
+        return t
+
+    # ------------------------------------------------------------------ spec
+    def to_spec(self) -> dict[str, Any]:
+        """JSON-ready dict that fully determines ``transform`` (no pickle)."""
+        check_is_fitted(self, "bins_")
+        return {
+            "format": SPEC_FORMAT, "version": SPEC_VERSION, "woe_sign": self.woe_sign,
+            "smoothing": float(self.smoothing), "output": self.output, "method": METHODS[self.method],
+            "total_bad": self.total_bad_, "total_good": self.total_good_,
+            "features": [fb.to_dict() for fb in self.bins_.values()],
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_spec(), sort_keys=False)
+
+    @classmethod
+    def from_spec(cls, spec: Mapping[str, Any] | str) -> Binner:
+        """A fitted ``Binner`` from :meth:`to_spec` output (dict or JSON text)."""
+        if isinstance(spec, str):
+            spec = json.loads(spec)
+        if not isinstance(spec, Mapping) or spec.get("format") != SPEC_FORMAT:
+            raise InvalidInput(f"not a binning spec: 'format' must be {SPEC_FORMAT!r}", {"field": "format"})
+        if int(spec.get("version", 0)) > SPEC_VERSION:
+            raise InvalidInput(f"binning spec version {spec.get('version')} is newer than this Shipyard "
+                               f"supports ({SPEC_VERSION}); upgrade shipyard-ml", {"field": "version"})
+        b = cls(method=spec.get("method", "optimal"), woe_sign=spec.get("woe_sign", "bad_over_good"),
+                smoothing=float(spec.get("smoothing", 0.5)), output=spec.get("output", "woe"))
+        b._params()
+        feats = [FeatureBins.from_dict(d) for d in spec.get("features", [])]
+        b.bins_ = {fb.name: fb for fb in feats}
+        b.feature_names_in_ = np.asarray([fb.name for fb in feats], dtype=object)
+        b.n_features_in_ = len(feats)
+        b.total_bad_ = float(spec.get("total_bad", 0.0))
+        b.total_good_ = float(spec.get("total_good", 0.0))
+        return b
