@@ -175,6 +175,10 @@ model_alias_history = Table(
     Column("version", Integer, nullable=False),
     Column("moved_at", BigInteger, nullable=False),
     Column("moved_by", String(255), nullable=False),
+    # "set" pushes a position, "rollback" pops back to the one before it
+    Column("action", String(16), nullable=False, default="set"),
+    # true when the move skipped the validation/approval checks (force=True)
+    Column("forced", Boolean, nullable=False, default=False),
     Index("ix_alias_history_name_alias", "name", "alias", "id"),
 )
 

@@ -59,6 +59,8 @@ def upgrade() -> None:
         sa.Column("version", sa.Integer(), nullable=False),
         sa.Column("moved_at", sa.BigInteger(), nullable=False),
         sa.Column("moved_by", sa.String(length=255), nullable=False),
+        sa.Column("action", sa.String(length=16), nullable=False),
+        sa.Column("forced", sa.Boolean(), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_model_alias_history")),
     )
     with op.batch_alter_table("model_alias_history", schema=None) as batch_op:
