@@ -1,0 +1,159 @@
+"""``LoadedModel``: one interface over every flavor, with a NumPy fast path.
+
+Outputs: a classifier returns the probability of the positive class (``classes[1]``) as a 1-D
+float array by default — the score risk teams cut on; a multi-class classifier returns the
+``(n, k)`` probability matrix. Pass ``labels=True`` for class labels instead (binary: ``classes[1]``
+when the probability is above 0.5, as scikit-learn, XGBoost and LightGBM decide). Regressors return
+their prediction; custom Python models return what their ``postprocess`` returns.
+
+Two ways to predict:
+
+``predict(data)``
+    ``data`` is a record (dict), a list of records, a pandas DataFrame or a 2-D array. It is checked
+    against the signature (``SchemaMismatch`` names the wrong field) and put in signature order.
+``predict_array(X)``
+    the fast path for serving: ``X`` is a float array ``(n, len(input_names))`` (or one row of
+    length ``len(input_names)``) already in ``input_names`` order. No validation, no pandas.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from shipyard.errors import ModelError
+from shipyard.models.signature import Signature, to_frame
+
+ArrayFn = Callable[[np.ndarray], Any]
+FrameFn = Callable[[Any], Any]
+
+
+class LoadedModel:
+    """A model ready to score. Built by a flavor's ``load``; completed by ``load_model``."""
+
+    def __init__(
+        self,
+        flavor: str,
+        native: Any,
+        *,
+        predict_array: ArrayFn | None = None,
+        predict_frame: FrameFn | None = None,
+        predict_labels: ArrayFn | None = None,
+        classes: Sequence[Any] | None = None,
+        feature_names: Sequence[str] | None = None,
+    ) -> None:
+        if predict_array is None and predict_frame is None:
+            raise ValueError("a flavor must give predict_array or predict_frame")
+        self.flavor = flavor
+        self.native = native
+        self.classes: list[Any] | None = list(classes) if classes is not None else None
+        self._array_fn = predict_array
+        self._frame_fn = predict_frame
+        self._labels_fn = predict_labels
+        self._feature_names = list(feature_names) if feature_names is not None else None
+        self.signature: Signature | None = None
+        self.metadata: dict[str, Any] = {}
+        self.mlmodel: dict[str, Any] = {}
+        self.path: Path | None = None
+        self.input_example: Any = None
+        self.expected_output: Any = None
+
+    # -- description --------------------------------------------------------------------------
+    @property
+    def input_names(self) -> list[str]:
+        if self.signature is not None:
+            return self.signature.input_names
+        return list(self._feature_names or [])
+
+    @property
+    def output_names(self) -> list[str]:
+        if self.signature is not None:
+            names = [getattr(s, "name", None) for s in self.signature.outputs]
+            if all(names):
+                return [str(n) for n in names]
+        if self.is_classifier and self.classes is not None and len(self.classes) > 2:
+            return [f"proba_{c}" for c in self.classes]
+        return ["score" if self.is_classifier else "prediction"]
+
+    @property
+    def is_classifier(self) -> bool:
+        return self.classes is not None
+
+    @property
+    def has_fast_path(self) -> bool:
+        """True when ``predict_array`` goes straight to the native model (no DataFrame)."""
+        return self._array_fn is not None
+
+    def __repr__(self) -> str:
+        return f"LoadedModel(flavor={self.flavor!r}, inputs={len(self.input_names)}, path={str(self.path)!r})"
+
+    # -- scoring ------------------------------------------------------------------------------
+    def predict(self, data: Any, *, labels: bool = False) -> Any:
+        """Score a record, records, DataFrame or array (validated against the signature)."""
+        if self._array_fn is None:
+            frame = self._as_frame(data)
+            return self._call(self._frame_fn, frame, labels)  # type: ignore[arg-type]
+        if self.signature is not None:
+            X = self.signature.validate(data)
+        else:
+            X = self._unchecked_array(data)
+        return self._call(self._array_fn, X, labels)
+
+    def predict_array(self, X: np.ndarray, *, labels: bool = False) -> Any:
+        """Fast path: ``X`` in ``input_names`` order; no validation, no pandas (see module doc)."""
+        if X.ndim == 1:
+            X = X.reshape(1, -1)
+        if self._array_fn is not None:
+            return self._call(self._array_fn, X, labels)
+        return self._call(self._frame_fn, to_frame(X, self.input_names or None), labels)  # type: ignore[arg-type]
+
+    def _call(self, fn: Callable[[Any], Any], data: Any, labels: bool) -> Any:
+        try:
+            if labels:
+                if self._labels_fn is not None:
+                    return self._labels_fn(data)
+                return self.labels_from_scores(fn(data))
+            return fn(data)
+        except (ValueError, TypeError, KeyError, IndexError, AttributeError, RuntimeError) as exc:
+            raise ModelError(
+                f"the {self.flavor} model raised {type(exc).__name__}: {exc}",
+                {"flavor": self.flavor, "exception": type(exc).__name__},
+            ) from exc
+
+    def labels_from_scores(self, scores: Any) -> np.ndarray:
+        """Class labels from ``predict`` scores (positive-class probability or probability matrix)."""
+        if self.classes is None:
+            raise ModelError(f"the {self.flavor} model is not a classifier; it has no labels")
+        classes = np.asarray(self.classes)
+        scores = np.asarray(scores)
+        if scores.ndim == 1:
+            return classes[(scores > 0.5).astype(np.intp)]
+        return classes[np.argmax(scores, axis=1)]
+
+    def _as_frame(self, data: Any) -> Any:
+        import pandas as pd
+
+        if self.signature is not None and not isinstance(data, pd.DataFrame):
+            X = self.signature.validate(data)
+            frame = pd.DataFrame(X, columns=self.signature.input_names)
+            if X.dtype == object:
+                frame = frame.infer_objects()
+            return frame
+        if self.signature is not None:
+            self.signature.validate(data)
+            return data[self.signature.input_names]
+        return to_frame(data, self.input_names or None)
+
+    def _unchecked_array(self, data: Any) -> np.ndarray:
+        import pandas as pd
+
+        names = self.input_names
+        if isinstance(data, np.ndarray):
+            return data.reshape(1, -1) if data.ndim == 1 else data
+        frame = data if isinstance(data, pd.DataFrame) else to_frame(data, names or None)
+        if names:
+            frame = frame[names]
+        return frame.to_numpy(dtype=np.float64)
