@@ -23,6 +23,7 @@ from shipyard.risk.binning.feature import (
     BinningParams,
     FeatureBins,
     _as_str,
+    counts_sorted,
     fit_categorical_groups,
     fit_numeric_cuts,
 )
@@ -177,16 +178,24 @@ class Binner(TransformerMixin, BaseEstimator):
                 raise InvalidInput(
                     f"column {name!r} holds infinite values; replace them with NaN or declare them in "
                     f"special_values={{'{name}': [float('inf')]}}", {"field": name})
+            yr = y[reg]
+            xs = np.sort(xr)
+            xb = np.sort(xr[yr == 1])
             if manual is not None:
                 cuts = sorted({float(c) for c in manual})
                 if any(not np.isfinite(c) for c in cuts):
                     raise InvalidInput(f"manual cuts for {name!r} must be finite numbers", {"field": name})
                 method = "manual"
             else:
-                cuts = fit_numeric_cuts(xr, y[reg], p, n, self.total_bad_, self.total_good_)
+                cuts = fit_numeric_cuts(xs, xb, p, n, self.total_bad_, self.total_good_)
                 method = p.method
             fb = FeatureBins(name=name, kind="numeric", cuts=cuts, special_values=specials, method=method)
-            fb.refit_counts(x, y, self.woe_sign, self.smoothing, self.total_bad_, self.total_good_)
+            bad, good = counts_sorted(xs, xb, np.asarray(cuts, dtype=np.float64))
+            extra = [x == v for v in specials] + [np.isnan(x)]
+            eb = [float(y[mk].sum()) for mk in extra]
+            eg = [float(mk.sum()) - b for mk, b in zip(extra, eb, strict=True)]
+            fb.set_counts(np.concatenate([bad, eb]), np.concatenate([good, eg]), self.woe_sign,
+                          self.smoothing, self.total_bad_, self.total_good_)
             return fb
         v = categorical_values(s)
         miss = pd.isna(v)

@@ -120,6 +120,12 @@ class FeatureBins:
         idx[miss] = self.missing_bin
         return idx
 
+    def set_counts(self, bad: np.ndarray, good: np.ndarray, sign: str, smoothing: float,
+                   total_bad: float, total_good: float) -> None:
+        self.bad = np.asarray(bad, dtype=np.float64)
+        self.good = np.asarray(good, dtype=np.float64)
+        self.woe, self.iv_bins = woe_iv(self.bad, self.good, total_bad, total_good, sign, smoothing)  # type: ignore[arg-type]
+
     def refit_counts(self, values: np.ndarray, y: np.ndarray, sign: str, smoothing: float,
                      total_bad: float, total_good: float) -> None:
         idx = self.bin_index(values)
@@ -182,12 +188,21 @@ def _as_str(values: np.ndarray) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------- pre-binning
-def prebin_numeric(x: np.ndarray, y: np.ndarray, max_prebins: int):
-    """Candidate cut points and (bad, good) counts of up to ``max_prebins`` pre-bins.
+def counts_sorted(xs: np.ndarray, xb: np.ndarray, cuts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(bad, good) counts of the bins ``(-inf, c1), [c1, c2), ..., [ck, inf)`` from the sorted values
+    ``xs`` and the sorted values of the bad rows ``xb`` (a few binary searches, no pass over rows)."""
+    at = np.concatenate([[0], np.searchsorted(xs, cuts, side="left"), [len(xs)]])
+    atb = np.concatenate([[0], np.searchsorted(xb, cuts, side="left"), [len(xb)]])
+    bad = np.diff(atb).astype(np.float64)
+    return bad, np.diff(at).astype(np.float64) - bad
+
+
+def prebin_numeric(xs: np.ndarray, xb: np.ndarray, max_prebins: int):
+    """Candidate cut points and (bad, good) counts of up to ``max_prebins`` pre-bins, from the sorted
+    values ``xs`` and sorted bad-row values ``xb``.
 
     Few distinct values: one pre-bin per value, cuts at midpoints. Otherwise: equal-frequency
     quantiles (data values; ties collapse)."""
-    xs = np.sort(x)
     distinct = xs[np.concatenate([[True], xs[1:] != xs[:-1]])]
     if len(distinct) <= max_prebins:
         mid = (distinct[:-1] + distinct[1:]) / 2.0
@@ -196,10 +211,8 @@ def prebin_numeric(x: np.ndarray, y: np.ndarray, max_prebins: int):
         pos = (np.arange(1, max_prebins) * len(xs)) // max_prebins
         edges = np.unique(xs[pos])
         edges = edges[edges > xs[0]]
-    idx = np.searchsorted(edges, x, side="right")
-    n = np.bincount(idx, minlength=len(edges) + 1).astype(np.float64)
-    bad = np.bincount(idx, weights=y, minlength=len(edges) + 1)
-    return edges, bad, n - bad
+    bad, good = counts_sorted(xs, xb, edges)
+    return edges, bad, good
 
 
 def select_boundaries(bad: np.ndarray, good: np.ndarray, p: BinningParams, n_total: int,
@@ -223,22 +236,22 @@ def select_boundaries(bad: np.ndarray, good: np.ndarray, p: BinningParams, n_tot
     return optimal(bad, good, p.max_bins, min_n, trend, total_bad, total_good)
 
 
-def fit_numeric_cuts(x: np.ndarray, y: np.ndarray, p: BinningParams, n_total: int,
+def fit_numeric_cuts(xs: np.ndarray, xb: np.ndarray, p: BinningParams, n_total: int,
                      total_bad: float, total_good: float) -> list[float]:
-    """Cut points for the regular (non-missing, non-special) values ``x`` of one variable."""
-    if len(x) == 0:
+    """Cut points for the regular (non-missing, non-special) values of one variable, given sorted
+    (``xs``) and sorted bad-row (``xb``) values."""
+    if len(xs) == 0:
         return []
     if p.method == "equal_width":
-        lo, hi = float(x.min()), float(x.max())
+        lo, hi = float(xs[0]), float(xs[-1])
         if lo == hi:
             return []
         return [float(c) for c in np.unique(np.linspace(lo, hi, p.max_bins + 1)[1:-1])]
     if p.method == "equal_freq":
-        xs = np.sort(x)
         pos = (np.arange(1, p.max_bins) * len(xs)) // p.max_bins
         edges = np.unique(xs[pos])
         return [float(c) for c in edges[edges > xs[0]]]
-    edges, bad, good = prebin_numeric(x, y, p.max_prebins)
+    edges, bad, good = prebin_numeric(xs, xb, p.max_prebins)
     if len(edges) == 0:
         return []
     bounds = select_boundaries(bad, good, p, n_total, total_bad, total_good)

@@ -15,45 +15,63 @@ from shipyard.risk.woe import iv_terms
 
 
 def _solve(iv: np.ndarray, rate: np.ndarray, m: int, max_bins: int, trend: str | None):
+    """Exact DP. ``dp[i, j]`` = best IV with the last bin covering pre-bins ``i..j-1``.
+
+    With a trend, the predecessor bin ``h..i-1`` must have a strictly smaller (ascending) or larger
+    (descending) bad rate than ``i..j-1``. For each ``i`` the predecessors are sorted by rate once;
+    a prefix maximum over that order plus one batched ``searchsorted`` answers every ``(i, j)``
+    query, so each extra bin costs ``O(m**2)``.
+    """
     neg = -np.inf
-    dp = np.full((m + 1, m + 1), neg)
+    size = m + 1
+    dp = np.full((size, size), neg)
     dp[0, :] = iv[0, :]
+    layers = [dp]
     best_val, best_k, best_i = (dp[0, m], 1, 0) if np.isfinite(dp[0, m]) else (neg, 0, -1)
-    back: list[np.ndarray] = []
     if trend is not None:
-        # cond[h, i, j]: the bin h..i-1 followed by the bin i..j-1 respects the trend
-        r_prev = rate[:, :, None]
-        r_next = rate[None, :, :]
-        with np.errstate(invalid="ignore"):
-            cond = (r_prev < r_next) if trend == "ascending" else (r_prev > r_next)
-    for k in range(2, max_bins + 1):
+        key = rate if trend == "ascending" else 1.0 - rate  # predecessor key must be < query key
+        key_prev = np.where(np.isnan(key), 1.5, key)  # invalid predecessors sort last
+        order = np.argsort(key_prev, axis=0, kind="stable")  # per column i, over h
+        sorted_keys = np.take_along_axis(key_prev, order, axis=0)
+        offs = 2.0 * np.arange(size)
+        flat_keys = (sorted_keys + offs[None, :]).T.ravel()  # column i occupies [i*size, (i+1)*size)
+        q = np.where(np.isnan(key), 0.0, key) + offs[:, None]  # query for (i, j)
+        pos = np.searchsorted(flat_keys, q.ravel(), side="left").reshape(size, size)
+        pos = pos - (np.arange(size) * size)[:, None]  # number of predecessors with key < query
+        has = pos > 0
+        gather = np.where(has, pos - 1, 0)
+    for _k in range(2, max_bins + 1):
         if trend is None:
-            arg = np.argmax(dp, axis=0)  # best h for each i
-            prev = dp[arg, np.arange(m + 1)]
+            prev = dp.max(axis=0)
             new = iv + prev[:, None]
-            argk = np.broadcast_to(arg[:, None], (m + 1, m + 1))
         else:
-            cand = np.where(cond, dp[:, :, None], neg)
-            argk = np.argmax(cand, axis=0)
-            prev = np.take_along_axis(cand, argk[None], axis=0)[0]
-            new = iv + prev
+            run = np.maximum.accumulate(np.take_along_axis(dp, order, axis=0), axis=0)  # [rank, i]
+            colmax = run.T  # [i, rank]
+            prev = np.take_along_axis(colmax, gather, axis=1)
+            new = np.where(has, iv + prev, neg)
         new[~np.isfinite(new)] = neg
-        back.append(argk)
         dp = new
+        layers.append(dp)
         col = dp[:, m]
         i = int(np.argmax(col))
         if col[i] > best_val + 1e-12:
-            best_val, best_k, best_i = float(col[i]), k, i
-        if not np.isfinite(dp).any():
+            best_val, best_k, best_i = float(col[i]), len(layers), i
+        if not np.isfinite(col).any() and not np.isfinite(dp).any():
             break
     if best_k == 0:
         return None, neg
-    # backtrack
     cuts: list[int] = []
     j, i = m, best_i
     for k in range(best_k, 1, -1):
         cuts.append(i)
-        h = int(back[k - 2][i, j])
+        target = layers[k - 1][i, j] - iv[i, j]
+        prev_layer = layers[k - 2][:, i]
+        ok = np.isfinite(prev_layer)
+        if trend is not None:
+            with np.errstate(invalid="ignore"):
+                ok &= (rate[:, i] < rate[i, j]) if trend == "ascending" else (rate[:, i] > rate[i, j])
+        cand = np.where(ok, prev_layer, neg)
+        h = int(np.argmin(np.where(ok, np.abs(cand - target), np.inf)))
         j, i = i, h
     return sorted(cuts), best_val
 
