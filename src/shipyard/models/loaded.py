@@ -106,6 +106,8 @@ class LoadedModel:
         """Fast path: ``X`` in ``input_names`` order; no validation, no pandas (see module doc)."""
         if X.ndim == 1:
             X = X.reshape(1, -1)
+        elif not X.flags.c_contiguous:
+            X = np.ascontiguousarray(X)  # same memory layout as predict(): identical BLAS results
         if self._array_fn is not None:
             return self._call(self._array_fn, X, labels)
         return self._call(self._frame_fn, to_frame(X, self.input_names or None), labels)  # type: ignore[arg-type]

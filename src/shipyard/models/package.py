@@ -203,9 +203,22 @@ def _resolve_signature(signature: Any, example: Any, names: list[str] | None) ->
     return None
 
 
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and value != value:
+        return None
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    if isinstance(value, bytes):
+        return value.decode("latin-1")
+    return value
+
+
 def _write_example(path: Path, frame: Any) -> None:
-    split = json.loads(frame.to_json(orient="split", index=False, date_format="iso"))
-    body = {"columns": split["columns"], "data": split["data"]}
+    """MLflow's split orient; floats written with full precision (repr), NaN as null."""
+    data = [[_jsonable(v) for v in row] for row in frame.itertuples(index=False, name=None)]
+    body = {"columns": [str(c) for c in frame.columns], "data": data}
     (path / INPUT_EXAMPLE).write_text(json.dumps(body), encoding="utf-8")
     (path / SERVING_EXAMPLE).write_text(json.dumps({"dataframe_split": body}, indent=2), encoding="utf-8")
 

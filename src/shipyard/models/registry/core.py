@@ -1,0 +1,543 @@
+"""The model registry: registered models, immutable versions, integrity-checked loading.
+
+A version is registered in one transaction that holds the model's lock (a row lock on PostgreSQL,
+the database write lock on SQLite) while its files are copied to ``models/<name>/<version>/``, so
+version numbers are 1..n with no gaps or duplicates across processes, and a failure leaves neither a
+row nor files. Deleted versions keep their row (``lifecycle='deleted'``) so numbers are never reused.
+The release workflow (validation, approval, aliases, rollback) lives in ``release.py``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import shutil
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+from shipyard.models.registry.release import ReleaseWorkflow
+from sqlalchemy.engine import Connection
+
+from shipyard.artifacts import sha256_dir
+from shipyard.errors import AlreadyExists, IntegrityError, InvalidInput, NotFound
+from shipyard.models.registry import names
+from shipyard.models.registry.records import PENDING, ModelVersion, RegisteredModel
+from shipyard.models.registry.sources import inspect_model_dir, resolve_source
+from shipyard.store import now_ms
+from shipyard.store.events import list_events, record_event
+from shipyard.store.schema import artifacts as artifacts_table
+from shipyard.store.schema import model_aliases, model_versions, registered_models
+
+if TYPE_CHECKING:
+    from shipyard.models.loaded import LoadedModel
+    from shipyard.workspace import Workspace
+
+log = logging.getLogger(__name__)
+
+LIVE = "active"
+DELETED = "deleted"
+OWNER_KIND = "model_version"
+
+
+def _artifact_prefix(name: str, version: int) -> str:
+    return f"models/{name}/{version}"
+
+
+def _check_mapping(value: Any, field: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise InvalidInput(f"{field} must be a mapping of name to value, got {type(value).__name__}", {"field": field})
+    return {str(k): v for k, v in value.items()}
+
+
+def _check_metrics(value: Any) -> dict[str, float]:
+    out = {}
+    for key, number in _check_mapping(value, "metrics").items():
+        if isinstance(number, bool) or not isinstance(number, (int, float)) or not math.isfinite(number):
+            raise InvalidInput(
+                f"metric {key!r} has value {number!r}; metrics must be finite numbers",
+                {"field": f"metrics.{key}"},
+            )
+        out[key] = float(number)
+    return out
+
+
+def _check_lineage(value: Any) -> dict[str, Any]:
+    lineage = _check_mapping(value, "lineage")
+    known = {"dataset_version", "feature_views", "feature_service"}
+    unknown = sorted(set(lineage) - known)
+    if unknown:
+        raise InvalidInput(
+            f"lineage key(s) {unknown} are not known; use {sorted(known)}",
+            {"field": "lineage", "unknown": unknown},
+        )
+    views = lineage.get("feature_views")
+    if views is not None and (not isinstance(views, (list, tuple)) or not all(isinstance(v, str) for v in views)):
+        raise InvalidInput("lineage.feature_views must be a list of feature view names", {"field": "lineage.feature_views"})
+    if "feature_views" in lineage:
+        lineage["feature_views"] = list(views or [])
+    return lineage
+
+
+class Registry(ReleaseWorkflow):
+    """``ws.registry``: register, validate, approve, alias, roll back and load model versions."""
+
+    def __init__(self, ws: Workspace) -> None:
+        self.ws = ws
+        self._cache: dict[tuple[str, int], tuple[str, LoadedModel]] = {}
+        self._cache_lock = threading.Lock()
+        super().__init__()
+
+    # -- models --------------------------------------------------------------------------------
+    def create_model(
+        self,
+        name: str,
+        description: str = "",
+        requires_approval: bool = True,
+        tags: Mapping[str, Any] | None = None,
+        *,
+        actor: str | None = None,
+    ) -> RegisteredModel:
+        names.check_model_name(name)
+        tag_map = _check_mapping(tags, "tags")
+        user = actor or self.ws.user
+        with self.ws.store.begin() as conn:
+            if conn.execute(sa.select(registered_models.c.name).where(registered_models.c.name == name)).first():
+                raise AlreadyExists(
+                    f"model {name!r} already exists; register a new version of it or pick another name",
+                    {"field": "name", "name": name},
+                )
+            self._insert_model(conn, name, description, requires_approval, tag_map, user)
+        return self.get_model(name)
+
+    def _insert_model(
+        self, conn: Connection, name: str, description: str, requires_approval: bool, tags: dict[str, Any], user: str
+    ) -> None:
+        ts = now_ms()
+        conn.execute(
+            registered_models.insert().values(
+                name=name,
+                description=description or "",
+                requires_approval=bool(requires_approval),
+                tags=tags,
+                created_at=ts,
+                updated_at=ts,
+                created_by=user,
+            )
+        )
+        record_event(conn, user, "model.created", names.subject(name),
+                     {"requires_approval": bool(requires_approval), "description": description or ""})
+
+    def _ensure_model(self, name: str, user: str) -> None:
+        with self.ws.store.read() as conn:
+            if conn.execute(sa.select(registered_models.c.name).where(registered_models.c.name == name)).first():
+                return
+        try:
+            with self.ws.store.begin() as conn:
+                if not conn.execute(
+                    sa.select(registered_models.c.name).where(registered_models.c.name == name)
+                ).first():
+                    self._insert_model(conn, name, "", True, {}, user)
+        except sa.exc.IntegrityError:
+            pass  # created by a concurrent registration
+
+    def get_model(self, name: str) -> RegisteredModel:
+        names.check_model_name(name)
+        with self.ws.store.read() as conn:
+            row = conn.execute(sa.select(registered_models).where(registered_models.c.name == name)).first()
+            if row is None:
+                raise self._model_not_found(conn, name)
+            return self._model_record(conn, row._mapping)
+
+    def list_models(self) -> list[RegisteredModel]:
+        with self.ws.store.read() as conn:
+            rows = conn.execute(sa.select(registered_models).order_by(registered_models.c.name)).all()
+            return [self._model_record(conn, row._mapping) for row in rows]
+
+    def _model_record(self, conn: Connection, row: Mapping[str, Any]) -> RegisteredModel:
+        latest = conn.execute(
+            sa.select(sa.func.max(model_versions.c.version)).where(
+                model_versions.c.name == row["name"], model_versions.c.lifecycle == LIVE
+            )
+        ).scalar()
+        aliases = dict(
+            conn.execute(
+                sa.select(model_aliases.c.alias, model_aliases.c.version)
+                .where(model_aliases.c.name == row["name"])
+                .order_by(model_aliases.c.alias)
+            ).all()
+        )
+        return RegisteredModel(
+            name=row["name"],
+            description=row["description"],
+            requires_approval=bool(row["requires_approval"]),
+            tags=dict(row["tags"] or {}),
+            created_at=row["created_at"],
+            updated_at=row["updated_at"],
+            created_by=row["created_by"],
+            latest_version=latest,
+            aliases=aliases,
+        )
+
+    def _model_not_found(self, conn: Connection, name: str) -> NotFound:
+        known = [r[0] for r in conn.execute(sa.select(registered_models.c.name).order_by(registered_models.c.name).limit(20))]
+        return NotFound(
+            f"model {name!r} is not registered; known models: {known or 'none'} "
+            "(register a version with registry.register(path, name))",
+            {"name": name},
+        )
+
+    # -- registration --------------------------------------------------------------------------
+    def register(
+        self,
+        path_or_run_artifact: str | Path,
+        name: str,
+        run_id: str | None = None,
+        lineage: Mapping[str, Any] | None = None,
+        tags: Mapping[str, Any] | None = None,
+        metrics: Mapping[str, Any] | None = None,
+        await_validation: bool = False,
+        *,
+        actor: str | None = None,
+        validation_timeout: float = 300.0,
+    ) -> ModelVersion:
+        """Copy a model folder (or ``runs:/RUN/PATH``) in as the next version and start validation."""
+        names.check_model_name(name)
+        lineage_map = _check_lineage(lineage)
+        tag_map = _check_mapping(tags, "tags")
+        metric_map = _check_metrics(metrics)
+        user = actor or self.ws.user
+        with resolve_source(self.ws, path_or_run_artifact, run_id) as (folder, source_run):
+            flavor, signature = inspect_model_dir(folder)
+            local_sha, local_size = sha256_dir(folder)
+            if local_size == 0 and not any(folder.iterdir()):
+                raise InvalidInput(f"model folder {str(folder)!r} is empty", {"field": "path"})
+            self._ensure_model(name, user)
+            version = self._store_version(
+                name, folder, local_sha, flavor, signature, source_run, lineage_map, tag_map, metric_map, user
+            )
+        log.info("registered model %s version %d (%s, sha256 %s)", name, version, flavor, local_sha[:12])
+        self.start_validation(name, version, actor=user)
+        if await_validation:
+            return self.wait_for_validation(name, version, timeout=validation_timeout)
+        return self.get_version(name, version)
+
+    def _store_version(
+        self,
+        name: str,
+        folder: Path,
+        local_sha: str,
+        flavor: str,
+        signature: dict[str, Any] | None,
+        source_run: str | None,
+        lineage: dict[str, Any],
+        tags: dict[str, Any],
+        metrics: dict[str, float],
+        user: str,
+    ) -> int:
+        store = self.ws.artifacts
+        with self.ws.store.begin() as conn:
+            self._lock_model(conn, name)
+            version = (
+                conn.execute(sa.select(sa.func.max(model_versions.c.version)).where(model_versions.c.name == name)).scalar()
+                or 0
+            ) + 1
+            prefix = _artifact_prefix(name, version)
+            try:
+                store.delete(prefix)  # leftovers of an attempt that crashed before committing
+                whole, files = store.put_dir(prefix, folder)
+                if whole.sha256 != local_sha:
+                    raise IntegrityError(
+                        f"model folder {str(folder)!r} changed while it was being copied; register it again "
+                        "once nothing writes to it",
+                        {"path": str(folder)},
+                    )
+                ts = now_ms()
+                conn.execute(
+                    model_versions.insert().values(
+                        name=name, version=version, source_run_id=source_run, artifact_uri=whole.uri,
+                        sha256=whole.sha256, size=whole.size, flavor=flavor, signature=signature,
+                        metrics=metrics, tags=tags, lineage=lineage, status=PENDING, status_reason="",
+                        validation={}, created_by=user, created_at=ts, lifecycle=LIVE,
+                    )
+                )
+                if files:
+                    conn.execute(
+                        artifacts_table.insert(),
+                        [
+                            {"owner_kind": OWNER_KIND, "owner_id": f"{name}/{version}", "path": f.path,
+                             "uri": f.uri, "sha256": f.sha256, "size": f.size, "created_at": ts}
+                            for f in files
+                        ],
+                    )
+                conn.execute(registered_models.update().where(registered_models.c.name == name).values(updated_at=ts))
+                record_event(conn, user, "model.version_registered", names.subject(name, str(version)), {
+                    "version": version, "sha256": whole.sha256, "size": whole.size, "flavor": flavor,
+                    "source_run_id": source_run, "files": len(files),
+                })
+            except BaseException:
+                # Still holding the model lock: nobody else can be writing under this prefix.
+                try:
+                    store.delete(prefix)
+                except Exception:  # noqa: BLE001 - keep the original error
+                    log.warning("could not remove partial upload %s", prefix, exc_info=True)
+                raise
+        return version
+
+    def _lock_model(self, conn: Connection, name: str) -> Mapping[str, Any]:
+        """Serialize changes to one model: row lock on PostgreSQL (SQLite already holds the write lock)."""
+        row = conn.execute(
+            sa.select(registered_models).where(registered_models.c.name == name).with_for_update()
+        ).first()
+        if row is None:
+            raise self._model_not_found(conn, name)
+        return row._mapping
+
+    # -- versions ------------------------------------------------------------------------------
+    def get_version(self, name: str, version_or_alias: int | str) -> ModelVersion:
+        names.check_model_name(name)
+        ref = names.parse_ref(version_or_alias)
+        with self.ws.store.read() as conn:
+            row = self._version_row(conn, name, ref)
+            return self._version_record(conn, row)
+
+    def list_versions(self, name: str, status: str | None = None) -> list[ModelVersion]:
+        names.check_model_name(name)
+        with self.ws.store.read() as conn:
+            if not conn.execute(sa.select(registered_models.c.name).where(registered_models.c.name == name)).first():
+                raise self._model_not_found(conn, name)
+            query = (
+                sa.select(model_versions)
+                .where(model_versions.c.name == name, model_versions.c.lifecycle == LIVE)
+                .order_by(model_versions.c.version)
+            )
+            if status:
+                query = query.where(model_versions.c.status == status)
+            aliases = self._aliases_by_version(conn, name)
+            return [self._version_record(conn, row._mapping, aliases) for row in conn.execute(query)]
+
+    def _aliases_by_version(self, conn: Connection, name: str) -> dict[int, list[str]]:
+        out: dict[int, list[str]] = {}
+        for alias, version in conn.execute(
+            sa.select(model_aliases.c.alias, model_aliases.c.version)
+            .where(model_aliases.c.name == name)
+            .order_by(model_aliases.c.alias)
+        ):
+            out.setdefault(version, []).append(alias)
+        return out
+
+    def _version_row(self, conn: Connection, name: str, ref: int | str, *, lock: bool = False) -> Mapping[str, Any]:
+        if ref == names.LATEST:
+            version = conn.execute(
+                sa.select(sa.func.max(model_versions.c.version)).where(
+                    model_versions.c.name == name, model_versions.c.lifecycle == LIVE
+                )
+            ).scalar()
+            if version is None:
+                raise NotFound(f"model {name!r} has no versions yet; register one first", {"name": name})
+        elif isinstance(ref, str):
+            version = conn.execute(
+                sa.select(model_aliases.c.version).where(model_aliases.c.name == name, model_aliases.c.alias == ref)
+            ).scalar()
+            if version is None:
+                if not conn.execute(sa.select(registered_models.c.name).where(registered_models.c.name == name)).first():
+                    raise self._model_not_found(conn, name)
+                known = sorted(self._aliases_by_version(conn, name).items())
+                raise NotFound(
+                    f"model {name!r} has no alias {ref!r}; its aliases: "
+                    f"{[a for _, aliases in known for a in aliases] or 'none'} (set one with set_alias)",
+                    {"name": name, "alias": ref},
+                )
+        else:
+            version = ref
+        query = sa.select(model_versions).where(
+            model_versions.c.name == name, model_versions.c.version == version, model_versions.c.lifecycle == LIVE
+        )
+        if lock:
+            query = query.with_for_update()
+        row = conn.execute(query).first()
+        if row is None:
+            if not conn.execute(sa.select(registered_models.c.name).where(registered_models.c.name == name)).first():
+                raise self._model_not_found(conn, name)
+            live = [r[0] for r in conn.execute(
+                sa.select(model_versions.c.version)
+                .where(model_versions.c.name == name, model_versions.c.lifecycle == LIVE)
+                .order_by(model_versions.c.version)
+            )]
+            raise NotFound(
+                f"model {name!r} has no version {version}; its versions: {live or 'none'}",
+                {"name": name, "version": version},
+            )
+        return row._mapping
+
+    def _version_record(
+        self, conn: Connection, row: Mapping[str, Any], aliases: dict[int, list[str]] | None = None
+    ) -> ModelVersion:
+        if aliases is None:
+            aliases = self._aliases_by_version(conn, row["name"])
+        return ModelVersion(
+            name=row["name"],
+            version=row["version"],
+            status=row["status"],
+            status_reason=row["status_reason"] or "",
+            flavor=row["flavor"],
+            sha256=row["sha256"],
+            size=row["size"],
+            artifact_path=_artifact_prefix(row["name"], row["version"]),
+            artifact_uri=row["artifact_uri"],
+            source_run_id=row["source_run_id"],
+            signature=row["signature"],
+            metrics=dict(row["metrics"] or {}),
+            tags=dict(row["tags"] or {}),
+            lineage=dict(row["lineage"] or {}),
+            validation=dict(row["validation"] or {}),
+            approved_by=row["approved_by"],
+            approved_at=row["approved_at"],
+            created_by=row["created_by"],
+            created_at=row["created_at"],
+            aliases=aliases.get(row["version"], []),
+        )
+
+    def delete_version(self, name: str, version: int | str, *, actor: str | None = None) -> None:
+        """Delete a version's files; refused while an alias points at it. Its number is not reused."""
+        names.check_model_name(name)
+        number = names.check_version(version)
+        user = actor or self.ws.user
+        with self.ws.store.begin() as conn:
+            self._lock_model(conn, name)
+            row = self._version_row(conn, name, number, lock=True)
+            pointing = [a for (a,) in conn.execute(
+                sa.select(model_aliases.c.alias)
+                .where(model_aliases.c.name == name, model_aliases.c.version == number)
+                .order_by(model_aliases.c.alias)
+            )]
+            if pointing:
+                raise Conflict_(name, number, pointing)
+            conn.execute(
+                model_versions.update()
+                .where(model_versions.c.name == name, model_versions.c.version == number)
+                .values(lifecycle=DELETED)
+            )
+            conn.execute(
+                artifacts_table.delete().where(
+                    artifacts_table.c.owner_kind == OWNER_KIND, artifacts_table.c.owner_id == f"{name}/{number}"
+                )
+            )
+            record_event(conn, user, "model.version_deleted", names.subject(name, str(number)),
+                         {"version": number, "sha256": row["sha256"]})
+        self._forget(name, number)
+        self.ws.artifacts.delete(_artifact_prefix(name, number))
+
+    def history(self, name: str, limit: int = 200) -> list[dict[str, Any]]:
+        """The model's audit events, newest first."""
+        names.check_model_name(name)
+        return list_events(self.ws.store, names.subject(name), limit=limit)
+
+    # -- integrity, download and load ----------------------------------------------------------
+    def verify(self, name: str, version_or_alias: int | str) -> ModelVersion:
+        """Check the stored files against the recorded sha256; NotFound/IntegrityError otherwise."""
+        mv = self.get_version(name, version_or_alias)
+        self._verify_stored(mv)
+        return mv
+
+    def _recorded_files(self, mv: ModelVersion) -> list[str]:
+        with self.ws.store.read() as conn:
+            return [p for (p,) in conn.execute(
+                sa.select(artifacts_table.c.path)
+                .where(artifacts_table.c.owner_kind == OWNER_KIND, artifacts_table.c.owner_id == f"{mv.name}/{mv.version}")
+                .order_by(artifacts_table.c.path)
+            )]
+
+    def _verify_stored(self, mv: ModelVersion) -> None:
+        present = set(self.ws.artifacts.list(mv.artifact_path))
+        for path in self._recorded_files(mv):
+            if path not in present:
+                raise NotFound(
+                    f"file {path!r} of model {mv.name!r} version {mv.version} is missing from the artifact "
+                    f"store {self.ws.artifacts.root!r}; restore it from backup, or delete the version and "
+                    "register the model again",
+                    {"name": mv.name, "version": mv.version, "path": path},
+                )
+        self.ws.artifacts.verify_dir(mv.artifact_path, mv.sha256)
+
+    def download(self, name: str, version_or_alias: int | str, dst: str | Path) -> Path:
+        """Copy a version's model folder into ``dst`` (which must be empty) after checking its sha256."""
+        mv = self.get_version(name, version_or_alias)
+        target = Path(dst)
+        if target.exists() and (not target.is_dir() or any(target.iterdir())):
+            raise InvalidInput(
+                f"download target {str(target)!r} is not an empty folder; give a new or empty folder",
+                {"field": "dst"},
+            )
+        self._fetch_verified(mv, target)
+        return target
+
+    def _fetch_verified(self, mv: ModelVersion, target: Path) -> None:
+        recorded = self._recorded_files(mv)
+        present = set(self.ws.artifacts.list(mv.artifact_path))
+        missing = [p for p in recorded if p not in present]
+        if missing:
+            self._verify_stored(mv)  # raises NotFound naming the file
+        self.ws.artifacts.download(mv.artifact_path, target)
+        actual, _ = sha256_dir(target)
+        if actual != mv.sha256:
+            shutil.rmtree(target, ignore_errors=True)
+            raise IntegrityError(
+                f"model {mv.name!r} version {mv.version} does not match its recorded sha256 (files were "
+                "changed, added or removed in the artifact store); restore them or register the model again",
+                {"name": mv.name, "version": mv.version, "expected_sha256": mv.sha256, "actual_sha256": actual},
+            )
+
+    def local_model_dir(self, mv: ModelVersion) -> Path:
+        """A verified local folder holding the version's files (in place for a local store)."""
+        if self.ws.artifacts.is_local:
+            self._verify_stored(mv)
+            return self.ws.artifacts.local_path(mv.artifact_path)
+        cache = self.ws.settings.state_dir / "cache" / "models" / mv.name / f"{mv.version}-{mv.sha256[:16]}"
+        if cache.is_dir() and sha256_dir(cache)[0] == mv.sha256:
+            return cache
+        shutil.rmtree(cache, ignore_errors=True)
+        partial = cache.with_name(cache.name + ".part")
+        shutil.rmtree(partial, ignore_errors=True)
+        self._fetch_verified(mv, partial)
+        partial.rename(cache)
+        return cache
+
+    def load(self, name: str, version_or_alias: int | str = names.LATEST) -> LoadedModel:
+        """Load a version (number, alias or 'latest') after its sha256 matched; cached per version."""
+        mv = self.get_version(name, version_or_alias)
+        key = (mv.name, mv.version)
+        with self._cache_lock:
+            hit = self._cache.get(key)
+        if hit is not None and hit[0] == mv.sha256:
+            return hit[1]
+        model = self._load_verified(mv)
+        with self._cache_lock:
+            self._cache[key] = (mv.sha256, model)
+        return model
+
+    def _load_verified(self, mv: ModelVersion) -> LoadedModel:
+        from shipyard.models.package import load_model
+
+        folder = self.local_model_dir(mv)  # sha256 checked before anything is unpickled
+        return load_model(folder, trusted=True)
+
+    def _forget(self, name: str, version: int | None = None) -> None:
+        with self._cache_lock:
+            for key in [k for k in self._cache if k[0] == name and (version is None or k[1] == version)]:
+                del self._cache[key]
+
+
+def Conflict_(name: str, version: int, aliases: list[str]) -> Exception:  # noqa: N802 - error factory
+    from shipyard.errors import Conflict
+
+    listed = ", ".join(repr(a) for a in aliases)
+    return Conflict(
+        f"model {name!r} version {version} cannot be deleted: alias {listed} points at it; move the "
+        f"alias to another version (set_alias) or delete the alias first",
+        {"name": name, "version": version, "aliases": aliases},
+    )
