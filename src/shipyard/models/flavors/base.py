@@ -57,6 +57,7 @@ FLAVORS: dict[str, str] = {
     "xgboost": "shipyard.models.flavors.xgboost",
     "lightgbm": "shipyard.models.flavors.lightgbm",
     "onnx": "shipyard.models.flavors.onnx",
+    "scorecard": "shipyard.models.flavors.scorecard",
     "sklearn": "shipyard.models.flavors.sklearn",
 }
 
