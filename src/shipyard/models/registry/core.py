@@ -18,13 +18,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
-from shipyard.models.registry.release import ReleaseWorkflow
 from sqlalchemy.engine import Connection
 
 from shipyard.artifacts import sha256_dir
-from shipyard.errors import AlreadyExists, IntegrityError, InvalidInput, NotFound
+from shipyard.errors import AlreadyExists, Conflict, IntegrityError, InvalidInput, NotFound
 from shipyard.models.registry import names
 from shipyard.models.registry.records import PENDING, ModelVersion, RegisteredModel
+from shipyard.models.registry.release import ReleaseWorkflow
 from shipyard.models.registry.sources import inspect_model_dir, resolve_source
 from shipyard.store import now_ms
 from shipyard.store.events import list_events, record_event
@@ -416,7 +416,11 @@ class Registry(ReleaseWorkflow):
                 .order_by(model_aliases.c.alias)
             )]
             if pointing:
-                raise Conflict_(name, number, pointing)
+                raise Conflict(
+                    f"model {name!r} version {number} cannot be deleted: alias {', '.join(map(repr, pointing))} "
+                    "points at it; move the alias to another version (set_alias) or delete the alias first",
+                    {"name": name, "version": number, "aliases": pointing},
+                )
             conn.execute(
                 model_versions.update()
                 .where(model_versions.c.name == name, model_versions.c.version == number)
@@ -531,13 +535,3 @@ class Registry(ReleaseWorkflow):
             for key in [k for k in self._cache if k[0] == name and (version is None or k[1] == version)]:
                 del self._cache[key]
 
-
-def Conflict_(name: str, version: int, aliases: list[str]) -> Exception:  # noqa: N802 - error factory
-    from shipyard.errors import Conflict
-
-    listed = ", ".join(repr(a) for a in aliases)
-    return Conflict(
-        f"model {name!r} version {version} cannot be deleted: alias {listed} points at it; move the "
-        f"alias to another version (set_alias) or delete the alias first",
-        {"name": name, "version": version, "aliases": aliases},
-    )

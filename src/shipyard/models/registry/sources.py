@@ -27,19 +27,21 @@ PYFUNC = "python_function"
 
 
 def model_flavor(mlmodel: dict[str, Any], path: Path) -> str:
-    """The flavor Shipyard loads the model with: a known native section, else MLflow's pyfunc."""
-    from shipyard.models.flavors.base import FLAVORS, LOAD_ONLY
+    """The flavor Shipyard will load the model with (the same choice ``load_model`` makes)."""
+    from shipyard.models.flavors.base import FLAVORS, LOAD_ONLY, get_flavor
+    from shipyard.models.mlmodel import read_shipyard_file
 
     flavors = mlmodel.get("flavors") or {}
-    natives = [key for key in flavors if key != PYFUNC]
-    for key in natives:
-        if key in FLAVORS or key in LOAD_ONLY:
+    pyfunc = flavors.get(PYFUNC) or {}
+    wanted = read_shipyard_file(path).get("flavor") or pyfunc.get("shipyard_flavor")
+    if wanted:
+        if wanted not in FLAVORS and wanted not in LOAD_ONLY:
+            get_flavor(str(wanted))  # InvalidInput naming the known flavors
+        return str(wanted)
+    for key in flavors:
+        if key in FLAVORS:
             return key
-    loader = str((flavors.get(PYFUNC) or {}).get("loader_module", ""))
-    if loader.startswith("shipyard."):
-        # Shipyard's own pyfunc entry: the native section names the flavor.
-        pass
-    elif loader.startswith("mlflow.") and "mlflow_pyfunc" in LOAD_ONLY:
+    if str(pyfunc.get("loader_module") or "").startswith("mlflow."):
         return "mlflow_pyfunc"
     raise InvalidInput(
         f"model in {str(path)!r} has flavor(s) {sorted(flavors)} and Shipyard loads none of them; "
