@@ -52,8 +52,10 @@ def read_mlmodel(path: str | Path) -> dict[str, Any]:
     try:
         doc = yaml.safe_load(file.read_text(encoding="utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        mark = getattr(exc, "problem_mark", None)
+        reason = f"line {mark.line + 1}: {getattr(exc, 'problem', exc)}" if mark else str(exc).splitlines()[0]
         raise InvalidInput(
-            f"MLmodel file {str(file)!r} is not valid YAML ({exc.__class__.__name__}: {exc}); "
+            f"MLmodel file {str(file)!r} is not valid YAML ({reason}); "
             "the model directory is corrupt — re-save or re-download the model",
             {"path": str(file)},
         ) from exc
