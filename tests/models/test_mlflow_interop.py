@@ -18,7 +18,7 @@ from shipyard.errors import Forbidden
 from shipyard.models import load_model, save_model
 from shipyard.models.python_model import PythonModel
 
-mlflow = pytest.importorskip("mlflow")
+pytest.importorskip("mlflow")
 import mlflow.lightgbm  # noqa: E402
 import mlflow.pyfunc  # noqa: E402
 import mlflow.sklearn  # noqa: E402
