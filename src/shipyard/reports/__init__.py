@@ -6,7 +6,7 @@ Used by data-quality profiles, model reports, monitoring and the feature store::
     html = render_report("My report", [Section("Summary", [Metrics({"auc": 0.78})])])
 """
 
-from shipyard.reports.charts import bar_chart, histogram, line_chart
+from shipyard.reports.charts import bar_chart, heatmap, histogram, line_chart
 from shipyard.reports.render import (
     Chart,
     Metrics,
@@ -27,6 +27,7 @@ __all__ = [
     "Text",
     "bar_chart",
     "dumps_json",
+    "heatmap",
     "histogram",
     "line_chart",
     "render_report",

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["PALETTE", "bar_chart", "histogram", "line_chart"]
+__all__ = ["PALETTE", "bar_chart", "heatmap", "histogram", "line_chart"]
 
 PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf"]
 _M = {"left": 56, "right": 16, "top": 30, "bottom": 44}
@@ -280,5 +280,53 @@ def histogram(
         if lo <= t <= hi:
             parts.append(f'<text x="{sx(t):.1f}" y="{y0 + 14}" text-anchor="middle">{_fmt(t)}</text>')
     parts.append(f'<line x1="{x0}" y1="{y0}" x2="{x1}" y2="{y0}" stroke="#333"/>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def heatmap(
+    matrix: Sequence[Sequence[float]] | np.ndarray,
+    labels: Sequence[str],
+    *,
+    title: str = "",
+    cell: int = 0,
+    vmin: float = -1.0,
+    vmax: float = 1.0,
+) -> str:
+    """Square matrix as coloured cells (blue negative, white 0, red positive); NaN cells grey.
+
+    Meant for correlation matrices; ``cell`` is the cell size in pixels (auto when 0).
+    """
+    m = np.asarray(matrix, dtype=float)
+    k = len(labels)
+    size = cell or max(6, min(28, 560 // max(k, 1)))
+    pad_left, pad_top = 120, 24 + (18 if title else 0)
+    width, height = pad_left + k * size + 10, pad_top + k * size + 110
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+             f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="10" role="img">']
+    if title:
+        parts.append(f'<text x="{width / 2}" y="16" text-anchor="middle" font-size="13" '
+                     f'font-weight="bold">{escape(title)}</text>')
+    span = (vmax - vmin) or 1.0
+    for i in range(k):
+        for j in range(k):
+            v = m[i, j]
+            if not np.isfinite(v):
+                color = "#cccccc"
+            else:
+                t = min(max((v - vmin) / span * 2 - 1, -1.0), 1.0)
+                fade = int(255 * (1 - abs(t)))
+                color = f"#ff{fade:02x}{fade:02x}" if t >= 0 else f"#{fade:02x}{fade:02x}ff"
+            parts.append(f'<rect x="{pad_left + j * size}" y="{pad_top + i * size}" width="{size}" '
+                         f'height="{size}" fill="{color}"><title>{escape(str(labels[i]))} × '
+                         f'{escape(str(labels[j]))}: {_fmt(float(v)) if np.isfinite(v) else "n/a"}</title></rect>')
+    if size >= 8:
+        for i, lab in enumerate(labels):
+            y = pad_top + i * size + size / 2 + 3
+            parts.append(f'<text x="{pad_left - 4}" y="{y:.1f}" text-anchor="end">{escape(str(lab)[:18])}</text>')
+            x = pad_left + i * size + size / 2
+            yb = pad_top + k * size + 6
+            parts.append(f'<text x="{x:.1f}" y="{yb}" text-anchor="end" '
+                         f'transform="rotate(-60 {x:.1f} {yb})">{escape(str(lab)[:18])}</text>')
     parts.append("</svg>")
     return "".join(parts)

@@ -1,0 +1,1 @@
+"""Data sources, versioned datasets, profiling and data-quality reports."""
