@@ -58,6 +58,7 @@ FLAVORS: dict[str, str] = {
     "lightgbm": "shipyard.models.flavors.lightgbm",
     "onnx": "shipyard.models.flavors.onnx",
     "scorecard": "shipyard.models.flavors.scorecard",
+    "ruleset": "shipyard.models.flavors.ruleset",
     "sklearn": "shipyard.models.flavors.sklearn",
 }
 
