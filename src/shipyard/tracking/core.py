@@ -142,6 +142,13 @@ class Tracking:
             )
         return found
 
+    def count_runs(self, experiment_id: int) -> int:
+        query = sa.select(sa.func.count()).select_from(runs).where(
+            runs.c.experiment_id == experiment_id, runs.c.lifecycle == "active"
+        )
+        with self.store.read() as conn:
+            return int(conn.execute(query).scalar_one())
+
     def list_experiments(self) -> list[Experiment]:
         with self.store.read() as conn:
             rows = conn.execute(sa.select(experiments).order_by(experiments.c.id)).all()

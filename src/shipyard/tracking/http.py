@@ -1,0 +1,172 @@
+"""REST routes for run tracking (mounted under /api/v1). Each route is one call into ``Tracking``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Query, Request
+from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
+
+from shipyard.tracking.core import DEFAULT_EXPERIMENT
+from shipyard.tracking.entities import FINISHED, RunRecord
+from shipyard.workspace import Workspace
+
+Scalar = str | int | float | bool
+
+
+class ExperimentIn(BaseModel):
+    name: str = Field(min_length=1, max_length=255)
+    tags: dict[str, Scalar] = Field(default_factory=dict)
+
+
+class RunIn(BaseModel):
+    experiment: str = Field(default=DEFAULT_EXPERIMENT, min_length=1, max_length=255)
+    name: str | None = Field(default=None, max_length=255)
+    parent_run_id: str | None = None
+    tags: dict[str, Scalar] = Field(default_factory=dict)
+    source_name: str | None = None
+    source_git_commit: str | None = Field(default=None, max_length=64)
+
+
+class MetricIn(BaseModel):
+    key: str
+    value: float
+    step: int | None = None
+    timestamp: int | None = None
+
+
+class LogBatchIn(BaseModel):
+    metrics: list[MetricIn] = Field(default_factory=list)
+    params: dict[str, Scalar] = Field(default_factory=dict)
+    tags: dict[str, Scalar] = Field(default_factory=dict)
+
+
+class ParamsIn(BaseModel):
+    params: dict[str, Scalar]
+
+
+class TagsIn(BaseModel):
+    tags: dict[str, Scalar]
+
+
+class EndIn(BaseModel):
+    status: str = FINISHED
+
+
+class RunUpdateIn(BaseModel):
+    name: str | None = None
+    status: str | None = None
+
+
+class SearchIn(BaseModel):
+    experiment: str | list[str] | None = None
+    filter: str | None = None
+    order_by: list[str] | None = None
+    max_results: int = Field(default=1000, ge=1, le=50_000)
+    offset: int = Field(default=0, ge=0)
+    include_deleted: bool = False
+
+
+class CompareIn(BaseModel):
+    run_ids: list[str] = Field(min_length=1)
+
+
+def _record(record: RunRecord) -> dict[str, Any]:
+    return record.to_dict()
+
+
+def router(ws: Workspace) -> APIRouter:
+    api = APIRouter(tags=["tracking"])
+
+    def tracking() -> Any:
+        return ws.tracking
+
+    @api.get("/experiments")
+    def list_experiments() -> dict[str, Any]:
+        return {"experiments": [e.to_dict() for e in tracking().list_experiments()]}
+
+    @api.post("/experiments", status_code=201)
+    def create_experiment(body: ExperimentIn) -> dict[str, Any]:
+        return tracking().create_experiment(body.name, body.tags).to_dict()
+
+    @api.get("/experiments/{name_or_id:path}")
+    def get_experiment(name_or_id: str) -> dict[str, Any]:
+        return tracking().get_experiment(name_or_id).to_dict()
+
+    @api.post("/runs", status_code=201)
+    def create_run(body: RunIn) -> dict[str, Any]:
+        info = tracking().create_run(
+            body.experiment, name=body.name, parent_run_id=body.parent_run_id, tags=body.tags,
+            source_name=body.source_name, source_git_commit=body.source_git_commit,
+        )
+        return {"info": info.to_dict(), "params": {}, "tags": dict(body.tags), "metrics": {}}
+
+    @api.post("/runs/search")
+    def search_runs(body: SearchIn) -> dict[str, Any]:
+        found = tracking().search_runs(
+            body.experiment, filter=body.filter, order_by=body.order_by, max_results=body.max_results,
+            offset=body.offset, include_deleted=body.include_deleted,
+        )
+        return {"runs": [_record(r) for r in found]}
+
+    @api.post("/runs/compare")
+    def compare_runs(body: CompareIn) -> dict[str, Any]:
+        frame = tracking().compare_runs(body.run_ids)
+        return {"columns": list(frame.columns), "index": list(frame.index), "data": frame.values.tolist()}
+
+    @api.get("/runs/{run_id}")
+    def get_run(run_id: str) -> dict[str, Any]:
+        return _record(tracking().get_run(run_id))
+
+    @api.patch("/runs/{run_id}")
+    def update_run(run_id: str, body: RunUpdateIn) -> dict[str, Any]:
+        return _record(tracking().update_run(run_id, name=body.name, status=body.status))
+
+    @api.post("/runs/{run_id}/end")
+    def end_run(run_id: str, body: EndIn) -> dict[str, Any]:
+        return _record(tracking().end_run(run_id, body.status))
+
+    @api.delete("/runs/{run_id}", status_code=204)
+    def delete_run(run_id: str) -> Response:
+        tracking().delete_run(run_id)
+        return Response(status_code=204)
+
+    @api.post("/runs/{run_id}/log-batch", status_code=204)
+    def log_batch(run_id: str, body: LogBatchIn) -> Response:
+        points = [(m.key, m.value, m.step, m.timestamp) for m in body.metrics]
+        tracking().log_batch(run_id, metrics=points, params=body.params, tags=body.tags)
+        return Response(status_code=204)
+
+    @api.post("/runs/{run_id}/params", status_code=204)
+    def log_params(run_id: str, body: ParamsIn) -> Response:
+        tracking().log_batch(run_id, params=body.params)
+        return Response(status_code=204)
+
+    @api.post("/runs/{run_id}/tags", status_code=204)
+    def set_tags(run_id: str, body: TagsIn) -> Response:
+        tracking().log_batch(run_id, tags=body.tags)
+        return Response(status_code=204)
+
+    @api.get("/runs/{run_id}/metrics/history")
+    def metric_history(run_id: str, key: str = Query(min_length=1)) -> dict[str, Any]:
+        return {"metrics": [m.to_dict() for m in tracking().metric_history(run_id, key)]}
+
+    @api.get("/runs/{run_id}/artifacts")
+    def list_artifacts(run_id: str, path: str | None = None) -> dict[str, Any]:
+        return {"artifacts": [a.to_dict() for a in tracking().list_artifacts(run_id, path)]}
+
+    @api.put("/runs/{run_id}/artifacts", status_code=201)
+    async def upload_artifact(run_id: str, request: Request, path: str = Query(min_length=1)) -> dict[str, Any]:
+        """Store the raw request body as the artifact at ``path``."""
+        data = await request.body()
+        artifact = await run_in_threadpool(tracking().log_bytes, run_id, data, path)
+        return artifact.to_dict()
+
+    @api.get("/runs/{run_id}/artifacts/download")
+    def download_artifact(run_id: str, path: str = Query(min_length=1)) -> Response:
+        data = tracking().read_artifact(run_id, path)
+        return Response(content=data, media_type="application/octet-stream")
+
+    return api

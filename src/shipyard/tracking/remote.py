@@ -1,0 +1,157 @@
+"""Run tracking against a remote server: ``sy.Client(url).runs`` speaks the same method names."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from shipyard.artifacts import safe_relpath
+from shipyard.errors import NotFound
+from shipyard.tracking.core import DEFAULT_EXPERIMENT
+from shipyard.tracking.entities import FINISHED, Experiment, Metric, RunArtifact, RunInfo, RunRecord
+from shipyard.tracking.run import RunLogger, active_run, push_active
+from shipyard.tracking.source import git_commit, source_name
+from shipyard.tracking.validation import check_metrics, check_params, check_tags
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from shipyard.client import Client
+
+# Points per request; larger batches are split so each request stays well under the body limit.
+REQUEST_POINTS = 10_000
+
+
+class RemoteRun(RunLogger):
+    def __init__(self, tracking: RemoteTracking, info: RunInfo) -> None:
+        self._tracking = tracking
+        self.id = info.id
+        self.info = info
+
+    def log_batch(
+        self, metrics: Iterable[Any] = (), params: Mapping[str, Any] | None = None, tags: Mapping[str, Any] | None = None
+    ) -> None:
+        self._tracking.log_batch(self.id, metrics=metrics, params=params, tags=tags)
+
+    def _set_terminated(self, status: str) -> None:
+        self.info = self._tracking.end_run(self.id, status).info
+
+    def log_artifact(self, local_path: str | Path, artifact_path: str | None = None) -> RunArtifact:
+        return self._tracking.log_artifact(self.id, local_path, artifact_path)
+
+
+class RemoteTracking:
+    def __init__(self, client: Client) -> None:
+        self.client = client
+
+    # -- experiments ----------------------------------------------------------------------------
+    def list_experiments(self) -> list[Experiment]:
+        return [Experiment.from_dict(e) for e in self.client.get("/api/v1/experiments")["experiments"]]
+
+    def create_experiment(self, name: str, tags: Mapping[str, Any] | None = None) -> Experiment:
+        return Experiment.from_dict(self.client.post("/api/v1/experiments", {"name": name, "tags": dict(tags or {})}))
+
+    def get_experiment(self, name_or_id: str | int) -> Experiment:
+        return Experiment.from_dict(self.client.get(f"/api/v1/experiments/{name_or_id}"))
+
+    # -- runs -----------------------------------------------------------------------------------
+    def start_run(
+        self,
+        experiment: str = DEFAULT_EXPERIMENT,
+        name: str | None = None,
+        parent: RunLogger | RunInfo | str | None = None,
+        tags: Mapping[str, Any] | None = None,
+    ) -> RemoteRun:
+        if parent is None:
+            outer = active_run()
+            if isinstance(outer, RemoteRun) and outer._tracking.client.url == self.client.url:
+                parent = outer.id
+        body = {
+            "experiment": experiment, "name": name, "parent_run_id": getattr(parent, "id", parent),
+            "tags": check_tags(tags), "source_name": source_name(), "source_git_commit": git_commit(),
+        }
+        record = RunRecord.from_dict(self.client.post("/api/v1/runs", body))
+        run = RemoteRun(self, record.info)
+        push_active(run)
+        return run
+
+    def get_run(self, run_id: str) -> RunRecord:
+        return RunRecord.from_dict(self.client.get(f"/api/v1/runs/{run_id}"))
+
+    def end_run(self, run_id: str, status: str = FINISHED) -> RunRecord:
+        return RunRecord.from_dict(self.client.post(f"/api/v1/runs/{run_id}/end", {"status": status}))
+
+    def log_batch(
+        self,
+        run_id: str,
+        metrics: Iterable[Any] = (),
+        params: Mapping[str, Any] | None = None,
+        tags: Mapping[str, Any] | None = None,
+    ) -> None:
+        points = [m.to_dict() for m in check_metrics(metrics)]
+        first = {"params": check_params(params), "tags": check_tags(tags), "metrics": points[:REQUEST_POINTS]}
+        self.client.post(f"/api/v1/runs/{run_id}/log-batch", first)
+        for start in range(REQUEST_POINTS, len(points), REQUEST_POINTS):
+            self.client.post(f"/api/v1/runs/{run_id}/log-batch", {"metrics": points[start : start + REQUEST_POINTS]})
+
+    def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
+        self.log_batch(run_id, params=params)
+
+    def log_metrics(self, run_id: str, metrics: Mapping[str, float], step: int | None = None) -> None:
+        self.log_batch(run_id, metrics=[(k, v, step) for k, v in metrics.items()])
+
+    def metric_history(self, run_id: str, key: str) -> list[Metric]:
+        found = self.client.get(f"/api/v1/runs/{run_id}/metrics/history", params={"key": key})["metrics"]
+        return [Metric(**m) for m in found]
+
+    def search_runs(
+        self,
+        experiment: str | list[str] | None = None,
+        filter: str | None = None,  # noqa: A002 - same name as Tracking.search_runs
+        order_by: list[str] | str | None = None,
+        max_results: int = 1000,
+        offset: int = 0,
+    ) -> list[RunRecord]:
+        body = {
+            "experiment": experiment, "filter": filter,
+            "order_by": [order_by] if isinstance(order_by, str) else order_by,
+            "max_results": max_results, "offset": offset,
+        }
+        return [RunRecord.from_dict(r) for r in self.client.post("/api/v1/runs/search", body)["runs"]]
+
+    def compare_runs(self, run_ids: list[str]) -> pd.DataFrame:
+        import pandas as pd
+
+        table = self.client.post("/api/v1/runs/compare", {"run_ids": list(run_ids)})
+        return pd.DataFrame(table["data"], index=table["index"], columns=table["columns"], dtype=object)
+
+    # -- artifacts ------------------------------------------------------------------------------
+    def log_artifact(self, run_id: str, local_path: str | Path, artifact_path: str | None = None) -> RunArtifact:
+        source = Path(local_path)
+        if not source.is_file():
+            raise NotFound(f"local file {source} does not exist; pass the path of a file", {"field": "local_path"})
+        rel = safe_relpath("/".join(p for p in (artifact_path, source.name) if p))
+        found = self.client.request("PUT", f"/api/v1/runs/{run_id}/artifacts", params={"path": rel},
+                                    content=source.read_bytes())
+        return RunArtifact(**found)
+
+    def list_artifacts(self, run_id: str, path: str | None = None) -> list[RunArtifact]:
+        params = {"path": path} if path else None
+        return [RunArtifact(**a) for a in self.client.get(f"/api/v1/runs/{run_id}/artifacts", params=params)["artifacts"]]
+
+    def read_artifact(self, run_id: str, path: str) -> bytes:
+        return self.client.get(f"/api/v1/runs/{run_id}/artifacts/download", params={"path": path})
+
+    def download_artifacts(self, run_id: str, path: str, dst: str | Path) -> Path:
+        rel = safe_relpath(path)
+        found = self.list_artifacts(run_id, rel)
+        if not found:
+            raise NotFound(f"run {run_id!r} has no artifact {rel!r}", {"path": rel})
+        root = Path(dst)
+        single = len(found) == 1 and found[0].path == rel
+        for artifact in found:
+            target = root / (Path(rel).name if single else artifact.path[len(rel) + 1 :])
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(self.read_artifact(run_id, artifact.path))
+        return root / Path(rel).name if single else root
