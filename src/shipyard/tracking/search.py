@@ -310,7 +310,7 @@ def _compare(column: Any, op: str, value: Any, dialect: str) -> ColumnElement[bo
     if op == "not in":
         return column.not_in(list(value))
     if op in ("like", "not like"):
-        clause = column.op("GLOB")(_like_glob(value)) if dialect == "sqlite" else column.like(value)
+        clause = column.op("GLOB", is_comparison=True)(_like_glob(value)) if dialect == "sqlite" else column.like(value)
         return sa.not_(clause) if op == "not like" else clause
     if op == "ilike":
         return column.ilike(value)
