@@ -1,0 +1,212 @@
+"""The online store interface and the encoding every backend shares.
+
+An online store keeps, per feature view and entity key, the latest row of feature values and its
+event timestamp. Writes are conditional on event time: a row replaces the stored one only when its
+event timestamp is newer (or equal, when ``overwrite_equal`` is set), so replaying a batch or a
+stream is idempotent on (entity key, event timestamp) and late events never hide fresher values.
+Reads return one column per requested feature with ``None`` for entities that are missing or whose
+row is older than the view's TTL.
+
+Values keep their type: int, float, str and bool round-trip as themselves and timestamps come back
+as timezone-aware ``datetime`` objects.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+UTC = dt.UTC
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=UTC)
+_TS_TAG = "$ts"
+_TS_MARK = b'"$ts"'
+_DUMPS_OPTS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
+
+
+@dataclass
+class WriteResult:
+    """What one ``write_batch`` did: rows stored, and rows skipped as duplicates or stale."""
+
+    written: int = 0
+    duplicates: int = 0
+    stale: int = 0
+    # Per input row: "written", "duplicate" (same event ts already stored) or "stale" (older).
+    status: list[str] | None = None
+
+    def __iadd__(self, other: WriteResult) -> WriteResult:
+        self.written += other.written
+        self.duplicates += other.duplicates
+        self.stale += other.stale
+        if self.status is not None and other.status is not None:
+            self.status.extend(other.status)
+        return self
+
+
+@dataclass(frozen=True)
+class ViewStats:
+    """Cheap per-view facts kept by the store itself."""
+
+    entities: int
+    max_event_ts: dt.datetime | None
+    last_write: dt.datetime | None
+
+
+# -- encoding -----------------------------------------------------------------------------------
+def to_micros(value: Any) -> int:
+    """Event time as integer microseconds since the epoch (UTC); naive datetimes count as UTC."""
+    if isinstance(value, int):
+        return value
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        delta = value - _EPOCH
+        return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+    if hasattr(value, "to_pydatetime"):  # pandas Timestamp
+        return to_micros(value.to_pydatetime())
+    if hasattr(value, "astype") and str(getattr(value, "dtype", "")).startswith("datetime64"):
+        return int(value.astype("datetime64[us]").astype("int64"))
+    if isinstance(value, str):
+        return to_micros(dt.datetime.fromisoformat(value))
+    raise TypeError(f"cannot use {value!r} as an event timestamp")
+
+
+def from_micros(micros: int) -> dt.datetime:
+    return _EPOCH + dt.timedelta(microseconds=micros)
+
+
+def now_micros() -> int:
+    return time.time_ns() // 1000
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, dt.datetime):
+        return {_TS_TAG: to_micros(value)}
+    if hasattr(value, "to_pydatetime"):
+        return {_TS_TAG: to_micros(value)}
+    if hasattr(value, "item"):
+        return value.item()
+    raise TypeError(f"value {value!r} of type {type(value).__name__} cannot be stored online")
+
+
+def _prepare(value: Any) -> Any:
+    # orjson writes datetimes as strings; tag them so they come back as datetimes.
+    if isinstance(value, dt.datetime):
+        return {_TS_TAG: to_micros(value)}
+    return value
+
+
+def encode_key(key: Sequence[Any]) -> bytes:
+    """Entity key (tuple of join-key values in the view's join-key order) as bytes."""
+    return orjson.dumps(list(key), default=_default, option=_DUMPS_OPTS)
+
+
+def decode_key(raw: bytes) -> tuple[Any, ...]:
+    return tuple(orjson.loads(raw))
+
+
+def encode_value(value: Any) -> bytes:
+    return orjson.dumps(_prepare(value), default=_default, option=_DUMPS_OPTS)
+
+
+def decode_value(raw: bytes | str | None) -> Any:
+    if raw is None:
+        return None
+    value = orjson.loads(raw)
+    if type(value) is dict and _TS_TAG in value:
+        return from_micros(value[_TS_TAG])
+    return value
+
+
+def encode_row(row: Mapping[str, Any]) -> bytes:
+    return orjson.dumps({k: _prepare(v) for k, v in row.items()}, default=_default, option=_DUMPS_OPTS)
+
+
+def decode_row(raw: bytes) -> dict[str, Any]:
+    row = orjson.loads(raw)
+    if _TS_MARK not in raw:
+        return row
+    for name, value in row.items():
+        if type(value) is dict and _TS_TAG in value:
+            row[name] = from_micros(value[_TS_TAG])
+    return row
+
+
+def ttl_cutoff(ttl: dt.timedelta | None, now: Any = None) -> int | None:
+    """Oldest event time (micros) still served under ``ttl``; None when the view never expires."""
+    if ttl is None or not ttl:
+        return None
+    current = now_micros() if now is None else to_micros(now)
+    return current - int(ttl.total_seconds() * 1_000_000)
+
+
+# -- interface ----------------------------------------------------------------------------------
+class OnlineStore(ABC):
+    """Latest feature values per (view, entity key). Implementations: embedded SQLite, LMDB, Redis."""
+
+    kind: str = "abstract"
+
+    @abstractmethod
+    def write_batch(
+        self,
+        view: str,
+        keys: Sequence[Sequence[Any]],
+        values: Sequence[Mapping[str, Any]],
+        event_ts: Sequence[Any],
+        *,
+        version: int | None = None,
+        overwrite_equal: bool = False,
+        with_status: bool = False,
+    ) -> WriteResult:
+        """Store rows whose event time is newer than what is stored; return what happened."""
+
+    @abstractmethod
+    def read(
+        self,
+        view: str,
+        feature_names: Sequence[str],
+        entity_keys: Sequence[Sequence[Any]],
+        *,
+        ttl: dt.timedelta | None = None,
+        now: Any = None,
+    ) -> dict[str, list[Any]]:
+        """One list per feature, aligned with ``entity_keys``; None where missing or expired."""
+
+    @abstractmethod
+    def read_event_ts(self, view: str, entity_keys: Sequence[Sequence[Any]]) -> list[dt.datetime | None]:
+        """Stored event time per entity key (None when absent); used by push and streams."""
+
+    @abstractmethod
+    def scan(self, view: str, limit: int | None = None) -> Iterator[tuple[tuple[Any, ...], dt.datetime, dict[str, Any]]]:
+        """Every stored (entity key, event time, values) of a view, in no particular order."""
+
+    @abstractmethod
+    def stats(self, view: str) -> ViewStats:
+        """Entity count, newest event time and last write time of a view."""
+
+    @abstractmethod
+    def delete_view(self, view: str) -> int:
+        """Remove every row of a view; return how many entity rows were removed."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections."""
+
+    def __enter__(self) -> OnlineStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def classify(stored: int | None, incoming: int, overwrite_equal: bool) -> str:
+    """Decide a conditional write: "written", "duplicate" or "stale"."""
+    if stored is None or incoming > stored:
+        return "written"
+    if incoming == stored:
+        return "written" if overwrite_equal else "duplicate"
+    return "stale"

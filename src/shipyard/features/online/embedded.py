@@ -1,0 +1,395 @@
+"""Embedded online stores: SQLite (the default) and LMDB, both one file next to the project.
+
+SQLite was chosen as the default after measuring both (docs/benchmarks.md, "Online store
+choice"): reads are within a few microseconds of LMDB, batch writes are comparable, and SQLite
+needs no extra package, tolerates several writer processes and is easy to inspect. LMDB stays
+available as ``online_store: lmdb`` for read-heavy single-writer deployments.
+
+Rows are stored as (view, encoded entity key) → (event time in µs, JSON row of feature values).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sqlite3
+import struct
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from shipyard.errors import require
+from shipyard.features.online.base import (
+    OnlineStore,
+    ViewStats,
+    WriteResult,
+    classify,
+    decode_key,
+    decode_row,
+    encode_key,
+    encode_row,
+    from_micros,
+    now_micros,
+    to_micros,
+    ttl_cutoff,
+)
+
+_CHUNK = 500
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS online_rows (
+    view TEXT NOT NULL, ek BLOB NOT NULL, ts INTEGER NOT NULL, val BLOB NOT NULL,
+    PRIMARY KEY (view, ek)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS online_views (
+    view TEXT PRIMARY KEY, version INTEGER, max_ts INTEGER, last_write INTEGER
+);
+"""
+
+
+def _pick(raw: bytes, names: Sequence[str]) -> list[Any]:
+    row = decode_row(raw)
+    return [row.get(name) for name in names]
+
+
+class SQLiteOnlineStore(OnlineStore):
+    """One SQLite file in WAL mode; a connection per thread."""
+
+    kind = "sqlite"
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        self._conns: list[sqlite3.Connection] = []
+        self._conns_lock = threading.Lock()
+        self._conn().executescript(_SCHEMA)
+
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA busy_timeout=30000")
+            self._local.conn = conn
+            with self._conns_lock:
+                self._conns.append(conn)
+        return conn
+
+    def write_batch(
+        self,
+        view: str,
+        keys: Sequence[Sequence[Any]],
+        values: Sequence[Mapping[str, Any]],
+        event_ts: Sequence[Any],
+        *,
+        version: int | None = None,
+        overwrite_equal: bool = False,
+        with_status: bool = False,
+    ) -> WriteResult:
+        result = WriteResult(status=[] if with_status else None)
+        if not keys:
+            return result
+        encoded = [encode_key(k) for k in keys]
+        stamps = [to_micros(t) for t in event_ts]
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            stored: dict[bytes, int] = {}
+            unique = list(dict.fromkeys(encoded))
+            for start in range(0, len(unique), _CHUNK):
+                chunk = unique[start : start + _CHUNK]
+                marks = ",".join("?" * len(chunk))
+                for ek, ts in conn.execute(
+                    f"SELECT ek, ts FROM online_rows WHERE view = ? AND ek IN ({marks})", (view, *chunk)
+                ):
+                    stored[ek] = ts
+            pending: dict[bytes, tuple[int, bytes]] = {}
+            max_ts = None
+            for i, ek in enumerate(encoded):
+                ts = stamps[i]
+                verdict = classify(stored.get(ek), ts, overwrite_equal)
+                if verdict == "written":
+                    stored[ek] = ts
+                    pending[ek] = (ts, encode_row(values[i]))
+                    result.written += 1
+                    max_ts = ts if max_ts is None or ts > max_ts else max_ts
+                elif verdict == "duplicate":
+                    result.duplicates += 1
+                else:
+                    result.stale += 1
+                if with_status:
+                    result.status.append(verdict)  # type: ignore[union-attr]
+            if pending:
+                conn.executemany(
+                    "INSERT INTO online_rows (view, ek, ts, val) VALUES (?, ?, ?, ?) "
+                    "ON CONFLICT (view, ek) DO UPDATE SET ts = excluded.ts, val = excluded.val",
+                    [(view, ek, ts, val) for ek, (ts, val) in pending.items()],
+                )
+                conn.execute(
+                    "INSERT INTO online_views (view, version, max_ts, last_write) VALUES (?, ?, ?, ?) "
+                    "ON CONFLICT (view) DO UPDATE SET version = coalesce(excluded.version, version), "
+                    "max_ts = max(coalesce(max_ts, excluded.max_ts), excluded.max_ts), last_write = excluded.last_write",
+                    (view, version, max_ts, now_micros()),
+                )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return result
+
+    def read(
+        self,
+        view: str,
+        feature_names: Sequence[str],
+        entity_keys: Sequence[Sequence[Any]],
+        *,
+        ttl: dt.timedelta | None = None,
+        now: Any = None,
+    ) -> dict[str, list[Any]]:
+        cutoff = ttl_cutoff(ttl, now)
+        conn = self._conn()
+        names = list(feature_names)
+        out: dict[str, list[Any]] = {name: [] for name in names}
+        columns = [out[name] for name in names]
+        if len(entity_keys) == 1:
+            found = conn.execute(
+                "SELECT ts, val FROM online_rows WHERE view = ? AND ek = ?", (view, encode_key(entity_keys[0]))
+            ).fetchone()
+            rows = {0: found} if found else {}
+            lookup = [0]
+        else:
+            encoded = [encode_key(k) for k in entity_keys]
+            rows = {}
+            unique = list(dict.fromkeys(encoded))
+            for start in range(0, len(unique), _CHUNK):
+                chunk = unique[start : start + _CHUNK]
+                marks = ",".join("?" * len(chunk))
+                for ek, ts, val in conn.execute(
+                    f"SELECT ek, ts, val FROM online_rows WHERE view = ? AND ek IN ({marks})", (view, *chunk)
+                ):
+                    rows[ek] = (ts, val)
+            lookup = encoded
+        for ek in lookup:
+            hit = rows.get(ek)
+            if hit is None or (cutoff is not None and hit[0] < cutoff):
+                for column in columns:
+                    column.append(None)
+                continue
+            for column, value in zip(columns, _pick(hit[1], names), strict=True):
+                column.append(value)
+        return out
+
+    def read_event_ts(self, view: str, entity_keys: Sequence[Sequence[Any]]) -> list[dt.datetime | None]:
+        encoded = [encode_key(k) for k in entity_keys]
+        found: dict[bytes, int] = {}
+        unique = list(dict.fromkeys(encoded))
+        conn = self._conn()
+        for start in range(0, len(unique), _CHUNK):
+            chunk = unique[start : start + _CHUNK]
+            marks = ",".join("?" * len(chunk))
+            for ek, ts in conn.execute(
+                f"SELECT ek, ts FROM online_rows WHERE view = ? AND ek IN ({marks})", (view, *chunk)
+            ):
+                found[ek] = ts
+        return [from_micros(found[ek]) if ek in found else None for ek in encoded]
+
+    def scan(self, view: str, limit: int | None = None) -> Iterator[tuple[tuple[Any, ...], dt.datetime, dict[str, Any]]]:
+        query = "SELECT ek, ts, val FROM online_rows WHERE view = ?"
+        params: tuple[Any, ...] = (view,)
+        if limit is not None:
+            query += " LIMIT ?"
+            params = (view, int(limit))
+        for ek, ts, val in self._conn().execute(query, params).fetchall():
+            yield decode_key(ek), from_micros(ts), decode_row(val)
+
+    def stats(self, view: str) -> ViewStats:
+        conn = self._conn()
+        (count,) = conn.execute("SELECT count(*) FROM online_rows WHERE view = ?", (view,)).fetchone()
+        meta = conn.execute("SELECT max_ts, last_write FROM online_views WHERE view = ?", (view,)).fetchone()
+        if meta is None:
+            return ViewStats(count, None, None)
+        return ViewStats(
+            count,
+            from_micros(meta[0]) if meta[0] is not None else None,
+            from_micros(meta[1]) if meta[1] is not None else None,
+        )
+
+    def delete_view(self, view: str) -> int:
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            removed = conn.execute("DELETE FROM online_rows WHERE view = ?", (view,)).rowcount
+            conn.execute("DELETE FROM online_views WHERE view = ?", (view,))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return removed
+
+    def close(self) -> None:
+        with self._conns_lock:
+            for conn in self._conns:
+                try:
+                    conn.close()
+                except sqlite3.ProgrammingError:
+                    pass
+            self._conns.clear()
+        self._local = threading.local()
+
+
+# -- LMDB ---------------------------------------------------------------------------------------
+_TS = struct.Struct(">q")
+_ENVS: dict[str, Any] = {}
+_ENVS_LOCK = threading.Lock()
+
+
+def _open_env(path: Path, map_size: int) -> Any:
+    # LMDB forbids opening one environment twice in a process; share it.
+    lmdb = require("lmdb", "lmdb")
+    key = str(path.resolve())
+    with _ENVS_LOCK:
+        env = _ENVS.get(key)
+        if env is None:
+            path.mkdir(parents=True, exist_ok=True)
+            env = lmdb.open(key, map_size=map_size, max_dbs=2, subdir=True, lock=True, readahead=False)
+            _ENVS[key] = env
+        return env
+
+
+class LMDBOnlineStore(OnlineStore):
+    """One LMDB environment; key = view NUL entity-key, value = 8-byte event time + JSON row."""
+
+    kind = "lmdb"
+
+    def __init__(self, path: str | Path, map_size: int = 1 << 36) -> None:
+        self.path = Path(path)
+        self.env = _open_env(self.path, map_size)
+        self._rows = self.env.open_db(b"rows")
+        self._meta = self.env.open_db(b"views")
+
+    @staticmethod
+    def _key(view: str, ek: bytes) -> bytes:
+        return view.encode() + b"\x00" + ek
+
+    def write_batch(
+        self,
+        view: str,
+        keys: Sequence[Sequence[Any]],
+        values: Sequence[Mapping[str, Any]],
+        event_ts: Sequence[Any],
+        *,
+        version: int | None = None,
+        overwrite_equal: bool = False,
+        with_status: bool = False,
+    ) -> WriteResult:
+        result = WriteResult(status=[] if with_status else None)
+        if not keys:
+            return result
+        import orjson
+
+        with self.env.begin(write=True) as txn:
+            rows = txn.cursor(self._rows)
+            max_ts = None
+            for i, key in enumerate(keys):
+                full = self._key(view, encode_key(key))
+                ts = to_micros(event_ts[i])
+                current = rows.get(full)
+                verdict = classify(None if current is None else _TS.unpack_from(current)[0], ts, overwrite_equal)
+                if verdict == "written":
+                    rows.put(full, _TS.pack(ts) + encode_row(values[i]))
+                    result.written += 1
+                    max_ts = ts if max_ts is None or ts > max_ts else max_ts
+                elif verdict == "duplicate":
+                    result.duplicates += 1
+                else:
+                    result.stale += 1
+                if with_status:
+                    result.status.append(verdict)  # type: ignore[union-attr]
+            if result.written:
+                raw = txn.get(view.encode(), db=self._meta)
+                meta = orjson.loads(raw) if raw else {}
+                if max_ts is not None and (meta.get("max_ts") is None or max_ts > meta["max_ts"]):
+                    meta["max_ts"] = max_ts
+                meta["last_write"] = now_micros()
+                if version is not None:
+                    meta["version"] = version
+                txn.put(view.encode(), orjson.dumps(meta), db=self._meta)
+        return result
+
+    def read(
+        self,
+        view: str,
+        feature_names: Sequence[str],
+        entity_keys: Sequence[Sequence[Any]],
+        *,
+        ttl: dt.timedelta | None = None,
+        now: Any = None,
+    ) -> dict[str, list[Any]]:
+        cutoff = ttl_cutoff(ttl, now)
+        names = list(feature_names)
+        out: dict[str, list[Any]] = {name: [] for name in names}
+        columns = [out[name] for name in names]
+        prefix = view.encode() + b"\x00"
+        with self.env.begin(db=self._rows, buffers=False) as txn:
+            for key in entity_keys:
+                raw = txn.get(prefix + encode_key(key))
+                if raw is None or (cutoff is not None and _TS.unpack_from(raw)[0] < cutoff):
+                    for column in columns:
+                        column.append(None)
+                    continue
+                for column, value in zip(columns, _pick(raw[8:], names), strict=True):
+                    column.append(value)
+        return out
+
+    def read_event_ts(self, view: str, entity_keys: Sequence[Sequence[Any]]) -> list[dt.datetime | None]:
+        prefix = view.encode() + b"\x00"
+        out: list[dt.datetime | None] = []
+        with self.env.begin(db=self._rows) as txn:
+            for key in entity_keys:
+                raw = txn.get(prefix + encode_key(key))
+                out.append(None if raw is None else from_micros(_TS.unpack_from(raw)[0]))
+        return out
+
+    def scan(self, view: str, limit: int | None = None) -> Iterator[tuple[tuple[Any, ...], dt.datetime, dict[str, Any]]]:
+        prefix = view.encode() + b"\x00"
+        found = []
+        with self.env.begin(db=self._rows) as txn:
+            cursor = txn.cursor()
+            if cursor.set_range(prefix):
+                for key, raw in cursor:
+                    if not key.startswith(prefix) or (limit is not None and len(found) >= limit):
+                        break
+                    found.append((decode_key(key[len(prefix) :]), from_micros(_TS.unpack_from(raw)[0]), decode_row(raw[8:])))
+        yield from found
+
+    def stats(self, view: str) -> ViewStats:
+        import orjson
+
+        prefix = view.encode() + b"\x00"
+        count = 0
+        with self.env.begin() as txn:
+            cursor = txn.cursor(self._rows)
+            if cursor.set_range(prefix):
+                for key in cursor.iternext(keys=True, values=False):
+                    if not key.startswith(prefix):
+                        break
+                    count += 1
+            raw = txn.get(view.encode(), db=self._meta)
+        meta = orjson.loads(raw) if raw else {}
+        max_ts, last = meta.get("max_ts"), meta.get("last_write")
+        return ViewStats(count, from_micros(max_ts) if max_ts else None, from_micros(last) if last else None)
+
+    def delete_view(self, view: str) -> int:
+        prefix = view.encode() + b"\x00"
+        removed = 0
+        with self.env.begin(write=True) as txn:
+            cursor = txn.cursor(self._rows)
+            if cursor.set_range(prefix):
+                while cursor.key().startswith(prefix):
+                    if not cursor.delete():
+                        break
+                    removed += 1
+            txn.delete(view.encode(), db=self._meta)
+        return removed

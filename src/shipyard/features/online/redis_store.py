@@ -1,0 +1,261 @@
+"""Redis online store: one hash per (view, entity key), written and read in pipelines.
+
+Key layout (``prefix`` defaults to ``shipyard:``; give each project or test its own)::
+
+    {prefix}r:{view}:{entity-key JSON}  hash  __ts → event µs, feature → JSON value
+    {prefix}v:{view}                    hash  entities, max_ts, last_write, version
+
+Conditional writes run as one small Lua script per row so that the event-time comparison and the
+replacement are atomic; rows of a batch are sent in pipelines of ``batch_size``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from shipyard.errors import ConfigError, StoreUnavailable, require
+from shipyard.features.online.base import (
+    OnlineStore,
+    ViewStats,
+    WriteResult,
+    decode_key,
+    decode_value,
+    encode_key,
+    encode_value,
+    from_micros,
+    now_micros,
+    to_micros,
+    ttl_cutoff,
+)
+
+_TS_FIELD = b"__ts"
+_VERDICTS = ("written", "duplicate", "stale")
+
+_WRITE_LUA = """
+local cur = redis.call('HGET', KEYS[1], '__ts')
+local ts = tonumber(ARGV[1])
+if cur then
+  local c = tonumber(cur)
+  if ts < c then return 2 end
+  if ts == c and ARGV[2] == '0' then return 1 end
+  redis.call('DEL', KEYS[1])
+else
+  redis.call('HINCRBY', KEYS[2], 'entities', 1)
+end
+redis.call('HSET', KEYS[1], '__ts', ARGV[1], unpack(ARGV, 5))
+local m = redis.call('HGET', KEYS[2], 'max_ts')
+if (not m) or tonumber(m) < ts then redis.call('HSET', KEYS[2], 'max_ts', ARGV[1]) end
+redis.call('HSET', KEYS[2], 'last_write', ARGV[3])
+if ARGV[4] ~= '' then redis.call('HSET', KEYS[2], 'version', ARGV[4]) end
+return 0
+"""
+
+
+def split_prefix(url: str) -> tuple[str, str | None]:
+    """Take an optional ``?prefix=...`` out of a redis:// URL."""
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query)
+    prefix = next((v for k, v in query if k == "prefix"), None)
+    rest = urlencode([(k, v) for k, v in query if k != "prefix"])
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, rest, parts.fragment)), prefix
+
+
+def _glob_escape(text: str) -> str:
+    return "".join("\\" + ch if ch in "*?[]\\" else ch for ch in text)
+
+
+class RedisOnlineStore(OnlineStore):
+    kind = "redis"
+
+    def __init__(self, url: str, prefix: str | None = None, batch_size: int = 1000) -> None:
+        redis = require("redis", "redis")
+        clean, url_prefix = split_prefix(url)
+        self.prefix = prefix if prefix is not None else (url_prefix or "shipyard:")
+        self.batch_size = batch_size
+        try:
+            self.client = redis.Redis.from_url(clean)
+        except ValueError as exc:
+            raise ConfigError(
+                f"online_store {url!r} is not a valid Redis URL ({exc}); use redis://host:6379/0",
+                {"field": "online_store"},
+            ) from None
+        self._errors = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+        self._script = self.client.register_script(_WRITE_LUA)
+
+    def _row_prefix(self, view: str) -> bytes:
+        return f"{self.prefix}r:{view}:".encode()
+
+    def _meta_key(self, view: str) -> str:
+        return f"{self.prefix}v:{view}"
+
+    def _unavailable(self, exc: Exception) -> StoreUnavailable:
+        return StoreUnavailable(
+            f"Redis online store unreachable ({exc}); check that Redis runs and online_store is right",
+            {"field": "online_store"},
+        )
+
+    def write_batch(
+        self,
+        view: str,
+        keys: Sequence[Sequence[Any]],
+        values: Sequence[Mapping[str, Any]],
+        event_ts: Sequence[Any],
+        *,
+        version: int | None = None,
+        overwrite_equal: bool = False,
+        with_status: bool = False,
+    ) -> WriteResult:
+        result = WriteResult(status=[] if with_status else None)
+        if not keys:
+            return result
+        row_prefix = self._row_prefix(view)
+        meta = self._meta_key(view)
+        flag = "1" if overwrite_equal else "0"
+        stamp = str(now_micros())
+        ver = "" if version is None else str(version)
+        try:
+            for start in range(0, len(keys), self.batch_size):
+                pipe = self.client.pipeline(transaction=False)
+                for i in range(start, min(start + self.batch_size, len(keys))):
+                    args: list[Any] = [to_micros(event_ts[i]), flag, stamp, ver]
+                    for name, value in values[i].items():
+                        args.append(name)
+                        args.append(encode_value(value))
+                    self._script(keys=[row_prefix + encode_key(keys[i]), meta], args=args, client=pipe)
+                for code in pipe.execute():
+                    verdict = _VERDICTS[int(code)]
+                    if verdict == "written":
+                        result.written += 1
+                    elif verdict == "duplicate":
+                        result.duplicates += 1
+                    else:
+                        result.stale += 1
+                    if with_status:
+                        result.status.append(verdict)  # type: ignore[union-attr]
+        except self._errors as exc:
+            raise self._unavailable(exc) from exc
+        return result
+
+    def read(
+        self,
+        view: str,
+        feature_names: Sequence[str],
+        entity_keys: Sequence[Sequence[Any]],
+        *,
+        ttl: dt.timedelta | None = None,
+        now: Any = None,
+    ) -> dict[str, list[Any]]:
+        cutoff = ttl_cutoff(ttl, now)
+        names = list(feature_names)
+        fields = [_TS_FIELD, *names]
+        row_prefix = self._row_prefix(view)
+        try:
+            if len(entity_keys) == 1:
+                replies = [self.client.hmget(row_prefix + encode_key(entity_keys[0]), fields)]
+            else:
+                pipe = self.client.pipeline(transaction=False)
+                for key in entity_keys:
+                    pipe.hmget(row_prefix + encode_key(key), fields)
+                replies = pipe.execute()
+        except self._errors as exc:
+            raise self._unavailable(exc) from exc
+        out: dict[str, list[Any]] = {name: [] for name in names}
+        columns = [out[name] for name in names]
+        for reply in replies:
+            ts = reply[0]
+            if ts is None or (cutoff is not None and int(ts) < cutoff):
+                for column in columns:
+                    column.append(None)
+                continue
+            for column, raw in zip(columns, reply[1:], strict=True):
+                column.append(decode_value(raw))
+        return out
+
+    def read_event_ts(self, view: str, entity_keys: Sequence[Sequence[Any]]) -> list[dt.datetime | None]:
+        row_prefix = self._row_prefix(view)
+        try:
+            pipe = self.client.pipeline(transaction=False)
+            for key in entity_keys:
+                pipe.hget(row_prefix + encode_key(key), _TS_FIELD)
+            replies = pipe.execute()
+        except self._errors as exc:
+            raise self._unavailable(exc) from exc
+        return [None if ts is None else from_micros(int(ts)) for ts in replies]
+
+    def _keys(self, view: str) -> Iterator[bytes]:
+        pattern = _glob_escape(self._row_prefix(view).decode()) + "*"
+        yield from self.client.scan_iter(match=pattern, count=1000)
+
+    def scan(self, view: str, limit: int | None = None) -> Iterator[tuple[tuple[Any, ...], dt.datetime, dict[str, Any]]]:
+        row_prefix = self._row_prefix(view)
+        batch: list[bytes] = []
+        seen = 0
+
+        def flush(keys: list[bytes]) -> list[tuple[tuple[Any, ...], dt.datetime, dict[str, Any]]]:
+            pipe = self.client.pipeline(transaction=False)
+            for key in keys:
+                pipe.hgetall(key)
+            found = []
+            for key, row in zip(keys, pipe.execute(), strict=True):
+                if not row or _TS_FIELD not in row:
+                    continue
+                values = {k.decode(): decode_value(v) for k, v in row.items() if k != _TS_FIELD}
+                found.append((decode_key(key[len(row_prefix) :]), from_micros(int(row[_TS_FIELD])), values))
+            return found
+
+        try:
+            for key in self._keys(view):
+                if limit is not None and seen >= limit:
+                    break
+                batch.append(key)
+                seen += 1
+                if len(batch) >= 1000:
+                    yield from flush(batch)
+                    batch = []
+            if batch:
+                yield from flush(batch)
+        except self._errors as exc:
+            raise self._unavailable(exc) from exc
+
+    def stats(self, view: str) -> ViewStats:
+        try:
+            meta = self.client.hgetall(self._meta_key(view))
+        except self._errors as exc:
+            raise self._unavailable(exc) from exc
+        entities = int(meta.get(b"entities", 0))
+        max_ts = meta.get(b"max_ts")
+        last = meta.get(b"last_write")
+        return ViewStats(
+            entities,
+            from_micros(int(max_ts)) if max_ts else None,
+            from_micros(int(last)) if last else None,
+        )
+
+    def delete_view(self, view: str) -> int:
+        removed = 0
+        try:
+            batch: list[bytes] = []
+            for key in self._keys(view):
+                batch.append(key)
+                if len(batch) >= 1000:
+                    removed += self.client.unlink(*batch)
+                    batch = []
+            if batch:
+                removed += self.client.unlink(*batch)
+            self.client.delete(self._meta_key(view))
+        except self._errors as exc:
+            raise self._unavailable(exc) from exc
+        return removed
+
+    def delete_prefix(self) -> int:
+        """Remove every key under this store's prefix (tests and teardown)."""
+        removed = 0
+        for key in self.client.scan_iter(match=_glob_escape(self.prefix) + "*", count=1000):
+            removed += self.client.unlink(key)
+        return removed
+
+    def close(self) -> None:
+        self.client.close()

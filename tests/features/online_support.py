@@ -1,0 +1,163 @@
+"""Shared fixtures for the online-feature tests: every online backend, and a small in-memory
+feature store exposing the FeatureStore surface the online code uses (views, services, offline
+read/append and a naive point-in-time join used as an independent reference)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pytest
+
+from shipyard.errors import NotFound
+from shipyard.features.online import OnlineStore
+from shipyard.features.online.embedded import LMDBOnlineStore, SQLiteOnlineStore
+
+REDIS_URL = os.environ.get("SHIPYARD_TEST_REDIS_URL", "")
+NATS_URL = os.environ.get("SHIPYARD_TEST_NATS_URL", "")
+ONLINE_BACKENDS = ["sqlite", "lmdb"] + (["redis"] if REDIS_URL else [])
+UTC = dt.UTC
+T0 = dt.datetime(2024, 1, 1, tzinfo=UTC)
+
+
+def make_online(kind: str, tmp_path: Path) -> Iterator[OnlineStore]:
+    if kind == "sqlite":
+        store: OnlineStore = SQLiteOnlineStore(tmp_path / f"online-{uuid.uuid4().hex[:6]}.sqlite")
+        yield store
+        store.close()
+    elif kind == "lmdb":
+        yield LMDBOnlineStore(tmp_path / f"online-{uuid.uuid4().hex[:6]}.lmdb")
+    else:
+        from shipyard.features.online.redis_store import RedisOnlineStore
+
+        store = RedisOnlineStore(REDIS_URL, prefix=f"sytest:{uuid.uuid4().hex[:10]}:")
+        try:
+            yield store
+        finally:
+            store.delete_prefix()
+            store.close()
+
+
+@pytest.fixture(params=[pytest.param(k, marks=[pytest.mark.redis] if k == "redis" else []) for k in ONLINE_BACKENDS])
+def online(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[OnlineStore]:
+    yield from make_online(request.param, tmp_path)
+
+
+# -- an in-memory feature store --------------------------------------------------------------
+@dataclass
+class Field:
+    name: str
+    dtype: str
+
+
+@dataclass
+class Entity:
+    name: str
+    join_keys: list[str]
+
+
+@dataclass
+class View:
+    name: str
+    entities: list[Entity]
+    fields: list[Field]
+    ttl: dt.timedelta | None = None
+    timestamp_field: str = "event_timestamp"
+    created_timestamp_field: str | None = None
+    version: int = 1
+    online: bool = True
+
+    @property
+    def join_keys(self) -> list[str]:
+        return [k for e in self.entities for k in e.join_keys]
+
+    @property
+    def key_types(self) -> dict[str, str]:
+        return {}
+
+
+@dataclass
+class Service:
+    name: str
+    features: list[str]
+
+
+@dataclass
+class MemoryFeatureStore:
+    ws: Any
+    online_store: OnlineStore | None = None
+    views: dict[str, Any] = field(default_factory=dict)
+    services: dict[str, Service] = field(default_factory=dict)
+    offline: dict[str, pa.Table] = field(default_factory=dict)
+
+    def __hash__(self) -> int:
+        return id(self)
+
+    def add(self, view: Any, data: pd.DataFrame | None = None) -> None:
+        self.views[view.name] = view
+        if data is not None:
+            self.offline[view.name] = pa.Table.from_pandas(data, preserve_index=False)
+
+    def get_view(self, name: str, version: int | None = None) -> Any:
+        if name not in self.views:
+            raise NotFound(f"feature view {name!r} is not registered")
+        return self.views[name]
+
+    def list_views(self) -> list[Any]:
+        return list(self.views.values())
+
+    def get_service(self, name: str) -> Service:
+        if name not in self.services:
+            raise NotFound(f"feature service {name!r} is not registered")
+        return self.services[name]
+
+    def read_offline(self, view_name: str, start: Any = None, end: Any = None) -> pa.Table:
+        view = self.views[view_name]
+        table = self.offline.get(view_name)
+        if table is None:
+            return pa.table({})
+        frame = table.to_pandas()
+        ts = pd.to_datetime(frame[view.timestamp_field], utc=True)
+        mask = pd.Series(True, index=frame.index)
+        if start is not None:
+            mask &= ts >= pd.Timestamp(start)
+        if end is not None:
+            mask &= ts <= pd.Timestamp(end)
+        return pa.Table.from_pandas(frame[mask], preserve_index=False)
+
+    def offline_append(self, view_name: str, table: pa.Table) -> None:
+        current = self.offline.get(view_name)
+        if current is None:
+            self.offline[view_name] = table
+        else:
+            self.offline[view_name] = pa.concat_tables([current, table.cast(current.schema)])
+
+    def get_training_set(self, entity_df: pd.DataFrame, features: list[str] | None = None,
+                         service: str | None = None, timestamp_column: str = "event_timestamp") -> pd.DataFrame:
+        """Naive point-in-time join: latest value at or before each row's time, within TTL."""
+        refs = features if features is not None else self.get_service(service).features  # type: ignore[arg-type]
+        out = entity_df.copy()
+        for ref in refs:
+            view_name, feat = ref.split(":", 1)
+            view = self.views[view_name]
+            data = self.offline[view_name].to_pandas()
+            data[view.timestamp_field] = pd.to_datetime(data[view.timestamp_field], utc=True)
+            values = []
+            for _, row in entity_df.iterrows():
+                at = pd.Timestamp(row[timestamp_column])
+                sel = data
+                for k in view.join_keys:
+                    sel = sel[sel[k] == row[k]]
+                sel = sel[sel[view.timestamp_field] <= at]
+                if view.ttl is not None:
+                    sel = sel[sel[view.timestamp_field] > at - view.ttl]
+                values.append(sel.sort_values(view.timestamp_field)[feat].iloc[-1] if len(sel) else None)
+            out[feat] = values
+        return out

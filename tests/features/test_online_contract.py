@@ -1,0 +1,129 @@
+"""The online store contract, written once and run against every backend (SQLite, LMDB, Redis)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+
+from shipyard.config import load_settings
+from shipyard.errors import ConfigError, MissingDependency
+from shipyard.features.online import open_online_store
+from shipyard.features.online.embedded import LMDBOnlineStore, SQLiteOnlineStore
+from tests.features import online_support
+from tests.features.online_support import T0
+
+online = online_support.online
+
+UTC = dt.UTC
+NAMES = ["f_float", "f_int", "f_str", "f_bool", "f_ts"]
+
+
+def _row(i: int) -> dict:
+    return {"f_float": i + 0.25, "f_int": 10**12 + i, "f_str": f"s{i}", "f_bool": i % 2 == 0,
+            "f_ts": T0 + dt.timedelta(seconds=i, microseconds=7)}
+
+
+def test_roundtrip_keeps_types_and_missing_entities_are_null(online) -> None:
+    keys = [(i,) for i in range(5)]
+    result = online.write_batch("v", keys, [_row(i) for i in range(5)], [T0] * 5)
+    assert result.written == 5
+    got = online.read("v", NAMES, [(3,), (99,), (0,)])
+    assert got["f_float"] == [3.25, None, 0.25]
+    assert got["f_int"] == [10**12 + 3, None, 10**12]
+    assert got["f_str"] == ["s3", None, "s0"]
+    assert got["f_bool"] == [False, None, True]
+    assert got["f_ts"] == [T0 + dt.timedelta(seconds=3, microseconds=7), None, T0 + dt.timedelta(microseconds=7)]
+    assert type(got["f_int"][0]) is int and type(got["f_bool"][0]) is bool
+    assert got["f_ts"][0].tzinfo is not None
+
+
+def test_single_key_and_subset_of_features(online) -> None:
+    online.write_batch("v", [(1,)], [_row(1)], [T0])
+    assert online.read("v", ["f_str"], [(1,)]) == {"f_str": ["s1"]}
+    assert online.read("v", ["f_str", "nope"], [(1,)]) == {"f_str": ["s1"], "nope": [None]}
+
+
+def test_composite_and_string_keys(online) -> None:
+    keys = [("a", 1), ("a", 2), ("b", 1)]
+    online.write_batch("v", keys, [{"x": 1.0}, {"x": 2.0}, {"x": 3.0}], [T0] * 3)
+    assert online.read("v", ["x"], [("b", 1), ("a", 2), ("a", 3), ("a", 1)])["x"] == [3.0, 2.0, None, 1.0]
+
+
+def test_views_are_isolated(online) -> None:
+    online.write_batch("a", [(1,)], [{"x": 1.0}], [T0])
+    online.write_batch("b", [(1,)], [{"x": 2.0}], [T0])
+    assert online.read("a", ["x"], [(1,)])["x"] == [1.0]
+    assert online.read("b", ["x"], [(1,)])["x"] == [2.0]
+
+
+def test_ttl_is_applied_at_read_time(online) -> None:
+    online.write_batch("v", [(1,), (2,)], [{"x": 1.0}, {"x": 2.0}], [T0, T0 + dt.timedelta(hours=3)])
+    now = T0 + dt.timedelta(hours=4)
+    got = online.read("v", ["x"], [(1,), (2,)], ttl=dt.timedelta(hours=2), now=now)
+    assert got["x"] == [None, 2.0]
+    assert online.read("v", ["x"], [(1,), (2,)], ttl=None, now=now)["x"] == [1.0, 2.0]
+
+
+def test_writes_are_conditional_on_event_time(online) -> None:
+    online.write_batch("v", [(1,)], [{"x": 1.0}], [T0 + dt.timedelta(minutes=5)])
+    res = online.write_batch(
+        "v", [(1,), (1,), (1,)], [{"x": 0.5}, {"x": 9.0}, {"x": 2.0}],
+        [T0, T0 + dt.timedelta(minutes=5), T0 + dt.timedelta(minutes=6)], with_status=True,
+    )
+    assert res.status == ["stale", "duplicate", "written"]
+    assert (res.written, res.duplicates, res.stale) == (1, 1, 1)
+    assert online.read("v", ["x"], [(1,)])["x"] == [2.0]
+    again = online.write_batch("v", [(1,)], [{"x": 3.0}], [T0 + dt.timedelta(minutes=6)], overwrite_equal=True)
+    assert again.written == 1 and online.read("v", ["x"], [(1,)])["x"] == [3.0]
+
+
+def test_event_ts_scan_stats_and_delete(online) -> None:
+    stamps = [T0 + dt.timedelta(minutes=i) for i in range(4)]
+    online.write_batch("v", [(i,) for i in range(4)], [{"x": float(i)} for i in range(4)], stamps)
+    online.write_batch("w", [(1,)], [{"x": 1.0}], [T0])
+    assert online.read_event_ts("v", [(2,), (7,)]) == [stamps[2], None]
+    scanned = sorted(online.scan("v"))
+    assert [k for k, _, _ in scanned] == [(0,), (1,), (2,), (3,)]
+    assert scanned[3][1] == stamps[3] and scanned[3][2] == {"x": 3.0}
+    stats = online.stats("v")
+    assert stats.entities == 4 and stats.max_event_ts == stamps[3] and stats.last_write is not None
+    assert online.delete_view("v") == 4
+    assert online.read("v", ["x"], [(1,)])["x"] == [None]
+    assert online.stats("v").entities == 0
+    assert online.read("w", ["x"], [(1,)])["x"] == [1.0]
+
+
+def test_large_batch_and_nan_becomes_null(online) -> None:
+    n = 3000
+    online.write_batch("v", [(i,) for i in range(n)], [{"x": float(i), "y": float("nan")} for i in range(n)], [T0] * n)
+    got = online.read("v", ["x", "y"], [(i,) for i in range(0, n, 7)])
+    assert got["x"] == [float(i) for i in range(0, n, 7)]
+    assert set(got["y"]) == {None}
+    assert online.stats("v").entities == n
+
+
+def test_factory_picks_backend_by_scheme(tmp_path: Path) -> None:
+    settings = load_settings(tmp_path, online_store="sqlite")
+    assert isinstance(open_online_store(settings), SQLiteOnlineStore)
+    assert (tmp_path / ".shipyard" / "online.sqlite").exists()
+    assert isinstance(open_online_store(url=f"lmdb:///{tmp_path / 'x.lmdb'}"), LMDBOnlineStore)
+    with pytest.raises(ConfigError, match="online_store"):
+        open_online_store(url="cassandra://x")
+
+
+def test_missing_redis_driver_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    import builtins
+
+    real_import = builtins.__import__
+
+    def fake_import(name: str, *args: object, **kwargs: object) -> object:
+        if name == "redis" or name.startswith("redis."):
+            raise ImportError("no redis")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.delitem(__import__("sys").modules, "redis", raising=False)
+    monkeypatch.setattr(builtins, "__import__", fake_import)
+    with pytest.raises(MissingDependency, match=r"shipyard-ml\[redis\]"):
+        open_online_store(url="redis://127.0.0.1:6379/0")
