@@ -194,3 +194,123 @@ events = Table(
     Column("details", JSON, nullable=False, default=dict),
     Index("ix_events_subject", "subject", "id"),
 )
+
+# --- serving --------------------------------------------------------------------------------
+scenes = Table(
+    "scenes",
+    metadata,
+    Column("name", String(255), primary_key=True),
+    Column("description", Text, nullable=False, default=""),
+    Column("latest_version", Integer, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+    Column("created_by", String(255), nullable=False),
+)
+
+# Immutable: a change to a scene is a new version; the spec is the validated, normalised document.
+scene_versions = Table(
+    "scene_versions",
+    metadata,
+    Column("scene", String(255), ForeignKey("scenes.name"), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("spec", JSON, nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("comment", Text, nullable=False, default=""),
+    Column("created_at", BigInteger, nullable=False),
+    Column("created_by", String(255), nullable=False),
+)
+
+# Progressive delivery: one row per rollout of an arm (canary percentage, outcome, checks).
+scene_releases = Table(
+    "scene_releases",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("scene", String(255), ForeignKey("scenes.name"), nullable=False),
+    Column("arm", String(64), nullable=False),
+    Column("percent", Float, nullable=False),
+    # running -> promoted | rolled_back | stopped
+    Column("status", String(16), nullable=False),
+    Column("reason", Text, nullable=False, default=""),
+    Column("details", JSON, nullable=False, default=dict),
+    Column("started_at", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+    Column("actor", String(255), nullable=False),
+    Index("ix_scene_releases_scene", "scene", "id"),
+)
+
+# --- features -------------------------------------------------------------------------------
+# One row per defined object (entity, feature view, on-demand view, service): its current version.
+feature_objects = Table(
+    "feature_objects",
+    metadata,
+    Column("kind", String(32), primary_key=True),
+    Column("name", String(255), primary_key=True),
+    Column("version", Integer, nullable=False),
+    Column("spec_hash", String(64), nullable=False),
+    Column("deleted", Boolean, nullable=False, default=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+    Column("updated_by", String(255), nullable=False),
+)
+
+# Immutable: an applied change is a new version; training sets, models and scenes reference these.
+feature_object_versions = Table(
+    "feature_object_versions",
+    metadata,
+    Column("kind", String(32), primary_key=True),
+    Column("name", String(255), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("spec", JSON, nullable=False),
+    Column("spec_hash", String(64), nullable=False),
+    Column("source_file", Text, nullable=False, default=""),
+    Column("source_line", Integer, nullable=False, default=0),
+    Column("apply_id", String(32), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("created_by", String(255), nullable=False),
+)
+
+# One row per apply: what changed, who applied it, from where.
+feature_applies = Table(
+    "feature_applies",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("repo_path", Text, nullable=False, default=""),
+    Column("summary", JSON, nullable=False, default=dict),
+    Column("created_at", BigInteger, nullable=False),
+    Column("created_by", String(255), nullable=False),
+)
+
+# Materialization runs per feature view (time range, rows written, outcome).
+feature_materializations = Table(
+    "feature_materializations",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("view", String(255), nullable=False),
+    Column("view_version", Integer, nullable=False),
+    Column("start_ts", BigInteger),
+    Column("end_ts", BigInteger, nullable=False),
+    Column("rows", BigInteger, nullable=False, default=0),
+    # running -> succeeded | failed
+    Column("status", String(16), nullable=False),
+    Column("details", JSON, nullable=False, default=dict),
+    Column("started_at", BigInteger, nullable=False),
+    Column("finished_at", BigInteger),
+    Column("actor", String(255), nullable=False),
+    Index("ix_feature_materializations_view", "view", "id"),
+)
+
+# Training sets built point-in-time: where they were written and which view versions fed them.
+feature_training_sets = Table(
+    "feature_training_sets",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("name", String(255), nullable=False),
+    Column("uri", Text, nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("rows", BigInteger, nullable=False),
+    Column("features", JSON, nullable=False, default=list),
+    Column("lineage", JSON, nullable=False, default=dict),
+    Column("created_at", BigInteger, nullable=False),
+    Column("created_by", String(255), nullable=False),
+    Index("ix_feature_training_sets_name", "name", "created_at"),
+)

@@ -1,0 +1,234 @@
+"""Online feature retrieval: the latest values for a batch of entities, in one call per view.
+
+``get_online_features(store, entity_rows, features=["driver:rating", ...])`` or
+``service="fraud_model"`` returns a dict of columns: the entity (and request) columns as given,
+then one list per feature, ``None`` where an entity has no value or its value is older than the
+view's TTL. On-demand feature views run the same ``execute`` used for training sets, on the rows
+just read plus the request columns.
+
+Feature references resolve to a small read plan that is cached per store for ``PLAN_CACHE_S``
+seconds, so the hot path is: build keys, one read per view, decode.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import weakref
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from shipyard.errors import InvalidInput
+from shipyard.features.online import online_store_of
+
+PLAN_CACHE_S = 10.0
+
+
+@dataclass
+class _ViewRead:
+    view: str
+    join_keys: list[str]
+    features: list[str]
+    ttl: Any
+    outputs: list[str | None]  # output column per feature, None when read only as an on-demand input
+
+
+@dataclass
+class _OnDemand:
+    definition: Any
+    features: list[str]
+    outputs: list[str]
+
+
+@dataclass
+class Plan:
+    reads: list[_ViewRead] = field(default_factory=list)
+    on_demand: list[_OnDemand] = field(default_factory=list)
+    outputs: list[str] = field(default_factory=list)
+    join_keys: list[str] = field(default_factory=list)
+    request_fields: list[str] = field(default_factory=list)
+
+
+_PLANS: weakref.WeakKeyDictionary[Any, dict[Any, tuple[float, Plan]]] = weakref.WeakKeyDictionary()
+_PLANS_LOCK = threading.Lock()
+
+
+def _split_ref(ref: str) -> tuple[str, str]:
+    if not isinstance(ref, str) or ":" not in ref:
+        raise InvalidInput(f"feature reference {ref!r} must look like 'view:feature'", {"field": "features"})
+    view, name = ref.split(":", 1)
+    return view, name
+
+
+def _is_on_demand(definition: Any) -> bool:
+    return hasattr(definition, "execute") and hasattr(definition, "feature_inputs")
+
+
+def build_plan(store: Any, refs: Sequence[str], full_feature_names: bool = False) -> Plan:
+    """Resolve feature references into per-view reads and on-demand steps."""
+    plan = Plan()
+    reads: dict[str, _ViewRead] = {}
+    definitions: dict[str, Any] = {}
+
+    def definition(name: str) -> Any:
+        if name not in definitions:
+            definitions[name] = store.get_view(name)
+        return definitions[name]
+
+    def add_read(view_name: str, feature: str, output: str | None) -> None:
+        view = definition(view_name)
+        if feature not in [f.name for f in view.fields]:
+            raise InvalidInput(f"feature view {view_name!r} has no feature {feature!r}; its features are "
+                               f"{', '.join(f.name for f in view.fields)}", {"view": view_name, "field": feature})
+        read = reads.get(view_name)
+        if read is None:
+            read = reads[view_name] = _ViewRead(view_name, list(view.join_keys), [], view.ttl, [])
+            for k in view.join_keys:
+                if k not in plan.join_keys:
+                    plan.join_keys.append(k)
+        if feature in read.features:
+            idx = read.features.index(feature)
+            if output is not None and read.outputs[idx] is None:
+                read.outputs[idx] = output
+            return
+        read.features.append(feature)
+        read.outputs.append(output)
+
+    seen_outputs: dict[str, str] = {}
+    for ref in refs:
+        view_name, feature = _split_ref(ref)
+        output = f"{view_name}__{feature}" if full_feature_names else feature
+        if output in seen_outputs and seen_outputs[output] != ref:
+            raise InvalidInput(f"features {seen_outputs[output]!r} and {ref!r} both produce column {output!r}; "
+                               "pass full_feature_names=True to prefix columns with the view name",
+                               {"field": "features"})
+        seen_outputs[output] = ref
+        view = definition(view_name)
+        if _is_on_demand(view):
+            if feature not in [f.name for f in view.fields]:
+                raise InvalidInput(f"on-demand feature view {view_name!r} has no feature {feature!r}",
+                                   {"view": view_name, "field": feature})
+            step = next((s for s in plan.on_demand if s.definition.name == view_name), None)
+            if step is None:
+                step = _OnDemand(view, [], [])
+                plan.on_demand.append(step)
+                for input_ref in view.feature_inputs:
+                    add_read(*_split_ref(input_ref), None)
+                for f in view.request_fields:
+                    if f.name not in plan.request_fields:
+                        plan.request_fields.append(f.name)
+            step.features.append(feature)
+            step.outputs.append(output)
+        else:
+            add_read(view_name, feature, output)
+        plan.outputs.append(output)
+    plan.reads = list(reads.values())
+    return plan
+
+
+def _cached_plan(store: Any, cache_key: Any, make: Any) -> Plan:
+    now = time.monotonic()
+    try:
+        with _PLANS_LOCK:
+            per_store = _PLANS.setdefault(store, {})
+            hit = per_store.get(cache_key)
+    except TypeError:  # store not weak-referenceable
+        return make()
+    if hit is not None and now - hit[0] < PLAN_CACHE_S:
+        return hit[1]
+    plan = make()
+    with _PLANS_LOCK:
+        per_store[cache_key] = (now, plan)
+    return plan
+
+
+def clear_plan_cache(store: Any | None = None) -> None:
+    with _PLANS_LOCK:
+        if store is None:
+            _PLANS.clear()
+        else:
+            _PLANS.pop(store, None)
+
+
+def _columns(entity_rows: Any) -> tuple[dict[str, list[Any]], int]:
+    if isinstance(entity_rows, Mapping):
+        cols: dict[str, list[Any]] = {}
+        for k, v in entity_rows.items():
+            cols[k] = list(v) if isinstance(v, list | tuple) or hasattr(v, "tolist") else [v]
+        lengths = {len(v) for v in cols.values()}
+        if len(lengths) > 1:
+            raise InvalidInput(f"entity columns have different lengths {sorted(lengths)}", {"field": "entities"})
+        return cols, (lengths.pop() if lengths else 0)
+    if hasattr(entity_rows, "to_dict") and hasattr(entity_rows, "columns"):
+        return {c: entity_rows[c].tolist() for c in entity_rows.columns}, len(entity_rows)
+    if isinstance(entity_rows, Sequence) and not isinstance(entity_rows, str):
+        names: list[str] = []
+        for row in entity_rows:
+            if not isinstance(row, Mapping):
+                raise InvalidInput("entity rows must be mappings like {'customer_id': 42}", {"field": "entities"})
+            names.extend(k for k in row if k not in names)
+        return {n: [row.get(n) for row in entity_rows] for n in names}, len(entity_rows)
+    raise InvalidInput("entities must be a dict of columns or a list of row dicts", {"field": "entities"})
+
+
+def get_online_features(
+    store: Any,
+    entity_rows: Any,
+    features: Sequence[str] | None = None,
+    service: str | None = None,
+    *,
+    full_feature_names: bool = False,
+) -> dict[str, list[Any]]:
+    """Latest feature values for each entity row, as a dict of columns."""
+    if (features is None) == (service is None):
+        raise InvalidInput("give either features=['view:feature', ...] or service='name'", {"field": "features"})
+    if service is not None:
+        plan = _cached_plan(store, ("service", service, full_feature_names),
+                            lambda: build_plan(store, list(store.get_service(service).features), full_feature_names))
+    else:
+        refs = tuple(features)  # type: ignore[arg-type]
+        if not refs:
+            raise InvalidInput("features is empty; name at least one 'view:feature'", {"field": "features"})
+        plan = _cached_plan(store, (refs, full_feature_names), lambda: build_plan(store, refs, full_feature_names))
+    columns, n = _columns(entity_rows)
+    online = online_store_of(store)
+    out: dict[str, list[Any]] = dict(columns)
+    inputs: dict[str, list[Any]] = {}
+    for read in plan.reads:
+        try:
+            key_columns = [columns[k] for k in read.join_keys]
+        except KeyError:
+            missing = [k for k in read.join_keys if k not in columns]
+            raise InvalidInput(f"feature view {read.view!r} needs join keys {missing} in the entity rows",
+                               {"view": read.view, "field": missing[0]}) from None
+        keys = list(zip(*key_columns, strict=True)) if len(key_columns) > 1 else [(v,) for v in key_columns[0]]
+        values = online.read(read.view, read.features, keys, ttl=read.ttl)
+        for name, output in zip(read.features, read.outputs, strict=True):
+            if output is not None:
+                out[output] = values[name]
+            inputs.setdefault(name, values[name])
+    if plan.on_demand:
+        _apply_on_demand(plan, columns, inputs, out, n)
+    return out
+
+
+def _apply_on_demand(plan: Plan, columns: dict[str, list[Any]], inputs: dict[str, list[Any]],
+                     out: dict[str, list[Any]], n: int) -> None:
+    import pandas as pd
+
+    for step in plan.on_demand:
+        view = step.definition
+        frame_data: dict[str, list[Any]] = {}
+        for ref in view.feature_inputs:
+            name = ref.split(":", 1)[1]
+            frame_data[name] = inputs.get(name, [None] * n)
+        for f in view.request_fields:
+            if f.name not in columns:
+                raise InvalidInput(f"on-demand feature view {view.name!r} needs request field {f.name!r} in "
+                                   "each entity row", {"view": view.name, "field": f.name})
+            frame_data[f.name] = columns[f.name]
+        result = view.execute(pd.DataFrame(frame_data))
+        for name, output in zip(step.features, step.outputs, strict=True):
+            series = result[name]
+            out[output] = [None if pd.isna(v) else v for v in series.astype(object).tolist()]

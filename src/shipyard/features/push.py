@@ -1,0 +1,259 @@
+"""Push: validated rows go to the online store and are appended to the view's offline log.
+
+``push(store, "driver_stats", rows)`` accepts a pandas DataFrame, a pyarrow Table, a list of row
+dicts or a dict of columns. Every row needs the view's join keys, its timestamp field and each
+feature (``None`` for a missing value); a value of the wrong type fails the whole push with an
+``InvalidInput`` naming the view, field and row, before anything is written.
+
+Idempotency: a row whose (entity key, event timestamp) is already stored online is a duplicate;
+it is neither rewritten online nor appended offline again, so retries and stream redeliveries are
+harmless. Rows older than what is online (late events) are not served but still go to the
+offline log, where point-in-time joins place them correctly.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import numbers
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+
+from shipyard.errors import InvalidInput
+from shipyard.features.online import online_store_of
+
+_ARROW = {
+    "float64": pa.float64(),
+    "int64": pa.int64(),
+    "string": pa.string(),
+    "bool": pa.bool_(),
+    "timestamp": pa.timestamp("us", tz="UTC"),
+}
+
+
+@dataclass
+class PushResult:
+    view: str
+    rows: int = 0
+    written: int = 0
+    duplicates: int = 0
+    stale: int = 0
+    offline_rows: int = 0
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"view": self.view, "rows": self.rows, "written": self.written, "duplicates": self.duplicates,
+                "stale": self.stale, "offline_rows": self.offline_rows}
+
+
+def as_records(rows: Any) -> list[dict[str, Any]]:
+    """Rows from a DataFrame, Arrow table, list of dicts or dict of columns."""
+    if isinstance(rows, pa.Table | pa.RecordBatch):
+        return rows.to_pylist()
+    if hasattr(rows, "to_dict") and hasattr(rows, "columns"):  # pandas
+        return rows.to_dict(orient="records")
+    if isinstance(rows, Mapping):
+        columns = {k: list(v) if not isinstance(v, str | bytes) and hasattr(v, "__iter__") else [v] for k, v in rows.items()}
+        lengths = {len(v) for v in columns.values()}
+        if len(lengths) > 1:
+            raise InvalidInput(f"columns have different lengths {sorted(lengths)}; give one value per row in each",
+                               {"field": "rows"})
+        n = lengths.pop() if lengths else 0
+        return [{k: v[i] for k, v in columns.items()} for i in range(n)]
+    if isinstance(rows, Sequence) and not isinstance(rows, str | bytes):
+        out = []
+        for i, row in enumerate(rows):
+            if not isinstance(row, Mapping):
+                raise InvalidInput(f"row {i} is a {type(row).__name__}; give a mapping of column to value",
+                                   {"field": "rows", "row": i})
+            out.append(dict(row))
+        return out
+    raise InvalidInput(f"cannot push {type(rows).__name__}; give a DataFrame, Arrow table, list of dicts or "
+                       "dict of columns", {"field": "rows"})
+
+
+def _is_missing(value: Any) -> bool:
+    if value is None:
+        return True
+    if isinstance(value, float) and value != value:
+        return True
+    try:
+        import pandas as pd
+
+        return value is pd.NaT or (type(value).__name__ in ("NAType", "NaTType"))
+    except ImportError:  # pragma: no cover
+        return False
+
+
+def coerce_timestamp(value: Any) -> dt.datetime:
+    """A timezone-aware datetime from a datetime, pandas Timestamp, numpy datetime64 or ISO string."""
+    if isinstance(value, dt.datetime):
+        return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+    if hasattr(value, "to_pydatetime"):
+        return coerce_timestamp(value.to_pydatetime())
+    if type(value).__name__ == "datetime64":
+        import pandas as pd
+
+        return coerce_timestamp(pd.Timestamp(value).to_pydatetime())
+    if isinstance(value, str):
+        text = value.strip()
+        if text.endswith("Z"):
+            text = text[:-1] + "+00:00"
+        parsed = dt.datetime.fromisoformat(text)
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+    raise TypeError(type(value).__name__)
+
+
+def coerce_value(value: Any, dtype: str) -> Any:
+    """``value`` as the Python type of ``dtype``; raises TypeError/ValueError when it is not one."""
+    if _is_missing(value):
+        return None
+    if dtype == "float64":
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise TypeError(type(value).__name__)
+        return float(value)
+    if dtype == "int64":
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+            raise TypeError(type(value).__name__)
+        return int(value)
+    if dtype == "string":
+        if not isinstance(value, str):
+            raise TypeError(type(value).__name__)
+        return value
+    if dtype == "bool":
+        if type(value).__name__ not in ("bool", "bool_"):
+            raise TypeError(type(value).__name__)
+        return bool(value)
+    if dtype == "timestamp":
+        return coerce_timestamp(value)
+    raise TypeError(f"unknown type {dtype}")
+
+
+@dataclass
+class Prepared:
+    """Validated rows of one view, ready for the online and offline writes."""
+
+    keys: list[tuple[Any, ...]]
+    values: list[dict[str, Any]]
+    event_ts: list[dt.datetime]
+    records: list[dict[str, Any]]
+
+
+def prepare_rows(view: Any, records: Sequence[Mapping[str, Any]], *, allow_extra: bool = False) -> Prepared:
+    """Check and convert rows against the view's keys, timestamp and typed fields."""
+    join_keys = list(view.join_keys)
+    key_types = dict(getattr(view, "key_types", {}) or {})
+    ts_field = view.timestamp_field
+    created = getattr(view, "created_timestamp_field", None)
+    fields = [(f.name, f.dtype) for f in view.fields]
+    known = set(join_keys) | {ts_field} | {name for name, _ in fields} | ({created} if created else set())
+    out = Prepared([], [], [], [])
+    for i, row in enumerate(records):
+        if not allow_extra:
+            extra = [c for c in row if c not in known]
+            if extra:
+                raise InvalidInput(
+                    f"feature view {view.name!r}: row {i} has unknown columns {extra}; its columns are "
+                    f"{', '.join(sorted(known))}",
+                    {"view": view.name, "field": extra[0], "row": i},
+                )
+        key = []
+        for k in join_keys:
+            value = row.get(k)
+            if _is_missing(value):
+                raise InvalidInput(f"feature view {view.name!r}: row {i} has no value for join key {k!r}; "
+                                   "every pushed row needs all join keys", {"view": view.name, "field": k, "row": i})
+            if k in key_types:
+                try:
+                    value = coerce_value(value, key_types[k])
+                except (TypeError, ValueError) as exc:
+                    raise InvalidInput(f"feature view {view.name!r}: join key {k!r} in row {i} must be "
+                                       f"{key_types[k]}, got {value!r} ({exc})",
+                                       {"view": view.name, "field": k, "row": i}) from None
+            elif hasattr(value, "item"):
+                value = value.item()
+            key.append(value)
+        raw_ts = row.get(ts_field)
+        try:
+            if _is_missing(raw_ts):
+                raise ValueError("missing")
+            stamp = coerce_timestamp(raw_ts)
+        except (TypeError, ValueError):
+            raise InvalidInput(
+                f"feature view {view.name!r}: row {i} needs timestamp field {ts_field!r} as a datetime or "
+                f"ISO-8601 string, got {raw_ts!r}",
+                {"view": view.name, "field": ts_field, "row": i},
+            ) from None
+        values: dict[str, Any] = {}
+        for name, dtype in fields:
+            if name not in row:
+                raise InvalidInput(f"feature view {view.name!r}: row {i} has no field {name!r}; send every "
+                                   "feature (None for a missing value)", {"view": view.name, "field": name, "row": i})
+            try:
+                values[name] = coerce_value(row[name], dtype)
+            except (TypeError, ValueError):
+                raise InvalidInput(
+                    f"feature view {view.name!r}: field {name!r} must be {dtype}, got {row[name]!r} "
+                    f"({type(row[name]).__name__}) in row {i}; fix the value or the field's type",
+                    {"view": view.name, "field": name, "row": i, "expected": dtype},
+                ) from None
+        record = dict(zip(join_keys, key, strict=True))
+        record[ts_field] = stamp
+        if created:
+            record[created] = coerce_timestamp(row[created]) if not _is_missing(row.get(created)) else stamp
+        record.update(values)
+        out.keys.append(tuple(key))
+        out.values.append(values)
+        out.event_ts.append(stamp)
+        out.records.append(record)
+    return out
+
+
+def offline_table(view: Any, records: Sequence[Mapping[str, Any]]) -> pa.Table:
+    """Rows as an Arrow table with the view's column types."""
+    key_types = dict(getattr(view, "key_types", {}) or {})
+    columns: dict[str, pa.Array] = {}
+    names = list(view.join_keys) + [view.timestamp_field]
+    created = getattr(view, "created_timestamp_field", None)
+    if created:
+        names.append(created)
+    names += [f.name for f in view.fields]
+    dtypes = {f.name: f.dtype for f in view.fields}
+    dtypes[view.timestamp_field] = "timestamp"
+    if created:
+        dtypes[created] = "timestamp"
+    dtypes.update(key_types)
+    for name in names:
+        data = [r.get(name) for r in records]
+        arrow_type = _ARROW.get(dtypes.get(name, ""))
+        columns[name] = pa.array(data, type=arrow_type) if arrow_type is not None else pa.array(data)
+    return pa.table(columns)
+
+
+def write_prepared(store: Any, view: Any, prepared: Prepared, *, to_offline: bool = True) -> PushResult:
+    """Online write (conditional on event time), then the offline append of the non-duplicates."""
+    online = online_store_of(store)
+    result = PushResult(view.name, rows=len(prepared.keys))
+    if not prepared.keys:
+        return result
+    written = online.write_batch(view.name, prepared.keys, prepared.values, prepared.event_ts,
+                                 version=getattr(view, "version", None), with_status=True)
+    result.written, result.duplicates, result.stale = written.written, written.duplicates, written.stale
+    if to_offline:
+        fresh = [r for r, s in zip(prepared.records, written.status or [], strict=True) if s != "duplicate"]
+        if fresh:
+            store.offline_append(view.name, offline_table(view, fresh))
+            result.offline_rows = len(fresh)
+    return result
+
+
+def push(store: Any, view: str, rows: Any, *, to_offline: bool = True) -> PushResult:
+    """Validate ``rows`` for feature view ``view``, write them online and append them offline."""
+    definition = store.get_view(view)
+    if not hasattr(definition, "timestamp_field"):
+        raise InvalidInput(f"{view!r} is an on-demand feature view; push to the feature views it reads from",
+                           {"view": view})
+    prepared = prepare_rows(definition, as_records(rows))
+    return write_prepared(store, definition, prepared, to_offline=to_offline)

@@ -1,0 +1,260 @@
+"""``FeatureStore``: the one entry point of the feature store (``ws.features``).
+
+Definitions (plan/apply, views, services) and the offline side (read, append, training sets,
+backfill) live here as thin calls into the modules that do the work; online serving,
+materialization, push, logging, skew and monitoring are delegated at the end of the class.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import uuid
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from shipyard.errors import Conflict, InvalidInput, NotFound, SchemaMismatch
+from shipyard.features.definitions import Entity, FeatureService, FeatureView, OnDemandFeatureView
+from shipyard.features.offline.scan import CREATED_TS, EVENT_TS, Scanner, connect, quote
+from shipyard.features.plan import Plan, make_plan
+from shipyard.features.registry import Registry
+from shipyard.features.repo import load_repo
+from shipyard.features.timeutil import naive_utc, to_utc
+from shipyard.features.types import ARROW_TYPES
+from shipyard.store import now_ms
+
+if TYPE_CHECKING:
+    from shipyard.features.training import TrainingSetResult
+    from shipyard.workspace import Workspace
+
+log = logging.getLogger(__name__)
+
+OFFLINE_LOG_PREFIX = "features/offline"
+
+
+class FeatureStore:
+    def __init__(self, ws: Workspace) -> None:
+        self.ws = ws
+        self.registry = Registry(ws.store)
+
+    # -- definitions ---------------------------------------------------------------------------
+    def plan(self, path: str | Path | None = None, check_sources: bool = True) -> Plan:
+        """What ``apply(path)`` would change; validates definitions (and their sources when asked)."""
+        repo = load_repo(path or self.ws.settings.project_dir)
+        if check_sources:
+            scanner = Scanner(connect(), self.ws.artifacts, OFFLINE_LOG_PREFIX)
+            for obj in repo.definitions:
+                if isinstance(obj, FeatureView):
+                    scanner.view_relation(obj)
+        return make_plan(repo.definitions, self.registry.current_specs(), str(repo.root))
+
+    def apply(self, path: str | Path | None = None, allow_breaking: bool = False,
+              check_sources: bool = True) -> Plan:
+        """Register the definitions under ``path`` as new versions, all in one transaction."""
+        plan = self.plan(path, check_sources)
+        if plan.breaking and not allow_breaking:
+            listed = "; ".join(f"{c.kind.replace('_', ' ')} {c.name!r}: {', '.join(c.breaking)}" for c in plan.breaking)
+            raise Conflict(
+                f"apply refused, breaking changes: {listed}. Nothing was applied. Give the changed feature a new "
+                "name, or apply with allow_breaking=True (--allow-breaking) once consumers are updated",
+                {"breaking": plan.summary()["breaking"]},
+            )
+        if plan.has_changes:
+            plan.apply_id = self.registry.apply(plan, self.ws.user, plan.repo_path)
+            for change in plan.changes:
+                if change.definition is not None and change.new_version:
+                    change.definition.version = change.new_version
+                    self.registry._cache[(change.kind, change.name, change.new_version)] = change.definition
+        plan.applied = True
+        return plan
+
+    def list_entities(self) -> list[Entity]:
+        return self.registry.list("entity")  # type: ignore[return-value]
+
+    def list_views(self) -> list[FeatureView | OnDemandFeatureView]:
+        views = self.registry.list("feature_view") + self.registry.list("on_demand_feature_view")
+        return sorted(views, key=lambda v: v.name)  # type: ignore[return-value]
+
+    def list_services(self) -> list[FeatureService]:
+        return self.registry.list("feature_service")  # type: ignore[return-value]
+
+    def get_entity(self, name: str, version: int | None = None) -> Entity:
+        return self.registry.get("entity", name, version)  # type: ignore[return-value]
+
+    def get_view(self, name: str, version: int | None = None) -> FeatureView | OnDemandFeatureView:
+        """The applied view ``name`` (current version unless ``version`` is given)."""
+        for kind in ("feature_view", "on_demand_feature_view"):
+            if version is None and self.registry.current_version(kind, name) is None:
+                continue
+            try:
+                return self.registry.get(kind, name, version)  # type: ignore[return-value]
+            except NotFound:
+                continue
+        known = ", ".join(self.registry.names("feature_view") + self.registry.names("on_demand_feature_view"))
+        raise NotFound(
+            f"feature view {name!r} is not registered (known: {known or 'none applied yet'}); define it under "
+            "features/ and run 'shipyard features apply'",
+            {"view": name, "version": version},
+        )
+
+    def get_feature_view(self, name: str, version: int | None = None) -> FeatureView:
+        view = self.get_view(name, version)
+        if not isinstance(view, FeatureView):
+            raise InvalidInput(f"{name!r} is an on-demand feature view; it has no offline data of its own",
+                               {"view": name})
+        return view
+
+    def get_service(self, name: str, version: int | None = None) -> FeatureService:
+        return self.registry.get("feature_service", name, version)  # type: ignore[return-value]
+
+    # -- offline data --------------------------------------------------------------------------
+    def read_offline(self, view_name: str, start: Any = None, end: Any = None) -> pa.Table:
+        """The view's rows (source data plus its offline log) with start <= event time < end.
+
+        Columns: the join keys, the timestamp field (UTC), the created timestamp field if the view
+        has one, and the features, typed as declared.
+        """
+        view = self.get_feature_view(view_name)
+        con = connect()
+        rel = Scanner(con, self.ws.artifacts, OFFLINE_LOG_PREFIX).view_relation(view)
+        where = []
+        if start is not None:
+            where.append(f"{EVENT_TS} >= TIMESTAMP '{naive_utc(to_utc(start, 'start')).isoformat(sep=' ')}'")
+        if end is not None:
+            where.append(f"{EVENT_TS} < TIMESTAMP '{naive_utc(to_utc(end, 'end')).isoformat(sep=' ')}'")
+        cols = [quote(k) for k in view.join_keys]
+        cols.append(f"CAST({EVENT_TS} AS TIMESTAMPTZ) AS {quote(view.timestamp_field)}")
+        if view.created_timestamp_field:
+            cols.append(f"CAST({CREATED_TS} AS TIMESTAMPTZ) AS {quote(view.created_timestamp_field)}")
+        cols.extend(quote(f.name) for f in view.fields)
+        sql = f"SELECT {', '.join(cols)} FROM {rel.sql}" + (f" WHERE {' AND '.join(where)}" if where else "")
+        result = con.sql(sql).to_arrow_table()
+        con.close()
+        return utc_schema(result)
+
+    def offline_schema(self, view: FeatureView) -> pa.Schema:
+        fields = [pa.field(k, ARROW_TYPES[view.key_types[k]] if k in view.key_types else pa.null())
+                  for k in view.join_keys]
+        fields.append(pa.field(view.timestamp_field, ARROW_TYPES["timestamp"]))
+        if view.created_timestamp_field:
+            fields.append(pa.field(view.created_timestamp_field, ARROW_TYPES["timestamp"]))
+        fields.extend(pa.field(f.name, f.arrow_type) for f in view.fields)
+        return pa.schema(fields)
+
+    def offline_append(self, view_name: str, table: pa.Table | pd.DataFrame | list[dict[str, Any]]) -> str:
+        """Append rows to the view's offline log (one Parquet file, written atomically); returns its path."""
+        view = self.get_feature_view(view_name)
+        data = _as_arrow(table, view.name)
+        if data.num_rows == 0:
+            return ""
+        columns: dict[str, pa.Array] = {}
+        required = [*view.join_keys, view.timestamp_field, *(f.name for f in view.fields)]
+        missing = [c for c in required if c not in data.column_names]
+        if missing:
+            raise SchemaMismatch(
+                f"rows for feature view {view.name!r} lack columns {missing}; each row needs the join keys "
+                f"{view.join_keys}, {view.timestamp_field!r} and every feature",
+                {"view": view.name, "missing": missing},
+            )
+        for field in self.offline_schema(view):
+            if field.name in data.column_names:
+                col = data.column(field.name)
+            elif field.name == view.created_timestamp_field:
+                col = pa.array([pd.Timestamp.now(tz="UTC")] * data.num_rows, ARROW_TYPES["timestamp"])
+            else:  # pragma: no cover - guarded above
+                continue
+            columns[field.name] = _cast_column(col, field.type, view.name, field.name)
+        out = pa.table(columns)
+        buffer = io.BytesIO()
+        pq.write_table(out, buffer, compression="zstd")
+        path = f"{OFFLINE_LOG_PREFIX}/{view.name}/part-{now_ms():013d}-{uuid.uuid4().hex[:12]}.parquet"
+        self.ws.artifacts.put_bytes(path, buffer.getvalue())
+        return path
+
+    # -- training sets and backfill --------------------------------------------------------------
+    def get_training_set(
+        self,
+        entity_df: pd.DataFrame | pa.Table,
+        features: list[str] | None = None,
+        service: str | None = None,
+        engine: str | None = None,
+        output: str = "pandas",
+        timestamp_column: str | None = None,
+        full_feature_names: bool = False,
+        dataset: str | None = None,
+    ) -> Any:
+        """Point-in-time correct features for every entity row (see ``shipyard.features.training``)."""
+        from shipyard.features.training import build_training_set
+
+        return build_training_set(self, entity_df, features=features, service=service, engine=engine,
+                                  output=output, timestamp_column=timestamp_column,
+                                  full_feature_names=full_feature_names, dataset=dataset)
+
+    def training_set_info(self, result: TrainingSetResult) -> dict[str, Any]:
+        return result.to_dict()
+
+    def backfill(self, view: str, start: Any, end: Any) -> dict[str, Any]:
+        """Compute the view over [start, end) and write it as a Parquet dataset in the artifact store."""
+        from shipyard.features.training import backfill
+
+        return backfill(self, view, start, end)
+
+    # -- online serving, materialization, push, logging, skew, monitoring ------------------------
+    # Thin delegating methods for the online side are added below this line.
+
+
+def utc_schema(table: pa.Table) -> pa.Table:
+    """Label DuckDB's zone-aware timestamps as UTC (DuckDB names the zone 'Etc/UTC')."""
+    fields = [pa.field(f.name, pa.timestamp(f.type.unit, tz="UTC"), f.nullable)
+              if pa.types.is_timestamp(f.type) and f.type.tz else f for f in table.schema]
+    return table.cast(pa.schema(fields))
+
+
+def _as_arrow(table: Any, view: str) -> pa.Table:
+    if isinstance(table, pa.Table):
+        return table
+    if isinstance(table, pd.DataFrame):
+        return pa.Table.from_pandas(table, preserve_index=False)
+    if isinstance(table, list):
+        return pa.Table.from_pylist(table) if table else pa.table({})
+    raise InvalidInput(f"rows for feature view {view!r} must be a pyarrow Table, pandas DataFrame or list of dicts",
+                       {"view": view})
+
+
+def _cast_column(col: pa.ChunkedArray | pa.Array, target: pa.DataType, view: str, name: str) -> pa.ChunkedArray:
+    if pa.types.is_null(target):
+        return col  # type: ignore[return-value]
+    try:
+        if pa.types.is_timestamp(target):
+            if pa.types.is_timestamp(col.type):
+                if col.type.tz is None:
+                    col = col.cast(pa.timestamp(col.type.unit, tz="UTC"))
+                return col.cast(target)
+            series = pd.to_datetime(pd.Series(col.to_pylist()), utc=True)
+            return pa.chunked_array([pa.array(series, target)])
+        if pa.types.is_floating(target) and not (pa.types.is_integer(col.type) or pa.types.is_floating(col.type)
+                                                 or pa.types.is_null(col.type) or pa.types.is_decimal(col.type)):
+            raise pa.ArrowInvalid(f"{col.type} is not numeric")
+        if pa.types.is_integer(target) and pa.types.is_floating(col.type):
+            return col.cast(target, safe=True)
+        if pa.types.is_string(target) and not (pa.types.is_string(col.type) or pa.types.is_null(col.type)
+                                               or pa.types.is_large_string(col.type)):
+            raise pa.ArrowInvalid(f"{col.type} is not a string")
+        if pa.types.is_boolean(target) and not (pa.types.is_boolean(col.type) or pa.types.is_null(col.type)):
+            raise pa.ArrowInvalid(f"{col.type} is not a bool")
+        return col.cast(target)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError, TypeError) as exc:
+        raise SchemaMismatch(
+            f"feature view {view!r}: column {name!r} has values of type {col.type} that cannot be stored as "
+            f"{target}: {exc}; send {target} values",
+            {"view": view, "field": name, "expected": str(target), "got": str(col.type)},
+        ) from None
+
+
+def _ms(value: datetime) -> int:
+    return int(value.timestamp() * 1000)
