@@ -129,7 +129,7 @@ class MemoryFeatureStore:
         if start is not None:
             mask &= ts >= pd.Timestamp(start)
         if end is not None:
-            mask &= ts <= pd.Timestamp(end)
+            mask &= ts < pd.Timestamp(end)
         return pa.Table.from_pandas(frame[mask], preserve_index=False)
 
     def offline_append(self, view_name: str, table: pa.Table) -> None:
