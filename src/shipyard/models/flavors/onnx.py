@@ -91,15 +91,13 @@ def build_loaded(session: Any, input_names: tuple[str, ...] | None, flavor: str)
             res = np.asarray(res)
             return res[:, 1] if res.shape[1] == 2 else res
 
-        label = next((o for o in outputs if o is not prob), None)
         probe = np.zeros((1, len(names) if names else (inputs[0].shape[1] or 1)))
         try:
             raw = run([out_name], feed(probe))[0]
             classes = list(raw[0].keys()) if is_map else list(range(np.asarray(raw).shape[1]))
-        except Exception:  # noqa: BLE001 - classes stay unknown
+        except Exception:  # noqa: BLE001 - a probe the model rejects: assume binary
             classes = [0, 1]
-        if label is not None and not is_map:
-            classes = classes  # labels come from argmax over the probability columns
+        # labels come from the probability columns (argmax / > 0.5), as the native models decide
         predict_array = scores
     else:
         out_name = outputs[0].name
