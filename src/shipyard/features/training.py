@@ -1,0 +1,287 @@
+"""Training sets: point-in-time correct features for a table of (entity keys, timestamp) rows.
+
+Checks the request (features, entity keys, timestamp column and its time zone), hands the join to
+the configured offline engine, runs on-demand views over the joined rows with the same code that
+serves them online, and returns pandas, Arrow, or a Parquet dataset recorded with its lineage.
+"""
+
+from __future__ import annotations
+
+import io
+import uuid
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from shipyard.errors import InvalidInput
+from shipyard.features.definitions import FeatureView, OnDemandFeatureView
+from shipyard.features.offline.engine import ROW, TS, ViewRequest, get_engine
+from shipyard.features.offline.scan import Scanner, connect
+from shipyard.features.timeutil import naive_utc, to_utc
+from shipyard.features.types import ARROW_TYPES
+from shipyard.store import now_ms
+from shipyard.store.events import record_event
+from shipyard.store.schema import feature_training_sets
+
+if TYPE_CHECKING:
+    from shipyard.features.store import FeatureStore
+
+DEFAULT_TS_COLUMNS = ("event_timestamp", "timestamp", "ts", "event_ts")
+OUTPUTS = ("pandas", "arrow")
+
+
+@dataclass
+class TrainingSetResult:
+    """A training set written as a dataset (Parquet in the artifact store)."""
+
+    id: str
+    name: str
+    path: str
+    uri: str
+    sha256: str
+    rows: int
+    features: list[str]
+    lineage: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def resolve_features(store: FeatureStore, features: list[str] | None, service: str | None
+                     ) -> tuple[list[str], dict[str, Any]]:
+    if (features is None) == (service is None):
+        raise InvalidInput("give exactly one of features=['view:feature', ...] or service='name'",
+                           {"field": "features"})
+    lineage: dict[str, Any] = {}
+    if service is not None:
+        svc = store.get_service(service)
+        refs = list(svc.features)
+        lineage["service"] = {"name": svc.name, "version": svc.version}
+    else:
+        if isinstance(features, str) or not features:
+            raise InvalidInput("features must be a non-empty list such as ['customer_stats:amount']",
+                               {"field": "features"})
+        refs = []
+        for ref in features:
+            view_name, sep, feature = str(ref).partition(":")
+            if not sep:
+                refs.extend(f"{view_name}:{f}" for f in store.get_view(view_name).feature_names)
+            else:
+                refs.append(f"{view_name}:{feature}")
+    return list(dict.fromkeys(refs)), lineage
+
+
+def build_training_set(store: FeatureStore, entity_df: pd.DataFrame | pa.Table, *, features: list[str] | None,
+                       service: str | None, engine: str | None, output: str, timestamp_column: str | None,
+                       full_feature_names: bool, dataset: str | None) -> Any:
+    if output not in OUTPUTS:
+        raise InvalidInput(f"output {output!r} is not supported; use 'pandas' or 'arrow'", {"field": "output"})
+    refs, lineage = resolve_features(store, features, service)
+    frame = entity_df.to_pandas() if isinstance(entity_df, pa.Table) else entity_df
+    if not isinstance(frame, pd.DataFrame):
+        raise InvalidInput("entity_df must be a pandas DataFrame or pyarrow Table", {"field": "entity_df"})
+
+    # Which views and features, and the output column of each.
+    views: dict[str, FeatureView | OnDemandFeatureView] = {}
+    wanted: dict[str, list[str]] = {}
+    for ref in refs:
+        view_name, _, feature = ref.partition(":")
+        view = views.get(view_name) or store.get_view(view_name)
+        views[view_name] = view
+        view.field(feature)
+        wanted.setdefault(view_name, []).append(feature)
+    hidden: dict[str, list[str]] = {}
+    for view in list(views.values()):
+        if isinstance(view, OnDemandFeatureView):
+            for ref in view.feature_inputs:
+                src_name, _, feature = ref.partition(":")
+                src = views.get(src_name) or store.get_view(src_name)
+                views[src_name] = src
+                if feature not in wanted.get(src_name, []) and feature not in hidden.get(src_name, []):
+                    hidden.setdefault(src_name, []).append(feature)
+            missing = [f.name for f in view.request_fields if f.name not in frame.columns]
+            if missing:
+                raise InvalidInput(
+                    f"on-demand feature view {view.name!r} needs request fields {missing} as columns of entity_df",
+                    {"view": view.name, "missing": missing})
+    out_name = (lambda v, f: f"{v}__{f}") if full_feature_names else (lambda v, f: f)
+    outputs = [out_name(*ref.split(":", 1)) for ref in refs]
+    clashes = sorted({o for o in outputs if outputs.count(o) > 1} | (set(outputs) & set(map(str, frame.columns))))
+    if clashes:
+        raise InvalidInput(
+            f"feature columns {clashes} would collide (with each other or entity_df columns); pass "
+            "full_feature_names=True to name them 'view__feature', or rename the entity_df columns",
+            {"columns": clashes})
+
+    fvs = [v for v in views.values() if isinstance(v, FeatureView)]
+    ts_col = _timestamp_column(frame, timestamp_column)
+    keys = _join_keys(frame, fvs)
+    entity = _entity_table(frame, ts_col, keys, fvs)
+    _check_timezones(store, frame[ts_col], ts_col, fvs)
+
+    requests = []
+    for view in fvs:
+        feats = wanted.get(view.name, []) + hidden.get(view.name, [])
+        names = [out_name(view.name, f) if f in wanted.get(view.name, []) else f"__in__{view.name}__{f}"
+                 for f in feats]
+        requests.append(ViewRequest(view, feats, names))
+    from shipyard.features.store import OFFLINE_LOG_PREFIX
+
+    eng = get_engine(engine or store.ws.settings.offline_engine, store.ws.artifacts, OFFLINE_LOG_PREFIX)
+    joined = eng.point_in_time_join(entity, requests) if requests else pa.table({ROW: entity.column(ROW)})
+    if joined.num_rows != len(frame):
+        raise RuntimeError(f"offline engine returned {joined.num_rows} rows for {len(frame)} entity rows")
+
+    mapper = {pa.int64(): pd.Int64Dtype(), pa.bool_(): pd.BooleanDtype()}.get
+    result = frame.reset_index(drop=True).copy()
+    for view_name, feats in wanted.items():
+        view = views[view_name]
+        if isinstance(view, FeatureView):
+            for feature in feats:
+                col = out_name(view_name, feature)
+                result[col] = joined.column(col).to_pandas(types_mapper=mapper)
+    for view_name, feats in wanted.items():
+        view = views[view_name]
+        if isinstance(view, OnDemandFeatureView):
+            inputs = pd.DataFrame(index=result.index)
+            for ref in view.feature_inputs:
+                src, _, feature = ref.partition(":")
+                col = out_name(src, feature) if feature in wanted.get(src, []) else f"__in__{src}__{feature}"
+                inputs[feature] = joined.column(col).to_pandas(types_mapper=mapper)
+            for f in view.request_fields:
+                inputs[f.name] = result[f.name].to_numpy()
+            computed = view.execute(inputs)
+            for feature in feats:
+                result[out_name(view_name, feature)] = computed[feature].to_numpy()
+    lineage["views"] = {name: view.version for name, view in sorted(views.items())}
+    if dataset is not None:
+        return _write_dataset(store, result, dataset, refs, lineage)
+    if output == "arrow":
+        return pa.Table.from_pandas(result, preserve_index=False)
+    return result
+
+
+def _timestamp_column(frame: pd.DataFrame, name: str | None) -> str:
+    if name is not None:
+        if name not in frame.columns:
+            raise InvalidInput(f"entity_df has no timestamp column {name!r} (columns: {list(frame.columns)})",
+                               {"field": name})
+        return name
+    for candidate in DEFAULT_TS_COLUMNS:
+        if candidate in frame.columns:
+            return candidate
+    datetimes = [c for c in frame.columns if pd.api.types.is_datetime64_any_dtype(frame[c])]
+    if len(datetimes) == 1:
+        return str(datetimes[0])
+    raise InvalidInput(
+        f"entity_df needs a timestamp column saying when each row happened; name it 'event_timestamp' or pass "
+        f"timestamp_column= (columns: {list(frame.columns)})", {"field": "timestamp_column"})
+
+
+def _join_keys(frame: pd.DataFrame, views: list[FeatureView]) -> list[str]:
+    keys: list[str] = []
+    for view in views:
+        missing = [k for k in view.join_keys if k not in frame.columns]
+        if missing:
+            raise InvalidInput(
+                f"entity_df lacks join key column(s) {missing} of feature view {view.name!r} (entities "
+                f"{[e.name for e in view.entities]}); add them to entity_df",
+                {"view": view.name, "missing": missing})
+        keys.extend(k for k in view.join_keys if k not in keys)
+    return keys
+
+
+def _entity_table(frame: pd.DataFrame, ts_col: str, keys: list[str], views: list[FeatureView]) -> pa.Table:
+    ts = frame[ts_col]
+    if not pd.api.types.is_datetime64_any_dtype(ts):
+        kinds = {type(v).__name__ for v in ts.dropna().head(1000)}
+        if ts.dtype == object and ts.dropna().map(lambda v: hasattr(v, "tzinfo")).all() and len(ts.dropna()):
+            aware = {getattr(v, "tzinfo", None) is not None for v in ts.dropna()}
+            if len(aware) > 1:
+                raise InvalidInput(
+                    f"entity_df column {ts_col!r} mixes time-zone-aware and naive timestamps; make them all "
+                    f"aware, e.g. pd.to_datetime(df[{ts_col!r}], utc=True)", {"field": ts_col})
+        raise InvalidInput(
+            f"entity_df column {ts_col!r} holds {', '.join(sorted(kinds)) or 'no'} values, not timestamps; convert "
+            f"it with pd.to_datetime(df[{ts_col!r}], utc=True)", {"field": ts_col})
+    if ts.isna().any():
+        raise InvalidInput(f"entity_df column {ts_col!r} has {int(ts.isna().sum())} empty timestamps; every row "
+                           "needs one", {"field": ts_col})
+    if getattr(ts.dt, "tz", None) is not None:
+        ts = ts.dt.tz_convert("UTC").dt.tz_localize(None)
+    columns: dict[str, Any] = {ROW: pa.array(np.arange(len(frame), dtype=np.int64))}
+    key_types: dict[str, str] = {}
+    for view in views:
+        key_types.update(view.key_types)
+    for key in keys:
+        values = frame[key]
+        try:
+            arr = pa.array(values.to_numpy() if values.dtype != object else values.tolist(), from_pandas=True)
+            if key in key_types:
+                arr = arr.cast(ARROW_TYPES[key_types[key]])
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
+            raise InvalidInput(f"entity_df column {key!r} cannot be read as {key_types.get(key, 'a key')}: {exc}",
+                               {"field": key}) from None
+        columns[key] = arr
+    columns[TS] = pa.array(ts.to_numpy().astype("datetime64[us]"), pa.timestamp("us"))
+    return pa.table(columns)
+
+
+def _check_timezones(store: FeatureStore, ts: pd.Series, ts_col: str, views: list[FeatureView]) -> None:
+    entity_aware = getattr(ts.dt, "tz", None) is not None
+    from shipyard.features.store import OFFLINE_LOG_PREFIX
+
+    con = connect()
+    try:
+        scanner = Scanner(con, store.ws.artifacts, OFFLINE_LOG_PREFIX)
+        for view in views:
+            rel = scanner.view_relation(view)
+            if rel.has_rows_source and rel.timestamp_tz_aware != entity_aware:
+                state = ("time-zone-aware", "naive") if entity_aware else ("naive", "time-zone-aware")
+                raise InvalidInput(
+                    f"entity_df column {ts_col!r} is {state[0]} but feature view {view.name!r} has {state[1]} "
+                    f"timestamps in {view.timestamp_field!r}; make both aware (e.g. "
+                    f"df[{ts_col!r}] = df[{ts_col!r}].dt.tz_localize('UTC')) or both naive",
+                    {"view": view.name, "field": view.timestamp_field, "entity_field": ts_col})
+    finally:
+        con.close()
+
+
+def _write_dataset(store: FeatureStore, frame: pd.DataFrame, name: str, refs: list[str],
+                   lineage: dict[str, Any]) -> TrainingSetResult:
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer, compression="zstd")
+    ident = uuid.uuid4().hex
+    path = f"features/training_sets/{name}/{now_ms():013d}-{ident[:12]}.parquet"
+    info = store.ws.artifacts.put_bytes(path, buffer.getvalue())
+    with store.ws.store.begin() as conn:
+        conn.execute(feature_training_sets.insert().values(
+            id=ident, name=name, uri=info.uri, sha256=info.sha256, rows=len(frame), features=refs, lineage=lineage,
+            created_at=now_ms(), created_by=store.ws.user))
+        record_event(conn, store.ws.user, "features.training_set", f"features/training_sets/{name}",
+                     {"id": ident, "rows": len(frame), "uri": info.uri})
+    return TrainingSetResult(ident, name, path, info.uri, info.sha256, len(frame), refs, lineage)
+
+
+def backfill(store: FeatureStore, view_name: str, start: Any, end: Any) -> dict[str, Any]:
+    view = store.get_feature_view(view_name)
+    lo, hi = to_utc(start, "start"), to_utc(end, "end")
+    if hi <= lo:
+        raise InvalidInput(f"backfill of {view_name!r}: end {hi} must be after start {lo}", {"field": "end"})
+    table = store.read_offline(view_name, lo, hi)
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer, compression="zstd")
+    stamp = f"{naive_utc(lo):%Y%m%dT%H%M%S}-{naive_utc(hi):%Y%m%dT%H%M%S}"
+    path = f"features/backfills/{view.name}/v{view.version}/{stamp}.parquet"
+    info = store.ws.artifacts.put_bytes(path, buffer.getvalue())
+    with store.ws.store.begin() as conn:
+        record_event(conn, store.ws.user, "features.backfill", f"features/views/{view.name}",
+                     {"version": view.version, "start": lo.isoformat(), "end": hi.isoformat(), "rows": table.num_rows,
+                      "path": path})
+    return {"view": view.name, "version": view.version, "start": lo.isoformat(), "end": hi.isoformat(),
+            "rows": table.num_rows, "path": path, "uri": info.uri, "sha256": info.sha256}

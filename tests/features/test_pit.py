@@ -1,0 +1,134 @@
+"""Point-in-time joins on DuckDB against the naive reference, on random data and hand-made edge cases."""
+
+from __future__ import annotations
+
+import math
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+
+from shipyard.config import load_settings
+from shipyard.workspace import Workspace
+from tests.features.pit_reference import naive_pit
+from tests.features.pit_support import T0, frames, pit_data, write_project
+
+FEATURES = ["stats:x", "stats:n", "pair_stats:y", "pair_stats:label"]
+
+
+def _same(a: Any, b: Any) -> bool:
+    if b is None or (isinstance(b, float) and math.isnan(b)):
+        return a is None or a is pd.NA or (isinstance(a, float) and math.isnan(a))
+    if a is None or a is pd.NA:
+        return False
+    return a == b
+
+
+def check_against_reference(ws: Workspace, data: dict[str, Any], engine: str = "duckdb") -> None:
+    stats, pairs, entity = frames(data)
+    ttl = None if data["ttl_hours"] is None else timedelta(hours=data["ttl_hours"])
+    got = ws.features.get_training_set(entity, features=FEATURES, engine=engine)
+    assert len(got) == len(entity)
+    assert list(got["user_id"]) == list(entity["user_id"])  # order and rows preserved
+    assert list(got["event_timestamp"]) == list(entity["event_timestamp"])
+    ents = entity.to_dict("records")
+    want_stats = naive_pit(ents, stats.to_dict("records"), ["user_id"], "ts", ["x", "n"], ttl, "created")
+    want_pairs = naive_pit(ents, pairs.to_dict("records"), ["user_id", "shop"], "ts", ["y", "label"], None)
+    for i, (ws_row, wp_row) in enumerate(zip(want_stats, want_pairs, strict=True)):
+        for col, want in [("x", ws_row["x"]), ("n", ws_row["n"]), ("y", wp_row["y"]), ("label", wp_row["label"])]:
+            assert _same(got[col].iloc[i], want), (i, col, got[col].iloc[i], want, ents[i])
+
+
+def _workspace(root: Path) -> Workspace:
+    return Workspace(load_settings(root, user="alice"))
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=pit_data())
+def test_duckdb_matches_naive_reference(tmp_path_factory: pytest.TempPathFactory, data: dict[str, Any]) -> None:
+    root = tmp_path_factory.mktemp("pit")
+    stats, pairs, _ = frames(data)
+    write_project(root, stats, pairs, data["ttl_hours"])
+    ws = _workspace(root)
+    try:
+        ws.features.apply(root)
+        check_against_reference(ws, data)
+    finally:
+        ws.close()
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Workspace:
+    stats = pd.DataFrame({
+        "user_id": [1, 1, 1, 1, 2],
+        "ts": pd.to_datetime([T0, T0 + timedelta(hours=1), T0 + timedelta(hours=1), T0 + timedelta(hours=5),
+                              T0 + timedelta(hours=2)], utc=True),
+        "created": pd.to_datetime([T0, T0 + timedelta(hours=1), T0 + timedelta(hours=3), T0 + timedelta(hours=5),
+                                   T0 + timedelta(hours=2)], utc=True),
+        "x": [1.0, 2.0, 3.0, 4.0, 5.0],
+        "n": [10, 20, 30, 40, 50],
+    })
+    pairs = pd.DataFrame({"user_id": [1], "shop": ["a"], "ts": pd.to_datetime([T0], utc=True), "y": [7.0],
+                          "label": ["p"]})
+    write_project(tmp_path, stats, pairs, ttl_hours=2)
+    ws = _workspace(tmp_path)
+    ws.features.apply(tmp_path)
+    yield ws
+    ws.close()
+
+
+def test_edge_cases_by_hand(project: Workspace) -> None:
+    entity = pd.DataFrame({
+        "user_id": [1, 1, 1, 1, 2, 3, 1],
+        "shop": ["a", "a", "b", "a", "a", "a", "a"],
+        "event_timestamp": pd.to_datetime([
+            T0 - timedelta(hours=1),   # before any value: kept, nulls
+            T0 + timedelta(hours=1),   # tie at 1h: created 3h wins -> 3.0
+            T0 + timedelta(hours=4),   # latest 1h, 3h old > ttl 2h -> null
+            T0 + timedelta(hours=5),   # exact event time -> 4.0
+            T0 + timedelta(hours=3),   # user 2 -> 5.0 (1h old)
+            T0 + timedelta(hours=3),   # unknown user -> null
+            T0 + timedelta(hours=3),   # ttl boundary: 1h value is exactly 2h old -> kept
+        ], utc=True),
+    })
+    got = project.features.get_training_set(entity, features=["stats:x", "stats:n", "pair_stats:y"])
+    assert got["x"].tolist()[1:2] == [3.0]
+    assert pd.isna(got["x"].iloc[0]) and pd.isna(got["x"].iloc[2]) and pd.isna(got["x"].iloc[5])
+    assert got["x"].iloc[3] == 4.0 and got["x"].iloc[4] == 5.0 and got["x"].iloc[6] == 3.0
+    assert str(got["n"].dtype) == "Int64" and got["n"].iloc[1] == 30
+    # composite key (user_id, shop), no TTL: only user 1 / shop a rows at or after T0
+    assert got["y"].isna().tolist() == [True, False, True, False, True, True, False]
+
+
+def test_output_arrow_and_full_names(project: Workspace) -> None:
+    entity = pd.DataFrame({"user_id": [1], "shop": ["a"], "event_timestamp": pd.to_datetime([T0], utc=True)})
+    table = project.features.get_training_set(entity, features=["stats:x"], output="arrow", full_feature_names=True)
+    assert table.column_names == ["user_id", "shop", "event_timestamp", "stats__x"]
+    assert table.column("stats__x").to_pylist() == [1.0]
+
+
+def test_training_set_to_dataset_records_lineage(project: Workspace) -> None:
+    entity = pd.DataFrame({"user_id": [1, 2], "shop": ["a", "a"],
+                           "event_timestamp": pd.to_datetime([T0 + timedelta(hours=5)] * 2, utc=True)})
+    info = project.features.get_training_set(entity, features=["stats:x"], dataset="churn")
+    assert info.rows == 2 and info.lineage["views"] == {"stats": 1}
+    back = pd.read_parquet(info.uri)
+    assert back["x"].iloc[0] == 4.0 and pd.isna(back["x"].iloc[1])  # user 2's value is 3h old, TTL 2h
+
+
+def test_read_offline_window_and_backfill(project: Workspace) -> None:
+    table = project.features.read_offline("stats", start=T0 + timedelta(hours=1), end=T0 + timedelta(hours=5))
+    assert sorted(table.column("x").to_pylist()) == [2.0, 3.0, 5.0]
+    assert table.schema.field("ts").type.tz == "UTC"
+    result = project.features.backfill("stats", T0, T0 + timedelta(hours=2))
+    assert result["rows"] == 3
+    assert sorted(pd.read_parquet(result["uri"])["x"].tolist()) == [1.0, 2.0, 3.0]
+
+
+def test_offline_append_feeds_training_sets(project: Workspace) -> None:
+    project.features.offline_append("stats", [{"user_id": 9, "ts": T0, "created": T0, "x": 9.5, "n": 1}])
+    entity = pd.DataFrame({"user_id": [9], "shop": ["a"], "event_timestamp": pd.to_datetime([T0], utc=True)})
+    assert project.features.get_training_set(entity, features=["stats:x"])["x"].tolist() == [9.5]
