@@ -1,0 +1,184 @@
+"""Where a decision flow gets its models and features.
+
+Two tiny interfaces keep the engine independent of the registry and the feature store:
+
+``ModelSource``
+    ``resolve(name, ref) -> int`` turns an alias or version into a version number (``NotFound``
+    when either is unknown) and ``load(name, version) -> LoadedModel`` returns a ready model.
+``FeatureSource``
+    ``lookup(service, entity_rows) -> list[dict]`` reads online features, one dict per entity row;
+    ``feature_names(service)`` lists what a service returns (``NotFound`` if unknown).
+
+``RegistryModels`` and ``StoreFeatures`` adapt a workspace's registry and feature store;
+``ModelCatalog`` and ``StaticFeatures`` hold objects in memory (notebooks, tests, edge runtimes).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
+
+from shipyard.errors import NotFound
+
+
+class ModelSource(Protocol):
+    def resolve(self, name: str, ref: str) -> int: ...
+
+    def load(self, name: str, version: int) -> Any: ...
+
+
+class FeatureSource(Protocol):
+    def lookup(self, service: str, entity_rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]: ...
+
+    def feature_names(self, service: str) -> list[str] | None: ...
+
+
+def _version_of(record: Any) -> int:
+    if isinstance(record, Mapping):
+        return int(record["version"])
+    return int(record.version)
+
+
+class RegistryModels:
+    """Models from the workspace registry (loads are sha256-checked and cached by the registry)."""
+
+    def __init__(self, ws: Any) -> None:
+        self.ws = ws
+        self._cache: dict[tuple[str, int], Any] = {}
+        self._lock = threading.Lock()
+
+    def resolve(self, name: str, ref: str) -> int:
+        return _version_of(self.ws.registry.get_version(name, str(ref)))
+
+    def load(self, name: str, version: int) -> Any:
+        key = (name, int(version))
+        model = self._cache.get(key)
+        if model is None:
+            with self._lock:
+                model = self._cache.get(key)
+                if model is None:
+                    model = self.ws.registry.load(name, str(version))
+                    self._cache[key] = model
+        return model
+
+    def unload(self, name: str, version: int) -> None:
+        with self._lock:
+            self._cache.pop((name, int(version)), None)
+
+
+class ModelCatalog:
+    """In-memory models: ``catalog.add("credit", model, version=1, aliases=["champion"])``."""
+
+    def __init__(self) -> None:
+        self._models: dict[str, dict[int, Any]] = {}
+        self._aliases: dict[str, dict[str, int]] = {}
+
+    def add(self, name: str, model: Any, *, version: int | None = None, aliases: Sequence[str] = ()) -> int:
+        versions = self._models.setdefault(name, {})
+        number = int(version) if version is not None else max(versions, default=0) + 1
+        versions[number] = model
+        for alias in aliases:
+            self.set_alias(name, alias, number)
+        return number
+
+    def set_alias(self, name: str, alias: str, version: int) -> None:
+        if version not in self._models.get(name, {}):
+            raise NotFound(f"model {name!r} has no version {version}")
+        self._aliases.setdefault(name, {})[alias] = int(version)
+
+    def resolve(self, name: str, ref: str) -> int:
+        versions = self._models.get(name)
+        if versions is None:
+            raise NotFound(f"model {name!r} is not registered; register it or fix the name",
+                           {"model": name})
+        ref = str(ref)
+        if ref.isdigit() and int(ref) in versions:
+            return int(ref)
+        if ref == "latest":
+            return max(versions)
+        alias = self._aliases.get(name, {}).get(ref)
+        if alias is None:
+            raise NotFound(f"model {name!r} has no version or alias {ref!r}", {"model": name, "ref": ref})
+        return alias
+
+    def load(self, name: str, version: int) -> Any:
+        try:
+            return self._models[name][int(version)]
+        except KeyError:
+            raise NotFound(f"model {name!r} has no version {version}", {"model": name}) from None
+
+
+def _rows_from(result: Any, n: int) -> list[dict[str, Any]]:
+    """Normalise a feature-store answer (records, dict of columns or DataFrame) to records."""
+    if hasattr(result, "to_dict") and hasattr(result, "columns"):
+        return result.to_dict(orient="records")
+    if isinstance(result, Mapping):
+        if "results" in result:
+            return _rows_from(result["results"], n)
+        columns = {k: list(v) for k, v in result.items()}
+        return [{k: v[i] for k, v in columns.items()} for i in range(n)]
+    if hasattr(result, "to_records") and callable(result.to_records):
+        return list(result.to_records())
+    return [dict(r) for r in result]
+
+
+class StoreFeatures:
+    """Online features through the workspace feature store's feature services."""
+
+    def __init__(self, ws: Any) -> None:
+        self.ws = ws
+
+    def lookup(self, service: str, entity_rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        result = self.ws.features.get_online_features(list(entity_rows), service=service)
+        return _rows_from(result, len(entity_rows))
+
+    def feature_names(self, service: str) -> list[str] | None:
+        svc = self.ws.features.get_service(service)
+        for attr in ("feature_names", "features"):
+            names = svc.get(attr) if isinstance(svc, Mapping) else getattr(svc, attr, None)
+            if callable(names):
+                names = names()
+            if names:
+                return [n if isinstance(n, str) else str(getattr(n, "name", n)) for n in names]
+        return None
+
+    def log(self, service: str, rows: Sequence[Mapping[str, Any]]) -> None:
+        fn = getattr(self.ws.features, "log_features", None)
+        if fn is not None:
+            fn(service, list(rows))
+
+
+class StaticFeatures:
+    """In-memory online features: ``{service: {"keys": [...], "rows": {key_tuple: {...}}}}``."""
+
+    def __init__(self) -> None:
+        self._services: dict[str, tuple[list[str], list[str], dict[tuple[Any, ...], dict[str, Any]]]] = {}
+        self.fail: Exception | None = None
+
+    def add_service(self, name: str, keys: Sequence[str], features: Sequence[str],
+                    rows: Mapping[tuple[Any, ...], Mapping[str, Any]] | None = None) -> None:
+        self._services[name] = (list(keys), list(features), {k: dict(v) for k, v in (rows or {}).items()})
+
+    def put(self, service: str, key: tuple[Any, ...], values: Mapping[str, Any]) -> None:
+        self._services[service][2][tuple(key)] = dict(values)
+
+    def lookup(self, service: str, entity_rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        if self.fail is not None:
+            raise self.fail
+        keys, names, table = self._get(service)
+        out = []
+        for row in entity_rows:
+            found = table.get(tuple(row.get(k) for k in keys), {})
+            out.append({n: found.get(n) for n in names})
+        return out
+
+    def feature_names(self, service: str) -> list[str] | None:
+        return list(self._get(service)[1])
+
+    def _get(self, service: str) -> tuple[list[str], list[str], dict[tuple[Any, ...], dict[str, Any]]]:
+        try:
+            return self._services[service]
+        except KeyError:
+            raise NotFound(f"feature service {service!r} does not exist; apply it first",
+                           {"service": service}) from None
