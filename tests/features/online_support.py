@@ -161,3 +161,59 @@ class MemoryFeatureStore:
                 values.append(sel.sort_values(view.timestamp_field)[feat].iloc[-1] if len(sel) else None)
             out[feat] = values
         return out
+
+
+# -- the real feature store with a small repository ------------------------------------------
+DEFINITIONS = '''
+from datetime import timedelta
+
+import pandas as pd
+
+from shipyard.features import (Bool, Entity, FeatureService, FeatureView, Field, Float64, Int64, PushSource,
+                               RequestSource, String, Timestamp, on_demand_feature_view)
+
+customer = Entity("customer", ["customer_id"], value_types="int64")
+merchant = Entity("merchant", ["merchant"], value_types="string")
+
+cust_stats = FeatureView(
+    "cust_stats", [customer],
+    [Field("amount", Float64), Field("n", Int64), Field("city", String), Field("vip", Bool), Field("seen", Timestamp)],
+    source=PushSource("cust_push"), ttl=timedelta(days=2),
+)
+pair_stats = FeatureView(
+    "pair_stats", [customer, merchant], [Field("amount", Float64), Field("visits", Int64)],
+    source=PushSource("pair_push"),
+)
+request = RequestSource("request", [Field("mult", Float64)])
+
+
+@on_demand_feature_view(sources=[cust_stats[["amount"]], request], fields=[Field("scaled", Float64)])
+def scaled_amount(df: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame({"scaled": df["amount"] * df["mult"] + 1.0})
+
+
+risk = FeatureService("risk", [cust_stats[["amount", "n"]], scaled_amount])
+'''
+
+
+def make_feature_store(ws: Any, online_store: OnlineStore | None = None) -> Any:
+    """The workspace's FeatureStore with DEFINITIONS applied (and an explicit online store if given)."""
+    folder = Path(ws.settings.project_dir) / "features"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "definitions.py").write_text(DEFINITIONS)
+    store = ws.features
+    store.apply(folder)
+    if online_store is not None:
+        store.online_store = online_store
+    return store
+
+
+@pytest.fixture
+def feature_store(sqlite_workspace: Any, online: OnlineStore) -> Any:
+    return make_feature_store(sqlite_workspace, online)
+
+
+@pytest.fixture
+def embedded_feature_store(sqlite_workspace: Any) -> Any:
+    """The FeatureStore on its configured (embedded) online store."""
+    return make_feature_store(sqlite_workspace)
