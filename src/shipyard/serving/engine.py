@@ -1,0 +1,421 @@
+"""The serving engine: compiled scenes and models in memory, and the per-request path.
+
+``ServingEngine`` is usable in-process (notebooks, batch scoring, stream workers) and is what the
+HTTP routes call. It holds one ``ServedScene`` per scene and one ``ServedModel`` per model
+reference; replacing an entry in those dicts is the atomic switch hot swap relies on — a request
+that already took the old object finishes on it.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import queue
+import threading
+import time
+import uuid
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from typing import Any
+
+import numpy as np
+
+from shipyard.errors import NotFound, Overloaded, SchemaMismatch, ShipyardError
+from shipyard.serving.resilience import Guard
+from shipyard.serving.scene import CompiledScene, compile_scene, scene_loader
+from shipyard.serving.sources import RegistryModels, StoreFeatures
+from shipyard.serving.steps import FeaturesNode, ParallelNode, Trace, to_python
+
+log = logging.getLogger(__name__)
+
+
+def new_request_id() -> str:
+    return uuid.uuid4().hex[:20]
+
+
+class ArmStats:
+    """Recent outcomes of one arm: (time, latency s, ok, score) for release checks."""
+
+    def __init__(self, maxlen: int = 20_000) -> None:
+        self.events: deque[tuple[float, float, bool, float | None]] = deque(maxlen=maxlen)
+
+    def add(self, latency_s: float, ok: bool, score: float | None) -> None:
+        self.events.append((time.time(), latency_s, ok, score))
+
+    def summary(self, since: float = 0.0) -> dict[str, Any]:
+        rows = [e for e in list(self.events) if e[0] >= since]
+        lat = np.array([e[1] for e in rows if e[2]], dtype=float)
+        errors = sum(1 for e in rows if not e[2])
+        return {
+            "count": len(rows), "errors": errors, "error_rate": errors / len(rows) if rows else 0.0,
+            "p50_ms": float(np.percentile(lat, 50) * 1000) if lat.size else None,
+            "p99_ms": float(np.percentile(lat, 99) * 1000) if lat.size else None,
+            "scores": [e[3] for e in rows if e[3] is not None],
+        }
+
+
+class ServedScene:
+    def __init__(self, compiled: CompiledScene, guard: Guard | None = None) -> None:
+        self.compiled = compiled
+        self.guard = guard or Guard(f"scene {compiled.name!r}", compiled.limits)
+        self.blocking = self.guard.timeout_s is not None or any(
+            isinstance(n, FeaturesNode) or (isinstance(n, ParallelNode) and n.threads)
+            for plan in compiled.plans.values() for n in plan.root.walk())
+        self.stats: dict[str, ArmStats] = {arm: ArmStats() for arm in compiled.plans}
+        self.recent: deque[dict[str, Any]] = deque(maxlen=256)
+        self.latency: deque[float] = deque(maxlen=2_000)
+        self.shadow_pairs: deque[tuple[float, dict[str, Any], dict[str, Any]]] = deque(maxlen=20_000)
+        self.inflight = 0
+
+    @property
+    def name(self) -> str:
+        return self.compiled.name
+
+    @property
+    def version(self) -> int:
+        return self.compiled.version
+
+
+class ServedModel:
+    """One model reference (``name@ref``) ready for the direct prediction endpoints."""
+
+    def __init__(self, name: str, ref: str, version: int, model: Any) -> None:
+        self.name = name
+        self.ref = ref
+        self.version = version
+        self.model = model
+        self.names = list(model.input_names or [])
+        self.name_set = frozenset(self.names)
+        sig = getattr(model, "signature", None)
+        specs = list(sig.inputs) if sig is not None else []
+        self.required = frozenset(str(s.name) for s in specs if s.required) if specs else self.name_set
+        numeric = {"double", "float", "long", "integer", "boolean"}
+        self.numeric = bool(model.has_fast_path) and all(s.type in numeric for s in specs) and bool(self.names)
+        self.latency: deque[float] = deque(maxlen=2_000)
+        self.recent: deque[Any] = deque(maxlen=256)
+        self.inflight = 0
+
+    def matrix(self, records: list[Any]) -> np.ndarray:
+        """Records (dicts) or rows (lists in input order) -> a float matrix, rejecting bad values by name."""
+        names, n = self.names, len(self.names)
+        out = np.empty((len(records), n), dtype=np.float64)
+        for i, rec in enumerate(records):
+            where = f"record {i}: " if len(records) > 1 else ""
+            if type(rec) is dict:
+                if len(rec) != n or rec.keys() != self.name_set:
+                    self._shape_error(rec, where, i)
+                values = [rec.get(k) for k in names]
+            elif type(rec) is list:
+                if len(rec) != n:
+                    raise SchemaMismatch(f"{where}row has {len(rec)} values; model {self.name} takes {n} "
+                                         f"({', '.join(names)})", {"record": i})
+                values = rec
+            else:
+                raise SchemaMismatch(f"{where}each record must be an object of field: value or a list of {n} "
+                                     "values", {"record": i})
+            for j, v in enumerate(values):
+                t = type(v)
+                if t is float:
+                    if v - v != 0.0:
+                        raise SchemaMismatch(f"{where}field {names[j]!r} is {v}; numbers must be finite",
+                                             {"field": names[j], "record": i})
+                elif t is int:
+                    v = float(v)
+                elif v is None:
+                    if names[j] in self.required and self.required is not self.name_set:
+                        raise SchemaMismatch(f"{where}field {names[j]!r} is required", {"field": names[j], "record": i})
+                    v = math.nan
+                else:
+                    raise SchemaMismatch(f"{where}field {names[j]!r} must be a number, got {t.__name__} "
+                                         f"{str(v)[:40]!r}", {"field": names[j], "record": i})
+                out[i, j] = v
+        return out
+
+    def _shape_error(self, rec: dict[str, Any], where: str, i: int) -> None:
+        keys = set(rec)
+        missing = sorted(self.required - keys)
+        extra = sorted(keys - self.name_set)
+        if missing:
+            raise SchemaMismatch(f"{where}missing field(s) {', '.join(map(repr, missing))}; model {self.name} "
+                                 f"needs {self.names}", {"field": missing[0], "record": i})
+        if extra:
+            raise SchemaMismatch(f"{where}unknown field(s) {', '.join(map(repr, extra))}; model {self.name} "
+                                 f"takes {self.names}", {"field": extra[0], "record": i})
+
+    def predict(self, records: list[Any]) -> list[Any]:
+        if self.numeric:
+            return to_python(self.model.predict_array(self.matrix(records)))
+        return to_python(self.model.predict(records))
+
+
+class ServingEngine:
+    """Scenes and models served from one workspace (or from in-memory sources)."""
+
+    def __init__(self, ws: Any = None, *, models: Any = None, features: Any = None, scenes: Any = None,
+                 prediction_log: Any = None, metrics: Any = None) -> None:
+        self.ws = ws
+        self.models = models if models is not None else RegistryModels(ws)
+        self.features = features if features is not None else (StoreFeatures(ws) if ws is not None else None)
+        self.scene_source = scenes if scenes is not None else (scene_loader(ws) if ws is not None else None)
+        self.prediction_log = prediction_log
+        self.metrics = metrics
+        self._scenes: dict[str, ServedScene] = {}
+        self._models: dict[tuple[str, str], ServedModel] = {}
+        self._lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(max_workers=32, thread_name_prefix="shipyard-scene")
+        self._shadow_queue: queue.Queue[tuple[Any, ...] | None] = queue.Queue(maxsize=10_000)
+        self._shadow_thread: threading.Thread | None = None
+        self.shadow_dropped = 0
+
+    # -- loading ----------------------------------------------------------------------------------
+    def build_scene(self, name: str, version: int | None = None) -> CompiledScene:
+        if self.scene_source is None:
+            raise NotFound(f"scene {name!r} is not loaded and no scene store is configured")
+        number, spec = self.scene_source(name, version)
+        return compile_scene(spec, number, models=self.models, features=self.features, scenes=self.scene_source)
+
+    def install_scene(self, compiled: CompiledScene) -> ServedScene:
+        """Serve ``compiled`` from now on (keeps the old scene's limits and statistics)."""
+        old = self._scenes.get(compiled.name)
+        served = ServedScene(compiled, old.guard if old and old.compiled.limits == compiled.limits else None)
+        if old is not None:
+            before, after = old.compiled.traffic, compiled.traffic
+            if before.canary_arm and before.canary_arm in compiled.plans:
+                after.canary_arm, after.canary_percent = before.canary_arm, before.canary_percent
+            served.recent = old.recent
+            served.latency = old.latency
+            for arm, stats in old.stats.items():
+                if arm in served.stats:
+                    served.stats[arm] = stats
+        self._scenes[compiled.name] = served
+        return served
+
+    def scene(self, name: str) -> ServedScene:
+        served = self._scenes.get(name)
+        if served is None:
+            with self._lock:
+                served = self._scenes.get(name)
+                if served is None:
+                    served = self.install_scene(self.build_scene(name))
+        return served
+
+    def served_scenes(self) -> dict[str, ServedScene]:
+        return dict(self._scenes)
+
+    def model(self, name: str, ref: str) -> ServedModel:
+        key = (name, str(ref))
+        served = self._models.get(key)
+        if served is None:
+            with self._lock:
+                served = self._models.get(key)
+                if served is None:
+                    version = self.models.resolve(name, str(ref))
+                    served = ServedModel(name, str(ref), version, self.models.load(name, version))
+                    self._models[key] = served
+        return served
+
+    def install_model(self, served: ServedModel) -> None:
+        self._models[(served.name, served.ref)] = served
+
+    def served_models(self) -> dict[tuple[str, str], ServedModel]:
+        return dict(self._models)
+
+    # -- scenes -----------------------------------------------------------------------------------
+    def predict_scene(self, name: str, records: list[dict[str, Any]], *, single: bool = False,
+                      override: str | None = None, client: str | None = None,
+                      request_id: str | None = None, served: ServedScene | None = None) -> dict[str, Any]:
+        """Run one request (one record, or a batch) through the scene; returns the response body."""
+        start = time.perf_counter()
+        served = served or self.scene(name)
+        cs = served.compiled
+        request_id = request_id or new_request_id()
+        arm = "control"
+        served.guard.admit(client)
+        served.inflight += 1
+        try:
+            cs.check(records)
+            if not records:
+                raise SchemaMismatch("the batch is empty; send at least one record", {"field": "records"})
+            arm = cs.traffic.choose(records[0], override)
+            rows = [dict(r) for r in records]
+            trace, fallback = self._run(served, arm, rows)
+            total = time.perf_counter() - start
+        except ShipyardError as exc:
+            served.stats[arm].add(time.perf_counter() - start, exc.status < 500, None)
+            if self.metrics is not None:
+                self.metrics.error(cs.name, str(cs.version), arm, exc.code, exc.status)
+            exc.details.setdefault("scene", cs.name)
+            exc.details.setdefault("request_id", request_id)
+            raise
+        finally:
+            served.inflight -= 1
+            served.guard.release()
+        outputs = [cs.select(r) for r in rows] if fallback is None else [dict(cs.fallback or {}) for _ in rows]
+        score = _first_number(outputs[0])
+        served.stats[arm].add(total, True, score)
+        served.latency.append(total)
+        served.recent.append(records[0])
+        if self.metrics is not None:
+            self.metrics.observe(cs.name, str(cs.version), arm, total, trace.features_s, trace.model_s,
+                                 fallback is not None)
+        body: dict[str, Any] = {
+            "request_id": request_id, "scene": cs.name, "version": cs.version, "arm": arm,
+            "models": trace.models or cs.plans[arm].models,
+            "outputs": outputs[0] if single else outputs,
+            "fallback": fallback is not None,
+            "latency_ms": {"features": round(trace.features_s * 1000, 3), "model": round(trace.model_s * 1000, 3),
+                           "total": round(total * 1000, 3)},
+        }
+        if fallback is not None:
+            body["fallback_reason"] = fallback
+        self._after(served, arm, records, rows, outputs, body)
+        return body
+
+    def _run(self, served: ServedScene, arm: str, rows: list[dict[str, Any]]) -> tuple[Trace, str | None]:
+        cs, guard = served.compiled, served.guard
+        trace = Trace()
+        if not guard.breaker.allow():
+            if cs.fallback:
+                return trace, "circuit open after repeated dependency failures"
+            raise Overloaded(f"scene {cs.name!r}: circuit open after repeated dependency failures; retry later",
+                             {"retry_after": max(1, int(guard.breaker.cooldown))})
+        plan = cs.plans[arm]
+        try:
+            if guard.timeout_s is not None:
+                future = self._pool.submit(plan.run, rows, trace)
+                try:
+                    future.result(timeout=guard.timeout_s)
+                except FutureTimeout:
+                    raise Overloaded(f"scene {cs.name!r} took longer than its timeout of "
+                                     f"{guard.timeout_s * 1000:g} ms", {"retry_after": 1, "step": "timeout",
+                                                                         "dependency": "timeout"}) from None
+            else:
+                plan.run(rows, trace)
+        except ShipyardError as exc:
+            if exc.status < 500:
+                raise
+            guard.breaker.failure()
+            if cs.fallback:
+                log.warning("scene %s: fallback after %s", cs.name, exc.message)
+                return trace, f"{exc.details.get('dependency') or 'step'} failure at step " \
+                              f"{exc.details.get('step', '?')!r}: {exc.message}"
+            raise
+        guard.breaker.success()
+        return trace, None
+
+    def _after(self, served: ServedScene, arm: str, records: list[dict[str, Any]], rows: list[dict[str, Any]],
+               outputs: list[dict[str, Any]], body: dict[str, Any]) -> None:
+        cs = served.compiled
+        plog = self.prediction_log
+        if plog is not None and plog.sampled(cs.sample_rate):
+            feats = cs.plans[arm].feature_names
+            plog.submit(_log_record(body, cs, arm, "live", records,
+                                    [{k: r.get(k) for k in feats} for r in rows] if feats else None, outputs))
+        shadow = cs.traffic.shadow() if cs.traffic.shadow_arm else None
+        if shadow is not None and shadow != arm:
+            self._ensure_shadow_thread()
+            try:
+                self._shadow_queue.put_nowait((served, shadow, records, outputs, body))
+            except queue.Full:
+                self.shadow_dropped += 1
+
+    # -- shadow traffic ---------------------------------------------------------------------------
+    def _ensure_shadow_thread(self) -> None:
+        if self._shadow_thread is None:
+            with self._lock:
+                if self._shadow_thread is None:
+                    self._shadow_thread = threading.Thread(target=self._shadow_loop, name="shipyard-shadow",
+                                                           daemon=True)
+                    self._shadow_thread.start()
+
+    def _shadow_loop(self) -> None:
+        while True:
+            job = self._shadow_queue.get()
+            if job is None:
+                self._shadow_queue.task_done()
+                return
+            served, arm, records, live, body = job
+            try:
+                cs = served.compiled
+                rows = [dict(r) for r in records]
+                start = time.perf_counter()
+                error = None
+                try:
+                    trace = cs.plans[arm].run(rows)
+                    outputs = [cs.select(r) for r in rows]
+                except ShipyardError as exc:
+                    trace, outputs, error = Trace(), None, exc.message
+                latency = time.perf_counter() - start
+                served.stats[arm].add(latency, error is None, _first_number(outputs[0]) if outputs else None)
+                if outputs:
+                    served.shadow_pairs.append((time.time(), live[0], outputs[0]))
+                plog = self.prediction_log
+                if plog is not None:
+                    shadow_body = {"request_id": body["request_id"], "models": trace.models,
+                                   "latency_ms": {"total": latency * 1000, "features": trace.features_s * 1000,
+                                                  "model": trace.model_s * 1000}, "fallback": False}
+                    rec = _log_record(shadow_body, cs, arm, "shadow", records, None, outputs)
+                    rec["error"] = error
+                    rec["live_outputs"] = live
+                    plog.submit(rec)
+            except Exception:  # the mirror must never take the server down
+                log.exception("shadow scoring failed")
+            finally:
+                self._shadow_queue.task_done()
+
+    def wait_shadow(self) -> None:
+        """Block until every mirrored request queued so far is scored (tests, reports)."""
+        if self._shadow_thread is not None:
+            self._shadow_queue.join()
+
+    # -- direct model calls ---------------------------------------------------------------------
+    def predict_model(self, name: str, ref: str, records: list[Any]) -> tuple[list[Any], ServedModel, float]:
+        served = self.model(name, ref)
+        start = time.perf_counter()
+        served.inflight += 1
+        try:
+            predictions = served.predict(records)
+        except ShipyardError as exc:
+            exc.details.setdefault("step", f"model:{name}")
+            if self.metrics is not None:
+                self.metrics.error(f"model:{name}", str(served.version), "control", exc.code, exc.status)
+            raise
+        finally:
+            served.inflight -= 1
+        elapsed = time.perf_counter() - start
+        served.latency.append(elapsed)
+        if records:
+            served.recent.append(records[0])
+        if self.metrics is not None:
+            self.metrics.observe(f"model:{name}", str(served.version), "control", elapsed, 0.0, elapsed)
+        return predictions, served, elapsed
+
+    def close(self) -> None:
+        if self._shadow_thread is not None:
+            self._shadow_queue.put(None)
+            self._shadow_thread.join(5)
+            self._shadow_thread = None
+        if self.prediction_log is not None:
+            self.prediction_log.close()
+        self._pool.shutdown(wait=False)
+
+
+def _first_number(outputs: dict[str, Any] | None) -> float | None:
+    if not outputs:
+        return None
+    for value in outputs.values():
+        if type(value) in (float, int):
+            return float(value)
+    return None
+
+
+def _log_record(body: dict[str, Any], cs: CompiledScene, arm: str, kind: str, records: list[dict[str, Any]],
+                features: Any, outputs: Any) -> dict[str, Any]:
+    lat = body.get("latency_ms", {})
+    return {
+        "ts": int(time.time() * 1000), "request_id": body["request_id"], "scene": cs.name, "version": cs.version,
+        "arm": arm, "kind": kind, "inputs": records, "features": features, "outputs": outputs,
+        "models": body.get("models"), "latency_ms": lat.get("total"), "features_ms": lat.get("features"),
+        "model_ms": lat.get("model"), "fallback": bool(body.get("fallback")), "error": None,
+    }

@@ -1,0 +1,192 @@
+"""Hot swap: follow registry aliases and scene versions without dropping a request.
+
+``Follower`` polls every ``interval`` seconds. When a served scene has a new version, or an alias
+one of its model steps (or a directly served ``name@alias``) points at has moved, it:
+
+1. loads the new version beside the old one (both stay in memory);
+2. warms it up on the most recent requests the old one served (input examples when there are none)
+   until its latency is within ``tolerance`` x the old one's recent mean (or ``max_warmup_s`` passes);
+3. switches atomically (one dict assignment; requests in flight finish on the old object);
+4. waits for the old one to drain, then unloads model versions nothing serves any more.
+
+Each swap is recorded as an audit event (``scene.swapped`` / ``model.swapped``).
+"""
+
+from __future__ import annotations
+
+import logging
+import statistics
+import threading
+import time
+from typing import Any
+
+from shipyard.errors import ShipyardError
+from shipyard.serving.engine import ServedModel, ServedScene, ServingEngine
+from shipyard.serving.scene import CompiledScene, latest_versions
+from shipyard.serving.steps import ModelNode
+
+log = logging.getLogger(__name__)
+
+
+def _mean(samples: Any, default: float) -> float:
+    values = list(samples)[-200:]
+    return statistics.fmean(values) if values else default
+
+
+class Follower:
+    def __init__(self, engine: ServingEngine, *, interval: float = 5.0, tolerance: float = 1.5,
+                 max_warmup_s: float = 10.0, min_warmup_calls: int = 20, drain_s: float = 10.0) -> None:
+        self.engine = engine
+        self.interval = interval
+        self.tolerance = tolerance
+        self.max_warmup_s = max_warmup_s
+        self.min_warmup_calls = min_warmup_calls
+        self.drain_s = drain_s
+        self.swaps: list[dict[str, Any]] = []
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._loop, name="shipyard-follower", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(self.interval + 5)
+            self._thread = None
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.check()
+            except Exception:  # keep following after a transient store error
+                log.exception("hot swap: check failed")
+
+    # -- one poll -------------------------------------------------------------------------------
+    def check(self) -> list[dict[str, Any]]:
+        """Swap whatever changed since the last poll; returns the swaps made."""
+        done = []
+        ws = self.engine.ws
+        latest = latest_versions(ws) if ws is not None else {}
+        for name, served in self.engine.served_scenes().items():
+            if latest.get(name, served.version) != served.version or self._models_moved(served):
+                done.append(self.swap_scene(name))
+        for (name, ref), served in self.engine.served_models().items():
+            try:
+                version = self.engine.models.resolve(name, ref)
+            except ShipyardError:
+                continue
+            if version != served.version:
+                done.append(self.swap_model(name, ref, version))
+        return done
+
+    def _models_moved(self, served: ServedScene) -> bool:
+        for plan in served.compiled.plans.values():
+            for node in plan.model_nodes():
+                try:
+                    if self.engine.models.resolve(node.name, node.ref) != node.version:
+                        return True
+                except ShipyardError:
+                    continue
+        return False
+
+    def swap_scene(self, name: str) -> dict[str, Any]:
+        old = self.engine.scene(name)
+        new = self.engine.build_scene(name)
+        warm = self._warm(lambda rows: [p.run([dict(r) for r in rows]) for p in new.plans.values()],
+                          list(old.recent), _mean(old.latency, 0.0))
+        self.engine.install_scene(new)
+        self._drain(old)
+        self._unload(_versions(old.compiled), _in_use(self.engine))
+        info = {"kind": "scene", "name": name, "from": old.version, "to": new.version,
+                "models": new.models, **warm}
+        self._record("scene.swapped", f"scene:{name}", info)
+        return info
+
+    def swap_model(self, name: str, ref: str, version: int) -> dict[str, Any]:
+        old = self.engine.model(name, ref)
+        new = ServedModel(name, ref, version, self.engine.models.load(name, version))
+        examples = list(old.recent)
+        if not examples and getattr(new.model, "input_example", None) is not None:
+            example = new.model.input_example
+            examples = example.to_dict(orient="records") if hasattr(example, "to_dict") else list(example)
+        warm = self._warm(lambda rows: new.predict(rows), examples, _mean(old.latency, 0.0), batch=False)
+        self.engine.install_model(new)
+        self._drain(old)
+        self._unload({(name, old.version)}, _in_use(self.engine))
+        info = {"kind": "model", "name": name, "ref": ref, "from": old.version, "to": version, **warm}
+        self._record("model.swapped", f"model:{name}@{ref}", info)
+        return info
+
+    # -- steps ----------------------------------------------------------------------------------
+    def _warm(self, call: Any, examples: list[Any], baseline_s: float, batch: bool = False) -> dict[str, Any]:
+        """Call the new object on recent requests until it is as fast as the old one."""
+        if not examples:
+            return {"warmup_calls": 0, "warm_latency_ms": None, "baseline_ms": baseline_s * 1000}
+        deadline = time.monotonic() + self.max_warmup_s
+        timings: list[float] = []
+        calls = 0
+        while True:
+            for example in examples:
+                start = time.perf_counter()
+                try:
+                    call([example])
+                except ShipyardError:
+                    pass
+                timings.append(time.perf_counter() - start)
+                calls += 1
+            recent = statistics.fmean(timings[-20:])
+            target = baseline_s * self.tolerance if baseline_s > 0 else float("inf")
+            if calls >= self.min_warmup_calls and recent <= target:
+                matched = True
+                break
+            if time.monotonic() > deadline:
+                matched = False
+                log.warning("hot swap: warm-up did not reach %.3f ms within %.0f s (at %.3f ms); switching anyway",
+                            target * 1000, self.max_warmup_s, recent * 1000)
+                break
+        return {"warmup_calls": calls, "warm_latency_ms": recent * 1000, "baseline_ms": baseline_s * 1000,
+                "latency_matched": matched}
+
+    def _drain(self, old: Any) -> None:
+        deadline = time.monotonic() + self.drain_s
+        while old.inflight > 0 and time.monotonic() < deadline:
+            time.sleep(0.005)
+
+    def _unload(self, versions: set[tuple[str, int]], in_use: set[tuple[str, int]]) -> None:
+        unload = getattr(self.engine.models, "unload", None)
+        if unload is None:
+            return
+        for name, version in versions - in_use:
+            unload(name, version)
+
+    def _record(self, kind: str, subject: str, info: dict[str, Any]) -> None:
+        self.swaps.append(info)
+        log.info("hot swap: %s %s", subject, info)
+        ws = self.engine.ws
+        if ws is None:
+            return
+        from shipyard.store.events import record_event
+
+        try:
+            with ws.store.begin() as conn:
+                record_event(conn, ws.user, kind, subject, info)
+        except ShipyardError:
+            log.warning("hot swap: could not record %s for %s", kind, subject)
+
+
+def _versions(compiled: CompiledScene) -> set[tuple[str, int]]:
+    return {(n.name, n.version) for plan in compiled.plans.values() for n in plan.root.walk()
+            if isinstance(n, ModelNode)}
+
+
+def _in_use(engine: ServingEngine) -> set[tuple[str, int]]:
+    used = set()
+    for served in engine.served_scenes().values():
+        used |= _versions(served.compiled)
+    for served_model in engine.served_models().values():
+        used.add((served_model.name, served_model.version))
+    return used

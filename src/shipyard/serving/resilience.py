@@ -1,0 +1,150 @@
+"""Keeping a scene up when traffic spikes or a dependency fails.
+
+- ``TokenBucket``: a rate limit (per scene, and per client key); over it -> ``RateLimited`` (429)
+  whose ``details["retry_after"]`` is the wait in seconds until a token is back.
+- ``ConcurrencyLimit``: at most N requests of a scene in flight; beyond it -> ``Overloaded``
+  (503, retry after 1 s). Requests are refused, never queued, so latency stays bounded.
+- ``CircuitBreaker``: after ``threshold`` consecutive dependency failures the circuit opens for
+  ``cooldown`` seconds and calls fail fast (or take the scene's fallback); then one trial call
+  is let through (half-open) and its outcome closes or re-opens the circuit.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+
+from shipyard.errors import Overloaded, RateLimited
+
+
+class TokenBucket:
+    def __init__(self, rate: float, burst: float | None = None) -> None:
+        self.rate = float(rate)
+        self.capacity = float(burst if burst else max(1.0, rate))
+        self.tokens = self.capacity
+        self.stamp = time.monotonic()
+        self._lock = threading.Lock()
+
+    def take(self) -> float:
+        """0.0 when a token was taken, else the seconds until one is available."""
+        with self._lock:
+            now = time.monotonic()
+            self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
+            self.stamp = now
+            if self.tokens >= 1.0:
+                self.tokens -= 1.0
+                return 0.0
+            return (1.0 - self.tokens) / self.rate if self.rate > 0 else 60.0
+
+
+class ClientBuckets:
+    """One token bucket per client key, keeping the most recent ``max_clients``."""
+
+    def __init__(self, rate: float, burst: float | None = None, max_clients: int = 10_000) -> None:
+        self.rate = rate
+        self.burst = burst
+        self.max_clients = max_clients
+        self._buckets: OrderedDict[str, TokenBucket] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def take(self, client: str) -> float:
+        with self._lock:
+            bucket = self._buckets.get(client)
+            if bucket is None:
+                bucket = self._buckets[client] = TokenBucket(self.rate, self.burst)
+                if len(self._buckets) > self.max_clients:
+                    self._buckets.popitem(last=False)
+            else:
+                self._buckets.move_to_end(client)
+        return bucket.take()
+
+
+class ConcurrencyLimit:
+    def __init__(self, limit: int) -> None:
+        self.limit = int(limit)
+        self.active = 0
+        self._lock = threading.Lock()
+
+    def enter(self, what: str) -> None:
+        with self._lock:
+            if self.active >= self.limit:
+                raise Overloaded(f"{what} is at its concurrency limit of {self.limit}; retry shortly",
+                                 {"limit": self.limit, "retry_after": 1})
+            self.active += 1
+
+    def leave(self) -> None:
+        with self._lock:
+            self.active -= 1
+
+
+class CircuitBreaker:
+    def __init__(self, threshold: int = 5, cooldown: float = 10.0) -> None:
+        self.threshold = threshold
+        self.cooldown = cooldown
+        self.failures = 0
+        self.opened_at: float | None = None
+        self._trial = False
+        self._lock = threading.Lock()
+
+    @property
+    def state(self) -> str:
+        if self.opened_at is None:
+            return "closed"
+        return "half_open" if time.monotonic() - self.opened_at >= self.cooldown else "open"
+
+    def allow(self) -> bool:
+        with self._lock:
+            if self.opened_at is None:
+                return True
+            if time.monotonic() - self.opened_at >= self.cooldown and not self._trial:
+                self._trial = True
+                return True
+            return False
+
+    def success(self) -> None:
+        if self.failures or self.opened_at is not None:
+            with self._lock:
+                self.failures = 0
+                self.opened_at = None
+                self._trial = False
+
+    def failure(self) -> None:
+        with self._lock:
+            self.failures += 1
+            if self._trial or self.failures >= self.threshold:
+                self.opened_at = time.monotonic()
+                self._trial = False
+
+
+class Guard:
+    """The limits of one scene (or model endpoint), built from its ``limits`` mapping."""
+
+    def __init__(self, name: str, limits: dict[str, float]) -> None:
+        self.name = name
+        rate = limits.get("rate_per_s")
+        self.bucket = TokenBucket(rate, limits.get("burst")) if rate else None
+        client_rate = limits.get("client_rate_per_s")
+        self.clients = ClientBuckets(client_rate, limits.get("burst")) if client_rate else None
+        concurrency = limits.get("max_concurrency")
+        self.concurrency = ConcurrencyLimit(int(concurrency)) if concurrency else None
+        self.breaker = CircuitBreaker()
+        self.timeout_s = float(limits["timeout_ms"]) / 1000.0 if limits.get("timeout_ms") else None
+
+    def admit(self, client: str | None) -> None:
+        if self.bucket is not None:
+            wait = self.bucket.take()
+            if wait:
+                raise RateLimited(f"{self.name} is over its rate limit of {self.bucket.rate:g}/s; retry in {wait:.2f}s",
+                                  {"retry_after": max(1, round(wait + 0.5))})
+        if self.clients is not None and client:
+            wait = self.clients.take(client)
+            if wait:
+                raise RateLimited(f"client {client!r} is over its rate limit of {self.clients.rate:g}/s on "
+                                  f"{self.name}; retry in {wait:.2f}s", {"retry_after": max(1, round(wait + 0.5))})
+        if self.concurrency is not None:
+            self.concurrency.enter(self.name)
+
+    def release(self) -> None:
+        if self.concurrency is not None:
+            self.concurrency.leave()
