@@ -50,6 +50,27 @@ def loaded(saved_models: dict[str, Path]) -> dict[str, Any]:
 
 @pytest.fixture
 def catalog(loaded: dict[str, Any]) -> ModelCatalog:
+    return make_catalog(loaded)
+
+
+@pytest.fixture
+def feature_source() -> StaticFeatures:
+    return make_features()
+
+
+@pytest.fixture(scope="module")
+def module_workspace(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    from shipyard.config import load_settings
+    from shipyard.workspace import Workspace
+
+    root = tmp_path_factory.mktemp("serving-ws")
+    ws = Workspace(load_settings(root / "project", user="alice", validation_subprocess=False,
+                                 validation_timing_calls=20))
+    yield ws
+    ws.close()
+
+
+def make_catalog(loaded: dict[str, Any]) -> ModelCatalog:
     cat = ModelCatalog()
     cat.add("credit", loaded["lr_a"], version=1, aliases=["champion"])
     cat.add("credit", loaded["lr_b"], version=2, aliases=["challenger"])
@@ -57,8 +78,7 @@ def catalog(loaded: dict[str, Any]) -> ModelCatalog:
     return cat
 
 
-@pytest.fixture
-def feature_source() -> StaticFeatures:
+def make_features() -> StaticFeatures:
     fs = StaticFeatures()
     rows = {(f"u{i}",): {"income": 3.0 + i % 5, "debt": 1.0 + (i % 3), "age": 30.0 + i % 20} for i in range(200)}
     fs.add_service("applicant", ["user_id"], FEATURES, rows)

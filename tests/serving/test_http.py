@@ -33,9 +33,12 @@ class Raising:
         raise ValueError("model exploded")
 
 
-@pytest.fixture
-def app_client(sqlite_workspace, catalog, feature_source):
-    ws = sqlite_workspace
+@pytest.fixture(scope="module")
+def app_client(module_workspace, loaded):
+    from tests.serving.conftest import make_catalog, make_features
+
+    ws = module_workspace
+    catalog, feature_source = make_catalog(loaded), make_features()
     catalog.add("f32", Float32Model(), version=1, aliases=["champion"])
     catalog.add("bad", Raising(), version=1, aliases=["champion"])
     apply_scene(ws, {"name": "credit", "inputs": {"user_id": "string", "amount": "double", "note": "string?"},
@@ -54,7 +57,8 @@ def app_client(sqlite_workspace, catalog, feature_source):
         yield client
 
 
-def test_scene_predict_single_and_batch(app_client, loaded, feature_source):
+def test_scene_predict_single_and_batch(app_client, loaded):
+    feature_source = app_client.engine.features
     r = app_client.post("/v1/scenes/credit/predict", json={"user_id": "u3", "amount": 100.0, "note": "2024-01-01"})
     assert r.status_code == 200, r.text
     body = r.json()
@@ -159,7 +163,7 @@ def test_float32_outputs_are_exact(app_client):
     assert r.content == b'{"predictions":[0.1,0.3,0.7]}'
 
 
-def test_metrics_and_prediction_log(app_client, sqlite_workspace):
+def test_metrics_and_prediction_log(app_client, module_workspace):
     from shipyard.serving.prediction_log import read_prediction_log
 
     for i in range(5):
@@ -168,7 +172,7 @@ def test_metrics_and_prediction_log(app_client, sqlite_workspace):
     assert 'shipyard_predictions_total{arm="control",scene="credit",status="ok",version="1"}' in text
     assert 'stage="features"' in text and 'stage="model"' in text
     app_client.engine.prediction_log.flush()
-    frame = read_prediction_log(sqlite_workspace.artifacts, "credit")
+    frame = read_prediction_log(module_workspace.artifacts, "credit")
     assert len(frame) >= 5
     last = frame.iloc[-1]
     assert last["inputs"] == [{"user_id": "u4", "amount": 4.0}] and set(last["features"][0]) == {"income", "debt", "age"}
