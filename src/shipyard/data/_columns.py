@@ -13,6 +13,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+_CHUNK = 65536
 QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
 #: Added to a zero bad or good count of an IV bin (to both counts of that bin) before taking shares.
 IV_SMOOTHING = 0.5
@@ -233,6 +234,17 @@ def datetime_profile(name: str, arr: pa.ChunkedArray, *, dtype: str) -> ColumnPr
 
 
 def pairwise_corr(columns: list[np.ndarray]) -> np.ndarray:
+    """See :func:`_pairwise_corr`; BLAS runs single-threaded here (threaded OpenBLAS is many times
+    slower on these tall-and-thin products, especially on a busy machine)."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - threadpoolctl ships with scikit-learn
+        return _pairwise_corr(columns)
+    with threadpool_limits(limits=1, user_api="blas"):
+        return _pairwise_corr(columns)
+
+
+def _pairwise_corr(columns: list[np.ndarray]) -> np.ndarray:
     """Pearson correlation with pairwise-complete observations (like ``DataFrame.corr()``).
 
     NaN marks a missing value; each pair uses the rows where both columns are present. Columns are
@@ -257,22 +269,41 @@ def pairwise_corr(columns: list[np.ndarray]) -> np.ndarray:
             Z[i][na] = 0.0
         else:
             np.subtract(x, x.mean(), out=Z[i])
-    sxy = Z @ Z.T
+    # Products are accumulated over row blocks: one BLAS call on a (p × millions) matrix is far
+    # slower with threaded OpenBLAS than the same flops in cache-sized blocks.
+    sxy = np.zeros((p, p))
+    for a in range(0, n_rows, _CHUNK):
+        blk = Z[:, a:a + _CHUNK]
+        sxy += blk @ blk.T
     colsum = Z.sum(axis=1)
-    colsq = np.einsum("ij,ij->i", Z, Z)
+    colsq = np.diag(sxy).copy()
     cnt = np.full(p, float(n_rows))
     sx = np.repeat(colsum[:, None], p, axis=1)  # sx[i, j] = Σ z_i over rows where j is present
     sxx = np.repeat(colsq[:, None], p, axis=1)
     n = np.full((p, p), float(n_rows))
     if miss_cols:
-        Mm = np.vstack(masks).astype(float)  # k × rows
         mc = np.asarray(miss_cols)
-        cnt[mc] = Mm.sum(axis=1)
-        sx[:, mc] = Z @ Mm.T
-        sxx[:, mc] = (Z * Z) @ Mm.T
+        k = len(mc)
+        s1, s2, nn = np.empty((p, k)), np.empty((p, k)), np.zeros((k, k))
+        for j, m in enumerate(masks):
+            absent = np.flatnonzero(~m)
+            if len(absent) <= n_rows // 2:  # subtract the few rows where column j is missing
+                sub = Z[:, absent]
+                s1[:, j] = colsum - sub.sum(axis=1)
+                s2[:, j] = colsq - np.einsum("ij,ij->i", sub, sub)
+            else:
+                sub = Z[:, np.flatnonzero(m)]
+                s1[:, j] = sub.sum(axis=1)
+                s2[:, j] = np.einsum("ij,ij->i", sub, sub)
+        for a in range(0, n_rows, _CHUNK):
+            mb = np.vstack([m[a:a + _CHUNK] for m in masks]).astype(np.float64)
+            nn += mb @ mb.T
+        cnt[mc] = np.diag(nn)
+        sx[:, mc] = s1
+        sxx[:, mc] = s2
         n[:, mc] = cnt[mc][None, :]
         n[mc, :] = cnt[mc][:, None]
-        n[np.ix_(mc, mc)] = Mm @ Mm.T
+        n[np.ix_(mc, mc)] = nn
     with np.errstate(invalid="ignore", divide="ignore"):
         cov = sxy - sx * sx.T / n
         vi = sxx - sx * sx / n
