@@ -229,3 +229,16 @@ def test_model_without_input_example_fails_validation_with_the_fix(workspace, fi
     assert mv.status == "failed"
     assert "has no input example" in mv.status_reason and "input_example=" in mv.status_reason
     shutil.rmtree(folder)
+
+
+def test_register_from_a_run_artifact_records_the_run(workspace, model_dir):
+    run = workspace.tracking.create_run("credit", name="lr")
+    workspace.tracking.log_artifacts(run.id, model_dir, "model")
+    mv = workspace.registry.register(f"runs:/{run.id}/model", "credit", lineage={"dataset_version": "german@1"})
+    assert (mv.version, mv.source_run_id, mv.status) == (1, run.id, "validated")
+    assert mv.sha256 == sha256_dir(model_dir)[0]
+    with pytest.raises(NotFound, match="has no artifact 'nope'"):
+        workspace.registry.register(f"runs:/{run.id}/nope", "credit")
+    with pytest.raises(InvalidInput, match="must look like runs:/<run_id>/<artifact path>"):
+        workspace.registry.register(f"runs:/{run.id}", "credit")
+    assert [v.version for v in workspace.registry.list_versions("credit")] == [1]

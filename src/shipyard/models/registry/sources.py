@@ -92,9 +92,8 @@ def resolve_source(ws: Workspace, source: str | Path, run_id: str | None) -> Ite
                 f"run artifact {text!r} must look like runs:/<run_id>/<artifact path>, e.g. runs:/3f2a/model",
                 {"field": "source"},
             )
-        prefix = _run_artifact_prefix(ws, found_run)
-        with _downloaded(ws, f"{prefix}/{sub}", text) as folder:
-            yield folder, run_id or found_run
+        with TemporaryDirectory(prefix="shipyard-register-") as tmp:
+            yield _run_artifact(ws, found_run, sub, Path(tmp) / "model"), run_id or found_run
         return
     if text.startswith(ARTIFACT_SCHEME):
         with _downloaded(ws, text[len(ARTIFACT_SCHEME):].strip("/"), text) as folder:
@@ -103,21 +102,23 @@ def resolve_source(ws: Workspace, source: str | Path, run_id: str | None) -> Ite
     yield Path(source).expanduser().resolve(), run_id
 
 
-def _run_artifact_prefix(ws: Workspace, run_id: str) -> str:
-    """The artifact-store prefix of a run's artifacts, asked of the tracking subsystem."""
+def _run_artifact(ws: Workspace, run_id: str, path: str, dst: Path) -> Path:
+    """Download a run's logged model folder through the tracking API (bytes checked on the way)."""
     try:
-        run = ws.tracking.get_run(run_id)
-    except (ImportError, AttributeError) as exc:
+        tracking = ws.tracking
+    except ImportError as exc:
         raise InvalidInput(
-            "registering from runs:/ needs run tracking, which is not available here; register the "
+            "registering from runs:/ needs run tracking, which is not installed here; register the "
             "model folder instead",
             {"field": "source"},
         ) from exc
-    uri = str(getattr(run, "artifact_uri", "") or "")
-    root = ws.artifacts.uri("x")[:-1]  # the store's own URI prefix
-    if uri.startswith(root):
-        uri = uri[len(root):]
-    return uri.strip("/")
+    folder = tracking.download_artifacts(run_id, path, dst)
+    if not Path(folder).is_dir():
+        raise InvalidInput(
+            f"runs:/{run_id}/{path} is a single file, not a model folder; give the folder holding MLmodel",
+            {"field": "source"},
+        )
+    return Path(folder)
 
 
 @contextmanager
