@@ -242,3 +242,14 @@ def test_register_from_a_run_artifact_records_the_run(workspace, model_dir):
     with pytest.raises(InvalidInput, match="must look like runs:/<run_id>/<artifact path>"):
         workspace.registry.register(f"runs:/{run.id}", "credit")
     assert [v.version for v in workspace.registry.list_versions("credit")] == [1]
+
+
+def test_release_check_figures_are_recorded_on_the_version(workspace, model_dir):
+    reg = workspace.registry
+    reg.register(model_dir, "credit")
+    figures = {"target_rate": 200.0, "achieved_rate": 198.5, "count": 400, "errors": 0, "p99_ms": 2.5}
+    mv = reg.record_stress_test("credit", 1, figures)
+    assert {k: mv.validation["stress_test"][k] for k in figures} == figures
+    assert mv.validation["latency_ms"]["calls"] == 20  # validation figures are kept
+    event = reg.history("credit")[0]
+    assert (event["kind"], event["details"]["p99_ms"]) == ("model.stress_tested", 2.5)

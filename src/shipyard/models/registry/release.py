@@ -173,6 +173,25 @@ class ReleaseWorkflow:
                           "latency_ms": report.get("latency_ms")})
         return True
 
+    def record_stress_test(self, name: str, version: int | str, result: Mapping[str, Any], *,
+                           actor: str | None = None) -> ModelVersion:
+        """Store a release check's figures (e.g. serving's stress test) on the version, audited."""
+        names.check_model_name(name)
+        number = names.check_version(version)
+        user = actor or self.ws.user
+        figures = {**dict(result), "recorded_at": now_ms()}
+        with self.ws.store.begin() as conn:
+            self._lock_model(conn, name)
+            row = self._version_row(conn, name, number, lock=True)
+            conn.execute(
+                model_versions.update()
+                .where(model_versions.c.name == name, model_versions.c.version == number)
+                .values(validation={**dict(row["validation"] or {}), "stress_test": figures})
+            )
+            record_event(conn, user, "model.stress_tested", names.subject(name, str(number)),
+                         {"version": number, **figures})
+        return self.get_version(name, number)
+
     # -- review --------------------------------------------------------------------------------
     def approve(self, name: str, version: int | str, reviewer: str | None = None, comment: str = "") -> ModelVersion:
         """Approve a validated version; the reviewer must not be the user who registered it."""
