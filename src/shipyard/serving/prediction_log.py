@@ -187,5 +187,5 @@ def read_prediction_log(artifacts: Any, scene: str, start: str | dt.date | None 
     frame = pd.concat(frames, ignore_index=True).sort_values("ts", kind="stable").reset_index(drop=True)
     if decode:
         for column in ("inputs", "features", "outputs", "models"):
-            frame[column] = [orjson.loads(v) if v is not None else None for v in frame[column]]
+            frame[column] = [orjson.loads(v) if isinstance(v, str) else None for v in frame[column]]
     return frame

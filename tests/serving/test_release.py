@@ -1,0 +1,176 @@
+"""Against a running server with the real registry: shadow traffic, canary with automatic rollback,
+stress test, and hot swap under load."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import httpx
+import numpy as np
+import pytest
+
+from shipyard.server import create_app
+from shipyard.serving import apply_scene
+from shipyard.serving import flow as F
+from shipyard.serving.release import CanaryRollout, list_releases, shadow_report, stress_test_model
+from tests.serving.conftest import register
+
+INPUTS = {"user_id": "string", "income": "double", "debt": "double", "age": "double"}
+
+
+def rec(i: int) -> dict:
+    return {"user_id": f"user-{i}", "income": 2.0 + (i % 7), "debt": 1.0 + (i % 4) * 0.5, "age": 25.0 + i % 40}
+
+
+@pytest.fixture
+def registry_ws(sqlite_workspace, saved_models):
+    ws = sqlite_workspace
+    register(ws, saved_models["lr_a"], "credit")                       # v1 champion
+    register(ws, saved_models["lr_b"], "credit", alias="challenger")   # v2 challenger
+    return ws
+
+
+def test_shadow_mirrors_without_changing_the_response(registry_ws, live_server, loaded):
+    ws = registry_ws
+    apply_scene(ws, {"name": "credit", "inputs": INPUTS, "outputs": ["score", "decision"],
+                     "flow": [F.model("credit", "champion", output="score"),
+                              F.expr("decision", "'reject' if score > 0.5 else 'approve'")],
+                     "traffic": {"arms": {"shadow": {"models": {"credit": "challenger"}}},
+                                 "shadow": {"arm": "shadow"}}})
+    app = create_app(ws, follow_interval=0)
+    server = live_server(app)
+    engine = app.state.serving.engine
+    n = 60
+    with httpx.Client(base_url=server.url) as client:
+        bodies = [client.post("/v1/scenes/credit/predict", json=rec(i)).json() for i in range(n)]
+    X = np.array([[rec(i)["income"], rec(i)["debt"], rec(i)["age"]] for i in range(n)])
+    live = np.array([loaded["lr_a"].predict_array(x[None, :])[0] for x in X])     # row by row, as served
+    shadow = np.array([loaded["lr_b"].predict_array(x[None, :])[0] for x in X])
+    assert [b["outputs"]["score"] for b in bodies] == live.tolist()
+    assert all(b["arm"] == "control" and b["models"] == {"credit": 1} for b in bodies)
+    engine.wait_shadow()
+    report = shadow_report(engine, "credit", cutoff=0.5)
+    assert report["count"] == n and report["field"] == "score"
+    assert report["agreement_at_cutoff"] == pytest.approx(np.mean((live >= 0.5) == (shadow >= 0.5)))
+    assert report["difference"]["median"] == pytest.approx(float(np.median(shadow - live)))
+    engine.prediction_log.flush()
+    from shipyard.serving.prediction_log import read_prediction_log
+
+    frame = read_prediction_log(ws.artifacts, "credit")
+    assert (frame["kind"] == "shadow").sum() == n and (frame["kind"] == "live").sum() == n
+    assert httpx.get(f"{server.url}/api/v1/scenes/credit/shadow-report").json()["count"] == n
+
+
+class Failing:
+    input_names = ["income", "debt", "age"]
+    signature = None
+    has_fast_path = True
+
+    def predict_array(self, X):
+        raise RuntimeError("challenger is broken")
+
+
+def _drive(url: str, start: int, n: int) -> list[int]:
+    with httpx.Client(base_url=url) as client:
+        return [client.post("/v1/scenes/credit/predict", json=rec(i)).status_code for i in range(start, start + n)]
+
+
+def test_canary_rolls_back_on_error_rate_and_promotes_a_healthy_arm(registry_ws, live_server):
+    ws = registry_ws
+    apply_scene(ws, {"name": "credit", "inputs": INPUTS, "outputs": ["score"],
+                     "flow": [F.model("credit", "champion", output="score")],
+                     "traffic": {"key": "user_id", "arms": {"b": {"models": {"credit": "challenger"}}},
+                                 "canary": {"arm": "b", "percent": 0}},
+                     "limits": {"error_rate": 0.05, "p99_ms": 500, "min_requests": 15}})
+    app = create_app(ws, follow_interval=0)
+    server = live_server(app)
+    engine = app.state.serving.engine
+    engine.scene("credit")
+    # a healthy challenger (same-shaped scores) walks through every step
+    rollout = CanaryRollout(ws, engine, "credit", "b", steps=(20, 50, 100))
+    i = 0
+    while rollout.advance() == "running" and i < 3000:
+        assert all(s == 200 for s in _drive(server.url, i, 40))
+        i += 40
+    assert rollout.status == "promoted", rollout.checks
+    assert engine.scene("credit").compiled.traffic.canary_percent == 100
+    # now the challenger breaks: the next rollout rolls back by itself
+    plan = engine.scene("credit").compiled.plans["b"]
+    plan.model_nodes()[0].model = Failing()
+    engine.scene("credit").compiled.traffic.set_canary(0)
+    rollout = CanaryRollout(ws, engine, "credit", "b", steps=(30, 100))
+    statuses = _drive(server.url, 10_000, 60)
+    assert 500 in statuses
+    assert rollout.advance() == "rolled_back" and "error rate" in rollout.reason
+    assert engine.scene("credit").compiled.traffic.canary_percent == 0
+    assert all(s == 200 for s in _drive(server.url, 20_000, 40))  # everyone is back on control
+    rows = list_releases(ws, "credit")
+    assert [r["status"] for r in rows] == ["promoted", "rolled_back"]
+
+
+def test_canary_rolls_back_on_score_psi(registry_ws):
+    from shipyard.serving import ServingEngine
+
+    ws = registry_ws
+    apply_scene(ws, {"name": "credit", "inputs": INPUTS, "outputs": ["score"],
+                     "flow": [F.model("credit", "champion", output="score")],
+                     "traffic": {"key": "user_id", "arms": {"b": {"models": {"credit": "challenger"}}}},
+                     "limits": {"psi": 0.25, "min_requests": 1000}})
+    engine = ServingEngine(ws)
+    rollout = CanaryRollout(ws, engine, "credit", "b", steps=(50, 100))
+    for i in range(400):
+        engine.predict_scene("credit", [rec(i)])
+    assert rollout.advance() == "rolled_back" and "PSI" in rollout.reason
+
+
+def test_stress_test_is_recorded(registry_ws):
+    result = stress_test_model(registry_ws, "credit", "champion", rate=500, count=300)
+    assert result["count"] == 300 and result["errors"] == 0 and result["p99_ms"] < 100
+    from shipyard.store.events import list_events
+
+    kinds = [e["kind"] for e in list_events(registry_ws.store, "model:credit")]
+    assert "model.stress_tested" in kinds
+
+
+def test_hot_swap_under_load_drops_nothing(registry_ws, live_server, saved_models):
+    ws = registry_ws
+    apply_scene(ws, {"name": "credit", "inputs": INPUTS, "outputs": ["score"],
+                     "flow": [F.model("credit", "champion", output="score")]})
+    app = create_app(ws, follow_interval=0.2)
+    server = live_server(app)
+    results: list[tuple[float, int, int | None]] = []
+    stop = threading.Event()
+
+    def load(worker: int) -> None:
+        with httpx.Client(base_url=server.url, timeout=10) as client:
+            i = worker * 1_000_000
+            while not stop.is_set():
+                start = time.perf_counter()
+                r = client.post("/v1/scenes/credit/predict", json=rec(i))
+                version = r.json()["models"].get("credit") if r.status_code == 200 else None
+                results.append((time.perf_counter() - start, r.status_code, version))
+                i += 1
+
+    threads = [threading.Thread(target=load, args=(w,)) for w in range(4)]
+    for t in threads:
+        t.start()
+    time.sleep(1.5)
+    steady = len(results)
+    ws.registry.set_alias("credit", "champion", 2, force=True)   # the follower swaps to v2
+    deadline = time.time() + 15
+    while time.time() < deadline and not any(r[2] == 2 for r in results[steady:]):
+        time.sleep(0.1)
+    time.sleep(1.0)
+    stop.set()
+    for t in threads:
+        t.join()
+    assert all(code == 200 for _, code, _ in results), {code for _, code, _ in results}
+    before = np.array([r[0] for r in results[:steady]])
+    during = np.array([r[0] for r in results[steady:]])
+    versions = [r[2] for r in results[steady:]]
+    assert 2 in versions and versions[-1] == 2
+    p99_steady, p99_swap = np.percentile(before, 99), np.percentile(during, 99)
+    assert p99_swap <= 2 * p99_steady + 0.002, (p99_steady, p99_swap)
+    swaps = app.state.serving.follower.swaps
+    assert swaps and swaps[0]["from"] == 1 and swaps[0]["models"] == {"credit": 2}
