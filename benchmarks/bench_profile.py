@@ -41,18 +41,27 @@ def make_data(rows: int, seed: int = 0) -> pd.DataFrame:
     return df
 
 
-def run_shipyard(df: pd.DataFrame) -> float:
+def _cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def timed(fn, df: pd.DataFrame) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of this process) for one call."""
+    c, t = _cpu(), time.perf_counter()
+    fn(df)
+    return time.perf_counter() - t, _cpu() - c
+
+
+def run_shipyard(df: pd.DataFrame) -> None:
     from shipyard.data.profile import profile
 
-    t = time.perf_counter()
     p = profile(df, target="bad")
     p.to_html()
     p.to_json()
-    return time.perf_counter() - t
 
 
-def run_pandas(df: pd.DataFrame) -> float:
-    t = time.perf_counter()
+def run_pandas(df: pd.DataFrame) -> None:
     num = df.select_dtypes("number")
     num.describe(percentiles=[0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99])
     num.corr()
@@ -60,18 +69,15 @@ def run_pandas(df: pd.DataFrame) -> float:
     df.nunique()
     for c in df.columns:
         df[c].value_counts().head(10)
-    return time.perf_counter() - t
 
 
-def run_duckdb(df: pd.DataFrame) -> float:
+def run_duckdb(df: pd.DataFrame) -> None:
     import duckdb
 
-    t = time.perf_counter()
     con = duckdb.connect()
     con.register("d", df)
     con.execute("SUMMARIZE d").fetchall()
     con.close()
-    return time.perf_counter() - t
 
 
 def main() -> None:
@@ -82,19 +88,19 @@ def main() -> None:
     df = make_data(args.rows)
     print(f"data: {len(df):,} rows × {df.shape[1] - 1} columns + target, built in {time.perf_counter() - t:.1f}s, "
           f"{os.cpu_count()} cpus")
-    ship = run_shipyard(df)
-    base = run_pandas(df)
-    duck = run_duckdb(df)
+    ship, ship_cpu = timed(run_shipyard, df)
+    base, base_cpu = timed(run_pandas, df)
+    duck, duck_cpu = timed(run_duckdb, df)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print()
-    print(f"{'tool':<58}{'seconds':>9}{'vs shipyard':>13}")
+    print(f"{'tool':<58}{'wall s':>8}{'cpu s':>8}{'wall vs shipyard':>18}")
     rows = [
-        ("shipyard profile (stats, corr, IV, flags, HTML + JSON)", ship),
-        ("pandas describe + corr + nunique + value_counts", base),
-        ("duckdb SUMMARIZE (no corr, no target, approx distinct)", duck),
+        ("shipyard profile (stats, corr, IV, flags, HTML + JSON)", ship, ship_cpu),
+        ("pandas describe + corr + nunique + value_counts", base, base_cpu),
+        ("duckdb SUMMARIZE (no corr, no target, approx distinct)", duck, duck_cpu),
     ]
-    for name, secs in rows:
-        print(f"{name:<58}{secs:>9.2f}{secs / ship:>12.2f}x")
+    for name, secs, cpu in rows:
+        print(f"{name:<58}{secs:>8.2f}{cpu:>8.2f}{secs / ship:>17.2f}x")
     print(f"peak RSS of the process: {rss:,.0f} MB")
     print(f"ratio pandas / shipyard: {base / ship:.2f}x; duckdb SUMMARIZE / shipyard: {duck / ship:.2f}x")
 
