@@ -127,3 +127,21 @@ def test_missing_redis_driver_names_the_extra(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setattr(builtins, "__import__", fake_import)
     with pytest.raises(MissingDependency, match=r"shipyard-ml\[redis\]"):
         open_online_store(url="redis://127.0.0.1:6379/0")
+
+
+def test_dedupe_window_recognises_replayed_late_events(online) -> None:
+    window = dt.timedelta(days=7)
+    stamps = [T0 + dt.timedelta(minutes=m) for m in (1, 2, 3)]
+    first = online.write_batch("v", [(1,)] * 3, [{"x": float(i)} for i in range(3)], stamps,
+                               with_status=True, dedupe_window=window)
+    assert first.status == ["written", "written", "written"]
+    late = online.write_batch("v", [(1,), (1,)], [{"x": 9.0}, {"x": 9.0}], [T0, T0], with_status=True,
+                              dedupe_window=window)
+    assert late.status == ["stale", "duplicate"]
+    replay = online.write_batch("v", [(1,)] * 4, [{"x": 0.0}] * 4, [*stamps, T0], with_status=True,
+                                dedupe_window=window)
+    assert replay.status == ["duplicate", "duplicate", "duplicate", "duplicate"]
+    assert online.read("v", ["x"], [(1,)])["x"] == [2.0]
+    online.delete_view("v")
+    again = online.write_batch("v", [(1,)], [{"x": 5.0}], [T0], with_status=True, dedupe_window=window)
+    assert again.status == ["written"]

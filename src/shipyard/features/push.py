@@ -5,16 +5,17 @@ dicts or a dict of columns. Every row needs the view's join keys, its timestamp 
 feature (``None`` for a missing value); a value of the wrong type fails the whole push with an
 ``InvalidInput`` naming the view, field and row, before anything is written.
 
-Idempotency: a row whose (entity key, event timestamp) is already stored online is a duplicate;
-it is neither rewritten online nor appended offline again, so retries and stream redeliveries are
-harmless. Rows older than what is online (late events) are not served but still go to the
-offline log, where point-in-time joins place them correctly.
+Idempotency: a row whose (entity key, event timestamp) was already pushed (within
+``DEDUPE_WINDOW``) is a duplicate; it is neither rewritten online nor appended offline again, so
+retries and stream redeliveries are harmless. Rows older than what is online (late events) are not
+served but still go to the offline log once, where point-in-time joins place them correctly.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import numbers
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,6 +24,9 @@ import pyarrow as pa
 
 from shipyard.errors import InvalidInput
 from shipyard.features.online import online_store_of
+
+# How long (entity key, event time) pairs are remembered to recognise replayed late events.
+DEDUPE_WINDOW = dt.timedelta(days=7)
 
 _ARROW = {
     "float64": pa.float64(),
@@ -74,21 +78,31 @@ def as_records(rows: Any) -> list[dict[str, Any]]:
                        "dict of columns", {"field": "rows"})
 
 
+_MISSING_TYPES = frozenset(("NAType", "NaTType"))
+
+
 def _is_missing(value: Any) -> bool:
     if value is None:
         return True
+    kind = type(value)
+    if kind is float:
+        return value != value
+    if kind is int or kind is str or kind is bool:
+        return False
     if isinstance(value, float) and value != value:
         return True
-    try:
-        import pandas as pd
-
-        return value is pd.NaT or (type(value).__name__ in ("NAType", "NaTType"))
-    except ImportError:  # pragma: no cover
-        return False
+    return kind.__name__ in _MISSING_TYPES
 
 
 def coerce_timestamp(value: Any) -> dt.datetime:
     """A timezone-aware datetime from a datetime, pandas Timestamp, numpy datetime64 or ISO string."""
+    if type(value) is str:
+        try:
+            parsed = dt.datetime.fromisoformat(value)
+        except ValueError:
+            parsed = None
+        if parsed is not None:
+            return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
     if isinstance(value, dt.datetime):
         return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
     if hasattr(value, "to_pydatetime"):
@@ -106,8 +120,14 @@ def coerce_timestamp(value: Any) -> dt.datetime:
     raise TypeError(type(value).__name__)
 
 
+_EXACT = {"float64": float, "int64": int, "string": str, "bool": bool}
+_ABSENT = object()
+
+
 def coerce_value(value: Any, dtype: str) -> Any:
     """``value`` as the Python type of ``dtype``; raises TypeError/ValueError when it is not one."""
+    if type(value) is _EXACT.get(dtype):
+        return value
     if _is_missing(value):
         return None
     if dtype == "float64":
@@ -135,80 +155,117 @@ def coerce_value(value: Any, dtype: str) -> Any:
 class Prepared:
     """Validated rows of one view, ready for the online and offline writes."""
 
-    keys: list[tuple[Any, ...]]
-    values: list[dict[str, Any]]
-    event_ts: list[dt.datetime]
-    records: list[dict[str, Any]]
+    keys: list[tuple[Any, ...]] = field(default_factory=list)
+    values: list[dict[str, Any]] = field(default_factory=list)
+    event_ts: list[dt.datetime] = field(default_factory=list)
+    created: list[dt.datetime] = field(default_factory=list)
+
+    def records(self, view: Any, rows: Sequence[int] | None = None) -> list[dict[str, Any]]:
+        """Full rows (keys, timestamps, features) for the offline log."""
+        created = getattr(view, "created_timestamp_field", None)
+        out = []
+        for i in range(len(self.keys)) if rows is None else rows:
+            record = dict(zip(view.join_keys, self.keys[i], strict=True))
+            record[view.timestamp_field] = self.event_ts[i]
+            if created:
+                record[created] = self.created[i]
+            record.update(self.values[i])
+            out.append(record)
+        return out
 
 
-def prepare_rows(view: Any, records: Sequence[Mapping[str, Any]], *, allow_extra: bool = False) -> Prepared:
-    """Check and convert rows against the view's keys, timestamp and typed fields."""
+def prepare_rows(view: Any, records: Sequence[Mapping[str, Any]], *, allow_extra: bool = False,
+                 errors: dict[int, InvalidInput] | None = None) -> Prepared:
+    """Check and convert rows against the view's keys, timestamp and typed fields.
+
+    The first bad row raises ``InvalidInput``; with ``errors`` given, bad rows are recorded there by
+    index and skipped instead.
+    """
+    if errors is None:
+        return _prepare(view, records, allow_extra, None)
+    return _prepare(view, records, allow_extra, errors)
+
+
+def _prepare(view: Any, records: Sequence[Mapping[str, Any]], allow_extra: bool,
+             errors: dict[int, InvalidInput] | None) -> Prepared:
     join_keys = list(view.join_keys)
     key_types = dict(getattr(view, "key_types", {}) or {})
     ts_field = view.timestamp_field
     created = getattr(view, "created_timestamp_field", None)
     fields = [(f.name, f.dtype) for f in view.fields]
     known = set(join_keys) | {ts_field} | {name for name, _ in fields} | ({created} if created else set())
-    out = Prepared([], [], [], [])
+    out = Prepared()
     for i, row in enumerate(records):
-        if not allow_extra:
-            extra = [c for c in row if c not in known]
-            if extra:
-                raise InvalidInput(
-                    f"feature view {view.name!r}: row {i} has unknown columns {extra}; its columns are "
-                    f"{', '.join(sorted(known))}",
-                    {"view": view.name, "field": extra[0], "row": i},
-                )
-        key = []
-        for k in join_keys:
-            value = row.get(k)
-            if _is_missing(value):
-                raise InvalidInput(f"feature view {view.name!r}: row {i} has no value for join key {k!r}; "
-                                   "every pushed row needs all join keys", {"view": view.name, "field": k, "row": i})
-            if k in key_types:
-                try:
-                    value = coerce_value(value, key_types[k])
-                except (TypeError, ValueError) as exc:
-                    raise InvalidInput(f"feature view {view.name!r}: join key {k!r} in row {i} must be "
-                                       f"{key_types[k]}, got {value!r} ({exc})",
-                                       {"view": view.name, "field": k, "row": i}) from None
-            elif hasattr(value, "item"):
-                value = value.item()
-            key.append(value)
-        raw_ts = row.get(ts_field)
         try:
-            if _is_missing(raw_ts):
-                raise ValueError("missing")
-            stamp = coerce_timestamp(raw_ts)
+            _prepare_one(view, i, row, join_keys, key_types, ts_field, created, fields, known, allow_extra, out)
+        except InvalidInput as exc:
+            if errors is None:
+                raise
+            errors[i] = exc
+    return out
+
+
+def _prepare_one(view: Any, i: int, row: Mapping[str, Any], join_keys: list[str], key_types: dict[str, str],
+                 ts_field: str, created: str | None, fields: list[tuple[str, str]], known: set[str],
+                 allow_extra: bool, out: Prepared) -> None:
+    if not allow_extra:
+        extra = [c for c in row if c not in known]
+        if extra:
+            raise InvalidInput(
+                f"feature view {view.name!r}: row {i} has unknown columns {extra}; its columns are "
+                f"{', '.join(sorted(known))}",
+                {"view": view.name, "field": extra[0], "row": i},
+            )
+    key = []
+    for k in join_keys:
+        value = row.get(k)
+        if _is_missing(value):
+            raise InvalidInput(f"feature view {view.name!r}: row {i} has no value for join key {k!r}; "
+                               "every pushed row needs all join keys", {"view": view.name, "field": k, "row": i})
+        if k in key_types:
+            try:
+                value = coerce_value(value, key_types[k])
+            except (TypeError, ValueError) as exc:
+                raise InvalidInput(f"feature view {view.name!r}: join key {k!r} in row {i} must be "
+                                   f"{key_types[k]}, got {value!r} ({exc})",
+                                   {"view": view.name, "field": k, "row": i}) from None
+        elif hasattr(value, "item"):
+            value = value.item()
+        key.append(value)
+    raw_ts = row.get(ts_field)
+    try:
+        if _is_missing(raw_ts):
+            raise ValueError("missing")
+        stamp = coerce_timestamp(raw_ts)
+    except (TypeError, ValueError):
+        raise InvalidInput(
+            f"feature view {view.name!r}: row {i} needs timestamp field {ts_field!r} as a datetime or "
+            f"ISO-8601 string, got {raw_ts!r}",
+            {"view": view.name, "field": ts_field, "row": i},
+        ) from None
+    values: dict[str, Any] = {}
+    for name, dtype in fields:
+        value = row.get(name, _ABSENT)
+        if type(value) is _EXACT.get(dtype):
+            values[name] = value
+            continue
+        if value is _ABSENT:
+            raise InvalidInput(f"feature view {view.name!r}: row {i} has no field {name!r}; send every "
+                               "feature (None for a missing value)", {"view": view.name, "field": name, "row": i})
+        try:
+            values[name] = coerce_value(value, dtype)
         except (TypeError, ValueError):
             raise InvalidInput(
-                f"feature view {view.name!r}: row {i} needs timestamp field {ts_field!r} as a datetime or "
-                f"ISO-8601 string, got {raw_ts!r}",
-                {"view": view.name, "field": ts_field, "row": i},
+                f"feature view {view.name!r}: field {name!r} must be {dtype}, got {value!r} "
+                f"({type(value).__name__}) in row {i}; fix the value or the field's type",
+                {"view": view.name, "field": name, "row": i, "expected": dtype},
             ) from None
-        values: dict[str, Any] = {}
-        for name, dtype in fields:
-            if name not in row:
-                raise InvalidInput(f"feature view {view.name!r}: row {i} has no field {name!r}; send every "
-                                   "feature (None for a missing value)", {"view": view.name, "field": name, "row": i})
-            try:
-                values[name] = coerce_value(row[name], dtype)
-            except (TypeError, ValueError):
-                raise InvalidInput(
-                    f"feature view {view.name!r}: field {name!r} must be {dtype}, got {row[name]!r} "
-                    f"({type(row[name]).__name__}) in row {i}; fix the value or the field's type",
-                    {"view": view.name, "field": name, "row": i, "expected": dtype},
-                ) from None
-        record = dict(zip(join_keys, key, strict=True))
-        record[ts_field] = stamp
-        if created:
-            record[created] = coerce_timestamp(row[created]) if not _is_missing(row.get(created)) else stamp
-        record.update(values)
-        out.keys.append(tuple(key))
-        out.values.append(values)
-        out.event_ts.append(stamp)
-        out.records.append(record)
-    return out
+    out.keys.append(tuple(key))
+    out.values.append(values)
+    out.event_ts.append(stamp)
+    if created:
+        raw = row.get(created)
+        out.created.append(stamp if _is_missing(raw) else coerce_timestamp(raw))
 
 
 def offline_table(view: Any, records: Sequence[Mapping[str, Any]]) -> pa.Table:
@@ -239,12 +296,14 @@ def write_prepared(store: Any, view: Any, prepared: Prepared, *, to_offline: boo
     if not prepared.keys:
         return result
     written = online.write_batch(view.name, prepared.keys, prepared.values, prepared.event_ts,
-                                 version=getattr(view, "version", None), with_status=True)
+                                 version=getattr(view, "version", None), with_status=True,
+                                 dedupe_window=DEDUPE_WINDOW)
     result.written, result.duplicates, result.stale = written.written, written.duplicates, written.stale
+    result.details["online_at"] = time.time()  # when the rows became readable online
     if to_offline:
-        fresh = [r for r, s in zip(prepared.records, written.status or [], strict=True) if s != "duplicate"]
+        fresh = [i for i, s in enumerate(written.status or []) if s != "duplicate"]
         if fresh:
-            store.offline_append(view.name, offline_table(view, fresh))
+            store.offline_append(view.name, offline_table(view, prepared.records(view, fresh)))
             result.offline_rows = len(fresh)
     return result
 

@@ -7,6 +7,10 @@ stream is idempotent on (entity key, event timestamp) and late events never hide
 Reads return one column per requested feature with ``None`` for entities that are missing or whose
 row is older than the view's TTL.
 
+Push and stream writes pass ``dedupe_window``: the store then remembers each (entity key, event
+time) for that long, so a replayed event older than the stored one is recognised as a duplicate
+rather than a late event (which would otherwise be logged offline a second time).
+
 Values keep their type: int, float, str and bool round-trip as themselves and timestamps come back
 as timezone-aware ``datetime`` objects.
 """
@@ -26,7 +30,7 @@ UTC = dt.UTC
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=UTC)
 _TS_TAG = "$ts"
 _TS_MARK = b'"$ts"'
-_DUMPS_OPTS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
+_DUMPS_OPTS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATETIME
 
 
 @dataclass
@@ -94,13 +98,6 @@ def _default(value: Any) -> Any:
     raise TypeError(f"value {value!r} of type {type(value).__name__} cannot be stored online")
 
 
-def _prepare(value: Any) -> Any:
-    # orjson writes datetimes as strings; tag them so they come back as datetimes.
-    if isinstance(value, dt.datetime):
-        return {_TS_TAG: to_micros(value)}
-    return value
-
-
 def encode_key(key: Sequence[Any]) -> bytes:
     """Entity key (tuple of join-key values in the view's join-key order) as bytes."""
     return orjson.dumps(list(key), default=_default, option=_DUMPS_OPTS)
@@ -111,7 +108,7 @@ def decode_key(raw: bytes) -> tuple[Any, ...]:
 
 
 def encode_value(value: Any) -> bytes:
-    return orjson.dumps(_prepare(value), default=_default, option=_DUMPS_OPTS)
+    return orjson.dumps(value, default=_default, option=_DUMPS_OPTS)
 
 
 def decode_value(raw: bytes | str | None) -> Any:
@@ -124,7 +121,8 @@ def decode_value(raw: bytes | str | None) -> Any:
 
 
 def encode_row(row: Mapping[str, Any]) -> bytes:
-    return orjson.dumps({k: _prepare(v) for k, v in row.items()}, default=_default, option=_DUMPS_OPTS)
+    # datetimes pass through orjson to ``_default``, which tags them
+    return orjson.dumps(row, default=_default, option=_DUMPS_OPTS)
 
 
 def decode_row(raw: bytes) -> dict[str, Any]:
@@ -162,8 +160,13 @@ class OnlineStore(ABC):
         version: int | None = None,
         overwrite_equal: bool = False,
         with_status: bool = False,
+        dedupe_window: dt.timedelta | None = None,
     ) -> WriteResult:
-        """Store rows whose event time is newer than what is stored; return what happened."""
+        """Store rows whose event time is newer than what is stored; return what happened.
+
+        With ``dedupe_window`` the store also remembers every (entity key, event time) it saw for
+        that long, so a replayed *older* event is reported as a duplicate instead of stale.
+        """
 
     @abstractmethod
     def read(

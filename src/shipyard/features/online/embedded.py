@@ -41,6 +41,10 @@ CREATE TABLE IF NOT EXISTS online_rows (
     view TEXT NOT NULL, ek BLOB NOT NULL, ts INTEGER NOT NULL, val BLOB NOT NULL,
     PRIMARY KEY (view, ek)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS online_seen (
+    view TEXT NOT NULL, ek BLOB NOT NULL, ts INTEGER NOT NULL, seen_at INTEGER NOT NULL,
+    PRIMARY KEY (view, ek, ts)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS online_views (
     view TEXT PRIMARY KEY, version INTEGER, max_ts INTEGER, last_write INTEGER
 );
@@ -63,6 +67,7 @@ class SQLiteOnlineStore(OnlineStore):
         self._local = threading.local()
         self._conns: list[sqlite3.Connection] = []
         self._conns_lock = threading.Lock()
+        self._writes = 0
         self._conn().executescript(_SCHEMA)
 
     def _conn(self) -> sqlite3.Connection:
@@ -87,6 +92,7 @@ class SQLiteOnlineStore(OnlineStore):
         version: int | None = None,
         overwrite_equal: bool = False,
         with_status: bool = False,
+        dedupe_window: dt.timedelta | None = None,
     ) -> WriteResult:
         result = WriteResult(status=[] if with_status else None)
         if not keys:
@@ -106,10 +112,18 @@ class SQLiteOnlineStore(OnlineStore):
                 ):
                     stored[ek] = ts
             pending: dict[bytes, tuple[int, bytes]] = {}
+            seen: dict[tuple[bytes, int], None] = {}
             max_ts = None
             for i, ek in enumerate(encoded):
                 ts = stamps[i]
                 verdict = classify(stored.get(ek), ts, overwrite_equal)
+                if dedupe_window is not None and verdict != "duplicate":
+                    if verdict == "stale" and ((ek, ts) in seen or conn.execute(
+                        "SELECT 1 FROM online_seen WHERE view = ? AND ek = ? AND ts = ?", (view, ek, ts)
+                    ).fetchone()):
+                        verdict = "duplicate"
+                    else:
+                        seen[(ek, ts)] = None
                 if verdict == "written":
                     stored[ek] = ts
                     pending[ek] = (ts, encode_row(values[i]))
@@ -121,6 +135,14 @@ class SQLiteOnlineStore(OnlineStore):
                     result.stale += 1
                 if with_status:
                     result.status.append(verdict)  # type: ignore[union-attr]
+            if seen:
+                stamp = now_micros()
+                conn.executemany("INSERT OR IGNORE INTO online_seen (view, ek, ts, seen_at) VALUES (?, ?, ?, ?)",
+                                 [(view, ek, ts, stamp) for ek, ts in seen])
+                self._writes += 1
+                if self._writes % 500 == 0:
+                    horizon = stamp - int(dedupe_window.total_seconds() * 1e6)  # type: ignore[union-attr]
+                    conn.execute("DELETE FROM online_seen WHERE view = ? AND seen_at < ?", (view, horizon))
             if pending:
                 conn.executemany(
                     "INSERT INTO online_rows (view, ek, ts, val) VALUES (?, ?, ?, ?) "
@@ -221,6 +243,7 @@ class SQLiteOnlineStore(OnlineStore):
         conn.execute("BEGIN IMMEDIATE")
         try:
             removed = conn.execute("DELETE FROM online_rows WHERE view = ?", (view,)).rowcount
+            conn.execute("DELETE FROM online_seen WHERE view = ?", (view,))
             conn.execute("DELETE FROM online_views WHERE view = ?", (view,))
             conn.execute("COMMIT")
         except BaseException:
@@ -253,7 +276,7 @@ def _open_env(path: Path, map_size: int) -> Any:
         env = _ENVS.get(key)
         if env is None:
             path.mkdir(parents=True, exist_ok=True)
-            env = lmdb.open(key, map_size=map_size, max_dbs=2, subdir=True, lock=True, readahead=False)
+            env = lmdb.open(key, map_size=map_size, max_dbs=4, subdir=True, lock=True, readahead=False)
             _ENVS[key] = env
         return env
 
@@ -268,6 +291,7 @@ class LMDBOnlineStore(OnlineStore):
         self.env = _open_env(self.path, map_size)
         self._rows = self.env.open_db(b"rows")
         self._meta = self.env.open_db(b"views")
+        self._seen = self.env.open_db(b"seen")
 
     @staticmethod
     def _key(view: str, ek: bytes) -> bytes:
@@ -283,6 +307,7 @@ class LMDBOnlineStore(OnlineStore):
         version: int | None = None,
         overwrite_equal: bool = False,
         with_status: bool = False,
+        dedupe_window: dt.timedelta | None = None,
     ) -> WriteResult:
         result = WriteResult(status=[] if with_status else None)
         if not keys:
@@ -297,6 +322,12 @@ class LMDBOnlineStore(OnlineStore):
                 ts = to_micros(event_ts[i])
                 current = rows.get(full)
                 verdict = classify(None if current is None else _TS.unpack_from(current)[0], ts, overwrite_equal)
+                if dedupe_window is not None and verdict != "duplicate":
+                    # remember (key, ts); a stale event already seen is a replay
+                    fresh = txn.put(full + b"\x00" + _TS.pack(ts), _TS.pack(now_micros()), overwrite=False,
+                                    db=self._seen)
+                    if verdict == "stale" and not fresh:
+                        verdict = "duplicate"
                 if verdict == "written":
                     rows.put(full, _TS.pack(ts) + encode_row(values[i]))
                     result.written += 1
@@ -392,4 +423,9 @@ class LMDBOnlineStore(OnlineStore):
                         break
                     removed += 1
             txn.delete(view.encode(), db=self._meta)
+            seen = txn.cursor(self._seen)
+            if seen.set_range(prefix):
+                while seen.key().startswith(prefix):
+                    if not seen.delete():
+                        break
         return removed

@@ -4,6 +4,7 @@ Key layout (``prefix`` defaults to ``shipyard:``; give each project or test its 
 
     {prefix}r:{view}:{entity-key JSON}  hash  __ts → event µs, feature → JSON value
     {prefix}v:{view}                    hash  entities, max_ts, last_write, version
+    {prefix}s:{view}:{entity-key JSON}  zset  event times seen within the dedupe window
 
 Conditional writes run as one small Lua script per row so that the event-time comparison and the
 replacement are atomic; rows of a batch are sent in pipelines of ``batch_size``.
@@ -37,15 +38,25 @@ _VERDICTS = ("written", "duplicate", "stale")
 _WRITE_LUA = """
 local cur = redis.call('HGET', KEYS[1], '__ts')
 local ts = tonumber(ARGV[1])
+local window = tonumber(ARGV[5])
+if cur and ts == tonumber(cur) and ARGV[2] == '0' then return 1 end
+if window > 0 then
+  local known = redis.call('ZSCORE', KEYS[3], ARGV[1])
+  redis.call('ZADD', KEYS[3], ts, ARGV[1])
+  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', '(' .. tostring(ts - window))
+  redis.call('PEXPIRE', KEYS[3], math.floor(window / 1000) + 1000)
+  if cur and ts < tonumber(cur) then
+    if known then return 1 end
+    return 2
+  end
+end
 if cur then
-  local c = tonumber(cur)
-  if ts < c then return 2 end
-  if ts == c and ARGV[2] == '0' then return 1 end
+  if ts < tonumber(cur) then return 2 end
   redis.call('DEL', KEYS[1])
 else
   redis.call('HINCRBY', KEYS[2], 'entities', 1)
 end
-redis.call('HSET', KEYS[1], '__ts', ARGV[1], unpack(ARGV, 5))
+redis.call('HSET', KEYS[1], '__ts', ARGV[1], unpack(ARGV, 6))
 local m = redis.call('HGET', KEYS[2], 'max_ts')
 if (not m) or tonumber(m) < ts then redis.call('HSET', KEYS[2], 'max_ts', ARGV[1]) end
 redis.call('HSET', KEYS[2], 'last_write', ARGV[3])
@@ -107,6 +118,7 @@ class RedisOnlineStore(OnlineStore):
         version: int | None = None,
         overwrite_equal: bool = False,
         with_status: bool = False,
+        dedupe_window: dt.timedelta | None = None,
     ) -> WriteResult:
         result = WriteResult(status=[] if with_status else None)
         if not keys:
@@ -116,15 +128,18 @@ class RedisOnlineStore(OnlineStore):
         flag = "1" if overwrite_equal else "0"
         stamp = str(now_micros())
         ver = "" if version is None else str(version)
+        window = str(int(dedupe_window.total_seconds() * 1_000_000)) if dedupe_window is not None else "0"
+        seen_prefix = f"{self.prefix}s:{view}:".encode()
         try:
             for start in range(0, len(keys), self.batch_size):
                 pipe = self.client.pipeline(transaction=False)
                 for i in range(start, min(start + self.batch_size, len(keys))):
-                    args: list[Any] = [to_micros(event_ts[i]), flag, stamp, ver]
+                    args: list[Any] = [to_micros(event_ts[i]), flag, stamp, ver, window]
                     for name, value in values[i].items():
                         args.append(name)
                         args.append(encode_value(value))
-                    self._script(keys=[row_prefix + encode_key(keys[i]), meta], args=args, client=pipe)
+                    ek = encode_key(keys[i])
+                    self._script(keys=[row_prefix + ek, meta, seen_prefix + ek], args=args, client=pipe)
                 for code in pipe.execute():
                     verdict = _VERDICTS[int(code)]
                     if verdict == "written":
@@ -185,8 +200,8 @@ class RedisOnlineStore(OnlineStore):
             raise self._unavailable(exc) from exc
         return [None if ts is None else from_micros(int(ts)) for ts in replies]
 
-    def _keys(self, view: str) -> Iterator[bytes]:
-        pattern = _glob_escape(self._row_prefix(view).decode()) + "*"
+    def _keys(self, view: str, kind: str = "r") -> Iterator[bytes]:
+        pattern = _glob_escape(f"{self.prefix}{kind}:{view}:") + "*"
         yield from self.client.scan_iter(match=pattern, count=1000)
 
     def scan(self, view: str, limit: int | None = None) -> Iterator[tuple[tuple[Any, ...], dt.datetime, dict[str, Any]]]:
@@ -245,6 +260,9 @@ class RedisOnlineStore(OnlineStore):
                     batch = []
             if batch:
                 removed += self.client.unlink(*batch)
+            seen = list(self._keys(view, "s"))
+            for start in range(0, len(seen), 1000):
+                self.client.unlink(*seen[start : start + 1000])
             self.client.delete(self._meta_key(view))
         except self._errors as exc:
             raise self._unavailable(exc) from exc
