@@ -14,7 +14,9 @@ All computations are vectorised NumPy (sorting plus cumulative sums); there are 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import contextvars
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -129,7 +131,10 @@ def _score_array(score: Any, field: str = "score") -> np.ndarray:
 
 def _check(y: Any, score: Any) -> tuple[np.ndarray, np.ndarray]:
     yy = y if isinstance(y, np.ndarray) and y.dtype == np.int8 else to_binary_target(y)
-    ss = _score_array(score)
+    ss = score if isinstance(score, np.ndarray) and score.dtype == np.float64 and score.ndim == 1 \
+        else _score_array(score)
+    if ss is score and not np.isfinite(ss).all():
+        ss = _score_array(score)  # raises with the precise message
     if len(yy) != len(ss):
         raise InvalidInput(
             f"target and score have different lengths ({len(yy)} vs {len(ss)}); pass aligned arrays",
@@ -138,12 +143,38 @@ def _check(y: Any, score: Any) -> tuple[np.ndarray, np.ndarray]:
     return yy, ss
 
 
+_GROUP_CACHE: contextvars.ContextVar[dict[tuple[int, int], Any] | None] = contextvars.ContextVar(
+    "shipyard_metrics_group_cache", default=None
+)
+
+
+@contextlib.contextmanager
+def shared_grouping() -> Iterator[None]:
+    """Within this block, metrics on the same (y, score) arrays share one sort of the scores.
+
+    Used by the model report, which computes many metrics on each data set; the arrays must not be
+    modified inside the block.
+    """
+    token = _GROUP_CACHE.set({})
+    try:
+        yield
+    finally:
+        _GROUP_CACHE.reset(token)
+
+
 def _grouped(y: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Distinct scores ascending with bad and good counts per distinct score (ties grouped)."""
+    cache = _GROUP_CACHE.get()
+    key = (id(y), id(score))
+    if cache is not None and key in cache:
+        return cache[key][2]
     uniq, inv = np.unique(score, return_inverse=True)
     bad = np.bincount(inv, weights=y, minlength=len(uniq))
     total = np.bincount(inv, minlength=len(uniq)).astype(float)
-    return uniq, bad, total - bad
+    out = (uniq, bad, total - bad)
+    if cache is not None:
+        cache[key] = (y, score, out)  # keep the arrays alive so their ids stay unique
+    return out
 
 
 # ------------------------------------------------------------------------------------- rank metrics
@@ -386,8 +417,9 @@ def confusion_at(y: Any, score: Any, cutoff: float) -> dict[str, float]:
 def summary(y: Any, score: Any) -> dict[str, float]:
     """The headline numbers: n, bad count and rate, AUC, Gini, KS and the score where KS occurs."""
     yy, ss = _check(y, score)
-    a = auc(yy, ss)
-    k = ks(yy, ss)
+    with shared_grouping() if _GROUP_CACHE.get() is None else contextlib.nullcontext():
+        a = auc(yy, ss)
+        k = ks(yy, ss)
     return {
         "n": int(len(yy)),
         "n_bad": int(yy.sum()),

@@ -7,6 +7,9 @@ JSON twin holding the same numbers::
     rep.write("reports/")        # report.html + report.json
     rep.summary["test"]["ks"]
 
+ROC and KS curves in the outputs are thinned to at most ``MAX_CURVE_POINTS`` evenly spaced points
+(the KS maximum is always kept); the full curves are on the object (``roc``, ``ks_curves``).
+
 The first data set is the reference: score PSI and feature PSI of every other set are measured
 against it, and its equal-width score bands are reused for the other sets so their band tables line
 up. Decile tables use each set's own deciles.
@@ -67,6 +70,19 @@ def _flip_table(df: pd.DataFrame, cols: Sequence[str], swap: tuple[str, str] | N
     return out
 
 
+#: Curves (ROC, KS) are thinned to at most this many points in the HTML and JSON outputs.
+MAX_CURVE_POINTS = 1000
+
+
+def _thin(df: pd.DataFrame, max_points: int = MAX_CURVE_POINTS, keep: int | None = None) -> pd.DataFrame:
+    """Evenly spaced rows (first, last and ``keep`` always included) so reports stay small."""
+    if len(df) <= max_points:
+        return df
+    idx = np.unique(np.r_[np.linspace(0, len(df) - 1, max_points).round().astype(int), [] if keep is None
+                          else [keep]])
+    return df.iloc[idx]
+
+
 class ModelReport:
     """Classification report for a risk score over one or more named data sets.
 
@@ -122,8 +138,16 @@ class ModelReport:
         ks_ref = M.ks(ref_y, risk_ref)
         self.cutoff = float(cutoff) if cutoff is not None else sign * ks_ref.score
         risk_edges = np.sort(sign * self.band_edges)
+        with M.shared_grouping():
+            self._compute(sign, bins, risk_edges)
+        self.feature_psi: pd.DataFrame | None = None
+        if features:
+            self.feature_psi = self._feature_psi(features, bins)
+
+    def _compute(self, sign: float, bins: int, risk_edges: np.ndarray) -> None:
+        ref_s = self._data[self.reference][1]
         for name, (y, s) in self._data.items():
-            r = sign * s
+            r = s if sign > 0 else -s
             summ = M.summary(y, r)
             summ["ks_score"] = sign * summ["ks_score"]
             lift = M.lift_table(y, r, bins, "quantile")
@@ -131,7 +155,7 @@ class ModelReport:
             trade = M.approval_tradeoff(y, r, 20)
             roc = M.roc_curve(y, r)
             ksc = M.ks_curve(y, r)
-            if higher_is_bad:
+            if self.higher_is_bad:
                 conf = M.confusion_at(y, r, self.cutoff)
             else:  # predicted bad when score <= cutoff, i.e. risk >= -cutoff
                 conf = M.confusion_at(y, r, -self.cutoff)
@@ -147,9 +171,6 @@ class ModelReport:
             self.summary[name] = summ
             self.lift[name], self.bands[name], self.tradeoff[name] = lift, bands, trade
             self.roc[name], self.ks_curves[name], self.confusion[name] = roc, ksc, conf
-        self.feature_psi: pd.DataFrame | None = None
-        if features:
-            self.feature_psi = self._feature_psi(features, bins)
 
     # ----------------------------------------------------------------------------- construction
     @classmethod
@@ -217,13 +238,14 @@ class ModelReport:
                     title=f"Reference set: {ref}"),
             Table.from_frame(summary_df, "Metrics by data set", "summary"),
         ])
-        roc = {n: (self.roc[n]["fpr"], self.roc[n]["tpr"]) for n in names}
+        rocs = {n: _thin(self.roc[n]) for n in names}
+        roc = {n: (rocs[n]["fpr"], rocs[n]["tpr"]) for n in names}
         gains = {n: (np.r_[0, self.lift[n]["cum_share"]], np.r_[0, self.lift[n]["gain"]]) for n in names}
-        kc = self.ks_curves[ref]
+        kc = _thin(self.ks_curves[ref], keep=int(np.argmax(self.ks_curves[ref]["ks"].to_numpy())))
         curves = Section("Curves", [
             Chart(line_chart(roc, title="ROC", x_label="false-positive rate", y_label="true-positive rate",
                              diagonal=True, x_range=(0, 1), y_range=(0, 1)), "ROC curve",
-                  {n: {"fpr": self.roc[n]["fpr"], "tpr": self.roc[n]["tpr"]} for n in names}),
+                  {n: {"fpr": rocs[n]["fpr"], "tpr": rocs[n]["tpr"]} for n in names}),
             Chart(line_chart({"bad": (kc["score"], kc["cum_bad"]), "good": (kc["score"], kc["cum_good"]),
                               "KS": (kc["score"], kc["ks"])}, title=f"KS curve ({ref})",
                              x_label="score", y_label="cumulative share", y_range=(0, 1)),
