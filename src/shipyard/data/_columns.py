@@ -150,13 +150,24 @@ def numeric_profile(
     return prof
 
 
+def bin_index(edges: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Index of the right-closed bin ``(e[k-1], e[k]]`` holding each x (= ``searchsorted(edges, x,
+    "left")``); for a few edges, counting ``x > e`` is several times faster than a binary search."""
+    if len(edges) > 32:
+        return np.searchsorted(edges, x, "left")
+    idx = np.zeros(len(x), dtype=np.intp)
+    for e in edges:
+        idx += x > e
+    return idx
+
+
 def numeric_target(x: np.ndarray, xs: np.ndarray, na: np.ndarray, y: np.ndarray, nbins: int
                     ) -> dict[str, Any]:
     """Quantile binning for target rate and IV: inner edges at the k/nbins quantiles (duplicates
     dropped), right-closed bins, plus a ``missing`` bin when there are missing values (infinities
     fall in the outer bins)."""
     edges = np.unique(_quantile_sorted(xs, np.arange(1, nbins) / nbins))
-    idx = np.searchsorted(edges, x, "left")
+    idx = bin_index(edges, x)
     nb = len(edges) + 1
     idx = np.where(na, nb, idx)
     total = np.bincount(idx, minlength=nb + 1)
