@@ -1,0 +1,217 @@
+"""Feature logging: the exact feature vectors served, kept as Parquet for skew checks and samples.
+
+``log_features(store, request_id, ts, entity_keys, feature_vector)`` buffers one served vector;
+buffers are written as one Parquet file per flush under
+``features/logs/date=YYYY-MM-DD/part-….parquet`` in the artifact store (partitioned by the date of
+the request timestamp). A buffer is flushed when it holds ``FLUSH_ROWS`` vectors, when
+``FLUSH_SECONDS`` passed since its first vector, on ``flush_feature_logs(store)`` and at exit.
+
+Entity keys and feature values are stored as typed JSON (floats round-trip exactly, timestamps
+come back as datetimes), so ``read_feature_logs`` returns exactly what was served. Feature names
+are kept as given: ``"view:feature"`` references, ``view__feature`` or plain names.
+
+``training_set_from_logs`` turns logged vectors (optionally joined with labels) into training
+rows: the "real-time samples" of models trained on what they actually saw.
+"""
+
+from __future__ import annotations
+
+import atexit
+import datetime as dt
+import io
+import threading
+import time
+import uuid
+import weakref
+from collections.abc import Mapping
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from shipyard.errors import InvalidInput
+from shipyard.features.online import workspace_of
+from shipyard.features.online.base import decode_row, encode_row
+from shipyard.features.push import coerce_timestamp
+
+LOG_PREFIX = "features/logs"
+FLUSH_ROWS = 1000
+FLUSH_SECONDS = 5.0
+
+_SCHEMA = pa.schema([
+    ("request_id", pa.string()),
+    ("ts", pa.timestamp("us", tz="UTC")),
+    ("entities", pa.string()),
+    ("features", pa.string()),
+    ("logged_at", pa.timestamp("us", tz="UTC")),
+])
+
+
+class FeatureLogger:
+    """Buffers served vectors of one workspace and writes them as Parquet."""
+
+    def __init__(self, artifacts: Any, flush_rows: int = FLUSH_ROWS, flush_seconds: float = FLUSH_SECONDS) -> None:
+        self.artifacts = artifacts
+        self.flush_rows = flush_rows
+        self.flush_seconds = flush_seconds
+        self._rows: list[tuple[str, dt.datetime, str, str, dt.datetime]] = []
+        self._first = 0.0
+        self._lock = threading.Lock()
+        self.files: list[str] = []
+
+    def log(self, request_id: str, ts: Any, entity_keys: Mapping[str, Any], feature_vector: Mapping[str, Any]) -> None:
+        if not isinstance(request_id, str) or not request_id:
+            raise InvalidInput("request_id must be a non-empty string", {"field": "request_id"})
+        if not isinstance(entity_keys, Mapping) or not isinstance(feature_vector, Mapping):
+            raise InvalidInput("entity_keys and feature_vector must be mappings of name to value",
+                               {"field": "feature_vector"})
+        try:
+            stamp = coerce_timestamp(ts)
+        except (TypeError, ValueError):
+            raise InvalidInput(f"ts {ts!r} is not a timestamp; give a datetime or ISO text", {"field": "ts"}) from None
+        row = (request_id, stamp, encode_row(entity_keys).decode(), encode_row(feature_vector).decode(),
+               dt.datetime.now(dt.UTC))
+        with self._lock:
+            if not self._rows:
+                self._first = time.monotonic()
+            self._rows.append(row)
+            due = len(self._rows) >= self.flush_rows or time.monotonic() - self._first >= self.flush_seconds
+        if due:
+            self.flush()
+
+    def flush(self) -> list[str]:
+        """Write buffered vectors (one file per request date); returns the paths written."""
+        with self._lock:
+            rows, self._rows = self._rows, []
+        if not rows:
+            return []
+        by_date: dict[str, list[tuple[str, dt.datetime, str, str, dt.datetime]]] = {}
+        for row in rows:
+            by_date.setdefault(row[1].astimezone(dt.UTC).date().isoformat(), []).append(row)
+        written = []
+        for day, part in sorted(by_date.items()):
+            columns = list(zip(*part, strict=True))
+            table = pa.Table.from_arrays([pa.array(c, type=f.type) for c, f in zip(columns, _SCHEMA, strict=True)],
+                                         schema=_SCHEMA)
+            buffer = io.BytesIO()
+            pq.write_table(table, buffer, compression="zstd")
+            path = f"{LOG_PREFIX}/date={day}/part-{int(time.time() * 1000):013d}-{uuid.uuid4().hex[:10]}.parquet"
+            self.artifacts.put_bytes(path, buffer.getvalue())
+            written.append(path)
+        self.files.extend(written)
+        return written
+
+    @property
+    def pending(self) -> int:
+        return len(self._rows)
+
+
+_LOGGERS: weakref.WeakKeyDictionary[Any, FeatureLogger] = weakref.WeakKeyDictionary()
+_LOGGERS_LOCK = threading.Lock()
+
+
+def feature_logger(store: Any) -> FeatureLogger:
+    """The one logger of ``store`` (created on first use, flushed at exit)."""
+    with _LOGGERS_LOCK:
+        found = _LOGGERS.get(store)
+        if found is None:
+            found = FeatureLogger(workspace_of(store).artifacts)
+            _LOGGERS[store] = found
+            atexit.register(found.flush)
+        return found
+
+
+def log_features(store: Any, request_id: str, ts: Any, entity_keys: Mapping[str, Any],
+                 feature_vector: Mapping[str, Any]) -> None:
+    """Record one served feature vector (buffered; see the module docstring)."""
+    feature_logger(store).log(request_id, ts, entity_keys, feature_vector)
+
+
+def flush_feature_logs(store: Any) -> list[str]:
+    return feature_logger(store).flush()
+
+
+def _log_paths(artifacts: Any, start: dt.datetime | None, end: dt.datetime | None) -> list[str]:
+    out = []
+    for path in artifacts.list(LOG_PREFIX):
+        folder = path.split("/")[-2]
+        if not folder.startswith("date=") or not path.endswith(".parquet"):
+            continue
+        day = dt.date.fromisoformat(folder[len("date="):])
+        if (start is not None and day < start.date()) or (end is not None and day > end.date()):
+            continue
+        out.append(path)
+    return out
+
+
+def read_feature_logs(store: Any, start: Any = None, end: Any = None) -> pd.DataFrame:
+    """Logged vectors with start <= ts < end: request_id, ts, then entity and feature columns
+    (typed as served). ``.attrs`` holds the names of the entity and feature columns."""
+    if start is not None:
+        start = coerce_timestamp(start)
+    if end is not None:
+        end = coerce_timestamp(end)
+    logger = feature_logger(store)
+    logger.flush()
+    paths = _log_paths(logger.artifacts, start, end)
+    if not paths:
+        frame = pd.DataFrame({"request_id": pd.Series(dtype=str), "ts": pd.Series(dtype="datetime64[us, UTC]")})
+        frame.attrs.update(entity_columns=[], feature_columns=[])
+        return frame
+    table = pa.concat_tables([pq.read_table(io.BytesIO(logger.artifacts.get_bytes(p))) for p in paths])
+    kept: list[tuple[str, dt.datetime, dict[str, Any], dict[str, Any]]] = []
+    entity_cols: list[str] = []
+    feature_cols: list[str] = []
+    for request_id, ts, entities, features in zip(table.column("request_id").to_pylist(), table.column("ts").to_pylist(),
+                                                  table.column("entities").to_pylist(),
+                                                  table.column("features").to_pylist(), strict=True):
+        if (start is not None and ts < start) or (end is not None and ts >= end):
+            continue
+        ents = decode_row(entities.encode())
+        feats = decode_row(features.encode())
+        entity_cols.extend(k for k in ents if k not in entity_cols)
+        feature_cols.extend(k for k in feats if k not in feature_cols)
+        kept.append((request_id, ts, ents, feats))
+    data: dict[str, pd.Series] = {
+        "request_id": pd.Series([r[0] for r in kept], dtype=object),
+        "ts": pd.Series(pd.to_datetime([r[1] for r in kept], utc=True)),
+    }
+    for col in entity_cols:
+        data[col] = _typed([r[2].get(col) for r in kept])
+    for col in feature_cols:
+        data[col] = _typed([r[3].get(col) for r in kept])
+    frame = pd.DataFrame(data)
+    frame = frame.sort_values(["ts", "request_id"], kind="stable").reset_index(drop=True)
+    frame.attrs.update(entity_columns=entity_cols, feature_columns=feature_cols)
+    return frame
+
+
+def _typed(values: list[Any]) -> pd.Series:
+    """A column as served: integers and booleans stay so (nullable) when some vectors lack a value."""
+    present = [v for v in values if v is not None]
+    if present and len(present) < len(values):
+        if all(type(v) is bool for v in present):
+            return pd.Series(values, dtype="boolean")
+        if all(type(v) is int for v in present):
+            return pd.Series(values, dtype="Int64")
+    if present and all(isinstance(v, dt.datetime) for v in present):
+        return pd.Series(pd.to_datetime(values, utc=True))
+    return pd.Series(values) if present else pd.Series(values, dtype=object)
+
+
+def training_set_from_logs(store: Any, start: Any = None, end: Any = None, labels: pd.DataFrame | None = None,
+                           on: str | list[str] = "request_id") -> pd.DataFrame:
+    """Training rows from served vectors ("real-time samples"), joined with ``labels`` on ``on``
+    when given (rows without a label are dropped)."""
+    logs = read_feature_logs(store, start, end)
+    if labels is None:
+        return logs
+    keys = [on] if isinstance(on, str) else list(on)
+    missing = [k for k in keys if k not in labels.columns or k not in logs.columns]
+    if missing:
+        raise InvalidInput(f"cannot join labels on {missing}: both the logs and labels need these columns",
+                           {"field": "on", "missing": missing})
+    joined = logs.merge(labels, on=keys, how="inner", suffixes=("", "_label"))
+    joined.attrs.update(logs.attrs)
+    return joined
