@@ -12,6 +12,7 @@ import logging
 import random
 import uuid
 from collections.abc import Iterable, Mapping
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -36,7 +37,7 @@ from shipyard.tracking.entities import (
 )
 from shipyard.tracking.run import Run, active_run, push_active
 from shipyard.tracking.source import git_commit, source_name
-from shipyard.tracking.validation import check_key, check_metrics, check_params, check_tags
+from shipyard.tracking.validation import MetricRow, check_key, check_metrics, check_params, check_tags
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -70,13 +71,13 @@ def _experiment(row: Any) -> Experiment:
     return Experiment(**data)
 
 
-def _latest_per_key(points: list[Metric]) -> dict[str, Metric]:
+def _latest_per_key(points: list[MetricRow]) -> dict[str, MetricRow]:
     """The point that wins per key: highest step, then timestamp, then value."""
-    best: dict[str, Metric] = {}
+    best: dict[str, MetricRow] = {}
     for point in points:
-        held = best.get(point.key)
-        if held is None or (point.step, point.timestamp, point.value) > (held.step, held.timestamp, held.value):
-            best[point.key] = point
+        held = best.get(point[0])
+        if held is None or (point[2], point[3], point[1]) > (held[2], held[3], held[1]):
+            best[point[0]] = point
     return best
 
 
@@ -87,6 +88,14 @@ class Tracking:
         self.ws = ws
         self.store = ws.store
         self.artifacts = ws.artifacts
+
+    @cached_property
+    def _metrics_insert_sql(self) -> str:
+        dialect = self.store.engine.dialect
+        mark = "?" if dialect.paramstyle == "qmark" else "%s"
+        quote = dialect.identifier_preparer.quote
+        columns = ", ".join(quote(c) for c in ("run_id", "key", "value", "step", "timestamp"))
+        return f"INSERT INTO {quote(run_metrics.name)} ({columns}) VALUES ({', '.join([mark] * 5)})"
 
     # -- experiments ----------------------------------------------------------------------------
     def create_experiment(self, name: str, tags: Mapping[str, Any] | None = None) -> Experiment:
@@ -262,23 +271,21 @@ class Tracking:
         clean_tags = check_tags(tags)
         if not (points or clean_params or clean_tags):
             return
-        insert = upsert(self.store.dialect)
         try:
             with self.store.begin() as conn:
                 self._require_run(conn, run_id)
                 if clean_params:
                     self._insert_params(conn, run_id, clean_params)
                 if clean_tags:
-                    stmt = insert(run_tags)
-                    stmt = stmt.on_conflict_do_update(index_elements=["run_id", "key"], set_={"value": stmt.excluded.value})
-                    conn.execute(stmt, [{"run_id": run_id, "key": k, "value": v} for k, v in clean_tags.items()])
+                    conn.execute(self._tags_upsert, [{"run_id": run_id, "key": k, "value": v} for k, v in clean_tags.items()])
                 if points:
-                    conn.execute(
-                        run_metrics.insert(),
-                        [{"run_id": run_id, "key": p.key, "value": p.value, "step": p.step, "timestamp": p.timestamp}
-                         for p in points],
+                    # The history insert is the bulk of a batch: hand plain tuples to the driver's
+                    # executemany instead of compiling one parameter set per row.
+                    conn.exec_driver_sql(
+                        self._metrics_insert_sql,
+                        [(run_id, *p) for p in points],
                     )
-                    self._upsert_latest(conn, insert, run_id, points)
+                    self._upsert_latest(conn, run_id, points)
         except sa.exc.IntegrityError as exc:
             raise Conflict(
                 f"another writer logged the same params to run {run_id!r} at the same time; retry the call",
@@ -305,24 +312,33 @@ class Tracking:
         if new:
             conn.execute(run_params.insert(), new)
 
-    def _upsert_latest(self, conn: Connection, insert: Any, run_id: str, points: list[Metric]) -> None:
-        stmt = insert(run_latest_metrics)
+    @cached_property
+    def _tags_upsert(self) -> Any:
+        stmt = upsert(self.store.dialect)(run_tags)
+        return stmt.on_conflict_do_update(index_elements=["run_id", "key"], set_={"value": stmt.excluded.value})
+
+    @cached_property
+    def _latest_upsert(self) -> Any:
+        """Insert the latest point per key, replacing a stored one only when the new one is later."""
+        stmt = upsert(self.store.dialect)(run_latest_metrics)
         new, old = stmt.excluded, run_latest_metrics.c
         newer = sa.or_(
             new.step > old.step,
             sa.and_(new.step == old.step, new.timestamp > old.timestamp),
             sa.and_(new.step == old.step, new.timestamp == old.timestamp, new.value > old.value),
         )
-        stmt = stmt.on_conflict_do_update(
+        return stmt.on_conflict_do_update(
             index_elements=["run_id", "key"],
             set_={"value": new.value, "step": new.step, "timestamp": new.timestamp},
             where=newer,
         )
+
+    def _upsert_latest(self, conn: Connection, run_id: str, points: list[MetricRow]) -> None:
         rows = [
-            {"run_id": run_id, "key": p.key, "value": p.value, "step": p.step, "timestamp": p.timestamp}
-            for p in _latest_per_key(points).values()
+            {"run_id": run_id, "key": key, "value": value, "step": step, "timestamp": ts}
+            for key, value, step, ts in _latest_per_key(points).values()
         ]
-        conn.execute(stmt, rows)
+        conn.execute(self._latest_upsert, rows)
 
     def log_param(self, run_id: str, key: str, value: Any) -> None:
         self.log_batch(run_id, params={key: value})

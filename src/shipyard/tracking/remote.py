@@ -89,7 +89,7 @@ class RemoteTracking:
         params: Mapping[str, Any] | None = None,
         tags: Mapping[str, Any] | None = None,
     ) -> None:
-        points = [m.to_dict() for m in check_metrics(metrics)]
+        points = [{"key": k, "value": v, "step": s, "timestamp": t} for k, v, s, t in check_metrics(metrics)]
         first = {"params": check_params(params), "tags": check_tags(tags), "metrics": points[:REQUEST_POINTS]}
         self.client.post(f"/api/v1/runs/{run_id}/log-batch", first)
         for start in range(REQUEST_POINTS, len(points), REQUEST_POINTS):

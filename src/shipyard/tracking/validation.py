@@ -86,12 +86,22 @@ def _int(value: Any, key: str, name: str) -> int:
     return int(value)
 
 
-def check_metrics(points: Iterable[Any], default_step: int | None = None) -> list[Metric]:
-    """Normalise ``(key, value[, step[, timestamp]])`` tuples, dicts or Metric objects."""
+MetricRow = tuple[str, float, int, int]
+
+
+def check_metrics(points: Iterable[Any], default_step: int | None = None) -> list[MetricRow]:
+    """Normalise ``(key, value[, step[, timestamp]])`` tuples, dicts or Metric objects into
+    ``(key, value, step, timestamp)`` tuples; a missing step is 0, a missing timestamp now."""
     now = now_ms()
-    out: list[Metric] = []
+    out: list[MetricRow] = []
+    good_keys: set[str] = set()
+    isfinite = math.isfinite
     for point in points:
-        if isinstance(point, Metric):
+        if type(point) is tuple and len(point) == 4:
+            key, value, step, ts = point
+        elif type(point) is tuple and 2 <= len(point) <= 3:
+            key, value, step, ts = point + (None,) * (4 - len(point))
+        elif isinstance(point, Metric):
             key, value, step, ts = point.key, point.value, point.step, point.timestamp
         elif isinstance(point, Mapping):
             key, value = point.get("key"), point.get("value")
@@ -105,14 +115,17 @@ def check_metrics(points: Iterable[Any], default_step: int | None = None) -> lis
                 ) from None
             step = rest[0] if len(rest) > 0 else None
             ts = rest[1] if len(rest) > 1 else None
-        key = check_key(key, "metric")
+        if key not in good_keys:
+            good_keys.add(check_key(key, "metric"))
+        # fast path for the common types; everything else goes through the full checks
+        if type(value) is float and isfinite(value):
+            number = value
+        elif type(value) is int:
+            number = float(value)
+        else:
+            number = check_value(key, value)
         step = default_step if step is None else step
-        out.append(
-            Metric(
-                key,
-                check_value(key, value),
-                0 if step is None else _int(step, key, "step"),
-                now if ts is None else _int(ts, key, "timestamp"),
-            )
-        )
+        step = 0 if step is None else step if type(step) is int else _int(step, key, "step")
+        ts = now if ts is None else ts if type(ts) is int else _int(ts, key, "timestamp")
+        out.append((key, number, step, ts))
     return out
