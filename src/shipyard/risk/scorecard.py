@@ -84,7 +84,7 @@ class Scorecard(BaseEstimator):
             binner = self.binner
         else:
             binner = clone(self.binner) if self.binner is not None else Binner()
-            binner.set_params(bad_value=self.bad_value)
+            binner.set_params(bad_value=None)  # the target is already 0/1 here
             binner.fit(df, yv)
         W = _woe(binner, df)
         lr = LogisticRegression(C=self.C, max_iter=self.max_iter, tol=1e-10)

@@ -101,7 +101,7 @@ def select_variables(
     yv = binary_target(y, bad_value)
     if binner is None or not hasattr(binner, "bins_"):
         binner = clone(binner) if binner is not None else Binner()
-        binner.set_params(output="woe")
+        binner.set_params(output="woe", bad_value=None)  # the target is already 0/1 here
         binner.fit(df, yv)
     names = [str(c) for c in binner.feature_names_in_]
     W = pd.DataFrame(binner.transform(df), columns=names) if binner.output == "woe" else None

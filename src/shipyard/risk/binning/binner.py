@@ -264,7 +264,7 @@ class Binner(TransformerMixin, BaseEstimator):
         names = list(self.feature_names_in_)
         if n_rows is None:
             n_rows = len(next(iter(columns.values()))) if columns else 0
-        out = np.empty((n_rows, len(names)), dtype=np.float64)
+        out = np.empty((n_rows, len(names)), dtype=np.float64, order="F")  # column writes stay contiguous
         for j, c in enumerate(names):
             if c not in columns:
                 raise SchemaMismatch(f"column {c!r} is missing; the binning spec needs it", {"field": c})
