@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 
 from shipyard.errors import InvalidInput
@@ -50,16 +51,23 @@ class DuckDBEngine:
                         micros = int(round(ttl.total_seconds() * 1_000_000))
                         col = f"CASE WHEN v{i}.__vts >= e.{TS} - to_microseconds({micros}) THEN {col} END"
                     selects.append(f"{col} AS {quote(out)}")
-            sql = (f"WITH {', '.join(ctes)} SELECT {', '.join(selects)} FROM __entity e "
-                   f"{' '.join(joins)} ORDER BY e.{ROW}")
+            sql = f"WITH {', '.join(ctes)} SELECT {', '.join(selects)} FROM __entity e {' '.join(joins)}"
             try:
-                return con.sql(sql).to_arrow_table()
+                return _in_row_order(con.sql(sql).to_arrow_table())
             except duckdb.Error as exc:
                 names = ", ".join(r.view.name for r in requests)
                 raise InvalidInput(f"point-in-time join over views {names} failed in DuckDB: "
                                    f"{str(exc).splitlines()[0]}", {"views": names}) from None
         finally:
             con.close()
+
+
+def _in_row_order(table: pa.Table) -> pa.Table:
+    """Put rows back in entity order; ``__row`` is a permutation of 0..n-1, so one scatter does it."""
+    rows = table.column(ROW).to_numpy()
+    order = np.empty(len(rows), dtype=np.int64)
+    order[rows] = np.arange(len(rows), dtype=np.int64)
+    return table.take(pa.array(order))
 
 
 def _view_sql(req: ViewRequest, rel: str, i: int, bounds: tuple[str | None, str | None] | None) -> str:
