@@ -14,7 +14,7 @@ from shipyard.store.schema import run_latest_metrics, run_metrics, run_params, r
 from shipyard.workspace import Workspace
 
 PROCESSES = 4
-BATCHES = 30
+BATCHES = 15
 POINTS = 200
 
 # Each writer is a separate interpreter: its own engine, its own connections.
