@@ -107,3 +107,6 @@ def training_set_cmd(ctx: click.Context, entities: str, features: str | None, se
 
 def register(group: click.Group) -> None:
     group.add_command(features_group)
+    from shipyard.features.online_cli import register_online_commands
+
+    register_online_commands(features_group)

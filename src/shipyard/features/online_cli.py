@@ -1,0 +1,173 @@
+"""``shipyard features`` online commands: materialize, materialize-incremental, consume, skew, monitor.
+
+Each command is one call into the online feature modules; ``register_online_commands`` adds them
+to the ``features`` group.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+
+
+def _store(ctx: click.Context) -> Any:
+    from shipyard.cli import workspace_from
+
+    return workspace_from(ctx).features
+
+
+def _views(value: str | None) -> list[str] | None:
+    return [v.strip() for v in value.split(",") if v.strip()] if value else None
+
+
+def _echo_json(payload: Any) -> None:
+    click.echo(json.dumps(payload, indent=2, default=str))
+
+
+class _Bars:
+    """One progress bar per view for materialization."""
+
+    def __init__(self) -> None:
+        self.bar: Any = None
+        self.view = ""
+        self.done = 0
+
+    def __call__(self, view: str, done: int, total: int) -> None:
+        if view != self.view:
+            self.close()
+            self.view, self.done = view, 0
+            self.bar = click.progressbar(length=max(total, 1), label=f"{view:<24}", show_pos=True, file=None)
+            self.bar.__enter__()
+        if self.bar is not None:
+            self.bar.update(done - self.done)
+            self.done = done
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(None, None, None)
+            self.bar = None
+
+
+def _print_results(results: list[Any]) -> None:
+    click.echo(f"{'view':<24} {'rows read':>12} {'written':>10} {'seconds':>9}  window")
+    for r in results:
+        window = f"{r.start.isoformat() if r.start else '-'} .. {r.end.isoformat()}"
+        click.echo(f"{r.view:<24} {r.rows_read:>12,} {r.rows_written:>10,} {r.seconds:>9.2f}  {window}")
+
+
+@click.command("materialize")
+@click.argument("start")
+@click.argument("end")
+@click.option("--views", default=None, help="Comma-separated feature views (default: every online view).")
+@click.option("--batch-size", default=20_000, show_default=True, type=int)
+@click.pass_context
+def materialize_cmd(ctx: click.Context, start: str, end: str, views: str | None, batch_size: int) -> None:
+    """Write the latest offline values in [START, END) into the online store."""
+    from shipyard.features.materialize import materialize
+
+    bars = _Bars()
+    try:
+        results = materialize(_store(ctx), start, end, _views(views), batch_size=batch_size, progress=bars)
+    finally:
+        bars.close()
+    _print_results(results)
+
+
+@click.command("materialize-incremental")
+@click.option("--end", default=None, help="Up to this time (default: now).")
+@click.option("--views", default=None, help="Comma-separated feature views (default: every online view).")
+@click.pass_context
+def materialize_incremental_cmd(ctx: click.Context, end: str | None, views: str | None) -> None:
+    """Materialize each view from its watermark up to END."""
+    from shipyard.features.materialize import materialize_incremental
+
+    bars = _Bars()
+    try:
+        results = materialize_incremental(_store(ctx), end, _views(views), progress=bars)
+    finally:
+        bars.close()
+    _print_results(results)
+
+
+@click.command("consume")
+@click.option("--source", required=True, help="redis://host:6379/0/<stream> or nats://host:4222/<subject>")
+@click.option("--view", required=True, help="Feature view the messages belong to.")
+@click.option("--group", default="shipyard", show_default=True, help="Consumer group (Redis) or durable (NATS).")
+@click.option("--batch-size", default=1000, show_default=True, type=int)
+@click.option("--max-messages", default=None, type=int, help="Stop after this many messages.")
+@click.option("--timeout", default=None, type=float, help="Stop after this many seconds.")
+@click.option("--idle-timeout", default=None, type=float, help="Stop after this many seconds without messages.")
+@click.option("--no-offline", is_flag=True, help="Write the online store only, not the offline log.")
+@click.pass_context
+def consume_cmd(ctx: click.Context, source: str, view: str, group: str, batch_size: int, max_messages: int | None,
+                timeout: float | None, idle_timeout: float | None, no_offline: bool) -> None:
+    """Ingest a Redis stream or NATS subject into a feature view (at least once, idempotent)."""
+    from shipyard.features.streams import consumer_for, parse_source
+
+    kind = parse_source(source)[0]
+    options: dict[str, Any] = {"batch_size": batch_size, "to_offline": not no_offline,
+                               ("group" if kind == "redis" else "durable"): group}
+    consumer = consumer_for(_store(ctx), source, view, **options)
+    click.echo(f"consuming {source} into {view} (Ctrl-C stops; unacknowledged messages are redelivered)", err=True)
+    try:
+        stats = consumer.run(max_messages=max_messages, timeout=timeout, idle_timeout=idle_timeout)
+    except KeyboardInterrupt:
+        click.echo("stopped", err=True)
+        return
+    _echo_json(stats.to_dict())
+
+
+@click.command("skew")
+@click.argument("target")
+@click.option("--start", default=None, help="Logged vectors from this time (ISO 8601).")
+@click.option("--end", default=None, help="Logged vectors before this time (ISO 8601).")
+@click.option("--json", "as_json", is_flag=True, help="Print the full report as JSON.")
+@click.pass_context
+def skew_cmd(ctx: click.Context, target: str, start: str | None, end: str | None, as_json: bool) -> None:
+    """Compare served (logged) features of a view or service with the offline recomputation."""
+    from shipyard.features.skew import skew
+
+    report = skew(_store(ctx), target, start, end)
+    if as_json:
+        _echo_json(report.to_dict())
+        return
+    click.echo(f"{target}: {report.rows} logged rows, {report.rows_with_mismatch} with a mismatch "
+               f"({report.mismatch_rate:.2%})")
+    click.echo(f"{'feature':<32} {'compared':>9} {'mismatch':>9} {'rate':>8} {'max |diff|':>12}")
+    for f in report.features:
+        largest = "-" if f.max_abs_diff is None else f"{f.max_abs_diff:.6g}"
+        click.echo(f"{f.feature:<32} {f.compared:>9} {f.mismatches:>9} {f.mismatch_rate:>8.2%} {largest:>12}")
+    if report.not_logged:
+        click.echo(f"not logged: {', '.join(report.not_logged)}")
+
+
+@click.command("monitor")
+@click.option("--views", default=None, help="Comma-separated feature views (default: every online view).")
+@click.option("--sample", default=100_000, show_default=True, type=int, help="Entities scanned per view.")
+@click.option("--json", "as_json", is_flag=True, help="Print the full report as JSON.")
+@click.pass_context
+def monitor_cmd(ctx: click.Context, views: str | None, sample: int, as_json: bool) -> None:
+    """Freshness, rows written, missing rates and distributions per feature view."""
+    from shipyard.features.monitoring import monitor
+
+    report = monitor(_store(ctx), _views(views), sample=sample)
+    if as_json:
+        _echo_json(report)
+        return
+    for view in report["views"]:
+        online, mat = view["online"], view["materialization"]
+        fresh = "-" if online["freshness_seconds"] is None else f"{online['freshness_seconds']:.0f}s"
+        click.echo(f"{view['view']} v{view['version']}: {online['entities']} entities, freshness {fresh}, "
+                   f"{mat['runs']} materializations ({mat['rows_written_total']:,} rows written)")
+        for name, stats in online["features"].items():
+            mean = stats.get("mean")
+            extra = f" mean {mean:.6g} std {stats.get('std') or 0:.6g}" if mean is not None else ""
+            rate = stats["missing_rate"]
+            click.echo(f"  {name:<28} missing {('-' if rate is None else f'{rate:.2%}'):>8}{extra}")
+
+
+def register_online_commands(group: click.Group) -> None:
+    for command in (materialize_cmd, materialize_incremental_cmd, consume_cmd, skew_cmd, monitor_cmd):
+        group.add_command(command)

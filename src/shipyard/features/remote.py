@@ -1,0 +1,76 @@
+"""Online features against a remote server: ``sy.Client(url).features`` speaks the same names.
+
+    client.features.get_online_features({"customer_id": [1, 2]}, features=["cust_stats:amount"])
+    client.features.push("cust_stats", rows)
+
+Values come back as JSON types; timestamps as ISO 8601 strings. Server errors are raised as the
+same ``ShipyardError`` classes as in-process calls.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+if TYPE_CHECKING:
+    from shipyard.client import Client
+
+_OPTS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS | orjson.OPT_NAIVE_UTC
+
+
+def _default(value: Any) -> Any:
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    if hasattr(value, "item"):
+        return value.item()
+    raise TypeError(f"{type(value).__name__} cannot be sent as JSON")
+
+
+def _rows(rows: Any) -> Any:
+    if hasattr(rows, "to_dict") and hasattr(rows, "columns"):  # pandas
+        return rows.to_dict(orient="records")
+    if hasattr(rows, "to_pylist"):  # pyarrow
+        return rows.to_pylist()
+    return rows
+
+
+class RemoteFeatures:
+    def __init__(self, client: Client) -> None:
+        self._client = client
+
+    def _post(self, path: str, body: dict[str, Any]) -> Any:
+        payload = orjson.dumps(body, option=_OPTS, default=_default)
+        return self._client.request("POST", path, content=payload, headers={"content-type": "application/json"})
+
+    def get_online_features(self, entity_rows: Any, features: Sequence[str] | None = None,
+                            service: str | None = None, *, full_feature_names: bool = False) -> dict[str, list[Any]]:
+        body: dict[str, Any] = {"entities": _rows(entity_rows), "full_feature_names": full_feature_names}
+        if features is not None:
+            body["features"] = list(features)
+        if service is not None:
+            body["service"] = service
+        return self._post("/api/v1/features/online", body)["results"]
+
+    def push(self, view: str, rows: Any, *, to_offline: bool = True) -> dict[str, Any]:
+        return self._post("/api/v1/features/push", {"view": view, "rows": _rows(rows), "to_offline": to_offline})
+
+    def materialize(self, start: Any, end: Any, views: Sequence[str] | None = None) -> list[dict[str, Any]]:
+        body = {"start": start, "end": end, "views": list(views) if views else None}
+        return self._post("/api/v1/features/materialize", body)["results"]
+
+    def materialize_incremental(self, end: Any = None, views: Sequence[str] | None = None) -> list[dict[str, Any]]:
+        body = {"incremental": True, "end": end, "views": list(views) if views else None}
+        return self._post("/api/v1/features/materialize", body)["results"]
+
+    def monitor(self, views: Sequence[str] | None = None, sample: int = 100_000) -> dict[str, Any]:
+        params: dict[str, Any] = {"sample": sample}
+        if views:
+            params["views"] = ",".join(views)
+        return self._client.get("/api/v1/features/monitor", params=params)
+
+    def skew(self, target: str, start: Any = None, end: Any = None) -> dict[str, Any]:
+        params = {k: (v.isoformat() if hasattr(v, "isoformat") else v)
+                  for k, v in (("target", target), ("start", start), ("end", end)) if v is not None}
+        return self._client.get("/api/v1/features/skew", params=params)
