@@ -75,6 +75,8 @@ def column_kind(s: pd.Series, forced_categorical: bool) -> str:
 
 
 def numeric_values(s: pd.Series) -> np.ndarray:
+    if s.dtype == np.float64:
+        return s.to_numpy()  # no copy; callers never write into it
     try:
         return pd.to_numeric(s, errors="raise").to_numpy(dtype=np.float64, na_value=np.nan)
     except (ValueError, TypeError) as exc:

@@ -167,19 +167,24 @@ class Binner(TransformerMixin, BaseEstimator):
         if kind == "numeric":
             x = numeric_values(s)
             specials = [float(v) for v in specials]
-            reg = ~np.isnan(x)
-            for v in specials:
-                reg &= x != v
-            if not (~np.isnan(x)).any():
+            missing = np.isnan(x)
+            n_missing = int(np.count_nonzero(missing))
+            if n_missing == n:
                 raise InvalidInput(f"column {name!r} has only missing values; drop it or leave it out of columns=",
                                    {"field": name})
-            xr = x[reg]
-            if np.isinf(xr).any():
+            special_masks = [x == v for v in specials]
+            if n_missing or specials:
+                reg = ~missing
+                for mk in special_masks:
+                    reg &= ~mk
+                xr, yr = x[reg], y[reg]
+            else:
+                xr, yr = x, y
+            xs = np.sort(xr)
+            if len(xs) and (np.isinf(xs[0]) or np.isinf(xs[-1])):
                 raise InvalidInput(
                     f"column {name!r} holds infinite values; replace them with NaN or declare them in "
                     f"special_values={{'{name}': [float('inf')]}}", {"field": name})
-            yr = y[reg]
-            xs = np.sort(xr)
             xb = np.sort(xr[yr == 1])
             if manual is not None:
                 cuts = sorted({float(c) for c in manual})
@@ -191,9 +196,10 @@ class Binner(TransformerMixin, BaseEstimator):
                 method = p.method
             fb = FeatureBins(name=name, kind="numeric", cuts=cuts, special_values=specials, method=method)
             bad, good = counts_sorted(xs, xb, np.asarray(cuts, dtype=np.float64))
-            extra = [x == v for v in specials] + [np.isnan(x)]
-            eb = [float(y[mk].sum()) for mk in extra]
-            eg = [float(mk.sum()) - b for mk, b in zip(extra, eb, strict=True)]
+            extra = [*special_masks, missing]
+            ybad = y == 1
+            eb = [float(np.count_nonzero(mk & ybad)) if mk.any() else 0.0 for mk in extra]
+            eg = [float(np.count_nonzero(mk)) - b for mk, b in zip(extra, eb, strict=True)]
             fb.set_counts(np.concatenate([bad, eb]), np.concatenate([good, eg]), self.woe_sign,
                           self.smoothing, self.total_bad_, self.total_good_)
             return fb

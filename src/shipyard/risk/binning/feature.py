@@ -211,8 +211,9 @@ def prebin_numeric(xs: np.ndarray, xb: np.ndarray, max_prebins: int):
 
     Few distinct values: one pre-bin per value, cuts at midpoints. Otherwise: equal-frequency
     quantiles (data values; ties collapse)."""
-    distinct = xs[np.concatenate([[True], xs[1:] != xs[:-1]])]
-    if len(distinct) <= max_prebins:
+    change = xs[1:] != xs[:-1]
+    if np.count_nonzero(change) < max_prebins:
+        distinct = xs[np.concatenate([[True], change])]
         mid = (distinct[:-1] + distinct[1:]) / 2.0
         edges = np.where(mid > distinct[:-1], mid, distinct[1:])
     else:
