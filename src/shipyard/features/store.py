@@ -206,6 +206,33 @@ class FeatureStore:
 
     # -- online serving, materialization, push, logging, skew, monitoring ------------------------
     # Thin delegating methods for the online side are added below this line.
+    def materialize(self, start: Any, end: Any, views: list[str] | None = None, **options: Any) -> list[Any]:
+        return _online("materialize").materialize(self, start, end, views, **options)
+
+    def materialize_incremental(self, end: Any = None, views: list[str] | None = None, **options: Any) -> list[Any]:
+        return _online("materialize").materialize_incremental(self, end, views, **options)
+
+    def get_online_features(self, entity_rows: Any, features: list[str] | None = None, service: str | None = None,
+                            **options: Any) -> dict[str, list[Any]]:
+        return _online("online_features").get_online_features(self, entity_rows, features, service, **options)
+
+    def push(self, view: str, rows: Any, **options: Any) -> Any:
+        return _online("push").push(self, view, rows, **options)
+
+    def log_features(self, request_id: str, ts: Any, entity_keys: Any, feature_vector: Any) -> None:
+        return _online("logging").log_features(self, request_id, ts, entity_keys, feature_vector)
+
+    def skew(self, view_or_service: str, start: Any = None, end: Any = None, **options: Any) -> Any:
+        return _online("skew").skew(self, view_or_service, start, end, **options)
+
+    def monitor(self, views: list[str] | None = None, **options: Any) -> dict[str, Any]:
+        return _online("monitoring").monitor(self, views, **options)
+
+
+def _online(module: str) -> Any:
+    import importlib
+
+    return importlib.import_module(f"shipyard.features.{module}")
 
 
 def utc_schema(table: pa.Table) -> pa.Table:
