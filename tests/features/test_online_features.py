@@ -91,9 +91,9 @@ def test_feature_store_methods_delegate(embedded_feature_store) -> None:
     row = {"customer_id": 1, "event_timestamp": now, "amount": 1.0, "n": 1, "city": "x", "vip": True, "seen": now}
     assert store.push("cust_stats", [row]).written == 1
     assert store.get_online_features({"customer_id": [1]}, ["cust_stats:n"]) == {"customer_id": [1], "n": [1]}
-    (result,) = store.materialize(now - dt.timedelta(days=1), now + dt.timedelta(seconds=1))
+    (result,) = store.materialize(now - dt.timedelta(days=1), now + dt.timedelta(seconds=1), ["cust_stats"])
     assert result.view == "cust_stats" and result.rows_read == 1
-    assert store.materialize_incremental(now + dt.timedelta(seconds=2))[0].rows_read == 0
+    assert store.materialize_incremental(now + dt.timedelta(seconds=2), ["cust_stats"])[0].rows_read == 0
     store.log_features("r1", now, {"customer_id": 1}, {"cust_stats:n": 1})
     assert store.skew("cust_stats").feature("cust_stats:n").mismatches == 0
     assert store.monitor(["cust_stats"])["views"][0]["online"]["entities"] == 1
