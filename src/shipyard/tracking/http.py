@@ -101,7 +101,7 @@ def router(ws: Workspace) -> APIRouter:
             body.experiment, name=body.name, parent_run_id=body.parent_run_id, tags=body.tags,
             source_name=body.source_name, source_git_commit=body.source_git_commit,
         )
-        return {"info": info.to_dict(), "params": {}, "tags": dict(body.tags), "metrics": {}}
+        return _record(tracking().get_run(info.id))
 
     @api.post("/runs/search")
     def search_runs(body: SearchIn) -> dict[str, Any]:

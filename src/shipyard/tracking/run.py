@@ -14,7 +14,7 @@ import threading
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
 from shipyard.tracking.entities import FAILED, FINISHED, KILLED, RunArtifact, RunInfo, RunRecord
 
@@ -97,7 +97,7 @@ class RunLogger:
     def kill(self) -> None:
         self.end(KILLED)
 
-    def __enter__(self) -> RunLogger:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
