@@ -46,6 +46,7 @@ class ServingState:
         self.single_model = _parse_single(options.get("single_model"))
         self.follow_interval = float(options.get("follow_interval", 5.0))
         self.follower: Any = None
+        self.handlers: dict[str, Any] = {}
 
 
 _states: weakref.WeakKeyDictionary[Any, ServingState] = weakref.WeakKeyDictionary()
@@ -172,6 +173,7 @@ def prediction_router(ws: Any, **options: Any) -> APIRouter:
         return Response(dumps({"predictions": predictions}), media_type=JSON,
                         headers={"x-request-id": rid, "x-shipyard-model-version": str(served.version)})
 
+    state.handlers = {"scene": predict_scene, "predict": predict_model, "invocations": _invocations}
     if state.single_model is not None:
         single_name, single_ref = state.single_model
 
@@ -191,6 +193,39 @@ def prediction_router(ws: Any, **options: Any) -> APIRouter:
             return Response(b"\n", media_type=JSON)
 
     return api
+
+
+class FastPredict:
+    """Sends prediction POSTs straight to their handlers, skipping the router's walk over every
+    route of the server (the routes stay registered for OpenAPI and for anything this misses)."""
+
+    def __init__(self, app: Any, state: ServingState) -> None:
+        self.app = app
+        self.state = state
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST" and self.state.handlers:
+            response = await self._dispatch(scope, receive)
+            if response is not None:
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+    async def _dispatch(self, scope: Any, receive: Any) -> Response | None:
+        path: str = scope["path"]
+        handlers = self.state.handlers
+        if path == "/invocations" and self.state.single_model is not None:
+            return await handlers["invocations"](Request(scope, receive), *self.state.single_model)
+        parts = path.split("/")
+        # ["", "v1", "models", name, ref, action] or ["", "v1", "scenes", scene, "predict"]
+        if len(parts) == 6 and parts[1] == "v1" and parts[2] == "models" and parts[3] and parts[4]:
+            if parts[5] == "predict":
+                return await handlers["predict"](parts[3], parts[4], Request(scope, receive))
+            if parts[5] == "invocations":
+                return await handlers["invocations"](Request(scope, receive), parts[3], parts[4])
+        if len(parts) == 5 and parts[1] == "v1" and parts[2] == "scenes" and parts[3] and parts[4] == "predict":
+            return await handlers["scene"](parts[3], Request(scope, receive))
+        return None
 
 
 # -- management routes (/api/v1) ------------------------------------------------------------------
@@ -258,6 +293,7 @@ def install(app: FastAPI, ws: Any, **options: Any) -> None:
         return Response(state.metrics.render(), media_type=CONTENT_TYPE)
 
     app.add_route("/metrics", metrics, include_in_schema=False)
+    app.add_middleware(FastPredict, state=state)
 
     def startup() -> None:
         if state.follow_interval > 0 and state.engine.ws is not None:
