@@ -195,6 +195,7 @@ def get_online_features(
     online = online_store_of(store)
     out: dict[str, list[Any]] = dict(columns)
     inputs: dict[str, list[Any]] = {}
+    requests = []
     for read in plan.reads:
         try:
             key_columns = [columns[k] for k in read.join_keys]
@@ -203,7 +204,8 @@ def get_online_features(
             raise InvalidInput(f"feature view {read.view!r} needs join keys {missing} in the entity rows",
                                {"view": read.view, "field": missing[0]}) from None
         keys = list(zip(*key_columns, strict=True)) if len(key_columns) > 1 else [(v,) for v in key_columns[0]]
-        values = online.read(read.view, read.features, keys, ttl=read.ttl)
+        requests.append((read.view, read.features, keys, read.ttl))
+    for read, values in zip(plan.reads, online.read_many(requests), strict=True):
         for name, output in zip(read.features, read.outputs, strict=True):
             if output is not None:
                 out[output] = values[name]

@@ -65,6 +65,16 @@ return 0
 """
 
 
+# One command reads many hashes: KEYS are the rows, ARGV the fields (``__ts`` first).
+_READ_LUA = """
+local out = {}
+for i, key in ipairs(KEYS) do
+  out[i] = redis.call('HMGET', key, unpack(ARGV))
+end
+return out
+"""
+
+
 def split_prefix(url: str) -> tuple[str, str | None]:
     """Take an optional ``?prefix=...`` out of a redis:// URL."""
     parts = urlsplit(url)
@@ -94,7 +104,23 @@ class RedisOnlineStore(OnlineStore):
                 {"field": "online_store"},
             ) from None
         self._errors = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
-        self._script = self.client.register_script(_WRITE_LUA)
+        self._write_sha = ""
+        self._read_sha = ""
+        self._no_script = redis.exceptions.NoScriptError
+
+    def _load_scripts(self) -> None:
+        self._write_sha = self.client.script_load(_WRITE_LUA)
+        self._read_sha = self.client.script_load(_READ_LUA)
+
+    def _with_scripts(self, call: Any) -> Any:
+        """Run ``call`` with the scripts loaded, loading them again after a server restart."""
+        if not self._write_sha:
+            self._load_scripts()
+        try:
+            return call()
+        except self._no_script:
+            self._load_scripts()
+            return call()
 
     def _row_prefix(self, view: str) -> bytes:
         return f"{self.prefix}r:{view}:".encode()
@@ -130,17 +156,22 @@ class RedisOnlineStore(OnlineStore):
         ver = "" if version is None else str(version)
         window = str(int(dedupe_window.total_seconds() * 1_000_000)) if dedupe_window is not None else "0"
         seen_prefix = f"{self.prefix}s:{view}:".encode()
+        def send(first: int, last: int) -> list[Any]:
+            pipe = self.client.pipeline(transaction=False)
+            for i in range(first, last):
+                ek = encode_key(keys[i])
+                args: list[Any] = [row_prefix + ek, meta, seen_prefix + ek, to_micros(event_ts[i]), flag, stamp,
+                                   ver, window]
+                for name, value in values[i].items():
+                    args.append(name)
+                    args.append(encode_value(value))
+                pipe.execute_command("EVALSHA", self._write_sha, 3, *args)
+            return pipe.execute()
+
         try:
             for start in range(0, len(keys), self.batch_size):
-                pipe = self.client.pipeline(transaction=False)
-                for i in range(start, min(start + self.batch_size, len(keys))):
-                    args: list[Any] = [to_micros(event_ts[i]), flag, stamp, ver, window]
-                    for name, value in values[i].items():
-                        args.append(name)
-                        args.append(encode_value(value))
-                    ek = encode_key(keys[i])
-                    self._script(keys=[row_prefix + ek, meta, seen_prefix + ek], args=args, client=pipe)
-                for code in pipe.execute():
+                last = min(start + self.batch_size, len(keys))
+                for code in self._with_scripts(lambda first=start, last=last: send(first, last)):
                     verdict = _VERDICTS[int(code)]
                     if verdict == "written":
                         result.written += 1
@@ -163,20 +194,38 @@ class RedisOnlineStore(OnlineStore):
         ttl: dt.timedelta | None = None,
         now: Any = None,
     ) -> dict[str, list[Any]]:
-        cutoff = ttl_cutoff(ttl, now)
-        names = list(feature_names)
-        fields = [_TS_FIELD, *names]
-        row_prefix = self._row_prefix(view)
+        return self.read_many([(view, feature_names, entity_keys, ttl)], now=now)[0]
+
+    def read_many(
+        self, requests: Sequence[tuple[str, Sequence[str], Sequence[Sequence[Any]], dt.timedelta | None]],
+        now: Any = None,
+    ) -> list[dict[str, list[Any]]]:
+        def send() -> list[Any]:
+            pipe = self.client.pipeline(transaction=False)
+            for view, names, keys, _ttl in requests:
+                fields = [_TS_FIELD, *names]
+                rows = [self._row_prefix(view) + encode_key(key) for key in keys]
+                if len(rows) == 1:
+                    pipe.hmget(rows[0], fields)
+                else:
+                    pipe.execute_command("EVALSHA", self._read_sha, len(rows), *rows, *fields)
+            return pipe.execute()
+
         try:
-            if len(entity_keys) == 1:
-                replies = [self.client.hmget(row_prefix + encode_key(entity_keys[0]), fields)]
+            if len(requests) == 1 and len(requests[0][2]) == 1:
+                view, names, keys, _ttl = requests[0]
+                replies = [[self.client.hmget(self._row_prefix(view) + encode_key(keys[0]), [_TS_FIELD, *names])]]
             else:
-                pipe = self.client.pipeline(transaction=False)
-                for key in entity_keys:
-                    pipe.hmget(row_prefix + encode_key(key), fields)
-                replies = pipe.execute()
+                replies = self._with_scripts(send)
+                replies = [[r] if len(req[2]) == 1 else r for r, req in zip(replies, requests, strict=True)]
         except self._errors as exc:
             raise self._unavailable(exc) from exc
+        return [self._decode(rows, names, ttl_cutoff(ttl, now))
+                for rows, (_view, names, _keys, ttl) in zip(replies, requests, strict=True)]
+
+    @staticmethod
+    def _decode(replies: list[Any], feature_names: Sequence[str], cutoff: int | None) -> dict[str, list[Any]]:
+        names = list(feature_names)
         out: dict[str, list[Any]] = {name: [] for name in names}
         columns = [out[name] for name in names]
         for reply in replies:
