@@ -59,11 +59,14 @@ def make_data(folder: Path, entities: int, rows_a: int, rows_b: int, seed: int =
         b[f"b{i}"] = rng.integers(0, 1000, rows_b, dtype=np.int64)
     a["ts"] = a["ts"].astype("datetime64[us, UTC]")
     b["ts"] = b["ts"].astype("datetime64[us, UTC]")
+    # one row per (entity, time): without a created timestamp a tie has no defined winner
+    a = a.drop_duplicates(["user_id", "ts"])
+    b = b.drop_duplicates(["user_id", "ts"])
     a.to_parquet(folder / "view_a.parquet", index=False)
     b.to_parquet(folder / "view_b.parquet", index=False)
     keys = [int(k) for k in rng.permutation(np.intersect1d(a.user_id.unique(), b.user_id.unique()))[:2000]]
     meta = {"start": start.isoformat(), "end": (end + pd.Timedelta(seconds=1)).isoformat(), "keys": keys,
-            "rows": rows_a + rows_b}
+            "rows": len(a) + len(b)}
     (folder / "meta.json").write_text(json.dumps(meta))
     return meta
 

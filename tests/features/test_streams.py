@@ -272,3 +272,23 @@ def test_nats_freshness_under_one_second_at_5000_per_second(embedded_feature_sto
     assert stats.messages == total and stats.dead_lettered == 0
     assert stats.percentile(0.99) < 1.0, stats.to_dict()
     _assert_latest(embedded_feature_store, {c: float(total - customers + c) for c in range(customers)})
+
+
+@pytest.mark.redis
+def test_consume_command(embedded_feature_store, redis_stream) -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from shipyard.cli import main
+
+    client, name = redis_stream
+    for body in _mixed_batch():
+        client.xadd(name, {"data": body})
+    project = str(embedded_feature_store.ws.settings.project_dir)
+    out = CliRunner().invoke(main, ["--project", project, "features", "consume", "--source", f"{REDIS_URL}/{name}",
+                                    "--view", "cust_stats", "--idle-timeout", "0.5", "--group", "cli"])
+    assert out.exit_code == 0, out.output
+    stats = json.loads(out.output[out.output.index("{"):])
+    assert (stats["messages"], stats["written"], stats["dead_lettered"]) == (9, 6, 3)
+    assert client.xlen(f"{name}:dead") == 3
