@@ -35,7 +35,9 @@ _DUMPS_OPTS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS | orjson.OPT_
 
 @dataclass
 class WriteResult:
-    """What one ``write_batch`` did: rows stored, and rows skipped as duplicates or stale."""
+    """What one ``write_batch`` did: rows stored, and rows skipped as duplicates or stale.
+
+    Without ``with_status`` a backend may count every skipped row as stale."""
 
     written: int = 0
     duplicates: int = 0

@@ -100,6 +100,8 @@ class SQLiteOnlineStore(OnlineStore):
         encoded = [encode_key(k) for k in keys]
         stamps = [to_micros(t) for t in event_ts]
         conn = self._conn()
+        if not with_status and dedupe_window is None:
+            return self._upsert(conn, view, encoded, stamps, values, version, overwrite_equal)
         conn.execute("BEGIN IMMEDIATE")
         try:
             stored: dict[bytes, int] = {}
@@ -160,6 +162,33 @@ class SQLiteOnlineStore(OnlineStore):
             conn.execute("ROLLBACK")
             raise
         return result
+
+    def _upsert(self, conn: sqlite3.Connection, view: str, encoded: list[bytes], stamps: list[int],
+                values: Sequence[Mapping[str, Any]], version: int | None, overwrite_equal: bool) -> WriteResult:
+        """Bulk conditional upsert without per-row status: rows not written are counted as stale."""
+        newer = ">=" if overwrite_equal else ">"
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            before = conn.total_changes
+            conn.executemany(
+                "INSERT INTO online_rows (view, ek, ts, val) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (view, ek) DO UPDATE SET ts = excluded.ts, val = excluded.val "
+                f"WHERE excluded.ts {newer} online_rows.ts",
+                [(view, ek, ts, encode_row(row)) for ek, ts, row in zip(encoded, stamps, values, strict=True)],
+            )
+            written = conn.total_changes - before
+            if written:
+                conn.execute(
+                    "INSERT INTO online_views (view, version, max_ts, last_write) VALUES (?, ?, ?, ?) "
+                    "ON CONFLICT (view) DO UPDATE SET version = coalesce(excluded.version, version), "
+                    "max_ts = max(coalesce(max_ts, excluded.max_ts), excluded.max_ts), last_write = excluded.last_write",
+                    (view, version, max(stamps), now_micros()),
+                )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return WriteResult(written=written, stale=len(encoded) - written)
 
     def read(
         self,
