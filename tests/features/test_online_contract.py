@@ -145,3 +145,17 @@ def test_dedupe_window_recognises_replayed_late_events(online) -> None:
     online.delete_view("v")
     again = online.write_batch("v", [(1,)], [{"x": 5.0}], [T0], with_status=True, dedupe_window=window)
     assert again.status == ["written"]
+
+
+def test_read_many_equals_single_reads(online) -> None:
+    online.write_batch("a", [(i,) for i in range(40)], [{"x": float(i), "y": i} for i in range(40)],
+                       [T0 + dt.timedelta(hours=i) for i in range(40)])
+    online.write_batch("b", [(i, "k") for i in range(40)], [{"z": f"s{i}"} for i in range(40)], [T0] * 40)
+    now = T0 + dt.timedelta(hours=41)
+    for n in (1, 5, 40):
+        requests = [("a", ["y", "x"], [(i,) for i in range(n)], dt.timedelta(hours=20)),
+                    ("b", ["z"], [(i, "k") for i in range(n)] + [(99, "k")], None)]
+        got = online.read_many(requests, now=now)
+        assert got == [online.read(v, f, k, ttl=t, now=now) for v, f, k, t in requests]
+        assert got[0]["x"][-1] == (float(n - 1) if n - 1 >= 21 else None)
+        assert got[1]["z"][-1] is None

@@ -183,11 +183,12 @@ class OnlineStore(ABC):
         """One list per feature, aligned with ``entity_keys``; None where missing or expired."""
 
     def read_many(
-        self, requests: Sequence[tuple[str, Sequence[str], Sequence[Sequence[Any]], dt.timedelta | None]]
+        self, requests: Sequence[tuple[str, Sequence[str], Sequence[Sequence[Any]], dt.timedelta | None]],
+        now: Any = None,
     ) -> list[dict[str, list[Any]]]:
         """Several ``read`` calls, as (view, feature names, entity keys, ttl); one round trip where
         the backend allows."""
-        return [self.read(view, names, keys, ttl=ttl) for view, names, keys, ttl in requests]
+        return [self.read(view, names, keys, ttl=ttl, now=now) for view, names, keys, ttl in requests]
 
     @abstractmethod
     def read_event_ts(self, view: str, entity_keys: Sequence[Sequence[Any]]) -> list[dt.datetime | None]:

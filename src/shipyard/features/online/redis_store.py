@@ -75,6 +75,20 @@ return out
 """
 
 
+# Small multi-view reads in one command: ARGV holds, per key, a field count and then its fields.
+_READ_MIXED_LUA = """
+local out = {}
+local p = 1
+for i, key in ipairs(KEYS) do
+  local n = tonumber(ARGV[p])
+  out[i] = redis.call('HMGET', key, unpack(ARGV, p + 1, p + n))
+  p = p + n + 1
+end
+return out
+"""
+_SMALL_READ = 32
+
+
 def split_prefix(url: str) -> tuple[str, str | None]:
     """Take an optional ``?prefix=...`` out of a redis:// URL."""
     parts = urlsplit(url)
@@ -111,6 +125,7 @@ class RedisOnlineStore(OnlineStore):
     def _load_scripts(self) -> None:
         self._write_sha = self.client.script_load(_WRITE_LUA)
         self._read_sha = self.client.script_load(_READ_LUA)
+        self._mixed_sha = self.client.script_load(_READ_MIXED_LUA)
 
     def _with_scripts(self, call: Any) -> Any:
         """Run ``call`` with the scripts loaded, loading them again after a server restart."""
@@ -211,10 +226,29 @@ class RedisOnlineStore(OnlineStore):
                     pipe.execute_command("EVALSHA", self._read_sha, len(rows), *rows, *fields)
             return pipe.execute()
 
+        def send_small() -> list[list[Any]]:
+            rows: list[bytes] = []
+            args: list[Any] = []
+            for view, names, keys, _ttl in requests:
+                prefix = self._row_prefix(view)
+                for key in keys:
+                    rows.append(prefix + encode_key(key))
+                    args.append(len(names) + 1)
+                    args.append(_TS_FIELD)
+                    args.extend(names)
+            flat = self.client.execute_command("EVALSHA", self._mixed_sha, len(rows), *rows, *args)
+            grouped, start = [], 0
+            for _view, _names, keys, _ttl in requests:
+                grouped.append(flat[start : start + len(keys)])
+                start += len(keys)
+            return grouped
+
         try:
             if len(requests) == 1 and len(requests[0][2]) == 1:
                 view, names, keys, _ttl = requests[0]
                 replies = [[self.client.hmget(self._row_prefix(view) + encode_key(keys[0]), [_TS_FIELD, *names])]]
+            elif sum(len(r[2]) for r in requests) <= _SMALL_READ:
+                replies = self._with_scripts(send_small)
             else:
                 replies = self._with_scripts(send)
                 replies = [[r] if len(req[2]) == 1 else r for r, req in zip(replies, requests, strict=True)]
