@@ -140,7 +140,8 @@ class StoreFeatures:
             if callable(names):
                 names = names()
             if names:
-                return [n if isinstance(n, str) else str(getattr(n, "name", n)) for n in names]
+                # services list "view:feature" refs; rows come back keyed by the feature name
+                return [(n if isinstance(n, str) else str(getattr(n, "name", n))).split(":")[-1] for n in names]
         return None
 
     def log(self, service: str, rows: Sequence[Mapping[str, Any]]) -> None:

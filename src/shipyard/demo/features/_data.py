@@ -1,6 +1,7 @@
 """Applicant feature tables derived from the bundled German credit data (deterministic).
 
-Each of the 1,000 applicants gets an id and an application time in 2023. Their profile and account
+Each of the 1,000 applicants gets an id and an application time in the half-year before the
+data is generated. Their profile and account
 snapshots are recorded some days before applying; for a third of them a later snapshot (after the
 application, with other values) exists too, which a point-in-time join must never use. Writes
 ``data/applicant_profile.parquet``, ``data/applicant_account.parquet`` and ``data/applications.parquet``
@@ -15,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-DATA_DIR = Path(__file__).resolve().parent.parent / "data"
+DATA_DIR = Path(__file__).absolute().parent.parent / "data"
 PROFILE = ["duration_in_month", "credit_amount", "installment_rate_in_percentage_of_disposable_income",
            "age_in_years", "number_of_existing_credits_at_this_bank",
            "number_of_people_being_liable_to_provide_maintenance_for", "present_residence_since"]
@@ -31,7 +32,9 @@ def ensure_data(folder: Path = DATA_DIR) -> Path:
     rng = np.random.default_rng(20240101)
     n = len(raw)
     ids = np.arange(1, n + 1, dtype=np.int64)
-    applied = pd.Timestamp("2023-01-01", tz="UTC") + pd.to_timedelta(rng.integers(0, 365 * 24, n), unit="h")
+    # Applications over the 180 days up to 20 days ago, so the online store (TTL 365 days) serves them.
+    anchor = pd.Timestamp.now(tz="UTC").normalize() - pd.Timedelta(days=200)
+    applied = anchor + pd.to_timedelta(rng.integers(0, 180 * 24, n), unit="h")
     recorded = applied - pd.to_timedelta(rng.integers(1, 30 * 24, n), unit="h")
     later = rng.random(n) < 1 / 3
     folder.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,218 @@
+"""``shipyard demo``: the whole lifecycle on the bundled German credit data, on embedded defaults.
+
+features as code → point-in-time training set → data-quality report → binning/WOE → scorecard and
+XGBoost, tracked → model report → registry (validate, approve, alias) → online store → a scene
+(features → scorecard + XGBoost → fusion → rules) → a served prediction over HTTP.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Callable
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from shipyard.config import init_project
+from shipyard.workspace import Workspace, connect
+
+Say = Callable[[str], None]
+
+NUMERIC = ["duration_in_month", "credit_amount", "installment_rate_in_percentage_of_disposable_income",
+           "age_in_years", "number_of_existing_credits_at_this_bank",
+           "number_of_people_being_liable_to_provide_maintenance_for", "present_residence_since",
+           "monthly_amount"]
+REVIEWER = "reviewer"
+
+
+def _copy_definitions(project: Path) -> None:
+    target = project / "features"
+    target.mkdir(parents=True, exist_ok=True)
+    source = resources.files("shipyard.demo").joinpath("features")
+    for name in ("credit.py", "_data.py"):
+        with resources.as_file(source.joinpath(name)) as src:
+            shutil.copyfile(src, target / name)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def scene_document(factor: float, offset: float) -> dict[str, Any]:
+    """credit_apply: features → scorecard points + XGBoost PD → fused PD → approve/review/reject."""
+    return {
+        "name": "credit_apply",
+        "description": "Credit application decision from the scorecard and the gradient-boosted model.",
+        "inputs": {"applicant_id": "long"},
+        "outputs": ["decision", "pd", "points", "pd_xgb"],
+        "flow": [
+            {"type": "features", "service": "credit_scoring", "entity": {"applicant_id": "applicant_id"}},
+            {"type": "parallel", "steps": [
+                {"type": "model", "model": "credit_scorecard", "ref": "champion", "output": "points"},
+                {"type": "model", "model": "credit_xgb", "ref": "champion", "output": "pd_xgb"},
+            ]},
+            {"type": "expr", "id": "points_to_pd", "output": "pd_card",
+             "expr": f"1 / (1 + exp((points - {offset!r}) / {factor!r}))"},
+            {"type": "fusion", "id": "fuse", "inputs": ["pd_card", "pd_xgb"], "method": "weighted",
+             "weights": [0.5, 0.5], "output": "pd"},
+            {"type": "rules", "id": "policy", "output": "decision", "default": "approve", "rules": [
+                {"name": "high_risk", "when": "pd > 0.5", "then": "reject"},
+                {"name": "grey_zone", "when": "pd > 0.3", "then": "review"},
+            ]},
+        ],
+        "fallback": {"decision": "review"},
+        "limits": {"timeout_ms": 1000},
+    }
+
+
+def run_demo(directory: str | Path = "shipyard-demo", say: Say = print) -> dict[str, Any]:
+    """Run every step; returns the numbers it printed (used by the tests)."""
+    from sklearn.model_selection import train_test_split
+    from xgboost import XGBClassifier
+
+    from shipyard.data.profile import profile
+    from shipyard.models.log_model import log_model
+    from shipyard.risk.binning import Binner
+    from shipyard.risk.metrics import auc, ks
+    from shipyard.risk.report import ModelReport
+    from shipyard.risk.scorecard import Scorecard
+    from shipyard.risk.selection import select_variables
+
+    project = init_project(directory)
+    _copy_definitions(project)
+    ws = connect(project)
+    reports = project / "reports"
+    reports.mkdir(exist_ok=True)
+    out: dict[str, Any] = {"project": str(project)}
+    say(f"[1/9] project {project} (metadata {ws.settings.metadata_url})")
+
+    plan = ws.features.apply(project / "features")
+    say(f"[2/9] features applied: {len(plan.changes)} change(s); views {[v.name for v in ws.features.list_views()]}")
+
+    apps = pd.read_parquet(project / "data" / "applications.parquet")
+    train_set = ws.features.get_training_set(apps, service="credit_scoring")
+    feature_cols = [c for c in train_set.columns if c not in ("applicant_id", "event_timestamp", "bad")]
+    out["training_rows"] = len(train_set)
+    say(f"[3/9] point-in-time training set: {len(train_set)} rows × {len(feature_cols)} features")
+
+    quality = profile(train_set[feature_cols + ["bad"]], target="bad")
+    quality.write(reports, stem="data_quality")
+    say(f"      data-quality report → {reports / 'data_quality.html'}")
+
+    train, test = train_test_split(train_set, test_size=0.3, random_state=7, stratify=train_set["bad"])
+    X_train, y_train = train[feature_cols], train["bad"].to_numpy()
+    X_test, y_test = test[feature_cols], test["bad"].to_numpy()
+
+    with ws.tracking.start_run(experiment="german_credit", name="scorecard") as run:
+        binner = Binner(method="optimal", max_bins=6, min_bin_share=0.05).fit(X_train, y_train)
+        selection = select_variables(X_train, y_train, binner=binner, min_iv=0.02, stepwise=None)
+        chosen = list(selection.selected)
+        card = Scorecard(binner=Binner(method="optimal", max_bins=6, min_bin_share=0.05, columns=chosen))
+        card.fit(X_train[chosen], y_train)
+        points = card.predict_score(X_test[chosen])
+        risk = -points  # points grow with creditworthiness
+        card_ks, card_auc = ks(y_test, risk).statistic, auc(y_test, risk)
+        run.log_params({"method": "optimal", "max_bins": 6, "variables": len(chosen)})
+        run.log_metrics({"test_ks": card_ks, "test_auc": card_auc})
+        report = ModelReport.from_frames(
+            train.assign(points=card.predict_score(X_train[chosen])), test=test.assign(points=points),
+            target="bad", score="points", higher_is_bad=False)
+        written = report.write(reports, stem="scorecard_report")
+        for path in written.values():
+            run.log_artifact(path, "reports")
+        card_logged = log_model(card, "model", input_example=X_test[chosen].head(5),
+                                registered_model_name="credit_scorecard", await_validation=True)
+    out.update(scorecard_ks=card_ks, scorecard_auc=card_auc, scorecard_variables=chosen)
+    say(f"[4/9] scorecard on {len(chosen)} variables: test KS {card_ks:.3f}, AUC {card_auc:.3f} "
+        f"(run {run.id[:8]}); model report → {reports / 'scorecard_report.html'}")
+
+    with ws.tracking.start_run(experiment="german_credit", name="xgboost") as run:
+        params = {"n_estimators": 200, "max_depth": 3, "learning_rate": 0.05, "subsample": 0.9}
+        xgb = XGBClassifier(**params, random_state=7).fit(X_train[NUMERIC], y_train)
+        pd_xgb = xgb.predict_proba(X_test[NUMERIC])[:, 1]
+        xgb_ks, xgb_auc = ks(y_test, pd_xgb).statistic, auc(y_test, pd_xgb)
+        run.log_params(params)
+        run.log_metrics({"test_ks": xgb_ks, "test_auc": xgb_auc})
+        xgb_logged = log_model(xgb, "model", input_example=X_test[NUMERIC].head(5),
+                               registered_model_name="credit_xgb", await_validation=True)
+    out.update(xgb_ks=xgb_ks, xgb_auc=xgb_auc)
+    say(f"[5/9] XGBoost on {len(NUMERIC)} numeric features: test KS {xgb_ks:.3f}, AUC {xgb_auc:.3f}")
+
+    registry = ws.registry
+    for logged in (card_logged, xgb_logged):
+        mv = logged.registered_version
+        registry.approve(mv.name, mv.version, reviewer=REVIEWER, comment="demo review")
+        registry.set_alias(mv.name, "champion", mv.version)
+        p50 = mv.validation.get("latency_ms", {}).get("p50") if isinstance(mv.validation, dict) else None
+        say(f"[6/9] {mv.name} v{mv.version}: {mv.status}, approved by {REVIEWER}, alias champion"
+            + (f" (single-row p50 {p50:.3f} ms)" if p50 else ""))
+
+    loaded = registry.load("credit_scorecard", "champion")
+    same = np.allclose(loaded.predict(X_test[chosen].head(20)), card.predict_score(X_test[chosen].head(20)))
+    out["registry_matches_in_process"] = bool(same)
+    say(f"      registry scorecard scores 20 test rows identically to the in-process one: {same}")
+
+    start = apps["event_timestamp"].min() - pd.Timedelta(days=400)
+    end = pd.Timestamp.now(tz="UTC")
+    written_rows = ws.features.materialize(start, end)
+    out["materialized"] = written_rows
+    say(f"[7/9] online store materialized: {_rows(written_rows)} rows")
+
+    from shipyard.serving import apply_scene
+
+    scene = apply_scene(ws, scene_document(card.factor_, card.offset_))
+    say(f"[8/9] scene credit_apply v{scene.version} applied")
+
+    applicant = int(test["applicant_id"].iloc[0])
+    response = _serve_once(ws, {"applicant_id": applicant})
+    out["response"] = response
+    say(f"[9/9] POST /v1/scenes/credit_apply/predict {{\"applicant_id\": {applicant}}}")
+    say("      → " + _short(response))
+    ws.close()
+    return out
+
+
+def _rows(result: Any) -> int:
+    total = 0
+    for item in result or []:
+        total += int(item.rows_written)
+    return total
+
+
+def _short(response: dict[str, Any]) -> str:
+    keep = {k: response[k] for k in ("outputs", "prediction", "predictions", "scene_version", "arm",
+                                     "latency_ms") if k in response}
+    return str(keep or response)
+
+
+def _serve_once(ws: Workspace, record: dict[str, Any]) -> dict[str, Any]:
+    """Start the server on a free loopback port, send one request, stop it."""
+    import httpx
+    import uvicorn
+
+    from shipyard.server import create_app
+
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(ws), host="127.0.0.1", port=port, log_level="error"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.time() + 30
+        while not server.started and time.time() < deadline:
+            time.sleep(0.05)
+        response = httpx.post(f"http://127.0.0.1:{port}/v1/scenes/credit_apply/predict", json=record, timeout=30)
+        body = response.json()
+        if response.status_code != 200:
+            raise RuntimeError(f"prediction failed with HTTP {response.status_code}: {body}")
+        return body
+    finally:
+        server.should_exit = True
+        thread.join(10)
