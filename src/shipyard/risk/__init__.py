@@ -16,6 +16,18 @@ _LAZY: dict[str, str] = {
     "select_variables": "shipyard.risk.selection",
     "SelectionResult": "shipyard.risk.selection",
     "Scorecard": "shipyard.risk.scorecard",
+    "auc": "shipyard.risk.metrics",
+    "ks": "shipyard.risk.metrics",
+    "gini": "shipyard.risk.metrics",
+    "psi": "shipyard.risk.metrics",
+    "psi_table": "shipyard.risk.metrics",
+    "lift_table": "shipyard.risk.metrics",
+    "ModelReport": "shipyard.risk.report",
+    "Rule": "shipyard.risk.rules",
+    "RuleSet": "shipyard.risk.rules",
+    "threshold_rules": "shipyard.risk.rules",
+    "tree_rules": "shipyard.risk.rules",
+    "select_rules": "shipyard.risk.rules",
 }
 
 
