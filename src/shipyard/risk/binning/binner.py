@@ -20,6 +20,7 @@ from shipyard.risk.binning._input import (
     numeric_values,
 )
 from shipyard.risk.binning.feature import (
+    SMALL_BATCH,
     BinningParams,
     FeatureBins,
     _as_str,
@@ -249,6 +250,8 @@ class Binner(TransformerMixin, BaseEstimator):
         if fb.kind == "numeric":
             if isinstance(data, np.ndarray) and data.dtype.kind == "f":
                 return data
+            if isinstance(data, np.ndarray) and data.dtype == object and len(data) <= SMALL_BATCH:
+                return _small_numeric(data, fb.name)
             return numeric_values(pd.Series(data, name=fb.name) if not isinstance(data, pd.Series) else data)
         if isinstance(data, pd.Series):
             return categorical_values(data)
@@ -334,3 +337,16 @@ class Binner(TransformerMixin, BaseEstimator):
         b.total_bad_ = float(spec.get("total_bad", 0.0))
         b.total_good_ = float(spec.get("total_good", 0.0))
         return b
+
+
+def _small_numeric(data: np.ndarray, name: str) -> np.ndarray:
+    """Object array of a few numbers (online scoring) to float64, without a pandas round trip."""
+    out = np.empty(len(data), dtype=np.float64)
+    for i, v in enumerate(data):
+        if v is None or v is pd.NA:
+            out[i] = np.nan
+        elif isinstance(v, int | float | np.number | bool):
+            out[i] = float(v)
+        else:
+            return numeric_values(pd.Series(data, name=name))  # text and other types: the full rules
+    return out

@@ -54,6 +54,7 @@ class FeatureBins:
     iv_bins: np.ndarray = field(default_factory=lambda: np.zeros(0))
     _lookup: pd.Index | None = field(default=None, repr=False, compare=False)
     _lookup_bins: np.ndarray | None = field(default=None, repr=False, compare=False)
+    _lookup_dict: dict[str, int] | None = field(default=None, repr=False, compare=False)
     _cuts_arr: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     # ------------------------------------------------------------------ layout
@@ -100,6 +101,7 @@ class FeatureBins:
                 keys.append(str(v))
                 bins.append(self.n_regular + k)
             self._lookup = pd.Index(keys, dtype=object)
+            self._lookup_dict = dict(zip(keys, bins, strict=True))
             self._lookup_bins = np.asarray(bins + [self.missing_bin + 1], dtype=np.int64)
 
     def bin_index(self, values: np.ndarray) -> np.ndarray:
@@ -122,6 +124,13 @@ class FeatureBins:
                 idx[x == v] = self.n_regular + k
             idx[np.isnan(x)] = self.missing_bin
             return idx
+        if len(values) <= SMALL_BATCH:
+            # a few rows (online scoring): plain dict lookups beat building a pandas index
+            unseen = self.missing_bin + 1
+            table = self._lookup_dict
+            return np.fromiter(
+                (self.missing_bin if _is_missing(v) else table.get(v if isinstance(v, str) else str(v), unseen)
+                 for v in values), dtype=np.int64, count=len(values))
         miss = pd.isna(values)
         pos = self._lookup.get_indexer(_as_str(values))
         idx = self._lookup_bins[pos]  # -1 picks the trailing "unseen" entry
@@ -187,6 +196,14 @@ class FeatureBins:
                 f"binning spec for feature {fb.name!r}: kind must be numeric/categorical and 'bins' "
                 f"must list {fb.n_bins} bins", {"field": "features", "feature": fb.name})
         return fb
+
+
+#: Up to this many rows, categorical bins are looked up row by row instead of through a pandas index.
+SMALL_BATCH = 32
+
+
+def _is_missing(v: Any) -> bool:
+    return v is None or (isinstance(v, float) and v != v) or v is pd.NA or v is pd.NaT
 
 
 def _as_str(values: np.ndarray) -> np.ndarray:
