@@ -1,0 +1,225 @@
+"""Serving throughput and latency: Shipyard vs `mlflow models serve` vs a bare ASGI app (the ceiling).
+
+Same LightGBM model (300 trees, 30 features), one uvicorn worker each, single-row JSON requests over
+loopback. Throughput and p50/p99 come from `wrk` (closed loop, 1 thread, --connections); the p99 at
+a fixed 1,000 requests/s comes from an open-loop asyncio/httpx generator.
+
+    PATH=/work/venv/bin:$PATH python benchmarks/bench_serving.py [--seconds 10] [--connections 32]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+
+N_FEATURES, N_TREES = 30, 300
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_ready(url: str, timeout: float = 120.0) -> None:
+    import httpx
+
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            if httpx.get(url, timeout=1.0).status_code < 500:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    raise RuntimeError(f"{url} did not come up")
+
+
+def train(work: Path) -> tuple[Path, Path, list[str], list[float]]:
+    import lightgbm as lgb
+    import pandas as pd
+
+    from shipyard.models import save_model
+
+    rng = np.random.default_rng(0)
+    names = [f"f{i}" for i in range(N_FEATURES)]
+    X = pd.DataFrame(rng.normal(size=(5000, N_FEATURES)), columns=names)
+    y = (X.iloc[:, :5].sum(axis=1) + rng.normal(size=5000) > 0).astype(int)
+    clf = lgb.LGBMClassifier(n_estimators=N_TREES, num_leaves=31, verbose=-1).fit(X, y)
+    shipyard_dir = save_model(clf, work / "shipyard_model", input_example=X.head(5))
+    import mlflow.lightgbm
+
+    mlflow_dir = work / "mlflow_model"
+    mlflow.lightgbm.save_model(clf, str(mlflow_dir), input_example=X.head(5))
+    return Path(shipyard_dir), mlflow_dir, names, X.iloc[0].tolist()
+
+
+def start(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
+    return subprocess.Popen(cmd, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def stop(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(20)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
+def wrk(url: str, body: bytes, seconds: int, connections: int, work: Path) -> dict[str, float]:
+    script = work / "post.lua"
+    script.write_text(textwrap.dedent(f"""
+        wrk.method = "POST"
+        wrk.body = {json.dumps(body.decode())}
+        wrk.headers["Content-Type"] = "application/json"
+    """))
+    out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), url],
+                         capture_output=True, text=True, check=True).stdout
+
+    def ms(label: str) -> float:
+        m = re.search(rf"^\s+{label}\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+        if not m:
+            return float("nan")
+        return float(m.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[m.group(2)]
+
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return {"rps": rps, "p50_ms": ms("50%"), "p99_ms": ms("99%"), "non_2xx": int(errors.group(1)) if errors else 0}
+
+
+async def fixed_rate(url: str, body: bytes, rate: float, seconds: float) -> dict[str, float]:
+    import httpx
+
+    latencies: list[float] = []
+    errors = 0
+    limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
+    async with httpx.AsyncClient(limits=limits, timeout=30) as client:
+        async def one(due: float) -> None:
+            nonlocal errors
+            try:
+                r = await client.post(url, content=body, headers={"content-type": "application/json"})
+                ok = r.status_code == 200
+            except httpx.HTTPError:
+                ok = False
+            if not ok:
+                errors += 1
+            latencies.append(time.perf_counter() - due)
+
+        for _ in range(50):  # warm the connection pool
+            await one(time.perf_counter())
+        latencies.clear()
+        tasks = []
+        start = time.perf_counter()
+        n = int(rate * seconds)
+        for i in range(n):
+            due = start + i / rate
+            delay = due - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(due)))
+        await asyncio.gather(*tasks)
+    arr = np.array(latencies) * 1000
+    return {"rate": rate, "p50_ms": float(np.percentile(arr, 50)), "p99_ms": float(np.percentile(arr, 99)),
+            "errors": errors}
+
+
+BARE_APP = '''
+async def app(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    more = True
+    while more:
+        message = await receive()
+        more = message.get("more_body", False)
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"application/json")]})
+    await send({"type": "http.response.body", "body": b'{"predictions":[0.5]}'})
+'''
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--workers", type=int, default=1)
+    args = parser.parse_args()
+    if not shutil.which("wrk"):
+        sys.exit("wrk is required: apt-get install wrk")
+    work = Path(tempfile.mkdtemp(prefix="bench-serving-"))
+    shipyard_dir, mlflow_dir, names, row = train(work)
+    record = dict(zip(names, row, strict=True))
+    split = json.dumps({"dataframe_split": {"columns": names, "data": [row]}}).encode()
+    plain = json.dumps(record).encode()
+
+    import shipyard as sy
+
+    project = work / "project"
+    ws = sy.connect(project, validation_subprocess=False)
+    mv = ws.registry.register(shipyard_dir, "bench", await_validation=True)
+    ws.registry.set_alias("bench", "champion", mv.version, force=True)
+    ws.close()
+
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
+           "SHIPYARD_PROJECT_DIR": str(project), "SHIPYARD_SERVE_MODEL": "bench@champion"}
+    (work / "bare_app.py").write_text(BARE_APP)
+    results: dict[str, dict[str, float]] = {}
+    servers = {
+        "bare ASGI (ceiling)": (["uvicorn", "bare_app:app", "--app-dir", str(work)], "/", split),
+        "Shipyard /invocations": (["uvicorn", "shipyard.server:app_factory", "--factory"], "/invocations", split),
+        "Shipyard /v1/models/.../predict": (["uvicorn", "shipyard.server:app_factory", "--factory"],
+                                            "/v1/models/bench/champion/predict", plain),
+        "MLflow models serve": (["mlflow", "models", "serve", "-m", str(mlflow_dir), "--env-manager", "local",
+                                 "-w", str(args.workers)], "/invocations", split),
+    }
+    fixed: dict[str, float] = {}
+    for label, (cmd, path, body) in servers.items():
+        port = free_port()
+        if cmd[0] == "uvicorn":
+            cmd = [*cmd, "--host", "127.0.0.1", "--port", str(port), "--workers", str(args.workers),
+                   "--log-level", "warning", "--no-access-log"]
+        else:
+            cmd = [*cmd, "-h", "127.0.0.1", "-p", str(port)]
+        proc = start(cmd, env, work / f"{port}.log")
+        try:
+            wait_ready(f"http://127.0.0.1:{port}/ping" if "bare" not in label else f"http://127.0.0.1:{port}/")
+            url = f"http://127.0.0.1:{port}{path}"
+            wrk(url, body, 2, args.connections, work)  # warm-up
+            results[label] = wrk(url, body, args.seconds, args.connections, work)
+            if label == "Shipyard /v1/models/.../predict":
+                fixed = asyncio.run(fixed_rate(url, body, 1000, 3))
+        finally:
+            stop(proc)
+        print(f"{label:34s} {results[label]}", flush=True)
+
+    mlflow_rps = results["MLflow models serve"]["rps"]
+    ceiling = results["bare ASGI (ceiling)"]["rps"]
+    print()
+    print(f"LightGBM {N_TREES} trees x {N_FEATURES} features, single-row JSON, {args.workers} worker(s), "
+          f"wrk -t1 -c{args.connections} -d{args.seconds}s, {os.cpu_count()} CPUs")
+    print(f"{'server':34s} {'req/s':>9s} {'p50 ms':>8s} {'p99 ms':>8s} {'vs MLflow':>10s} {'of ceiling':>10s}")
+    for label, res in results.items():
+        print(f"{label:34s} {res['rps']:9.0f} {res['p50_ms']:8.2f} {res['p99_ms']:8.2f} "
+              f"{res['rps'] / mlflow_rps:9.1f}x {100 * res['rps'] / ceiling:9.0f}%")
+    if fixed:
+        print(f"direct model call at {fixed['rate']:.0f} req/s (open loop, 3 s): p50 {fixed['p50_ms']:.2f} ms, "
+              f"p99 {fixed['p99_ms']:.2f} ms, errors {fixed['errors']}")
+    shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
