@@ -159,6 +159,10 @@ class ServingEngine:
         self.features = features if features is not None else (StoreFeatures(ws) if ws is not None else None)
         self.scene_source = scenes if scenes is not None else (scene_loader(ws) if ws is not None else None)
         self.prediction_log = prediction_log
+        if prediction_log is not None and getattr(prediction_log, "feature_logger", False) is None \
+                and hasattr(self.features, "log_served"):
+            # served feature vectors reach the feature store's log from the prediction log's writer
+            prediction_log.feature_logger = self.features.log_served
         self.metrics = metrics
         self._scenes: dict[str, ServedScene] = {}
         self._models: dict[tuple[str, str], ServedModel] = {}
@@ -309,9 +313,14 @@ class ServingEngine:
         cs = served.compiled
         plog = self.prediction_log
         if plog is not None and plog.sampled(cs.sample_rate):
-            feats = cs.plans[arm].feature_names
-            plog.submit(_log_record(body, cs, arm, "live", records,
-                                    [{k: r.get(k) for k in feats} for r in rows] if feats else None, outputs))
+            plan = cs.plans[arm]
+            feats = plan.feature_names
+            record = _log_record(body, cs, arm, "live", records,
+                                 [{k: r.get(k) for k in feats} for r in rows] if feats else None, outputs)
+            if feats and plan.entity_fields and not body["fallback"]:
+                # the entity keys of each served vector, for the feature store's log (skew checks)
+                record["feature_entities"] = [{k: r.get(f) for k, f in plan.entity_fields.items()} for r in rows]
+            plog.submit(record)
         shadow = cs.traffic.shadow() if cs.traffic.shadow_arm else None
         if shadow is not None and shadow != arm:
             self._ensure_shadow_thread()

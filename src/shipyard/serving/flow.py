@@ -50,6 +50,7 @@ class Plan:
     models: dict[str, int] = field(default_factory=dict)
     feature_names: list[str] = field(default_factory=list)
     services: list[str] = field(default_factory=list)
+    entity_fields: dict[str, str] = field(default_factory=dict)  # entity key -> row field, for feature logs
 
     def run(self, rows: list[dict[str, Any]], trace: st.Trace | None = None) -> st.Trace:
         trace = trace or st.Trace()
@@ -77,6 +78,7 @@ class _Compiler:
         self.versions: dict[str, int] = {}
         self.feature_names: list[str] = []
         self.services: list[str] = []
+        self.entity_fields: dict[str, str] = {}
 
     def _id(self, spec: Mapping[str, Any], kind: str) -> str:
         raw = spec.get("id")
@@ -132,6 +134,8 @@ class _Compiler:
                                [str(n) for n in names])
         self.feature_names.extend(node.names)
         self.services.append(service)
+        for key, source in node.entity.items():
+            self.entity_fields.setdefault(key, source)
         avail.update(node.writes)
         return node
 
@@ -329,7 +333,8 @@ def compile_flow(flow: Any, *, inputs: Mapping[str, str], models: Any, features:
     avail = dict(field_types)
     root = compiler.step(flow, avail, "flow")
     writes = {k: v for k, v in avail.items() if k not in field_types}
-    return Plan(root, field_types, writes, dict(compiler.versions), compiler.feature_names, compiler.services)
+    return Plan(root, field_types, writes, dict(compiler.versions), compiler.feature_names, compiler.services,
+                compiler.entity_fields)
 
 
 def parse_type(declared: Any, name: str) -> tuple[str, bool]:

@@ -5,6 +5,12 @@ response never waits for storage. A background thread batches records and writes
 per scene and day per flush under ``prediction_logs/scene=<scene>/date=<YYYY-MM-DD>/``; ``close``
 flushes what is left. ``read_prediction_log`` is the reader for monitoring and feature logging.
 
+Feature logging: with a ``feature_logger(scene, records)`` callback (the engine wires
+``StoreFeatures.log_served`` when it serves from a workspace feature store), each batch written
+is also handed to the feature store's log, so served vectors of a scene's ``features`` steps are
+kept with their request id, time and entity keys for skew checks — sampled at the scene's log
+rate and written from this background thread, never from the request path.
+
 Record columns: ts (ms), request_id, scene, version, arm, kind (live|shadow), inputs, features,
 outputs and models (JSON text), latency_ms, features_ms, model_ms, fallback, error.
 """

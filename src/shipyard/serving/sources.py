@@ -15,6 +15,7 @@ Two tiny interfaces keep the engine independent of the registry and the feature 
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
@@ -144,10 +145,31 @@ class StoreFeatures:
                 return [(n if isinstance(n, str) else str(getattr(n, "name", n))).split(":")[-1] for n in names]
         return None
 
-    def log(self, service: str, rows: Sequence[Mapping[str, Any]]) -> None:
-        fn = getattr(self.ws.features, "log_features", None)
-        if fn is not None:
-            fn(service, list(rows))
+    def log_served(self, scene: str, records: Sequence[Mapping[str, Any]]) -> int:
+        """Pass the served vectors of prediction-log ``records`` to the feature store's log.
+
+        Runs on the prediction log's writer thread, never on the request path. Each record row
+        becomes one logged vector with the request id (``<id>/<row>`` inside a batch), the
+        request time and its entity keys; the store's log is flushed once per call so a write
+        of the prediction log and of the feature log go out together. Returns vectors logged.
+        """
+        from shipyard.features.logging import flush_feature_logs
+
+        store = self.ws.features
+        logged = 0
+        for rec in records:
+            entities, vectors = rec.get("feature_entities"), rec.get("features")
+            if not entities or not vectors or rec.get("kind", "live") != "live":
+                continue
+            ts = dt.datetime.fromtimestamp(rec["ts"] / 1000, tz=dt.UTC)
+            batch = len(vectors) > 1
+            for i, (keys, vector) in enumerate(zip(entities, vectors, strict=True)):
+                request_id = f"{rec['request_id']}/{i}" if batch else str(rec["request_id"])
+                store.log_features(request_id, ts, keys, vector)
+                logged += 1
+        if logged:
+            flush_feature_logs(store)
+        return logged
 
 
 class StaticFeatures:
