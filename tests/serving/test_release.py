@@ -129,8 +129,15 @@ def test_stress_test_is_recorded(registry_ws):
     assert result["count"] == 300 and result["errors"] == 0 and result["p99_ms"] < 100
     from shipyard.store.events import list_events
 
-    kinds = [e["kind"] for e in list_events(registry_ws.store, "model:credit")]
-    assert "model.stress_tested" in kinds
+    version = registry_ws.registry.get_version("credit", "champion")
+    stored = version.validation["stress_test"]
+    for key in ("p50_ms", "p90_ms", "p99_ms", "max_ms", "mean_ms", "count", "errors", "target_rate"):
+        assert stored[key] == result[key]
+    assert stored["p50_ms"] <= stored["p90_ms"] <= stored["p99_ms"] <= stored["max_ms"]
+    assert stored["recorded_at"] > 0
+    events = [e for e in list_events(registry_ws.store) if e["kind"] == "model.stress_tested"]
+    assert len(events) == 1  # recorded once, by the registry
+    assert events[0]["details"]["p99_ms"] == result["p99_ms"] and events[0]["details"]["version"] == version.version
 
 
 def test_hot_swap_under_load_drops_nothing(registry_ws, live_server, saved_models):

@@ -2,7 +2,8 @@
 
 - ``stress_test(call, records, rate, count)`` fires ``count`` calls at ``rate``/s from a small
   thread pool and reports latency percentiles; ``stress_test_model`` runs it on a registered
-  version and records the result on it (an audit event ``model.stress_tested`` with the figures).
+  version and records the result on it through ``registry.record_stress_test`` (the version's
+  ``validation["stress_test"]`` plus one audit event ``model.stress_tested``).
 - ``shadow_report`` compares live and shadow outputs of a scene: the distribution of score
   differences and the agreement of decisions at a cut-off.
 - ``CanaryRollout`` moves an arm through canary steps (e.g. 5 → 25 → 50 → 100 %). At each step it
@@ -87,11 +88,8 @@ def stress_test_model(ws: Any, name: str, version: int | str, *, rate: float = 2
             raise InvalidInput(f"model {name} v{mv.version} has no input example; pass records=", {"field": "records"})
         records = example.to_dict(orient="records") if hasattr(example, "to_dict") else list(example)
     result = stress_test(lambda rec: served.predict([rec]), list(records), rate=rate, count=count)
-    with ws.store.begin() as conn:
-        record_event(conn, ws.user, "model.stress_tested", f"model:{name}/{mv.version}", result)
-    recorder = getattr(ws.registry, "record_stress_test", None)
-    if recorder is not None:
-        recorder(name, mv.version, result)
+    # the registry stores the figures on the version and writes the one audit event
+    ws.registry.record_stress_test(name, mv.version, result)
     return result
 
 
