@@ -115,15 +115,33 @@ def test_remote_client(ws, live_server):
 
 @pytest.mark.spark
 @pytest.mark.skipif(os.environ.get("SHIPYARD_TEST_SPARK") != "1", reason="set SHIPYARD_TEST_SPARK=1")
-def test_spark_udf_matches_fast_path(saved_models, loaded):
+def test_spark_udf_matches_score_file(ws, saved_models, tmp_path, monkeypatch):
+    """The Spark pandas-UDF path gives exactly the values ``shipyard score`` writes for the same rows."""
+    import sys
+
     from pyspark.sql import SparkSession
 
     from shipyard.serving.batch import spark_udf
 
-    spark = SparkSession.builder.master("local[2]").appName("shipyard-test").getOrCreate()
-    X, _ = make_data(n=200)
-    df = spark.createDataFrame(X)
-    udf = spark_udf(saved_models["lr_a"])
-    got = df.withColumn("score", udf("income", "debt", "age")).toPandas()["score"].to_numpy()
-    np.testing.assert_allclose(got, loaded["lr_a"].predict_array(X.to_numpy()), rtol=1e-10)
-    spark.stop()
+    X, _ = make_data(n=300, seed=5)
+    src, out = tmp_path / "in.parquet", tmp_path / "out.parquet"
+    X.to_parquet(src)
+    assert score_file(ServingEngine(ws), src, out, model="credit@champion", chunk_size=128) == 300
+    expected = pd.read_parquet(out)["prediction"].to_numpy()
+
+    monkeypatch.setenv("PYSPARK_PYTHON", sys.executable)
+    monkeypatch.setenv("PYSPARK_DRIVER_PYTHON", sys.executable)
+    spark = (SparkSession.builder.master("local[1]").appName("shipyard-test")
+             .config("spark.sql.shuffle.partitions", "1").config("spark.default.parallelism", "1")
+             .config("spark.ui.enabled", "false").config("spark.sql.execution.arrow.pyspark.enabled", "true")
+             .config("spark.sql.execution.arrow.maxRecordsPerBatch", "128").config("spark.driver.memory", "512m")
+             .getOrCreate())
+    try:
+        df = spark.createDataFrame(X.assign(row=range(len(X)))).repartition(2)
+        udf = spark_udf(saved_models["lr_a"])
+        scored = df.withColumn("score", udf("income", "debt", "age")).toPandas().sort_values("row")
+    finally:
+        spark.stop()
+    assert len(scored) == 300
+    np.testing.assert_array_equal(scored["score"].to_numpy(), expected)
+    np.testing.assert_array_equal(scored[["income", "debt", "age"]].to_numpy(), X.to_numpy())

@@ -7,6 +7,7 @@ one arm, ``control`` by default. ``spark_udf`` wraps a saved model as a pandas U
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -125,22 +126,25 @@ def score_file(engine: Any, input_path: str | Path, output_path: str | Path, *, 
 def spark_udf(model_dir: str | Path, result_type: str = "double") -> Any:
     """A pandas UDF scoring a saved model on Spark: ``df.withColumn("score", udf(*cols))``.
 
-    Each executor loads the model once; columns are passed in the model's input order.
+    Each Python worker loads the model once (cached by path in this module, which workers import);
+    columns are passed in the model's input order and scored as float64, like the online fast path.
     """
     from pyspark.sql.functions import pandas_udf
 
     path = str(model_dir)
-    cache: dict[str, Any] = {}
 
     @pandas_udf(result_type)  # type: ignore[misc]
     def score(*columns: pd.Series) -> pd.Series:
         import numpy as np
 
-        from shipyard.models import load_model
-
-        if "model" not in cache:
-            cache["model"] = load_model(path)
         X = np.column_stack([c.to_numpy(dtype=np.float64) for c in columns])
-        return pd.Series(np.asarray(cache["model"].predict_array(X), dtype=np.float64))
+        return pd.Series(np.asarray(_spark_model(path).predict_array(X), dtype=np.float64))
 
     return score
+
+
+@functools.lru_cache(maxsize=8)
+def _spark_model(path: str) -> Any:
+    from shipyard.models import load_model
+
+    return load_model(path)
