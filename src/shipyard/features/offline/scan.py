@@ -196,12 +196,15 @@ class Scanner:
 
     def _canonical_select(self, view: FeatureView, rel: str, columns: dict[str, str]) -> str:
         def ts_expr(col: str) -> str:
+            # An instant becomes UTC wall time through its epoch microseconds: plain arithmetic,
+            # where a TIMESTAMPTZ -> TIMESTAMP cast goes through the time-zone calendar row by row
+            # (several times slower on large views) and depends on the session zone.
             kind = columns.get(col, "")
             if kind in _TZ_TYPES:
-                return f"CAST({quote(col)} AS TIMESTAMP)"  # session zone is UTC
+                return f"make_timestamp(epoch_us({quote(col)}))"
             if kind.startswith("TIMESTAMP"):
                 return f"CAST({quote(col)} AS TIMESTAMP)"
-            return f"CAST(CAST({quote(col)} AS TIMESTAMPTZ) AS TIMESTAMP)"
+            return f"make_timestamp(epoch_us(CAST({quote(col)} AS TIMESTAMPTZ)))"
 
         items = []
         for key in view.join_keys:
