@@ -22,6 +22,10 @@ import pytest
 from shipyard.config import load_settings
 from shipyard.workspace import Workspace
 
+# Spark's Python workers must run this interpreter (with pandas, pyarrow and shipyard installed).
+os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+
 POSTGRES_URL = os.environ.get("SHIPYARD_TEST_POSTGRES_URL", "")
 S3_ENABLED = os.environ.get("SHIPYARD_TEST_S3") == "1"
 

@@ -1,6 +1,7 @@
 """German credit: the applicant entity, two feature views, an on-demand feature and the scoring service."""
 
 from datetime import timedelta
+from pathlib import Path
 
 import pandas as pd
 from _data import ensure_data
@@ -17,7 +18,9 @@ from shipyard.features import (
     String,
 )
 
-ensure_data()
+# The data folder sits beside this project's features/ folder (passed explicitly: the helper module
+# may already be imported from another project in the same process).
+ensure_data(Path(__file__).absolute().parent.parent / "data")
 
 applicant = Entity("applicant", join_keys=["applicant_id"], value_types="int64",
                    description="A person applying for credit.")
