@@ -1,8 +1,9 @@
 """Materialization: the latest offline value per entity, written into the online store.
 
-``materialize(store, start, end)`` reads each view's offline rows with start <= event time < end,
-keeps the newest row per entity key (the created timestamp breaks ties), and writes them to the
-online store in batches. Every run is recorded in the metadata store with the rows read and
+``materialize(store, start, end)`` takes from each view's offline rows with start <= event time < end
+the newest row per entity key (the created timestamp breaks ties) — chosen inside the offline scan
+(``FeatureStore.read_offline_latest``), so only one row per entity is loaded — and writes them to
+the online store in batches. Every run is recorded in the metadata store with the rows read and
 written and the distribution of what was written (see ``monitoring``).
 
 ``materialize_incremental(store, end)`` continues each view from its watermark: the end of its
@@ -156,9 +157,13 @@ def materialize_view(
     result.run_id = run_id
     began = time.perf_counter()
     try:
-        table = store.read_offline(view.name, start=start_ts, end=end_ts)
-        result.rows_read = table.num_rows
-        latest = latest_per_entity(table, view, start_ts, end_ts)
+        pushed = getattr(store, "read_offline_latest", None)
+        if pushed is not None:
+            latest, result.rows_read = pushed(view.name, start=start_ts, end=end_ts)
+        else:  # a store that can only hand over its rows
+            table = store.read_offline(view.name, start=start_ts, end=end_ts)
+            result.rows_read = table.num_rows
+            latest = latest_per_entity(table, view, start_ts, end_ts)
         total = latest.num_rows
         if progress is not None:
             progress(view.name, 0, total)
@@ -168,8 +173,7 @@ def materialize_view(
             chunk = latest.slice(offset, batch_size)
             key_cols = [chunk.column(k).to_pylist() for k in view.join_keys]
             keys = list(zip(*key_cols, strict=True))
-            value_cols = [chunk.column(n).to_pylist() for n in names]
-            values = [dict(zip(names, row, strict=True)) for row in zip(*value_cols, strict=True)]
+            values = chunk.select(names).to_pylist()
             written = online.write_batch(view.name, keys, values, _micros(chunk.column(view.timestamp_field)),
                                          version=result.version, overwrite_equal=True)
             result.rows_written += written.written

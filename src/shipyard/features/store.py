@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from shipyard.errors import Conflict, InvalidInput, NotFound, SchemaMismatch
@@ -121,21 +122,49 @@ class FeatureStore:
         """
         view = self.get_feature_view(view_name)
         con = connect()
-        rel = Scanner(con, self.ws.artifacts, OFFLINE_LOG_PREFIX).view_relation(view)
-        where = []
-        if start is not None:
-            where.append(f"{EVENT_TS} >= TIMESTAMP '{naive_utc(to_utc(start, 'start')).isoformat(sep=' ')}'")
-        if end is not None:
-            where.append(f"{EVENT_TS} < TIMESTAMP '{naive_utc(to_utc(end, 'end')).isoformat(sep=' ')}'")
-        cols = [quote(k) for k in view.join_keys]
-        cols.append(f"CAST({EVENT_TS} AS TIMESTAMPTZ) AS {quote(view.timestamp_field)}")
-        if view.created_timestamp_field:
-            cols.append(f"CAST({CREATED_TS} AS TIMESTAMPTZ) AS {quote(view.created_timestamp_field)}")
-        cols.extend(quote(f.name) for f in view.fields)
-        sql = f"SELECT {', '.join(cols)} FROM {rel.sql}" + (f" WHERE {' AND '.join(where)}" if where else "")
-        result = con.sql(sql).to_arrow_table()
-        con.close()
-        return utc_schema(result)
+        try:
+            rel = Scanner(con, self.ws.artifacts, OFFLINE_LOG_PREFIX).view_relation(view)
+            cols = [quote(k) for k in view.join_keys]
+            cols.append(f"{EVENT_TS} AS {quote(view.timestamp_field)}")
+            if view.created_timestamp_field:
+                cols.append(f"{CREATED_TS} AS {quote(view.created_timestamp_field)}")
+            cols.extend(quote(f.name) for f in view.fields)
+            sql = f"SELECT {', '.join(cols)} FROM {rel.sql}{_window(start, end)}"
+            result = con.sql(sql).to_arrow_table()
+        finally:
+            con.close()
+        return utc_schema(result, (view.timestamp_field, view.created_timestamp_field))
+
+    def read_offline_latest(self, view_name: str, start: Any = None, end: Any = None) -> tuple[pa.Table, int]:
+        """The newest row per entity key with start <= event time < end, and how many rows the window holds.
+
+        Same columns as ``read_offline``. Among rows with the same keys and event time the one created
+        last wins (rows without a created timestamp lose to rows with one). The choice runs inside
+        the offline scan, so only one row per entity leaves DuckDB.
+        """
+        view = self.get_feature_view(view_name)
+        con = connect()
+        try:
+            rel = Scanner(con, self.ws.artifacts, OFFLINE_LOG_PREFIX).view_relation(view)
+            keys = [quote(k) for k in view.join_keys]
+            packed = [f"__t := {EVENT_TS}", f"__c := {CREATED_TS}"]
+            packed.extend(f"{quote(f'__f{i}')} := {quote(f.name)}" for i, f in enumerate(view.fields))
+            order = EVENT_TS
+            if view.created_timestamp_field:
+                order = f"struct_pack(t := {EVENT_TS}, c := COALESCE({CREATED_TS}, TIMESTAMP '0001-01-01'))"
+            cols = [*keys, f"__s.__t AS {quote(view.timestamp_field)}"]
+            if view.created_timestamp_field:
+                cols.append(f"__s.__c AS {quote(view.created_timestamp_field)}")
+            cols.extend(f"__s.{quote(f'__f{i}')} AS {quote(f.name)}" for i, f in enumerate(view.fields))
+            cols.append("__n")
+            inner = [*keys, f"arg_max(struct_pack({', '.join(packed)}), {order}) AS __s", "count(*) AS __n"]
+            sql = (f"SELECT {', '.join(cols)} FROM (SELECT {', '.join(inner)} "
+                   f"FROM {rel.sql}{_window(start, end)} GROUP BY ALL)")
+            result = con.sql(sql).to_arrow_table()
+        finally:
+            con.close()
+        rows = int(pc.sum(result.column("__n")).as_py() or 0)
+        return utc_schema(result.drop_columns(["__n"]), (view.timestamp_field, view.created_timestamp_field)), rows
 
     def offline_schema(self, view: FeatureView) -> pa.Schema:
         fields = [pa.field(k, ARROW_TYPES[view.key_types[k]] if k in view.key_types else pa.null())
@@ -235,11 +264,22 @@ def _online(module: str) -> Any:
     return importlib.import_module(f"shipyard.features.{module}")
 
 
-def utc_schema(table: pa.Table) -> pa.Table:
-    """Label DuckDB's zone-aware timestamps as UTC (DuckDB names the zone 'Etc/UTC')."""
+def utc_schema(table: pa.Table, wall: tuple[str | None, ...] = ()) -> pa.Table:
+    """Label DuckDB's zone-aware timestamps (zone 'Etc/UTC') and the UTC wall-time columns
+    ``wall`` as UTC; relabelling keeps the stored microseconds."""
     fields = [pa.field(f.name, pa.timestamp(f.type.unit, tz="UTC"), f.nullable)
-              if pa.types.is_timestamp(f.type) and f.type.tz else f for f in table.schema]
+              if pa.types.is_timestamp(f.type) and (f.type.tz or f.name in wall) else f for f in table.schema]
     return table.cast(pa.schema(fields))
+
+
+def _window(start: Any, end: Any) -> str:
+    """WHERE clause for start <= event time < end (either may be None)."""
+    where = []
+    if start is not None:
+        where.append(f"{EVENT_TS} >= TIMESTAMP '{naive_utc(to_utc(start, 'start')).isoformat(sep=' ')}'")
+    if end is not None:
+        where.append(f"{EVENT_TS} < TIMESTAMP '{naive_utc(to_utc(end, 'end')).isoformat(sep=' ')}'")
+    return f" WHERE {' AND '.join(where)}" if where else ""
 
 
 def _as_arrow(table: Any, view: str) -> pa.Table:
