@@ -6,8 +6,8 @@ Key layout (``prefix`` defaults to ``shipyard:``; give each project or test its 
     {prefix}v:{view}                    hash  entities, max_ts, last_write, version
     {prefix}s:{view}:{entity-key JSON}  zset  event times seen within the dedupe window
 
-Conditional writes run as one small Lua script per row so that the event-time comparison and the
-replacement are atomic; rows of a batch are sent in pipelines of ``batch_size``.
+Conditional writes run in a Lua script so that the event-time comparison and the replacement are
+atomic; one script call writes ``batch_size`` rows, in order.
 """
 
 from __future__ import annotations
@@ -35,33 +35,53 @@ from shipyard.features.online.base import (
 _TS_FIELD = b"__ts"
 _VERDICTS = ("written", "duplicate", "stale")
 
+# The conditional write of many rows in one command. KEYS: the view's meta hash, then per row
+# its hash and its seen-set. ARGV: flag, write stamp, version, window, then per row its event time,
+# its field count and its field/value pairs. Returns one code per row (0 written, 1 duplicate, 2 stale).
 _WRITE_LUA = """
-local cur = redis.call('HGET', KEYS[1], '__ts')
-local ts = tonumber(ARGV[1])
-local window = tonumber(ARGV[5])
-if cur and ts == tonumber(cur) and ARGV[2] == '0' then return 1 end
-if window > 0 then
-  local known = redis.call('ZSCORE', KEYS[3], ARGV[1])
-  redis.call('ZADD', KEYS[3], ts, ARGV[1])
-  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', '(' .. tostring(ts - window))
-  redis.call('PEXPIRE', KEYS[3], math.floor(window / 1000) + 1000)
-  if cur and ts < tonumber(cur) then
-    if known then return 1 end
-    return 2
+local meta = KEYS[1]
+local flag, stamp, version, window = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
+local out = {}
+local p = 5
+local added, max_ts, max_raw = 0, nil, nil
+for r = 1, (#KEYS - 1) / 2 do
+  local key, seen = KEYS[2 * r], KEYS[2 * r + 1]
+  local raw = ARGV[p]
+  local ts = tonumber(raw)
+  local n = tonumber(ARGV[p + 1])
+  local first = p + 2
+  p = first + 2 * n
+  local cur = redis.call('HGET', key, '__ts')
+  local code = 0
+  if cur and ts == tonumber(cur) and flag == '0' then
+    code = 1
+  else
+    if window > 0 then
+      local known = redis.call('ZSCORE', seen, raw)
+      redis.call('ZADD', seen, ts, raw)
+      redis.call('ZREMRANGEBYSCORE', seen, '-inf', '(' .. tostring(ts - window))
+      redis.call('PEXPIRE', seen, math.floor(window / 1000) + 1000)
+      if cur and ts < tonumber(cur) then
+        if known then code = 1 else code = 2 end
+      end
+    end
+    if code == 0 and cur and ts < tonumber(cur) then code = 2 end
+    if code == 0 then
+      if cur then redis.call('DEL', key) else added = added + 1 end
+      redis.call('HSET', key, '__ts', raw, unpack(ARGV, first, p - 1))
+      if (not max_ts) or max_ts < ts then max_ts, max_raw = ts, raw end
+    end
   end
+  out[r] = code
 end
-if cur then
-  if ts < tonumber(cur) then return 2 end
-  redis.call('DEL', KEYS[1])
-else
-  redis.call('HINCRBY', KEYS[2], 'entities', 1)
+if added > 0 then redis.call('HINCRBY', meta, 'entities', added) end
+if max_ts then
+  local m = redis.call('HGET', meta, 'max_ts')
+  if (not m) or tonumber(m) < max_ts then redis.call('HSET', meta, 'max_ts', max_raw) end
+  redis.call('HSET', meta, 'last_write', stamp)
+  if version ~= '' then redis.call('HSET', meta, 'version', version) end
 end
-redis.call('HSET', KEYS[1], '__ts', ARGV[1], unpack(ARGV, 6))
-local m = redis.call('HGET', KEYS[2], 'max_ts')
-if (not m) or tonumber(m) < ts then redis.call('HSET', KEYS[2], 'max_ts', ARGV[1]) end
-redis.call('HSET', KEYS[2], 'last_write', ARGV[3])
-if ARGV[4] ~= '' then redis.call('HSET', KEYS[2], 'version', ARGV[4]) end
-return 0
+return out
 """
 
 
@@ -172,16 +192,20 @@ class RedisOnlineStore(OnlineStore):
         window = str(int(dedupe_window.total_seconds() * 1_000_000)) if dedupe_window is not None else "0"
         seen_prefix = f"{self.prefix}s:{view}:".encode()
         def send(first: int, last: int) -> list[Any]:
-            pipe = self.client.pipeline(transaction=False)
+            # one scripted command per batch: rows run in order, as separate commands would
+            rows: list[Any] = [meta]
+            args: list[Any] = [flag, stamp, ver, window]
             for i in range(first, last):
                 ek = encode_key(keys[i])
-                args: list[Any] = [row_prefix + ek, meta, seen_prefix + ek, to_micros(event_ts[i]), flag, stamp,
-                                   ver, window]
-                for name, value in values[i].items():
+                rows.append(row_prefix + ek)
+                rows.append(seen_prefix + ek)
+                row = values[i]
+                args.append(to_micros(event_ts[i]))
+                args.append(len(row))
+                for name, value in row.items():
                     args.append(name)
                     args.append(encode_value(value))
-                pipe.execute_command("EVALSHA", self._write_sha, 3, *args)
-            return pipe.execute()
+            return self.client.execute_command("EVALSHA", self._write_sha, len(rows), *rows, *args)
 
         try:
             for start in range(0, len(keys), self.batch_size):
