@@ -1,7 +1,7 @@
 """Online features: Shipyard vs Feast on the same data, SQLite and Redis backends.
 
     python benchmarks/bench_online.py [--entities 10000] [--rows-a 1000000] [--rows-b 100000] [--reads 2000]
-                                      [--backends sqlite,redis] [--redis redis://127.0.0.1:6379/0]
+                                      [--backends sqlite,redis] [--redis redis://127.0.0.1:6379/0] [--skip-feast]
 
 Data: E entities; view_a has 5 float features (TTL 2 days) and ``rows_a`` rows over the last 10 days,
 view_b 5 integer features (TTL 30 days) and ``rows_b`` rows. Both stores materialize the same
@@ -195,6 +195,7 @@ def main() -> None:
     parser.add_argument("--backends", default="sqlite,redis")
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/0")
     parser.add_argument("--feast-python", default="/work/venv-feast/bin/python")
+    parser.add_argument("--skip-feast", action="store_true", help="run Shipyard only (no ratios)")
     args = parser.parse_args()
 
     root = Path(tempfile.mkdtemp(prefix="bench-online-"))
@@ -209,6 +210,12 @@ def main() -> None:
         (project / "features" / "definitions.py").write_text(DEFINITIONS.format(data=data))
         url = "sqlite" if backend == "sqlite" else f"{args.redis}?prefix=bench-{uuid.uuid4().hex[:8]}:"
         ours = run_shipyard(project, meta, url, args.reads)
+        if args.skip_feast:
+            print(f"[{backend}] materialize {meta['rows'] / ours['materialize_s']:,.0f} rows/s "
+                  f"({ours['materialize_s']:.3f} s); read p50/p99 µs: " + ", ".join(
+                      f"{path} {ours[path]['p50_us']:.1f}/{ours[path]['p99_us']:.1f}"
+                      for path in ("in_process_1", "in_process_100", "http_1", "http_100")))
+            continue
         theirs = run_feast(args.feast_python, data, backend, args.redis, args.reads)
         agree = all(abs((ours["check"][k] or 0) - (theirs["check"][k] or 0)) < 1e-9 for k in ("a0", "b0"))
         print(f"[{backend}] same values for a sample entity: {agree} (shipyard {ours['check']}, feast {theirs['check']})")
@@ -216,6 +223,8 @@ def main() -> None:
             rows.append((backend, path, ours[path], theirs[path]))
         mats.append((backend, meta["rows"] / ours["materialize_s"], meta["rows"] / theirs["materialize_s"]))
 
+    if args.skip_feast:
+        return
     print(f"\nOnline read of 10 features (5 float + 5 int from two views); {args.entities:,} entities")
     print(f"{'backend':8} {'path':16} {'shipyard p50':>13} {'p99':>10} {'feast p50':>11} {'p99':>10} {'p50 ratio':>10} {'p99 ratio':>10}")
     for backend, path, ours, theirs in rows:
