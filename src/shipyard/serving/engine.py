@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from shipyard.errors import NotFound, Overloaded, SchemaMismatch, ShipyardError
+from shipyard.serving import heap
 from shipyard.serving.resilience import Guard
 from shipyard.serving.scene import CompiledScene, compile_scene, scene_loader
 from shipyard.serving.sources import RegistryModels, StoreFeatures
@@ -202,6 +203,7 @@ class ServingEngine:
                 served = self._scenes.get(name)
                 if served is None:
                     served = self.install_scene(self.build_scene(name))
+                    heap.settle()
         return served
 
     def served_scenes(self) -> dict[str, ServedScene]:
@@ -217,6 +219,7 @@ class ServingEngine:
                     version = self.models.resolve(name, str(ref))
                     served = ServedModel(name, str(ref), version, self.models.load(name, version))
                     self._models[key] = served
+                    heap.settle()
         return served
 
     def install_model(self, served: ServedModel) -> None:

@@ -21,6 +21,7 @@ import time
 from typing import Any
 
 from shipyard.errors import ShipyardError
+from shipyard.serving import heap
 from shipyard.serving.engine import ServedModel, ServedScene, ServingEngine
 from shipyard.serving.scene import CompiledScene, latest_versions
 from shipyard.serving.steps import ModelNode
@@ -99,6 +100,7 @@ class Follower:
         warm = self._warm(lambda rows: [p.run([dict(r) for r in rows]) for p in new.plans.values()],
                           list(old.recent), _mean(old.latency, 0.0))
         self.engine.install_scene(new)
+        heap.settle()
         self._drain(old)
         self._unload(_versions(old.compiled), _in_use(self.engine))
         info = {"kind": "scene", "name": name, "from": old.version, "to": new.version,
@@ -115,6 +117,7 @@ class Follower:
             examples = example.to_dict(orient="records") if hasattr(example, "to_dict") else list(example)
         warm = self._warm(lambda rows: new.predict(rows), examples, _mean(old.latency, 0.0), batch=False)
         self.engine.install_model(new)
+        heap.settle()
         self._drain(old)
         self._unload({(name, old.version)}, _in_use(self.engine))
         info = {"kind": "model", "name": name, "ref": ref, "from": old.version, "to": version, **warm}

@@ -45,6 +45,8 @@ class ServingState:
         self.engine: ServingEngine = engine
         self.single_model = _parse_single(options.get("single_model"))
         self.follow_interval = float(options.get("follow_interval", 5.0))
+        self.tune_gc = bool(options.get("tune_gc", True))
+        self.gc_thresholds: tuple[int, int, int] | None = None
         self.follower: Any = None
         self.handlers: dict[str, Any] = {}
 
@@ -296,6 +298,11 @@ def install(app: FastAPI, ws: Any, **options: Any) -> None:
     app.add_middleware(FastPredict, state=state)
 
     def startup() -> None:
+        if state.tune_gc:
+            # freeze the imported stack and anything loaded so far: full collections stop walking it
+            from shipyard.serving import heap
+
+            state.gc_thresholds = heap.tune()
         if state.follow_interval > 0 and state.engine.ws is not None:
             from shipyard.serving.hotswap import Follower
 
