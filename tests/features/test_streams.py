@@ -76,7 +76,7 @@ def test_redis_dead_letters_and_keeps_going(embedded_feature_store, redis_stream
         client.xadd(name, {"data": body})
     client.xadd(name, {"other": "field"})
     consumer = consumer_for(embedded_feature_store, f"{REDIS_URL}/{name}", "cust_stats", batch_size=4)
-    stats = consumer.run(idle_timeout=0.5, timeout=10)
+    stats = consumer.run(idle_timeout=2.0, timeout=30)
     assert (stats.messages, stats.written, stats.dead_lettered) == (10, 6, 4)
     _assert_latest(embedded_feature_store, {i: float(i) for i in range(6)})
     dead = client.xrange(f"{name}:dead")
@@ -101,10 +101,10 @@ def test_redis_redelivers_unacked_and_stays_idempotent(embedded_feature_store, r
     first = consumer_for(embedded_feature_store, f"{REDIS_URL}/{name}", "cust_stats", consumer="c1")
     monkeypatch.setattr(first.client, "xack", lambda *a: (_ for _ in ()).throw(redis.exceptions.ConnectionError("gone")))
     with pytest.raises(StoreUnavailable):
-        first.run(idle_timeout=0.5)
+        first.run(idle_timeout=2.0)
     assert client.xpending(name, "shipyard")["pending"] == 20
     again = consumer_for(embedded_feature_store, f"{REDIS_URL}/{name}", "cust_stats", consumer="c1")
-    stats = again.run(idle_timeout=0.5)
+    stats = again.run(idle_timeout=2.0)
     assert (stats.messages, stats.written, stats.duplicates) == (20, 0, 20)
     assert client.xpending(name, "shipyard")["pending"] == 0
     assert embedded_feature_store.read_offline("cust_stats").num_rows == 20
@@ -243,7 +243,7 @@ async def _dead_letters(subject: str) -> list[dict[str, Any]]:
 def test_nats_dead_letters_and_keeps_going(embedded_feature_store, nats_subject) -> None:
     asyncio.run(_publish(nats_subject, _mixed_batch()))
     consumer = consumer_for(embedded_feature_store, f"{NATS_URL}/{nats_subject}", "cust_stats", batch_size=4)
-    stats = consumer.run(idle_timeout=1.0, timeout=15)
+    stats = consumer.run(idle_timeout=2.0, timeout=30)
     assert (stats.messages, stats.written, stats.dead_lettered) == (9, 6, 3)
     _assert_latest(embedded_feature_store, {i: float(i) for i in range(6)})
     dead = asyncio.run(_dead_letters(nats_subject))
@@ -251,7 +251,7 @@ def test_nats_dead_letters_and_keeps_going(embedded_feature_store, nats_subject)
     assert "not valid JSON" in dead[0]["reason"] and dead[0]["payload"] == "{not json"
     assert "'amount'" in dead[1]["reason"]
     # a second durable run finds nothing left unacknowledged
-    again = consumer_for(embedded_feature_store, f"{NATS_URL}/{nats_subject}", "cust_stats").run(idle_timeout=0.5)
+    again = consumer_for(embedded_feature_store, f"{NATS_URL}/{nats_subject}", "cust_stats").run(idle_timeout=2.0)
     assert again.messages == 0
 
 
@@ -287,7 +287,7 @@ def test_consume_command(embedded_feature_store, redis_stream) -> None:
         client.xadd(name, {"data": body})
     project = str(embedded_feature_store.ws.settings.project_dir)
     out = CliRunner().invoke(main, ["--project", project, "features", "consume", "--source", f"{REDIS_URL}/{name}",
-                                    "--view", "cust_stats", "--idle-timeout", "0.5", "--group", "cli"])
+                                    "--view", "cust_stats", "--idle-timeout", "2.0", "--group", "cli"])
     assert out.exit_code == 0, out.output
     stats = json.loads(out.output[out.output.index("{"):])
     assert (stats["messages"], stats["written"], stats["dead_lettered"]) == (9, 6, 3)
