@@ -46,8 +46,26 @@ def _error_response(err: ShipyardError) -> JSONResponse:
     return JSONResponse(err.to_dict(), status_code=err.status)
 
 
+class ShipyardAPI(FastAPI):
+    """FastAPI with an optional ``fast_path(scope, receive, send) -> bool`` tried first for POSTs.
+
+    Serving installs its prediction handler here so a prediction skips the per-request layers
+    FastAPI and Starlette put in front of every route; everything it does not answer (it returns
+    False) goes through the full application as usual.
+    """
+
+    fast_path: Any = None
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        fast = self.fast_path
+        if fast is not None and scope["type"] == "http" and scope["method"] == "POST" and not self.root_path \
+                and await fast(scope, receive, send):
+            return
+        await super().__call__(scope, receive, send)
+
+
 def create_app(ws: Workspace, **options: Any) -> FastAPI:
-    app = FastAPI(
+    app = ShipyardAPI(
         title="Shipyard",
         version=__version__,
         description="Self-hosted machine-learning platform: tracking, registry, features, serving.",

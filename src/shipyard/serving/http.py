@@ -9,6 +9,7 @@ the request id; 429/503 carry ``Retry-After``.
 from __future__ import annotations
 
 import contextlib
+import logging
 import weakref
 from collections.abc import AsyncIterator
 from typing import Any
@@ -26,6 +27,7 @@ from shipyard.serving.metrics import CONTENT_TYPE, ServingMetrics
 from shipyard.serving.prediction_log import PredictionLog
 
 JSON = "application/json"
+log = logging.getLogger(__name__)
 
 
 class ServingState:
@@ -70,14 +72,117 @@ def state_for(ws: Any, **options: Any) -> ServingState:
 
 
 # -- helpers --------------------------------------------------------------------------------------
-def error_response(exc: ShipyardError, request_id: str) -> Response:
+Reply = tuple[int, bytes, list[tuple[bytes, bytes]]]
+"""A prediction handler's answer: status, JSON body and extra raw headers."""
+
+_JSON_HEADER = (b"content-type", JSON.encode())
+
+
+def _reply(body: Any, request_id: str, status: int = 200, extra: list[tuple[bytes, bytes]] | None = None) -> Reply:
+    headers = [(b"x-request-id", request_id.encode())]
+    if extra:
+        headers.extend(extra)
+    return status, dumps(body), headers
+
+
+def error_reply(exc: ShipyardError, request_id: str) -> Reply:
     body = exc.to_dict()
     body["error"]["details"] = {**exc.details, "request_id": request_id}
-    headers = {"x-request-id": request_id}
+    extra = []
     retry = exc.details.get("retry_after")
     if retry is not None or exc.status in (429, 503):
-        headers["retry-after"] = str(int(retry or 1))
-    return Response(dumps(body), status_code=exc.status, media_type=JSON, headers=headers)
+        extra.append((b"retry-after", str(int(retry or 1)).encode()))
+    return _reply(body, request_id, exc.status, extra)
+
+
+def error_response(exc: ShipyardError, request_id: str) -> Response:
+    return _response(error_reply(exc, request_id))
+
+
+def _response(reply: Reply) -> Response:
+    status, body, headers = reply
+    return Response(body, status_code=status, media_type=JSON,
+                    headers={k.decode("latin-1"): v.decode("latin-1") for k, v in headers})
+
+
+class Disconnected(Exception):
+    """The client went away before its body arrived."""
+
+
+class Call:
+    """What a prediction handler reads from a request: five headers, the peer and the body.
+
+    Built straight from the ASGI scope on the fast path (one pass over the raw headers, no
+    Starlette ``Request``), or from a ``Request`` on the routed path.
+    """
+
+    __slots__ = ("length", "content_type", "request_id", "client_id", "arm", "peer", "body")
+
+    def __init__(self, raw_headers: Any, peer: Any) -> None:
+        self.length: bytes | None = None
+        self.content_type = b""
+        self.request_id = ""
+        self.client_id = ""
+        self.arm: str | None = None
+        self.peer: str | None = peer[0] if peer else None
+        self.body = b""
+        for key, value in raw_headers:
+            if key == b"content-length":
+                self.length = value
+            elif key == b"content-type":
+                self.content_type = value
+            elif key[:2] == b"x-":
+                if key == b"x-request-id":
+                    self.request_id = value.decode("latin-1")
+                elif key == b"x-client-id":
+                    self.client_id = value.decode("latin-1")
+                elif key == b"x-shipyard-arm":
+                    self.arm = value.decode("latin-1")
+
+    @property
+    def client(self) -> str | None:
+        return self.client_id or self.peer
+
+    @property
+    def is_csv(self) -> bool:
+        return self.content_type.split(b";", 1)[0].strip().lower() == b"text/csv"
+
+    def check_declared(self, limit: int) -> None:
+        declared = self.length
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            raise PayloadTooLarge(f"the body is {declared.decode()} bytes; the limit is {limit} (max_request_bytes)",
+                                  {"limit": limit})
+
+    async def receive_body(self, receive: Any, limit: int) -> None:
+        """Read the body from ASGI ``receive`` (usually one message) within ``limit`` bytes."""
+        self.check_declared(limit)
+        message = await receive()
+        if message["type"] != "http.request":
+            raise Disconnected
+        body = message.get("body", b"")
+        if message.get("more_body", False):
+            chunks, size = [body], len(body)
+            while message.get("more_body", False):
+                if size > limit:
+                    break
+                message = await receive()
+                if message["type"] != "http.request":
+                    raise Disconnected
+                chunk = message.get("body", b"")
+                size += len(chunk)
+                chunks.append(chunk)
+            body = b"".join(chunks)
+        if len(body) > limit:
+            raise PayloadTooLarge(f"the body is larger than the limit of {limit} bytes (max_request_bytes)",
+                                  {"limit": limit})
+        self.body = body
+
+    @classmethod
+    async def from_request(cls, request: Request, limit: int) -> Call:
+        call = cls(request.scope["headers"], request.scope.get("client"))
+        call.check_declared(limit)
+        call.body = await read_body(request, limit)
+        return call
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -95,87 +200,87 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def _client(request: Request) -> str | None:
-    found = request.headers.get("x-client-id")
-    if found:
-        return found
-    return request.client.host if request.client else None
-
-
-def _is_csv(request: Request) -> bool:
-    return request.headers.get("content-type", "").split(";", 1)[0].strip().lower() == "text/csv"
-
-
 # -- prediction routes ----------------------------------------------------------------------------
 def prediction_router(ws: Any, **options: Any) -> APIRouter:
     state = ServingState(ws, **options)
     _states[ws] = state
     engine = state.engine
     api = APIRouter(tags=["prediction"])
+    limit = state.max_bytes
 
-    @api.post("/v1/scenes/{scene}/predict", openapi_extra=openapi.SCENE_PREDICT, response_class=Response,
-              responses=openapi.RESPONSES)
-    async def predict_scene(scene: str, request: Request) -> Response:
-        """Run a scene's decision flow for one record (an object) or a batch (a list or {"records": [...]})."""
-        rid = request.headers.get("x-request-id") or new_request_id()
+    async def scene_call(call: Call, scene: str) -> Reply:
+        rid = call.request_id or new_request_id()
         try:
-            payload = parse_json(await read_body(request, state.max_bytes))
+            payload = parse_json(call.body)
             records, single = scene_records(payload)
             served = engine.scene(scene)
-            kwargs = {"single": single, "override": request.headers.get("x-shipyard-arm"),
-                      "client": _client(request), "request_id": rid, "served": served}
+            kwargs = {"single": single, "override": call.arm, "client": call.client, "request_id": rid,
+                      "served": served}
             if served.blocking:
                 result = await run_in_threadpool(engine.predict_scene, scene, records, **kwargs)
             else:
                 result = engine.predict_scene(scene, records, **kwargs)
         except ShipyardError as exc:
-            return error_response(exc, rid)
-        return Response(dumps(result), media_type=JSON, headers={"x-request-id": rid})
+            return error_reply(exc, rid)
+        return _reply(result, rid)
 
-    async def _model_call(request: Request, name: str, ref: str) -> tuple[str, Any, Any, float, bool]:
-        rid = request.headers.get("x-request-id") or new_request_id()
-        body = await read_body(request, state.max_bytes)
+    def model_call(call: Call, name: str, ref: str) -> tuple[str, Any, Any, float, bool]:
+        rid = call.request_id or new_request_id()
         served = engine.model(name, ref)
-        if _is_csv(request):
+        if call.is_csv:
             numeric = served.names if served.numeric else []
-            records, single = csv_records(body, served.names, numeric), False
+            records, single = csv_records(call.body, served.names, numeric), False
         else:
-            records, single = model_records(parse_json(body), served.names)
+            records, single = model_records(parse_json(call.body), served.names)
         if not records:
             raise InvalidInput("no records to score; send at least one", {"field": "body"})
         predictions, served, elapsed = engine.predict_model(name, ref, records)
         return rid, predictions, served, elapsed, single
 
+    async def predict_call(call: Call, name: str, ref: str) -> Reply:
+        try:
+            rid, predictions, served, elapsed, single = model_call(call, name, ref)
+        except ShipyardError as exc:
+            return error_reply(exc, call.request_id or new_request_id())
+        body = {"request_id": rid, "model": {"name": name, "ref": ref, "version": served.version},
+                "predictions": predictions[0] if single else predictions,
+                "latency_ms": {"model": round(elapsed * 1000, 3)}}
+        return _reply(body, rid)
+
+    async def invocations_call(call: Call, name: str, ref: str) -> Reply:
+        try:
+            rid, predictions, served, _elapsed, _single = model_call(call, name, ref)
+        except ShipyardError as exc:
+            return error_reply(exc, call.request_id or new_request_id())
+        return _reply({"predictions": predictions}, rid,
+                      extra=[(b"x-shipyard-model-version", str(served.version).encode())])
+
+    async def routed(request: Request, handler: Any, *args: str) -> Response:
+        try:
+            call = await Call.from_request(request, limit)
+        except ShipyardError as exc:
+            return error_response(exc, request.headers.get("x-request-id") or new_request_id())
+        return _response(await handler(call, *args))
+
+    @api.post("/v1/scenes/{scene}/predict", openapi_extra=openapi.SCENE_PREDICT, response_class=Response,
+              responses=openapi.RESPONSES)
+    async def predict_scene(scene: str, request: Request) -> Response:
+        """Run a scene's decision flow for one record (an object) or a batch (a list or {"records": [...]})."""
+        return await routed(request, scene_call, scene)
+
     @api.post("/v1/models/{name}/{ref}/predict", openapi_extra=openapi.MODEL_PREDICT, response_class=Response,
               responses=openapi.RESPONSES)
     async def predict_model(name: str, ref: str, request: Request) -> Response:
         """Score records with a registered model (an alias or a version number)."""
-        rid = request.headers.get("x-request-id") or ""
-        try:
-            rid, predictions, served, elapsed, single = await _model_call(request, name, ref)
-        except ShipyardError as exc:
-            return error_response(exc, rid or new_request_id())
-        body = {"request_id": rid, "model": {"name": name, "ref": ref, "version": served.version},
-                "predictions": predictions[0] if single else predictions,
-                "latency_ms": {"model": round(elapsed * 1000, 3)}}
-        return Response(dumps(body), media_type=JSON, headers={"x-request-id": rid})
+        return await routed(request, predict_call, name, ref)
 
     @api.post("/v1/models/{name}/{ref}/invocations", openapi_extra=openapi.INVOCATIONS, response_class=Response,
               responses=openapi.RESPONSES)
     async def invocations_model(name: str, ref: str, request: Request) -> Response:
         """MLflow scoring protocol for a registered model; returns {"predictions": [...]}."""
-        return await _invocations(request, name, ref)
+        return await routed(request, invocations_call, name, ref)
 
-    async def _invocations(request: Request, name: str, ref: str) -> Response:
-        rid = request.headers.get("x-request-id") or ""
-        try:
-            rid, predictions, served, _elapsed, _single = await _model_call(request, name, ref)
-        except ShipyardError as exc:
-            return error_response(exc, rid or new_request_id())
-        return Response(dumps({"predictions": predictions}), media_type=JSON,
-                        headers={"x-request-id": rid, "x-shipyard-model-version": str(served.version)})
-
-    state.handlers = {"scene": predict_scene, "predict": predict_model, "invocations": _invocations}
+    state.handlers = {"scene": scene_call, "predict": predict_call, "invocations": invocations_call}
     if state.single_model is not None:
         single_name, single_ref = state.single_model
 
@@ -183,7 +288,7 @@ def prediction_router(ws: Any, **options: Any) -> APIRouter:
                   responses=openapi.RESPONSES)
         async def invocations(request: Request) -> Response:
             """MLflow scoring protocol for the model this server was started with (--model)."""
-            return await _invocations(request, single_name, single_ref)
+            return await routed(request, invocations_call, single_name, single_ref)
 
         @api.get("/ping")
         async def ping() -> Response:
@@ -198,36 +303,57 @@ def prediction_router(ws: Any, **options: Any) -> APIRouter:
 
 
 class FastPredict:
-    """Sends prediction POSTs straight to their handlers, skipping the router's walk over every
-    route of the server (the routes stay registered for OpenAPI and for anything this misses)."""
+    """Answers prediction POSTs in front of the whole application stack (FastAPI's wrappers,
+    Starlette's middleware and router): headers read once from the scope, the body from
+    ``receive``, the response sent as two ASGI messages. The routes stay registered for OpenAPI
+    and answer whatever this does not match. Returns False when the request is not its own.
+    """
 
-    def __init__(self, app: Any, state: ServingState) -> None:
-        self.app = app
+    def __init__(self, state: ServingState) -> None:
         self.state = state
 
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "http" and scope["method"] == "POST" and self.state.handlers:
-            response = await self._dispatch(scope, receive)
-            if response is not None:
-                await response(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
-
-    async def _dispatch(self, scope: Any, receive: Any) -> Response | None:
-        path: str = scope["path"]
+    def _match(self, path: str) -> tuple[Any, tuple[str, ...]] | None:
         handlers = self.state.handlers
-        if path == "/invocations" and self.state.single_model is not None:
-            return await handlers["invocations"](Request(scope, receive), *self.state.single_model)
+        if path == "/invocations":
+            if self.state.single_model is not None:
+                return handlers["invocations"], self.state.single_model
+            return None
         parts = path.split("/")
         # ["", "v1", "models", name, ref, action] or ["", "v1", "scenes", scene, "predict"]
-        if len(parts) == 6 and parts[1] == "v1" and parts[2] == "models" and parts[3] and parts[4]:
+        n = len(parts)
+        if n == 6 and parts[1] == "v1" and parts[2] == "models" and parts[3] and parts[4]:
             if parts[5] == "predict":
-                return await handlers["predict"](parts[3], parts[4], Request(scope, receive))
+                return handlers["predict"], (parts[3], parts[4])
             if parts[5] == "invocations":
-                return await handlers["invocations"](Request(scope, receive), parts[3], parts[4])
-        if len(parts) == 5 and parts[1] == "v1" and parts[2] == "scenes" and parts[3] and parts[4] == "predict":
-            return await handlers["scene"](parts[3], Request(scope, receive))
+                return handlers["invocations"], (parts[3], parts[4])
+        elif n == 5 and parts[1] == "v1" and parts[2] == "scenes" and parts[3] and parts[4] == "predict":
+            return handlers["scene"], (parts[3],)
         return None
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> bool:
+        if not self.state.handlers:
+            return False
+        found = self._match(scope["path"])
+        if found is None:
+            return False
+        handler, args = found
+        call = Call(scope["headers"], scope.get("client"))
+        try:
+            await call.receive_body(receive, self.state.max_bytes)
+            status, body, headers = await handler(call, *args)
+        except Disconnected:
+            return True
+        except ShipyardError as exc:
+            status, body, headers = error_reply(exc, call.request_id or new_request_id())
+        except Exception as exc:  # same answer as the application's handler for unexpected errors
+            log.exception("unhandled error")
+            status, body, headers = 500, dumps({"error": {"code": "internal", "message": (
+                f"internal error: {type(exc).__name__}: {exc}"), "details": {}}}), []
+        headers.append(_JSON_HEADER)
+        headers.append((b"content-length", str(len(body)).encode()))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+        return True
 
 
 # -- management routes (/api/v1) ------------------------------------------------------------------
@@ -295,7 +421,7 @@ def install(app: FastAPI, ws: Any, **options: Any) -> None:
         return Response(state.metrics.render(), media_type=CONTENT_TYPE)
 
     app.add_route("/metrics", metrics, include_in_schema=False)
-    app.add_middleware(FastPredict, state=state)
+    fast = FastPredict(state)
 
     def startup() -> None:
         if state.tune_gc:
@@ -303,6 +429,9 @@ def install(app: FastAPI, ws: Any, **options: Any) -> None:
             from shipyard.serving import heap
 
             state.gc_thresholds = heap.tune()
+        if hasattr(app, "fast_path") and not _telemetry_enabled(app):
+            # with OpenTelemetry configured, predictions keep going through FastAPI for its spans
+            app.fast_path = fast
         if state.follow_interval > 0 and state.engine.ws is not None:
             from shipyard.serving.hotswap import Follower
 
@@ -310,6 +439,8 @@ def install(app: FastAPI, ws: Any, **options: Any) -> None:
             state.follower.start()
 
     def shutdown() -> None:
+        if getattr(app, "fast_path", None) is fast:
+            app.fast_path = None
         if state.follower is not None:
             state.follower.stop()
         state.engine.close()
@@ -326,3 +457,11 @@ def install(app: FastAPI, ws: Any, **options: Any) -> None:
             shutdown()
 
     app.router.lifespan_context = lifespan
+
+
+def _telemetry_enabled(app: Any) -> bool:
+    telemetry = getattr(app, "_native_telemetry", None)
+    try:
+        return bool(telemetry is not None and telemetry.enabled())
+    except Exception:  # an unknown FastAPI internals layout: keep its full stack
+        return True
