@@ -200,3 +200,34 @@ def test_hot_swap_under_load_drops_nothing(registry_ws, live_server, saved_model
     assert max(r[1] for r in during) < 0.5  # no request stalls behind the load of the new version
     swaps = app.state.serving.follower.swaps
     assert swaps and swaps[0]["from"] == 1 and swaps[0]["models"] == {"credit": 2}
+
+
+def test_canary_share_and_rollback_reach_every_worker(registry_ws):
+    """Two engines on one metadata store stand for two server workers: a canary step and its
+    automatic rollback decided in one reach the other on its next poll."""
+    from shipyard.serving import ServingEngine
+    from shipyard.serving.hotswap import Follower
+
+    ws = registry_ws
+    apply_scene(ws, {"name": "credit", "inputs": INPUTS, "outputs": ["score"],
+                     "flow": [F.model("credit", "champion", output="score")],
+                     "traffic": {"key": "user_id", "arms": {"b": {"models": {"credit": "challenger"}}}},
+                     "limits": {"psi": 0.25, "min_requests": 1000}})
+    deciding, other = ServingEngine(ws), ServingEngine(ws)
+    for engine in (deciding, other):
+        engine.predict_scene("credit", [rec(0)])  # load the scene in both
+    follower = Follower(other, interval=3600)
+    rollout = CanaryRollout(ws, deciding, "credit", "b", steps=(50, 100))
+    assert other.scene("credit").compiled.traffic.canary_percent == 0
+    assert follower.sync_canaries() == ["credit"]
+    traffic = other.scene("credit").compiled.traffic
+    assert (traffic.canary_arm, traffic.canary_percent) == ("b", 50.0)
+    arms = [other.predict_scene("credit", [rec(i)])["arm"] for i in range(400)]
+    assert 120 < arms.count("b") < 280  # about half, by the sticky hash
+    for i in range(400):
+        deciding.predict_scene("credit", [rec(i)])
+    assert rollout.advance() == "rolled_back"
+    assert follower.sync_canaries() == ["credit"]
+    assert other.scene("credit").compiled.traffic.canary_percent == 0
+    assert {other.predict_scene("credit", [rec(i)])["arm"] for i in range(100)} == {"control"}
+    assert follower.sync_canaries() == []  # nothing new

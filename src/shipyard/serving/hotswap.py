@@ -82,7 +82,29 @@ class Follower:
                 continue
             if version != served.version:
                 done.append(self.swap_model(name, ref, version))
+        if ws is not None:
+            self.sync_canaries()
         return done
+
+    def sync_canaries(self) -> list[str]:
+        """Apply the canary shares recorded in the metadata store (set by any worker); returns the
+        scenes whose share changed here."""
+        from shipyard.serving.release import latest_canaries
+
+        changed = []
+        recorded = latest_canaries(self.engine.ws)
+        for name, served in self.engine.served_scenes().items():
+            if name not in recorded:
+                continue
+            arm, percent = recorded[name]
+            traffic = served.compiled.traffic
+            if arm not in served.compiled.plans or arm == "control":
+                continue  # the scene's current version no longer has that arm
+            if traffic.canary_arm != arm or traffic.canary_percent != percent:
+                traffic.canary_arm = arm
+                traffic.set_canary(percent)
+                changed.append(name)
+        return changed
 
     def _models_moved(self, served: ServedScene) -> bool:
         for plan in served.compiled.plans.values():

@@ -152,6 +152,19 @@ def _release_row(ws: Any, scene: str, arm: str, percent: float, status: str, rea
     return release_id
 
 
+def latest_canaries(ws: Any) -> dict[str, tuple[str, float]]:
+    """The canary share each scene's newest release row records: ``{scene: (arm, percent)}``.
+
+    Every server worker applies these on its hot-swap poll, so a canary step, promotion or rollback
+    decided in one worker reaches all of them.
+    """
+    newest = sa.select(sa.func.max(scene_releases.c.id)).group_by(scene_releases.c.scene)
+    query = sa.select(scene_releases.c.scene, scene_releases.c.arm, scene_releases.c.percent).where(
+        scene_releases.c.id.in_(newest))
+    with ws.store.read() as conn:
+        return {r.scene: (r.arm, float(r.percent)) for r in conn.execute(query)}
+
+
 def list_releases(ws: Any, scene: str) -> list[dict[str, Any]]:
     query = sa.select(scene_releases).where(scene_releases.c.scene == scene).order_by(scene_releases.c.id)
     with ws.store.read() as conn:
