@@ -75,6 +75,42 @@ class ConsumeStats:
         }
 
 
+@dataclass
+class RunLimits:
+    """When a consumer run stops, and how many messages to ask for next; shared by every consumer."""
+
+    batch_size: int
+    max_messages: int | None = None
+    timeout: float | None = None
+    idle_timeout: float | None = None
+    began: float = field(default_factory=time.monotonic)
+    last_data: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.last_data = self.began
+
+    def saw_data(self) -> None:
+        self.last_data = time.monotonic()
+
+    def done(self, stats: ConsumeStats, stop: Any = None) -> bool:
+        if stop is not None and stop.is_set():
+            return True
+        now = time.monotonic()
+        if self.timeout is not None and now - self.began >= self.timeout:
+            return True
+        if self.idle_timeout is not None and now - self.last_data >= self.idle_timeout:
+            return True
+        return self.max_messages is not None and stats.messages >= self.max_messages
+
+    def next_count(self, stats: ConsumeStats) -> int:
+        if self.max_messages is None:
+            return self.batch_size
+        return max(1, min(self.batch_size, self.max_messages - stats.messages))
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.began
+
+
 def decode_message(payload: bytes | str | dict[Any, Any]) -> dict[str, Any]:
     """The JSON object in a message body (Redis entries carry it in their ``data`` field)."""
     if isinstance(payload, dict):

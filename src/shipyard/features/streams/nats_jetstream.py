@@ -15,13 +15,12 @@ import asyncio
 import logging
 import re
 import threading
-import time
 from typing import Any
 
 import orjson
 
 from shipyard.errors import StoreUnavailable, require
-from shipyard.features.streams.core import ConsumeStats, StreamIngestor, dead_letter_record
+from shipyard.features.streams.core import ConsumeStats, RunLimits, StreamIngestor, dead_letter_record
 
 log = logging.getLogger(__name__)
 
@@ -80,8 +79,7 @@ class NatsStreamConsumer:
         from nats.js.api import ConsumerConfig
 
         stats = ConsumeStats()
-        began = time.monotonic()
-        last_data = began
+        limits = RunLimits(self.batch_size, max_messages, timeout, idle_timeout)
         try:
             nc = await nats.connect(self.url, connect_timeout=5, max_reconnect_attempts=3)
         except (NoServersError, OSError) as exc:
@@ -92,24 +90,15 @@ class NatsStreamConsumer:
             name = await self._ensure_streams(js)
             sub = await js.pull_subscribe(self.subject, durable=self.durable, stream=name,
                                           config=ConsumerConfig(ack_wait=self.ack_wait, max_ack_pending=-1))
-            while True:
-                if stop is not None and stop.is_set():
-                    break
-                now = time.monotonic()
-                if timeout is not None and now - began >= timeout:
-                    break
-                if idle_timeout is not None and now - last_data >= idle_timeout:
-                    break
-                if max_messages is not None and stats.messages >= max_messages:
-                    break
-                count = self.batch_size if max_messages is None else max(1, min(self.batch_size, max_messages - stats.messages))
+            while not limits.done(stats, stop):
+                count = limits.next_count(stats)
                 try:
                     msgs = await sub.fetch(count, timeout=self.fetch_timeout)
                 except NatsTimeout:
                     continue
                 if not msgs:
                     continue
-                last_data = time.monotonic()
+                limits.saw_data()
                 by_id = {i: m for i, m in enumerate(msgs)}
                 outcome = self.ingestor.process([(i, m.data) for i, m in by_id.items()])
                 for letter in outcome.dead:
@@ -126,7 +115,7 @@ class NatsStreamConsumer:
             await nc.flush()
         finally:
             await nc.close()
-        stats.seconds = time.monotonic() - began
+        stats.seconds = limits.elapsed()
         return stats
 
     def run(

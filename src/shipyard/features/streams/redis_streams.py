@@ -14,12 +14,11 @@ from __future__ import annotations
 import logging
 import socket
 import threading
-import time
 import uuid
 from typing import Any
 
 from shipyard.errors import StoreUnavailable, require
-from shipyard.features.streams.core import ConsumeStats, StreamIngestor, dead_letter_record
+from shipyard.features.streams.core import ConsumeStats, RunLimits, StreamIngestor, dead_letter_record
 
 log = logging.getLogger(__name__)
 
@@ -83,22 +82,12 @@ class RedisStreamConsumer:
         """Consume until ``max_messages`` were handled, ``timeout`` seconds passed, the stream stayed
         empty for ``idle_timeout`` seconds, or ``stop`` was set."""
         stats = ConsumeStats()
-        began = time.monotonic()
-        last_data = began
+        limits = RunLimits(self.batch_size, max_messages, timeout, idle_timeout)
         try:
             self.ensure_group()
             cursor = "0"  # own pending entries first, then new ones
-            while True:
-                if stop is not None and stop.is_set():
-                    break
-                now = time.monotonic()
-                if timeout is not None and now - began >= timeout:
-                    break
-                if idle_timeout is not None and now - last_data >= idle_timeout:
-                    break
-                if max_messages is not None and stats.messages >= max_messages:
-                    break
-                count = self.batch_size if max_messages is None else max(1, min(self.batch_size, max_messages - stats.messages))
+            while not limits.done(stats, stop):
+                count = limits.next_count(stats)
                 reply = self.client.xreadgroup(self.group, self.consumer, {self.stream: cursor}, count=count,
                                                block=None if cursor == "0" else self.block_ms)
                 entries = reply[0][1] if reply else []
@@ -107,12 +96,12 @@ class RedisStreamConsumer:
                     continue
                 if not entries:
                     continue
-                last_data = time.monotonic()
+                limits.saw_data()
                 self._handle(entries, stats)
         except self._errors as exc:
             raise StoreUnavailable(f"Redis stream {self.stream!r} unreachable ({exc}); check the --source URL",
                                    {"field": "source"}) from exc
-        stats.seconds = time.monotonic() - began
+        stats.seconds = limits.elapsed()
         return stats
 
     def close(self) -> None:
