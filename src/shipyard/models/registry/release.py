@@ -267,9 +267,7 @@ class ReleaseWorkflow:
             row = self._version_row(conn, name, number, lock=True)
             if not force:
                 self._check_releasable(model, row, alias)
-            previous = conn.execute(
-                sa.select(model_aliases.c.version).where(model_aliases.c.name == name, model_aliases.c.alias == alias)
-            ).scalar()
+            previous = _alias_version(conn, name, alias)
             if previous != number or force:  # re-pointing at the same version is a no-op
                 self._move(conn, name, alias, number, previous, user, action="set", forced=bool(force))
                 record_event(conn, user, "model.alias_set", names.subject(name, "@" + alias),
@@ -335,9 +333,7 @@ class ReleaseWorkflow:
         user = actor or self.ws.user
         with self.ws.store.begin() as conn:
             self._lock_model(conn, name)
-            current = conn.execute(
-                sa.select(model_aliases.c.version).where(model_aliases.c.name == name, model_aliases.c.alias == alias)
-            ).scalar()
+            current = _alias_version(conn, name, alias)
             if current is None:
                 raise NotFound(f"model {name!r} has no alias {alias!r}", {"name": name, "alias": alias})
             conn.execute(model_aliases.delete().where(model_aliases.c.name == name, model_aliases.c.alias == alias))
@@ -367,9 +363,7 @@ class ReleaseWorkflow:
         user = actor or self.ws.user
         with self.ws.store.begin() as conn:
             self._lock_model(conn, name)
-            current = conn.execute(
-                sa.select(model_aliases.c.version).where(model_aliases.c.name == name, model_aliases.c.alias == alias)
-            ).scalar()
+            current = _alias_version(conn, name, alias)
             if current is None:
                 raise NotFound(f"model {name!r} has no alias {alias!r} to roll back", {"name": name, "alias": alias})
             stack: list[int] = []
@@ -403,3 +397,10 @@ class ReleaseWorkflow:
             record_event(conn, user, "model.alias_rolled_back", names.subject(name, "@" + alias),
                          {"alias": alias, "version": target, "previous": current})
         return self.get_version(name, target)
+
+
+def _alias_version(conn: Connection, name: str, alias: str) -> int | None:
+    """The version ``alias`` points at now, or None."""
+    return conn.execute(
+        sa.select(model_aliases.c.version).where(model_aliases.c.name == name, model_aliases.c.alias == alias)
+    ).scalar()
