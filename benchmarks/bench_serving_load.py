@@ -161,7 +161,8 @@ profile_service = FeatureService("profile_service", [profile])
 '''
 
 
-def setup_project(project: Path, model_dir: Path, names: list[str], redis_url: str | None) -> None:
+def setup_project(project: Path, model_dir: Path, names: list[str], redis_url: str | None,
+                  log_rate: float = 0.0) -> None:
     import datetime as dt
 
     import shipyard as sy
@@ -187,7 +188,7 @@ def setup_project(project: Path, model_dir: Path, names: list[str], redis_url: s
         apply_scene(ws, {"name": "bench_scene", "inputs": inputs, "outputs": ["score"],
                          "flow": [F.features("profile_service", {"customer_id": "customer_id"}),
                                   F.model("bench", "champion", output="score")],
-                         "log": {"sample_rate": 0.0}})
+                         "log": {"sample_rate": log_rate}})
     ws.close()
 
 
@@ -198,6 +199,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--procs", type=int, default=2)
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/0")
+    parser.add_argument("--log-rate", type=float, default=0.0,
+                        help="the scene's prediction-log sample_rate (0 logs nothing, 1 logs every request)")
     args = parser.parse_args()
     rate = args.rate or (1000.0 if args.case == "model" else 200.0)
     work = Path(tempfile.mkdtemp(prefix="bench-load-"))
@@ -205,7 +208,7 @@ def main() -> None:
     project = work / "project"
     prefix = f"shipyard-bench-{uuid.uuid4().hex[:8]}:"
     redis_url = f"{args.redis}?prefix={prefix}" if args.case == "scene" else None
-    setup_project(project, model_dir, names, redis_url)
+    setup_project(project, model_dir, names, redis_url, args.log_rate)
     rng = np.random.default_rng(2)
     if args.case == "model":
         path = "/v1/models/bench/champion/predict"
@@ -237,7 +240,7 @@ def main() -> None:
             store.delete_prefix()
             store.close()
     print(f"{args.case}: {path} at {rate:.0f} req/s for {args.seconds:g} s from {args.procs} generator "
-          f"process(es), {os.cpu_count()} CPUs")
+          f"process(es), {os.cpu_count()} CPUs, log sample_rate {args.log_rate:g}")
     print(json.dumps(result, indent=1))
     shutil.rmtree(work, ignore_errors=True)
 
