@@ -56,3 +56,20 @@ def test_server_startup_tunes_gc_unless_disabled(module_workspace, restore_gc):
     with TestClient(app):
         assert app.state.serving.gc_thresholds is None
         assert gc.get_threshold()[0] == 700
+
+
+def test_frozen_heap_is_thawed_at_exit_so_duckdb_reports_no_leaks():
+    # A frozen DuckDB object alive at exit makes its bindings print "leaked" warnings
+    # on every CLI run that served something (e.g. `shipyard demo`).
+    import subprocess
+    import sys
+
+    code = (
+        "import duckdb\n"
+        "from shipyard.serving import heap\n"
+        "con = duckdb.connect(); con.sql('select 1').fetchall()\n"
+        "heap.tune(); heap.settle()\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "leaked" not in done.stderr

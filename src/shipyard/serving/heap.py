@@ -20,12 +20,25 @@ collection's pause grows with the threshold (at 20,000 they took 3-9 ms on the b
 
 from __future__ import annotations
 
+import atexit
 import gc
 import threading
 
 GEN0_THRESHOLD = 5_000
 
 _lock = threading.Lock()
+_unfreeze_at_exit = False
+
+
+def _freeze() -> None:
+    # Frozen objects are never collected, so extension types still alive at interpreter exit
+    # report themselves as leaked (DuckDB's nanobind bindings print a page of warnings). Thawing
+    # at exit lets the final collection free them as it would without the freeze.
+    global _unfreeze_at_exit
+    if not _unfreeze_at_exit:
+        atexit.register(gc.unfreeze)
+        _unfreeze_at_exit = True
+    gc.freeze()
 
 
 def tune(collect: bool = True) -> tuple[int, int, int]:
@@ -36,7 +49,7 @@ def tune(collect: bool = True) -> tuple[int, int, int]:
     with _lock:
         if collect:
             gc.collect()
-        gc.freeze()
+        _freeze()
         gen0, gen1, gen2 = gc.get_threshold()
         if 0 < gen0 < GEN0_THRESHOLD:
             gc.set_threshold(GEN0_THRESHOLD, gen1, gen2)
@@ -46,4 +59,5 @@ def tune(collect: bool = True) -> tuple[int, int, int]:
 def settle() -> None:
     """After loading a model or scene: freeze the objects the load created (no collection, so
     no pause for requests served meanwhile on other threads)."""
-    gc.freeze()
+    with _lock:
+        _freeze()
