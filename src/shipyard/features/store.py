@@ -205,6 +205,26 @@ class FeatureStore:
         self.ws.artifacts.put_bytes(path, buffer.getvalue())
         return path
 
+    def compact(self, view: str | None = None, *, target_rows: int | None = None,
+                grace_seconds: float | None = None) -> list[Any]:
+        """Merge the small files pushes left in the offline log of ``view`` (every feature view if None).
+
+        Readers see the same rows throughout; see ``shipyard.features.compaction``. Returns one
+        ``CompactionResult`` per view.
+        """
+        from shipyard.features import compaction
+
+        names = [view] if view is not None else [v.name for v in self.list_views() if isinstance(v, FeatureView)]
+        results = []
+        for name in names:
+            definition = self.get_feature_view(name)
+            results.append(compaction.compact_log(
+                self.ws.artifacts, f"{OFFLINE_LOG_PREFIX}/{definition.name}", definition.name,
+                timestamp_field=definition.timestamp_field,
+                target_rows=compaction.DEFAULT_TARGET_ROWS if target_rows is None else target_rows,
+                grace_seconds=compaction.DEFAULT_GRACE_SECONDS if grace_seconds is None else grace_seconds))
+        return results
+
     # -- training sets and backfill --------------------------------------------------------------
     def get_training_set(
         self,

@@ -98,7 +98,10 @@ class Scanner:
     def log_files(self, view: str) -> list[str]:
         if self.artifacts is None:
             return []
-        return [p for p in self.artifacts.list(f"{self.log_prefix}/{view}") if p.endswith(".parquet")]
+        from shipyard.features.compaction import live_log_files
+
+        # compaction leaves replaced files behind for a while; the resolved list skips them
+        return live_log_files(self.artifacts, f"{self.log_prefix}/{view}")
 
     def _log_sql(self, view: FeatureView) -> str | None:
         files = self.log_files(view.name)
