@@ -1,4 +1,9 @@
-"""Point-in-time joins on DuckDB against the naive reference, on random data and hand-made edge cases."""
+"""Point-in-time joins on DuckDB against the naive reference, on random data and hand-made edge cases.
+
+Single-key views (``stats``: integer key, ``shop_stats``: string key) take the engine's numpy join,
+``pair_stats`` (composite key) its ASOF JOIN; a second property test runs every view through the
+ASOF JOIN and asks for the same table.
+"""
 
 from __future__ import annotations
 
@@ -12,17 +17,21 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 from shipyard.config import load_settings
+from shipyard.features.offline.duckdb_engine import DuckDBEngine
+from shipyard.features.offline.engine import ViewRequest
+from shipyard.features.store import OFFLINE_LOG_PREFIX
+from shipyard.features.training import _entity_table
 from shipyard.workspace import Workspace
 from tests.features.pit_reference import naive_pit
-from tests.features.pit_support import T0, frames, pit_data, write_project
+from tests.features.pit_support import T0, frames, pit_data, shop_frame, write_project
 
-FEATURES = ["stats:x", "stats:n", "pair_stats:y", "pair_stats:label"]
+FEATURES = ["stats:x", "stats:n", "pair_stats:y", "pair_stats:label", "shop_stats:z", "shop_stats:seen"]
 
 
 def _same(a: Any, b: Any) -> bool:
     if b is None or (isinstance(b, float) and math.isnan(b)):
-        return a is None or a is pd.NA or (isinstance(a, float) and math.isnan(a))
-    if a is None or a is pd.NA:
+        return a is None or a is pd.NA or a is pd.NaT or (isinstance(a, float) and math.isnan(a))
+    if a is None or a is pd.NA or a is pd.NaT:
         return False
     return a == b
 
@@ -37,8 +46,11 @@ def check_against_reference(ws: Workspace, data: dict[str, Any], engine: str = "
     ents = entity.to_dict("records")
     want_stats = naive_pit(ents, stats.to_dict("records"), ["user_id"], "ts", ["x", "n"], ttl, "created")
     want_pairs = naive_pit(ents, pairs.to_dict("records"), ["user_id", "shop"], "ts", ["y", "label"], None)
-    for i, (ws_row, wp_row) in enumerate(zip(want_stats, want_pairs, strict=True)):
-        for col, want in [("x", ws_row["x"]), ("n", ws_row["n"]), ("y", wp_row["y"]), ("label", wp_row["label"])]:
+    want_shops = naive_pit(ents, shop_frame(data).to_dict("records"), ["shop"], "ts", ["z", "seen"],
+                           timedelta(hours=12), "created")
+    for i, (ws_row, wp_row, wh_row) in enumerate(zip(want_stats, want_pairs, want_shops, strict=True)):
+        for col, want in [("x", ws_row["x"]), ("n", ws_row["n"]), ("y", wp_row["y"]), ("label", wp_row["label"]),
+                          ("z", wh_row["z"]), ("seen", wh_row["seen"])]:
             assert _same(got[col].iloc[i], want), (i, col, got[col].iloc[i], want, ents[i])
 
 
@@ -51,11 +63,32 @@ def _workspace(root: Path) -> Workspace:
 def test_duckdb_matches_naive_reference(tmp_path_factory: pytest.TempPathFactory, data: dict[str, Any]) -> None:
     root = tmp_path_factory.mktemp("pit")
     stats, pairs, _ = frames(data)
-    write_project(root, stats, pairs, data["ttl_hours"])
+    write_project(root, stats, pairs, data["ttl_hours"], shop_frame(data))
     ws = _workspace(root)
     try:
         ws.features.apply(root)
         check_against_reference(ws, data)
+    finally:
+        ws.close()
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=pit_data())
+def test_numpy_join_and_asof_join_agree(tmp_path_factory: pytest.TempPathFactory, data: dict[str, Any]) -> None:
+    root = tmp_path_factory.mktemp("pit")
+    stats, pairs, entity = frames(data)
+    write_project(root, stats, pairs, data["ttl_hours"], shop_frame(data))
+    ws = _workspace(root)
+    try:
+        ws.features.apply(root)
+        table = _entity_table(entity, "event_timestamp", ["user_id", "shop"],
+                              [ws.features.get_view(v) for v in ("stats", "shop_stats")])
+        requests = [ViewRequest(ws.features.get_view(v), feats, feats)
+                    for v, feats in (("stats", ["x", "n"]), ("pair_stats", ["y", "label"]),
+                                     ("shop_stats", ["z", "seen"]))]
+        fast = DuckDBEngine(ws.artifacts, OFFLINE_LOG_PREFIX).point_in_time_join(table, requests)
+        asof = DuckDBEngine(ws.artifacts, OFFLINE_LOG_PREFIX, sorted_join=False).point_in_time_join(table, requests)
+        assert fast.equals(asof), (fast.to_pandas(), asof.to_pandas())
     finally:
         ws.close()
 

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 
 from shipyard.config import load_settings
 from shipyard.workspace import Workspace
-from tests.features.pit_support import frames, pit_data, write_project
+from tests.features.pit_support import frames, pit_data, shop_frame, write_project
 from tests.features.test_pit import FEATURES, check_against_reference
 
 pytestmark = [
@@ -25,7 +25,7 @@ pytestmark = [
 def test_spark_matches_reference_and_duckdb(tmp_path_factory: pytest.TempPathFactory, data: dict[str, Any]) -> None:
     root = tmp_path_factory.mktemp("spark")
     stats, pairs, entity = frames(data)
-    write_project(root, stats, pairs, data["ttl_hours"])
+    write_project(root, stats, pairs, data["ttl_hours"], shop_frame(data))
     ws = Workspace(load_settings(root, user="alice"))
     try:
         ws.features.apply(root)
