@@ -1,10 +1,17 @@
-"""Serving throughput and latency: Shipyard vs `mlflow models serve` vs a bare ASGI app (the ceiling).
+"""Serving throughput and latency: Shipyard vs `mlflow models serve` vs BentoML vs a bare ASGI app (the ceiling).
 
-Same LightGBM model (300 trees, 30 features), one uvicorn worker each, single-row JSON requests over
+Same LightGBM model (300 trees, 30 features), one worker each, single-row JSON requests over
 loopback. Throughput and p50/p99 come from `wrk` (closed loop, 1 thread, --connections); the p99 at
 a fixed 1,000 requests/s comes from an open-loop asyncio/httpx generator.
 
-    PATH=/work/venv/bin:$PATH python benchmarks/bench_serving.py [--seconds 10] [--connections 32]
+The bare app and Shipyard run under the same `uvicorn` command line (it uses httptools and uvloop when
+they are installed). BentoML runs from its own virtualenv (``--bentoml-python``; its row is skipped
+without one), serving the same booster saved as a LightGBM model file:
+
+    python3 -m venv /work/venv-bentoml
+    /work/venv-bentoml/bin/pip install bentoml lightgbm pandas httptools uvloop
+    PATH=/work/venv/bin:$PATH python benchmarks/bench_serving.py [--seconds 10] [--connections 32] \
+        [--bentoml-python /work/venv-bentoml/bin/python]
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 N_FEATURES, N_TREES = 30, 300
+BOOSTER_FILE = "lightgbm_booster.txt"
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -61,6 +69,7 @@ def train(work: Path) -> tuple[Path, Path, list[str], list[float]]:
     X = pd.DataFrame(rng.normal(size=(5000, N_FEATURES)), columns=names)
     y = (X.iloc[:, :5].sum(axis=1) + rng.normal(size=5000) > 0).astype(int)
     clf = lgb.LGBMClassifier(n_estimators=N_TREES, num_leaves=31, verbose=-1).fit(X, y)
+    clf.booster_.save_model(str(work / BOOSTER_FILE))  # what the BentoML service loads
     shipyard_dir = save_model(clf, work / "shipyard_model", input_example=X.head(5))
     import mlflow.lightgbm
 
@@ -152,11 +161,68 @@ async def app(scope, receive, send):
 '''
 
 
+# The smallest idiomatic BentoML service for the same booster. `async def` answers on the event loop
+# like Shipyard's route; a plain `def` hops to a thread pool and measured slower here.
+BENTOML_SERVICE = '''
+import os
+
+import bentoml
+import lightgbm as lgb
+import numpy as np
+
+
+@bentoml.service(workers={workers}, logging={{"access": {{"enabled": False}}}})
+class Bench:
+    def __init__(self) -> None:
+        self.booster = lgb.Booster(model_file=os.environ["BENCH_BOOSTER"])
+        self.names = self.booster.feature_name()
+
+    @bentoml.api
+    async def predict(self, record: dict[str, float]) -> list[float]:
+        row = np.array([[record[n] for n in self.names]], dtype=np.float64)
+        return self.booster.predict(row).tolist()
+'''
+
+
+def bentoml_server(python: str | None, work: Path, workers: int) -> tuple[list[str], dict[str, str]] | None:
+    """The command and environment for `bentoml serve`, or None (with the reason printed) to skip it."""
+    if not python:
+        print("BentoML skipped: no --bentoml-python (a virtualenv with bentoml, lightgbm, pandas)", flush=True)
+        return None
+    if not Path(python).exists():
+        print(f"BentoML skipped: {python} does not exist", flush=True)
+        return None
+    probe = subprocess.run([python, "-c", "import bentoml, lightgbm; print(bentoml.__version__)"],
+                           capture_output=True, text=True)
+    if probe.returncode != 0:
+        print(f"BentoML skipped: {python} cannot import bentoml and lightgbm: {probe.stderr.strip()[-300:]}",
+              flush=True)
+        return None
+    (work / "bench_bentoml_service.py").write_text(BENTOML_SERVICE.format(workers=workers))
+    # its own virtualenv only: nothing from this process's PYTHONPATH or virtualenv
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    env.update({"PATH": f"{Path(python).parent}:{os.environ.get('PATH', '')}", "BENTOML_DO_NOT_TRACK": "True",
+                "BENCH_BOOSTER": str(work / BOOSTER_FILE), "BENTOML_HOME": str(work / "bentoml_home")})
+    print(f"BentoML {probe.stdout.strip()} from {python}", flush=True)
+    return [python, "-m", "bentoml", "serve", "bench_bentoml_service:Bench", "--working-dir", str(work)], env
+
+
+def uvicorn_stack() -> str:
+    """What uvicorn's `auto` settings pick in this environment."""
+    import importlib.util
+
+    http = "httptools" if importlib.util.find_spec("httptools") else "h11"
+    loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
+    return f"uvicorn {http}/{loop}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--bentoml-python", default=None,
+                        help="python of a virtualenv with bentoml, lightgbm and pandas (its row is skipped without it)")
     args = parser.parse_args()
     if not shutil.which("wrk"):
         sys.exit("wrk is required: apt-get install wrk")
@@ -178,25 +244,33 @@ def main() -> None:
            "SHIPYARD_PROJECT_DIR": str(project), "SHIPYARD_SERVE_MODEL": "bench@champion"}
     (work / "bare_app.py").write_text(BARE_APP)
     results: dict[str, dict[str, float]] = {}
+    # label: (command, environment, readiness path, request path, body)
     servers = {
-        "bare ASGI (ceiling)": (["uvicorn", "bare_app:app", "--app-dir", str(work)], "/", split),
-        "Shipyard /invocations": (["uvicorn", "shipyard.server:app_factory", "--factory"], "/invocations", split),
-        "Shipyard /v1/models/.../predict": (["uvicorn", "shipyard.server:app_factory", "--factory"],
+        "bare ASGI (ceiling)": (["uvicorn", "bare_app:app", "--app-dir", str(work)], env, "/", "/", split),
+        "Shipyard /invocations": (["uvicorn", "shipyard.server:app_factory", "--factory"], env, "/ping",
+                                  "/invocations", split),
+        "Shipyard /v1/models/.../predict": (["uvicorn", "shipyard.server:app_factory", "--factory"], env, "/ping",
                                             "/v1/models/bench/champion/predict", plain),
         "MLflow models serve": (["mlflow", "models", "serve", "-m", str(mlflow_dir), "--env-manager", "local",
-                                 "-w", str(args.workers)], "/invocations", split),
+                                 "-w", str(args.workers)], env, "/ping", "/invocations", split),
     }
+    bentoml = bentoml_server(args.bentoml_python, work, args.workers)
+    if bentoml is not None:
+        servers["BentoML /predict"] = (bentoml[0], bentoml[1], "/readyz", "/predict",
+                                       json.dumps({"record": record}).encode())
     fixed: dict[str, float] = {}
-    for label, (cmd, path, body) in servers.items():
+    for label, (cmd, cmd_env, ready, path, body) in servers.items():
         port = free_port()
         if cmd[0] == "uvicorn":
             cmd = [*cmd, "--host", "127.0.0.1", "--port", str(port), "--workers", str(args.workers),
                    "--log-level", "warning", "--no-access-log"]
+        elif "bentoml" in cmd:
+            cmd = [*cmd, "--host", "127.0.0.1", "--port", str(port)]
         else:
             cmd = [*cmd, "-h", "127.0.0.1", "-p", str(port)]
-        proc = start(cmd, env, work / f"{port}.log")
+        proc = start(cmd, cmd_env, work / f"{port}.log")
         try:
-            wait_ready(f"http://127.0.0.1:{port}/ping" if "bare" not in label else f"http://127.0.0.1:{port}/")
+            wait_ready(f"http://127.0.0.1:{port}{ready}")
             url = f"http://127.0.0.1:{port}{path}"
             wrk(url, body, 2, args.connections, work)  # warm-up
             results[label] = wrk(url, body, args.seconds, args.connections, work)
@@ -210,11 +284,14 @@ def main() -> None:
     ceiling = results["bare ASGI (ceiling)"]["rps"]
     print()
     print(f"LightGBM {N_TREES} trees x {N_FEATURES} features, single-row JSON, {args.workers} worker(s), "
-          f"wrk -t1 -c{args.connections} -d{args.seconds}s, {os.cpu_count()} CPUs")
-    print(f"{'server':34s} {'req/s':>9s} {'p50 ms':>8s} {'p99 ms':>8s} {'vs MLflow':>10s} {'of ceiling':>10s}")
+          f"wrk -t1 -c{args.connections} -d{args.seconds}s, {os.cpu_count()} CPUs, {uvicorn_stack()}")
+    bento_rps = results.get("BentoML /predict", {}).get("rps")
+    print(f"{'server':34s} {'req/s':>9s} {'p50 ms':>8s} {'p99 ms':>8s} {'vs MLflow':>10s} {'of ceiling':>10s}"
+          + (f" {'vs BentoML':>10s}" if bento_rps else ""))
     for label, res in results.items():
         print(f"{label:34s} {res['rps']:9.0f} {res['p50_ms']:8.2f} {res['p99_ms']:8.2f} "
-              f"{res['rps'] / mlflow_rps:9.1f}x {100 * res['rps'] / ceiling:9.0f}%")
+              f"{res['rps'] / mlflow_rps:9.1f}x {100 * res['rps'] / ceiling:9.0f}%"
+              + (f" {res['rps'] / bento_rps:9.1f}x" if bento_rps else ""))
     if fixed:
         print(f"direct model call at {fixed['rate']:.0f} req/s (open loop, 3 s): p50 {fixed['p50_ms']:.2f} ms, "
               f"p99 {fixed['p99_ms']:.2f} ms, errors {fixed['errors']}")
