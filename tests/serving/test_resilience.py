@@ -130,3 +130,21 @@ def test_model_failure_without_fallback_is_5xx_and_timeout_falls_back():
     engine2 = engine_with(spec_no_fb, slow_catalog(0.3))
     with pytest.raises(Overloaded, match="timeout of 50 ms"):
         engine2.predict_scene("s", [{"x": 1.0}])
+
+
+def test_each_worker_enforces_its_share_of_the_limits():
+    from shipyard.serving.resilience import Guard
+
+    limits = {"rate_per_s": 10, "burst": 4, "client_rate_per_s": 3, "max_concurrency": 5}
+    one, two = Guard("s", limits), Guard("s", limits, workers=2)
+    assert (one.bucket.rate, one.bucket.capacity, one.concurrency.limit) == (10, 4, 5)
+    assert (two.bucket.rate, two.bucket.capacity, two.concurrency.limit) == (5, 2, 2)
+    assert two.clients.rate == 1.5
+    # a share is never below one token or one request in flight
+    tiny = Guard("s", {"rate_per_s": 1, "max_concurrency": 1}, workers=4)
+    assert (tiny.bucket.rate, tiny.bucket.capacity, tiny.concurrency.limit) == (0.25, 1.0, 1)
+    assert tiny.bucket.take() == 0 and tiny.bucket.take() > 3.9
+    with pytest.raises(RateLimited, match="rate limit of 1/s"):
+        tiny.admit(None)
+    with pytest.raises(ValueError, match="workers"):
+        Guard("s", limits, workers=0)

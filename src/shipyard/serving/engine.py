@@ -58,9 +58,9 @@ class ArmStats:
 
 
 class ServedScene:
-    def __init__(self, compiled: CompiledScene, guard: Guard | None = None) -> None:
+    def __init__(self, compiled: CompiledScene, guard: Guard | None = None, workers: int = 1) -> None:
         self.compiled = compiled
-        self.guard = guard or Guard(f"scene {compiled.name!r}", compiled.limits)
+        self.guard = guard or Guard(f"scene {compiled.name!r}", compiled.limits, workers)
         self.blocking = self.guard.timeout_s is not None or any(
             isinstance(n, FeaturesNode) or (isinstance(n, ParallelNode) and n.threads)
             for plan in compiled.plans.values() for n in plan.root.walk())
@@ -166,6 +166,8 @@ class ServingEngine:
             # served feature vectors reach the feature store's log from the prediction log's writer
             prediction_log.feature_logger = self.features.log_served
         self.metrics = metrics
+        # server processes sharing each scene's limits (each enforces its share; see resilience)
+        self.workers = 1
         self._scenes: dict[str, ServedScene] = {}
         self._models: dict[tuple[str, str], ServedModel] = {}
         self._lock = threading.Lock()
@@ -184,7 +186,9 @@ class ServingEngine:
     def install_scene(self, compiled: CompiledScene) -> ServedScene:
         """Serve ``compiled`` from now on (keeps the old scene's limits and statistics)."""
         old = self._scenes.get(compiled.name)
-        served = ServedScene(compiled, old.guard if old and old.compiled.limits == compiled.limits else None)
+        keep = old.guard if old and old.compiled.limits == compiled.limits and old.guard.workers == self.workers \
+            else None
+        served = ServedScene(compiled, keep, self.workers)
         if old is not None:
             before, after = old.compiled.traffic, compiled.traffic
             if before.canary_arm and before.canary_arm in compiled.plans:

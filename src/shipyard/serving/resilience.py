@@ -7,6 +7,15 @@
 - ``CircuitBreaker``: after ``threshold`` consecutive dependency failures the circuit opens for
   ``cooldown`` seconds and calls fail fast (or take the scene's fallback); then one trial call
   is let through (half-open) and its outcome closes or re-opens the circuit.
+
+Several worker processes: a scene's limits are for the whole server. Each of N workers enforces
+1/N of the rate, burst and concurrency (``Guard(..., workers=N)``; the ``server`` command passes
+``server_workers``), so the server admits the configured rate when connections spread over the
+workers. The kernel hands each connection to one worker, so a client on a single keep-alive
+connection meets that worker's share of its per-client rate: per-client limits are approximate.
+Circuit breakers stay per worker: each one sees its own calls to the dependency, opens after its
+own run of failures and probes recovery by itself, which needs no coordination and at worst costs
+N trial calls against a dependency that is still down.
 """
 
 from __future__ import annotations
@@ -118,16 +127,28 @@ class CircuitBreaker:
 
 
 class Guard:
-    """The limits of one scene (or model endpoint), built from its ``limits`` mapping."""
+    """The limits of one scene (or model endpoint), built from its ``limits`` mapping.
 
-    def __init__(self, name: str, limits: dict[str, float]) -> None:
+    ``workers`` is the number of server processes sharing these limits; this one enforces its
+    share (rates and bursts divided by it, concurrency rounded down, never below one).
+    """
+
+    def __init__(self, name: str, limits: dict[str, float], workers: int = 1) -> None:
+        if int(workers) < 1:
+            raise ValueError(f"workers must be at least 1, got {workers!r}")
         self.name = name
+        self.workers = n = int(workers)
+        burst = limits.get("burst")
+        share_burst = max(1.0, burst / n) if burst else None
         rate = limits.get("rate_per_s")
-        self.bucket = TokenBucket(rate, limits.get("burst")) if rate else None
+        self.rate = rate
+        self.bucket = TokenBucket(rate / n, share_burst if burst else max(1.0, rate / n)) if rate else None
         client_rate = limits.get("client_rate_per_s")
-        self.clients = ClientBuckets(client_rate, limits.get("burst")) if client_rate else None
+        self.client_rate = client_rate
+        self.clients = ClientBuckets(client_rate / n, share_burst if burst else max(1.0, client_rate / n)) \
+            if client_rate else None
         concurrency = limits.get("max_concurrency")
-        self.concurrency = ConcurrencyLimit(int(concurrency)) if concurrency else None
+        self.concurrency = ConcurrencyLimit(max(1, int(concurrency) // n)) if concurrency else None
         self.breaker = CircuitBreaker()
         self.timeout_s = float(limits["timeout_ms"]) / 1000.0 if limits.get("timeout_ms") else None
 
@@ -135,12 +156,12 @@ class Guard:
         if self.bucket is not None:
             wait = self.bucket.take()
             if wait:
-                raise RateLimited(f"{self.name} is over its rate limit of {self.bucket.rate:g}/s; retry in {wait:.2f}s",
+                raise RateLimited(f"{self.name} is over its rate limit of {self.rate:g}/s; retry in {wait:.2f}s",
                                   {"retry_after": max(1, round(wait + 0.5))})
         if self.clients is not None and client:
             wait = self.clients.take(client)
             if wait:
-                raise RateLimited(f"client {client!r} is over its rate limit of {self.clients.rate:g}/s on "
+                raise RateLimited(f"client {client!r} is over its rate limit of {self.client_rate:g}/s on "
                                   f"{self.name}; retry in {wait:.2f}s", {"retry_after": max(1, round(wait + 0.5))})
         if self.concurrency is not None:
             self.concurrency.enter(self.name)
