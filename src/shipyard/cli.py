@@ -7,11 +7,16 @@ import importlib.util
 import logging
 import os
 import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from shipyard import __version__
-from shipyard.errors import ShipyardError
+from shipyard.errors import ConfigError, ShipyardError
+
+if TYPE_CHECKING:
+    from shipyard.config import Settings
 
 SUBSYSTEM_CLIS = [
     "shipyard.tracking.cli",
@@ -98,17 +103,49 @@ def server(ctx: click.Context, host: str | None, port: int | None, workers: int 
         os.environ["SHIPYARD_" + key] = value
     if model:
         os.environ["SHIPYARD_SERVE_MODEL"] = model
+    workers = settings.server_workers
+    if workers < 1:
+        raise ConfigError(f"--workers must be at least 1, got {workers}", {"field": "server_workers"})
+    # every worker enforces 1/N of each scene's limits, so N is passed on through the settings
+    os.environ["SHIPYARD_SERVER_WORKERS"] = str(workers)
+    metrics_dir = None
+    if workers > 1:
+        metrics_dir = _metrics_dir(settings)
     click.echo(f"Shipyard {__version__} on http://{settings.server_host}:{settings.server_port} "
-               f"({settings.server_workers} worker(s)), project {settings.project_dir}")
-    uvicorn.run(
-        "shipyard.server:app_factory",
-        factory=True,
-        host=settings.server_host,
-        port=settings.server_port,
-        workers=settings.server_workers,
-        log_level="warning",
-        access_log=False,
-    )
+               f"({workers} worker(s)), project {settings.project_dir}")
+    try:
+        uvicorn.run(
+            "shipyard.server:app_factory",
+            factory=True,
+            host=settings.server_host,
+            port=settings.server_port,
+            workers=workers,
+            log_level="warning",
+            access_log=False,
+            # a new worker imports the whole stack before it answers the supervisor's ping; on a busy
+            # machine that outlasts uvicorn's 5 s default, and a worker killed mid-import restarts forever
+            timeout_worker_healthcheck=60,
+        )
+    finally:
+        if metrics_dir is not None:
+            from shipyard.serving.metrics import remove_multiprocess_dir
+
+            remove_multiprocess_dir(metrics_dir)
+
+
+def _metrics_dir(settings: Settings) -> Path | None:
+    """A fresh directory where the workers keep their Prometheus values (summed by /metrics).
+
+    Set in the environment before the workers start: prometheus_client chooses shared files over
+    process memory when it is first imported. A directory given in PROMETHEUS_MULTIPROC_DIR is
+    used as is (left in place at exit); otherwise one per port under the project's state folder.
+    """
+    from shipyard.serving.metrics import MULTIPROC_ENV, prepare_multiprocess_dir
+
+    given = os.environ.get(MULTIPROC_ENV)
+    folder = prepare_multiprocess_dir(given or settings.state_dir / "run" / f"metrics-{settings.server_port}")
+    os.environ[MULTIPROC_ENV] = str(folder)
+    return None if given else folder
 
 
 def _register_subsystems() -> None:

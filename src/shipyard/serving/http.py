@@ -44,6 +44,8 @@ class ServingState:
             engine = ServingEngine(ws, prediction_log=plog, metrics=self.metrics)
         elif engine.metrics is None:
             engine.metrics = self.metrics
+        # worker processes of this server: each enforces its share of every scene's limits
+        engine.workers = int(options.get("workers") or getattr(getattr(ws, "settings", None), "server_workers", 1) or 1)
         self.engine: ServingEngine = engine
         self.single_model = _parse_single(options.get("single_model"))
         self.follow_interval = float(options.get("follow_interval", 5.0))
@@ -444,6 +446,7 @@ def install(app: FastAPI, ws: Any, **options: Any) -> None:
         if state.follower is not None:
             state.follower.stop()
         state.engine.close()
+        state.metrics.close()
 
     previous = app.router.lifespan_context
 

@@ -1,18 +1,57 @@
-"""Prometheus metrics for the prediction path, in a registry owned by one server instance."""
+"""Prometheus metrics for the prediction path, in a registry owned by one server instance.
+
+With several worker processes (``shipyard server --workers N``) each worker counts only the
+requests it answered, so a scrape would see whichever worker took it. The ``server`` command then
+sets ``PROMETHEUS_MULTIPROC_DIR`` to a fresh per-server directory before the workers start;
+prometheus_client keeps every worker's values in memory-mapped files there, and ``/metrics``
+renders the sum over all of them, so any worker's scrape gives the same totals. Counts of a worker
+that exited stay in the totals (counters never go down). Gauges, if one is ever added, need a
+``multiprocess_mode`` ("livesum", "max", ...) to say how workers combine; ``close`` drops the
+live-gauge files of the exiting worker. Without the variable (one process, in-process apps) the
+values live in ordinary memory.
+"""
 
 from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from shipyard.errors import ConfigError
+
 BUCKETS = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 CONTENT_TYPE = CONTENT_TYPE_LATEST
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def multiprocess_dir() -> str | None:
+    """The shared metrics directory of a multi-worker server, or None in a single process."""
+    return os.environ.get(MULTIPROC_ENV) or None
+
+
+def prepare_multiprocess_dir(path: str | Path) -> Path:
+    """Create ``path`` and delete metric files left by an earlier server (they would add to the totals)."""
+    folder = Path(path)
+    folder.mkdir(parents=True, exist_ok=True)
+    for stale in folder.glob("*.db"):
+        stale.unlink(missing_ok=True)
+    return folder
+
+
+def remove_multiprocess_dir(path: str | Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)
 
 
 class ServingMetrics:
     """Requests, errors and latency (total, features, model) per scene, version and arm."""
 
     def __init__(self) -> None:
+        self.multiprocess_dir = multiprocess_dir()
+        if self.multiprocess_dir is not None:
+            _check_multiprocess_values()
         self.registry = CollectorRegistry(auto_describe=True)
         labels = ("scene", "version", "arm")
         self.requests = Counter("shipyard_predictions", "Prediction requests served",
@@ -56,4 +95,29 @@ class ServingMetrics:
         self.errors.labels(scene, version, arm, code).inc()
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        """The exposition text: this process's registry, or the sum over all workers' files."""
+        if self.multiprocess_dir is None:
+            return generate_latest(self.registry)
+        from prometheus_client.multiprocess import MultiProcessCollector
+
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry, path=self.multiprocess_dir)
+        return generate_latest(registry)
+
+    def close(self) -> None:
+        """At worker exit: drop this process's live-gauge files (its counters stay in the totals)."""
+        if self.multiprocess_dir is not None:
+            from prometheus_client.multiprocess import mark_process_dead
+
+            mark_process_dead(os.getpid(), self.multiprocess_dir)
+
+
+def _check_multiprocess_values() -> None:
+    # prometheus_client picks its value storage when first imported; a variable set later would
+    # leave this process counting in private memory that no scrape reads
+    from prometheus_client import values
+
+    if not getattr(values.ValueClass, "_multiprocess", False):
+        raise ConfigError(f"{MULTIPROC_ENV} is set but prometheus_client was imported before it; set the "
+                            "variable before the server process starts (shipyard server --workers N does this)",
+                            {"field": MULTIPROC_ENV})
