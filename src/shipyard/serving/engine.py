@@ -29,6 +29,7 @@ from shipyard.serving.sources import RegistryModels, StoreFeatures
 from shipyard.serving.steps import FeaturesNode, ParallelNode, Trace, to_python
 
 log = logging.getLogger(__name__)
+_FLOAT_ONLY = {float}
 
 
 def new_request_id() -> str:
@@ -107,7 +108,7 @@ class ServedModel:
             if type(rec) is dict:
                 if len(rec) != n or rec.keys() != self.name_set:
                     self._shape_error(rec, where, i)
-                values = [rec.get(k) for k in names]
+                values = list(map(rec.get, names))
             elif type(rec) is list:
                 if len(rec) != n:
                     raise SchemaMismatch(f"{where}row has {len(rec)} values; model {self.name} takes {n} "
@@ -116,6 +117,10 @@ class ServedModel:
             else:
                 raise SchemaMismatch(f"{where}each record must be an object of field: value or a list of {n} "
                                      "values", {"record": i})
+            if set(map(type, values)) == _FLOAT_ONLY and math.isfinite(sum(values)):
+                # the usual row: only finite floats (a non-finite sum means some value may not be)
+                out[i] = values
+                continue
             for j, v in enumerate(values):
                 t = type(v)
                 if t is float:
