@@ -13,6 +13,11 @@ rather than a late event (which would otherwise be logged offline a second time)
 
 Values keep their type: int, float, str and bool round-trip as themselves and timestamps come back
 as timezone-aware ``datetime`` objects.
+
+Bulk writes (``write_table``, used by materialization) encode whole Arrow columns at once
+(``encode_key_column``, ``encode_value_column``, ``encode_row_column``) into the same JSON the
+per-row encoders produce (floats may differ only in exponent notation), so rows written either
+way read back as the same typed values.
 """
 
 from __future__ import annotations
@@ -25,6 +30,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
 
 UTC = dt.UTC
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=UTC)
@@ -137,6 +144,78 @@ def decode_row(raw: bytes) -> dict[str, Any]:
     return row
 
 
+# -- bulk encoding of Arrow columns -------------------------------------------------------------
+def _join(*parts: Any) -> pa.Array:
+    """Element-wise concatenation of binary arrays and byte literals."""
+    return pc.binary_join_element_wise(*parts, b"")
+
+
+def _as_binary(values: list[bytes]) -> pa.Array:
+    return pa.array(values, pa.binary())
+
+
+def encode_value_column(column: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """``encode_value`` of every element, computed column-wise for numbers, booleans and timestamps.
+
+    Floats print as their shortest round-trip decimal (Arrow's formatter), with ``.0`` added to
+    integral values so they read back as floats; NaN and infinities become ``null`` as orjson does.
+    """
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    kind = column.type
+    if pa.types.is_floating(kind):
+        column = column.cast(pa.float64())
+        finite = pc.is_finite(column)
+        text = pc.cast(column, pa.string())
+        plain = pc.invert(pc.match_substring_regex(text, r"[.en]"))
+        text = pc.if_else(plain, pc.binary_join_element_wise(text, ".0", ""), text)
+        text = pc.if_else(finite, text, pa.scalar(None, pa.string()))
+    elif pa.types.is_integer(kind) or pa.types.is_boolean(kind):
+        text = pc.cast(column, pa.string())
+    elif pa.types.is_timestamp(kind):
+        micros = column.cast(pa.timestamp("us", tz=kind.tz)).cast(pa.int64())
+        text = pc.binary_join_element_wise('{"$ts":', pc.cast(micros, pa.string()), "}", "")
+    else:  # strings need JSON escaping; anything else goes through the per-value encoder
+        return _as_binary([encode_value(v) for v in column.to_pylist()])
+    return pc.fill_null(text, "null").cast(pa.binary())
+
+
+def encode_key_column(table: pa.Table, join_keys: Sequence[str]) -> pa.Array:
+    """``encode_key`` of every row's join-key values."""
+    parts: list[Any] = [b"["]
+    for i, name in enumerate(join_keys):
+        column = table.column(name).combine_chunks()
+        if i:
+            parts.append(b",")
+        if pa.types.is_integer(column.type) and column.null_count == 0:
+            parts.append(pc.cast(column, pa.string()).cast(pa.binary()))
+        else:
+            parts.append(_as_binary([encode_value(v) for v in column.to_pylist()]))
+    parts.append(b"]")
+    return _join(*parts)
+
+
+def encode_row_column(table: pa.Table, names: Sequence[str]) -> pa.Array:
+    """``encode_row`` of every row restricted to ``names``, as one binary array."""
+    parts: list[Any] = []
+    for i, name in enumerate(names):
+        parts.append(("{" if i == 0 else ",").encode() + orjson.dumps(name) + b":")
+        parts.append(encode_value_column(table.column(name)))
+    if not parts:
+        return pa.array([b"{}"] * table.num_rows, pa.binary())
+    parts.append(b"}")
+    return _join(*parts)
+
+
+def micros_column(column: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """Event times of a column as int64 microseconds since the epoch (UTC)."""
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    if pa.types.is_timestamp(column.type):
+        return column.cast(pa.timestamp("us", tz=column.type.tz)).cast(pa.int64())
+    return pa.array([to_micros(v) for v in column.to_pylist()], pa.int64())
+
+
 def ttl_cutoff(ttl: dt.timedelta | None, now: Any = None) -> int | None:
     """Oldest event time (micros) still served under ``ttl``; None when the view never expires."""
     if ttl is None or not ttl:
@@ -181,6 +260,25 @@ class OnlineStore(ABC):
         now: Any = None,
     ) -> dict[str, list[Any]]:
         """One list per feature, aligned with ``entity_keys``; None where missing or expired."""
+
+    def write_table(
+        self,
+        view: str,
+        table: pa.Table,
+        join_keys: Sequence[str],
+        timestamp_field: str,
+        feature_names: Sequence[str],
+        *,
+        version: int | None = None,
+        overwrite_equal: bool = False,
+    ) -> WriteResult:
+        """``write_batch`` for rows held in an Arrow table (materialization); no per-row status.
+
+        Backends override it to encode whole columns at once; this default goes row by row."""
+        keys = list(zip(*(table.column(k).to_pylist() for k in join_keys), strict=True))
+        values = table.select(list(feature_names)).to_pylist()
+        return self.write_batch(view, keys, values, micros_column(table.column(timestamp_field)).to_pylist(),
+                                version=version, overwrite_equal=overwrite_equal)
 
     def read_many(
         self, requests: Sequence[tuple[str, Sequence[str], Sequence[Sequence[Any]], dt.timedelta | None]],

@@ -19,6 +19,8 @@ from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+
 from shipyard.errors import require
 from shipyard.features.online.base import (
     OnlineStore,
@@ -28,8 +30,11 @@ from shipyard.features.online.base import (
     decode_key,
     decode_row,
     encode_key,
+    encode_key_column,
     encode_row,
+    encode_row_column,
     from_micros,
+    micros_column,
     now_micros,
     to_micros,
     ttl_cutoff,
@@ -104,7 +109,8 @@ class SQLiteOnlineStore(OnlineStore):
         stamps = [to_micros(t) for t in event_ts]
         conn = self._conn()
         if not with_status and dedupe_window is None:
-            return self._upsert(conn, view, encoded, stamps, values, version, overwrite_equal)
+            rows = [(view, ek, ts, encode_row(row)) for ek, ts, row in zip(encoded, stamps, values, strict=True)]
+            return self._upsert(conn, view, rows, version, overwrite_equal)
         conn.execute("BEGIN IMMEDIATE")
         try:
             stored: dict[bytes, int] = {}
@@ -166,11 +172,29 @@ class SQLiteOnlineStore(OnlineStore):
             raise
         return result
 
-    def _upsert(self, conn: sqlite3.Connection, view: str, encoded: list[bytes], stamps: list[int],
-                values: Sequence[Mapping[str, Any]], version: int | None, overwrite_equal: bool) -> WriteResult:
-        """Bulk conditional upsert without per-row status: rows not written are counted as stale."""
+    def write_table(
+        self,
+        view: str,
+        table: pa.Table,
+        join_keys: Sequence[str],
+        timestamp_field: str,
+        feature_names: Sequence[str],
+        *,
+        version: int | None = None,
+        overwrite_equal: bool = False,
+    ) -> WriteResult:
+        if table.num_rows == 0:
+            return WriteResult()
+        rows = list(zip([view] * table.num_rows, encode_key_column(table, join_keys).to_pylist(),
+                        micros_column(table.column(timestamp_field)).to_pylist(),
+                        encode_row_column(table, feature_names).to_pylist(), strict=True))
+        return self._upsert(self._conn(), view, rows, version, overwrite_equal)
+
+    def _upsert(self, conn: sqlite3.Connection, view: str, rows: list[tuple[str, bytes, int, bytes]],
+                version: int | None, overwrite_equal: bool) -> WriteResult:
+        """Bulk conditional upsert of (view, key, event µs, row) without per-row status: rows not
+        written are counted as stale."""
         newer = ">=" if overwrite_equal else ">"
-        rows = [(view, ek, ts, encode_row(row)) for ek, ts, row in zip(encoded, stamps, values, strict=True)]
         # In key order the B-tree is filled page by page instead of touching a random page per row.
         # A key repeated in the batch keeps its input order (the sort is stable), as the upsert needs.
         rows.sort(key=itemgetter(1))
@@ -189,13 +213,13 @@ class SQLiteOnlineStore(OnlineStore):
                     "INSERT INTO online_views (view, version, max_ts, last_write) VALUES (?, ?, ?, ?) "
                     "ON CONFLICT (view) DO UPDATE SET version = coalesce(excluded.version, version), "
                     "max_ts = max(coalesce(max_ts, excluded.max_ts), excluded.max_ts), last_write = excluded.last_write",
-                    (view, version, max(stamps), now_micros()),
+                    (view, version, max(row[2] for row in rows), now_micros()),
                 )
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
             raise
-        return WriteResult(written=written, stale=len(encoded) - written)
+        return WriteResult(written=written, stale=len(rows) - written)
 
     def read(
         self,
@@ -345,17 +369,41 @@ class LMDBOnlineStore(OnlineStore):
         with_status: bool = False,
         dedupe_window: dt.timedelta | None = None,
     ) -> WriteResult:
-        result = WriteResult(status=[] if with_status else None)
         if not keys:
-            return result
+            return WriteResult(status=[] if with_status else None)
+        return self._write(view, [encode_key(k) for k in keys], [to_micros(t) for t in event_ts],
+                           lambda i: encode_row(values[i]), version, overwrite_equal, with_status, dedupe_window)
+
+    def write_table(
+        self,
+        view: str,
+        table: pa.Table,
+        join_keys: Sequence[str],
+        timestamp_field: str,
+        feature_names: Sequence[str],
+        *,
+        version: int | None = None,
+        overwrite_equal: bool = False,
+    ) -> WriteResult:
+        if table.num_rows == 0:
+            return WriteResult()
+        encoded = encode_row_column(table, feature_names).to_pylist()
+        return self._write(view, encode_key_column(table, join_keys).to_pylist(),
+                           micros_column(table.column(timestamp_field)).to_pylist(), encoded.__getitem__,
+                           version, overwrite_equal, False, None)
+
+    def _write(self, view: str, encoded: list[bytes], stamps: list[int], row_at: Any, version: int | None,
+               overwrite_equal: bool, with_status: bool, dedupe_window: dt.timedelta | None) -> WriteResult:
+        """Conditional writes of encoded keys; ``row_at(i)`` gives row i's encoded values."""
         import orjson
 
+        result = WriteResult(status=[] if with_status else None)
         with self.env.begin(write=True) as txn:
             rows = txn.cursor(self._rows)
             max_ts = None
-            for i, key in enumerate(keys):
-                full = self._key(view, encode_key(key))
-                ts = to_micros(event_ts[i])
+            for i, ek in enumerate(encoded):
+                full = self._key(view, ek)
+                ts = stamps[i]
                 current = rows.get(full)
                 verdict = classify(None if current is None else _TS.unpack_from(current)[0], ts, overwrite_equal)
                 if dedupe_window is not None and verdict != "duplicate":
@@ -365,7 +413,7 @@ class LMDBOnlineStore(OnlineStore):
                     if verdict == "stale" and not fresh:
                         verdict = "duplicate"
                 if verdict == "written":
-                    rows.put(full, _TS.pack(ts) + encode_row(values[i]))
+                    rows.put(full, _TS.pack(ts) + row_at(i))
                     result.written += 1
                     max_ts = ts if max_ts is None or ts > max_ts else max_ts
                 elif verdict == "duplicate":
