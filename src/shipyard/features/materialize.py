@@ -6,27 +6,42 @@ the newest row per entity key (the created timestamp breaks ties) — chosen ins
 the online store in batches. Every run is recorded in the metadata store with the rows read and
 written and the distribution of what was written (see ``monitoring``).
 
-``materialize_incremental(store, end)`` continues each view from its watermark: the end of its
-last successful run, or ``end - ttl`` (everything, without a TTL) the first time. Rows that arrive
-late with an event time before the watermark are not picked up by incremental runs; re-run
-``materialize`` over their window (writes are idempotent).
+``materialize_incremental(store, end)`` continues each view from its watermark — the end of its
+last successful run (``end - ttl``, or everything without a TTL, the first time) — and also picks
+up rows that arrived since that run with an older event time (a late file, a backfill, a late push):
+
+* Every run records the files that feed the view — the files its ``FileSource`` paths match and its
+  offline-log files — with their sizes and modification times, listed before the scan.
+* The next incremental run treats a new or changed file as an arrival. It then starts at the oldest
+  event time in the arrived files (read from those files alone) when that is before the watermark,
+  but never before ``end - ttl``: an older row would be expired online anyway.
+* When the oldest arrived event time cannot be read from the files alone (SQL or a transform on
+  top of the files, a remote offline log) the run starts at ``end - ttl``; so does every run of a
+  view whose rows are not all files (an SQL source), since arrivals there cannot be seen, and the
+  first run after runs that recorded no files.
+
+Online writes are conditional on event time, so a late row reaches the online store exactly when it
+is newer than what the store holds for its entity, and a re-read row never replaces a newer one.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import glob
 import logging
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import duckdb
+import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 import sqlalchemy as sa
 
-from shipyard.errors import InvalidInput
+from shipyard.errors import InvalidInput, NotFound
 from shipyard.features.monitoring import column_stats
 from shipyard.features.online import online_store_of, workspace_of
 from shipyard.store import now_ms
@@ -101,15 +116,6 @@ def latest_per_entity(table: pa.Table, view: Any, start: dt.datetime | None, end
         con.close()
 
 
-def _micros(column: pa.ChunkedArray) -> list[int]:
-    if pa.types.is_timestamp(column.type):
-        column = column.cast(pa.timestamp("us", tz=column.type.tz)).cast(pa.int64())
-        return column.to_pylist()
-    from shipyard.features.online.base import to_micros
-
-    return [to_micros(v) for v in column.to_pylist()]
-
-
 def _record_start(store: Any, view: Any, start: dt.datetime | None, end: dt.datetime, mode: str) -> int | None:
     ws = workspace_of(store)
     try:
@@ -141,8 +147,12 @@ def materialize_view(
     batch_size: int = 20_000,
     progress: Progress | None = None,
     mode: str = "window",
+    files: Any = None,
 ) -> MaterializeResult:
-    """Materialize one feature view over [start, end)."""
+    """Materialize one feature view over [start, end).
+
+    ``files`` is the view's ``arrival_files`` listed before deciding the window (incremental runs);
+    by default they are listed here, before the scan, and recorded with the run."""
     view = store.get_view(view_name)
     if not hasattr(view, "timestamp_field"):
         raise InvalidInput(f"{view_name!r} is an on-demand feature view; it is computed at read time and "
@@ -153,6 +163,8 @@ def materialize_view(
         raise InvalidInput(f"materialize window is empty: start {start_ts.isoformat()} is not before end "
                            f"{end_ts.isoformat()}", {"field": "start"})
     result = MaterializeResult(view.name, getattr(view, "version", None), start_ts, end_ts)
+    if files is None:
+        files = arrival_files(store, view)
     run_id = _record_start(store, view, start_ts, end_ts, mode)
     result.run_id = run_id
     began = time.perf_counter()
@@ -170,12 +182,8 @@ def materialize_view(
         online = online_store_of(store)
         names = [f.name for f in view.fields]
         for offset in range(0, total, batch_size):
-            chunk = latest.slice(offset, batch_size)
-            key_cols = [chunk.column(k).to_pylist() for k in view.join_keys]
-            keys = list(zip(*key_cols, strict=True))
-            values = chunk.select(names).to_pylist()
-            written = online.write_batch(view.name, keys, values, _micros(chunk.column(view.timestamp_field)),
-                                         version=result.version, overwrite_equal=True)
+            written = online.write_table(view.name, latest.slice(offset, batch_size), view.join_keys,
+                                         view.timestamp_field, names, version=result.version, overwrite_equal=True)
             result.rows_written += written.written
             result.unchanged += written.duplicates + written.stale
             if progress is not None:
@@ -194,6 +202,7 @@ def materialize_view(
         "mode": mode, "rows_read": result.rows_read, "entities": latest.num_rows, "unchanged": result.unchanged,
         "seconds": round(result.seconds, 6), "max_event_ts": _ms(result.max_event_ts), "stats": result.stats,
     })
+    _write_state(store, view.name, run_id, files)
     log.info("materialized %s: %d rows read, %d written in %.2fs", view.name, result.rows_read,
              result.rows_written, result.seconds)
     return result
@@ -227,6 +236,166 @@ def watermark(store: Any, view: str) -> dt.datetime | None:
     return None if found is None else dt.datetime.fromtimestamp(found / 1000, tz=dt.UTC)
 
 
+# -- arrivals: which files fed the last incremental run -------------------------------------------
+STATE_PREFIX = "features/materialize-state"
+_FILE_SUFFIXES = (".parquet", ".csv", ".gz", ".tsv", ".pq")
+
+
+def _last_run(store: Any, view: str) -> int | None:
+    """Id of the view's last successful materialization."""
+    with workspace_of(store).store.read() as conn:
+        found = conn.execute(sa.select(sa.func.max(runs.c.id)).where(
+            runs.c.view == view, runs.c.status == "succeeded")).scalar()
+    return None if found is None else int(found)
+
+
+def _source_file_paths(source: Any) -> list[str] | None:
+    """The file patterns a source reads, or None when it reads something other than files."""
+    from shipyard.features.sources import DuckDBSource, FileSource, PushSource
+
+    if isinstance(source, FileSource):
+        path = source.path
+        if not any(ch in path for ch in "*?[") and "://" not in path and not path.lower().endswith(_FILE_SUFFIXES):
+            # a folder: the same expansion the offline scan uses
+            path = path.rstrip("/") + ("/**/*.parquet" if source.format == "parquet" else "/*.csv")
+        return [path]
+    if isinstance(source, PushSource):
+        return [] if source.batch_source is None else _source_file_paths(source.batch_source)
+    if isinstance(source, DuckDBSource):
+        found: list[str] = []
+        for inner in source.sources.values():
+            paths = _source_file_paths(inner)
+            if paths is None:
+                return None
+            found.extend(paths)
+        return found
+    return None
+
+
+def _glob_files(pattern: str) -> dict[str, str]:
+    if "://" not in pattern:
+        out = {}
+        for path in glob.glob(pattern, recursive=True):
+            if os.path.isfile(path):
+                info = os.stat(path)
+                out[path] = f"{info.st_size}:{info.st_mtime_ns}"
+        return out
+    import fsspec
+
+    fs, _root = fsspec.core.url_to_fs(pattern)
+    found = fs.glob(pattern, detail=True)
+    return {path: f"{info.get('size')}:{info.get('mtime') or info.get('LastModified') or info.get('ETag')}"
+            for path, info in found.items() if info.get("type", "file") == "file"}
+
+
+def arrival_files(store: Any, view: Any) -> dict[str, str] | None:
+    """Every file that feeds ``view`` (source files and offline-log files) with its size and
+    modification time; None when some of its rows come from elsewhere, so arrivals cannot be seen."""
+    patterns = _source_file_paths(getattr(view, "source", None))
+    ws = workspace_of(store)
+    artifacts = getattr(ws, "artifacts", None)
+    if patterns is None or artifacts is None:
+        return None
+    from shipyard.features.store import OFFLINE_LOG_PREFIX
+
+    try:
+        files: dict[str, str] = {}
+        for pattern in patterns:
+            files.update(_glob_files(pattern))
+        # offline-log files are written once under unique names: the name identifies the content
+        for path in artifacts.list(f"{OFFLINE_LOG_PREFIX}/{view.name}"):
+            if path.endswith(".parquet"):
+                files["log:" + path] = "log"
+    except (OSError, ValueError, ImportError) as exc:
+        log.warning("cannot list the files of feature view %s (%s); incremental runs re-read its TTL window",
+                    view.name, exc)
+        return None
+    return files
+
+
+def _oldest_event(store: Any, view: Any, paths: list[str]) -> dt.datetime | None:
+    """Oldest event time among the rows of ``paths``; None when it cannot be read from the files alone."""
+    if getattr(view, "sql", None) or (hasattr(view, "transform_function") and view.transform_function() is not None):
+        return None
+    from shipyard.features.sources import FileSource, PushSource
+
+    source = view.source.batch_source if isinstance(view.source, PushSource) else view.source
+    artifacts = workspace_of(store).artifacts
+    parquet, csv = [], []
+    for path in paths:
+        if path.startswith("log:"):
+            if not artifacts.is_local:
+                return None
+            parquet.append(str(artifacts.local_path(path[4:])))
+        elif isinstance(source, FileSource):
+            (csv if source.format == "csv" else parquet).append(path)
+        else:
+            return None
+    ts = _quote(view.timestamp_field)
+    parts = []
+    for files, reader in ((parquet, "read_parquet({}, union_by_name=true)"), (csv, "read_csv({}, header=true)")):
+        if files:
+            listed = "[" + ", ".join("'" + f.replace("'", "''") + "'" for f in files) + "]"
+            parts.append(f"SELECT min(epoch_us(CAST({ts} AS TIMESTAMPTZ))) AS m FROM {reader.format(listed)}")
+    con = duckdb.connect()
+    try:
+        con.execute("SET TimeZone = 'UTC'")
+        found = con.execute(f"SELECT min(m) FROM ({' UNION ALL '.join(parts)})").fetchone()[0]
+    except duckdb.Error as exc:
+        log.warning("cannot read the oldest event time of new files of %s (%s); re-reading its TTL window",
+                    view.name, exc)
+        return None
+    finally:
+        con.close()
+    return None if found is None else dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(microseconds=found)
+
+
+def _state_path(view: str) -> str:
+    return f"{STATE_PREFIX}/{view}.json"
+
+
+def _read_state(store: Any, view: str, run_id: int) -> dict[str, str] | None:
+    """The files recorded by run ``run_id``; None when that run recorded none."""
+    try:
+        state = orjson.loads(workspace_of(store).artifacts.get_bytes(_state_path(view)))
+    except (NotFound, orjson.JSONDecodeError, AttributeError):
+        return None
+    return state["files"] if state.get("run_id") == run_id else None
+
+
+def _write_state(store: Any, view: str, run_id: int | None, files: dict[str, str] | None) -> None:
+    if run_id is None or files is None:
+        return
+    try:
+        workspace_of(store).artifacts.put_bytes(_state_path(view), orjson.dumps({"run_id": run_id, "files": files}))
+    except Exception as exc:  # noqa: BLE001 - only costs the next run a re-read of the TTL window
+        log.warning("could not record the files of feature view %s: %s", view, exc)
+
+
+def incremental_start(store: Any, view: Any, end: dt.datetime,
+                      files: dict[str, str] | None) -> tuple[dt.datetime | None, str]:
+    """Where the incremental run of ``view`` up to ``end`` starts, and why (for the log)."""
+    floor = end - view.ttl if getattr(view, "ttl", None) else None
+    previous_end = watermark(store, view.name)
+    last = _last_run(store, view.name)
+    if previous_end is None or last is None:
+        return floor, "first run"
+    before = _read_state(store, view.name, last) if files is not None else None
+    if before is None:
+        late: dt.datetime | None = floor
+        why = "arrivals cannot be seen"
+    else:
+        arrived = sorted(path for path, signature in files.items() if before.get(path) != signature)  # type: ignore[union-attr]
+        if not arrived:
+            return previous_end, "no new or changed files"
+        why = f"{len(arrived)} new or changed files"
+        oldest = _oldest_event(store, view, arrived)
+        late = floor if oldest is None else oldest if floor is None else max(oldest, floor)
+    if late is None:
+        return None, why
+    return min(previous_end, late), why
+
+
 def materialize_incremental(
     store: Any,
     end: Any = None,
@@ -235,17 +404,19 @@ def materialize_incremental(
     batch_size: int = 20_000,
     progress: Progress | None = None,
 ) -> list[MaterializeResult]:
-    """Materialize each view from its watermark (or ``end - ttl`` the first time) up to ``end``."""
+    """Materialize each view from where its last incremental run ended (earlier when late rows
+    arrived since; see the module docstring) up to ``end``."""
     end_ts = _utc(end, "end") if end is not None else dt.datetime.now(dt.UTC)
     results = []
     for name in _online_views(store, views):
         view = store.get_view(name)
-        start = watermark(store, name)
-        if start is None and getattr(view, "ttl", None):
-            start = end_ts - view.ttl
+        # listed before the scan: a file landing during the run counts as new next time
+        files = arrival_files(store, view)
+        start, why = incremental_start(store, view, end_ts, files)
+        log.info("incremental materialization of %s starts at %s (%s)", name, start, why)
         if start is not None and start >= end_ts:
             results.append(MaterializeResult(name, getattr(view, "version", None), start, end_ts))
             continue
         results.append(materialize_view(store, name, start, end_ts, batch_size=batch_size, progress=progress,
-                                        mode="incremental"))
+                                        mode="incremental", files=files))
     return results
