@@ -105,6 +105,26 @@ def training_set_cmd(ctx: click.Context, entities: str, features: str | None, se
         click.echo(result.to_string(max_rows=20))
 
 
+@features_group.command("compact")
+@click.argument("view", required=False)
+@click.option("--target-rows", type=click.IntRange(min=2), default=None,
+              help="Rows per merged file (default 1,000,000).")
+@click.option("--grace", "grace_seconds", type=click.FloatRange(min=0), default=None,
+              help="Seconds replaced files are kept for readers that listed them (default 600).")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def compact_cmd(ctx: click.Context, view: str | None, target_rows: int | None, grace_seconds: float | None,
+                as_json: bool) -> None:
+    """Merge the small files pushes left in a view's offline log (every view if none is given)."""
+    results = _ws(ctx).features.compact(view, target_rows=target_rows, grace_seconds=grace_seconds)
+    if as_json:
+        click.echo(json.dumps([r.to_dict() for r in results], indent=2))
+        return
+    for r in results:
+        click.echo(f"{r.view:<28} files {r.files_before} -> {r.files_after}, {r.rows_merged} rows merged, "
+                   f"{len(r.deleted)} replaced files deleted")
+
+
 def register(group: click.Group) -> None:
     group.add_command(features_group)
     from shipyard.features.online_cli import register_online_commands
