@@ -42,6 +42,9 @@ COLUMNS = ("ts", "request_id", "scene", "version", "arm", "kind", "inputs", "fea
            "latency_ms", "features_ms", "model_ms", "fallback", "error")
 JSON_COLUMNS = ("inputs", "features", "outputs", "models")
 DAY_MS = 86_400_000
+# records per call of the feature logger: the feature log's own file size (it writes every 1,000
+# vectors), so the GIL is given up between files without making more of them
+FEATURE_CHUNK = 1_000
 _JSON_OPTS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
 
 
@@ -141,10 +144,12 @@ class PredictionLog:
             time.sleep(0)
         if self.feature_logger is not None:
             for scene, rows in buffer.raw.items():
-                try:
-                    self.feature_logger(scene, rows)
-                except Exception:
-                    log.exception("prediction log: feature logging failed for scene %s", scene)
+                for start in range(0, len(rows), FEATURE_CHUNK):
+                    try:
+                        self.feature_logger(scene, rows[start:start + FEATURE_CHUNK])
+                    except Exception:
+                        log.exception("prediction log: feature logging failed for scene %s", scene)
+                    time.sleep(0)
 
     def flush(self, timeout: float = 10.0) -> None:
         """Write everything submitted so far (blocks up to ``timeout``)."""
