@@ -175,9 +175,9 @@ def test_scene_rate_limit_holds_for_the_whole_server(server: Server) -> None:
     expected = RATE * elapsed + BURST
     print(f"admitted {admitted} of {len(replies)} in {elapsed:.2f} s; rate * seconds + burst = {expected:.1f}")
     assert admitted <= expected + 2, (admitted, expected)
-    # ... and admitted nearly that many (15% for the time each worker took to load the scene);
-    # one worker taking every connection would admit about half, undivided limits about twice
-    assert admitted >= 0.85 * expected - 2, (admitted, expected)
+    # ... and nearly that many (25% for the time each worker took to load the scene on a busy
+    # machine); one worker taking every connection would admit about half, undivided limits twice
+    assert admitted >= 0.75 * expected - 2, (admitted, expected)
     assert len(refused) > admitted  # the load really was over the limit
     for status, headers, body in refused:
         assert status == 429 and int(headers["retry-after"]) >= 1
