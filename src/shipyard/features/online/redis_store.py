@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -52,6 +53,7 @@ except ImportError:  # pragma: no cover - hiredis is a dependency of the redis e
     _hiredis_pack = None
 
 _TS_FIELD = b"__ts"
+_TS_MARK = b'"$ts"'  # a tagged timestamp value (see base.encode_value)
 _VERDICTS = ("written", "duplicate", "stale")
 
 # The conditional write of many rows in one command. KEYS: the view's meta hash, then per row
@@ -126,6 +128,7 @@ end
 return out
 """
 _SMALL_READ = 32
+_PLAIN_READ = 4
 
 
 def split_prefix(url: str) -> tuple[str, str | None]:
@@ -177,6 +180,7 @@ class RedisOnlineStore(OnlineStore):
         self._local = threading.local()
         self._links: list[Any] = []
         self._links_lock = threading.Lock()
+        self._hmget_cache: dict[tuple[str, tuple[str, ...]], tuple[bytes, bytes, bytes]] = {}
 
     def _load_scripts(self) -> None:
         self._write_sha = self.client.script_load(_WRITE_LUA)
@@ -198,6 +202,19 @@ class RedisOnlineStore(OnlineStore):
         if _hiredis_pack is not None:
             return _hiredis_pack(args)
         return b"".join(self._link().pack_command(*args))
+
+    def _hmget_parts(self, view: str, names: Sequence[str]) -> tuple[bytes, bytes, bytes]:
+        """An HMGET of ``names`` on one row of ``view`` in protocol form, around the row key: the
+        same few fields are read again and again, so they are encoded once."""
+        cache_key = (view, tuple(names))
+        parts = self._hmget_cache.get(cache_key)
+        if parts is None:
+            fields = [_TS_FIELD, *names]
+            parts = (b"*%d\r\n%s" % (len(fields) + 2, _bulk("HMGET")), self._row_prefix(view),
+                     b"".join(_bulk(f) for f in fields))
+            if len(self._hmget_cache) < 10_000:
+                self._hmget_cache[cache_key] = parts
+        return parts
 
     def _exchange(self, make: Callable[[], list[bytes]], retry: bool) -> list[Any]:
         """Send encoded commands (built by ``make`` once the scripts are loaded) and read one reply
@@ -358,14 +375,18 @@ class RedisOnlineStore(OnlineStore):
         now: Any = None,
     ) -> list[dict[str, list[Any]]]:
         total = sum(len(keys) for _view, _names, keys, _ttl in requests)
-        # one entity of one view: a plain HMGET; a few keys of any views: one scripted command;
-        # more: one scripted command per view, all sent together
-        mode = "single" if total == 1 and len(requests) == 1 else "small" if total <= _SMALL_READ else "each"
+        # A handful of rows: one HMGET each, sent together (a script call costs more than a few
+        # commands); up to _SMALL_READ rows of any views: one scripted command; more: one scripted
+        # command per view, all sent together.
+        mode = "plain" if total <= _PLAIN_READ else "small" if total <= _SMALL_READ else "each"
 
         def commands() -> list[bytes]:
-            if mode == "single":
-                view, names, keys, _ttl = requests[0]
-                return [self._pack("HMGET", self._row_prefix(view) + encode_key(keys[0]), _TS_FIELD, *names)]
+            if mode == "plain":
+                out = []
+                for view, names, keys, _ttl in requests:
+                    head, prefix, tail = self._hmget_parts(view, names)
+                    out.extend(b"".join((head, _bulk(prefix + encode_key(key)), tail)) for key in keys)
+                return out
             if mode == "small":
                 rows: list[bytes] = []
                 args: list[Any] = []
@@ -385,12 +406,11 @@ class RedisOnlineStore(OnlineStore):
             return out
 
         replies = self._exchange(commands, retry=True)
-        if mode == "single":
-            grouped = [replies]
-        elif mode == "small":
+        if mode != "each":
+            flat = replies if mode == "plain" else replies[0]
             grouped, start = [], 0
             for _view, _names, keys, _ttl in requests:
-                grouped.append(replies[0][start : start + len(keys)])
+                grouped.append(flat[start : start + len(keys)])
                 start += len(keys)
         else:
             grouped = replies
@@ -408,8 +428,13 @@ class RedisOnlineStore(OnlineStore):
                 for column in columns:
                     column.append(None)
                 continue
-            for column, raw in zip(columns, reply[1:], strict=True):
-                column.append(decode_value(raw))
+            values = reply[1:]
+            if None in values or _TS_MARK in (joined := b",".join(values)):
+                decoded = [decode_value(raw) for raw in values]
+            else:  # plain JSON scalars: one parse for the whole row
+                decoded = orjson.loads(b"[" + joined + b"]")
+            for column, value in zip(columns, decoded, strict=True):
+                column.append(value)
         return out
 
     def read_event_ts(self, view: str, entity_keys: Sequence[Sequence[Any]]) -> list[dt.datetime | None]:
