@@ -198,3 +198,32 @@ def test_write_table_stores_what_write_batch_stores(online) -> None:
                                NAMES)
     assert again.written == n // 2 and again.written + again.duplicates + again.stale == n
     assert online.read("by_table", ["f_float"], keys[:4])["f_float"] == [want[0], 1.5, want[2], 1.5]
+
+
+def test_unreachable_redis_is_store_unavailable() -> None:
+    pytest.importorskip("redis")
+    from shipyard.errors import StoreUnavailable
+    from shipyard.features.online.redis_store import RedisOnlineStore
+
+    store = RedisOnlineStore("redis://127.0.0.1:1/0?prefix=nowhere:")
+    with pytest.raises(StoreUnavailable, match="online_store"):
+        store.read("v", ["x"], [(1,)])
+    with pytest.raises(StoreUnavailable, match="online_store"):
+        store.write_batch("v", [(1,)], [{"x": 1.0}], [T0])
+    store.close()
+
+
+@pytest.mark.redis
+@pytest.mark.skipif(not online_support.REDIS_URL, reason="set SHIPYARD_TEST_REDIS_URL")
+def test_redis_reloads_missing_scripts(tmp_path: Path) -> None:
+    """After a server restart the scripts are gone; calls load them again and succeed."""
+    gen = online_support.make_online("redis", tmp_path)
+    store = next(gen)
+    try:
+        store.write_batch("v", [(1,)], [{"x": 1.0}], [T0])
+        store._write_sha = store._read_sha = store._mixed_sha = "0" * 40  # as if the server had lost them
+        assert store.write_batch("v", [(1,)], [{"x": 2.0}], [T0 + dt.timedelta(seconds=1)]).written == 1
+        store._read_sha = store._mixed_sha = "0" * 40
+        assert store.read("v", ["x"], [(i,) for i in range(40)])["x"][:2] == [None, 2.0]
+    finally:
+        gen.close()

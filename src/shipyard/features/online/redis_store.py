@@ -220,12 +220,12 @@ class RedisOnlineStore(OnlineStore):
         """Send encoded commands (built by ``make`` once the scripts are loaded) and read one reply
         each. A missing script (server restarted) is loaded and the commands sent again; with
         ``retry`` a dropped connection is reopened once, which is safe for reads."""
-        if not self._write_sha:
-            self._load_scripts()
         for attempt in (0, 1):
             link = self._link()
-            commands = make()
             try:
+                if not self._write_sha:
+                    self._load_scripts()
+                commands = make()
                 link.send_packed_command([b"".join(commands)], check_health=False)
                 return [link.read_response() for _ in commands]
             except self._no_script:
