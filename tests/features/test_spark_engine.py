@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from shipyard.config import load_settings
+from shipyard.errors import ConfigError, InvalidInput
 from shipyard.features.offline.engine import ROW, TS, ViewRequest
 from shipyard.features.store import OFFLINE_LOG_PREFIX
 from shipyard.workspace import Workspace
@@ -198,5 +199,31 @@ def test_sql_views_still_read_through_duckdb(tmp_path: Path) -> None:
             [T0 - timedelta(hours=1), T0 + timedelta(hours=1)], utc=True)})
         got = ws.features.get_training_set(entity, features=["doubled:x2"], engine="spark")
         assert pd.isna(got["x2"].iloc[0]) and got["x2"].iloc[1] == 4.0
+    finally:
+        ws.close()
+
+
+@pytest.mark.parametrize(("path", "error", "words"), [
+    ("missing.parquet", InvalidInput, "Spark could not read its source"),
+    ("s3://no-bucket/history.parquet", ConfigError, "hadoop-aws"),
+])
+def test_unreadable_sources_name_the_view_and_the_fix(tmp_path: Path, path: str, error: type, words: str) -> None:
+    from shipyard.features.offline.spark_engine import SparkEngine
+
+    (tmp_path / "features").mkdir()
+    (tmp_path / "features" / "views.py").write_text(textwrap.dedent(f"""
+        from shipyard.features import Entity, FeatureView, Field, FileSource, Float64
+
+        user = Entity("user", join_keys=["user_id"], value_types="int64")
+        remote = FeatureView("remote", entities=[user], fields=[Field("x", Float64)], timestamp_field="ts",
+                             source=FileSource("{path}"))
+    """))
+    ws = Workspace(load_settings(tmp_path, user="alice"))
+    try:
+        ws.features.apply(tmp_path, check_sources=False)
+        view = ws.features.get_feature_view("remote")
+        with pytest.raises(error) as info:
+            SparkEngine(ws.artifacts, OFFLINE_LOG_PREFIX).view_frame(ViewRequest(view, ["x"], ["x"]))
+        assert "'remote'" in info.value.message and words in info.value.message
     finally:
         ws.close()

@@ -21,12 +21,13 @@ endpoint and credentials in the Spark session's configuration.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from shipyard.errors import InvalidInput, require
+from shipyard.errors import ConfigError, InvalidInput, require
 from shipyard.features.definitions import FeatureView
 from shipyard.features.offline.engine import ROW, TS, ViewRequest
 from shipyard.features.offline.scan import CREATED_TS, EVENT_TS, Scanner, connect, quote
@@ -100,10 +101,11 @@ class SparkEngine:
         parts = []
         source = view.source.batch_source if isinstance(view.source, PushSource) else view.source
         if isinstance(source, FileSource):
-            parts.append(self._canonical(_read_source(spark, source), req, "source", check=True))
+            frame = _reading(view, "source", [source.path], lambda: _read_source(spark, source))
+            parts.append(self._canonical(frame, req, "source", check=True))
         files = self.log_paths(view.name)
         if files:
-            log = spark.read.option("mergeSchema", "true").parquet(*files)
+            log = _reading(view, "offline log", files, lambda: spark.read.option("mergeSchema", "true").parquet(*files))
             parts.append(self._canonical(log, req, "offline log", check=False))
         if not parts:
             return spark.createDataFrame([], _empty_schema(req))
@@ -210,6 +212,25 @@ def _ttl_micros(view: FeatureView) -> int:
 
 def _ref(name: str) -> str:
     return "`" + name.replace("`", "``") + "`"
+
+
+def _reading(view: FeatureView, what: str, paths: list[str], read: Callable[[], Any]) -> Any:
+    """``read()``, with Spark's failures turned into errors that name the view and the fix."""
+    try:
+        return read()
+    except Exception as exc:  # noqa: BLE001 - py4j and Spark analysis errors share no narrower base
+        text = str(exc)
+        first = next((line for line in text.splitlines() if line.strip() and "error occurred while" not in line),
+                     type(exc).__name__).lstrip(": ")
+        if "S3AFileSystem" in text or 'scheme "s3a"' in text:
+            raise ConfigError(
+                f"feature view {view.name!r}: Spark cannot read s3:// paths without Hadoop's s3a connector; add "
+                "the hadoop-aws jars (spark.jars.packages=org.apache.hadoop:hadoop-aws:<Spark's Hadoop version>) "
+                "and the spark.hadoop.fs.s3a.* endpoint and credentials, or use the DuckDB engine",
+                {"view": view.name, "field": "offline_engine", "paths": paths[:3]}) from None
+        raise InvalidInput(f"feature view {view.name!r} ({view.location}): Spark could not read its {what}: {first}; "
+                           "fix the file path or format", {"view": view.name, "field": "source", "error": first,
+                                                          "location": str(view.location)}) from None
 
 
 def _read_source(spark: Any, source: FileSource) -> Any:
