@@ -143,3 +143,21 @@ def test_late_row_older_than_the_stored_one_changes_nothing(project: Any) -> Non
     assert run.start == t1 - dt.timedelta(hours=5)
     got = store.online_store.read("spend", ["amount", "n"], [(1,), (2,)], ttl=TTL, now=t1)
     assert got == {"amount": [10.0, 30.0], "n": [1, 3]}
+
+
+def test_window_run_over_old_data_does_not_hide_a_late_file(project: Any) -> None:
+    from shipyard.features.materialize import materialize
+
+    store, data = project
+    t1 = T0 + dt.timedelta(days=2)
+    pd.DataFrame({"customer_id": [1], "ts": pd.to_datetime([t1 - dt.timedelta(hours=1)], utc=True),
+                  "amount": [10.0], "n": [1]}).to_parquet(data / "a.parquet", index=False)
+    materialize_incremental(store, end=t1)
+    pd.DataFrame({"customer_id": [2], "ts": pd.to_datetime([t1 - dt.timedelta(hours=3)], utc=True),
+                  "amount": [30.0], "n": [3]}).to_parquet(data / "b-late.parquet", index=False)
+    # a window run over older data sees the late file but does not cover its rows
+    materialize(store, T0, T0 + dt.timedelta(hours=1))
+    (run,) = materialize_incremental(store, end=t1 + dt.timedelta(hours=1))
+    assert run.start == t1 - dt.timedelta(hours=3)
+    got = store.online_store.read("spend", ["amount"], [(1,), (2,)], ttl=TTL, now=t1)
+    assert got == {"amount": [10.0, 30.0]}

@@ -241,12 +241,14 @@ STATE_PREFIX = "features/materialize-state"
 _FILE_SUFFIXES = (".parquet", ".csv", ".gz", ".tsv", ".pq")
 
 
-def _last_run(store: Any, view: str) -> int | None:
-    """Id of the view's last successful materialization."""
+def _watermark_run(store: Any, view: str) -> tuple[int, dt.datetime] | None:
+    """(id, end) of the successful run that set the view's watermark (the latest end; the newest
+    such run on ties): the files it recorded are the ones the watermark vouches for."""
     with workspace_of(store).store.read() as conn:
-        found = conn.execute(sa.select(sa.func.max(runs.c.id)).where(
-            runs.c.view == view, runs.c.status == "succeeded")).scalar()
-    return None if found is None else int(found)
+        found = conn.execute(sa.select(runs.c.id, runs.c.end_ts).where(
+            runs.c.view == view, runs.c.status == "succeeded", runs.c.end_ts.is_not(None)).order_by(
+            runs.c.end_ts.desc(), runs.c.id.desc()).limit(1)).first()
+    return None if found is None else (int(found[0]), dt.datetime.fromtimestamp(found[1] / 1000, tz=dt.UTC))
 
 
 def _source_file_paths(source: Any) -> list[str] | None:
@@ -366,6 +368,9 @@ def _read_state(store: Any, view: str, run_id: int) -> dict[str, str] | None:
 def _write_state(store: Any, view: str, run_id: int | None, files: dict[str, str] | None) -> None:
     if run_id is None or files is None:
         return
+    last = _watermark_run(store, view)
+    if last is None or last[0] != run_id:  # an older window: the watermark run's files stay on record
+        return
     try:
         workspace_of(store).artifacts.put_bytes(_state_path(view), orjson.dumps({"run_id": run_id, "files": files}))
     except Exception as exc:  # noqa: BLE001 - only costs the next run a re-read of the TTL window
@@ -376,11 +381,11 @@ def incremental_start(store: Any, view: Any, end: dt.datetime,
                       files: dict[str, str] | None) -> tuple[dt.datetime | None, str]:
     """Where the incremental run of ``view`` up to ``end`` starts, and why (for the log)."""
     floor = end - view.ttl if getattr(view, "ttl", None) else None
-    previous_end = watermark(store, view.name)
-    last = _last_run(store, view.name)
-    if previous_end is None or last is None:
+    last = _watermark_run(store, view.name)
+    if last is None:
         return floor, "first run"
-    before = _read_state(store, view.name, last) if files is not None else None
+    run_id, previous_end = last
+    before = _read_state(store, view.name, run_id) if files is not None else None
     if before is None:
         late: dt.datetime | None = floor
         why = "arrivals cannot be seen"
