@@ -70,9 +70,11 @@ def list_cmd(ctx: click.Context, as_json: bool) -> None:
               help="CSV or Parquet file of entity rows (join keys and a timestamp).")
 @click.option("--features", "features", default=None, help="Comma-separated 'view:feature' references.")
 @click.option("--service", default=None, help="A feature service instead of --features.")
-@click.option("--timestamp-column", default=None)
-@click.option("--engine", type=click.Choice(["duckdb", "spark"]), default=None)
-@click.option("--full-feature-names", is_flag=True)
+@click.option("--timestamp-column", default=None,
+              help="Timestamp column of the entity rows (default: event_timestamp).")
+@click.option("--engine", type=click.Choice(["duckdb", "spark"]), default=None,
+              help="Offline engine (default: the offline_engine setting).")
+@click.option("--full-feature-names", is_flag=True, help="Name feature columns view__feature.")
 @click.option("--out", "out", type=click.Path(dir_okay=False), default=None, help="Write .parquet or .csv here.")
 @click.option("--dataset", default=None, help="Write into the artifact store as this dataset.")
 @click.pass_context

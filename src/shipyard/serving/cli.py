@@ -60,10 +60,10 @@ def show_cmd(ctx: click.Context, name: str, version: int | None) -> None:
 
 
 @click.command()
-@click.option("--model", "model", default=None, help="NAME@REF (alias or version).")
+@click.option("--model", "model", default=None, help="NAME@REF (alias or version; NAME alone means NAME@champion).")
 @click.option("--scene", "scene", default=None, help="Scene name (its control flow).")
-@click.option("--arm", default="control", help="Scene arm to score with.")
-@click.option("--chunk-size", default=10_000, show_default=True, type=int)
+@click.option("--arm", default="control", show_default=True, help="Scene arm to score with.")
+@click.option("--chunk-size", default=10_000, show_default=True, type=int, help="Rows read and scored at a time.")
 @click.argument("input_path", type=click.Path(exists=True, dir_okay=False))
 @click.argument("output_path", type=click.Path(dir_okay=False))
 @click.pass_context
