@@ -289,3 +289,13 @@ def test_cli_compact(embedded_feature_store: Any) -> None:
     assert result.exit_code == 0, result.output
     assert "cust_stats" in result.output and "pair_stats" in result.output
     assert len(_offline(store)) == 6
+
+
+def test_a_merged_file_without_its_sidecar_is_not_read(artifacts: ArtifactStore) -> None:
+    rows = _write_small_files(artifacts, 4)
+    compact_log(artifacts, FOLDER, "v", target_rows=100, grace_seconds=3600)
+    [merged] = live_log_files(artifacts, FOLDER)
+    # the sidecar is gone (deleted by hand, or by a cleanup racing this reader): the file is not trusted
+    compaction._SIDECAR_CACHE.clear()
+    artifacts.delete(merged[: -len(".parquet")] + ".json")
+    assert _read(artifacts) == _expected(rows)  # the inputs, not the inputs and the merged file

@@ -115,12 +115,16 @@ def resolve_log(artifacts: ArtifactStore, folder: str, names: list[str] | None =
                              and p[: -len(".json")] + ".parquet" not in present]
     skipped: dict[str, int] = {}
     claimed: dict[str, int] = {}  # inputs of accepted compacted files -> their creation time
+    unreadable: set[str] = set()
     for path in compacted:  # newest first
         if path in skipped:
             continue
         sidecar = read_sidecar(artifacts, path)
         if sidecar is None:
-            log.warning("compacted file %s has no sidecar; it is ignored and its inputs stay live", path)
+            # being deleted as replaced (the file goes first, then its sidecar), or its sidecar was
+            # lost: either way what it holds cannot be told apart from live files, so it is not read
+            log.warning("compacted file %s has no sidecar; it is not read", path)
+            unreadable.add(path)
             continue
         inputs = [f"{folder}/{name}" for name in sidecar.get("covers", [])]
         clash = next((claimed[p] for p in inputs if p in claimed), None)
@@ -133,7 +137,7 @@ def resolve_log(artifacts: ArtifactStore, folder: str, names: list[str] | None =
             skipped.setdefault(p, made)
         state.rows[path] = int(sidecar.get("rows", 0))
         state.covers[path] = inputs
-    state.live = sorted(p for p in parquet if p not in skipped)
+    state.live = sorted(p for p in parquet if p not in skipped and p not in unreadable)
     state.replaced = {p: ms for p, ms in skipped.items() if p in present}
     return state
 

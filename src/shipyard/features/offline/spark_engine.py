@@ -96,6 +96,8 @@ class SparkEngine:
         spark = spark or spark_session()
         view = req.view
         if needs_duckdb(view):
+            # DuckDB SQL and pandas transforms have no Spark equivalent: such views are read by the
+            # DuckDB scan (their offline log included) and handed over from memory
             table = self._view_table_duckdb(req)
             return spark.createDataFrame(table.to_pandas(), schema=_schema(table))
         parts = []
