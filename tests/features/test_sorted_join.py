@@ -13,7 +13,7 @@ import pyarrow as pa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shipyard.features.offline.sorted_join import latest_rows, supports
+from shipyard.features.offline.sorted_join import KeyCodes, key_kind, latest_rows
 from tests.features.pit_reference import naive_pit
 
 KEYS = {
@@ -53,8 +53,10 @@ def test_latest_rows_matches_naive_reference(data: dict[str, Any], time_ranks: b
     span = int(view_ts.max()) - int(view_ts.min()) + 1 if view else 1
     if time_ranks is False and span * 2**20 >= 2**62:
         time_ranks = None  # raw microseconds cannot be forced when they overflow
-    got = latest_rows(_arrow([k for k, _ in entity], data["kind"]), entity_ts,
-                      _arrow([k for k, _, _ in view], data["kind"]), view_ts, created, ttl, time_ranks=time_ranks)
+    codes = KeyCodes.of(_arrow([k for k, _ in entity], data["kind"]))
+    assert codes.offset is None or data["kind"] != "string"
+    view_code = codes.view(_arrow([k for k, _, _ in view], data["kind"]))
+    got = latest_rows(codes.entity, entity_ts, view_code, view_ts, created, codes.count, ttl, time_ranks=time_ranks)
 
     rows = [{"k": k, "ts": t, "created": c, "i": i} for i, (k, t, c) in enumerate(view)]
     want = naive_pit([{"k": k, "event_timestamp": t} for k, t in entity], rows, ["k"], "ts", ["i"], ttl,
@@ -66,17 +68,20 @@ def test_latest_rows_matches_naive_reference(data: dict[str, Any], time_ranks: b
             assert chosen == expected["i"], (j, view[chosen] if chosen >= 0 else None, view[expected["i"]])
 
 
-def test_chunked_keys_and_no_view_rows() -> None:
-    entity_key = pa.chunked_array([[1, 2], [3]], pa.int64())
-    view_key = pa.chunked_array([[3, 1], [], [9]], pa.int64())
-    got = latest_rows(entity_key, np.array([10, 10, 10]), view_key, np.array([5, 11, 1]), None, None)
+def test_chunked_keys_nulls_and_no_view_rows() -> None:
+    codes = KeyCodes.of(pa.chunked_array([[1, None], [3]], pa.int64()))
+    assert codes.entity.tolist() == [0, -1, 2] and codes.count == 3 and codes.offset == 1
+    view_code = codes.view(pa.chunked_array([[3, 1], [], [9, None, 2]], pa.int32()))
+    assert view_code.tolist() == [2, 0, -1, -1, 1]
+    times = np.array([10, 10, 10])
+    got = latest_rows(codes.entity, times, view_code, np.array([5, 11, 1, 1, 1]), None, codes.count, None)
     assert got.tolist() == [-1, -1, 0]
-    empty = latest_rows(entity_key, np.array([10, 10, 10]), pa.array([], pa.int64()), np.array([], np.int64),
-                        None, 5)
+    empty = latest_rows(codes.entity, times, np.array([], np.int64), np.array([], np.int64), None, codes.count, 5)
     assert empty.tolist() == [-1, -1, -1]
+    nothing = KeyCodes.of(pa.array([None, None], pa.string()))
+    assert nothing.entity.tolist() == [-1, -1] and nothing.view(pa.array(["a"])).tolist() == [-1]
 
 
-def test_supported_key_types() -> None:
-    assert supports(pa.int64(), pa.int32()) and supports(pa.string(), pa.large_string())
-    assert not supports(pa.int64(), pa.string()) and not supports(pa.uint64(), pa.uint64())
-    assert not supports(pa.float64(), pa.float64()) and not supports(pa.timestamp("us"), pa.timestamp("us"))
+def test_key_kinds() -> None:
+    assert key_kind(pa.int32()) == "int" and key_kind(pa.large_string()) == "string"
+    assert key_kind(pa.uint64()) is None and key_kind(pa.float64()) is None and key_kind(pa.timestamp("us")) is None

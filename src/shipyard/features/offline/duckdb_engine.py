@@ -65,33 +65,50 @@ class DuckDBEngine:
     def _sorted_join(self, con: duckdb.DuckDBPyConnection, entity: pa.Table, req: ViewRequest, rel: str,
                      bounds: Bounds) -> dict[str, pa.ChunkedArray] | None:
         """The request's columns from the numpy join, or None when its keys need the SQL join."""
-        if len(req.view.join_keys) != 1:
-            return None
-        key = req.view.join_keys[0]
-        entity_key = entity.column(key)
-        if not sorted_join.supports(entity_key.type, entity_key.type):
-            return None
         view = req.view
-        cols = [quote(key), f"epoch_us({EVENT_TS}) AS __vts"]
+        if len(view.join_keys) != 1:
+            return None
+        key = view.join_keys[0]
+        entity_key = entity.column(key)
+        kind = sorted_join.key_kind(entity_key.type)
+        if kind is None or kind != _sql_key_kind(con, rel, key, view.name):
+            return None
+        codes = sorted_join.KeyCodes.of(entity_key)
+        if codes.offset is not None:
+            # Integer keys are coded (and those outside the entity keys' range dropped) in the scan.
+            high = codes.offset + codes.count - 1
+            cols = [f"CAST({quote(key)} AS BIGINT) - ({codes.offset}) AS __code"]
+            where = [f"{quote(key)} BETWEEN {codes.offset} AND {high}"]
+        else:
+            cols, where = [quote(key)], [f"{quote(key)} IS NOT NULL"]
+        cols.append(f"epoch_us({EVENT_TS}) AS __vts")
         if view.created_timestamp_field:
             # A missing created time loses every tie, as in the SQL join.
             cols.append(f"COALESCE(epoch_us({CREATED_TS}), {np.iinfo(np.int64).min}) AS __cts")
         cols += [quote(f) for f in req.features]
-        where = [f"{quote(key)} IS NOT NULL", f"{EVENT_TS} IS NOT NULL", *_window(view.ttl, bounds)]
+        where += [f"{EVENT_TS} IS NOT NULL", *_window(view.ttl, bounds)]
         sql = f"SELECT {', '.join(cols)} FROM {rel} WHERE {' AND '.join(where)}"
         try:
             table = con.sql(sql).to_arrow_table()
         except duckdb.Error as exc:
             raise InvalidInput(f"point-in-time join over view {view.name} failed in DuckDB: "
                                f"{str(exc).splitlines()[0]}", {"views": view.name}) from None
-        if not sorted_join.supports(entity_key.type, table.schema.field(key).type):
-            return None
+        view_code = table.column("__code").to_numpy() if codes.offset is not None else codes.view(table.column(key))
         created = table.column("__cts").to_numpy() if view.created_timestamp_field else None
         ttl_us = None if view.ttl is None else int(round(view.ttl.total_seconds() * 1_000_000))
-        chosen = sorted_join.latest_rows(entity_key, _micros(entity.column(TS)), table.column(key),
-                                         table.column("__vts").to_numpy(), created, ttl_us)
-        picked = table.select(req.features).take(pa.array(chosen, mask=chosen < 0))
-        return {out: picked.column(f) for f, out in zip(req.features, req.output_names, strict=True)}
+        chosen = sorted_join.latest_rows(codes.entity, _micros(entity.column(TS)), view_code,
+                                         table.column("__vts").to_numpy(), created, codes.count, ttl_us)
+        return {out: _take(table.column(f), chosen) for f, out in zip(req.features, req.output_names, strict=True)}
+
+
+def _sql_key_kind(con: duckdb.DuckDBPyConnection, rel: str, key: str, view: str) -> str | None:
+    """"int" or "string" when the view's key column has a type the numpy join handles."""
+    try:
+        kind = con.execute(f"DESCRIBE SELECT {quote(key)} FROM {rel}").fetchall()[0][1]
+    except duckdb.Error as exc:
+        raise InvalidInput(f"point-in-time join over view {view} failed in DuckDB: {str(exc).splitlines()[0]}",
+                           {"views": view}) from None
+    return {"TINYINT": "int", "SMALLINT": "int", "INTEGER": "int", "BIGINT": "int", "VARCHAR": "string"}.get(kind)
 
 
 def _asof_join(con: duckdb.DuckDBPyConnection, entity: pa.Table, requests: list[tuple[ViewRequest, str]],
@@ -127,6 +144,17 @@ def _in_row_order(table: pa.Table) -> pa.Table:
     order = np.empty(len(rows), dtype=np.int64)
     order[rows] = np.arange(len(rows), dtype=np.int64)
     return table.take(pa.array(order))
+
+
+def _take(column: pa.ChunkedArray, rows: np.ndarray) -> pa.Array | pa.ChunkedArray:
+    """``column[rows]``, null where ``rows`` is -1."""
+    missing = rows < 0
+    kind = column.type
+    if len(column) and not column.null_count and (pa.types.is_integer(kind) or pa.types.is_floating(kind)):
+        # numpy gathers plain numbers about twice as fast as Arrow's take over many chunks.
+        values = column.to_numpy()[np.where(missing, 0, rows)]
+        return pa.array(values, type=kind, mask=missing if missing.any() else None)
+    return column.take(pa.array(rows, mask=missing))
 
 
 def _micros(ts: pa.ChunkedArray) -> np.ndarray:

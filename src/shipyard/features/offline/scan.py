@@ -27,9 +27,10 @@ _TZ_TYPES = ("TIMESTAMP WITH TIME ZONE", "TIMESTAMPTZ")
 
 
 def connect(threads: int | None = None) -> duckdb.DuckDBPyConnection:
-    # DuckDB's default zone is UTC (and without the ICU extension the only one), which the casts
-    # between TIMESTAMP and TIMESTAMPTZ below rely on.
+    # With the ICU extension DuckDB's session zone is the machine's zone; the casts between
+    # TIMESTAMP and TIMESTAMPTZ below and the zone of returned timestamps need UTC.
     con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
     if threads:
         con.execute(f"SET threads={int(threads)}")
     return con

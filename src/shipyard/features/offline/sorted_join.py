@@ -1,52 +1,90 @@
 """Point-in-time join for a view with one integer or string join key, in numpy without a SQL join.
 
-Each view row becomes one sortable int64, ``key code * span + time coordinate``; after one sort of
-the view, every entity row finds its latest view row with a single ``searchsorted`` (greatest
-composite not after its own) and a check that the row found has the same key. Ties on
-(key, event time) are ordered by created time so the last of a run is the one created last.
-The DuckDB engine uses this for single-key views and its ASOF JOIN for composite keys; both give
-the same rows (see engine.py for the semantics).
+Keys become int64 codes shared by entity and view rows (integer keys in a narrow range are their
+own codes, offset by the smallest entity key; other keys are looked up by hash). Each view row
+becomes one sortable int64, ``code * span + time coordinate``; after one sort of the view, every
+entity row finds its latest view row with a single ``searchsorted`` (greatest composite not after
+its own) and a check that the row found has the same code. Ties on (key, event time) are ordered
+by created time so the last of a run is the one created last. The DuckDB engine uses this for
+single-key views and its ASOF JOIN for composite keys; both give the same rows (see engine.py for
+the semantics).
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-# Composites stay below this so that key code * span + coordinate never overflows int64.
+# Composites stay below this so that code * span + coordinate never overflows int64.
 _COMPOSITE_LIMIT = 2**62
-# Integer keys are used as codes directly (offset by the smallest entity key) while their range
-# is at most this many times the number of entity rows; sparser keys go through a hash lookup.
+# Integer keys are their own codes while their range is at most this many times the number of
+# entity rows (then the codes stay few); sparser keys are looked up by hash.
 _DENSE_KEY_FACTOR = 4
 
 
-def supports(entity_key: pa.DataType, view_key: pa.DataType) -> bool:
-    """Whether a view key of type ``view_key`` joins entity keys of type ``entity_key`` here."""
-    # Unsigned keys stay with DuckDB: their values need not fit the int64 arithmetic used here.
-    if pa.types.is_signed_integer(entity_key) and pa.types.is_signed_integer(view_key):
-        return True
-    strings = (pa.types.is_string, pa.types.is_large_string)
-    return any(f(entity_key) for f in strings) and any(f(view_key) for f in strings)
+def key_kind(arrow_type: pa.DataType) -> str | None:
+    """"int" or "string" for join keys this join handles, None for the others (DuckDB joins those)."""
+    # Unsigned keys are left out: their values need not fit the int64 arithmetic used here.
+    if pa.types.is_signed_integer(arrow_type):
+        return "int"
+    if pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type):
+        return "string"
+    return None
 
 
-def latest_rows(entity_key: pa.Array | pa.ChunkedArray, entity_ts: np.ndarray,
-                view_key: pa.Array | pa.ChunkedArray, view_ts: np.ndarray, view_created: np.ndarray | None,
-                ttl_us: int | None, *, time_ranks: bool | None = None) -> np.ndarray:
+@dataclass
+class KeyCodes:
+    """Codes of the entity rows' keys (-1 for null) and how to code view keys the same way."""
+
+    entity: np.ndarray
+    count: int
+    offset: int | None = None  # integer keys: code = key - offset, for keys in [offset, offset + count)
+    values: pa.Array | None = None  # otherwise: code = position of the key in these distinct entity keys
+
+    @classmethod
+    def of(cls, entity_key: pa.Array | pa.ChunkedArray) -> KeyCodes:
+        if pa.types.is_integer(entity_key.type):
+            entity_key = entity_key.cast(pa.int64())
+            bounds = pc.min_max(entity_key).as_py()
+            low, high = bounds["min"], bounds["max"]
+            if low is None:
+                return cls(np.full(len(entity_key), -1, np.int64), 0, offset=0)
+            if high - low <= _DENSE_KEY_FACTOR * len(entity_key):
+                keys, valid = _int64(entity_key)
+                return cls(np.where(valid, keys - low, -1), high - low + 1, offset=low)
+        values = pc.unique(entity_key).drop_null()
+        return cls(_int64(pc.index_in(entity_key, value_set=values).fill_null(-1))[0], len(values), values=values)
+
+    def view(self, view_key: pa.Array | pa.ChunkedArray) -> np.ndarray:
+        """Codes of view keys; -1 for null keys and keys no entity row has."""
+        if self.offset is not None:
+            keys, valid = _int64(view_key.cast(pa.int64()))
+            inside = (keys >= self.offset) & (keys < self.offset + self.count)
+            return np.where(valid & inside, keys - self.offset, -1)
+        assert self.values is not None
+        if view_key.type != self.values.type:
+            view_key = view_key.cast(self.values.type)
+        return _int64(pc.index_in(view_key, value_set=self.values).fill_null(-1))[0]
+
+
+def latest_rows(entity_code: np.ndarray, entity_ts: np.ndarray, view_code: np.ndarray, view_ts: np.ndarray,
+                view_created: np.ndarray | None, codes: int, ttl_us: int | None, *,
+                time_ranks: bool | None = None) -> np.ndarray:
     """For each entity row, the index of its view row (-1 if none).
 
-    ``entity_ts``, ``view_ts`` and ``view_created`` are int64 microseconds (view rows without an
-    event time or a key must be left out beforehand). The chosen row has the entity row's key and
-    the greatest (event time, created time) with event time <= the entity time; it is dropped if
-    its event time is before the entity time minus ``ttl_us``. ``time_ranks`` forces (True) or
-    forbids (False) replacing times by their rank among the view's times, which otherwise happens
-    only when raw microseconds would overflow the composite.
+    Codes are int64 in [0, codes), -1 for rows that match nothing; times are int64 microseconds.
+    The chosen row has the entity row's code and the greatest (event time, created time) with
+    event time <= the entity time; it is dropped if its event time is before the entity time
+    minus ``ttl_us``. ``time_ranks`` forces (True) or forbids (False) replacing times by their
+    rank among the view's times, which otherwise happens only when raw microseconds would overflow
+    the composite.
     """
-    n = len(entity_ts)
-    chosen = np.full(n, -1, dtype=np.int64)
-    ent_code, view_code, n_codes = _key_codes(entity_key, view_key)
-    rows = np.flatnonzero(view_code >= 0)  # view rows whose key some entity row has
-    if len(rows) == 0 or n == 0:
+    chosen = np.full(len(entity_ts), -1, dtype=np.int64)
+    rows: np.ndarray | None = np.flatnonzero(view_code >= 0)
+    if len(rows) == 0 or len(entity_ts) == 0:
         return chosen
     if len(rows) < len(view_code):
         view_code, vts = view_code[rows], view_ts[rows]
@@ -56,35 +94,35 @@ def latest_rows(entity_key: pa.Array | pa.ChunkedArray, entity_ts: np.ndarray,
     tmin, tmax = int(vts.min()), int(vts.max())
     span = tmax - tmin + 1
     if time_ranks is None:
-        time_ranks = n_codes * span >= _COMPOSITE_LIMIT
+        time_ranks = codes * span >= _COMPOSITE_LIMIT
     if time_ranks:
         times = np.unique(vts)
         span = len(times)
         view_coord = np.searchsorted(times, vts)
-        ent_coord = np.searchsorted(times, entity_ts, side="right") - 1  # -1: before every view time
+        entity_coord = np.searchsorted(times, entity_ts, side="right") - 1  # -1: before every view time
     else:
         view_coord = vts - tmin
-        ent_coord = np.minimum(entity_ts, tmax) - tmin  # negative: before every view time
-    if n_codes * span >= _COMPOSITE_LIMIT:
-        raise OverflowError("too many distinct keys and times for an int64 composite")
+        entity_coord = np.minimum(entity_ts, tmax) - tmin  # negative: before every view time
+    if codes * span >= _COMPOSITE_LIMIT:
+        raise OverflowError(f"{codes} keys x {span} times do not fit an int64 composite; use time_ranks")
 
-    composite = view_code * span + view_coord
+    composite = view_code * span
+    composite += view_coord
     del view_coord
     order = _argsort(composite)
     composite = composite[order]
     if view_created is not None:
-        created = view_created if rows is None else view_created[rows]
-        _created_last(order, composite, created)
+        _created_last(order, composite, view_created if rows is None else view_created[rows])
 
-    asks = np.flatnonzero((ent_code >= 0) & (ent_coord >= 0))
-    query = ent_code[asks] * span + ent_coord[asks]
+    asks = np.flatnonzero((entity_code >= 0) & (entity_coord >= 0))
+    query = entity_code[asks] * span + entity_coord[asks]
     # Sorted queries make searchsorted walk the view once instead of jumping around it.
     query_order = np.argsort(query)
     found = np.empty(len(query), dtype=np.int64)
     found[query_order] = np.searchsorted(composite, query[query_order], side="right") - 1
     hit = found >= 0
-    # The greatest composite not after the query may belong to a smaller key: then there is none.
-    hit[hit] = composite[found[hit]] >= ent_code[asks[hit]] * span
+    # The greatest composite not after the query may belong to a smaller code: then there is none.
+    hit[hit] = composite[found[hit]] >= entity_code[asks[hit]] * span
     asks, found = asks[hit], order[found[hit]]
     if rows is not None:
         found = rows[found]
@@ -93,30 +131,6 @@ def latest_rows(entity_key: pa.Array | pa.ChunkedArray, entity_ts: np.ndarray,
         asks, found = asks[fresh], found[fresh]
     chosen[asks] = found
     return chosen
-
-
-def _key_codes(entity_key: pa.Array | pa.ChunkedArray, view_key: pa.Array | pa.ChunkedArray
-               ) -> tuple[np.ndarray, np.ndarray, int]:
-    """int64 codes for both sides (-1: null, or a view key no entity row has) and the number of codes."""
-    if pa.types.is_integer(entity_key.type):
-        entity_key, view_key = entity_key.cast(pa.int64()), view_key.cast(pa.int64())
-        bounds = pc.min_max(entity_key).as_py()
-        low, high = bounds["min"], bounds["max"]
-        if low is None:
-            return np.full(len(entity_key), -1, np.int64), np.full(len(view_key), -1, np.int64), 0
-        if high - low <= _DENSE_KEY_FACTOR * len(entity_key):
-            # Codes are the keys minus the smallest entity key: no hashing at all.
-            ent, ent_valid = _int64(entity_key)
-            view, view_valid = _int64(view_key)
-            ent = np.where(ent_valid, ent - low, -1)
-            view = np.where(view_valid & (view >= low) & (view <= high), view - low, -1)
-            return ent, view, high - low + 1
-    elif view_key.type != entity_key.type:
-        view_key = view_key.cast(entity_key.type)
-    values = pc.unique(entity_key).drop_null()
-    ent = pc.index_in(entity_key, value_set=values).fill_null(-1)
-    view = pc.index_in(view_key, value_set=values).fill_null(-1)
-    return _int64(ent)[0], _int64(view)[0], len(values)
 
 
 def _int64(values: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray | bool]:
@@ -149,5 +163,5 @@ def _created_last(order: np.ndarray, composite: np.ndarray, created: np.ndarray)
     in_run[:-1] |= tie
     where = np.flatnonzero(in_run)
     members = order[where]
-    # lexsort: last key first; the composites at ``where`` are already ascending.
+    # lexsort sorts by its last key first; the composites at ``where`` are already ascending.
     order[where] = members[np.lexsort((created[members], composite[where]))]
