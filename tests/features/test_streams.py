@@ -256,6 +256,14 @@ def test_nats_dead_letters_and_keeps_going(embedded_feature_store, nats_subject)
 
 
 @pytest.mark.nats
+def test_nats_consumer_on_a_silent_subject_stops_at_its_idle_timeout(embedded_feature_store, nats_subject) -> None:
+    # nothing is ever published: every fetch times out, which must count as idle, not crash the run
+    stats = consumer_for(embedded_feature_store, f"{NATS_URL}/{nats_subject}", "cust_stats").run(
+        idle_timeout=1.5, timeout=30)
+    assert (stats.messages, stats.written, stats.dead_lettered) == (0, 0, 0)
+
+
+@pytest.mark.nats
 def test_nats_freshness_under_one_second_at_5000_per_second(embedded_feature_store, nats_subject) -> None:
     total, customers = int(RATE * SECONDS), 1000
     asyncio.run(_publish(nats_subject, []))  # create the stream before the consumer starts

@@ -94,7 +94,8 @@ class NatsStreamConsumer:
                 count = limits.next_count(stats)
                 try:
                     msgs = await sub.fetch(count, timeout=self.fetch_timeout)
-                except NatsTimeout:
+                except (NatsTimeout, TimeoutError):
+                    # nats-py raises its own TimeoutError or, from some versions on, asyncio's
                     continue
                 if not msgs:
                     continue
