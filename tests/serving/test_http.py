@@ -87,7 +87,7 @@ def test_scene_predict_single_and_batch(app_client, loaded):
     (b'{"user_id": "u1", "amount": "12"}', 400, "amount", "must be double, got str"),
     (b'{"user_id": 7, "amount": 1}', 400, "user_id", "must be string"),
     (b'{"user_id": "u1", "amount": true}', 400, "amount", "must be double"),
-    (b'{"user_id": null, "amount": 1}', 400, "user_id", "null but required"),
+    (b'{"user_id": null, "amount": 1}', 400, "user_id", "null but required; send a string or declare it optional ('string?')"),
     (b'"just a string"', 400, "body", "JSON object"),
     (b'', 400, "body", "empty"),
 ])

@@ -179,7 +179,7 @@ class CompiledScene:
                 if value is None:
                     if key in self._required:
                         raise SchemaMismatch(f"{where}field {key!r} is null but required; send a {kind} or "
-                                             "declare it optional ('{kind}?')", {"field": key, "record": i})
+                                             f"declare it optional ('{kind}?')", {"field": key, "record": i})
                     continue
                 if not ok(value):
                     raise SchemaMismatch(f"{where}field {key!r} must be {kind}, got {type(value).__name__} "
