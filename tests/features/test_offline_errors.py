@@ -79,3 +79,15 @@ def test_offline_append_wrong_types_and_missing_columns(ws: Workspace) -> None:
 def test_read_offline_of_unknown_view(ws: Workspace) -> None:
     with pytest.raises(NotFound, match="feature view 'ghost' is not registered"):
         ws.features.read_offline("ghost")
+
+
+def test_aware_entity_times_against_a_naive_view_suggest_dropping_the_zone(sqlite_workspace: Workspace,
+                                                                          tmp_path: Path) -> None:
+    stats = pd.DataFrame({"user_id": [1], "ts": pd.to_datetime([T0.replace(tzinfo=None)]),
+                          "created": pd.to_datetime([T0.replace(tzinfo=None)]), "x": [1.0], "n": [1]})
+    pairs = pd.DataFrame({"user_id": [1], "shop": ["a"], "ts": pd.to_datetime([T0.replace(tzinfo=None)]),
+                          "y": [2.0], "label": ["p"]})
+    sqlite_workspace.features.apply(write_project(tmp_path / "naive", stats, pairs, ttl_hours=24))
+    with pytest.raises(InvalidInput, match=r"'event_timestamp' is time-zone-aware but feature view 'stats' has "
+                                           r"naive .*tz_localize\(None\)"):
+        sqlite_workspace.features.get_training_set(entity(), features=["stats:x"])

@@ -241,11 +241,16 @@ def _check_timezones(store: FeatureStore, ts: pd.Series, ts_col: str, views: lis
         for view in views:
             rel = scanner.view_relation(view)
             if rel.has_rows_source and rel.timestamp_tz_aware != entity_aware:
-                state = ("time-zone-aware", "naive") if entity_aware else ("naive", "time-zone-aware")
+                if entity_aware:
+                    state, fix = ("time-zone-aware", "naive"), (
+                        f"make the entity times naive UTC (df[{ts_col!r}] = df[{ts_col!r}].dt.tz_convert('UTC')"
+                        f".dt.tz_localize(None)) or store zone-aware times in the view's source")
+                else:
+                    state, fix = ("naive", "time-zone-aware"), (
+                        f"make the entity times aware (df[{ts_col!r}] = df[{ts_col!r}].dt.tz_localize('UTC'))")
                 raise InvalidInput(
                     f"entity_df column {ts_col!r} is {state[0]} but feature view {view.name!r} has {state[1]} "
-                    f"timestamps in {view.timestamp_field!r}; make both aware (e.g. "
-                    f"df[{ts_col!r}] = df[{ts_col!r}].dt.tz_localize('UTC')) or both naive",
+                    f"timestamps in {view.timestamp_field!r}; {fix}",
                     {"view": view.name, "field": view.timestamp_field, "entity_field": ts_col})
     finally:
         con.close()
