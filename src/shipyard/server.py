@@ -61,7 +61,28 @@ class ShipyardAPI(FastAPI):
         if fast is not None and scope["type"] == "http" and scope["method"] == "POST" and not self.root_path \
                 and await fast(scope, receive, send):
             return
+        if scope["type"] == "http" and scope["method"] in _BODY_METHODS:
+            scope = _json_unless_typed(scope)
         await super().__call__(scope, receive, send)
+
+
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+_UNTYPED = (b"", b"application/x-www-form-urlencoded")
+
+
+def _json_unless_typed(scope: Any) -> Any:
+    """Treat an untyped body as JSON. No route takes forms, and ``curl -d`` labels every body a form
+    unless told otherwise, which made FastAPI reject valid JSON as "not a valid dictionary"."""
+    headers = scope["headers"]
+    kind = b""
+    for name, value in headers:
+        if name == b"content-type":
+            kind = value.split(b";", 1)[0].strip().lower()
+            break
+    if kind not in _UNTYPED:
+        return scope
+    rest = [(n, v) for n, v in headers if n != b"content-type"]
+    return {**scope, "headers": [*rest, (b"content-type", b"application/json")]}
 
 
 def create_app(ws: Workspace, **options: Any) -> FastAPI:

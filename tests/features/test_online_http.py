@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+import orjson
 import pytest
 from starlette.testclient import TestClient
 
@@ -90,3 +91,19 @@ def test_remote_client_matches_in_process(remote) -> None:
     report = client.features.monitor(["cust_stats"])
     assert report["views"][0]["online"]["entities"] == 5
     assert client.features.skew("cust_stats")["rows"] == 0
+
+
+def test_push_accepts_json_sent_as_a_form_or_untyped(remote) -> None:
+    # `curl -d '{...}'` labels the body application/x-www-form-urlencoded; no route takes forms
+    store, http, _client = remote
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    body = orjson.dumps({"view": "cust_stats", "rows": _rows(now)})
+    resp = http.post("/api/v1/features/push", content=body,
+                     headers={"content-type": "application/x-www-form-urlencoded"})
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["written"] == 5
+    untyped = http.post("/api/v1/features/push", content=body, headers={"content-type": ""})
+    assert untyped.status_code == 200 and untyped.json()["duplicates"] == 5
+    # a body labelled as something else is still refused, naming the problem
+    text = http.post("/api/v1/features/push", content=body, headers={"content-type": "text/plain"})
+    assert text.status_code == 400 and text.json()["error"]["code"] == "invalid_input"
