@@ -152,6 +152,11 @@ def clear_plan_cache(store: Any | None = None) -> None:
 
 
 def _columns(entity_rows: Any) -> tuple[dict[str, list[Any]], int]:
+    if type(entity_rows) is dict and all(type(v) is list for v in entity_rows.values()):
+        # the common case, a dict of lists, without the general conversions below
+        lengths = {len(v) for v in entity_rows.values()}
+        if len(lengths) == 1:
+            return dict(entity_rows), lengths.pop()
     if isinstance(entity_rows, Mapping):
         cols: dict[str, list[Any]] = {}
         for k, v in entity_rows.items():
@@ -209,7 +214,9 @@ def get_online_features(
         for name, output in zip(read.features, read.outputs, strict=True):
             if output is not None:
                 out[output] = values[name]
-            inputs.setdefault(name, values[name])
+        if plan.on_demand:
+            for name in read.features:
+                inputs.setdefault(name, values[name])
     if plan.on_demand:
         _apply_on_demand(plan, columns, inputs, out, n)
     return out

@@ -44,7 +44,6 @@ from shipyard.features.online.base import (
     micros_column,
     now_micros,
     to_micros,
-    ttl_cutoff,
 )
 
 try:  # the C encoder of the Redis protocol; redis-py's own is used without it
@@ -380,13 +379,17 @@ class RedisOnlineStore(OnlineStore):
         # command per view, all sent together.
         mode = "plain" if total <= _PLAIN_READ else "small" if total <= _SMALL_READ else "each"
 
+        if mode == "plain":  # the hot path of single-entity reads: kept free of closures
+            plain = []
+            for view, names, keys, _ttl in requests:
+                head, prefix, tail = self._hmget_parts(view, names)
+                for key in keys:
+                    row = prefix + encode_key(key)
+                    plain.append(b"%s$%d\r\n%s\r\n%s" % (head, len(row), row, tail))
+
         def commands() -> list[bytes]:
             if mode == "plain":
-                out = []
-                for view, names, keys, _ttl in requests:
-                    head, prefix, tail = self._hmget_parts(view, names)
-                    out.extend(b"".join((head, _bulk(prefix + encode_key(key)), tail)) for key in keys)
-                return out
+                return plain
             if mode == "small":
                 rows: list[bytes] = []
                 args: list[Any] = []
@@ -414,7 +417,8 @@ class RedisOnlineStore(OnlineStore):
                 start += len(keys)
         else:
             grouped = replies
-        return [self._decode(rows, names, ttl_cutoff(ttl, now))
+        current = now_micros() if now is None else to_micros(now)
+        return [self._decode(rows, names, None if not ttl else current - int(ttl.total_seconds() * 1_000_000))
                 for rows, (_view, names, _keys, ttl) in zip(grouped, requests, strict=True)]
 
     @staticmethod
