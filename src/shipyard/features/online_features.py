@@ -156,7 +156,7 @@ def _columns(entity_rows: Any) -> tuple[dict[str, list[Any]], int]:
         # the common case, a dict of lists, without the general conversions below
         lengths = {len(v) for v in entity_rows.values()}
         if len(lengths) == 1:
-            return dict(entity_rows), lengths.pop()
+            return {k: v.copy() for k, v in entity_rows.items()}, lengths.pop()
     if isinstance(entity_rows, Mapping):
         cols: dict[str, list[Any]] = {}
         for k, v in entity_rows.items():
