@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import textwrap
 from datetime import timedelta
 from pathlib import Path
@@ -143,6 +144,27 @@ def test_duplicate_names_and_syntax_errors(tmp_path: Path) -> None:
     root = _repo(tmp_path, HEADER + "def oops(:\n")
     with pytest.raises(InvalidInput, match="defs.py:3: syntax error"):
         load_repo(root)
+
+
+def test_definitions_imported_from_a_sibling_file_are_the_same_definitions(tmp_path: Path) -> None:
+    # "a_service.py" sorts (and so loads) before the file it imports from
+    _repo(tmp_path, HEADER + "stats = FeatureView('stats', [user], [Field('a', Float64)], FileSource('x.parquet'))\n")
+    (tmp_path / "features" / "a_service.py").write_text(
+        "from defs import stats\nfrom shipyard.features import FeatureService\n"
+        "svc = FeatureService('svc', [stats])\n")
+    repo = load_repo(tmp_path)
+    assert sorted((d.kind, d.name) for d in repo.definitions) == [
+        ("entity", "user"), ("feature_service", "svc"), ("feature_view", "stats")]
+    assert "defs" not in sys.modules
+    # an edit is seen by the next load in the same process
+    (tmp_path / "features" / "defs.py").write_text(
+        HEADER + "stats = FeatureView('stats', [user], [Field('b', Float64)], FileSource('x.parquet'))\n")
+    (tmp_path / "features" / "a_service.py").write_text(
+        "from defs import stats\nfrom shipyard.features import FeatureService\n"
+        "svc = FeatureService('svc', ['stats:b'])\n")
+    again = load_repo(tmp_path)
+    view = next(d for d in again.definitions if d.name == "stats")
+    assert [f.name for f in view.fields] == ["b"]
 
 
 def test_relative_source_paths_resolve_against_the_project(tmp_path: Path) -> None:

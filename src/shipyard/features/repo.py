@@ -9,6 +9,7 @@ is collected. Relative file paths in sources are resolved against the project fo
 from __future__ import annotations
 
 import hashlib
+import importlib.abc
 import importlib.util
 import sys
 import traceback
@@ -58,11 +59,12 @@ def load_repo(path: str | Path) -> Repo:
     root, files = find_files(path)
     found: list[Definition] = []
     ids: set[int] = set()
-    for file in files:
-        for obj in _exec_file(file):
-            if id(obj) not in ids:
-                ids.add(id(obj))
-                found.append(obj)
+    with _SiblingImports(files):
+        for file in files:
+            for obj in _exec_file(file):
+                if id(obj) not in ids:
+                    ids.add(id(obj))
+                    found.append(obj)
     resolved = [_resolve_paths(obj, root) for obj in found]
     validate(resolved)
     return Repo(root, files, resolved)
@@ -72,7 +74,35 @@ def _module_name(file: Path) -> str:
     return f"shipyard_features_{hashlib.sha1(str(file).encode()).hexdigest()[:10]}_{file.stem}"
 
 
+class _SiblingImports(importlib.abc.MetaPathFinder):
+    """While a repo loads, ``from customers import customer_stats`` in one definitions file imports
+    the sibling ``customers.py`` once, and that same module is then collected, so the view is one
+    object rather than a copy reported as "defined twice". The plain module names are removed
+    afterwards, so the next load (a re-plan in a long-running server) executes edited files again."""
+
+    def __init__(self, files: list[Path]) -> None:
+        taken = set(sys.modules) | set(sys.stdlib_module_names)
+        self.by_name = {f.stem: f for f in files if f.stem.isidentifier() and f.stem not in taken}
+
+    def find_spec(self, fullname: str, path: object = None, target: object = None) -> object:
+        file = self.by_name.get(fullname)
+        return None if file is None else importlib.util.spec_from_file_location(fullname, file)
+
+    def __enter__(self) -> _SiblingImports:
+        sys.meta_path.insert(0, self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        sys.meta_path.remove(self)
+        for name in self.by_name:
+            sys.modules.pop(name, None)
+
+
 def _exec_file(file: Path) -> list[Definition]:
+    imported = sys.modules.get(file.stem)
+    if imported is not None and getattr(imported, "__file__", None) == str(file):
+        # already executed by a sibling's import (see _SiblingImports)
+        return [value for value in vars(imported).values() if isinstance(value, Definition)]
     name = _module_name(file)
     spec = importlib.util.spec_from_file_location(name, file)
     assert spec is not None and spec.loader is not None
