@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, given, settings
 
@@ -165,3 +166,55 @@ def test_offline_append_feeds_training_sets(project: Workspace) -> None:
     project.features.offline_append("stats", [{"user_id": 9, "ts": T0, "created": T0, "x": 9.5, "n": 1}])
     entity = pd.DataFrame({"user_id": [9], "shop": ["a"], "event_timestamp": pd.to_datetime([T0], utc=True)})
     assert project.features.get_training_set(entity, features=["stats:x"])["x"].tolist() == [9.5]
+
+
+ALL_TYPES_VIEWS = '''
+from datetime import timedelta
+
+import pandas as pd
+
+from shipyard.features import (Bool, Entity, FeatureView, Field, FileSource, Float64, Int64, RequestSource, String,
+                               Timestamp, on_demand_feature_view)
+
+user = Entity("user", join_keys=["user_id"], value_types="int64")
+typed = FeatureView(
+    "typed", entities=[user],
+    fields=[Field("f", Float64), Field("i", Int64), Field("s", String), Field("b", Bool), Field("t", Timestamp)],
+    source=FileSource("typed.parquet"), timestamp_field="ts", ttl=timedelta(hours=3),
+)
+request = RequestSource("request", [Field("mult", Float64)])
+
+
+@on_demand_feature_view(sources=[typed[["f", "i"]], request], fields=[Field("scaled", Float64)])
+def scaled(df: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame({"scaled": df["f"] * df["mult"] + df["i"]})
+'''
+
+
+def test_arrow_output_is_the_pandas_output_as_arrow(tmp_path: Path) -> None:
+    (tmp_path / "features").mkdir()
+    (tmp_path / "features" / "views.py").write_text(ALL_TYPES_VIEWS)
+    hours = [T0 + timedelta(hours=h) for h in (0, 1, 2, 3)]
+    pd.DataFrame({
+        "user_id": [1, 1, 2, 2], "ts": pd.to_datetime(hours, utc=True),
+        "f": [0.5, float("nan"), None, 2.5], "i": [1, None, 3, 4], "s": ["a", None, "c", "d"],
+        "b": [True, None, False, True], "t": pd.to_datetime([hours[0], None, hours[1], hours[2]], utc=True),
+    }).to_parquet(tmp_path / "typed.parquet")
+    ws = _workspace(tmp_path)
+    try:
+        ws.features.apply(tmp_path)
+        entity = pd.DataFrame({
+            "user_id": [1, 2, 1, 3, 2], "mult": [2.0, 1.0, 3.0, 1.0, -1.0], "label": ["x", "y", None, "z", "w"],
+            "event_timestamp": pd.to_datetime([hours[0], hours[3], hours[1], hours[1], T0 + timedelta(hours=9)],
+                                              utc=True),
+        }, index=[10, 11, 12, 13, 14])
+        refs = ["typed:f", "typed:i", "typed:s", "typed:b", "typed:t", "scaled:scaled"]
+        frame = ws.features.get_training_set(entity, features=refs)
+        table = ws.features.get_training_set(entity, features=refs, output="arrow")
+        assert frame["f"].isna().tolist() == [False, False, True, True, True]  # NaN value, no row, too old
+        assert frame["scaled"].tolist()[:1] == [2.0]
+        expected = pa.Table.from_pandas(frame, preserve_index=False)
+        assert table.equals(expected, check_metadata=True), (table.schema, expected.schema)
+        pd.testing.assert_frame_equal(table.to_pandas(), frame)
+    finally:
+        ws.close()

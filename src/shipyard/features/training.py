@@ -8,6 +8,7 @@ serves them online, and returns pandas, Arrow, or a Parquet dataset recorded wit
 from __future__ import annotations
 
 import io
+import json
 import uuid
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from shipyard.errors import InvalidInput
@@ -31,6 +33,8 @@ if TYPE_CHECKING:
     from shipyard.features.store import FeatureStore
 
 DEFAULT_TS_COLUMNS = ("event_timestamp", "timestamp", "ts", "event_ts")
+# How joined Arrow columns become pandas: integers and booleans keep their nulls.
+_PANDAS_TYPES = {pa.int64(): pd.Int64Dtype(), pa.bool_(): pd.BooleanDtype()}.get
 OUTPUTS = ("pandas", "arrow")
 
 
@@ -136,33 +140,69 @@ def build_training_set(store: FeatureStore, entity_df: pd.DataFrame | pa.Table, 
     if joined.num_rows != len(frame):
         raise RuntimeError(f"offline engine returned {joined.num_rows} rows for {len(frame)} entity rows")
 
-    mapper = {pa.int64(): pd.Int64Dtype(), pa.bool_(): pd.BooleanDtype()}.get
-    result = frame.reset_index(drop=True).copy()
-    for view_name, feats in wanted.items():
-        view = views[view_name]
-        if isinstance(view, FeatureView):
-            for feature in feats:
-                col = out_name(view_name, feature)
-                result[col] = joined.column(col).to_pandas(types_mapper=mapper)
+    base = frame.reset_index(drop=True)
+    joined_columns = [out_name(name, f) for name, feats in wanted.items() if isinstance(views[name], FeatureView)
+                      for f in feats]
+    computed_columns: dict[str, Any] = {}
     for view_name, feats in wanted.items():
         view = views[view_name]
         if isinstance(view, OnDemandFeatureView):
-            inputs = pd.DataFrame(index=result.index)
+            inputs = pd.DataFrame(index=base.index)
             for ref in view.feature_inputs:
                 src, _, feature = ref.partition(":")
                 col = out_name(src, feature) if feature in wanted.get(src, []) else f"__in__{src}__{feature}"
-                inputs[feature] = joined.column(col).to_pandas(types_mapper=mapper)
+                inputs[feature] = joined.column(col).to_pandas(types_mapper=_PANDAS_TYPES)
             for f in view.request_fields:
-                inputs[f.name] = result[f.name].to_numpy()
+                inputs[f.name] = base[f.name].to_numpy()
             computed = view.execute(inputs)
             for feature in feats:
-                result[out_name(view_name, feature)] = computed[feature].to_numpy()
+                computed_columns[out_name(view_name, feature)] = computed[feature].to_numpy()
     lineage["views"] = {name: view.version for name, view in sorted(views.items())}
+    if output == "arrow" and dataset is None:
+        table = _arrow_result(base, joined, joined_columns, computed_columns)
+        if table is not None:
+            return table
+    result = base.copy()
+    for col in joined_columns:
+        result[col] = joined.column(col).to_pandas(types_mapper=_PANDAS_TYPES)
+    for col, values in computed_columns.items():
+        result[col] = values
     if dataset is not None:
         return _write_dataset(store, result, dataset, refs, lineage)
     if output == "arrow":
         return pa.Table.from_pandas(result, preserve_index=False)
     return result
+
+
+def _arrow_result(base: pd.DataFrame, joined: pa.Table, joined_columns: list[str],
+                  computed_columns: dict[str, Any]) -> pa.Table | None:
+    """The table ``pa.Table.from_pandas`` would make of the pandas result, without converting the
+    joined columns to pandas and back (a tenth of a second per million rows and ten features).
+
+    The joined columns take the types and pandas metadata that round trip gives an empty column of
+    theirs; None when that is not decided by the type alone (an empty object column on pandas 2).
+    """
+    probe = pa.Table.from_pandas(joined.select(joined_columns).slice(0, 0).to_pandas(types_mapper=_PANDAS_TYPES),
+                                 preserve_index=False)
+    if any(pa.types.is_null(f.type) for f in probe.schema):
+        return None
+    arrays = []
+    for name, target in zip(joined_columns, probe.schema, strict=True):
+        column = joined.column(name)
+        if pa.types.is_floating(column.type):
+            nan = pc.is_nan(column)
+            if pc.any(nan).as_py():  # from_pandas reads NaN as null
+                column = pc.if_else(nan, pa.scalar(None, column.type), column)
+        arrays.append(column.cast(target.type))
+    entity = pa.Table.from_pandas(base.assign(**computed_columns), preserve_index=False)
+    n_base = len(base.columns)
+    fields = [*entity.schema][:n_base] + [*probe.schema] + [*entity.schema][n_base:]
+    columns = entity.columns[:n_base] + arrays + entity.columns[n_base:]
+    meta = entity.schema.pandas_metadata
+    entries = meta["columns"]
+    meta["columns"] = entries[:n_base] + probe.schema.pandas_metadata["columns"] + entries[n_base:]
+    schema = pa.schema(fields, metadata={b"pandas": json.dumps(meta).encode()})
+    return pa.Table.from_arrays(columns, schema=schema)
 
 
 def _timestamp_column(frame: pd.DataFrame, name: str | None) -> str:
