@@ -146,10 +146,10 @@ def test_duplicate_names_and_syntax_errors(tmp_path: Path) -> None:
         load_repo(root)
 
 
-def test_definitions_imported_from_a_sibling_file_are_the_same_definitions(tmp_path: Path) -> None:
-    # "a_service.py" sorts (and so loads) before the file it imports from
+@pytest.mark.parametrize("importer", ["a_service", "z_service"])  # loads before / after defs.py
+def test_definitions_imported_from_a_sibling_file_are_the_same_definitions(tmp_path: Path, importer: str) -> None:
     _repo(tmp_path, HEADER + "stats = FeatureView('stats', [user], [Field('a', Float64)], FileSource('x.parquet'))\n")
-    (tmp_path / "features" / "a_service.py").write_text(
+    (tmp_path / "features" / f"{importer}.py").write_text(
         "from defs import stats\nfrom shipyard.features import FeatureService\n"
         "svc = FeatureService('svc', [stats])\n")
     repo = load_repo(tmp_path)
@@ -159,7 +159,7 @@ def test_definitions_imported_from_a_sibling_file_are_the_same_definitions(tmp_p
     # an edit is seen by the next load in the same process
     (tmp_path / "features" / "defs.py").write_text(
         HEADER + "stats = FeatureView('stats', [user], [Field('b', Float64)], FileSource('x.parquet'))\n")
-    (tmp_path / "features" / "a_service.py").write_text(
+    (tmp_path / "features" / f"{importer}.py").write_text(
         "from defs import stats\nfrom shipyard.features import FeatureService\n"
         "svc = FeatureService('svc', ['stats:b'])\n")
     again = load_repo(tmp_path)

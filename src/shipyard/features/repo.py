@@ -59,9 +59,9 @@ def load_repo(path: str | Path) -> Repo:
     root, files = find_files(path)
     found: list[Definition] = []
     ids: set[int] = set()
-    with _SiblingImports(files):
+    with _SiblingImports(files) as siblings:
         for file in files:
-            for obj in _exec_file(file):
+            for obj in _exec_file(file, siblings):
                 if id(obj) not in ids:
                     ids.add(id(obj))
                     found.append(obj)
@@ -98,7 +98,7 @@ class _SiblingImports(importlib.abc.MetaPathFinder):
             sys.modules.pop(name, None)
 
 
-def _exec_file(file: Path) -> list[Definition]:
+def _exec_file(file: Path, siblings: _SiblingImports | None = None) -> list[Definition]:
     imported = sys.modules.get(file.stem)
     if imported is not None and getattr(imported, "__file__", None) == str(file):
         # already executed by a sibling's import (see _SiblingImports)
@@ -108,6 +108,8 @@ def _exec_file(file: Path) -> list[Definition]:
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
+    if siblings is not None and siblings.by_name.get(file.stem) == file:
+        sys.modules[file.stem] = module  # a sibling loaded later imports this very module
     added_path = str(file.parent)
     sys.path.insert(0, added_path)
     try:
