@@ -184,3 +184,12 @@ def test_openapi_documents_prediction_routes(app_client):
     body = spec["paths"]["/v1/scenes/{scene}/predict"]["post"]["requestBody"]
     assert body["content"]["application/json"]["schema"]["oneOf"]
     assert "text/csv" in spec["paths"]["/invocations"]["post"]["requestBody"]["content"]
+
+
+def test_invocations_without_a_single_model_say_how_to_get_one(module_workspace):
+    app = create_app(module_workspace, follow_interval=0)
+    with TestClient(app) as client:
+        for resp in (client.post("/invocations", json={"inputs": [[1.0]]}), client.get("/ping")):
+            assert resp.status_code == 404
+            err = resp.json()["error"]
+            assert "--model NAME@ALIAS" in err["message"] and err["details"]["field"] == "--model"

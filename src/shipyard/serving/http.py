@@ -300,6 +300,15 @@ def prediction_router(ws: Any, **options: Any) -> APIRouter:
             except ShipyardError as exc:
                 return error_response(exc, new_request_id())
             return Response(b"\n", media_type=JSON)
+    else:
+        @api.post("/invocations", include_in_schema=False)
+        @api.get("/ping", include_in_schema=False)
+        async def no_single_model() -> Response:
+            # MLflow clients and load balancers call these on a one-model server; say how to get one
+            return error_response(NotFound(
+                "this server was started without --model, so it has no /invocations or /ping; start it "
+                "with `shipyard server --model NAME@ALIAS`, or post to /v1/models/{name}/{alias}/invocations",
+                {"field": "--model"}), new_request_id())
 
     return api
 
