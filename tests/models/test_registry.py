@@ -126,7 +126,7 @@ def test_rollback_walks_back_through_the_alias_history(workspace, model_dir):
         reg.set_alias("credit", "champion", version)
     assert reg.rollback("credit", "champion").version == 2
     assert reg.rollback("credit", "champion").version == 1
-    with pytest.raises(Conflict, match="no earlier version to roll back to"):
+    with pytest.raises(Conflict, match="no earlier version to roll back to.*`shipyard models alias`"):
         reg.rollback("credit", "champion")
     reg.set_alias("credit", "champion", 3)
     assert reg.rollback("credit", "champion").version == 1
@@ -135,6 +135,8 @@ def test_rollback_walks_back_through_the_alias_history(workspace, model_dir):
                      ("rollback", 1)]
     with pytest.raises(NotFound, match="no alias 'challenger'"):
         reg.rollback("credit", "challenger")
+    with pytest.raises(NotFound, match="no alias 'challenger'.*set one with `shipyard models alias`"):
+        reg.load("credit", "challenger")
 
 
 def test_delete_version_refused_while_an_alias_points_at_it(workspace, model_dir):

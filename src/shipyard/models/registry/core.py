@@ -349,7 +349,7 @@ class Registry(ReleaseWorkflow):
                 known = sorted(self._aliases_by_version(conn, name).items())
                 raise NotFound(
                     f"model {name!r} has no alias {ref!r}; its aliases: "
-                    f"{[a for _, aliases in known for a in aliases] or 'none'} (set one with set_alias)",
+                    f"{[a for _, aliases in known for a in aliases] or 'none'} (set one with `shipyard models alias` or registry.set_alias)",
                     {"name": name, "alias": ref},
                 )
         else:

@@ -381,7 +381,7 @@ class ReleaseWorkflow:
             if len(stack) < 2:
                 raise Conflict(
                     f"alias {alias!r} of model {name!r} has no earlier version to roll back to (it points at "
-                    f"version {current}); set it explicitly with set_alias",
+                    f"version {current}); set it explicitly with `shipyard models alias` or registry.set_alias",
                     {"name": name, "alias": alias, "version": current},
                 )
             target = stack[-2]
@@ -390,7 +390,7 @@ class ReleaseWorkflow:
             except NotFound:
                 raise Conflict(
                     f"alias {alias!r} of model {name!r} would roll back to version {target}, which was deleted; "
-                    "set the alias explicitly with set_alias",
+                    "set the alias explicitly with `shipyard models alias` or registry.set_alias",
                     {"name": name, "alias": alias, "version": target},
                 ) from None
             self._move(conn, name, alias, target, current, user, action="rollback", forced=False)
