@@ -188,7 +188,7 @@ def _rows(result: Any) -> int:
 
 
 def _short(response: dict[str, Any]) -> str:
-    keep = {k: response[k] for k in ("outputs", "prediction", "predictions", "scene_version", "arm",
+    keep = {k: response[k] for k in ("outputs", "prediction", "predictions", "scene", "version", "arm",
                                      "latency_ms") if k in response}
     return str(keep or response)
 
