@@ -64,6 +64,7 @@ def test_scene_and_client_rate_limits():
     with pytest.raises(RateLimited) as info:
         engine.predict_scene("s", [{"x": 1.0}])
     assert info.value.details["retry_after"] >= 1
+    assert info.value.details["scene"] == "s" and info.value.details["request_id"]
     spec2 = {**spec, "limits": {"client_rate_per_s": 1, "burst": 1}}
     engine2 = engine_with(spec2, slow_catalog(0))
     engine2.predict_scene("s", [{"x": 1.0}], client="a")
@@ -148,3 +149,23 @@ def test_each_worker_enforces_its_share_of_the_limits():
         tiny.admit(None)
     with pytest.raises(ValueError, match="workers"):
         Guard("s", limits, workers=0)
+
+
+def test_refused_requests_are_counted_in_the_metrics():
+    from shipyard.serving.metrics import ServingMetrics
+
+    spec = {"name": "s", "inputs": {"x": "double"}, "flow": [F.model("slow", output="y")],
+            "limits": {"rate_per_s": 1, "burst": 2}}
+    models = slow_catalog(0)
+    metrics = ServingMetrics()
+    engine = ServingEngine(models=models, scenes=lambda n, v: (1, spec), metrics=metrics)
+    engine.install_scene(compile_scene(spec, 1, models=models))
+    for _ in range(2):
+        engine.predict_scene("s", [{"x": 1.0}])
+    for _ in range(3):
+        with pytest.raises(RateLimited):
+            engine.predict_scene("s", [{"x": 1.0}])
+    text = metrics.render().decode()
+    assert 'shipyard_prediction_errors_total{arm="none",code="rate_limited",scene="s",version="1"} 3.0' in text
+    assert 'shipyard_predictions_total{arm="none",scene="s",status="429",version="1"} 3.0' in text
+    assert 'shipyard_predictions_total{arm="control",scene="s",status="ok",version="1"} 2.0' in text

@@ -248,7 +248,15 @@ class ServingEngine:
         cs = served.compiled
         request_id = request_id or new_request_id()
         arm = "control"
-        served.guard.admit(client)
+        try:
+            served.guard.admit(client)
+        except ShipyardError as exc:
+            # refused before an arm was chosen: counted under arm "none", so 429/503s show in /metrics
+            if self.metrics is not None:
+                self.metrics.error(cs.name, str(cs.version), "none", exc.code, exc.status)
+            exc.details.setdefault("scene", cs.name)
+            exc.details.setdefault("request_id", request_id)
+            raise
         served.inflight += 1
         try:
             cs.check(records)
