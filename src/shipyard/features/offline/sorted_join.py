@@ -83,13 +83,15 @@ def latest_rows(entity_code: np.ndarray, entity_ts: np.ndarray, view_code: np.nd
     the composite.
     """
     chosen = np.full(len(entity_ts), -1, dtype=np.int64)
-    rows: np.ndarray | None = np.flatnonzero(view_code >= 0)
-    if len(rows) == 0 or len(entity_ts) == 0:
+    if len(view_code) == 0 or len(entity_ts) == 0:
         return chosen
-    if len(rows) < len(view_code):
+    rows: np.ndarray | None = None  # positions of the view rows kept, when some are dropped
+    vts = view_ts
+    if view_code.min() < 0:
+        rows = np.flatnonzero(view_code >= 0)
+        if len(rows) == 0:
+            return chosen
         view_code, vts = view_code[rows], view_ts[rows]
-    else:
-        rows, vts = None, view_ts
 
     tmin, tmax = int(vts.min()), int(vts.max())
     span = tmax - tmin + 1
@@ -108,7 +110,7 @@ def latest_rows(entity_code: np.ndarray, entity_ts: np.ndarray, view_code: np.nd
 
     composite = view_code * span
     composite += view_coord
-    del view_coord
+    del view_coord, view_code
     order = _argsort(composite)
     composite = composite[order]
     if view_created is not None:
