@@ -46,9 +46,11 @@ from shipyard.features.online.base import (
     to_micros,
 )
 
-try:  # the C encoder of the Redis protocol; redis-py's own is used without it
+try:  # the C encoder and parser of the Redis protocol; redis-py's own are used without them
+    import hiredis
     from hiredis import pack_command as _hiredis_pack
 except ImportError:  # pragma: no cover - hiredis is a dependency of the redis extra
+    hiredis = None
     _hiredis_pack = None
 
 _TS_FIELD = b"__ts"
@@ -176,6 +178,7 @@ class RedisOnlineStore(OnlineStore):
         self._read_sha = ""
         self._mixed_sha = ""
         self._no_script = redis.exceptions.NoScriptError
+        self._response_error = redis.exceptions.ResponseError
         self._local = threading.local()
         self._links: list[Any] = []
         self._links_lock = threading.Lock()
@@ -191,7 +194,9 @@ class RedisOnlineStore(OnlineStore):
         link = getattr(self._local, "link", None)
         if link is None or self._local.pid != os.getpid():
             pool = self.client.connection_pool
-            link = pool.connection_class(**pool.connection_kwargs)
+            # RESP2: replies of the commands used here need nothing newer, and no push messages
+            # can arrive between them
+            link = pool.connection_class(**{**pool.connection_kwargs, "protocol": 2})
             self._local.link, self._local.pid = link, os.getpid()
             with self._links_lock:
                 self._links.append(link)
@@ -226,7 +231,7 @@ class RedisOnlineStore(OnlineStore):
                     self._load_scripts()
                 commands = make()
                 link.send_packed_command([b"".join(commands)], check_health=False)
-                return [link.read_response() for _ in commands]
+                return self._replies(link, len(commands))
             except self._no_script:
                 link.disconnect()  # later replies are still unread
                 if attempt:
@@ -240,6 +245,34 @@ class RedisOnlineStore(OnlineStore):
                 link.disconnect()
                 raise
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _replies(self, link: Any, count: int) -> list[Any]:
+        """Read ``count`` replies. With hiredis they are parsed straight off the socket (a reader
+        per connection), which saves redis-py's per-reply bookkeeping on the hot read path."""
+        sock = getattr(link, "_sock", None)
+        if hiredis is None or sock is None:
+            return [link.read_response() for _ in range(count)]
+        local = self._local
+        if getattr(local, "sock", None) is not sock:
+            local.sock, local.reader = sock, hiredis.Reader()
+        reader = local.reader
+        out = []
+        try:
+            while len(out) < count:
+                reply = reader.gets()
+                if reply is False:
+                    data = sock.recv(65536)
+                    if not data:
+                        raise self._errors[0]("Redis closed the connection")
+                    reader.feed(data)
+                    continue
+                if isinstance(reply, hiredis.ReplyError):
+                    text = str(reply)
+                    raise (self._no_script if text.startswith("NOSCRIPT") else self._response_error)(text)
+                out.append(reply)
+        except OSError as exc:  # includes socket timeouts
+            raise self._errors[0](f"Error reading from Redis: {exc}") from exc
+        return out
 
     def _row_prefix(self, view: str) -> bytes:
         return f"{self.prefix}r:{view}:".encode()
