@@ -2,7 +2,7 @@
 
 Same LightGBM model (300 trees, 30 features), one worker each, single-row JSON requests over
 loopback. Throughput and p50/p99 come from `wrk` (closed loop, 1 thread, --connections); the p99 at
-a fixed 1,000 requests/s comes from an open-loop asyncio/httpx generator.
+a fixed request rate is measured by `bench_serving_load.py` (an open-loop generator).
 
 The bare app and Shipyard run under the same `uvicorn` command line (it uses httptools and uvloop when
 they are installed). BentoML runs from its own virtualenv (``--bentoml-python``; its row is skipped
@@ -17,7 +17,6 @@ without one), serving the same booster saved as a LightGBM model file:
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import re
@@ -109,42 +108,6 @@ def wrk(url: str, body: bytes, seconds: int, connections: int, work: Path) -> di
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     return {"rps": rps, "p50_ms": ms("50%"), "p99_ms": ms("99%"), "non_2xx": int(errors.group(1)) if errors else 0}
-
-
-async def fixed_rate(url: str, body: bytes, rate: float, seconds: float) -> dict[str, float]:
-    import httpx
-
-    latencies: list[float] = []
-    errors = 0
-    limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
-    async with httpx.AsyncClient(limits=limits, timeout=30) as client:
-        async def one(due: float) -> None:
-            nonlocal errors
-            try:
-                r = await client.post(url, content=body, headers={"content-type": "application/json"})
-                ok = r.status_code == 200
-            except httpx.HTTPError:
-                ok = False
-            if not ok:
-                errors += 1
-            latencies.append(time.perf_counter() - due)
-
-        for _ in range(50):  # warm the connection pool
-            await one(time.perf_counter())
-        latencies.clear()
-        tasks = []
-        start = time.perf_counter()
-        n = int(rate * seconds)
-        for i in range(n):
-            due = start + i / rate
-            delay = due - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(one(due)))
-        await asyncio.gather(*tasks)
-    arr = np.array(latencies) * 1000
-    return {"rate": rate, "p50_ms": float(np.percentile(arr, 50)), "p99_ms": float(np.percentile(arr, 99)),
-            "errors": errors}
 
 
 BARE_APP = '''
@@ -258,7 +221,6 @@ def main() -> None:
     if bentoml is not None:
         servers["BentoML /predict"] = (bentoml[0], bentoml[1], "/readyz", "/predict",
                                        json.dumps({"record": record}).encode())
-    fixed: dict[str, float] = {}
     for label, (cmd, cmd_env, ready, path, body) in servers.items():
         port = free_port()
         if cmd[0] == "uvicorn":
@@ -274,8 +236,6 @@ def main() -> None:
             url = f"http://127.0.0.1:{port}{path}"
             wrk(url, body, 2, args.connections, work)  # warm-up
             results[label] = wrk(url, body, args.seconds, args.connections, work)
-            if label == "Shipyard /v1/models/.../predict":
-                fixed = asyncio.run(fixed_rate(url, body, 1000, 3))
         finally:
             stop(proc)
         print(f"{label:34s} {results[label]}", flush=True)
@@ -292,9 +252,6 @@ def main() -> None:
         print(f"{label:34s} {res['rps']:9.0f} {res['p50_ms']:8.2f} {res['p99_ms']:8.2f} "
               f"{res['rps'] / mlflow_rps:9.1f}x {100 * res['rps'] / ceiling:9.0f}%"
               + (f" {res['rps'] / bento_rps:9.1f}x" if bento_rps else ""))
-    if fixed:
-        print(f"direct model call at {fixed['rate']:.0f} req/s (open loop, 3 s): p50 {fixed['p50_ms']:.2f} ms, "
-              f"p99 {fixed['p99_ms']:.2f} ms, errors {fixed['errors']}")
     shutil.rmtree(work, ignore_errors=True)
 
 
