@@ -155,3 +155,39 @@ def test_arms_override_models_and_validate(catalog):
     bad = scene([F.model("credit", output="score")], traffic={"arms": {"b": {"models": {"credit": "v77"}}}})
     with pytest.raises(InvalidInput, match="arm 'b'"):
         compile_scene(bad, 1, models=catalog)
+
+
+def _unknown_entity_scene(on_missing, **extra):
+    return scene([F.features("applicant", {"user_id": "user_id"}, id="feats", on_missing=on_missing,
+                             found="known"),
+                  F.rules([{"name": "unknown", "when": "not known", "then": "review"},
+                           {"name": "rich", "when": "income > 5", "then": "approve"}], default="reject", id="policy")],
+                 inputs={"user_id": "string"}, outputs=["decision", "known"], **extra)
+
+
+def test_features_step_reports_unknown_entities(catalog, feature_source):
+    from shipyard.errors import NotFound
+    from shipyard.serving import ServingEngine
+
+    # default: scored with null features, and `found` tells the rules the entity was unknown
+    cs = compile_scene(_unknown_entity_scene("null"), 1, models=catalog, features=feature_source)
+    rows, _ = run(cs, [{"user_id": "u4"}, {"user_id": "nobody"}])  # u4: income 3 + 4 % 5
+    assert [(r["known"], r["decision"], r["income"]) for r in rows] == [(True, "approve", 7.0),
+                                                                       (False, "review", None)]
+    # error: 404 naming the entity field, nothing scored
+    cs = compile_scene(_unknown_entity_scene("error"), 1, models=catalog, features=feature_source)
+    with pytest.raises(NotFound, match=r"entity \{'user_id': 'nobody'\} has no features in service 'applicant'") as info:
+        run(cs, [{"user_id": "nobody"}])
+    assert info.value.status == 404 and info.value.details["field"] == "user_id"
+    # fallback needs a scene fallback
+    with pytest.raises(InvalidInput, match="on_missing: fallback but the scene has no 'fallback'"):
+        compile_scene(_unknown_entity_scene("fallback"), 1, models=catalog, features=feature_source)
+    spec = _unknown_entity_scene("fallback", fallback={"decision": "manual"})
+    engine = ServingEngine(models=catalog, features=feature_source, scenes=lambda n, v: (1, spec))
+    engine.install_scene(compile_scene(spec, 1, models=catalog, features=feature_source))
+    for _ in range(10):  # more than the breaker's threshold: an unknown entity is not a failure
+        body = engine.predict_scene("t", [{"user_id": "nobody"}], single=True)
+        assert body["fallback"] is True and body["outputs"] == {"decision": "manual"}
+        assert "entity not found at step 'feats'" in body["fallback_reason"]
+    known = engine.predict_scene("t", [{"user_id": "u4"}], single=True)
+    assert known["fallback"] is False and known["outputs"] == {"decision": "approve", "known": True}

@@ -54,7 +54,9 @@ def scene_document(factor: float, offset: float) -> dict[str, Any]:
         "inputs": {"applicant_id": "long"},
         "outputs": ["decision", "pd", "points", "pd_xgb"],
         "flow": [
-            {"type": "features", "service": "credit_scoring", "entity": {"applicant_id": "applicant_id"}},
+            # an applicant the store does not know is sent to review (flagged), not scored on nulls
+            {"type": "features", "service": "credit_scoring", "entity": {"applicant_id": "applicant_id"},
+             "on_missing": "fallback"},
             {"type": "parallel", "steps": [
                 {"type": "model", "model": "credit_scorecard", "ref": "champion", "output": "points"},
                 {"type": "model", "model": "credit_xgb", "ref": "champion", "output": "pd_xgb"},

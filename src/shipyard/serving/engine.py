@@ -318,6 +318,9 @@ class ServingEngine:
             else:
                 plan.run(rows, trace)
         except ShipyardError as exc:
+            if exc.details.get("on_missing") == "fallback" and cs.fallback:
+                # an unknown entity is not a failing dependency: no breaker count
+                return trace, f"entity not found at step {exc.details.get('step', '?')!r}: {exc.message}"
             if exc.status < 500:
                 raise
             guard.breaker.failure()

@@ -130,8 +130,16 @@ class _Compiler:
             unknown = sorted(set(names) - set(known))
             if unknown:
                 raise _fail(step_id, f"feature service {service!r} has no feature(s) {unknown}; it has {sorted(known)}")
+        on_missing = spec.get("on_missing", "null")
+        if on_missing not in st.ON_MISSING:
+            raise _fail(step_id, f"on_missing is {on_missing!r}; use one of {', '.join(st.ON_MISSING)}",
+                        field="on_missing")
+        found = spec.get("found")
+        if found is not None and (not isinstance(found, str) or not found.isidentifier()):
+            raise _fail(step_id, "'found' names the boolean field to write (e.g. found: applicant_known)",
+                        field="found")
         node = st.FeaturesNode(step_id, self.features, service, {str(k): str(v) for k, v in entity.items()},
-                               [str(n) for n in names])
+                               [str(n) for n in names], on_missing=on_missing, found=found)
         self.feature_names.extend(node.names)
         self.services.append(service)
         for key, source in node.entity.items():
@@ -395,10 +403,14 @@ def expr(output: str, source: str, id: str | None = None) -> dict[str, Any]:  # 
 
 
 def features(service: str, entity: dict[str, str], names: list[str] | None = None,
-             id: str | None = None) -> dict[str, Any]:  # noqa: A002
+             id: str | None = None, on_missing: str = "null", found: str | None = None) -> dict[str, Any]:  # noqa: A002
     spec: dict[str, Any] = {"type": "features", "service": service, "entity": entity}
     if names:
         spec["features"] = names
+    if on_missing != "null":
+        spec["on_missing"] = on_missing
+    if found:
+        spec["found"] = found
     return _with_id(spec, id)
 
 

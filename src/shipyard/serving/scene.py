@@ -221,6 +221,12 @@ def compile_scene(spec: Mapping[str, Any], version: int, *, models: Any, feature
     if missing:
         raise InvalidInput(f"scene outputs {missing} are not written by any step", {"field": "outputs"})
     fallback = spec.get("fallback")
+    for plan in plans.values():
+        for node in plan.root.walk():
+            if getattr(node, "on_missing", None) == "fallback" and not fallback:
+                raise InvalidInput(f"step {node.id!r} has on_missing: fallback but the scene has no 'fallback'; "
+                                   "add one (e.g. fallback: {decision: review}) or use on_missing: error",
+                                   {"field": "fallback", "step": node.id})
     if fallback:
         unknown = sorted(set(fallback) - set(outputs))
         if unknown:

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from shipyard.errors import ModelError, ShipyardError
+from shipyard.errors import ModelError, NotFound, ShipyardError
 from shipyard.serving.expr import Expression
 
 Row = dict[str, Any]
@@ -98,27 +98,54 @@ class Node:
         return out
 
 
+ON_MISSING = ("null", "error", "fallback")
+
+
 class FeaturesNode(Node):
+    """Looks up a feature service for each row's entity.
+
+    An entity the online store does not hold (every requested feature null) is, by ``on_missing``:
+    ``null`` — scored with null features (the default, as the store answers); ``error`` — refused
+    with 404 naming the entity; ``fallback`` — answered with the scene's fallback, flagged, without
+    counting against the circuit breaker (the store is healthy, the entity is unknown). ``found``
+    names a boolean field to write, for rules such as ``when: not applicant_known``.
+    """
+
     kind = "features"
     dependency = "features"
 
-    def __init__(self, step_id: str, source: Any, service: str, entity: dict[str, str], names: list[str]) -> None:
+    def __init__(self, step_id: str, source: Any, service: str, entity: dict[str, str], names: list[str],
+                 on_missing: str = "null", found: str | None = None) -> None:
         super().__init__(step_id)
         self.source = source
         self.service = service
         self.entity = entity
         self.names = names
+        self.on_missing = on_missing
+        self.found = found
         self.reads = set(entity.values())
         self.writes = {n: "any" for n in names}
+        if found:
+            self.writes[found] = "boolean"
 
     def _run(self, rows: list[Row], trace: Trace) -> None:
         start = time.perf_counter()
         keys = [{key: row.get(field) for key, field in self.entity.items()} for row in rows]
         found = self.source.lookup(self.service, keys)
         names = self.names
-        for row, values in zip(rows, found, strict=True):
+        check = self.on_missing != "null" or self.found
+        for row, values, key in zip(rows, found, keys, strict=True):
             for name in names:
                 row[name] = values.get(name)
+            if check:
+                known = any(row[name] is not None for name in names)
+                if self.found:
+                    row[self.found] = known
+                if not known and self.on_missing != "null":
+                    trace.features_s += time.perf_counter() - start
+                    raise NotFound(f"entity {key} has no features in service {self.service!r}",
+                                   {"field": next(iter(self.entity.values())), "entity": key,
+                                    "service": self.service, "on_missing": self.on_missing})
         trace.features_s += time.perf_counter() - start
 
 
