@@ -236,7 +236,7 @@ def watermark(store: Any, view: str) -> dt.datetime | None:
     return None if found is None else dt.datetime.fromtimestamp(found / 1000, tz=dt.UTC)
 
 
-# -- arrivals: which files fed the last incremental run -------------------------------------------
+# -- arrivals: the files seen by the run that set the watermark ---------------------------------
 STATE_PREFIX = "features/materialize-state"
 _FILE_SUFFIXES = (".parquet", ".csv", ".gz", ".tsv", ".pq")
 
