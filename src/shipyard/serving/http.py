@@ -371,6 +371,7 @@ class FastPredict:
 def router(ws: Any) -> APIRouter:
     from shipyard.serving import release
     from shipyard.serving import scene as scenes
+    from shipyard.serving.release_http import router as rollout_router
 
     api = APIRouter(prefix="/scenes", tags=["scenes"])
 
@@ -415,6 +416,7 @@ def router(ws: Any) -> APIRouter:
         """Move the canary share of an arm (0-100); recorded as a release step."""
         return release.set_canary(ws, _engine(request, ws), name, percent, arm=arm)
 
+    api.include_router(rollout_router(ws))
     return api
 
 

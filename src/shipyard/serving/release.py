@@ -9,11 +9,16 @@
 - ``CanaryRollout`` moves an arm through canary steps (e.g. 5 → 25 → 50 → 100 %). At each step it
   compares the arm with control over the requests since the step began and rolls back to 0 % by
   itself when the arm's error rate, p99 latency or score PSI against control breaches the scene's
-  ``limits`` (``error_rate``, ``p99_ms``, ``psi``). Each step is a row in ``scene_releases``.
+  ``limits`` (``error_rate``, ``p99_ms``, ``psi``). A release is a row in ``scene_releases``,
+  updated at every step; a scene has at most one running release.
+- ``RolloutRunner`` runs rollouts in background threads of a serving process, where the traffic
+  they judge is; ``rollout_status`` and ``abort_rollout`` read and end a release through the
+  metadata store, so any process can watch or abort a rollout another one runs.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -23,10 +28,16 @@ from typing import Any
 import numpy as np
 import sqlalchemy as sa
 
-from shipyard.errors import InvalidInput, ShipyardError
+from shipyard.errors import Conflict, InvalidInput, NotFound, ShipyardError, StoreUnavailable
 from shipyard.store.database import now_ms
 from shipyard.store.events import record_event
-from shipyard.store.schema import scene_releases
+from shipyard.store.schema import scene_releases, scenes
+
+log = logging.getLogger(__name__)
+
+FINISHED = ("promoted", "rolled_back", "aborted", "stopped")
+"""Release statuses a rollout ends in; ``running`` is the only live one (``manual`` marks a share
+set by hand)."""
 
 
 def _percentiles(samples: Sequence[float]) -> dict[str, float | None]:
@@ -42,8 +53,10 @@ def stress_test(call: Callable[[Any], Any], records: Sequence[Any], *, rate: flo
     """Open-loop load: call ``call(record)`` ``count`` times at ``rate``/s; latency from schedule time."""
     if not records:
         raise InvalidInput("stress test needs at least one example record", {"field": "records"})
-    if rate <= 0 or count <= 0:
-        raise InvalidInput("rate and count must be positive", {"field": "rate"})
+    if not rate > 0:
+        raise InvalidInput(f"rate must be a positive number of calls per second, not {rate}", {"field": "rate"})
+    if count <= 0:
+        raise InvalidInput(f"count must be a positive number of calls, not {count}", {"field": "count"})
     latencies: list[float] = []
     errors = 0
     lock = threading.Lock()
@@ -75,7 +88,7 @@ def stress_test(call: Callable[[Any], Any], records: Sequence[Any], *, rate: flo
 
 
 def stress_test_model(ws: Any, name: str, version: int | str, *, rate: float = 200.0, count: int = 1000,
-                      records: Sequence[dict[str, Any]] | None = None) -> dict[str, Any]:
+                      records: Sequence[dict[str, Any]] | None = None, actor: str | None = None) -> dict[str, Any]:
     """Stress-test a registered version on its input example (or ``records``) and record the figures."""
     from shipyard.serving.engine import ServedModel
 
@@ -89,8 +102,8 @@ def stress_test_model(ws: Any, name: str, version: int | str, *, rate: float = 2
         records = example.to_dict(orient="records") if hasattr(example, "to_dict") else list(example)
     result = stress_test(lambda rec: served.predict([rec]), list(records), rate=rate, count=count)
     # the registry stores the figures on the version and writes the one audit event
-    ws.registry.record_stress_test(name, mv.version, result)
-    return result
+    ws.registry.record_stress_test(name, mv.version, result, actor=actor)
+    return {"name": mv.name, "version": mv.version, **result}
 
 
 def shadow_report(engine: Any, scene: str, *, cutoff: float = 0.5, field: str | None = None) -> dict[str, Any]:
@@ -135,21 +148,95 @@ def scene_status(engine: Any, scene: str, since: float = 0.0) -> dict[str, Any]:
             "shadow": traffic.shadow_arm, "limits": served.compiled.limits}
 
 
-def _release_row(ws: Any, scene: str, arm: str, percent: float, status: str, reason: str,
-                 details: dict[str, Any], release_id: int | None = None) -> int:
+def _newest_release(conn: Any, scene: str) -> Any:
+    query = (sa.select(scene_releases).where(scene_releases.c.scene == scene)
+             .order_by(scene_releases.c.id.desc()).limit(1))
+    return conn.execute(query).first()
+
+
+def _insert_release(ws: Any, scene: str, arm: str, percent: float, status: str, reason: str,
+                    details: dict[str, Any]) -> int:
+    """A new release row; refused while the scene's newest release is still running, since the
+    newest row is the share every worker applies."""
     now = now_ms()
     with ws.store.begin() as conn:
-        if release_id is None:
-            result = conn.execute(scene_releases.insert().values(
-                scene=scene, arm=arm, percent=percent, status=status, reason=reason, details=details,
-                started_at=now, updated_at=now, actor=ws.user))
-            release_id = int(result.inserted_primary_key[0])
-        else:
-            conn.execute(scene_releases.update().where(scene_releases.c.id == release_id).values(
-                percent=percent, status=status, reason=reason, details=details, updated_at=now))
+        # lock the scene so two processes cannot both pass the check (SQLite's BEGIN IMMEDIATE already does)
+        conn.execute(sa.select(scenes.c.name).where(scenes.c.name == scene).with_for_update())
+        newest = _newest_release(conn, scene)
+        if newest is not None and newest.status == "running":
+            raise Conflict(
+                f"scene {scene!r} has a running rollout (release {newest.id}, arm {newest.arm!r} at "
+                f"{newest.percent:g} %); watch it with GET /api/v1/scenes/{scene}/rollout or end it with "
+                f"DELETE /api/v1/scenes/{scene}/rollout (shipyard scenes rollout-abort {scene})",
+                {"scene": scene, "release": newest.id})
+        result = conn.execute(scene_releases.insert().values(
+            scene=scene, arm=arm, percent=percent, status=status, reason=reason, details=details,
+            started_at=now, updated_at=now, actor=ws.user))
+        release_id = int(result.inserted_primary_key[0])
         record_event(conn, ws.user, f"scene.release_{status}", f"scene:{scene}",
                      {"arm": arm, "percent": percent, "reason": reason, "release": release_id})
     return release_id
+
+
+def _update_release(ws: Any, release_id: int, scene: str, arm: str, percent: float, status: str, reason: str,
+                    details: dict[str, Any] | None = None) -> bool:
+    """Move a running release on; False when it is no longer running (ended by another process)."""
+    values: dict[str, Any] = {"percent": percent, "status": status, "reason": reason, "updated_at": now_ms()}
+    if details is not None:
+        values["details"] = details
+    with ws.store.begin() as conn:
+        # conditional on 'running', so an abort recorded meanwhile is never overwritten
+        result = conn.execute(scene_releases.update().where(
+            scene_releases.c.id == release_id, scene_releases.c.status == "running").values(**values))
+        if result.rowcount == 0:
+            return False
+        record_event(conn, ws.user, f"scene.release_{status}", f"scene:{scene}",
+                     {"arm": arm, "percent": percent, "reason": reason, "release": release_id})
+    return True
+
+
+def _release_view(row: Any) -> dict[str, Any]:
+    details = dict(row.details or {})
+    return {"release": row.id, "scene": row.scene, "arm": row.arm, "status": row.status,
+            "percent": float(row.percent), "reason": row.reason, "steps": details.get("steps", []),
+            "checks": details.get("checks", []), "started_at": row.started_at, "updated_at": row.updated_at,
+            "actor": row.actor}
+
+
+def _scene_exists(conn: Any, scene: str) -> None:
+    if conn.execute(sa.select(scenes.c.name).where(scenes.c.name == scene)).first() is None:
+        raise NotFound(f"scene {scene!r} does not exist; apply it with 'shipyard scenes apply FILE'",
+                       {"scene": scene})
+
+
+def rollout_status(ws: Any, scene: str) -> dict[str, Any]:
+    """The scene's newest release (status, percent, steps, checks, reason), read from the store."""
+    with ws.store.read() as conn:
+        _scene_exists(conn, scene)
+        row = _newest_release(conn, scene)
+    if row is None:
+        raise NotFound(f"scene {scene!r} has no release yet; start one with POST /api/v1/scenes/{scene}/rollout",
+                       {"scene": scene})
+    return _release_view(row)
+
+
+def abort_rollout(ws: Any, scene: str, *, engine: Any = None, reason: str = "") -> dict[str, Any]:
+    """End the scene's running rollout at 0 %. The process running it stops on its next step check;
+    ``engine`` (when it serves the scene) drops the canary at once, the others on their next poll."""
+    with ws.store.read() as conn:
+        _scene_exists(conn, scene)
+        row = _newest_release(conn, scene)
+    if row is None or row.status != "running":
+        state = "has no release" if row is None else f"has no running rollout (release {row.id} is {row.status})"
+        raise Conflict(f"scene {scene!r} {state}; nothing to abort", {"scene": scene})
+    reason = reason or f"aborted by {ws.user}"
+    if not _update_release(ws, row.id, scene, row.arm, 0.0, "aborted", reason):
+        raise Conflict(f"release {row.id} of scene {scene!r} ended while it was being aborted; see its status",
+                       {"scene": scene, "release": row.id})
+    served = engine.served_scenes().get(scene) if engine is not None else None
+    if served is not None and served.compiled.traffic.canary_arm == row.arm:
+        served.compiled.traffic.set_canary(0.0)
+    return rollout_status(ws, scene)
 
 
 def latest_canaries(ws: Any) -> dict[str, tuple[str, float]]:
@@ -178,23 +265,50 @@ def set_canary(ws: Any, engine: Any, scene: str, percent: float, *, arm: str | N
     if arm is None or arm not in served.compiled.plans or arm == "control":
         raise InvalidInput(f"scene {scene!r} has no canary arm {arm!r}; name one of its arms "
                            f"{[a for a in served.compiled.plans if a != 'control']}", {"field": "arm"})
+    if ws is not None:
+        _insert_release(ws, scene, arm, percent, "manual", "", {})  # refused during a running rollout
     traffic.canary_arm = arm
     traffic.set_canary(percent)
-    if ws is not None:
-        _release_row(ws, scene, arm, percent, "manual", "", {})
     return scene_status(engine, scene)
 
 
+def check_steps(steps: Sequence[Any]) -> list[float]:
+    """Canary shares in percent: at least one, each in (0, 100], strictly increasing."""
+    try:
+        values = [float(s) for s in steps]
+    except (TypeError, ValueError):
+        raise InvalidInput(f"steps must be numbers (percent of traffic), not {list(steps)!r}",
+                           {"field": "steps"}) from None
+    if not values:
+        raise InvalidInput("steps is empty; give the canary shares in percent, e.g. [5, 25, 50, 100]",
+                           {"field": "steps"})
+    for value in values:
+        if not 0 < value <= 100:
+            raise InvalidInput(f"step {value:g} is outside (0, 100]; each step is a percent of traffic",
+                               {"field": "steps"})
+    for before, after in zip(values, values[1:], strict=False):
+        if after <= before:
+            raise InvalidInput(f"steps must increase: {after:g} follows {before:g}", {"field": "steps"})
+    return values
+
+
 class CanaryRollout:
-    """Progressive delivery of one arm; call ``advance()`` periodically or ``run()`` to the end."""
+    """Progressive delivery of one arm; call ``advance()`` periodically or ``run()`` to the end.
+
+    With a workspace, the release row is the source of truth: ``advance()`` first reads it, so an
+    abort recorded by any process stops the rollout, and every step is recorded before it applies.
+    """
 
     def __init__(self, ws: Any, engine: Any, scene: str, arm: str, *, steps: Sequence[float] = (5, 25, 50, 100),
                  min_requests: int | None = None) -> None:
         served = engine.scene(scene)
         if arm not in served.compiled.plans or arm == "control":
-            raise InvalidInput(f"scene {scene!r} has no arm {arm!r} to roll out", {"field": "arm"})
+            raise InvalidInput(f"scene {scene!r} has no arm {arm!r} to roll out; its arms are "
+                               f"{[a for a in served.compiled.plans if a != 'control']}", {"field": "arm"})
+        if min_requests is not None and int(min_requests) < 1:
+            raise InvalidInput(f"min_requests must be at least 1, not {min_requests}", {"field": "min_requests"})
         self.ws, self.engine, self.scene, self.arm = ws, engine, scene, arm
-        self.steps = [float(s) for s in steps]
+        self.steps = check_steps(steps)
         self.limits = dict(served.compiled.limits)
         self.min_requests = int(min_requests or self.limits.get("min_requests", 50))
         self.index = 0
@@ -206,16 +320,43 @@ class CanaryRollout:
 
     @property
     def percent(self) -> float:
-        return self.steps[self.index] if self.status == "running" else (100.0 if self.status == "promoted" else 0.0)
+        if self.status == "running":
+            return self.steps[self.index]
+        return self.steps[-1] if self.status == "promoted" else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"release": self.release_id, "scene": self.scene, "arm": self.arm, "status": self.status,
+                "percent": self.percent, "reason": self.reason, "steps": self.steps, "checks": self.checks,
+                "min_requests": self.min_requests}
+
+    def _details(self) -> dict[str, Any]:
+        return {"steps": self.steps, "checks": self.checks, "min_requests": self.min_requests}
+
+    def _traffic(self) -> Any:
+        return self.engine.scene(self.scene).compiled.traffic
 
     def _begin_step(self) -> None:
-        traffic = self.engine.scene(self.scene).compiled.traffic
-        traffic.canary_arm = self.arm
-        traffic.set_canary(self.steps[self.index])
-        self.step_started = time.time()
+        percent = self.steps[self.index]
         if self.ws is not None:
-            self.release_id = _release_row(self.ws, self.scene, self.arm, self.steps[self.index], "running", "",
-                                           {"steps": self.steps, "checks": self.checks}, self.release_id)
+            if self.release_id is None:
+                self.release_id = _insert_release(self.ws, self.scene, self.arm, percent, "running", "",
+                                                  self._details())
+            elif not _update_release(self.ws, self.release_id, self.scene, self.arm, percent, "running", "",
+                                     self._details()):
+                self._ended_elsewhere()
+                return
+        traffic = self._traffic()
+        traffic.canary_arm = self.arm
+        traffic.set_canary(percent)
+        self.step_started = time.time()
+
+    def _ended_elsewhere(self) -> None:
+        """Adopt the recorded end of this release (an abort from any process) and its share."""
+        with self.ws.store.read() as conn:
+            row = conn.execute(sa.select(scene_releases).where(scene_releases.c.id == self.release_id)).first()
+        self.status = row.status if row is not None else "aborted"
+        self.reason = row.reason if row is not None else "the release row is gone"
+        self._traffic().set_canary(float(row.percent) if row is not None else 0.0)
 
     def evaluate(self) -> dict[str, Any]:
         """Compare the arm with control since the step began; the breaches found (if any)."""
@@ -238,9 +379,20 @@ class CanaryRollout:
                 check["breaches"].append(f"score PSI {value:.3f} > {limits['psi']}")
         return check
 
+    def _still_running(self) -> bool:
+        if self.ws is None or self.release_id is None:
+            return True
+        with self.ws.store.read() as conn:
+            status = conn.execute(sa.select(scene_releases.c.status).where(
+                scene_releases.c.id == self.release_id)).scalar()
+        if status == "running":
+            return True
+        self._ended_elsewhere()
+        return False
+
     def advance(self) -> str:
         """Roll back on a breach, else move to the next step once enough requests were seen."""
-        if self.status != "running":
+        if self.status != "running" or not self._still_running():
             return self.status
         check = self.evaluate()
         if check["breaches"]:
@@ -255,16 +407,92 @@ class CanaryRollout:
         self._begin_step()
         return self.status
 
+    def stop(self, reason: str) -> str:
+        """End a running rollout at 0 % (a timeout, a server shutting down)."""
+        if self.status != "running":
+            return self.status
+        return self._finish("stopped", reason, 0.0)
+
     def _finish(self, status: str, reason: str, percent: float) -> str:
+        traffic = self._traffic()
+        if percent == 0.0:
+            traffic.set_canary(0.0)  # off this process at once; recording comes second
+        if self.ws is not None and not _update_release(self.ws, self.release_id, self.scene, self.arm, percent,
+                                                       status, reason, self._details()):
+            self._ended_elsewhere()
+            return self.status
         self.status, self.reason = status, reason
-        self.engine.scene(self.scene).compiled.traffic.set_canary(percent)
-        if self.ws is not None:
-            _release_row(self.ws, self.scene, self.arm, percent, status, reason,
-                         {"steps": self.steps, "checks": self.checks}, self.release_id)
+        traffic.set_canary(percent)
         return status
 
-    def run(self, *, interval: float = 1.0, timeout: float = 600.0) -> str:
+    def run(self, *, interval: float = 1.0, timeout: float = 600.0, stop: threading.Event | None = None) -> str:
+        """Advance every ``interval`` s until the rollout ends. Past ``timeout`` (without enough
+        requests to judge the last step) it stops at 0 %; so does a set ``stop`` event."""
+        stop = stop or threading.Event()
         deadline = time.monotonic() + timeout
-        while self.advance() == "running" and time.monotonic() < deadline:
-            time.sleep(interval)
-        return self.status
+        while not stop.wait(interval):
+            try:
+                if self.advance() != "running":
+                    return self.status
+            except StoreUnavailable as exc:  # a locked or unreachable store: try again next time
+                log.warning("rollout of %s/%s: %s", self.scene, self.arm, exc)
+            if time.monotonic() >= deadline:
+                return self.stop(f"timed out after {timeout:g} s at {self.percent:g} % with fewer than "
+                                 f"{self.min_requests} requests to judge the step")
+        return self.stop("the server running the rollout shut down")
+
+
+class RolloutRunner:
+    """Canary rollouts in background threads of one serving process, at most one per scene.
+
+    The rollout judges the requests of ``engine``, the engine of this process; with several server
+    workers that is the share of traffic this worker accepts, a fair sample when connections are
+    spread over the workers. Every step is recorded, so every worker follows the share.
+    """
+
+    def __init__(self, ws: Any) -> None:
+        self.ws = ws
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._threads: dict[str, tuple[CanaryRollout, threading.Thread]] = {}
+
+    def start(self, engine: Any, scene: str, arm: str, *, steps: Sequence[Any] = (5, 25, 50, 100),
+              min_requests: int | None = None, interval_s: float = 5.0, timeout_s: float = 3600.0) -> CanaryRollout:
+        """Record the first step and run the rest in a thread; Conflict while one is running."""
+        if not interval_s > 0:
+            raise InvalidInput(f"interval_s must be positive, not {interval_s}", {"field": "interval_s"})
+        if not timeout_s > 0:
+            raise InvalidInput(f"timeout_s must be positive, not {timeout_s}", {"field": "timeout_s"})
+        with self._lock:
+            if self._stop.is_set():
+                raise Conflict("the server is shutting down; start the rollout on a running server")
+            rollout = CanaryRollout(self.ws, engine, scene, arm, steps=steps, min_requests=min_requests)
+            thread = threading.Thread(target=self._run, args=(rollout, interval_s, timeout_s),
+                                      name=f"shipyard-rollout-{scene}", daemon=True)
+            self._threads[scene] = (rollout, thread)
+            thread.start()
+        return rollout
+
+    def _run(self, rollout: CanaryRollout, interval_s: float, timeout_s: float) -> None:
+        try:
+            status = rollout.run(interval=interval_s, timeout=timeout_s, stop=self._stop)
+            log.info("rollout of %s/%s ended %s: %s", rollout.scene, rollout.arm, status, rollout.reason)
+        except Exception as exc:  # an arm gone from a new scene version, a bug: never leave it half-way
+            log.exception("rollout of %s/%s failed", rollout.scene, rollout.arm)
+            try:
+                rollout.stop(f"the rollout failed: {type(exc).__name__}: {exc}")
+            except Exception:
+                log.exception("rollout of %s/%s: could not record its end", rollout.scene, rollout.arm)
+
+    def running(self) -> list[CanaryRollout]:
+        with self._lock:
+            return [r for r, t in self._threads.values() if t.is_alive()]
+
+    def stop_all(self, timeout: float = 30.0) -> None:
+        """Stop every rollout thread (each records 'stopped' at 0 %) and wait for them."""
+        self._stop.set()
+        with self._lock:
+            threads = [t for _, t in self._threads.values()]
+        deadline = time.monotonic() + timeout
+        for thread in threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
