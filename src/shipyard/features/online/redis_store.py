@@ -55,6 +55,7 @@ except ImportError:  # pragma: no cover - hiredis is a dependency of the redis e
 
 _TS_FIELD = b"__ts"
 _TS_MARK = b'"$ts"'  # a tagged timestamp value (see base.encode_value)
+_TS_KEY = "$ts"
 _VERDICTS = ("written", "duplicate", "stale")
 
 # The conditional write of many rows in one command. KEYS: the view's meta hash, then per row
@@ -456,23 +457,27 @@ class RedisOnlineStore(OnlineStore):
 
     @staticmethod
     def _decode(replies: list[Any], feature_names: Sequence[str], cutoff: int | None) -> dict[str, list[Any]]:
+        """Columns from HMGET replies ([event µs, value, ...] per row). The JSON values of all rows
+        are parsed as one document; a missing or expired row reads as nulls."""
         names = list(feature_names)
-        out: dict[str, list[Any]] = {name: [] for name in names}
-        columns = [out[name] for name in names]
+        if not replies:
+            return {name: [] for name in names}
+        miss = b"[" + b",".join([b"null"] * len(names)) + b"]"
+        docs = []
         for reply in replies:
             ts = reply[0]
             if ts is None or (cutoff is not None and int(ts) < cutoff):
-                for column in columns:
-                    column.append(None)
+                docs.append(miss)
                 continue
             values = reply[1:]
-            if None in values or _TS_MARK in (joined := b",".join(values)):
-                decoded = [decode_value(raw) for raw in values]
-            else:  # plain JSON scalars: one parse for the whole row
-                decoded = orjson.loads(b"[" + joined + b"]")
-            for column, value in zip(columns, decoded, strict=True):
-                column.append(value)
-        return out
+            if None in values:  # a field the row does not have (the view gained a feature)
+                values = [b"null" if v is None else v for v in values]
+            docs.append(b"[" + b",".join(values) + b"]")
+        blob = b"[" + b",".join(docs) + b"]"
+        rows = orjson.loads(blob)
+        if _TS_MARK in blob:
+            rows = [[from_micros(v[_TS_KEY]) if type(v) is dict and _TS_KEY in v else v for v in row] for row in rows]
+        return {name: list(column) for name, column in zip(names, zip(*rows, strict=True), strict=True)}
 
     def read_event_ts(self, view: str, entity_keys: Sequence[Sequence[Any]]) -> list[dt.datetime | None]:
         row_prefix = self._row_prefix(view)
