@@ -88,7 +88,7 @@ def test_numpy_join_and_asof_join_agree(tmp_path_factory: pytest.TempPathFactory
                     for v, feats in (("stats", ["x", "n"]), ("pair_stats", ["y", "label"]),
                                      ("shop_stats", ["z", "seen"]))]
         fast = DuckDBEngine(ws.artifacts, OFFLINE_LOG_PREFIX).point_in_time_join(table, requests)
-        asof = DuckDBEngine(ws.artifacts, OFFLINE_LOG_PREFIX, sorted_join=False).point_in_time_join(table, requests)
+        asof = DuckDBEngine(ws.artifacts, OFFLINE_LOG_PREFIX, numpy_join=False).point_in_time_join(table, requests)
         assert fast.equals(asof), (fast.to_pandas(), asof.to_pandas())
     finally:
         ws.close()
