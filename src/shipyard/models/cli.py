@@ -158,6 +158,26 @@ def rollback(ctx: click.Context, name: str, alias: str) -> None:
     click.echo(f"{name}@{alias} rolled back to version {mv.version}")
 
 
+@models.command("stress-test")
+@click.argument("name")
+@click.argument("version")
+@click.option("--rate", default=200.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
+              help="Calls per second (open loop).")
+@click.option("--count", default=1000, show_default=True, type=click.IntRange(min=1), help="Number of calls.")
+@click.pass_context
+def stress_test(ctx: click.Context, name: str, version: str, rate: float, count: int) -> None:
+    """Load VERSION (or alias) of NAME on its input example and record the latency percentiles."""
+    from shipyard.serving.release import stress_test_model
+
+    result = stress_test_model(_ws(ctx), name, version, rate=rate, count=count)
+    click.echo(f"{result['name']} version {result['version']}: {result['count']} calls at "
+               f"{result['achieved_rate']:.1f}/s (target {result['target_rate']:g}/s), {result['errors']} errors")
+    if result["p50_ms"] is not None:
+        click.echo("latency ms: " + ", ".join(f"{k[:-3]} {result[k]:.3f}"
+                                              for k in ("p50_ms", "p90_ms", "p99_ms", "max_ms", "mean_ms")))
+    click.echo("recorded on the version (validation.stress_test)")
+
+
 @models.command("download")
 @click.argument("name")
 @click.argument("version")

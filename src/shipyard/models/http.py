@@ -48,6 +48,11 @@ class SetAlias(BaseModel):
     force: bool = False
 
 
+class StressTest(BaseModel):
+    rate: float = Field(200.0, gt=0, le=100_000, description="calls per second (open loop)")
+    count: int = Field(1000, ge=1, le=1_000_000, description="number of calls")
+
+
 def router(ws: Workspace) -> APIRouter:
     api = APIRouter(prefix="/models", tags=["models"])
     registry = ws.registry
@@ -127,6 +132,16 @@ def router(ws: Workspace) -> APIRouter:
     def reject(name: str, version: str, body: Review, x_shipyard_user: str | None = Header(None)) -> dict[str, Any]:
         return registry.reject(name, version, reviewer=body.reviewer or actor(x_shipyard_user),
                                comment=body.comment).to_dict()
+
+    @api.post("/{name}/versions/{version}/stress-test")
+    def stress_test(name: str, version: str, body: StressTest,
+                    x_shipyard_user: str | None = Header(None)) -> dict[str, Any]:
+        """Open-loop load on the version's input example in this server process; the latency
+        percentiles are recorded on the version (validation.stress_test) and returned."""
+        # serving owns the load generator and the served-model path it measures
+        from shipyard.serving.release import stress_test_model
+
+        return stress_test_model(ws, name, version, rate=body.rate, count=body.count, actor=actor(x_shipyard_user))
 
     @api.get("/{name}/versions/{version}/download")
     def download(name: str, version: str) -> Response:
