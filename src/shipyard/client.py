@@ -38,6 +38,9 @@ class Client:
     def post(self, path: str, json: Any = None, **kwargs: Any) -> Any:
         return self.request("POST", path, json=json, **kwargs)
 
+    def delete(self, path: str, **kwargs: Any) -> Any:
+        return self.request("DELETE", path, **kwargs)
+
     # Subsystem views over this connection; each lives beside its subsystem as ``remote.py``.
     @property
     def runs(self) -> Any:

@@ -1,4 +1,8 @@
-"""``shipyard scenes apply|list|show`` and ``shipyard score``: thin commands over the serving API."""
+"""``shipyard scenes apply|list|show|rollout...`` and ``shipyard score``: thin commands over the serving API.
+
+The rollout commands talk to a running server (``--server``): a rollout judges the traffic of the
+process it runs in, so it has to run in the server.
+"""
 
 from __future__ import annotations
 
@@ -20,7 +24,7 @@ def _ws(ctx: click.Context):  # noqa: ANN202 - Workspace, imported lazily
 
 @click.group()
 def scenes() -> None:
-    """Decision scenes: apply a scene file, list scenes, show a version."""
+    """Decision scenes: apply a scene file, list scenes, show a version, roll out an arm."""
 
 
 @scenes.command("apply")
@@ -57,6 +61,89 @@ def show_cmd(ctx: click.Context, name: str, version: int | None) -> None:
     from shipyard.serving.scene import get_scene
 
     click.echo(json.dumps(get_scene(_ws(ctx), name, version).to_dict(), indent=2))
+
+
+def _server_option(func):  # noqa: ANN001, ANN202 - a click decorator
+    return click.option("--server", "server", required=True, metavar="URL",
+                        help="The running server, e.g. http://127.0.0.1:8000.")(func)
+
+
+def _steps(_ctx: click.Context, _param: click.Parameter, value: str) -> list[float]:
+    try:
+        return [float(part) for part in value.split(",") if part.strip()]
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a comma-separated list of percents, e.g. 5,25,50,100") from None
+
+
+def _describe_release(state: dict) -> str:
+    line = f"release {state['release']} of {state['scene']}: arm {state['arm']} {state['status']} at {state['percent']:g} %"
+    if state["checks"]:
+        last = state["checks"][-1]
+        p99 = "-" if last.get("p99_ms") is None else f"{last['p99_ms']:.2f} ms"
+        line += (f" (step {last['percent']:g} %: {last['count']} requests, error rate "
+                 f"{last['error_rate']:.3f}, p99 {p99}" + (f", PSI {last['psi']:.3f}" if "psi" in last else "") + ")")
+    if state["reason"]:
+        line += f"; {state['reason']}"
+    return line
+
+
+@scenes.command("rollout")
+@click.argument("name")
+@click.option("--arm", required=True, help="The arm to roll out.")
+@click.option("--steps", default="5,25,50,100", show_default=True, callback=_steps,
+              help="Canary shares in percent, increasing, each in (0, 100].")
+@click.option("--min-requests", type=click.IntRange(min=1), default=None,
+              help="Arm requests judged per step (default: the scene's limits.min_requests or 50).")
+@click.option("--interval", "interval_s", type=float, default=None, help="Seconds between step checks (default 5).")
+@click.option("--timeout", "timeout_s", type=float, default=None,
+              help="Seconds before the server stops the rollout at 0 % (default 3600).")
+@_server_option
+@click.option("--wait", is_flag=True, help="Follow the rollout to its end; exit 1 unless it is promoted.")
+@click.pass_context
+def rollout_cmd(ctx: click.Context, name: str, arm: str, steps: list[float], min_requests: int | None,
+                interval_s: float | None, timeout_s: float | None, server: str, wait: bool) -> None:
+    """Start a canary rollout of ARM on scene NAME in the running server."""
+    from shipyard.client import Client
+
+    with Client(server) as client:
+        started = client.scenes.rollout(name, arm, steps, min_requests=min_requests, interval_s=interval_s,
+                                        timeout_s=timeout_s)
+        click.echo(f"started release {started['release']}: arm {arm} of {name} at {started['percent']:g} % "
+                   f"(steps {', '.join(f'{s:g}' for s in started['steps'])})")
+        if not wait:
+            return
+        final = started
+        for state in client.scenes.watch_rollout(name):
+            if state["release"] != started["release"]:
+                raise click.ClickException(f"release {state['release']} replaced release {started['release']}")
+            click.echo(_describe_release(state))
+            final = state
+    if final["status"] != "promoted":
+        ctx.exit(1)
+
+
+@scenes.command("rollout-status")
+@click.argument("name")
+@_server_option
+@click.option("--json", "as_json", is_flag=True, help="Print the release as JSON.")
+def rollout_status_cmd(name: str, server: str, as_json: bool) -> None:
+    """The newest release of scene NAME: status, percent, checks, reason."""
+    from shipyard.client import Client
+
+    with Client(server) as client:
+        state = client.scenes.rollout_status(name)
+    click.echo(json.dumps(state, indent=2) if as_json else _describe_release(state))
+
+
+@scenes.command("rollout-abort")
+@click.argument("name")
+@_server_option
+def rollout_abort_cmd(name: str, server: str) -> None:
+    """Abort the running rollout of scene NAME: its arm goes back to 0 % on every worker."""
+    from shipyard.client import Client
+
+    with Client(server) as client:
+        click.echo(_describe_release(client.scenes.abort_rollout(name)))
 
 
 @click.command()

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
+
+from shipyard.errors import Conflict
 
 
 class RemoteServing:
@@ -39,3 +44,39 @@ class RemoteServing:
 
     def status(self, name: str) -> dict[str, Any]:
         return self.client.get(f"/api/v1/scenes/{name}/status")
+
+    # -- canary rollouts: they run inside the server, where the traffic they judge is ----------
+    def rollout(self, name: str, arm: str, steps: Sequence[float] = (5, 25, 50, 100), *,
+                min_requests: int | None = None, interval_s: float | None = None,
+                timeout_s: float | None = None) -> dict[str, Any]:
+        """Start a rollout of ``arm`` on the server; the release with its first step."""
+        body: dict[str, Any] = {"arm": arm, "steps": list(steps)}
+        for key, value in (("min_requests", min_requests), ("interval_s", interval_s), ("timeout_s", timeout_s)):
+            if value is not None:
+                body[key] = value
+        return self.client.post(f"/api/v1/scenes/{quote(name, safe='')}/rollout", json=body)
+
+    def rollout_status(self, name: str) -> dict[str, Any]:
+        """The scene's newest release: status, percent, steps, checks, reason."""
+        return self.client.get(f"/api/v1/scenes/{quote(name, safe='')}/rollout")
+
+    def abort_rollout(self, name: str) -> dict[str, Any]:
+        """Abort the running rollout (recorded as 'aborted' at 0 %)."""
+        return self.client.delete(f"/api/v1/scenes/{quote(name, safe='')}/rollout")
+
+    def watch_rollout(self, name: str, *, poll_s: float = 1.0, timeout_s: float | None = None) -> Iterator[dict[str, Any]]:
+        """Yield the release each time its status, percent or checks change, until it ends."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        seen = None
+        while True:
+            state = self.rollout_status(name)
+            key = (state["release"], state["status"], state["percent"], len(state["checks"]))
+            if key != seen:
+                seen = key
+                yield state
+            if state["status"] != "running":
+                return
+            if deadline is not None and time.monotonic() > deadline:
+                raise Conflict(f"rollout of scene {name!r} is still running after {timeout_s:g} s; it goes on "
+                               "in the server", {"scene": name, "release": state["release"]})
+            time.sleep(poll_s)
