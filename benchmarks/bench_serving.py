@@ -89,6 +89,21 @@ def stop(proc: subprocess.Popen) -> None:
         os.killpg(proc.pid, signal.SIGKILL)
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of ``pid`` and its live descendants (Linux /proc)."""
+    total, todo = 0.0, [pid]
+    while todo:
+        current = todo.pop()
+        try:
+            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            for task in Path(f"/proc/{current}/task").iterdir():
+                todo.extend(int(c) for c in (task / "children").read_text().split())
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return total
+
+
 def wrk(url: str, body: bytes, seconds: int, connections: int, work: Path) -> dict[str, float]:
     script = work / "post.lua"
     script.write_text(textwrap.dedent(f"""
@@ -235,7 +250,11 @@ def main() -> None:
             wait_ready(f"http://127.0.0.1:{port}{ready}")
             url = f"http://127.0.0.1:{port}{path}"
             wrk(url, body, 2, args.connections, work)  # warm-up
+            before = cpu_seconds(proc.pid)
             results[label] = wrk(url, body, args.seconds, args.connections, work)
+            # server CPU per request: less sensitive than req/s to other work on a shared machine
+            served = results[label]["rps"] * args.seconds
+            results[label]["cpu_us"] = 1e6 * (cpu_seconds(proc.pid) - before) / served if served else float("nan")
         finally:
             stop(proc)
         print(f"{label:34s} {results[label]}", flush=True)
@@ -247,10 +266,11 @@ def main() -> None:
           f"wrk -t1 -c{args.connections} -d{args.seconds}s, {os.cpu_count()} CPUs, {uvicorn_stack()}")
     bento_rps = results.get("BentoML /predict", {}).get("rps")
     print(f"{'server':34s} {'req/s':>9s} {'p50 ms':>8s} {'p99 ms':>8s} {'vs MLflow':>10s} {'of ceiling':>10s}"
+          f" {'CPU us/req':>10s}"
           + (f" {'vs BentoML':>10s}" if bento_rps else ""))
     for label, res in results.items():
         print(f"{label:34s} {res['rps']:9.0f} {res['p50_ms']:8.2f} {res['p99_ms']:8.2f} "
-              f"{res['rps'] / mlflow_rps:9.1f}x {100 * res['rps'] / ceiling:9.0f}%"
+              f"{res['rps'] / mlflow_rps:9.1f}x {100 * res['rps'] / ceiling:9.0f}% {res['cpu_us']:10.0f}"
               + (f" {res['rps'] / bento_rps:9.1f}x" if bento_rps else ""))
     shutil.rmtree(work, ignore_errors=True)
 
