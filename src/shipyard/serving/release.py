@@ -199,8 +199,8 @@ def _release_view(row: Any) -> dict[str, Any]:
     details = dict(row.details or {})
     return {"release": row.id, "scene": row.scene, "arm": row.arm, "status": row.status,
             "percent": float(row.percent), "reason": row.reason, "steps": details.get("steps", []),
-            "checks": details.get("checks", []), "started_at": row.started_at, "updated_at": row.updated_at,
-            "actor": row.actor}
+            "checks": details.get("checks", []), "min_requests": details.get("min_requests"),
+            "started_at": row.started_at, "updated_at": row.updated_at, "actor": row.actor}
 
 
 def _scene_exists(conn: Any, scene: str) -> None:
