@@ -20,6 +20,9 @@ from shipyard.errors import InvalidInput
 from shipyard.features.types import Field
 
 FILE_FORMATS = ("parquet", "csv")
+# CSV reader options a FileSource accepts, with the name each engine knows them by (DuckDB, Spark)
+CSV_OPTIONS = {"delimiter": ("delim", "sep"), "header": ("header", "header"), "quote": ("quote", "quote"),
+               "escape": ("escape", "escape"), "null_value": ("nullstr", "nullValue")}
 
 
 class Source:
@@ -54,6 +57,19 @@ class FileSource(Source):
             )
         object.__setattr__(self, "format", fmt)
         object.__setattr__(self, "path", str(self.path))
+        _check_file_options(self.path, fmt, self.options)
+
+    def duckdb_csv_args(self) -> str:
+        """``read_csv`` arguments for this source's options (header and type detection by default)."""
+        args = {"header": True, "auto_detect": True}
+        args.update({CSV_OPTIONS[k][0]: v for k, v in self.options.items()})
+        return ", ".join(f"{k}={_sql_value(v)}" for k, v in args.items())
+
+    def spark_csv_options(self) -> dict[str, str]:
+        options = {"header": "true", "inferSchema": "true"}
+        options.update({CSV_OPTIONS[k][1]: str(v).lower() if isinstance(v, bool) else str(v)
+                        for k, v in self.options.items()})
+        return options
 
     def resolve(self, base: Path) -> FileSource:
         if "://" in self.path or Path(self.path).is_absolute():
@@ -129,6 +145,31 @@ class RequestSource(Source):
 
     def to_spec(self) -> dict[str, Any]:
         return {"type": self.kind, "name": self.name, "schema": [f.to_spec() for f in self.schema]}
+
+
+def _check_file_options(path: str, fmt: str, options: dict[str, Any]) -> None:
+    if not isinstance(options, dict):
+        raise InvalidInput(f"FileSource {path!r}: options must be a dict", {"field": "options"})
+    if fmt != "csv" and options:
+        raise InvalidInput(f"FileSource {path!r}: {fmt} files take no options (got {sorted(options)})",
+                           {"field": "options"})
+    for key, value in options.items():
+        if key not in CSV_OPTIONS:
+            raise InvalidInput(f"FileSource {path!r}: unknown CSV option {key!r}; use "
+                               f"{', '.join(CSV_OPTIONS)}", {"field": f"options.{key}"})
+        if key == "header" and not isinstance(value, bool):
+            raise InvalidInput(f"FileSource {path!r}: option 'header' must be true or false",
+                               {"field": "options.header"})
+        if key != "header" and (not isinstance(value, str) or (key != "null_value" and len(value) != 1)):
+            raise InvalidInput(f"FileSource {path!r}: option {key!r} must be "
+                               f"{'a string' if key == 'null_value' else 'one character'}, got {value!r}",
+                               {"field": f"options.{key}"})
+
+
+def _sql_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return "'" + str(value).replace("'", "''") + "'"
 
 
 def _guess_format(path: str) -> str:

@@ -78,7 +78,7 @@ class Scanner:
                     and "://" not in path:
                 path = path.rstrip("/") + ("/**/*.parquet" if source.format == "parquet" else "/*.csv")
             if source.format == "csv":
-                return f"read_csv({literal(path)}, header=true, auto_detect=true)"
+                return f"read_csv({literal(path)}, {source.duckdb_csv_args()})"
             return f"read_parquet({literal(path)}, union_by_name=true)"
         if isinstance(source, SqlSource):
             return self._register(_run_sql_source(source, view))

@@ -244,7 +244,7 @@ def _read_source(spark: Any, source: FileSource) -> Any:
     if is_folder:
         reader = reader.option("pathGlobFilter", "*.parquet" if source.format == "parquet" else "*.csv")
     if source.format == "csv":
-        return reader.option("header", "true").option("inferSchema", "true").csv(path)
+        return reader.options(**source.spark_csv_options()).csv(path)
     return reader.option("mergeSchema", "true").parquet(path)
 
 
