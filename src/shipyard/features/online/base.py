@@ -173,7 +173,8 @@ def encode_value_column(column: pa.Array | pa.ChunkedArray) -> pa.Array:
     elif pa.types.is_integer(kind) or pa.types.is_boolean(kind):
         text = pc.cast(column, pa.string())
     elif pa.types.is_timestamp(kind):
-        micros = column.cast(pa.timestamp("us", tz=kind.tz)).cast(pa.int64())
+        # nanoseconds are truncated, as the per-row path (via datetime) does
+        micros = column.cast(pa.timestamp("us", tz=kind.tz), safe=False).cast(pa.int64())
         text = pc.binary_join_element_wise('{"$ts":', pc.cast(micros, pa.string()), "}", "")
     else:  # strings need JSON escaping; anything else goes through the per-value encoder
         return _as_binary([encode_value(v) for v in column.to_pylist()])
@@ -212,7 +213,7 @@ def micros_column(column: pa.Array | pa.ChunkedArray) -> pa.Array:
     if isinstance(column, pa.ChunkedArray):
         column = column.combine_chunks()
     if pa.types.is_timestamp(column.type):
-        return column.cast(pa.timestamp("us", tz=column.type.tz)).cast(pa.int64())
+        return column.cast(pa.timestamp("us", tz=column.type.tz), safe=False).cast(pa.int64())
     return pa.array([to_micros(v) for v in column.to_pylist()], pa.int64())
 
 
