@@ -161,3 +161,18 @@ def test_window_run_over_old_data_does_not_hide_a_late_file(project: Any) -> Non
     assert run.start == t1 - dt.timedelta(hours=3)
     got = store.online_store.read("spend", ["amount"], [(1,), (2,)], ttl=TTL, now=t1)
     assert got == {"amount": [10.0, 30.0]}
+
+
+def test_which_sources_can_show_arrivals(tmp_path: Path) -> None:
+    from shipyard.features.materialize import _source_file_paths
+    from shipyard.features.sources import DuckDBSource, FileSource, PushSource, SqlSource
+
+    folder = FileSource(str(tmp_path), format="parquet")
+    assert _source_file_paths(folder) == [f"{tmp_path}/**/*.parquet"]
+    assert _source_file_paths(FileSource(str(tmp_path / "x.csv"))) == [str(tmp_path / "x.csv")]
+    assert _source_file_paths(PushSource("p")) == []
+    assert _source_file_paths(PushSource("p", folder)) == [f"{tmp_path}/**/*.parquet"]
+    sql = SqlSource("SELECT 1", "sqlite://")
+    assert _source_file_paths(sql) is None
+    assert _source_file_paths(DuckDBSource("SELECT * FROM a", {"a": folder})) == [f"{tmp_path}/**/*.parquet"]
+    assert _source_file_paths(DuckDBSource("SELECT * FROM a, b", {"a": folder, "b": sql})) is None
