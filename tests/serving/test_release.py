@@ -231,3 +231,31 @@ def test_canary_share_and_rollback_reach_every_worker(registry_ws):
     assert other.scene("credit").compiled.traffic.canary_percent == 0
     assert {other.predict_scene("credit", [rec(i)])["arm"] for i in range(100)} == {"control"}
     assert follower.sync_canaries() == []  # nothing new
+
+
+def test_a_new_scene_version_starts_from_its_own_canary_share(registry_ws):
+    """A share set by hand (or a finished rollout) for version 1 must not override the share that
+    version 2's document sets; a share recorded after version 2 applies again."""
+    from shipyard.serving import ServingEngine
+    from shipyard.serving.hotswap import Follower
+    from shipyard.serving.release import set_canary
+
+    ws = registry_ws
+    doc = {"name": "credit", "inputs": INPUTS, "outputs": ["score"],
+           "flow": [F.model("credit", "champion", output="score")],
+           "traffic": {"key": "user_id", "arms": {"b": {"models": {"credit": "challenger"}}}}}
+    apply_scene(ws, doc)
+    engine = ServingEngine(ws)
+    engine.predict_scene("credit", [rec(0)])
+    follower = Follower(engine, interval=3600)
+    set_canary(ws, engine, "credit", 50, arm="b")
+    time.sleep(0.01)  # the new version is applied strictly after the recorded share
+    apply_scene(ws, {**doc, "traffic": {**doc["traffic"], "canary": {"arm": "b", "percent": 5}}})
+    engine.install_scene(engine.build_scene("credit"))
+    assert engine.scene("credit").version == 2
+    assert follower.sync_canaries() == []
+    assert engine.scene("credit").compiled.traffic.canary_percent == 5.0
+    time.sleep(0.01)
+    set_canary(ws, ServingEngine(ws), "credit", 20, arm="b")  # decided in another worker
+    assert follower.sync_canaries() == ["credit"]
+    assert engine.scene("credit").compiled.traffic.canary_percent == 20.0

@@ -196,7 +196,10 @@ class ServingEngine:
         served = ServedScene(compiled, keep, self.workers)
         if old is not None:
             before, after = old.compiled.traffic, compiled.traffic
-            if before.canary_arm and before.canary_arm in compiled.plans:
+            # the same document rebuilt (a model alias moved) keeps its share; a new version
+            # starts from its own traffic.canary (a running rollout re-applies its step on the poll)
+            if old.compiled.version == compiled.version and before.canary_arm \
+                    and before.canary_arm in compiled.plans:
                 after.canary_arm, after.canary_percent = before.canary_arm, before.canary_percent
             served.recent = old.recent
             served.latency = old.latency

@@ -92,8 +92,9 @@ class Follower:
         from shipyard.serving.release import latest_canaries
 
         changed = []
-        recorded = latest_canaries(self.engine.ws)
-        for name, served in self.engine.served_scenes().items():
+        scenes = self.engine.served_scenes()
+        recorded = latest_canaries(self.engine.ws, {name: s.compiled.version for name, s in scenes.items()})
+        for name, served in scenes.items():
             if name not in recorded:
                 continue
             arm, percent = recorded[name]

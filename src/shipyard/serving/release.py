@@ -31,7 +31,7 @@ import sqlalchemy as sa
 from shipyard.errors import Conflict, InvalidInput, NotFound, ShipyardError, StoreUnavailable
 from shipyard.store.database import now_ms
 from shipyard.store.events import record_event
-from shipyard.store.schema import scene_releases, scenes
+from shipyard.store.schema import scene_releases, scene_versions, scenes
 
 log = logging.getLogger(__name__)
 
@@ -239,17 +239,27 @@ def abort_rollout(ws: Any, scene: str, *, engine: Any = None, reason: str = "") 
     return rollout_status(ws, scene)
 
 
-def latest_canaries(ws: Any) -> dict[str, tuple[str, float]]:
+def latest_canaries(ws: Any, served: dict[str, int] | None = None) -> dict[str, tuple[str, float]]:
     """The canary share each scene's newest release row records: ``{scene: (arm, percent)}``.
 
     Every server worker applies these on its hot-swap poll, so a canary step, promotion or rollback
-    decided in one worker reaches all of them.
+    decided in one worker reaches all of them. With ``served`` (``{scene: version}``), a finished
+    release recorded before that scene version was applied is left out: applying a new version
+    starts from the share its own document sets (``traffic.canary``), not from an older release's.
+    A running rollout keeps governing the share across versions.
     """
     newest = sa.select(sa.func.max(scene_releases.c.id)).group_by(scene_releases.c.scene)
-    query = sa.select(scene_releases.c.scene, scene_releases.c.arm, scene_releases.c.percent).where(
-        scene_releases.c.id.in_(newest))
+    query = sa.select(scene_releases.c.scene, scene_releases.c.arm, scene_releases.c.percent,
+                      scene_releases.c.status, scene_releases.c.updated_at).where(scene_releases.c.id.in_(newest))
     with ws.store.read() as conn:
-        return {r.scene: (r.arm, float(r.percent)) for r in conn.execute(query)}
+        rows = list(conn.execute(query))
+        applied: dict[str, int] = {}
+        if served:
+            versions = sa.select(scene_versions.c.scene, scene_versions.c.version, scene_versions.c.created_at) \
+                .where(scene_versions.c.scene.in_(list(served)))
+            applied = {r.scene: int(r.created_at) for r in conn.execute(versions) if served.get(r.scene) == r.version}
+    return {r.scene: (r.arm, float(r.percent)) for r in rows
+            if r.status == "running" or int(r.updated_at) >= applied.get(r.scene, 0)}
 
 
 def list_releases(ws: Any, scene: str) -> list[dict[str, Any]]:
