@@ -261,6 +261,14 @@ def test_stress_test_over_http_and_cli(served):
     r = httpx.post(f"{server.url}/api/v1/models/credit/versions/1/stress-test", json={"rate": 0, "count": 10})
     assert r.status_code == 400 and r.json()["error"]["details"]["problems"][0]["field"] == "rate"
     assert httpx.post(f"{server.url}/api/v1/models/credit/versions/9/stress-test", json={}).status_code == 404
+    from shipyard.client import Client
+    from shipyard.errors import NotFound
+
+    remote = Client(server.url).models.stress_test("credit", 1, rate=400, count=60)
+    assert remote["count"] == 60 and remote["errors"] == 0
+    assert ws.registry.get_version("credit", 1).validation["stress_test"]["count"] == 60
+    with pytest.raises(NotFound):
+        Client(server.url).models.stress_test("credit", 9)
 
     env = {"SHIPYARD_PROJECT_DIR": str(ws.settings.project_dir)}
     r = CliRunner().invoke(main, ["models", "stress-test", "credit", "challenger", "--rate", "400", "--count", "80"],

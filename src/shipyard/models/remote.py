@@ -104,6 +104,11 @@ class RemoteRegistry:
         body = {"reviewer": reviewer, "comment": comment}
         return ModelVersion.from_dict(self._call("POST", f"/{_q(name)}/versions/{_q(version)}/reject", json=body))
 
+    def stress_test(self, name: str, version: int | str, *, rate: float = 200.0, count: int = 1000) -> dict[str, Any]:
+        """Latency percentiles of ``count`` calls at ``rate``/s in the server; recorded on the version."""
+        return self._call("POST", f"/{_q(name)}/versions/{_q(version)}/stress-test",
+                          json={"rate": rate, "count": count})
+
     def download(self, name: str, version_or_alias: int | str, dst: str | Path) -> Path:
         """Download and unpack a version into ``dst``, checking the sha256 the server recorded."""
         from shipyard.artifacts import sha256_dir
