@@ -149,14 +149,17 @@ def csv_records(body: bytes, names: Sequence[str], numeric: Sequence[str]) -> li
         text = body.decode("utf-8")
     except UnicodeDecodeError:
         raise InvalidInput("the CSV body is not UTF-8", {"field": "body"}) from None
-    reader = csv.reader(io.StringIO(text))
     try:
-        header = next(reader)
-    except StopIteration:
-        raise InvalidInput("the CSV body is empty; send a header row and data rows", {"field": "body"}) from None
+        # newline="": the csv module handles \r, \n and \r\n itself (also inside quoted fields)
+        rows = list(csv.reader(io.StringIO(text, newline="")))
+    except csv.Error as exc:
+        raise InvalidInput(f"malformed CSV: {exc}", {"field": "body"}) from None
+    if not rows:
+        raise InvalidInput("the CSV body is empty; send a header row and data rows", {"field": "body"})
+    header = rows[0]
     numeric_set = set(numeric)
     out = []
-    for line, row in enumerate(reader, start=2):
+    for line, row in enumerate(rows[1:], start=2):
         if not row:
             continue
         if len(row) != len(header):
