@@ -36,6 +36,7 @@ from shipyard.features.online.base import decode_row, encode_row
 from shipyard.features.push import coerce_timestamp
 
 LOG_PREFIX = "features/logs"
+YIELD_EVERY = 64
 FLUSH_ROWS = 1000
 FLUSH_SECONDS = 5.0
 
@@ -81,7 +82,12 @@ class FeatureLogger:
             if not self._rows:
                 self._first = time.monotonic()
             self._rows.append(row)
-            due = len(self._rows) >= self.flush_rows or time.monotonic() - self._first >= self.flush_seconds
+            count = len(self._rows)
+            due = count >= self.flush_rows or time.monotonic() - self._first >= self.flush_seconds
+        if count % YIELD_EVERY == 0:
+            # vectors usually come in long runs from a background writer: give the GIL up now and
+            # then so a server's event loop does not wait behind the whole run
+            time.sleep(0)
         if due:
             self.flush()
 
