@@ -335,7 +335,8 @@ def _oldest_event(store: Any, view: Any, paths: list[str]) -> dt.datetime | None
             return None
     ts = _quote(view.timestamp_field)
     parts = []
-    for files, reader in ((parquet, "read_parquet({}, union_by_name=true)"), (csv, "read_csv({}, header=true)")):
+    csv_args = source.duckdb_csv_args() if isinstance(source, FileSource) else "header=true"
+    for files, reader in ((parquet, "read_parquet({}, union_by_name=true)"), (csv, f"read_csv({{}}, {csv_args})")):
         if files:
             listed = "[" + ", ".join("'" + f.replace("'", "''") + "'" for f in files) + "]"
             parts.append(f"SELECT min(epoch_us(CAST({ts} AS TIMESTAMPTZ))) AS m FROM {reader.format(listed)}")
