@@ -111,6 +111,14 @@ def pit_data(draw: Any) -> dict[str, Any]:
 
 
 def frames(data: dict[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    stats, pairs = view_frames(data)
+    entity = pd.DataFrame(data["entity"])
+    entity["event_timestamp"] = pd.to_datetime(entity["event_timestamp"], utc=True)
+    return stats, pairs, entity
+
+
+def view_frames(data: dict[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The two views' rows of ``data`` as typed frames (times UTC-aware)."""
     stats = pd.DataFrame(data["stats"], columns=["user_id", "ts", "created", "x", "n"])
     stats = stats.astype({"user_id": "int64", "x": "float64", "n": "int64"})
     stats["ts"] = pd.to_datetime(stats["ts"], utc=True)
@@ -118,9 +126,7 @@ def frames(data: dict[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFra
     pairs = pd.DataFrame(data["pairs"], columns=["user_id", "shop", "ts", "y", "label"])
     pairs = pairs.astype({"user_id": "int64", "y": "float64", "shop": "str", "label": "str"})
     pairs["ts"] = pd.to_datetime(pairs["ts"], utc=True)
-    entity = pd.DataFrame(data["entity"])
-    entity["event_timestamp"] = pd.to_datetime(entity["event_timestamp"], utc=True)
-    return stats, pairs, entity
+    return stats, pairs
 
 
 def shop_frame(data: dict[str, Any]) -> pd.DataFrame:

@@ -21,7 +21,7 @@ from shipyard.config import load_settings
 from shipyard.features.materialize import materialize
 from shipyard.features.online import online_store_of
 from shipyard.workspace import Workspace
-from tests.features.pit_support import T0, write_project
+from tests.features.pit_support import T0, view_frames, write_project
 
 
 @st.composite
@@ -47,17 +47,6 @@ def offline_data(draw: Any) -> dict[str, Any]:
     start = draw(st.one_of(st.none(), st.integers(-1, 20)))
     length = draw(st.integers(1, 31))
     return {"stats": rows, "pairs": list(pairs.values()), "start": start, "length": length}
-
-
-def _frames(data: dict[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    stats = pd.DataFrame(data["stats"], columns=["user_id", "ts", "created", "x", "n"])
-    stats = stats.astype({"user_id": "int64", "x": "float64", "n": "int64"})
-    stats["ts"] = pd.to_datetime(stats["ts"], utc=True)
-    stats["created"] = pd.to_datetime(stats["created"], utc=True)
-    pairs = pd.DataFrame(data["pairs"], columns=["user_id", "shop", "ts", "y", "label"])
-    pairs = pairs.astype({"user_id": "int64", "y": "float64", "shop": "str", "label": "str"})
-    pairs["ts"] = pd.to_datetime(pairs["ts"], utc=True)
-    return stats, pairs
 
 
 def _groupby_last(frame: pd.DataFrame, keys: list[str], order: list[str], start: Any, end: Any) -> pd.DataFrame:
@@ -94,7 +83,7 @@ def _window(data: dict[str, Any]) -> tuple[Any, Any]:
 @given(data=offline_data())
 def test_latest_in_scan_matches_groupby_last(tmp_path_factory: pytest.TempPathFactory, data: dict[str, Any]) -> None:
     root = tmp_path_factory.mktemp("latest")
-    stats, pairs = _frames(data)
+    stats, pairs = view_frames(data)
     write_project(root, stats, pairs, ttl_hours=6)
     ws = Workspace(load_settings(root, user="alice"))
     try:
@@ -135,7 +124,7 @@ def test_materialize_writes_the_groupby_last_rows(tmp_path: Path) -> None:
         "start": 1,
         "length": 4,
     }
-    stats, pairs = _frames(data)
+    stats, pairs = view_frames(data)
     write_project(tmp_path, stats, pairs, ttl_hours=None)
     ws = Workspace(load_settings(tmp_path, user="alice"))
     try:
