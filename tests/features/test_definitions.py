@@ -87,6 +87,13 @@ def broken(df: pd.DataFrame) -> pd.DataFrame:
     raise ValueError("boom")
 
 
+@pytest.mark.parametrize("name", ["__ts", "__f", "__event_ts"])
+def test_field_names_starting_with_two_underscores_are_reserved(name: str) -> None:
+    with pytest.raises(InvalidInput, match="reserved; rename the field") as err:
+        Field(name, Float64)
+    assert err.value.details["field"] == name
+
+
 def test_on_demand_errors_keep_the_view_name() -> None:
     odfv = OnDemandFeatureView("bad", [RequestSource("req", [Field("a", Float64)])], [Field("b", Float64)], udf=broken)
     with pytest.raises(ModelError, match="'bad' raised ValueError: boom"):

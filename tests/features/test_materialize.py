@@ -125,3 +125,35 @@ def test_bad_window_names_the_field(fstore: MemoryFeatureStore) -> None:
         materialize(fstore, T0 + dt.timedelta(days=3), T0)
     with pytest.raises(InvalidInput, match="not a timestamp"):
         materialize(fstore, "yesterday-ish", T0)
+
+
+def test_views_in_parallel_match_one_at_a_time(fstore: MemoryFeatureStore) -> None:
+    """Several views at once write what one at a time writes, keep their order, and a failing view
+    does not stop the others (its error is raised once they are done)."""
+    frames = {}
+    for i in range(4):
+        view = View(f"spend_{i}", [Entity("customer", ["customer_id"])],
+                    [Field("amount", "float64"), Field("count", "int64")], ttl=TTL, created_timestamp_field="created")
+        frames[view.name] = _offline(10 + i)
+        fstore.add(view, frames[view.name])
+    end = T0 + dt.timedelta(days=10)
+    seen: list[str] = []
+    results = materialize(fstore, None, end, parallel=3, progress=lambda v, done, total: seen.append(v))
+    assert [r.view for r in results] == [f"spend_{i}" for i in range(4)]
+    assert set(seen) == set(frames)
+    keys = [(k,) for k in range(60)]
+    for name, frame in frames.items():
+        got = fstore.online_store.read(name, ["amount", "count"], keys, ttl=TTL, now=end)
+        assert got == _reference(frame, None, end, list(range(60)))
+        one = materialize(fstore, None, end, views=[name], parallel=1)[0]
+        assert one.rows_read == results[[r.view for r in results].index(name)].rows_read
+
+    fstore.add(View("broken", [Entity("customer", ["customer_id"])], [Field("amount", "float64")], ttl=TTL),
+               pd.DataFrame({"customer_id": [1], "event_timestamp": ["not a time"], "amount": [1.0]}))
+    fstore.online_store.delete_view("spend_3")
+    with pytest.raises(Exception) as err:  # noqa: B017 - whatever the broken view raises
+        materialize(fstore, None, end, parallel=4)
+    assert "not a time" in str(err.value) or "event_timestamp" in str(err.value), err.value
+    # the healthy views were still written
+    assert fstore.online_store.read("spend_3", ["count"], keys, ttl=TTL, now=end)["count"] == \
+        _reference(frames["spend_3"], None, end, list(range(60)))["count"]

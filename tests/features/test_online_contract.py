@@ -157,8 +157,37 @@ def test_read_many_equals_single_reads(online) -> None:
                     ("b", ["z"], [(i, "k") for i in range(n)] + [(99, "k")], None)]
         got = online.read_many(requests, now=now)
         assert got == [online.read(v, f, k, ttl=t, now=now) for v, f, k, t in requests]
+        reader = online.prepare_read([(v, f, t) for v, f, _k, t in requests])
+        assert reader([k for _v, _f, k, _t in requests], now=now) == got
         assert got[0]["x"][-1] == (float(n - 1) if n - 1 >= 21 else None)
         assert got[1]["z"][-1] is None
+
+
+def test_prepared_reader_with_no_or_one_entity(online) -> None:
+    online.write_batch("a", [(1,), (2,)], [{"x": 1.5, "y": 1}, {"x": 2.5, "y": 2}], [T0, T0])
+    online.write_batch("b", [(1,)], [{"t": T0}], [T0])
+    reader = online.prepare_read([("a", ["y", "x"], None), ("b", ["t"], dt.timedelta(days=1))])
+    now = T0 + dt.timedelta(hours=1)
+    assert reader([[(2,)], [(1,)]], now=now) == [{"y": [2], "x": [2.5]}, {"t": [T0]}]
+    assert reader([[], [(1,)]], now=now) == [{"y": [], "x": []}, {"t": [T0]}]
+    assert reader([[(9,)], [(1,)]], now=T0 + dt.timedelta(days=2)) == [{"y": [None], "x": [None]}, {"t": [None]}]
+
+
+def test_rewrite_drops_features_the_row_no_longer_has(online) -> None:
+    """A view that lost a feature: a rewritten row keeps only the features it was written with."""
+    import pyarrow as pa
+
+    online.write_batch("v", [(1,), (2,)], [{"x": 1.0, "y": 1}, {"x": 2.0, "y": 2}], [T0, T0])
+    later = T0 + dt.timedelta(seconds=1)
+    assert online.write_batch("v", [(1,)], [{"x": 3.0}], [later]).written == 1
+    table = pa.table({"id": [2], "ts": pa.array([later], pa.timestamp("us", tz="UTC")), "x": [4.0]})
+    assert online.write_table("v", table, ["id"], "ts", ["x"]).written == 1
+    assert online.read("v", ["x", "y"], [(1,), (2,)]) == {"x": [3.0, 4.0], "y": [None, None]}
+    assert sorted((k, v) for k, _ts, v in online.scan("v")) == [((1,), {"x": 3.0}), ((2,), {"x": 4.0})]
+    # the same features again replace the values in place
+    online.write_batch("v", [(1,)], [{"x": 5.0}], [later + dt.timedelta(seconds=1)])
+    assert dict((k, v) for k, _ts, v in online.scan("v"))[(1,)] == {"x": 5.0}
+    assert online.stats("v").entities == 2
 
 
 def test_write_table_stores_what_write_batch_stores(online) -> None:
@@ -225,5 +254,23 @@ def test_redis_reloads_missing_scripts(tmp_path: Path) -> None:
         assert store.write_batch("v", [(1,)], [{"x": 2.0}], [T0 + dt.timedelta(seconds=1)]).written == 1
         store._read_sha = store._mixed_sha = "0" * 40
         assert store.read("v", ["x"], [(i,) for i in range(40)])["x"][:2] == [None, 2.0]
+    finally:
+        gen.close()
+
+
+@pytest.mark.redis
+@pytest.mark.skipif(not online_support.REDIS_URL, reason="set SHIPYARD_TEST_REDIS_URL")
+def test_redis_rows_written_before_field_signatures_are_rewritten_whole(tmp_path: Path) -> None:
+    """Rows stored without a field signature (an older layout) are deleted before their first rewrite."""
+    from shipyard.features.online.base import encode_key
+
+    gen = online_support.make_online("redis", tmp_path)
+    store = next(gen)
+    try:
+        key = store._row_prefix("v") + encode_key((1,))
+        store.client.hset(key, mapping={"__ts": str(1_000_000), "x": "1.0", "gone": "7"})
+        assert store.write_batch("v", [(1,)], [{"x": 2.0}], [T0]).written == 1
+        assert sorted(store.client.hkeys(key)) == [b"__f", b"__ts", b"x"]
+        assert list(store.scan("v")) == [((1,), T0, {"x": 2.0})]
     finally:
         gen.close()

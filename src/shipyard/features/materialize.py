@@ -30,8 +30,10 @@ import datetime as dt
 import glob
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -43,6 +45,7 @@ import sqlalchemy as sa
 
 from shipyard.errors import InvalidInput, NotFound
 from shipyard.features.monitoring import column_stats
+from shipyard.features.offline.scan import connect
 from shipyard.features.online import online_store_of, workspace_of
 from shipyard.store import now_ms
 from shipyard.store.schema import feature_materializations as runs
@@ -105,9 +108,8 @@ def latest_per_entity(table: pa.Table, view: Any, start: dt.datetime | None, end
     if start is not None:
         where.append(f"{ts} >= $start")
         params["start"] = start
-    con = duckdb.connect()
+    con = connect()
     try:
-        con.execute("SET TimeZone = 'UTC'")
         con.register("offline_rows", table)
         sql = (f"SELECT * FROM offline_rows WHERE {' AND '.join(where)} "
                f"QUALIFY row_number() OVER (PARTITION BY {keys} ORDER BY {order}) = 1")
@@ -214,6 +216,55 @@ def _online_views(store: Any, views: Sequence[str] | None) -> list[str]:
     return [v.name for v in store.list_views() if hasattr(v, "timestamp_field") and getattr(v, "online", True)]
 
 
+def default_parallel(views: int) -> int:
+    """Views materialized at once by default: one per core, at most four."""
+    return max(1, min(views, os.cpu_count() or 1, 4))
+
+
+_POOLS: dict[tuple[int, int], ThreadPoolExecutor] = {}
+_POOLS_LOCK = threading.Lock()
+
+
+def _pool(workers: int) -> ThreadPoolExecutor:
+    # Kept for the life of the process: online stores hold a connection per thread, so fresh
+    # threads on every run would leave connections behind.
+    key = (os.getpid(), workers)
+    with _POOLS_LOCK:
+        pool = _POOLS.get(key)
+        if pool is None:
+            pool = _POOLS[key] = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="materialize")
+        return pool
+
+
+def _each_view(names: list[str], run: Callable[[str], MaterializeResult],
+               parallel: int | None) -> list[MaterializeResult]:
+    """``run`` for every view, ``parallel`` at a time (the scan and the online writes of one view
+    overlap another's: DuckDB and the store's I/O release the GIL). Results keep the order of
+    ``names``. Every view runs even when another fails; the first failure is raised at the end."""
+    workers = default_parallel(len(names)) if parallel is None else max(1, int(parallel))
+    if workers == 1 or len(names) <= 1:
+        return [run(name) for name in names]
+    pool = _pool(min(workers, len(names)))
+    futures = [pool.submit(run, name) for name in names]
+    wait(futures)
+    for future in futures:
+        if future.exception() is not None:
+            raise future.exception()  # type: ignore[misc]
+    return [future.result() for future in futures]
+
+
+def _serialized(progress: Progress | None) -> Progress | None:
+    if progress is None:
+        return None
+    lock = threading.Lock()
+
+    def report(view: str, done: int, total: int) -> None:
+        with lock:
+            progress(view, done, total)
+
+    return report
+
+
 def materialize(
     store: Any,
     start: Any,
@@ -222,10 +273,14 @@ def materialize(
     *,
     batch_size: int = 20_000,
     progress: Progress | None = None,
+    parallel: int | None = None,
 ) -> list[MaterializeResult]:
-    """Materialize ``views`` (default: every online feature view) over [start, end)."""
-    return [materialize_view(store, name, start, end, batch_size=batch_size, progress=progress)
-            for name in _online_views(store, views)]
+    """Materialize ``views`` (default: every online feature view) over [start, end), ``parallel``
+    views at a time (default: one per core, at most four)."""
+    report = _serialized(progress)
+    return _each_view(_online_views(store, views),
+                      lambda name: materialize_view(store, name, start, end, batch_size=batch_size, progress=report),
+                      parallel)
 
 
 def watermark(store: Any, view: str) -> dt.datetime | None:
@@ -340,9 +395,8 @@ def _oldest_event(store: Any, view: Any, paths: list[str]) -> dt.datetime | None
         if files:
             listed = "[" + ", ".join("'" + f.replace("'", "''") + "'" for f in files) + "]"
             parts.append(f"SELECT min(epoch_us(CAST({ts} AS TIMESTAMPTZ))) AS m FROM {reader.format(listed)}")
-    con = duckdb.connect()
+    con = connect()
     try:
-        con.execute("SET TimeZone = 'UTC'")
         found = con.execute(f"SELECT min(m) FROM ({' UNION ALL '.join(parts)})").fetchone()[0]
     except duckdb.Error as exc:
         log.warning("cannot read the oldest event time of new files of %s (%s); re-reading its TTL window",
@@ -409,20 +463,22 @@ def materialize_incremental(
     *,
     batch_size: int = 20_000,
     progress: Progress | None = None,
+    parallel: int | None = None,
 ) -> list[MaterializeResult]:
     """Materialize each view from where its last incremental run ended (earlier when late rows
     arrived since; see the module docstring) up to ``end``."""
     end_ts = _utc(end, "end") if end is not None else dt.datetime.now(dt.UTC)
-    results = []
-    for name in _online_views(store, views):
+    report = _serialized(progress)
+
+    def run(name: str) -> MaterializeResult:
         view = store.get_view(name)
         # listed before the scan: a file landing during the run counts as new next time
         files = arrival_files(store, view)
         start, why = incremental_start(store, view, end_ts, files)
         log.info("incremental materialization of %s starts at %s (%s)", name, start, why)
         if start is not None and start >= end_ts:
-            results.append(MaterializeResult(name, getattr(view, "version", None), start, end_ts))
-            continue
-        results.append(materialize_view(store, name, start, end_ts, batch_size=batch_size, progress=progress,
-                                        mode="incremental", files=files))
-    return results
+            return MaterializeResult(name, getattr(view, "version", None), start, end_ts)
+        return materialize_view(store, name, start, end_ts, batch_size=batch_size, progress=report,
+                                mode="incremental", files=files)
+
+    return _each_view(_online_views(store, views), run, parallel)

@@ -50,6 +50,21 @@ class _Bars:
             self.bar = None
 
 
+class _Lines:
+    """One line per view as it finishes, when several views are materialized at once."""
+
+    def __call__(self, view: str, done: int, total: int) -> None:
+        if done == total:
+            click.echo(f"{view:<24} {total:>12,} rows written")
+
+    def close(self) -> None:
+        pass
+
+
+def _progress(parallel: int | None) -> Any:
+    return _Bars() if parallel == 1 else _Lines()
+
+
 def _print_results(results: list[Any]) -> None:
     click.echo(f"{'view':<24} {'rows read':>12} {'written':>10} {'seconds':>9}  window")
     for r in results:
@@ -62,14 +77,18 @@ def _print_results(results: list[Any]) -> None:
 @click.argument("end")
 @click.option("--views", default=None, help="Comma-separated feature views (default: every online view).")
 @click.option("--batch-size", default=20_000, show_default=True, type=int)
+@click.option("--parallel", default=None, type=click.IntRange(min=1),
+              help="Views materialized at once (default: one per core, at most four).")
 @click.pass_context
-def materialize_cmd(ctx: click.Context, start: str, end: str, views: str | None, batch_size: int) -> None:
+def materialize_cmd(ctx: click.Context, start: str, end: str, views: str | None, batch_size: int,
+                    parallel: int | None) -> None:
     """Write the latest offline values in [START, END) into the online store."""
     from shipyard.features.materialize import materialize
 
-    bars = _Bars()
+    bars = _progress(parallel)
     try:
-        results = materialize(_store(ctx), start, end, _views(views), batch_size=batch_size, progress=bars)
+        results = materialize(_store(ctx), start, end, _views(views), batch_size=batch_size, progress=bars,
+                              parallel=parallel)
     finally:
         bars.close()
     _print_results(results)
@@ -78,14 +97,17 @@ def materialize_cmd(ctx: click.Context, start: str, end: str, views: str | None,
 @click.command("materialize-incremental")
 @click.option("--end", default=None, help="Up to this time (default: now).")
 @click.option("--views", default=None, help="Comma-separated feature views (default: every online view).")
+@click.option("--parallel", default=None, type=click.IntRange(min=1),
+              help="Views materialized at once (default: one per core, at most four).")
 @click.pass_context
-def materialize_incremental_cmd(ctx: click.Context, end: str | None, views: str | None) -> None:
+def materialize_incremental_cmd(ctx: click.Context, end: str | None, views: str | None,
+                                parallel: int | None) -> None:
     """Materialize each view from its watermark up to END."""
     from shipyard.features.materialize import materialize_incremental
 
-    bars = _Bars()
+    bars = _progress(parallel)
     try:
-        results = materialize_incremental(_store(ctx), end, _views(views), progress=bars)
+        results = materialize_incremental(_store(ctx), end, _views(views), progress=bars, parallel=parallel)
     finally:
         bars.close()
     _print_results(results)

@@ -48,6 +48,8 @@ class Plan:
     outputs: list[str] = field(default_factory=list)
     join_keys: list[str] = field(default_factory=list)
     request_fields: list[str] = field(default_factory=list)
+    # (online store, its prepared reader of ``reads``), made on first use
+    reader: tuple[Any, Any] | None = None
 
 
 _PLANS: weakref.WeakKeyDictionary[Any, dict[Any, tuple[float, Plan]]] = weakref.WeakKeyDictionary()
@@ -130,16 +132,15 @@ def build_plan(store: Any, refs: Sequence[str], full_feature_names: bool = False
 def _cached_plan(store: Any, cache_key: Any, make: Any) -> Plan:
     now = time.monotonic()
     try:
-        with _PLANS_LOCK:
-            per_store = _PLANS.setdefault(store, {})
-            hit = per_store.get(cache_key)
+        per_store = _PLANS.get(store)  # lookups need no lock; only inserts take it
     except TypeError:  # store not weak-referenceable
         return make()
+    hit = None if per_store is None else per_store.get(cache_key)
     if hit is not None and now - hit[0] < PLAN_CACHE_S:
         return hit[1]
     plan = make()
     with _PLANS_LOCK:
-        per_store[cache_key] = (now, plan)
+        _PLANS.setdefault(store, {})[cache_key] = (now, plan)
     return plan
 
 
@@ -200,7 +201,10 @@ def get_online_features(
     online = online_store_of(store)
     out: dict[str, list[Any]] = dict(columns)
     inputs: dict[str, list[Any]] = {}
-    requests = []
+    reader = plan.reader
+    if reader is None or reader[0] is not online:
+        reader = plan.reader = (online, online.prepare_read([(r.view, r.features, r.ttl) for r in plan.reads]))
+    keys_per_view = []
     for read in plan.reads:
         try:
             key_columns = [columns[k] for k in read.join_keys]
@@ -208,9 +212,9 @@ def get_online_features(
             missing = [k for k in read.join_keys if k not in columns]
             raise InvalidInput(f"feature view {read.view!r} needs join keys {missing} in the entity rows",
                                {"view": read.view, "field": missing[0]}) from None
-        keys = list(zip(*key_columns, strict=True)) if len(key_columns) > 1 else [(v,) for v in key_columns[0]]
-        requests.append((read.view, read.features, keys, read.ttl))
-    for read, values in zip(plan.reads, online.read_many(requests), strict=True):
+        keys_per_view.append(list(zip(*key_columns, strict=True)) if len(key_columns) > 1
+                             else [(v,) for v in key_columns[0]])
+    for read, values in zip(plan.reads, reader[1](keys_per_view), strict=True):
         for name, output in zip(read.features, read.outputs, strict=True):
             if output is not None:
                 out[output] = values[name]

@@ -100,6 +100,10 @@ class Field:
                 f"field name {self.name!r} is not a valid identifier; use letters, digits and '_'",
                 {"field": str(self.name)},
             )
+        if self.name.startswith("__"):
+            # the stores keep their own columns and fields under such names (__ts, __event_ts, ...)
+            raise InvalidInput(f"field name {self.name!r} starts with '__', which is reserved; rename the field",
+                               {"field": self.name})
         object.__setattr__(self, "dtype", normalize_dtype(self.dtype, f"field {self.name!r}"))
 
     @property

@@ -67,6 +67,9 @@ def online_store_of(store: Any) -> OnlineStore:
     explicit = getattr(store, "online_store", None)
     if isinstance(explicit, OnlineStore):
         return explicit
+    found = _OPEN.get(store)  # lookups need no lock; opening takes it
+    if found is not None:
+        return found
     with _OPEN_LOCK:
         found = _OPEN.get(store)
         if found is None:

@@ -25,7 +25,7 @@ from __future__ import annotations
 import datetime as dt
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -109,6 +109,8 @@ def _default(value: Any) -> Any:
 
 def encode_key(key: Sequence[Any]) -> bytes:
     """Entity key (tuple of join-key values in the view's join-key order) as bytes."""
+    if len(key) == 1 and type(key[0]) is int:  # the common key, as orjson writes it
+        return b"[%d]" % key[0]
     return orjson.dumps(list(key), default=_default, option=_DUMPS_OPTS)
 
 
@@ -288,6 +290,21 @@ class OnlineStore(ABC):
         """Several ``read`` calls, as (view, feature names, entity keys, ttl); one round trip where
         the backend allows."""
         return [self.read(view, names, keys, ttl=ttl, now=now) for view, names, keys, ttl in requests]
+
+    def prepare_read(
+        self, views: Sequence[tuple[str, Sequence[str], dt.timedelta | None]]
+    ) -> Callable[..., list[dict[str, list[Any]]]]:
+        """A reader for a fixed list of (view, feature names, ttl), called as ``read(keys_per_view,
+        now=None)`` with one list of entity keys per view; returns what ``read_many`` would.
+        Backends prepare what does not change between calls (the online read path calls it once
+        per feature plan)."""
+        spec = list(views)
+
+        def read(keys_per_view: Sequence[Sequence[Sequence[Any]]], now: Any = None) -> list[dict[str, list[Any]]]:
+            return self.read_many([(view, names, keys, ttl) for (view, names, ttl), keys
+                                   in zip(spec, keys_per_view, strict=True)], now=now)
+
+        return read
 
     @abstractmethod
     def read_event_ts(self, view: str, entity_keys: Sequence[Sequence[Any]]) -> list[dt.datetime | None]:
