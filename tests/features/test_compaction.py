@@ -299,3 +299,28 @@ def test_a_merged_file_without_its_sidecar_is_not_read(artifacts: ArtifactStore)
     compaction._SIDECAR_CACHE.clear()
     artifacts.delete(merged[: -len(".parquet")] + ".json")
     assert _read(artifacts) == _expected(rows)  # the inputs, not the inputs and the merged file
+
+
+def test_http_compact_and_its_bad_input(embedded_feature_store: Any) -> None:
+    from fastapi.testclient import TestClient
+
+    from shipyard.server import create_app
+
+    store = embedded_feature_store
+    for i in range(5):
+        store.push("cust_stats", _push_rows(i))
+    before = _offline(store)
+    with TestClient(create_app(store.ws)) as client:
+        reply = client.post("/api/v1/features/compact", json={"view": "cust_stats", "grace_seconds": 0})
+        assert reply.status_code == 200, reply.text
+        [result] = reply.json()["results"]
+        assert (result["view"], result["files_before"], result["files_after"], result["rows_merged"]) == \
+            ("cust_stats", 5, 1, 5)
+        reply = client.post("/api/v1/features/compact", json={"view": "cust_stats", "target_rows": 1})
+        assert reply.status_code == 400 and "target_rows" in reply.text
+        reply = client.post("/api/v1/features/compact", json={"view": "nope"})
+        assert reply.status_code == 404 and "nope" in reply.text
+        reply = client.post("/api/v1/features/compact", json={})
+        assert reply.status_code == 200 and {r["view"] for r in reply.json()["results"]} == {"cust_stats", "pair_stats"}
+    pd.testing.assert_frame_equal(_offline(store), before)
+    assert len(_log_files(store)) == 1

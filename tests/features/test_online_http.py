@@ -107,3 +107,17 @@ def test_push_accepts_json_sent_as_a_form_or_untyped(remote) -> None:
     # a body labelled as something else is still refused, naming the problem
     text = http.post("/api/v1/features/push", content=body, headers={"content-type": "text/plain"})
     assert text.status_code == 400 and text.json()["error"]["code"] == "invalid_input"
+
+
+def test_remote_client_compacts_like_the_store(remote) -> None:
+    store, _http, client = remote
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    for i in range(3):
+        store.push("cust_stats", [{**row, "event_timestamp": (now + dt.timedelta(seconds=i)).isoformat()}
+                                  for row in _rows(now)])
+    before = store.read_offline("cust_stats").num_rows
+    [result] = client.features.compact("cust_stats", grace_seconds=0)
+    assert (result["files_before"], result["files_after"], result["rows_merged"]) == (3, 1, 15)
+    assert store.read_offline("cust_stats").num_rows == before == 15
+    with pytest.raises(InvalidInput, match="target_rows"):
+        client.features.compact("cust_stats", target_rows=0)

@@ -259,3 +259,60 @@ def test_a_new_scene_version_starts_from_its_own_canary_share(registry_ws):
     set_canary(ws, ServingEngine(ws), "credit", 20, arm="b")  # decided in another worker
     assert follower.sync_canaries() == ["credit"]
     assert engine.scene("credit").compiled.traffic.canary_percent == 20.0
+
+
+def test_a_rollout_whose_server_died_is_abandoned(registry_ws):
+    """A server killed mid-rollout leaves a running release behind. Its heartbeat stops, so another
+    worker's poll abandons it (share back to 0 %), and a new rollout may start; a live rollout's
+    step checks keep its heartbeat fresh."""
+    import sqlalchemy as sa
+
+    from shipyard.errors import Conflict
+    from shipyard.serving import ServingEngine
+    from shipyard.serving.hotswap import Follower
+    from shipyard.serving.release import STALE_AFTER_S, abandon_stale_releases, rollout_status
+    from shipyard.store.schema import scene_releases
+
+    ws = registry_ws
+    apply_scene(ws, {"name": "credit", "inputs": INPUTS, "outputs": ["score"],
+                     "flow": [F.model("credit", "champion", output="score")],
+                     "traffic": {"key": "user_id", "arms": {"b": {"models": {"credit": "challenger"}}}},
+                     "limits": {"min_requests": 1000}})
+    dead, alive = ServingEngine(ws), ServingEngine(ws)
+    for engine in (dead, alive):
+        engine.predict_scene("credit", [rec(0)])
+    rollout = CanaryRollout(ws, dead, "credit", "b", steps=(50, 100), heartbeat_s=2.0)
+    with ws.store.read() as conn:
+        before = conn.execute(sa.select(scene_releases.c.updated_at)).scalar()
+    time.sleep(0.01)
+    assert rollout.advance() == "running"  # too few requests to judge, but a heartbeat
+    with ws.store.read() as conn:
+        assert conn.execute(sa.select(scene_releases.c.updated_at)).scalar() > before
+    status = rollout_status(ws, "credit")
+    assert status["status"] == "running" and status["stale"] is False and status["heartbeat_age_s"] < 5
+    assert abandon_stale_releases(ws) == []
+    with pytest.raises(Conflict, match="running rollout"):
+        CanaryRollout(ws, alive, "credit", "b")
+
+    # the server running it is killed: no more heartbeats
+    silent_ms = int(1000 * (STALE_AFTER_S + 5))
+    with ws.store.begin() as conn:
+        conn.execute(scene_releases.update().values(updated_at=scene_releases.c.updated_at - silent_ms))
+    assert rollout_status(ws, "credit")["stale"] is True
+    follower = Follower(alive, interval=3600)
+    assert follower.sync_canaries() == ["credit"]  # abandoned on the poll, and the share follows
+    assert alive.scene("credit").compiled.traffic.canary_percent == 0
+    status = rollout_status(ws, "credit")
+    assert status["status"] == "abandoned" and status["percent"] == 0 and "no heartbeat" in status["reason"]
+    # a new rollout starts; the old runner, should it wake up, adopts the abandonment
+    again = CanaryRollout(ws, alive, "credit", "b", steps=(50, 100))
+    assert again.status == "running" and rollout_status(ws, "credit")["release"] == again.release_id
+    assert rollout.advance() == "abandoned" and rollout.percent == 0
+
+    # a stale release is also abandoned by the next rollout request itself
+    with ws.store.begin() as conn:
+        conn.execute(scene_releases.update().where(scene_releases.c.id == again.release_id)
+                     .values(updated_at=scene_releases.c.updated_at - silent_ms))
+    third = CanaryRollout(ws, alive, "credit", "b", steps=(50, 100))
+    assert [r["status"] for r in list_releases(ws, "credit")] == ["abandoned", "abandoned", "running"]
+    assert third.release_id == rollout_status(ws, "credit")["release"]

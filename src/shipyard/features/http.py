@@ -35,6 +35,13 @@ class TrainingSetRequest(BaseModel):
     dataset: str | None = Field(None, description="write the result as this dataset instead of returning rows")
 
 
+class CompactRequest(BaseModel):
+    view: str | None = Field(None, description="feature view whose offline log to compact (default: every view)")
+    target_rows: int | None = Field(None, ge=2, description="rows per merged file (default 1,000,000)")
+    grace_seconds: float | None = Field(None, ge=0, description="seconds replaced files stay for readers "
+                                                                 "that listed them (default 600)")
+
+
 def describe(obj: Any) -> dict[str, Any]:
     return {"kind": obj.kind, "name": obj.name, "version": obj.version, "spec": obj.to_spec()}
 
@@ -102,6 +109,12 @@ def router(ws: Workspace) -> APIRouter:
             if pd.api.types.is_datetime64_any_dtype(result[col]):
                 out[col] = [v.isoformat() if v is not None else None for v in out[col]]
         return {"columns": [str(c) for c in result.columns], "rows": out.to_dict("records")}
+
+    @api.post("/compact")
+    def compact(body: CompactRequest) -> dict[str, Any]:
+        """Merge the small files pushes left in the offline log (readers see the same rows throughout)."""
+        results = ws.features.compact(body.view, target_rows=body.target_rows, grace_seconds=body.grace_seconds)
+        return {"results": [r.to_dict() for r in results]}
 
     if _module_exists("shipyard.features.online_http"):
         from shipyard.features import online_http

@@ -64,6 +64,11 @@ class RemoteFeatures:
         body = {"incremental": True, "end": end, "views": list(views) if views else None}
         return self._post("/api/v1/features/materialize", body)["results"]
 
+    def compact(self, view: str | None = None, *, target_rows: int | None = None,
+                grace_seconds: float | None = None) -> list[dict[str, Any]]:
+        body = {"view": view, "target_rows": target_rows, "grace_seconds": grace_seconds}
+        return self._post("/api/v1/features/compact", body)["results"]
+
     def monitor(self, views: Sequence[str] | None = None, sample: int = 100_000) -> dict[str, Any]:
         params: dict[str, Any] = {"sample": sample}
         if views:

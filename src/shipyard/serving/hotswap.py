@@ -89,8 +89,9 @@ class Follower:
     def sync_canaries(self) -> list[str]:
         """Apply the canary shares recorded in the metadata store (set by any worker); returns the
         scenes whose share changed here."""
-        from shipyard.serving.release import latest_canaries
+        from shipyard.serving.release import abandon_stale_releases, latest_canaries
 
+        abandon_stale_releases(self.engine.ws)  # a rollout whose server died must not hold its share
         changed = []
         scenes = self.engine.served_scenes()
         recorded = latest_canaries(self.engine.ws, {name: s.compiled.version for name, s in scenes.items()})

@@ -35,9 +35,13 @@ from shipyard.store.schema import scene_releases, scene_versions, scenes
 
 log = logging.getLogger(__name__)
 
-FINISHED = ("promoted", "rolled_back", "aborted", "stopped")
+FINISHED = ("promoted", "rolled_back", "aborted", "stopped", "abandoned")
 """Release statuses a rollout ends in; ``running`` is the only live one (``manual`` marks a share
-set by hand)."""
+set by hand). ``abandoned``: the process running it stopped sending heartbeats (it was killed)."""
+
+STALE_AFTER_S = 30.0
+"""A running release whose heartbeat (``updated_at``) is older than this, and than three of its
+step checks, is abandoned: its process is gone, and nobody judges the arm any more."""
 
 
 def _percentiles(samples: Sequence[float]) -> dict[str, float | None]:
@@ -154,15 +158,62 @@ def _newest_release(conn: Any, scene: str) -> Any:
     return conn.execute(query).first()
 
 
+def _stale_for_ms(row: Any, now: int) -> int | None:
+    """How long a running release has gone without a heartbeat past its limit; None while fresh."""
+    if row.status != "running":
+        return None
+    every = float((row.details or {}).get("heartbeat_s") or 0.0)
+    limit_ms = int(1000 * max(STALE_AFTER_S, 3 * every))
+    silent = now - int(row.updated_at)
+    return silent if silent > limit_ms else None
+
+
+def _abandon(conn: Any, ws: Any, row: Any, now: int) -> bool:
+    """Record a stale running release as abandoned at 0 % (in ``conn``'s transaction)."""
+    reason = (f"abandoned: no heartbeat for {(now - int(row.updated_at)) / 1000:.0f} s from the server running "
+              f"it (at {row.percent:g} %); the arm is back to 0 %")
+    result = conn.execute(scene_releases.update().where(
+        scene_releases.c.id == row.id, scene_releases.c.status == "running",
+        scene_releases.c.updated_at == row.updated_at).values(
+            status="abandoned", percent=0.0, reason=reason, updated_at=now))
+    if result.rowcount == 0:  # it moved on meanwhile: not stale after all
+        return False
+    record_event(conn, ws.user, "scene.release_abandoned", f"scene:{row.scene}",
+                 {"arm": row.arm, "percent": 0.0, "reason": reason, "release": row.id})
+    log.warning("release %s of scene %s: %s", row.id, row.scene, reason)
+    return True
+
+
+def abandon_stale_releases(ws: Any) -> list[int]:
+    """Abandon every running release whose server stopped sending heartbeats; returns their ids.
+    Serving processes call this on their hot-swap poll, so a rollout whose server was killed ends
+    (and its arm's share drops to 0 %) without anyone having to abort it."""
+    now = now_ms()
+    with ws.store.read() as conn:
+        rows = list(conn.execute(sa.select(scene_releases).where(scene_releases.c.status == "running")))
+    stale = [r for r in rows if _stale_for_ms(r, now) is not None]
+    if not stale:
+        return []
+    done = []
+    with ws.store.begin() as conn:
+        for row in stale:
+            if _abandon(conn, ws, row, now):
+                done.append(int(row.id))
+    return done
+
+
 def _insert_release(ws: Any, scene: str, arm: str, percent: float, status: str, reason: str,
                     details: dict[str, Any]) -> int:
     """A new release row; refused while the scene's newest release is still running, since the
-    newest row is the share every worker applies."""
+    newest row is the share every worker applies. A running release gone stale is abandoned first."""
     now = now_ms()
     with ws.store.begin() as conn:
         # lock the scene so two processes cannot both pass the check (SQLite's BEGIN IMMEDIATE already does)
         conn.execute(sa.select(scenes.c.name).where(scenes.c.name == scene).with_for_update())
         newest = _newest_release(conn, scene)
+        if newest is not None and _stale_for_ms(newest, now) is not None:
+            _abandon(conn, ws, newest, now)
+            newest = _newest_release(conn, scene)
         if newest is not None and newest.status == "running":
             raise Conflict(
                 f"scene {scene!r} has a running rollout (release {newest.id}, arm {newest.arm!r} at "
@@ -197,10 +248,16 @@ def _update_release(ws: Any, release_id: int, scene: str, arm: str, percent: flo
 
 def _release_view(row: Any) -> dict[str, Any]:
     details = dict(row.details or {})
-    return {"release": row.id, "scene": row.scene, "arm": row.arm, "status": row.status,
+    view = {"release": row.id, "scene": row.scene, "arm": row.arm, "status": row.status,
             "percent": float(row.percent), "reason": row.reason, "steps": details.get("steps", []),
             "checks": details.get("checks", []), "min_requests": details.get("min_requests"),
             "started_at": row.started_at, "updated_at": row.updated_at, "actor": row.actor}
+    if row.status == "running":
+        # the running server refreshes updated_at on every step check; a silent one is likely gone
+        now = now_ms()
+        view["heartbeat_age_s"] = round((now - int(row.updated_at)) / 1000, 3)
+        view["stale"] = _stale_for_ms(row, now) is not None
+    return view
 
 
 def _scene_exists(conn: Any, scene: str) -> None:
@@ -310,7 +367,7 @@ class CanaryRollout:
     """
 
     def __init__(self, ws: Any, engine: Any, scene: str, arm: str, *, steps: Sequence[float] = (5, 25, 50, 100),
-                 min_requests: int | None = None) -> None:
+                 min_requests: int | None = None, heartbeat_s: float = 1.0) -> None:
         served = engine.scene(scene)
         if arm not in served.compiled.plans or arm == "control":
             raise InvalidInput(f"scene {scene!r} has no arm {arm!r} to roll out; its arms are "
@@ -326,6 +383,7 @@ class CanaryRollout:
         self.reason = ""
         self.checks: list[dict[str, Any]] = []
         self.release_id: int | None = None
+        self.heartbeat_s = float(heartbeat_s)  # how often advance() runs; recorded so others can tell a stale release
         self._begin_step()
 
     @property
@@ -340,7 +398,8 @@ class CanaryRollout:
                 "min_requests": self.min_requests}
 
     def _details(self) -> dict[str, Any]:
-        return {"steps": self.steps, "checks": self.checks, "min_requests": self.min_requests}
+        return {"steps": self.steps, "checks": self.checks, "min_requests": self.min_requests,
+                "heartbeat_s": self.heartbeat_s}
 
     def _traffic(self) -> Any:
         return self.engine.scene(self.scene).compiled.traffic
@@ -390,12 +449,15 @@ class CanaryRollout:
         return check
 
     def _still_running(self) -> bool:
+        """Refresh the release's heartbeat; False (and its recorded end adopted) when another
+        process ended it."""
         if self.ws is None or self.release_id is None:
             return True
-        with self.ws.store.read() as conn:
-            status = conn.execute(sa.select(scene_releases.c.status).where(
-                scene_releases.c.id == self.release_id)).scalar()
-        if status == "running":
+        with self.ws.store.begin() as conn:
+            result = conn.execute(scene_releases.update().where(
+                scene_releases.c.id == self.release_id, scene_releases.c.status == "running").values(
+                    updated_at=now_ms()))
+        if result.rowcount:
             return True
         self._ended_elsewhere()
         return False
@@ -440,6 +502,11 @@ class CanaryRollout:
         requests to judge the last step) it stops at 0 %; so does a set ``stop`` event."""
         stop = stop or threading.Event()
         deadline = time.monotonic() + timeout
+        if interval != self.heartbeat_s:
+            self.heartbeat_s = float(interval)
+            if self.ws is not None and self.release_id is not None:
+                _update_release(self.ws, self.release_id, self.scene, self.arm, self.percent, "running", "",
+                                self._details())
         while not stop.wait(interval):
             try:
                 if self.advance() != "running":
@@ -476,7 +543,8 @@ class RolloutRunner:
         with self._lock:
             if self._stop.is_set():
                 raise Conflict("the server is shutting down; start the rollout on a running server")
-            rollout = CanaryRollout(self.ws, engine, scene, arm, steps=steps, min_requests=min_requests)
+            rollout = CanaryRollout(self.ws, engine, scene, arm, steps=steps, min_requests=min_requests,
+                                    heartbeat_s=interval_s)
             thread = threading.Thread(target=self._run, args=(rollout, interval_s, timeout_s),
                                       name=f"shipyard-rollout-{scene}", daemon=True)
             self._threads[scene] = (rollout, thread)

@@ -228,7 +228,7 @@ scene_releases = Table(
     Column("scene", String(255), ForeignKey("scenes.name"), nullable=False),
     Column("arm", String(64), nullable=False),
     Column("percent", Float, nullable=False),
-    # running -> promoted | rolled_back | stopped
+    # running -> promoted | rolled_back | aborted | stopped | abandoned (no heartbeat); manual
     Column("status", String(16), nullable=False),
     Column("reason", Text, nullable=False, default=""),
     Column("details", JSON, nullable=False, default=dict),
