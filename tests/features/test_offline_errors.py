@@ -91,3 +91,24 @@ def test_aware_entity_times_against_a_naive_view_suggest_dropping_the_zone(sqlit
     with pytest.raises(InvalidInput, match=r"'event_timestamp' is time-zone-aware but feature view 'stats' has "
                                            r"naive .*tz_localize\(None\)"):
         sqlite_workspace.features.get_training_set(entity(), features=["stats:x"])
+
+
+def test_the_time_zone_check_reads_no_offline_log_files(ws: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only the view's own source decides whether its times are zone-aware; the offline log (always
+    UTC) is left to the engine, so the check never downloads it."""
+    from shipyard.features.offline.scan import Scanner
+    from shipyard.features.training import _check_timezones
+
+    ws.features.offline_append("stats", pd.DataFrame({"user_id": [2], "ts": pd.to_datetime([T0], utc=True),
+                                                      "created": pd.to_datetime([T0], utc=True), "x": [3.0],
+                                                      "n": [3]}))
+
+    def no_log(self: Scanner, view: object) -> None:
+        raise AssertionError("the offline log was read")
+
+    monkeypatch.setattr(Scanner, "_log_sql", no_log)
+    views = [ws.features.get_feature_view("stats")]
+    aware = entity()["event_timestamp"]
+    _check_timezones(ws.features, aware, "event_timestamp", views)  # agrees: no error, no log read
+    with pytest.raises(InvalidInput, match="is naive but feature view 'stats'"):
+        _check_timezones(ws.features, aware.dt.tz_localize(None), "event_timestamp", views)

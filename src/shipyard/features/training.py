@@ -279,8 +279,10 @@ def _check_timezones(store: FeatureStore, ts: pd.Series, ts_col: str, views: lis
     try:
         scanner = Scanner(con, store.ws.artifacts, OFFLINE_LOG_PREFIX)
         for view in views:
-            rel = scanner.view_relation(view)
-            if rel.has_rows_source and rel.timestamp_tz_aware != entity_aware:
+            # the source alone decides: the offline log always holds UTC times, and reading it here
+            # would fetch every log file (from S3 too) before the engine reads them again
+            aware = scanner.source_timestamps_aware(view)
+            if aware is not None and aware != entity_aware:
                 if entity_aware:
                     state, fix = ("time-zone-aware", "naive"), (
                         f"make the entity times naive UTC (df[{ts_col!r}] = df[{ts_col!r}].dt.tz_convert('UTC')"

@@ -146,23 +146,11 @@ class Scanner:
     # -- views ---------------------------------------------------------------------------------
     def view_relation(self, view: FeatureView) -> ViewRelation:
         """The canonical relation of ``view``; raises InvalidInput naming the view on bad definitions."""
-        base = self.source_sql(view.source, view.name)
+        base = self._source_relation(view)
         parts: list[str] = []
         aware = True
         if base is not None:
-            rel = f"(SELECT * FROM {base})"
-            if view.sql:
-                rel = f"(WITH source AS (SELECT * FROM {base}) {view.sql})"
-            fn = view.transform_function()
-            if fn is not None:
-                frame = self._run(f"SELECT * FROM {rel}", view).df()
-                try:
-                    out = fn(frame)
-                except Exception as exc:  # noqa: BLE001 - user code: report it with the view name
-                    raise InvalidInput(f"feature view {view.name!r}: transform raised {type(exc).__name__}: {exc}",
-                                       {"view": view.name, "field": "transform"}) from exc
-                rel = self._register(out)
-            columns = self._describe(rel, view)
+            rel, columns = base
             aware = self._check_columns(view, columns)
             parts.append(self._canonical_select(view, rel, columns))
         log = self._log_sql(view)
@@ -178,6 +166,31 @@ class Scanner:
             return ViewRelation(view, sql, True, False)
         sql = parts[0] if len(parts) == 1 else "(" + " UNION ALL BY NAME ".join(f"SELECT * FROM {p}" for p in parts) + ")"
         return ViewRelation(view, sql, aware, base is not None)
+
+    def source_timestamps_aware(self, view: FeatureView) -> bool | None:
+        """Whether the event times of the view's own source are time-zone aware (None when it has
+        no source of rows). Checks the definition too; reads none of the offline-log files."""
+        base = self._source_relation(view)
+        return None if base is None else self._check_columns(view, base[1])
+
+    def _source_relation(self, view: FeatureView) -> tuple[str, dict[str, str]] | None:
+        """The view's source with its SQL or Python transformation applied, and its column types."""
+        base = self.source_sql(view.source, view.name)
+        if base is None:
+            return None
+        rel = f"(SELECT * FROM {base})"
+        if view.sql:
+            rel = f"(WITH source AS (SELECT * FROM {base}) {view.sql})"
+        fn = view.transform_function()
+        if fn is not None:
+            frame = self._run(f"SELECT * FROM {rel}", view).df()
+            try:
+                out = fn(frame)
+            except Exception as exc:  # noqa: BLE001 - user code: report it with the view name
+                raise InvalidInput(f"feature view {view.name!r}: transform raised {type(exc).__name__}: {exc}",
+                                   {"view": view.name, "field": "transform"}) from exc
+            rel = self._register(out)
+        return rel, self._describe(rel, view)
 
     def _run(self, sql: str, view: FeatureView) -> duckdb.DuckDBPyRelation:
         try:
