@@ -61,6 +61,12 @@ def test_shadow_mirrors_without_changing_the_response(registry_ws, live_server, 
     frame = read_prediction_log(ws.artifacts, "credit")
     assert (frame["kind"] == "shadow").sum() == n and (frame["kind"] == "live").sum() == n
     assert httpx.get(f"{server.url}/api/v1/scenes/credit/shadow-report").json()["count"] == n
+    # mirrored calls are counted apart from the arm's own traffic, which a rollout judges
+    from shipyard.serving.release import scene_status
+
+    status = scene_status(engine, "credit")
+    assert status["arms"]["shadow"]["count"] == 0 and status["arms"]["control"]["count"] == n
+    assert status["shadow_calls"]["shadow"]["count"] == n and status["shadow_calls"]["shadow"]["errors"] == 0
 
 
 class Failing:

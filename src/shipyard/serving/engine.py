@@ -66,6 +66,8 @@ class ServedScene:
             isinstance(n, FeaturesNode) or (isinstance(n, ParallelNode) and n.threads)
             for plan in compiled.plans.values() for n in plan.root.walk())
         self.stats: dict[str, ArmStats] = {arm: ArmStats() for arm in compiled.plans}
+        # mirrored calls are kept apart: a rollout judges an arm by the requests it answered
+        self.shadow_stats: dict[str, ArmStats] = {arm: ArmStats() for arm in compiled.plans}
         self.recent: deque[dict[str, Any]] = deque(maxlen=256)
         self.latency: deque[float] = deque(maxlen=2_000)
         self.shadow_pairs: deque[tuple[float, dict[str, Any], dict[str, Any]]] = deque(maxlen=20_000)
@@ -206,6 +208,9 @@ class ServingEngine:
             for arm, stats in old.stats.items():
                 if arm in served.stats:
                     served.stats[arm] = stats
+            for arm, stats in old.shadow_stats.items():
+                if arm in served.shadow_stats:
+                    served.shadow_stats[arm] = stats
         self._scenes[compiled.name] = served
         return served
 
@@ -383,7 +388,7 @@ class ServingEngine:
                 except ShipyardError as exc:
                     trace, outputs, error = Trace(), None, exc.message
                 latency = time.perf_counter() - start
-                served.stats[arm].add(latency, error is None, _first_number(outputs[0]) if outputs else None)
+                served.shadow_stats[arm].add(latency, error is None, _first_number(outputs[0]) if outputs else None)
                 if outputs:
                     served.shadow_pairs.append((time.time(), live[0], outputs[0]))
                 plog = self.prediction_log

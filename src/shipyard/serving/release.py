@@ -147,8 +147,15 @@ def scene_status(engine: Any, scene: str, since: float = 0.0) -> dict[str, Any]:
         summary = stats.summary(since)
         summary.pop("scores")
         arms[arm] = summary
+    mirrored = {}
+    for arm, stats in served.shadow_stats.items():
+        summary = stats.summary(since)
+        summary.pop("scores")
+        if summary["count"]:
+            mirrored[arm] = summary
     return {"scene": scene, "version": served.version, "models": served.compiled.models,
-            "arms": arms, "canary": {"arm": traffic.canary_arm, "percent": traffic.canary_percent},
+            "arms": arms, "shadow_calls": mirrored,
+            "canary": {"arm": traffic.canary_arm, "percent": traffic.canary_percent},
             "shadow": traffic.shadow_arm, "limits": served.compiled.limits}
 
 
