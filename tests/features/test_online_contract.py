@@ -250,10 +250,11 @@ def test_redis_reloads_missing_scripts(tmp_path: Path) -> None:
     store = next(gen)
     try:
         store.write_batch("v", [(1,)], [{"x": 1.0}], [T0])
-        store._write_sha = store._read_sha = store._mixed_sha = "0" * 40  # as if the server had lost them
+        store.client.script_flush()  # as if the server had restarted
         assert store.write_batch("v", [(1,)], [{"x": 2.0}], [T0 + dt.timedelta(seconds=1)]).written == 1
-        store._read_sha = store._mixed_sha = "0" * 40
-        assert store.read("v", ["x"], [(i,) for i in range(40)])["x"][:2] == [None, 2.0]
+        store._write_sha = "0" * 40  # a stale script id
+        assert store.write_batch("v", [(2,)], [{"x": 3.0}], [T0]).written == 1
+        assert store.read("v", ["x"], [(i,) for i in range(40)])["x"][:3] == [None, 2.0, 3.0]
     finally:
         gen.close()
 
