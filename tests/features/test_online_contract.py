@@ -275,3 +275,23 @@ def test_redis_rows_written_before_field_signatures_are_rewritten_whole(tmp_path
         assert list(store.scan("v")) == [((1,), T0, {"x": 2.0})]
     finally:
         gen.close()
+
+
+@pytest.mark.redis
+@pytest.mark.skipif(not online_support.REDIS_URL, reason="set SHIPYARD_TEST_REDIS_URL")
+def test_redis_reads_survive_a_dropped_connection(tmp_path: Path) -> None:
+    """The server closes the read connection (a restart, an idle timeout): the next read reconnects
+    once and answers, and so does a prepared reader."""
+    gen = online_support.make_online("redis", tmp_path)
+    store = next(gen)
+    try:
+        store.write_batch("v", [(1,), (2,)], [{"x": 1.0}, {"x": 2.0}], [T0, T0])
+        reader = store.prepare_read([("v", ["x"], None)])
+        assert reader([[(1,)]]) == [{"x": [1.0]}]
+        for _ in range(3):
+            host, port = store._local.link._sock.getsockname()[:2]  # this thread's read connection
+            assert store.client.client_kill_filter(addr=f"{host}:{port}", skipme=True) == 1
+            assert store.read("v", ["x"], [(2,), (1,), (3,)]) == {"x": [2.0, 1.0, None]}
+            assert reader([[(2,), (1,)]]) == [{"x": [2.0, 1.0]}]
+    finally:
+        gen.close()
