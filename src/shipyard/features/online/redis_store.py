@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, NamedTuple
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+import numpy as np
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -166,6 +167,14 @@ def field_signature(names: Sequence[str]) -> bytes:
     return b"%08x" % zlib.crc32("\x1f".join(sorted(names)).encode())
 
 
+def _joined(values: pa.Array, first: int, n: int) -> memoryview:
+    """The bytes of ``values[first:first + n]`` one after another, without a Python object per
+    element: a slice of the binary array's data buffer (the array has no nulls)."""
+    offsets = np.frombuffer(values.buffers()[1], dtype=np.int64 if pa.types.is_large_binary(values.type) else np.int32,
+                            count=len(values) + 1, offset=values.offset * (8 if pa.types.is_large_binary(values.type) else 4))
+    return memoryview(values.buffers()[2])[int(offsets[first]):int(offsets[first + n])]
+
+
 def _glob_escape(text: str) -> str:
     return "".join("\\" + ch if ch in "*?[]\\" else ch for ch in text)
 
@@ -249,6 +258,32 @@ class RedisOnlineStore(OnlineStore):
                 link.disconnect()
                 if attempt or not retry:
                     raise self._unavailable(exc) from exc
+            except BaseException:
+                link.disconnect()
+                raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _exchange_parts(self, parts: Callable[[], Iterator[list[bytes]]]) -> list[Any]:
+        """``_exchange`` for writes sent part by part as ``parts()`` encodes them, the replies read
+        once everything is sent. Not retried on a dropped connection (a write may have run)."""
+        for attempt in (0, 1):
+            link = self._link()
+            try:
+                if not self._write_sha:
+                    self._load_scripts()
+                sent = 0
+                for commands in parts():
+                    link.send_packed_command([b"".join(commands)], check_health=False)
+                    sent += len(commands)
+                return self._replies(link, sent)
+            except self._no_script:
+                link.disconnect()  # later replies are still unread; none of the scripts ran
+                if attempt:
+                    raise
+                self._load_scripts()
+            except self._errors as exc:
+                link.disconnect()
+                raise self._unavailable(exc) from exc
             except BaseException:
                 link.disconnect()
                 raise
@@ -369,36 +404,45 @@ class RedisOnlineStore(OnlineStore):
         version: int | None = None,
         overwrite_equal: bool = False,
     ) -> WriteResult:
-        """The write script's commands encoded column-wise: no Python work per row or value."""
+        """The write script's commands encoded column-wise: no Python work per row or value.
+
+        Rows are encoded and sent a few batches at a time, so Redis runs the scripts of one part
+        while the next is encoded; all replies are read at the end."""
         result = WriteResult()
         if table.num_rows == 0:
             return result
         names = list(feature_names)
-        eks = encode_key_column(table, join_keys)
-        # per row: its hash key (KEYS; no seen-set without a dedupe window), then event time, field
-        # signature, field count, field/value pairs
-        key_parts = _bulk_column(eks, self._row_prefix(view))
-        stamps = pc.cast(micros_column(table.column(timestamp_field)), pa.string()).cast(pa.binary())
-        arg_parts: list[Any] = [_bulk_column(stamps), _bulk(field_signature(names)), _bulk(str(len(names)))]
-        for name in names:
-            arg_parts.append(_bulk(name))
-            arg_parts.append(_bulk_column(encode_value_column(table.column(name))))
-        row_args = pc.binary_join_element_wise(*arg_parts, b"")
+        signature = _bulk(field_signature(names))
         head = b"".join(_bulk(v) for v in ("1" if overwrite_equal else "0", str(now_micros()),
                                           "" if version is None else str(version), "0"))
         meta = _bulk(self._meta_key(view))
+        row_prefix = self._row_prefix(view)
+        part_rows = 4 * self.batch_size
 
-        def commands() -> list[bytes]:
-            out = []
-            for first in range(0, table.num_rows, self.batch_size):
-                n = min(self.batch_size, table.num_rows - first)
-                count = 3 + 1 + n + 4 + n * (3 + 2 * len(names))
-                out.append(b"".join((
-                    b"*%d\r\n" % count, _bulk("EVALSHA"), _bulk(self._write_sha), _bulk(str(1 + n)), meta,
-                    *key_parts.slice(first, n).to_pylist(), head, *row_args.slice(first, n).to_pylist())))
-            return out
+        def encode(part: pa.Table) -> tuple[pa.Array, pa.Array]:
+            # per row: its hash key (KEYS; no seen-set without a dedupe window), then event time,
+            # field signature, field count, field/value pairs
+            keys = _bulk_column(encode_key_column(part, join_keys), row_prefix)
+            stamps = pc.cast(micros_column(part.column(timestamp_field)), pa.string()).cast(pa.binary())
+            arg_parts: list[Any] = [_bulk_column(stamps), signature, _bulk(str(len(names)))]
+            for name in names:
+                arg_parts.append(_bulk(name))
+                arg_parts.append(_bulk_column(encode_value_column(part.column(name))))
+            return keys, pc.binary_join_element_wise(*arg_parts, b"")
 
-        for codes in self._exchange(commands, retry=False):
+        def parts() -> Iterator[list[bytes]]:
+            for start in range(0, table.num_rows, part_rows):
+                keys, args = encode(table.slice(start, part_rows))
+                out = []
+                for first in range(0, len(keys), self.batch_size):
+                    n = min(self.batch_size, len(keys) - first)
+                    count = 3 + 1 + n + 4 + n * (3 + 2 * len(names))
+                    out.append(b"".join((
+                        b"*%d\r\n" % count, _bulk("EVALSHA"), _bulk(self._write_sha), _bulk(str(1 + n)), meta,
+                        _joined(keys, first, n), head, _joined(args, first, n))))
+                yield out
+
+        for codes in self._exchange_parts(parts):
             for code in codes:
                 if code == 0:
                     result.written += 1
