@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -242,82 +244,70 @@ def test_unreachable_redis_is_store_unavailable() -> None:
     store.close()
 
 
+@pytest.fixture
+def redis_store(tmp_path: Path) -> Iterator[Any]:
+    """A Redis online store under its own key prefix (skipped without SHIPYARD_TEST_REDIS_URL)."""
+    if not online_support.REDIS_URL:
+        pytest.skip("set SHIPYARD_TEST_REDIS_URL")
+    yield from online_support.make_online("redis", tmp_path)
+
+
 @pytest.mark.redis
-@pytest.mark.skipif(not online_support.REDIS_URL, reason="set SHIPYARD_TEST_REDIS_URL")
-def test_redis_reloads_missing_scripts(tmp_path: Path) -> None:
+def test_redis_reloads_missing_scripts(redis_store: Any) -> None:
     """After a server restart the scripts are gone; calls load them again and succeed."""
-    gen = online_support.make_online("redis", tmp_path)
-    store = next(gen)
-    try:
-        store.write_batch("v", [(1,)], [{"x": 1.0}], [T0])
-        store.client.script_flush()  # as if the server had restarted
-        assert store.write_batch("v", [(1,)], [{"x": 2.0}], [T0 + dt.timedelta(seconds=1)]).written == 1
-        store._write_sha = "0" * 40  # a stale script id
-        assert store.write_batch("v", [(2,)], [{"x": 3.0}], [T0]).written == 1
-        assert store.read("v", ["x"], [(i,) for i in range(40)])["x"][:3] == [None, 2.0, 3.0]
-    finally:
-        gen.close()
+    store = redis_store
+    store.write_batch("v", [(1,)], [{"x": 1.0}], [T0])
+    store.client.script_flush()  # as if the server had restarted
+    assert store.write_batch("v", [(1,)], [{"x": 2.0}], [T0 + dt.timedelta(seconds=1)]).written == 1
+    store._write_sha = "0" * 40  # a stale script id
+    assert store.write_batch("v", [(2,)], [{"x": 3.0}], [T0]).written == 1
+    assert store.read("v", ["x"], [(i,) for i in range(40)])["x"][:3] == [None, 2.0, 3.0]
 
 
 @pytest.mark.redis
-@pytest.mark.skipif(not online_support.REDIS_URL, reason="set SHIPYARD_TEST_REDIS_URL")
-def test_redis_rows_written_before_field_signatures_are_rewritten_whole(tmp_path: Path) -> None:
+def test_redis_rows_written_before_field_signatures_are_rewritten_whole(redis_store: Any) -> None:
     """Rows stored without a field signature (an older layout) are deleted before their first rewrite."""
     from shipyard.features.online.base import encode_key
 
-    gen = online_support.make_online("redis", tmp_path)
-    store = next(gen)
-    try:
-        key = store._row_prefix("v") + encode_key((1,))
-        store.client.hset(key, mapping={"__ts": str(1_000_000), "x": "1.0", "gone": "7"})
-        assert store.write_batch("v", [(1,)], [{"x": 2.0}], [T0]).written == 1
-        assert sorted(store.client.hkeys(key)) == [b"__f", b"__ts", b"x"]
-        assert list(store.scan("v")) == [((1,), T0, {"x": 2.0})]
-    finally:
-        gen.close()
+    store = redis_store
+    key = store._row_prefix("v") + encode_key((1,))
+    store.client.hset(key, mapping={"__ts": str(1_000_000), "x": "1.0", "gone": "7"})
+    assert store.write_batch("v", [(1,)], [{"x": 2.0}], [T0]).written == 1
+    assert sorted(store.client.hkeys(key)) == [b"__f", b"__ts", b"x"]
+    assert list(store.scan("v")) == [((1,), T0, {"x": 2.0})]
 
 
 @pytest.mark.redis
-@pytest.mark.skipif(not online_support.REDIS_URL, reason="set SHIPYARD_TEST_REDIS_URL")
-def test_redis_reads_survive_a_dropped_connection(tmp_path: Path) -> None:
+def test_redis_reads_survive_a_dropped_connection(redis_store: Any) -> None:
     """The server closes the read connection (a restart, an idle timeout): the next read reconnects
     once and answers, and so does a prepared reader."""
-    gen = online_support.make_online("redis", tmp_path)
-    store = next(gen)
-    try:
-        store.write_batch("v", [(1,), (2,)], [{"x": 1.0}, {"x": 2.0}], [T0, T0])
-        reader = store.prepare_read([("v", ["x"], None)])
-        assert reader([[(1,)]]) == [{"x": [1.0]}]
-        for _ in range(3):
-            host, port = store._local.link._sock.getsockname()[:2]  # this thread's read connection
-            assert store.client.client_kill_filter(addr=f"{host}:{port}", skipme=True) == 1
-            assert store.read("v", ["x"], [(2,), (1,), (3,)]) == {"x": [2.0, 1.0, None]}
-            assert reader([[(2,), (1,)]]) == [{"x": [2.0, 1.0]}]
-    finally:
-        gen.close()
+    store = redis_store
+    store.write_batch("v", [(1,), (2,)], [{"x": 1.0}, {"x": 2.0}], [T0, T0])
+    reader = store.prepare_read([("v", ["x"], None)])
+    assert reader([[(1,)]]) == [{"x": [1.0]}]
+    for _ in range(3):
+        host, port = store._local.link._sock.getsockname()[:2]  # this thread's read connection
+        assert store.client.client_kill_filter(addr=f"{host}:{port}", skipme=True) == 1
+        assert store.read("v", ["x"], [(2,), (1,), (3,)]) == {"x": [2.0, 1.0, None]}
+        assert reader([[(2,), (1,)]]) == [{"x": [2.0, 1.0]}]
 
 
 @pytest.mark.redis
-@pytest.mark.skipif(not online_support.REDIS_URL, reason="set SHIPYARD_TEST_REDIS_URL")
-def test_redis_table_writes_across_many_parts_and_batches(tmp_path: Path) -> None:
+def test_redis_table_writes_across_many_parts_and_batches(redis_store: Any) -> None:
     """A table written in many small script batches (and encoding parts) stores every row once,
     with the same verdicts as one big batch."""
     import pyarrow as pa
 
-    gen = online_support.make_online("redis", tmp_path)
-    store = next(gen)
-    try:
-        n = 503
-        stamps = [T0 + dt.timedelta(seconds=i) for i in range(n)]
-        table = pa.table({"id": list(range(n)), "ts": pa.array(stamps, pa.timestamp("us", tz="UTC")),
-                          "x": [i + 0.5 for i in range(n)], "s": [f"v{i}" for i in range(n)]})
-        store.batch_size = 7  # 72 script calls in 18 parts of 28 rows
-        first = store.write_table("v", table, ["id"], "ts", ["x", "s"])
-        assert (first.written, first.duplicates, first.stale) == (n, 0, 0)
-        again = store.write_table("v", table, ["id"], "ts", ["x", "s"])
-        assert again.written == 0 and again.duplicates + again.stale == n
-        got = store.read("v", ["x", "s"], [(i,) for i in range(n)])
-        assert got == {"x": [i + 0.5 for i in range(n)], "s": [f"v{i}" for i in range(n)]}
-        assert store.stats("v").entities == n and store.stats("v").max_event_ts == stamps[-1]
-    finally:
-        gen.close()
+    store = redis_store
+    n = 503
+    stamps = [T0 + dt.timedelta(seconds=i) for i in range(n)]
+    table = pa.table({"id": list(range(n)), "ts": pa.array(stamps, pa.timestamp("us", tz="UTC")),
+                      "x": [i + 0.5 for i in range(n)], "s": [f"v{i}" for i in range(n)]})
+    store.batch_size = 7  # 72 script calls in 18 parts of 28 rows
+    first = store.write_table("v", table, ["id"], "ts", ["x", "s"])
+    assert (first.written, first.duplicates, first.stale) == (n, 0, 0)
+    again = store.write_table("v", table, ["id"], "ts", ["x", "s"])
+    assert again.written == 0 and again.duplicates + again.stale == n
+    got = store.read("v", ["x", "s"], [(i,) for i in range(n)])
+    assert got == {"x": [i + 0.5 for i in range(n)], "s": [f"v{i}" for i in range(n)]}
+    assert store.stats("v").entities == n and store.stats("v").max_event_ts == stamps[-1]

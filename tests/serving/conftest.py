@@ -137,3 +137,20 @@ def live_server() -> Iterator[Any]:
     yield start
     for server in servers:
         server.__exit__()
+
+
+# The credit scene of the release and rollout tests: its inputs, a request, and a model that fails.
+CREDIT_INPUTS = {"user_id": "string", "income": "double", "debt": "double", "age": "double"}
+
+
+def credit_record(i: int) -> dict:
+    return {"user_id": f"user-{i}", "income": 2.0 + (i % 7), "debt": 1.0 + (i % 4) * 0.5, "age": 25.0 + i % 40}
+
+
+class FailingModel:
+    input_names = ["income", "debt", "age"]
+    signature = None
+    has_fast_path = True
+
+    def predict_array(self, X):
+        raise RuntimeError("challenger is broken")

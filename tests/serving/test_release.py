@@ -15,13 +15,10 @@ from shipyard.server import create_app
 from shipyard.serving import apply_scene
 from shipyard.serving import flow as F
 from shipyard.serving.release import CanaryRollout, list_releases, shadow_report, stress_test_model
+from tests.serving.conftest import CREDIT_INPUTS as INPUTS
+from tests.serving.conftest import FailingModel as Failing
+from tests.serving.conftest import credit_record as rec
 from tests.serving.conftest import register
-
-INPUTS = {"user_id": "string", "income": "double", "debt": "double", "age": "double"}
-
-
-def rec(i: int) -> dict:
-    return {"user_id": f"user-{i}", "income": 2.0 + (i % 7), "debt": 1.0 + (i % 4) * 0.5, "age": 25.0 + i % 40}
 
 
 @pytest.fixture
@@ -67,15 +64,6 @@ def test_shadow_mirrors_without_changing_the_response(registry_ws, live_server, 
     status = scene_status(engine, "credit")
     assert status["arms"]["shadow"]["count"] == 0 and status["arms"]["control"]["count"] == n
     assert status["shadow_calls"]["shadow"]["count"] == n and status["shadow_calls"]["shadow"]["errors"] == 0
-
-
-class Failing:
-    input_names = ["income", "debt", "age"]
-    signature = None
-    has_fast_path = True
-
-    def predict_array(self, X):
-        raise RuntimeError("challenger is broken")
 
 
 def _drive(url: str, start: int, n: int) -> list[int]:

@@ -18,27 +18,16 @@ from shipyard.server import create_app
 from shipyard.serving import apply_scene
 from shipyard.serving import flow as F
 from shipyard.serving.release import list_releases
+from tests.serving.conftest import CREDIT_INPUTS as INPUTS
+from tests.serving.conftest import FailingModel as Failing
 from tests.serving.conftest import LiveServer, register
+from tests.serving.conftest import credit_record as rec
 
-INPUTS = {"user_id": "string", "income": "double", "debt": "double", "age": "double"}
 SCENE = {"name": "credit", "inputs": INPUTS, "outputs": ["score"],
          "flow": [F.model("credit", "champion", output="score")],
          "traffic": {"key": "user_id", "arms": {"b": {"models": {"credit": "challenger"}}}},
          "limits": {"error_rate": 0.05, "p99_ms": 500, "min_requests": 15}}
 WAIT_S = 60.0  # generous: the rollouts below need a few seconds
-
-
-def rec(i: int) -> dict:
-    return {"user_id": f"user-{i}", "income": 2.0 + (i % 7), "debt": 1.0 + (i % 4) * 0.5, "age": 25.0 + i % 40}
-
-
-class Failing:
-    input_names = ["income", "debt", "age"]
-    signature = None
-    has_fast_path = True
-
-    def predict_array(self, X):
-        raise RuntimeError("challenger is broken")
 
 
 class Load:

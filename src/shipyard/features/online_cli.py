@@ -58,7 +58,7 @@ class _Lines:
             click.echo(f"{view:<24} {total:>12,} rows written")
 
     def close(self) -> None:
-        pass
+        """Nothing to close: each line is printed when its view finishes."""
 
 
 def _progress(parallel: int | None) -> Any:

@@ -24,7 +24,7 @@ import datetime as dt
 import os
 import threading
 import zlib
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, NamedTuple
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -237,35 +237,12 @@ class RedisOnlineStore(OnlineStore):
                 self._hmget_cache[cache_key] = parts
         return parts
 
-    def _exchange(self, make: Callable[[], list[bytes]], retry: bool) -> list[Any]:
-        """Send encoded commands (built by ``make`` once the scripts are loaded) and read one reply
-        each. A missing script (server restarted) is loaded and the commands sent again; with
-        ``retry`` a dropped connection is reopened once, which is safe for reads."""
-        for attempt in (0, 1):
-            link = self._link()
-            try:
-                if not self._write_sha:
-                    self._load_scripts()
-                commands = make()
-                link.send_packed_command([b"".join(commands)], check_health=False)
-                return self._replies(link, len(commands))
-            except self._no_script:
-                link.disconnect()  # later replies are still unread
-                if attempt:
-                    raise
-                self._load_scripts()
-            except self._errors as exc:
-                link.disconnect()
-                if attempt or not retry:
-                    raise self._unavailable(exc) from exc
-            except BaseException:
-                link.disconnect()
-                raise
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    def _exchange_parts(self, parts: Callable[[], Iterator[list[bytes]]]) -> list[Any]:
-        """``_exchange`` for writes sent part by part as ``parts()`` encodes them, the replies read
-        once everything is sent. Not retried on a dropped connection (a write may have run)."""
+    def _exchange(self, parts: Callable[[], Iterable[list[bytes]]], retry: bool) -> list[Any]:
+        """Send encoded commands and read one reply each. ``parts()`` (called once the scripts are
+        loaded) yields them in parts, each sent as soon as it is made, so Redis can run one part
+        while the next is encoded; the replies are read once everything is sent. A missing script
+        (server restarted) is loaded and the commands sent again; with ``retry`` a dropped
+        connection is reopened once, which is safe for reads."""
         for attempt in (0, 1):
             link = self._link()
             try:
@@ -277,13 +254,14 @@ class RedisOnlineStore(OnlineStore):
                     sent += len(commands)
                 return self._replies(link, sent)
             except self._no_script:
-                link.disconnect()  # later replies are still unread; none of the scripts ran
+                link.disconnect()  # later replies are still unread
                 if attempt:
                     raise
                 self._load_scripts()
             except self._errors as exc:
                 link.disconnect()
-                raise self._unavailable(exc) from exc
+                if attempt or not retry:
+                    raise self._unavailable(exc) from exc
             except BaseException:
                 link.disconnect()
                 raise
@@ -380,7 +358,7 @@ class RedisOnlineStore(OnlineStore):
                 out.append(self._pack("EVALSHA", self._write_sha, len(rows), *rows, *args))
             return out
 
-        for codes in self._exchange(commands, retry=False):
+        for codes in self._exchange(lambda: [commands()], retry=False):
             for code in codes:
                 verdict = _VERDICTS[int(code)]
                 if verdict == "written":
@@ -442,7 +420,7 @@ class RedisOnlineStore(OnlineStore):
                         _joined(keys, first, n), head, _joined(args, first, n))))
                 yield out
 
-        for codes in self._exchange_parts(parts):
+        for codes in self._exchange(parts, retry=False):
             for code in codes:
                 if code == 0:
                     result.written += 1
@@ -494,8 +472,9 @@ class RedisOnlineStore(OnlineStore):
     def _read_plain(self, views: list[_PlainView], keys_per_view: Sequence[Sequence[Sequence[Any]]],
                     now: Any) -> list[dict[str, list[Any]]]:
         """Every read: one HMGET per row written straight to this thread's socket, the replies
-        parsed by hiredis and every value of every view decoded by one ``orjson.loads``. The general exchange takes over when the connection is not open yet or
-        drops; stored timestamps go through the general decoder."""
+        parsed by hiredis and every value of every view decoded by one ``orjson.loads``. The
+        general exchange takes over when the connection is not open yet or drops; stored
+        timestamps go through the general decoder."""
         commands = []
         for view, keys in zip(views, keys_per_view, strict=True):
             for key in keys:
@@ -504,29 +483,14 @@ class RedisOnlineStore(OnlineStore):
         local = self._local
         sock = getattr(local, "sock", None)
         if sock is None or local.pid != os.getpid() or local.link._sock is not sock or not self._write_sha:
-            replies = self._exchange(lambda: commands, retry=True)
+            replies = self._exchange(lambda: [commands], retry=True)
         else:
-            count = len(commands)
-            replies = []
             try:
-                sock.sendall(b"".join(commands) if count > 1 else commands[0])
-                reader = local.reader
-                while True:
-                    reply = reader.gets()
-                    if reply is False:
-                        data = sock.recv(65536)
-                        if not data:
-                            raise self._errors[0]("Redis closed the connection")
-                        reader.feed(data)
-                    elif type(reply) is list:
-                        replies.append(reply)
-                        if len(replies) == count:
-                            break
-                    else:  # an error reply (a key of another type): the general path raises it
-                        raise self._response_error(str(reply))
-            except (*self._errors, OSError):
+                sock.sendall(b"".join(commands) if len(commands) > 1 else commands[0])
+                replies = self._replies(local.link, len(commands))
+            except (*self._errors, OSError):  # a dropped connection, seen by the send or the read
                 local.link.disconnect()  # reconnected once by the exchange, which is safe for reads
-                replies = self._exchange(lambda: commands, retry=True)
+                replies = self._exchange(lambda: [commands], retry=True)
             except BaseException:
                 local.link.disconnect()  # later replies are still unread
                 raise
