@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -290,6 +291,42 @@ def test_redis_reads_survive_a_dropped_connection(redis_store: Any) -> None:
         assert store.client.client_kill_filter(addr=f"{host}:{port}", skipme=True) == 1
         assert store.read("v", ["x"], [(2,), (1,), (3,)]) == {"x": [2.0, 1.0, None]}
         assert reader([[(2,), (1,)]]) == [{"x": [2.0, 1.0]}]
+
+
+@pytest.mark.redis
+def test_redis_reads_time_out_on_a_stalled_server() -> None:
+    """A server that stops answering (paused here) fails a read within the socket timeout with a
+    clear error instead of hanging the caller; once it answers again, so do reads."""
+    import time
+
+    import redis
+
+    from shipyard.errors import StoreUnavailable
+    from shipyard.features.online.redis_store import RedisOnlineStore
+
+    url = online_support.REDIS_URL
+    if not url:
+        pytest.skip("set SHIPYARD_TEST_REDIS_URL")
+    store = RedisOnlineStore(url + ("&" if "?" in url else "?") + "socket_timeout=0.3",
+                             prefix=f"sytest:{uuid.uuid4().hex[:10]}:")
+    admin = redis.Redis.from_url(url)
+    try:
+        store.write_batch("v", [(1,)], [{"x": 1.0}], [T0])
+        reader = store.prepare_read([("v", ["x"], None)])
+        assert reader([[(1,)]]) == [{"x": [1.0]}]  # the read connection is open
+        admin.execute_command("CLIENT", "PAUSE", 3000, "ALL")
+        try:
+            started = time.monotonic()
+            with pytest.raises(StoreUnavailable, match="unreachable"):
+                reader([[(1,)]])
+            assert time.monotonic() - started < 2.0  # a read and one reconnect, 0.3 s each
+        finally:
+            admin.execute_command("CLIENT", "UNPAUSE")
+        assert reader([[(1,)]]) == [{"x": [1.0]}]
+    finally:
+        store.delete_prefix()
+        store.close()
+        admin.close()
 
 
 @pytest.mark.redis

@@ -28,10 +28,15 @@ PLAN_CACHE_S = 10.0
 @dataclass
 class _ViewRead:
     view: str
-    join_keys: list[str]
+    join_keys: tuple[str, ...]
     features: list[str]
     ttl: Any
     outputs: list[str | None]  # output column per feature, None when read only as an on-demand input
+
+    @property
+    def as_read(self) -> bool:
+        """Every feature is output under its own name (the common case: no prefixes, no inputs)."""
+        return self.outputs == self.features
 
 
 @dataclass
@@ -85,7 +90,7 @@ def build_plan(store: Any, refs: Sequence[str], full_feature_names: bool = False
                                f"{', '.join(f.name for f in view.fields)}", {"view": view_name, "field": feature})
         read = reads.get(view_name)
         if read is None:
-            read = reads[view_name] = _ViewRead(view_name, list(view.join_keys), [], view.ttl, [])
+            read = reads[view_name] = _ViewRead(view_name, tuple(view.join_keys), [], view.ttl, [])
             for k in view.join_keys:
                 if k not in plan.join_keys:
                     plan.join_keys.append(k)
@@ -129,18 +134,32 @@ def build_plan(store: Any, refs: Sequence[str], full_feature_names: bool = False
     return plan
 
 
+def _plans_of(store: Any) -> dict[Any, tuple[float, Plan]] | None:
+    """The plan cache of ``store``: a FeatureStore keeps its own (a plain attribute is cheaper to
+    reach than a weak map); other objects get one in a weak map."""
+    own = getattr(store, "online_plans", None)
+    if own is not None:
+        return own
+    try:
+        per_store = _PLANS.get(store)
+        if per_store is None:
+            with _PLANS_LOCK:
+                per_store = _PLANS.setdefault(store, {})
+        return per_store
+    except TypeError:  # store not weak-referenceable
+        return None
+
+
 def _cached_plan(store: Any, cache_key: Any, make: Any) -> Plan:
     now = time.monotonic()
-    try:
-        per_store = _PLANS.get(store)  # lookups need no lock; only inserts take it
-    except TypeError:  # store not weak-referenceable
+    plans = _plans_of(store)
+    if plans is None:
         return make()
-    hit = None if per_store is None else per_store.get(cache_key)
+    hit = plans.get(cache_key)  # lookups need no lock: a plan is replaced whole
     if hit is not None and now - hit[0] < PLAN_CACHE_S:
         return hit[1]
     plan = make()
-    with _PLANS_LOCK:
-        _PLANS.setdefault(store, {})[cache_key] = (now, plan)
+    plans[cache_key] = (now, plan)
     return plan
 
 
@@ -150,14 +169,24 @@ def clear_plan_cache(store: Any | None = None) -> None:
             _PLANS.clear()
         else:
             _PLANS.pop(store, None)
+            own = getattr(store, "online_plans", None)
+            if own is not None:
+                own.clear()
 
 
 def _columns(entity_rows: Any) -> tuple[dict[str, list[Any]], int]:
-    if type(entity_rows) is dict and all(type(v) is list for v in entity_rows.values()):
-        # the common case, a dict of lists, without the general conversions below
-        lengths = {len(v) for v in entity_rows.values()}
-        if len(lengths) == 1:
-            return {k: v.copy() for k, v in entity_rows.items()}, lengths.pop()
+    if type(entity_rows) is dict:
+        # the common case, a dict of lists of one length, without the general conversions below
+        copied: dict[str, list[Any]] = {}
+        size = -1
+        for k, v in entity_rows.items():
+            if type(v) is not list or (size >= 0 and len(v) != size):
+                break
+            size = len(v)
+            copied[k] = v.copy()
+        else:
+            if size >= 0:
+                return copied, size
     if isinstance(entity_rows, Mapping):
         cols: dict[str, list[Any]] = {}
         for k, v in entity_rows.items():
@@ -200,30 +229,43 @@ def get_online_features(
     columns, n = _columns(entity_rows)
     online = online_store_of(store)
     out: dict[str, list[Any]] = dict(columns)
-    inputs: dict[str, list[Any]] = {}
     reader = plan.reader
     if reader is None or reader[0] is not online:
         reader = plan.reader = (online, online.prepare_read([(r.view, r.features, r.ttl) for r in plan.reads]))
     keys_per_view = []
+    keys_of: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}  # views with the same join keys share theirs
     for read in plan.reads:
-        try:
-            key_columns = [columns[k] for k in read.join_keys]
-        except KeyError:
-            missing = [k for k in read.join_keys if k not in columns]
-            raise InvalidInput(f"feature view {read.view!r} needs join keys {missing} in the entity rows",
-                               {"view": read.view, "field": missing[0]}) from None
-        keys_per_view.append(list(zip(*key_columns, strict=True)) if len(key_columns) > 1
-                             else [(v,) for v in key_columns[0]])
+        keys = keys_of.get(read.join_keys)
+        if keys is None:
+            keys = keys_of[read.join_keys] = _entity_keys(read, columns)
+        keys_per_view.append(keys)
+    inputs: dict[str, list[Any]] = {}
     for read, values in zip(plan.reads, reader[1](keys_per_view), strict=True):
-        for name, output in zip(read.features, read.outputs, strict=True):
-            if output is not None:
-                out[output] = values[name]
+        if read.as_read:
+            out.update(values)
+        else:
+            for name, output in zip(read.features, read.outputs, strict=True):
+                if output is not None:
+                    out[output] = values[name]
         if plan.on_demand:
             for name in read.features:
                 inputs.setdefault(name, values[name])
     if plan.on_demand:
         _apply_on_demand(plan, columns, inputs, out, n)
     return out
+
+
+def _entity_keys(read: _ViewRead, columns: dict[str, list[Any]]) -> list[tuple[Any, ...]]:
+    """One key tuple per entity row, in the view's join-key order."""
+    try:
+        key_columns = [columns[k] for k in read.join_keys]
+    except KeyError:
+        missing = [k for k in read.join_keys if k not in columns]
+        raise InvalidInput(f"feature view {read.view!r} needs join keys {missing} in the entity rows",
+                           {"view": read.view, "field": missing[0]}) from None
+    if len(key_columns) == 1:
+        return [(v,) for v in key_columns[0]]
+    return list(zip(*key_columns, strict=True))
 
 
 def _apply_on_demand(plan: Plan, columns: dict[str, list[Any]], inputs: dict[str, list[Any]],

@@ -42,6 +42,8 @@ class FeatureStore:
     def __init__(self, ws: Workspace) -> None:
         self.ws = ws
         self.registry = Registry(ws.store)
+        # online read plans by feature list, kept here by online_features (see its _cached_plan)
+        self.online_plans: dict[Any, Any] = {}
 
     # -- definitions ---------------------------------------------------------------------------
     def plan(self, path: str | Path | None = None, check_sources: bool = True) -> Plan:

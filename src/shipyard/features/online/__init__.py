@@ -65,7 +65,7 @@ def workspace_of(store: Any) -> Any:
 def online_store_of(store: Any) -> OnlineStore:
     """The online store configured for ``store``'s workspace, opened once and then reused."""
     explicit = getattr(store, "online_store", None)
-    if isinstance(explicit, OnlineStore):
+    if explicit is not None and isinstance(explicit, OnlineStore):
         return explicit
     found = _OPEN.get(store)  # lookups need no lock; opening takes it
     if found is not None:
