@@ -266,16 +266,20 @@ def test_redis_reloads_missing_scripts(redis_store: Any) -> None:
 
 
 @pytest.mark.redis
-def test_redis_rows_written_before_field_signatures_are_rewritten_whole(redis_store: Any) -> None:
-    """Rows stored without a field signature (an older layout) are deleted before their first rewrite."""
+def test_redis_foreign_keys_under_the_prefix_are_refused_clearly(redis_store: Any) -> None:
+    """A row key that holds something else (the prefix is shared with other data) fails the write
+    with an error naming the prefix and the fix, and leaves that key alone; reads see no row."""
     from shipyard.features.online.base import encode_key
 
     store = redis_store
     key = store._row_prefix("v") + encode_key((1,))
-    store.client.hset(key, mapping={"__ts": str(1_000_000), "x": "1.0", "gone": "7"})
-    assert store.write_batch("v", [(1,)], [{"x": 2.0}], [T0]).written == 1
-    assert sorted(store.client.hkeys(key)) == [b"__f", b"__ts", b"x"]
-    assert list(store.scan("v")) == [((1,), T0, {"x": 2.0})]
+    store.client.hset(key, mapping={"x": "1.0"})
+    with pytest.raises(ConfigError, match="prefix of its own") as caught:
+        store.write_batch("v", [(1,)], [{"x": 2.0}], [T0])
+    assert caught.value.details == {"field": "online_store"}
+    assert store.client.hgetall(key) == {b"x": b"1.0"}
+    assert store.read("v", ["x"], [(1,)]) == {"x": [None]}
+    assert store.write_batch("v", [(2,)], [{"x": 2.0}], [T0]).written == 1  # the store still works
 
 
 @pytest.mark.redis

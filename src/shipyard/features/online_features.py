@@ -32,11 +32,7 @@ class _ViewRead:
     features: list[str]
     ttl: Any
     outputs: list[str | None]  # output column per feature, None when read only as an on-demand input
-
-    @property
-    def as_read(self) -> bool:
-        """Every feature is output under its own name (the common case: no prefixes, no inputs)."""
-        return self.outputs == self.features
+    as_read: bool = False  # every feature is output under its own name (no prefixes, no inputs)
 
 
 @dataclass
@@ -131,6 +127,8 @@ def build_plan(store: Any, refs: Sequence[str], full_feature_names: bool = False
             add_read(view_name, feature, output)
         plan.outputs.append(output)
     plan.reads = list(reads.values())
+    for read in plan.reads:
+        read.as_read = read.outputs == read.features
     return plan
 
 
@@ -264,7 +262,8 @@ def _entity_keys(read: _ViewRead, columns: dict[str, list[Any]]) -> list[tuple[A
         raise InvalidInput(f"feature view {read.view!r} needs join keys {missing} in the entity rows",
                            {"view": read.view, "field": missing[0]}) from None
     if len(key_columns) == 1:
-        return [(v,) for v in key_columns[0]]
+        column = key_columns[0]
+        return [(column[0],)] if len(column) == 1 else [(v,) for v in column]
     return list(zip(*key_columns, strict=True))
 
 

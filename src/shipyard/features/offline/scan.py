@@ -7,6 +7,7 @@ followed by the rows pushed to its offline log. Engines and ``read_offline`` bui
 
 from __future__ import annotations
 
+import atexit
 import os
 import threading
 from dataclasses import dataclass
@@ -30,6 +31,18 @@ _TZ_TYPES = ("TIMESTAMP WITH TIME ZONE", "TIMESTAMPTZ")
 
 _ROOT: tuple[int, duckdb.DuckDBPyConnection] | None = None
 _ROOT_LOCK = threading.Lock()
+
+
+def _close_root() -> None:
+    """Close the process's database at exit: left open, DuckDB's bindings report its objects as
+    leaked when the interpreter shuts down."""
+    global _ROOT
+    root, _ROOT = _ROOT, None
+    if root is not None and root[0] == os.getpid():
+        root[1].close()
+
+
+atexit.register(_close_root)
 
 
 def connect(threads: int | None = None) -> duckdb.DuckDBPyConnection:

@@ -1,16 +1,19 @@
-"""Redis online store: one hash per (view, entity key), written and read in pipelines.
+"""Redis online store: one string per (view, entity key), written by a script and read by MGET.
 
 Key layout (``prefix`` defaults to ``shipyard:``; give each project or test its own)::
 
-    {prefix}r:{view}:{entity-key JSON}  hash  __ts → event µs, __f → field-name signature,
-                                              feature → JSON value
-    {prefix}v:{view}                    hash  entities, max_ts, last_write, version
-    {prefix}s:{view}:{entity-key JSON}  zset  event times seen within the dedupe window
+    {prefix}row:{view}:{entity-key JSON}   string  "<event µs> <JSON object of the row's features>"
+    {prefix}meta:{view}                    hash    entities, max_ts, last_write, version
+    {prefix}seen:{view}:{entity-key JSON}  zset    event times seen within the dedupe window
+
+A row is one value, replaced whole, so a feature removed from a view leaves no trace and a read
+is one ``MGET`` for every row of every view asked for. Script calls cost about 2 µs each here and
+a hash of many fields costs more to write than one string (8 against 2 µs a row, measured), which
+is what bounds materialization.
 
 Conditional writes run in a Lua script so that the event-time comparison and the replacement are
 atomic; one script call writes ``batch_size`` rows, in order, and all the calls of a write are sent
-together (pipelined) before their replies are read. Reads are one ``HMGET`` per row, all sent at
-once.
+together (pipelined) before their replies are read.
 
 Reads and writes go through one dedicated connection per thread (and process), encoded with
 hiredis when it is installed: redis-py's per-command path (pool checkout with a readiness poll,
@@ -25,8 +28,8 @@ import os
 import socket
 import struct
 import threading
-import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from operator import itemgetter
 from typing import Any, NamedTuple
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -41,11 +44,11 @@ from shipyard.features.online.base import (
     ViewStats,
     WriteResult,
     decode_key,
-    decode_value,
+    decode_row,
     encode_key,
     encode_key_column,
-    encode_value,
-    encode_value_column,
+    encode_row,
+    encode_row_column,
     from_micros,
     micros_column,
     now_micros,
@@ -59,11 +62,10 @@ except ImportError:  # pragma: no cover - hiredis is a dependency of the redis e
     hiredis = None
     _hiredis_pack = None
 
-_TS_FIELD = b"__ts"
-_SIG_FIELD = b"__f"  # signature of the row's field names (see _WRITE_LUA)
 _TS_MARK = b'"$ts"'  # a tagged timestamp value (see base.encode_value)
 _TS_KEY = "$ts"
 _VERDICTS = ("written", "duplicate", "stale")
+_MGET_KEYS = 1000  # keys per MGET of a read: a long command holds up every other client
 
 # This process's id, kept current across forks: connections belong to the process that opened
 # them, and the hot read path checks this instead of asking the kernel every call.
@@ -78,33 +80,26 @@ def _after_fork() -> None:
 os.register_at_fork(after_in_child=_after_fork)
 
 # The conditional write of many rows in one command. KEYS: the view's meta hash, then per row its
-# hash (and its seen-set when a dedupe window is given). ARGV: flag, write stamp, version, window,
-# then per row its event time, the signature of its field names, its field count and its field/value
-# pairs. Returns one code per row (0 written, 1 duplicate, 2 stale).
-#
-# Each row stores the signature of its field names (``__f``). A row is deleted before it is
-# rewritten only when that signature differs (the view gained or lost a feature), so that no
-# removed feature survives; otherwise the new fields simply replace the old. Calls from a script
-# cost about 2 µs each here, and the delete and re-create were as dear as the write itself.
+# key (and its seen-set when a dedupe window is given). ARGV: flag, write stamp, version, window,
+# then per row its value, "<event µs> <JSON>". Returns one code per row (0 written, 1 duplicate,
+# 2 stale).
 _WRITE_LUA = """
 local meta = KEYS[1]
 local flag, stamp, version, window = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
 local per = 1
 if window > 0 then per = 2 end
 local out = {}
-local p = 5
 local added, max_ts, max_raw = 0, nil, nil
 for r = 1, (#KEYS - 1) / per do
   local key = KEYS[per * (r - 1) + 2]
-  local raw, sig = ARGV[p], ARGV[p + 1]
+  local value = ARGV[r + 4]
+  local raw = string.sub(value, 1, string.find(value, ' ', 1, true) - 1)
   local ts = tonumber(raw)
-  local n = tonumber(ARGV[p + 2])
-  local first = p + 3
-  p = first + 2 * n
-  local stored = redis.call('HMGET', key, '__ts', '__f')
-  local cur = stored[1]
+  local stored = redis.call('GET', key)
+  local cur = nil
+  if stored then cur = tonumber(string.sub(stored, 1, string.find(stored, ' ', 1, true) - 1)) end
   local code = 0
-  if cur and ts == tonumber(cur) and flag == '0' then
+  if cur and ts == cur and flag == '0' then
     code = 1
   else
     if window > 0 then
@@ -113,18 +108,14 @@ for r = 1, (#KEYS - 1) / per do
       redis.call('ZADD', seen, ts, raw)
       redis.call('ZREMRANGEBYSCORE', seen, '-inf', '(' .. tostring(ts - window))
       redis.call('PEXPIRE', seen, math.floor(window / 1000) + 1000)
-      if cur and ts < tonumber(cur) then
+      if cur and ts < cur then
         if known then code = 1 else code = 2 end
       end
     end
-    if code == 0 and cur and ts < tonumber(cur) then code = 2 end
+    if code == 0 and cur and ts < cur then code = 2 end
     if code == 0 then
-      if not cur then
-        added = added + 1
-      elseif stored[2] ~= sig then
-        redis.call('DEL', key)
-      end
-      redis.call('HSET', key, '__ts', raw, '__f', sig, unpack(ARGV, first, p - 1))
+      if not cur then added = added + 1 end
+      redis.call('SET', key, value)
       if (not max_ts) or max_ts < ts then max_ts, max_raw = ts, raw end
     end
   end
@@ -141,19 +132,15 @@ return out
 """
 
 
-
-
 class _PlainView(NamedTuple):
-    """One view of a read, encoded once: its HMGET and the JSON its rows are decoded from."""
+    """One view of a read, prepared once: its row keys' prefix in protocol form, and how its
+    columns are taken from the decoded rows."""
 
-    command: bytes  # the HMGET in protocol form, with holes for the row key's length and bytes
-    prefix_len: int  # length of the row keys' prefix
+    prefix: bytes  # the row keys' prefix
     names: list[str]
     ttl: int | None  # microseconds
-    # the view's result as a JSON object of columns, a hole per feature: {"x":[%s],"y":[%s]}
-    columns: bytes
-    missing: bytes  # ``columns`` of one row that is missing or expired
-    nulls: list[bytes]  # the stored values of a missing row
+    pick: Callable[[dict[str, Any]], tuple[Any, ...]]  # a row's values in ``names`` order
+    nulls: tuple[None, ...]  # the values of a missing row
 
 
 def split_prefix(url: str) -> tuple[str, str | None]:
@@ -176,11 +163,6 @@ def _bulk_column(values: pa.Array, prefix: bytes = b"") -> pa.Array:
     lengths = pc.add(pc.binary_length(values), len(prefix))
     return pc.binary_join_element_wise(b"$", pc.cast(lengths, pa.string()).cast(pa.binary()), b"\r\n", prefix,
                                        values, b"\r\n", b"")
-
-
-def field_signature(names: Sequence[str]) -> bytes:
-    """A short fingerprint of a set of field names, stored with each row."""
-    return b"%08x" % zlib.crc32("\x1f".join(sorted(names)).encode())
 
 
 def _joined(values: pa.Array, first: int, n: int) -> memoryview:
@@ -310,18 +292,27 @@ class RedisOnlineStore(OnlineStore):
                     reader.feed(data)
                     continue
                 if isinstance(reply, hiredis.ReplyError):
-                    text = str(reply)
-                    raise (self._no_script if text.startswith("NOSCRIPT") else self._response_error)(text)
+                    raise self._reply_error(str(reply))
                 out.append(reply)
         except OSError as exc:  # includes socket timeouts
             raise self._errors[0](f"Error reading from Redis: {exc}") from exc
         return out
 
+    def _reply_error(self, text: str) -> Exception:
+        if text.startswith("NOSCRIPT"):
+            return self._no_script(text)
+        if text.startswith("WRONGTYPE"):
+            return ConfigError(
+                f"Redis keys under the prefix {self.prefix!r} hold values this online store did not write "
+                f"({text.split(' script:')[0]}); give the store a prefix of its own, e.g. "
+                "redis://host:6379/0?prefix=features:", {"field": "online_store"})
+        return self._response_error(text)
+
     def _row_prefix(self, view: str) -> bytes:
-        return f"{self.prefix}r:{view}:".encode()
+        return f"{self.prefix}row:{view}:".encode()
 
     def _meta_key(self, view: str) -> str:
-        return f"{self.prefix}v:{view}"
+        return f"{self.prefix}meta:{view}"
 
     def _unavailable(self, exc: Exception) -> StoreUnavailable:
         return StoreUnavailable(
@@ -350,10 +341,8 @@ class RedisOnlineStore(OnlineStore):
         stamp = str(now_micros())
         ver = "" if version is None else str(version)
         window = str(int(dedupe_window.total_seconds() * 1_000_000)) if dedupe_window is not None else "0"
-        seen_prefix = f"{self.prefix}s:{view}:".encode()
-
+        seen_prefix = f"{self.prefix}seen:{view}:".encode()
         with_seen = window != "0"
-        signatures: dict[tuple[str, ...], bytes] = {}
 
         def commands() -> list[bytes]:
             # one scripted command per batch: rows run in order, as separate commands would
@@ -366,17 +355,7 @@ class RedisOnlineStore(OnlineStore):
                     rows.append(row_prefix + ek)
                     if with_seen:
                         rows.append(seen_prefix + ek)
-                    row = values[i]
-                    names = tuple(row)
-                    sig = signatures.get(names)
-                    if sig is None:
-                        sig = signatures[names] = field_signature(names)
-                    args.append(to_micros(event_ts[i]))
-                    args.append(sig)
-                    args.append(len(row))
-                    for name, value in row.items():
-                        args.append(name)
-                        args.append(encode_value(value))
+                    args.append(b"%d %s" % (to_micros(event_ts[i]), encode_row(values[i])))
                 out.append(self._pack("EVALSHA", self._write_sha, len(rows), *rows, *args))
             return out
 
@@ -412,7 +391,6 @@ class RedisOnlineStore(OnlineStore):
         if table.num_rows == 0:
             return result
         names = list(feature_names)
-        signature = _bulk(field_signature(names))
         head = b"".join(_bulk(v) for v in ("1" if overwrite_equal else "0", str(now_micros()),
                                           "" if version is None else str(version), "0"))
         meta = _bulk(self._meta_key(view))
@@ -420,26 +398,21 @@ class RedisOnlineStore(OnlineStore):
         part_rows = 4 * self.batch_size
 
         def encode(part: pa.Table) -> tuple[pa.Array, pa.Array]:
-            # per row: its hash key (KEYS; no seen-set without a dedupe window), then event time,
-            # field signature, field count, field/value pairs
+            # per row: its key (KEYS; no seen-set without a dedupe window) and its value (ARGV)
             keys = _bulk_column(encode_key_column(part, join_keys), row_prefix)
             stamps = pc.cast(micros_column(part.column(timestamp_field)), pa.string()).cast(pa.binary())
-            arg_parts: list[Any] = [_bulk_column(stamps), signature, _bulk(str(len(names)))]
-            for name in names:
-                arg_parts.append(_bulk(name))
-                arg_parts.append(_bulk_column(encode_value_column(part.column(name))))
-            return keys, pc.binary_join_element_wise(*arg_parts, b"")
+            values = pc.binary_join_element_wise(stamps, b" ", encode_row_column(part, names), b"")
+            return keys, _bulk_column(values)
 
         def parts() -> Iterator[list[bytes]]:
             for start in range(0, table.num_rows, part_rows):
-                keys, args = encode(table.slice(start, part_rows))
+                keys, values = encode(table.slice(start, part_rows))
                 out = []
                 for first in range(0, len(keys), self.batch_size):
                     n = min(self.batch_size, len(keys) - first)
-                    count = 3 + 1 + n + 4 + n * (3 + 2 * len(names))
                     out.append(b"".join((
-                        b"*%d\r\n" % count, _bulk("EVALSHA"), _bulk(self._write_sha), _bulk(str(1 + n)), meta,
-                        _joined(keys, first, n), head, _joined(args, first, n))))
+                        b"*%d\r\n" % (3 + 1 + n + 4 + n), _bulk("EVALSHA"), _bulk(self._write_sha), _bulk(str(1 + n)),
+                        meta, _joined(keys, first, n), head, _joined(values, first, n))))
                 yield out
 
         for codes in self._exchange(parts, retry=False):
@@ -467,25 +440,25 @@ class RedisOnlineStore(OnlineStore):
         self, requests: Sequence[tuple[str, Sequence[str], Sequence[Sequence[Any]], dt.timedelta | None]],
         now: Any = None,
     ) -> list[dict[str, list[Any]]]:
-        # one HMGET per row, all sent at once: with the replies parsed by hiredis this beat a Lua
-        # script reading the same rows at every size measured (1.4-2x from 3 to 1,000 rows a view)
         return self._read_plain([self._plain_view(v, names, ttl) for v, names, _keys, ttl in requests],
                                 [keys for _v, _names, keys, _ttl in requests], now)
 
     def _plain_view(self, view: str, names: Sequence[str], ttl: dt.timedelta | None) -> _PlainView:
-        """The encoded HMGET and result template of one view; the same few are used again and again."""
+        """How one view is read; the same few are used again and again."""
         micros = None if not ttl else int(ttl.total_seconds() * 1_000_000)
         cache_key = (view, tuple(names), micros)
         found = self._view_cache.get(cache_key)
         if found is not None:
             return found
-        fields = [_TS_FIELD, *names]
-        prefix = self._row_prefix(view)
-        command = (b"*%d\r\n%s$" % (len(fields) + 2, _bulk("HMGET"))).replace(b"%", b"%%") + b"%d\r\n" + (
-            prefix.replace(b"%", b"%%") + b"%s\r\n" + b"".join(_bulk(f) for f in fields).replace(b"%", b"%%"))
-        columns = b"{" + b",".join(orjson.dumps(name).replace(b"%", b"%%") + b":[%s]" for name in names) + b"}"
-        nulls = [b"null"] * len(names)
-        found = _PlainView(command, len(prefix), list(names), micros, columns, columns % tuple(nulls), nulls)
+        names = list(names)
+        if len(names) == 1:
+            only = names[0]
+
+            def pick(row: dict[str, Any]) -> tuple[Any, ...]:
+                return (row[only],)
+        else:
+            pick = itemgetter(*names)  # type: ignore[assignment]
+        found = _PlainView(self._row_prefix(view), names, micros, pick, (None,) * len(names))
         if len(self._view_cache) < 10_000:
             self._view_cache[cache_key] = found
         return found
@@ -493,7 +466,7 @@ class RedisOnlineStore(OnlineStore):
     def prepare_read(
         self, views: Sequence[tuple[str, Sequence[str], dt.timedelta | None]]
     ) -> Callable[..., list[dict[str, list[Any]]]]:
-        """The HMGET of each view encoded once per plan."""
+        """Each view's read prepared once per plan."""
         plain = [self._plain_view(view, names, ttl) for view, names, ttl in views]
 
         def read(keys_per_view: Sequence[Sequence[Sequence[Any]]], now: Any = None) -> list[dict[str, list[Any]]]:
@@ -503,58 +476,70 @@ class RedisOnlineStore(OnlineStore):
 
     def _read_plain(self, views: list[_PlainView], keys_per_view: Sequence[Sequence[Sequence[Any]]],
                     now: Any) -> list[dict[str, list[Any]]]:
-        """Every read: one HMGET per row written straight to this thread's socket and the replies
-        parsed by hiredis. The values, stored as JSON, are spliced into one JSON document of every
-        view's columns, so a single ``orjson.loads`` builds the whole result. The general exchange
-        takes over when the connection is not open yet or drops."""
-        commands = []
-        for view, keys in zip(views, keys_per_view):
-            command, size = view.command, view.prefix_len
-            for key in keys:
+        """Every read: the rows of every view fetched by ``MGET`` (a command per ``_MGET_KEYS``
+        keys) written straight to this thread's socket, the replies parsed by hiredis, and the
+        JSON of every row that is present and within its view's TTL decoded by one
+        ``orjson.loads``."""
+        keys: list[bytes] = []
+        for view, entity_keys in zip(views, keys_per_view, strict=True):
+            prefix = view.prefix
+            for key in entity_keys:
                 raw = b"[%d]" % key[0] if len(key) == 1 and type(key[0]) is int else encode_key(key)
-                commands.append(command % (size + len(raw), raw))
-        replies = self._read_replies(commands)
+                keys.append(b"$%d\r\n%s%s\r\n" % (len(prefix) + len(raw), prefix, raw))
+        if len(keys) <= _MGET_KEYS:
+            if not keys:
+                return [{name: [] for name in view.names} for view in views]
+            stored = self._read_replies([b"*%d\r\n$4\r\nMGET\r\n%s" % (len(keys) + 1, b"".join(keys))])[0]
+        else:
+            chunks = [keys[i : i + _MGET_KEYS] for i in range(0, len(keys), _MGET_KEYS)]
+            replies = self._read_replies([b"*%d\r\n$4\r\nMGET\r\n%s" % (len(c) + 1, b"".join(c)) for c in chunks])
+            stored = [value for reply in replies for value in reply]
         current = now_micros() if now is None else to_micros(now)
         docs = []
         at = 0
-        for view, keys in zip(views, keys_per_view):
+        for view, entity_keys in zip(views, keys_per_view, strict=True):
             cutoff = -1 if view.ttl is None else current - view.ttl
-            n = len(keys)
-            if n == 1:
-                reply = replies[at]
-                ts = reply[0]
-                if ts is None or int(ts) < cutoff:
-                    docs.append(view.missing)
+            for value in stored[at : at + len(entity_keys)]:
+                if value is None:
+                    docs.append(b"null")
                 else:
-                    values = reply[1:]
-                    if None in values:  # a field the row does not have (the view gained a feature)
-                        values = [b"null" if v is None else v for v in values]
-                    docs.append(view.columns % tuple(values))
-            else:
-                rows = []
-                for reply in replies[at : at + n]:
-                    ts = reply[0]
-                    if ts is None or int(ts) < cutoff:
-                        rows.append(view.nulls)
-                    else:
-                        values = reply[1:]
-                        if None in values:
-                            values = [b"null" if v is None else v for v in values]
-                        rows.append(values)
-                docs.append(view.columns % tuple(b",".join(column) for column in zip(*rows))
-                            if rows else view.columns % tuple(b"" for _ in view.names))
-            at += n
+                    space = value.find(b" ")
+                    docs.append(b"null" if int(value[:space]) < cutoff else value[space + 1 :])
+            at += len(entity_keys)
         blob = b"[" + b",".join(docs) + b"]"
-        out: list[dict[str, list[Any]]] = orjson.loads(blob)
+        rows = orjson.loads(blob)
         if _TS_MARK in blob:  # tagged timestamps back to datetimes
-            for columns in out:
-                for name, column in columns.items():
-                    columns[name] = [from_micros(v[_TS_KEY]) if type(v) is dict and _TS_KEY in v else v
-                                     for v in column]
+            rows = [row if row is None else {k: from_micros(v[_TS_KEY]) if type(v) is dict and _TS_KEY in v else v
+                                             for k, v in row.items()} for row in rows]
+        out: list[dict[str, list[Any]]] = []
+        at = 0
+        for view, entity_keys in zip(views, keys_per_view, strict=True):
+            n = len(entity_keys)
+            names = view.names
+            if n == 1:
+                row = rows[at]
+                if row is None:
+                    out.append({name: [None] for name in names})
+                else:
+                    try:
+                        out.append({name: [row[name]] for name in names})
+                    except KeyError:  # a row written before the view gained a feature
+                        out.append({name: [row.get(name)] for name in names})
+            elif n:
+                pick, nulls = view.pick, view.nulls
+                try:
+                    picked = [nulls if row is None else pick(row) for row in rows[at : at + n]]
+                except KeyError:
+                    picked = [nulls if row is None else tuple(row.get(name) for name in names)
+                              for row in rows[at : at + n]]
+                out.append({name: list(column) for name, column in zip(names, zip(*picked, strict=True), strict=True)})
+            else:
+                out.append({name: [] for name in names})
+            at += n
         return out
 
     def _read_replies(self, commands: list[bytes]) -> list[Any]:
-        """Send read commands on this thread's socket and read their replies (HMGET replies are
+        """Send read commands on this thread's socket and read their replies (MGET replies are
         lists; anything else is an error). A connection that is not open yet, or that has
         dropped, goes through the general exchange, which reconnects."""
         local = self._local
@@ -577,7 +562,7 @@ class RedisOnlineStore(OnlineStore):
                         raise OSError("Redis closed the connection")
                     reader.feed(data)
                 else:
-                    raise self._response_error(str(reply))
+                    raise self._reply_error(str(reply))
             return replies
         except (*self._errors, OSError):  # a dropped connection (or a timeout), seen by the send or the read
             local.link.disconnect()  # reconnected once by the exchange, which is safe for reads
@@ -586,18 +571,22 @@ class RedisOnlineStore(OnlineStore):
             local.link.disconnect()  # later replies are still unread
             raise
 
-    def read_event_ts(self, view: str, entity_keys: Sequence[Sequence[Any]]) -> list[dt.datetime | None]:
-        row_prefix = self._row_prefix(view)
+    def _stored(self, keys: Sequence[bytes]) -> list[bytes | None]:
+        """The stored values of full row keys, ``_MGET_KEYS`` at a time."""
         try:
             pipe = self.client.pipeline(transaction=False)
-            for key in entity_keys:
-                pipe.hget(row_prefix + encode_key(key), _TS_FIELD)
-            replies = pipe.execute()
+            for first in range(0, len(keys), _MGET_KEYS):
+                pipe.mget(keys[first : first + _MGET_KEYS])
+            return [value for reply in pipe.execute() for value in reply]
         except self._errors as exc:
             raise self._unavailable(exc) from exc
-        return [None if ts is None else from_micros(int(ts)) for ts in replies]
 
-    def _keys(self, view: str, kind: str = "r") -> Iterator[bytes]:
+    def read_event_ts(self, view: str, entity_keys: Sequence[Sequence[Any]]) -> list[dt.datetime | None]:
+        row_prefix = self._row_prefix(view)
+        stored = self._stored([row_prefix + encode_key(key) for key in entity_keys])
+        return [None if value is None else from_micros(int(value[: value.find(b" ")])) for value in stored]
+
+    def _keys(self, view: str, kind: str = "row") -> Iterator[bytes]:
         pattern = _glob_escape(f"{self.prefix}{kind}:{view}:") + "*"
         yield from self.client.scan_iter(match=pattern, count=1000)
 
@@ -607,15 +596,13 @@ class RedisOnlineStore(OnlineStore):
         seen = 0
 
         def flush(keys: list[bytes]) -> list[tuple[tuple[Any, ...], dt.datetime, dict[str, Any]]]:
-            pipe = self.client.pipeline(transaction=False)
-            for key in keys:
-                pipe.hgetall(key)
             found = []
-            for key, row in zip(keys, pipe.execute(), strict=True):
-                if not row or _TS_FIELD not in row:
+            for key, value in zip(keys, self._stored(keys), strict=True):
+                if value is None:  # removed since the scan listed it
                     continue
-                values = {k.decode(): decode_value(v) for k, v in row.items() if k not in (_TS_FIELD, _SIG_FIELD)}
-                found.append((decode_key(key[len(row_prefix) :]), from_micros(int(row[_TS_FIELD])), values))
+                space = value.find(b" ")
+                found.append((decode_key(key[len(row_prefix) :]), from_micros(int(value[:space])),
+                              decode_row(value[space + 1 :])))
             return found
 
         try:
@@ -657,7 +644,7 @@ class RedisOnlineStore(OnlineStore):
                     batch = []
             if batch:
                 removed += self.client.unlink(*batch)
-            seen = list(self._keys(view, "s"))
+            seen = list(self._keys(view, "seen"))
             for start in range(0, len(seen), 1000):
                 self.client.unlink(*seen[start : start + 1000])
             self.client.delete(self._meta_key(view))
