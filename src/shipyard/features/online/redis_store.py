@@ -551,19 +551,20 @@ class RedisOnlineStore(OnlineStore):
         try:
             # a socket closed by a disconnect raises here, so it is never used stale
             sock.sendall(b"".join(commands) if count > 1 else commands[0])
-            reader = local.reader
-            while len(replies) < count:
+            reader = local.reader  # holds nothing between calls: each reads all its replies
+            while True:
+                data = sock.recv(65536)
+                if not data:
+                    raise OSError("Redis closed the connection")
+                reader.feed(data)
                 reply = reader.gets()
-                if type(reply) is list:
+                while reply is not False:
+                    if type(reply) is not list:
+                        raise self._reply_error(str(reply))
                     replies.append(reply)
-                elif reply is False:
-                    data = sock.recv(65536)
-                    if not data:
-                        raise OSError("Redis closed the connection")
-                    reader.feed(data)
-                else:
-                    raise self._reply_error(str(reply))
-            return replies
+                    if len(replies) == count:
+                        return replies
+                    reply = reader.gets()
         except (*self._errors, OSError):  # a dropped connection (or a timeout), seen by the send or the read
             local.link.disconnect()  # reconnected once by the exchange, which is safe for reads
             return self._exchange(lambda: [commands], retry=True)
