@@ -51,6 +51,7 @@ class Plan:
     request_fields: list[str] = field(default_factory=list)
     # (online store, its prepared reader of ``reads``), made on first use
     reader: tuple[Any, Any] | None = None
+    shared_keys: bool = False  # every read has the same join keys (one key list serves all)
 
 
 _PLANS: weakref.WeakKeyDictionary[Any, dict[Any, tuple[float, Plan]]] = weakref.WeakKeyDictionary()
@@ -129,6 +130,7 @@ def build_plan(store: Any, refs: Sequence[str], full_feature_names: bool = False
     plan.reads = list(reads.values())
     for read in plan.reads:
         read.as_read = read.outputs == read.features
+    plan.shared_keys = len({read.join_keys for read in plan.reads}) == 1
     return plan
 
 
@@ -148,16 +150,20 @@ def _plans_of(store: Any) -> dict[Any, tuple[float, Plan]] | None:
         return None
 
 
-def _cached_plan(store: Any, cache_key: Any, make: Any) -> Plan:
+def _cached_plan(store: Any, cache_key: Any, refs: Sequence[str] | None, service: str | None,
+                 full_feature_names: bool) -> Plan:
+    """The plan of feature references ``refs`` or of a ``service``, built at most every
+    ``PLAN_CACHE_S`` seconds per store."""
     now = time.monotonic()
     plans = _plans_of(store)
-    if plans is None:
-        return make()
-    hit = plans.get(cache_key)  # lookups need no lock: a plan is replaced whole
+    hit = None if plans is None else plans.get(cache_key)  # lookups need no lock: a plan is replaced whole
     if hit is not None and now - hit[0] < PLAN_CACHE_S:
         return hit[1]
-    plan = make()
-    plans[cache_key] = (now, plan)
+    if service is not None:
+        refs = list(store.get_service(service).features)
+    plan = build_plan(store, refs, full_feature_names)  # type: ignore[arg-type]
+    if plans is not None:
+        plans[cache_key] = (now, plan)
     return plan
 
 
@@ -217,26 +223,28 @@ def get_online_features(
     if (features is None) == (service is None):
         raise InvalidInput("give either features=['view:feature', ...] or service='name'", {"field": "features"})
     if service is not None:
-        plan = _cached_plan(store, ("service", service, full_feature_names),
-                            lambda: build_plan(store, list(store.get_service(service).features), full_feature_names))
+        plan = _cached_plan(store, ("service", service, full_feature_names), None, service, full_feature_names)
     else:
         refs = tuple(features)  # type: ignore[arg-type]
         if not refs:
             raise InvalidInput("features is empty; name at least one 'view:feature'", {"field": "features"})
-        plan = _cached_plan(store, (refs, full_feature_names), lambda: build_plan(store, refs, full_feature_names))
+        plan = _cached_plan(store, (refs, full_feature_names), refs, None, full_feature_names)
     columns, n = _columns(entity_rows)
     online = online_store_of(store)
     out: dict[str, list[Any]] = dict(columns)
     reader = plan.reader
     if reader is None or reader[0] is not online:
         reader = plan.reader = (online, online.prepare_read([(r.view, r.features, r.ttl) for r in plan.reads]))
-    keys_per_view = []
-    keys_of: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}  # views with the same join keys share theirs
-    for read in plan.reads:
-        keys = keys_of.get(read.join_keys)
-        if keys is None:
-            keys = keys_of[read.join_keys] = _entity_keys(read, columns)
-        keys_per_view.append(keys)
+    if plan.shared_keys:
+        keys_per_view = [_entity_keys(plan.reads[0], columns)] * len(plan.reads)
+    else:
+        keys_per_view = []
+        keys_of: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}  # views with the same join keys share theirs
+        for read in plan.reads:
+            keys = keys_of.get(read.join_keys)
+            if keys is None:
+                keys = keys_of[read.join_keys] = _entity_keys(read, columns)
+            keys_per_view.append(keys)
     inputs: dict[str, list[Any]] = {}
     for read, values in zip(plan.reads, reader[1](keys_per_view), strict=True):
         if read.as_read:

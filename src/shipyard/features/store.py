@@ -42,8 +42,10 @@ class FeatureStore:
     def __init__(self, ws: Workspace) -> None:
         self.ws = ws
         self.registry = Registry(ws.store)
-        # online read plans by feature list, kept here by online_features (see its _cached_plan)
+        # online read plans by feature list, kept here by online_features (see its _cached_plan),
+        # and the online store once online_store_of has opened it
         self.online_plans: dict[Any, Any] = {}
+        self.opened_online_store: Any = None
 
     # -- definitions ---------------------------------------------------------------------------
     def plan(self, path: str | Path | None = None, check_sources: bool = True) -> Plan:

@@ -67,6 +67,9 @@ def online_store_of(store: Any) -> OnlineStore:
     explicit = getattr(store, "online_store", None)
     if explicit is not None and isinstance(explicit, OnlineStore):
         return explicit
+    found = getattr(store, "opened_online_store", None)  # a FeatureStore keeps its own
+    if found is not None:
+        return found
     found = _OPEN.get(store)  # lookups need no lock; opening takes it
     if found is not None:
         return found
@@ -75,4 +78,6 @@ def online_store_of(store: Any) -> OnlineStore:
         if found is None:
             found = open_online_store(workspace_of(store).settings)
             _OPEN[store] = found
+        if hasattr(store, "opened_online_store"):
+            store.opened_online_store = found
         return found
