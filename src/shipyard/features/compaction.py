@@ -57,7 +57,7 @@ def _basename(path: str) -> str:
     return path.rsplit("/", 1)[-1]
 
 
-def _is_compacted(path: str) -> bool:
+def is_compacted(path: str) -> bool:
     return _basename(path).startswith(COMPACTED_PREFIX)
 
 
@@ -109,9 +109,9 @@ def resolve_log(artifacts: ArtifactStore, folder: str, names: list[str] | None =
         names = artifacts.list(folder)
     state = LogState(folder)
     parquet = [p for p in names if p.endswith(".parquet")]
-    compacted = sorted((p for p in parquet if _is_compacted(p)), key=_basename, reverse=True)
+    compacted = sorted((p for p in parquet if is_compacted(p)), key=_basename, reverse=True)
     present = set(names)
-    state.orphan_sidecars = [p for p in names if _is_compacted(p) and p.endswith(".json")
+    state.orphan_sidecars = [p for p in names if is_compacted(p) and p.endswith(".json")
                              and p[: -len(".json")] + ".parquet" not in present]
     skipped: dict[str, int] = {}
     claimed: dict[str, int] = {}  # inputs of accepted compacted files -> their creation time
@@ -201,7 +201,7 @@ def delete_replaced(artifacts: ArtifactStore, state: LogState, grace_seconds: fl
             continue
         artifacts.delete(path)  # a compacted file goes before its sidecar, never the other way round
         deleted.append(path)
-        if _is_compacted(path):
+        if is_compacted(path):
             artifacts.delete(_sidecar_of(path))
             deleted.append(_sidecar_of(path))
     for path in state.orphan_sidecars:

@@ -432,6 +432,21 @@ def _write_state(store: Any, view: str, run_id: int | None, files: dict[str, str
         log.warning("could not record the files of feature view %s: %s", view, exc)
 
 
+def _without_recompacted(store: Any, view: Any, arrived: list[str], before: dict[str, str]) -> list[str]:
+    """``arrived`` less the compacted offline-log files whose inputs the last run had all seen:
+    a compaction moves rows into a new file without adding any, so it alone triggers no re-read."""
+    from shipyard.features.compaction import is_compacted, resolve_log
+    from shipyard.features.store import OFFLINE_LOG_PREFIX
+
+    compacted = [p for p in arrived if p.startswith("log:") and is_compacted(p[4:])]
+    if not compacted:
+        return arrived
+    covers = resolve_log(workspace_of(store).artifacts, f"{OFFLINE_LOG_PREFIX}/{view.name}").covers
+    moved = {p for p in compacted
+             if p[4:] in covers and all(before.get("log:" + q) == "log" for q in covers[p[4:]])}
+    return [p for p in arrived if p not in moved]
+
+
 def incremental_start(store: Any, view: Any, end: dt.datetime,
                       files: dict[str, str] | None) -> tuple[dt.datetime | None, str]:
     """Where the incremental run of ``view`` up to ``end`` starts, and why (for the log)."""
@@ -446,6 +461,7 @@ def incremental_start(store: Any, view: Any, end: dt.datetime,
         why = "arrivals cannot be seen"
     else:
         arrived = sorted(path for path, signature in files.items() if before.get(path) != signature)  # type: ignore[union-attr]
+        arrived = _without_recompacted(store, view, arrived, before)
         if not arrived:
             return previous_end, "no new or changed files"
         why = f"{len(arrived)} new or changed files"
