@@ -280,6 +280,18 @@ def test_redis_foreign_keys_under_the_prefix_are_refused_clearly(redis_store: An
     assert store.client.hgetall(key) == {b"x": b"1.0"}
     assert store.read("v", ["x"], [(1,)]) == {"x": [None]}
     assert store.write_batch("v", [(2,)], [{"x": 2.0}], [T0]).written == 1  # the store still works
+    other = store._row_prefix("v") + encode_key((3,))
+    store.client.set(other, "a string of someone else's")
+    with pytest.raises(ConfigError, match="prefix of its own"):
+        store.write_batch("v", [(3,)], [{"x": 3.0}], [T0])
+    with pytest.raises(ConfigError, match="prefix of its own"):
+        store.read("v", ["x"], [(2,), (3,)])
+    assert store.client.get(other) == b"a string of someone else's"
+    for foreign in (b"12345", b"17 not json"):
+        store.client.set(other, foreign)
+        with pytest.raises(ConfigError, match="prefix of its own"):
+            store.read("v", ["x"], [(3,)])
+    assert store.read("v", ["x"], [(2,)]) == {"x": [2.0]}
 
 
 @pytest.mark.redis

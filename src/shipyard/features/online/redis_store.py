@@ -97,7 +97,11 @@ for r = 1, (#KEYS - 1) / per do
   local ts = tonumber(raw)
   local stored = redis.call('GET', key)
   local cur = nil
-  if stored then cur = tonumber(string.sub(stored, 1, string.find(stored, ' ', 1, true) - 1)) end
+  if stored then
+    local space = string.find(stored, ' ', 1, true)
+    if space then cur = tonumber(string.sub(stored, 1, space - 1)) end
+    if not cur then return redis.error_reply('WRONGTYPE ' .. key .. ' holds no online row') end
+  end
   local code = 0
   if cur and ts == cur and flag == '0' then
     code = 1
@@ -504,10 +508,19 @@ class RedisOnlineStore(OnlineStore):
                     docs.append(b"null")
                 else:
                     space = value.find(b" ")
-                    docs.append(b"null" if int(value[:space]) < cutoff else value[space + 1 :])
+                    try:
+                        if space < 1:
+                            raise ValueError
+                        stale = int(value[:space]) < cutoff
+                    except ValueError:
+                        raise self._reply_error("WRONGTYPE a key holds no online row") from None
+                    docs.append(b"null" if stale else value[space + 1 :])
             at += len(entity_keys)
         blob = b"[" + b",".join(docs) + b"]"
-        rows = orjson.loads(blob)
+        try:
+            rows = orjson.loads(blob)
+        except orjson.JSONDecodeError:
+            raise self._reply_error("WRONGTYPE a key holds no online row") from None
         if _TS_MARK in blob:  # tagged timestamps back to datetimes
             rows = [row if row is None else {k: from_micros(v[_TS_KEY]) if type(v) is dict and _TS_KEY in v else v
                                              for k, v in row.items()} for row in rows]
