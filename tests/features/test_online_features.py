@@ -97,3 +97,25 @@ def test_feature_store_methods_delegate(embedded_feature_store) -> None:
     store.log_features("r1", now, {"customer_id": 1}, {"cust_stats:n": 1})
     assert store.skew("cust_stats").feature("cust_stats:n").mismatches == 0
     assert store.monitor(["cust_stats"])["views"][0]["online"]["entities"] == 1
+
+
+def test_on_demand_execute_gives_the_same_columns_with_or_without_a_copy() -> None:
+    """Online reads hand the function their own frame (no copy); offline callers keep theirs
+    untouched. A function that writes into its input and returns it, and one returning integers for
+    a float feature, give the same typed columns either way."""
+    from shipyard.features import Field, Float64, OnDemandFeatureView, RequestSource
+
+    def in_place(df: pd.DataFrame) -> pd.DataFrame:
+        df["twice"] = df["x"] * 2
+        df["count"] = df["x"].fillna(0).round().astype("int64")
+        return df
+
+    view = OnDemandFeatureView("doubled", [RequestSource("req", [Field("x", Float64)])],
+                               [Field("twice", Float64), Field("count", Float64)], udf=in_place)
+    given = pd.DataFrame({"x": [1.25, -2.0, None]})
+    copied = view.execute(given)
+    assert list(given.columns) == ["x"]  # the caller's frame is left as it was
+    owned = view.execute(pd.DataFrame({"x": [1.25, -2.0, None]}), owned=True)
+    pd.testing.assert_frame_equal(copied, owned)
+    assert copied["twice"].tolist()[:2] == [2.5, -4.0] and pd.isna(copied["twice"].iloc[2])
+    assert copied["count"].dtype == "float64" and copied["count"].tolist() == [1.0, -2.0, 0.0]

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import timedelta
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from shipyard.errors import InvalidInput, ModelError, SchemaMismatch
@@ -349,17 +350,22 @@ class OnDemandFeatureView(_Selectable):
             self._udf = self.code.compile()
         return self._udf
 
-    def execute(self, frame: pd.DataFrame) -> pd.DataFrame:
-        """Run the function on ``frame`` (input columns by name); returns the typed output columns."""
-        missing = [c for c in self.input_columns if c not in frame.columns]
+    def execute(self, frame: pd.DataFrame, *, owned: bool = False) -> pd.DataFrame:
+        """Run the function on ``frame`` (input columns by name); returns the typed output columns.
+
+        ``owned``: the caller built ``frame`` for this call alone and holds exactly the inputs, so
+        the function may get it as it is (online reads, where a copy costs as much as the function)."""
+        inputs = self.input_columns
+        missing = [c for c in inputs if c not in frame.columns]
         if missing:
             raise SchemaMismatch(
                 f"on-demand feature view {self.name!r} needs inputs {missing}; include them in the request "
                 "data or the features asked for",
                 {"view": self.name, "missing": missing},
             )
+        given = frame if owned and list(frame.columns) == inputs else frame[inputs].copy()
         try:
-            out = self.udf()(frame[self.input_columns].copy())
+            out = self.udf()(given)
         except Exception as exc:  # noqa: BLE001 - user code: keep its message and traceback
             raise ModelError(f"on-demand feature view {self.name!r} raised {type(exc).__name__}: {exc}",
                              {"view": self.name, "step": "on_demand"}) from exc
@@ -373,10 +379,8 @@ class OnDemandFeatureView(_Selectable):
         if len(out) != len(frame):
             raise ModelError(f"on-demand feature view {self.name!r} returned {len(out)} rows for {len(frame)}",
                              {"view": self.name})
-        result = pd.DataFrame(index=frame.index)
-        for f in self.fields:
-            result[f.name] = _cast_series(out[f.name].to_numpy(), f, self.name)
-        return result
+        return pd.DataFrame({f.name: _cast_series(out[f.name].to_numpy(), f, self.name) for f in self.fields},
+                            index=frame.index)
 
     def to_spec(self) -> dict[str, Any]:
         return {
@@ -415,6 +419,8 @@ def on_demand_feature_view(
 def _cast_series(values: Any, f: Field, view: str) -> Any:
     try:
         if f.dtype == "float64":
+            if getattr(values, "dtype", None) == np.float64:  # already the type: nothing to convert
+                return values
             return pd.to_numeric(pd.Series(values), errors="raise").astype("float64").to_numpy()
         if f.dtype == "int64":
             return pd.Series(values).astype("Int64").to_numpy()

@@ -290,7 +290,7 @@ def _apply_on_demand(plan: Plan, columns: dict[str, list[Any]], inputs: dict[str
                 raise InvalidInput(f"on-demand feature view {view.name!r} needs request field {f.name!r} in "
                                    "each entity row", {"view": view.name, "field": f.name})
             frame_data[f.name] = columns[f.name]
-        result = view.execute(pd.DataFrame(frame_data))
+        result = view.execute(pd.DataFrame(frame_data), owned=True)
         for name, output in zip(step.features, step.outputs, strict=True):
             series = result[name]
             out[output] = [None if pd.isna(v) else v for v in series.astype(object).tolist()]
