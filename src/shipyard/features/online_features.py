@@ -51,7 +51,6 @@ class Plan:
     request_fields: list[str] = field(default_factory=list)
     # (online store, its prepared reader of ``reads``), made on first use
     reader: tuple[Any, Any] | None = None
-    shared_keys: bool = False  # every read has the same join keys (one key list serves all)
 
 
 _PLANS: weakref.WeakKeyDictionary[Any, dict[Any, tuple[float, Plan]]] = weakref.WeakKeyDictionary()
@@ -130,7 +129,6 @@ def build_plan(store: Any, refs: Sequence[str], full_feature_names: bool = False
     plan.reads = list(reads.values())
     for read in plan.reads:
         read.as_read = read.outputs == read.features
-    plan.shared_keys = len({read.join_keys for read in plan.reads}) == 1
     return plan
 
 
@@ -235,16 +233,13 @@ def get_online_features(
     reader = plan.reader
     if reader is None or reader[0] is not online:
         reader = plan.reader = (online, online.prepare_read([(r.view, r.features, r.ttl) for r in plan.reads]))
-    if plan.shared_keys:
-        keys_per_view = [_entity_keys(plan.reads[0], columns)] * len(plan.reads)
-    else:
-        keys_per_view = []
-        keys_of: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}  # views with the same join keys share theirs
-        for read in plan.reads:
-            keys = keys_of.get(read.join_keys)
-            if keys is None:
-                keys = keys_of[read.join_keys] = _entity_keys(read, columns)
-            keys_per_view.append(keys)
+    keys_per_view = []
+    keys_of: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}  # views with the same join keys share theirs
+    for read in plan.reads:
+        keys = keys_of.get(read.join_keys)
+        if keys is None:
+            keys = keys_of[read.join_keys] = _entity_keys(read, columns)
+        keys_per_view.append(keys)
     inputs: dict[str, list[Any]] = {}
     for read, values in zip(plan.reads, reader[1](keys_per_view), strict=True):
         if read.as_read:
@@ -270,8 +265,7 @@ def _entity_keys(read: _ViewRead, columns: dict[str, list[Any]]) -> list[tuple[A
         raise InvalidInput(f"feature view {read.view!r} needs join keys {missing} in the entity rows",
                            {"view": read.view, "field": missing[0]}) from None
     if len(key_columns) == 1:
-        column = key_columns[0]
-        return [(column[0],)] if len(column) == 1 else [(v,) for v in column]
+        return [(v,) for v in key_columns[0]]
     return list(zip(*key_columns, strict=True))
 
 

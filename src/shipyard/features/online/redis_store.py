@@ -488,16 +488,10 @@ class RedisOnlineStore(OnlineStore):
         for view, entity_keys in zip(views, keys_per_view, strict=True):
             prefix = view.prefix
             for key in entity_keys:
-                raw = b"[%d]" % key[0] if len(key) == 1 and type(key[0]) is int else encode_key(key)
-                keys.append(b"$%d\r\n%s%s\r\n" % (len(prefix) + len(raw), prefix, raw))
-        if len(keys) <= _MGET_KEYS:
-            if not keys:
-                return [{name: [] for name in view.names} for view in views]
-            stored = self._read_replies([b"*%d\r\n$4\r\nMGET\r\n%s" % (len(keys) + 1, b"".join(keys))])[0]
-        else:
-            chunks = [keys[i : i + _MGET_KEYS] for i in range(0, len(keys), _MGET_KEYS)]
-            replies = self._read_replies([b"*%d\r\n$4\r\nMGET\r\n%s" % (len(c) + 1, b"".join(c)) for c in chunks])
-            stored = [value for reply in replies for value in reply]
+                keys.append(prefix + (b"[%d]" % key[0] if len(key) == 1 and type(key[0]) is int else encode_key(key)))
+        if not keys:
+            return [{name: [] for name in view.names} for view in views]
+        stored = self._mget(keys)
         current = now_micros() if now is None else to_micros(now)
         docs = []
         at = 0
@@ -507,14 +501,8 @@ class RedisOnlineStore(OnlineStore):
                 if value is None:
                     docs.append(b"null")
                 else:
-                    space = value.find(b" ")
-                    try:
-                        if space < 1:
-                            raise ValueError
-                        stale = int(value[:space]) < cutoff
-                    except ValueError:
-                        raise self._reply_error("WRONGTYPE a key holds no online row") from None
-                    docs.append(b"null" if stale else value[space + 1 :])
+                    micros, doc = self._split_row(value)
+                    docs.append(b"null" if micros < cutoff else doc)
             at += len(entity_keys)
         blob = b"[" + b",".join(docs) + b"]"
         try:
@@ -529,27 +517,42 @@ class RedisOnlineStore(OnlineStore):
         for view, entity_keys in zip(views, keys_per_view, strict=True):
             n = len(entity_keys)
             names = view.names
-            if n == 1:
-                row = rows[at]
-                if row is None:
-                    out.append({name: [None] for name in names})
-                else:
-                    try:
-                        out.append({name: [row[name]] for name in names})
-                    except KeyError:  # a row written before the view gained a feature
-                        out.append({name: [row.get(name)] for name in names})
-            elif n:
-                pick, nulls = view.pick, view.nulls
-                try:
-                    picked = [nulls if row is None else pick(row) for row in rows[at : at + n]]
-                except KeyError:
-                    picked = [nulls if row is None else tuple(row.get(name) for name in names)
-                              for row in rows[at : at + n]]
-                out.append({name: list(column) for name, column in zip(names, zip(*picked, strict=True), strict=True)})
-            else:
+            if not n:
                 out.append({name: [] for name in names})
+                continue
+            if n == 1:  # the usual online request: one row, nothing to transpose
+                row = rows[at]
+                try:
+                    out.append({name: [None if row is None else row[name]] for name in names})
+                except KeyError:  # a row written before the view gained a feature
+                    out.append({name: [row.get(name)] for name in names})
+            else:
+                pick, nulls, part = view.pick, view.nulls, rows[at : at + n]
+                try:
+                    picked = [nulls if row is None else pick(row) for row in part]
+                except KeyError:
+                    picked = [nulls if row is None else tuple(row.get(name) for name in names) for row in part]
+                out.append({name: list(column) for name, column in zip(names, zip(*picked, strict=True), strict=True)})
             at += n
         return out
+
+    def _split_row(self, value: bytes) -> tuple[int, bytes]:
+        """A stored row's event time (µs) and its JSON; a value this store did not write is refused."""
+        space = value.find(b" ")
+        try:
+            if space < 1:
+                raise ValueError(value)
+            return int(value[:space]), value[space + 1 :]
+        except ValueError:
+            raise self._reply_error("WRONGTYPE a key holds no online row") from None
+
+    def _mget(self, keys: list[bytes]) -> list[bytes | None]:
+        """The stored values of full row keys: ``MGET``s of ``_MGET_KEYS`` keys, sent together."""
+        bulk = [b"$%d\r\n%s\r\n" % (len(key), key) for key in keys]
+        replies = self._read_replies([b"*%d\r\n$4\r\nMGET\r\n%s" % (len(bulk[i : i + _MGET_KEYS]) + 1,
+                                                                   b"".join(bulk[i : i + _MGET_KEYS]))
+                                      for i in range(0, len(bulk), _MGET_KEYS)])
+        return replies[0] if len(replies) == 1 else [value for reply in replies for value in reply]
 
     def _read_replies(self, commands: list[bytes]) -> list[Any]:
         """Send read commands on this thread's socket and read their replies (MGET replies are
@@ -585,20 +588,12 @@ class RedisOnlineStore(OnlineStore):
             local.link.disconnect()  # later replies are still unread
             raise
 
-    def _stored(self, keys: Sequence[bytes]) -> list[bytes | None]:
-        """The stored values of full row keys, ``_MGET_KEYS`` at a time."""
-        try:
-            pipe = self.client.pipeline(transaction=False)
-            for first in range(0, len(keys), _MGET_KEYS):
-                pipe.mget(keys[first : first + _MGET_KEYS])
-            return [value for reply in pipe.execute() for value in reply]
-        except self._errors as exc:
-            raise self._unavailable(exc) from exc
-
     def read_event_ts(self, view: str, entity_keys: Sequence[Sequence[Any]]) -> list[dt.datetime | None]:
         row_prefix = self._row_prefix(view)
-        stored = self._stored([row_prefix + encode_key(key) for key in entity_keys])
-        return [None if value is None else from_micros(int(value[: value.find(b" ")])) for value in stored]
+        if not entity_keys:
+            return []
+        stored = self._mget([row_prefix + encode_key(key) for key in entity_keys])
+        return [None if value is None else from_micros(self._split_row(value)[0]) for value in stored]
 
     def _keys(self, view: str, kind: str = "row") -> Iterator[bytes]:
         pattern = _glob_escape(f"{self.prefix}{kind}:{view}:") + "*"
@@ -611,12 +606,11 @@ class RedisOnlineStore(OnlineStore):
 
         def flush(keys: list[bytes]) -> list[tuple[tuple[Any, ...], dt.datetime, dict[str, Any]]]:
             found = []
-            for key, value in zip(keys, self._stored(keys), strict=True):
+            for key, value in zip(keys, self._mget(keys), strict=True):
                 if value is None:  # removed since the scan listed it
                     continue
-                space = value.find(b" ")
-                found.append((decode_key(key[len(row_prefix) :]), from_micros(int(value[:space])),
-                              decode_row(value[space + 1 :])))
+                micros, doc = self._split_row(value)
+                found.append((decode_key(key[len(row_prefix) :]), from_micros(micros), decode_row(doc)))
             return found
 
         try:
