@@ -70,14 +70,15 @@ def online_store_of(store: Any) -> OnlineStore:
     found = getattr(store, "opened_online_store", None)  # a FeatureStore keeps its own
     if found is not None:
         return found
-    found = _OPEN.get(store)  # lookups need no lock; opening takes it
+    found = _OPEN.get(store)  # other objects' are in a weak map; lookups need no lock, opening takes it
     if found is not None:
         return found
     with _OPEN_LOCK:
-        found = _OPEN.get(store)
+        found = getattr(store, "opened_online_store", None) or _OPEN.get(store)
         if found is None:
             found = open_online_store(workspace_of(store).settings)
-            _OPEN[store] = found
-        if hasattr(store, "opened_online_store"):
-            store.opened_online_store = found
+            if hasattr(store, "opened_online_store"):
+                store.opened_online_store = found
+            else:
+                _OPEN[store] = found
         return found
