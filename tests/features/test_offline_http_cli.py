@@ -11,8 +11,8 @@ from fastapi.testclient import TestClient
 
 from shipyard.cli import main
 from shipyard.server import create_app
-from tests.conftest import auth_headers
 from shipyard.workspace import Workspace
+from tests.conftest import auth_headers
 from tests.features.pit_support import T0, write_project
 
 

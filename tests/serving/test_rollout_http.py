@@ -18,11 +18,11 @@ from shipyard.server import create_app
 from shipyard.serving import apply_scene
 from shipyard.serving import flow as F
 from shipyard.serving.release import list_releases
+from tests.conftest import user_token
 from tests.serving.conftest import CREDIT_INPUTS as INPUTS
 from tests.serving.conftest import FailingModel as Failing
 from tests.serving.conftest import LiveServer, register
 from tests.serving.conftest import credit_record as rec
-from tests.conftest import user_token
 from tests.serving.live import auth_for
 
 SCENE = {"name": "credit", "inputs": INPUTS, "outputs": ["score"],
