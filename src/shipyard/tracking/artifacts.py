@@ -12,10 +12,11 @@ from typing import TYPE_CHECKING
 import sqlalchemy as sa
 
 from shipyard.artifacts import ArtifactInfo, safe_relpath
-from shipyard.errors import NotFound
+from shipyard.errors import InvalidInput, NotFound
 from shipyard.store import now_ms
 from shipyard.store.schema import artifacts as artifacts_table
-from shipyard.tracking.entities import RunArtifact
+from shipyard.store.schema import runs
+from shipyard.tracking.entities import RunArtifact, RunReport
 
 if TYPE_CHECKING:
     from shipyard.tracking.core import Tracking
@@ -128,3 +129,25 @@ def download(tracking: Tracking, run_id: str, path: str, dst: str | Path) -> Pat
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(data)
     return result
+
+
+REPORT_SUFFIXES = (".html", ".htm")
+MAX_REPORTS = 1000
+
+
+def list_reports(tracking: Tracking, limit: int = 100) -> list[RunReport]:
+    """HTML artifacts of active runs, newest first."""
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_REPORTS:
+        raise InvalidInput(f"limit must be between 1 and {MAX_REPORTS}, got {limit!r}", {"field": "limit"})
+    lowered = sa.func.lower(artifacts_table.c.path)
+    query = (
+        sa.select(artifacts_table.c.owner_id, runs.c.name, runs.c.experiment_id, artifacts_table.c.path,
+                  artifacts_table.c.size, artifacts_table.c.created_at)
+        .join(runs, runs.c.id == artifacts_table.c.owner_id)
+        .where(artifacts_table.c.owner_kind == OWNER, runs.c.lifecycle == "active",
+               sa.or_(*(lowered.like(f"%{s}") for s in REPORT_SUFFIXES)))
+        .order_by(artifacts_table.c.created_at.desc(), artifacts_table.c.id.desc())
+        .limit(limit)
+    )
+    with tracking.store.read() as conn:
+        return [RunReport(*row) for row in conn.execute(query)]

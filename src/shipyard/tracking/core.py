@@ -34,6 +34,7 @@ from shipyard.tracking.entities import (
     RunArtifact,
     RunInfo,
     RunRecord,
+    RunReport,
 )
 from shipyard.tracking.run import Run, active_run, push_active
 from shipyard.tracking.source import git_commit, source_name
@@ -375,6 +376,25 @@ class Tracking:
             self.store, ids, filter, [order_by] if isinstance(order_by, str) else order_by,
             max_results, offset, include_deleted,
         )
+
+    def count_runs_matching(
+        self,
+        experiment: str | int | list[str | int] | None = None,
+        filter: str | None = None,  # noqa: A002 - the same name as search_runs
+        include_deleted: bool = False,
+    ) -> int:
+        """How many runs ``search_runs`` finds with these arguments and no limit."""
+        names = [] if experiment is None else experiment if isinstance(experiment, list) else [experiment]
+        ids = [self.get_experiment(name).id for name in names]
+        return queries.count_runs(self.store, ids, filter, include_deleted)
+
+    def metric_histories(self, run_ids: list[str], keys: list[str]) -> dict[str, dict[str, list[Metric]]]:
+        """Histories of several metrics of several runs at once: ``{run_id: {key: [Metric, ...]}}``."""
+        return queries.metric_histories(self.store, run_ids, keys)
+
+    def list_reports(self, limit: int = 100) -> list[RunReport]:
+        """HTML files logged to runs (model and data-quality reports), newest first."""
+        return run_artifacts.list_reports(self, limit)
 
     def compare_runs(self, run_ids: list[str]) -> pd.DataFrame:
         return queries.compare_runs(self.store, run_ids)

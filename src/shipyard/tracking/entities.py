@@ -96,3 +96,18 @@ class RunArtifact:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class RunReport:
+    """An HTML file logged to a run (a model or data-quality report), with the run it belongs to."""
+
+    run_id: str
+    run_name: str
+    experiment_id: int
+    path: str
+    size: int
+    created_at: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

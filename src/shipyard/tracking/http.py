@@ -69,10 +69,16 @@ class SearchIn(BaseModel):
     max_results: int = Field(default=1000, ge=1, le=50_000)
     offset: int = Field(default=0, ge=0)
     include_deleted: bool = False
+    include_total: bool = Field(default=False, description="also count every matching run (for a paged table)")
 
 
 class CompareIn(BaseModel):
     run_ids: list[str] = Field(min_length=1)
+
+
+class HistoriesIn(BaseModel):
+    run_ids: list[str] = Field(min_length=1, max_length=100)
+    keys: list[str] = Field(min_length=1, max_length=100)
 
 
 def _record(record: RunRecord) -> dict[str, Any]:
@@ -112,7 +118,23 @@ def router() -> APIRouter:
             body.experiment, filter=body.filter, order_by=body.order_by, max_results=body.max_results,
             offset=body.offset, include_deleted=body.include_deleted,
         )
-        return {"runs": [_record(r) for r in found]}
+        out: dict[str, Any] = {"runs": [_record(r) for r in found]}
+        if body.include_total:
+            out["total"] = ctx.ws.tracking.count_runs_matching(body.experiment, filter=body.filter,
+                                                               include_deleted=body.include_deleted)
+        return out
+
+    @api.post("/runs/metric-histories")
+    def metric_histories(body: HistoriesIn, ctx: RequestContext = READ) -> dict[str, Any]:
+        """Every point of several metrics of several runs: ``{"histories": {run_id: {key: [...]}}}``."""
+        found = ctx.ws.tracking.metric_histories(body.run_ids, body.keys)
+        return {"histories": {rid: {k: [m.to_dict() for m in points] for k, points in by_key.items()}
+                              for rid, by_key in found.items()}}
+
+    @api.get("/runs/reports")
+    def run_reports(limit: int = Query(100, ge=1, le=1000), ctx: RequestContext = READ) -> dict[str, Any]:
+        """HTML files logged to runs (model and data-quality reports), newest first."""
+        return {"reports": [r.to_dict() for r in ctx.ws.tracking.list_reports(limit)]}
 
     @api.post("/runs/compare")
     def compare_runs(body: CompareIn, ctx: RequestContext = READ) -> dict[str, Any]:
