@@ -74,6 +74,16 @@ def router() -> APIRouter:
         return ctx.ws.registry.create_model(body.name, body.description, body.requires_approval, body.tags,
                                             actor=ctx.actor).to_dict()
 
+    @api.get("/-/versions")
+    def search_versions(status: str | None = None, awaiting_approval: bool = False,
+                        limit: int = Query(100, ge=1, le=1000), offset: int = Query(0, ge=0, le=2**31),
+                        ctx: RequestContext = READ) -> dict[str, Any]:
+        """Versions of every model, newest first, with the total; ``awaiting_approval=true`` gives the
+        validated versions no reviewer has approved yet."""
+        found, total = ctx.ws.registry.search_versions(status=status, awaiting_approval=awaiting_approval,
+                                                       limit=limit, offset=offset)
+        return {"versions": [v.to_dict() for v in found], "total": total}
+
     @api.get("/{name}")
     def get_model(name: str, ctx: RequestContext = READ) -> dict[str, Any]:
         return ctx.ws.registry.get_model(name).to_dict()

@@ -23,7 +23,7 @@ from sqlalchemy.engine import Connection
 from shipyard.artifacts import sha256_dir
 from shipyard.errors import AlreadyExists, Conflict, IntegrityError, InvalidInput, NotFound
 from shipyard.models.registry import names
-from shipyard.models.registry.records import PENDING, ModelVersion, RegisteredModel
+from shipyard.models.registry.records import PENDING, STATUSES, VALIDATED, ModelVersion, RegisteredModel
 from shipyard.models.registry.release import ReleaseWorkflow
 from shipyard.models.registry.sources import inspect_model_dir, resolve_source
 from shipyard.store import now_ms
@@ -319,6 +319,39 @@ class Registry(ReleaseWorkflow):
                 query = query.where(model_versions.c.status == status)
             aliases = self._aliases_by_version(conn, name)
             return [self._version_record(conn, row._mapping, aliases) for row in conn.execute(query)]
+
+    def search_versions(self, *, status: str | None = None, awaiting_approval: bool = False, limit: int = 100,
+                        offset: int = 0) -> tuple[list[ModelVersion], int]:
+        """Live versions of every model, newest first, and how many match in all. ``awaiting_approval``
+        keeps validated versions nobody approved yet of models that require approval."""
+        if status is not None and status not in STATUSES:
+            raise InvalidInput(f"status {status!r} is not a version status; use one of {', '.join(STATUSES)}",
+                               {"field": "status"})
+        for field, value, low, high in (("limit", limit, 1, 1000), ("offset", offset, 0, 2**31)):
+            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+                raise InvalidInput(f"{field} must be an integer in [{low}, {high}], got {value!r}", {"field": field})
+        where = [model_versions.c.lifecycle == LIVE]
+        if status is not None:
+            where.append(model_versions.c.status == status)
+        if awaiting_approval:
+            gated = sa.select(registered_models.c.name).where(registered_models.c.requires_approval.is_(True))
+            where += [model_versions.c.status == VALIDATED, model_versions.c.approved_by.is_(None),
+                      model_versions.c.name.in_(gated)]
+        query = (sa.select(model_versions).where(*where)
+                 .order_by(model_versions.c.created_at.desc(), model_versions.c.name, model_versions.c.version.desc())
+                 .limit(limit).offset(offset))
+        with self.ws.store.read() as conn:
+            total = int(conn.execute(sa.select(sa.func.count()).select_from(model_versions).where(*where)).scalar_one())
+            rows = [r._mapping for r in conn.execute(query)]
+            aliases: dict[str, dict[int, list[str]]] = {}
+            names_found = sorted({r["name"] for r in rows})
+            if names_found:
+                for name, alias, version in conn.execute(
+                    sa.select(model_aliases.c.name, model_aliases.c.alias, model_aliases.c.version)
+                    .where(model_aliases.c.name.in_(names_found)).order_by(model_aliases.c.alias)
+                ):
+                    aliases.setdefault(name, {}).setdefault(version, []).append(alias)
+            return [self._version_record(conn, r, aliases.get(r["name"], {})) for r in rows], total
 
     def _aliases_by_version(self, conn: Connection, name: str) -> dict[int, list[str]]:
         out: dict[int, list[str]] = {}
