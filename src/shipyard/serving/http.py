@@ -506,6 +506,13 @@ def router() -> APIRouter:
         """Live vs shadow outputs: difference distribution and agreement at the cut-off."""
         return release.shadow_report(engine_for(request, ctx.ws), name, cutoff=cutoff)
 
+    @api.get("/{name}/releases")
+    def releases(name: str, ctx: RequestContext = READ) -> list[dict[str, Any]]:
+        """Every release of the scene, oldest first: canary steps, rollouts and automatic rollbacks."""
+        if not scenes.list_versions(ctx.ws, name):
+            raise NotFound(f"scene {name!r} does not exist", {"scene": name})
+        return release.list_releases(ctx.ws, name)
+
     @api.post("/{name}/canary")
     def set_canary(name: str, request: Request, percent: float = Query(ge=0, le=100), arm: str | None = None,
                    ctx: RequestContext = RELEASE) -> dict[str, Any]:
