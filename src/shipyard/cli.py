@@ -28,6 +28,7 @@ SUBSYSTEM_CLIS = [
     "shipyard.features.cli",
     "shipyard.serving.cli",
     "shipyard.demo.cli",
+    "shipyard.ui.cli",
 ]
 
 

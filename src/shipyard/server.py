@@ -33,6 +33,8 @@ API_MODULES = [
     "shipyard.models.http",
     "shipyard.features.http",
     "shipyard.serving.http",
+    # the web UI (page, static files, /docs on vendored Swagger UI); it calls the routes above
+    "shipyard.ui.http",
 ]
 
 
@@ -100,6 +102,9 @@ def create_app(ws: Workspace, **options: Any) -> FastAPI:
         description="Self-hosted machine-learning platform: tracking, registry, features, serving. "
                     "Send 'Authorization: Bearer <token>' (see docs/security.md).",
         default_response_class=RedactedJSONResponse,
+        # /docs is served by shipyard.ui.http from vendored assets (FastAPI's default loads a CDN)
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.workspace = ws
     app.state.options = options
