@@ -30,7 +30,7 @@ from sklearn.base import BaseEstimator, clone
 from sklearn.linear_model import LogisticRegression
 from sklearn.utils.validation import check_is_fitted
 
-from shipyard.errors import InvalidInput, SchemaMismatch
+from shipyard.errors import InvalidInput, SchemaMismatch, ShipyardError
 from shipyard.risk.binning import Binner
 from shipyard.risk.binning._input import as_frame, binary_target
 
@@ -190,6 +190,8 @@ class Scorecard(BaseEstimator):
             card.coef_ = {str(k): float(v) for k, v in spec["coefficients"].items()}
             card.base_points_ = float(spec["base_points"])
             card.points_ = {str(k): np.asarray(v, dtype=np.float64) for k, v in spec["points"].items()}
+        except ShipyardError:
+            raise  # the binning spec's own message (input errors are also ValueError/KeyError)
         except (KeyError, TypeError, ValueError) as exc:
             raise InvalidInput(f"scorecard spec is malformed: {exc!r}", {"field": "spec"}) from exc
         for n, p in card.points_.items():
