@@ -50,7 +50,7 @@ from shipyard.data._columns import (
     pairwise_corr,
 )
 from shipyard.errors import InvalidInput, NotFound, require
-from shipyard.risk.metrics import to_binary_target
+from shipyard.risk.target import binary_target
 
 __all__ = ["ColumnProfile", "DataProfile", "load_table", "profile"]
 
@@ -225,7 +225,7 @@ def profile(
         if ycol.isna().all():
             raise InvalidInput(f"target column {target!r} is entirely missing", {"field": target})
         keep = ~ycol.isna().to_numpy()
-        y = to_binary_target(ycol[keep], bad=bad, field=target).astype(np.float64)
+        y = binary_target(ycol[keep], bad, field=target).astype(np.float64)
         target_summary = {"column": target, "rows": int(keep.sum()), "missing": int((~keep).sum()),
                           "bad": int(y.sum()), "bad_rate": float(y.mean()),
                           "woe": "ln(bad% / good%)", "smoothing": IV_SMOOTHING}

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from shipyard.risk.cli import bad_from_options, bad_option
+
 
 def register(group: click.Group) -> None:
     group.add_command(evaluate_command)
@@ -17,7 +19,7 @@ def register(group: click.Group) -> None:
 @click.option("--score", required=True, help="Score column (higher = riskier unless --higher-is-good).")
 @click.option("--test", "test_path", type=click.Path(dir_okay=False), default=None, help="Test data set.")
 @click.option("--oot", "oot_path", type=click.Path(dir_okay=False), default=None, help="Out-of-time data set.")
-@click.option("--bad-value", default=None, help="Target value that means bad.")
+@bad_option
 @click.option("--higher-is-good", is_flag=True, help="Score grows with creditworthiness (scorecard points).")
 @click.option("--bins", default=10, show_default=True, type=int, help="Deciles / bands / PSI bins.")
 @click.option("--cutoff", default=None, type=float, help="Cut-off for confusion metrics (default: KS score).")
@@ -27,10 +29,9 @@ def register(group: click.Group) -> None:
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
               help="Also write the JSON twin here.")
 def evaluate_command(data: str, target: str, score: str, test_path: str | None, oot_path: str | None,
-                     bad_value: str | None, higher_is_good: bool, bins: int, cutoff: float | None,
+                     bad: str | None, bad_value: str | None, higher_is_good: bool, bins: int, cutoff: float | None,
                      features: str | None, output: str, json_path: str | None) -> None:
     """KS, AUC, Gini, lift/gain, approval trade-off and PSI report for DATA (+ --test/--oot)."""
-    from shipyard.data.cli import _coerce
     from shipyard.data.profile import load_table
     from shipyard.risk.report import ModelReport, atomic_write_text
 
@@ -39,7 +40,7 @@ def evaluate_command(data: str, target: str, score: str, test_path: str | None, 
 
     rep = ModelReport.from_frames(
         read(data), target=target, score=score, test=read(test_path), oot=read(oot_path),
-        bad=_coerce(bad_value), feature_columns=[f.strip() for f in features.split(",")] if features else None,
+        bad=bad_from_options(bad, bad_value), feature_columns=[f.strip() for f in features.split(",")] if features else None,
         higher_is_bad=not higher_is_good, bins=bins, cutoff=cutoff, title=f"Model report: {score}",
     )
     atomic_write_text(Path(output), rep.to_html())
