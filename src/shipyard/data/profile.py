@@ -22,8 +22,9 @@ distinct, e.g. an identifier), ``has_infinite``, ``many_outliers`` (IQR outlier 
 Correlation: Pearson on numeric columns with pairwise-complete rows; pairs with |r| ≥
 ``corr_threshold`` are listed. With a binary target (1 = bad): bad rate by bin and IV per column from a
 simple quantile binning (``target_bins`` bins at quantiles of the column, plus a missing bin;
-categoricals use their 20 most frequent values, ``other`` and ``missing``); WOE = ln(bad% / good%),
-and a bin with no bads or no goods gets 0.5 added to both its counts.
+categoricals use their 20 most frequent values, ``other`` and ``missing``); WOE and IV by
+:func:`shipyard.risk.woe.woe_iv`, the definition the binning toolkit uses too (WOE = ln(bad% / good%);
+empty cells as stated once in ``docs/risk-metrics.md``).
 """
 
 from __future__ import annotations
@@ -41,7 +42,6 @@ import pandas as pd
 import pyarrow as pa
 
 from shipyard.data._columns import (
-    IV_SMOOTHING,
     ColumnProfile,
     categorical_profile,
     datetime_profile,
@@ -51,6 +51,7 @@ from shipyard.data._columns import (
 )
 from shipyard.errors import InvalidInput, NotFound, require
 from shipyard.risk.target import binary_target
+from shipyard.risk.woe import DEFAULT_SMOOTHING
 
 __all__ = ["ColumnProfile", "DataProfile", "load_table", "profile"]
 
@@ -228,7 +229,7 @@ def profile(
         y = binary_target(ycol[keep], bad, field=target).astype(np.float64)
         target_summary = {"column": target, "rows": int(keep.sum()), "missing": int((~keep).sum()),
                           "bad": int(y.sum()), "bad_rate": float(y.mean()),
-                          "woe": "ln(bad% / good%)", "smoothing": IV_SMOOTHING}
+                          "woe": "ln(bad% / good%)", "smoothing": DEFAULT_SMOOTHING}
         if keep.all():
             keep = None
 
