@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import click
+import pandas as pd
 
 from shipyard.errors import ShipyardError
 from shipyard.risk.binning.binner import METHODS
@@ -56,6 +57,20 @@ def bin_command(data: str, target: str, method: str, max_bins: int, min_bin_shar
     for r in table.itertuples():
         click.echo(f"{r.variable:<{width}}  {r.iv:8.4f}  {r.n_bins:4d}  {r.kind}")
     click.echo(f"{'total':<{width}}  {table['iv'].sum():8.4f}")
+    _echo_merged(binner.merged_table(), min_bin_share, binner.rare_share)
     if output:
         write_json_atomic(binner.to_spec(), output)
         click.echo(f"spec written to {output}")
+
+
+def _echo_merged(merged: pd.DataFrame, min_bin_share: float, rare_share: float) -> None:
+    """One line per variable whose rare categories were merged into another bin, with the IV cost."""
+    if merged.empty:
+        return
+    click.echo(f"\nmerged rare categories (a bin needs --min-bin-share {min_bin_share:g} of the rows; categories "
+               f"below {rare_share:g} are pooled first):")
+    for variable, rows in merged.groupby("variable", sort=False):
+        cats = ", ".join(f"{r.category!r} ({r.share:.1%}) into [{r.bin}]" for r in rows.itertuples())
+        first = rows.iloc[0]
+        click.echo(f"  {variable}: {cats}; IV {first['iv_unmerged']:.4f} with a bin per category -> "
+                   f"{first['iv']:.4f}")

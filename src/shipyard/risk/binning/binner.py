@@ -78,7 +78,8 @@ class Binner(TransformerMixin, BaseEstimator):
     Fitted attributes: ``bins_`` (``{column: FeatureBins}``, in output order), ``n_features_in_``,
     ``feature_names_in_`` (when ``X`` had text column names, as in scikit-learn), ``input_columns_``
     (the names ``transform`` reads: column names, or ``x0``, ``x1``, ... for an array),
-    ``total_bad_``, ``total_good_``, ``merged_`` (rare categories pooled into another group, per column).
+    ``total_bad_``, ``total_good_``. :meth:`merged_table` lists the categories too rare for a bin of
+    their own that were merged into another bin.
 
     scikit-learn contract: ``sklearn.utils.estimator_checks`` passes except the checks listed in
     ``tests/risk/test_sklearn_contract.py`` with the reason each does not apply.
@@ -274,6 +275,9 @@ class Binner(TransformerMixin, BaseEstimator):
             method = p.method
         fb = FeatureBins(name=name, kind="categorical", groups=groups, special_values=specials, method=method)
         fb.refit_counts(v, y, self.woe_sign, self.smoothing, total_bad, total_good)
+        if manual is None:
+            fb.note_merged(vs[reg], y[reg], n, p.min_bin_share, p.rare_share, self.woe_sign, self.smoothing,
+                           total_bad, total_good)
         return fb
 
     def set_cuts(self, column: str, cuts: Sequence[Any], X: Any, y: Any) -> Binner:
@@ -363,6 +367,15 @@ class Binner(TransformerMixin, BaseEstimator):
         rows = [{"variable": c, "iv": fb.iv, "n_bins": fb.n_regular, "kind": fb.kind, "method": fb.method}
                 for c, fb in self.bins_.items()]
         return pd.DataFrame(rows).sort_values(["iv", "variable"], ascending=[False, True], ignore_index=True)
+
+    def merged_table(self) -> pd.DataFrame:
+        """Categories too rare for a bin of their own that were merged into another bin: variable,
+        category, share of rows, the bin joined, reason (``min_bin_share`` or ``rare_share``), and the
+        variable's IV with one bin per category (``iv_unmerged``) next to its fitted IV."""
+        check_is_fitted(self, "bins_")
+        rows = [{"variable": c, **m, "iv_unmerged": fb.iv_unmerged, "iv": fb.iv}
+                for c, fb in self.bins_.items() for m in fb.merged]
+        return pd.DataFrame(rows, columns=["variable", "category", "share", "bin", "reason", "iv_unmerged", "iv"])
 
     def bin_table(self, column: str) -> pd.DataFrame:
         """Bins of one column: label, count, bad, good, bad rate, WOE, IV."""
