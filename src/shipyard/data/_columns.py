@@ -56,6 +56,36 @@ class ColumnProfile:
         }
 
 
+_FLOAT_NAMES = {"halffloat": "float16", "float": "float32", "double": "float64"}
+
+
+def plain_type(t: pa.DataType) -> str:
+    """The type name a report shows: ``string`` for every Arrow string layout (``large_string`` is
+    how pandas' text columns arrive), ``float64`` rather than ``double``, ``timestamp``/``date``
+    without the storage unit, so the same data reads alike from any source."""
+    if pa.types.is_dictionary(t):
+        return plain_type(t.value_type)
+    if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t):
+        return "string"
+    if pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_binary_view(t):
+        return "binary"
+    if pa.types.is_floating(t):
+        return _FLOAT_NAMES.get(str(t), str(t))
+    if pa.types.is_boolean(t):
+        return "bool"
+    if pa.types.is_decimal(t):
+        return "decimal"
+    if pa.types.is_timestamp(t):
+        return f"timestamp ({t.tz})" if t.tz else "timestamp"
+    if pa.types.is_date(t):
+        return "date"
+    if pa.types.is_time(t):
+        return "time"
+    if pa.types.is_duration(t):
+        return "duration"
+    return str(t).replace("large_string", "string").replace("large_list", "list")
+
+
 def _quantile_sorted(xs: np.ndarray, qs: np.ndarray) -> np.ndarray:
     """Linear-interpolation quantiles of an already sorted array (same as ``np.quantile``)."""
     pos = (len(xs) - 1) * qs

@@ -48,6 +48,7 @@ from shipyard.data._columns import (
     numeric_profile,
     numeric_target,
     pairwise_corr,
+    plain_type,
 )
 from shipyard.errors import InvalidInput, NotFound, require
 from shipyard.risk.target import binary_target
@@ -83,7 +84,10 @@ def load_table(source: Any, *, sheet: str | int | None = None) -> pa.Table:
         from pyarrow import csv
 
         delim = "\t" if suffix == ".tsv" else ","
-        return csv.read_csv(path, parse_options=csv.ParseOptions(delimiter=delim))
+        # empty cells (and NA, null, ...) are missing in text columns too, as pandas, R, Excel and
+        # DuckDB read them; Arrow's default would keep them as the value ""
+        return csv.read_csv(path, parse_options=csv.ParseOptions(delimiter=delim),
+                            convert_options=csv.ConvertOptions(strings_can_be_null=True))
     if suffix in (".xlsx", ".xlsm", ".xls"):
         require("openpyxl", "excel")
         df = pd.read_excel(path, sheet_name=sheet if sheet is not None else 0, engine="openpyxl")
@@ -236,7 +240,7 @@ def profile(
     def one(name: str) -> tuple[ColumnProfile, np.ndarray | None]:
         col = table.column(name)
         kind = _kind(col.type)
-        dtype = str(col.type)
+        dtype = plain_type(col.type)
         if kind in ("numeric", "boolean"):
             x = _as_float(col)
             direct = y if keep is None else None  # no missing target: bin during the one sort
