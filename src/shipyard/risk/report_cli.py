@@ -24,13 +24,14 @@ def register(group: click.Group) -> None:
 @click.option("--bins", default=10, show_default=True, type=int, help="Deciles / bands / PSI bins.")
 @click.option("--cutoff", default=None, type=float, help="Cut-off for confusion metrics (default: KS score).")
 @click.option("--features", default=None, help="Comma-separated columns for feature PSI.")
+@click.option("--model", "model_name", default="", help="Name of the model that produced the score (shown in the report).")
 @click.option("-o", "--output", "output", type=click.Path(dir_okay=False), default="report.html",
               show_default=True, help="HTML report path.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
               help="Also write the JSON twin here.")
 def evaluate_command(data: str, target: str, score: str, test_path: str | None, oot_path: str | None,
                      bad: str | None, bad_value: str | None, higher_is_good: bool, bins: int, cutoff: float | None,
-                     features: str | None, output: str, json_path: str | None) -> None:
+                     features: str | None, model_name: str, output: str, json_path: str | None) -> None:
     """KS, AUC, Gini, lift/gain, approval trade-off and PSI report for DATA (+ --test/--oot)."""
     from shipyard.data.profile import load_table
     from shipyard.risk.report import ModelReport, atomic_write_text
@@ -41,7 +42,7 @@ def evaluate_command(data: str, target: str, score: str, test_path: str | None, 
     rep = ModelReport.from_frames(
         read(data), target=target, score=score, test=read(test_path), oot=read(oot_path),
         bad=bad_from_options(bad, bad_value), feature_columns=[f.strip() for f in features.split(",")] if features else None,
-        higher_is_bad=not higher_is_good, bins=bins, cutoff=cutoff, title=f"Model report: {score}",
+        higher_is_bad=not higher_is_good, bins=bins, cutoff=cutoff, title=f"Model report: {score}", model_name=model_name,
     )
     atomic_write_text(Path(output), rep.to_html())
     if json_path:
