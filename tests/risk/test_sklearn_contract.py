@@ -95,3 +95,20 @@ def test_inside_a_pipeline_with_clone() -> None:
     np.testing.assert_allclose(fitted.predict_proba(X)[:, 1], ref)
     assert roc_auc_score(y, ref) > 0.6
     assert isinstance(pd.DataFrame(fitted[:-1].set_output(transform="pandas").transform(X)), pd.DataFrame)
+
+
+def test_spec_round_trip_keeps_the_input_contract() -> None:
+    import warnings
+
+    X, y = synthetic(300)
+    named = Binner(max_bins=3).fit(X, y)
+    assert list(Binner.from_spec(named.to_spec()).feature_names_in_) == list(X.columns)
+    arr = X[["x0", "x1", "x2"]].to_numpy()
+    unnamed = Binner(max_bins=3).fit(arr, y)
+    again = Binner.from_spec(unnamed.to_spec())
+    assert not hasattr(again, "feature_names_in_") and again.n_features_in_ == 3
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # an array again: no feature-name warning
+        np.testing.assert_array_equal(again.transform(arr), unnamed.transform(arr))
+    with pytest.raises(SchemaMismatch, match="X has 2 features, but Binner is expecting 3"):
+        again.transform(arr[:, :2])

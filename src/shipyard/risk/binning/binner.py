@@ -395,6 +395,7 @@ class Binner(TransformerMixin, BaseEstimator):
             "smoothing": float(self.smoothing), "output": self.output, "method": METHODS[self.method],
             "total_bad": self.total_bad_, "total_good": self.total_good_,
             "input_columns": [str(c) for c in self.input_columns_],
+            "input_columns_named": hasattr(self, "feature_names_in_"),  # fitted on named columns, not an array
             "features": [fb.to_dict() for fb in self.bins_.values()],
         }
 
@@ -422,7 +423,8 @@ class Binner(TransformerMixin, BaseEstimator):
             raise InvalidInput(f"binning spec: features {absent} are not among its input_columns",
                                {"field": "input_columns"})
         b.input_columns_ = np.asarray(inputs, dtype=object)
-        b.feature_names_in_ = np.asarray(inputs, dtype=object)
+        if spec.get("input_columns_named", True):
+            b.feature_names_in_ = np.asarray(inputs, dtype=object)
         b.n_features_in_ = len(inputs)
         b.total_bad_ = float(spec.get("total_bad", 0.0))
         b.total_good_ = float(spec.get("total_good", 0.0))
