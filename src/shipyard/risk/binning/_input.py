@@ -29,7 +29,7 @@ def as_frame(X: Any, names: list[str] | None = None, *, field: str = "X") -> pd.
         df = pd.DataFrame(arr, columns=cols)
     if any(not isinstance(c, str) for c in df.columns):
         df = df.rename(columns=str)
-    complex_cols = [c for c in df.columns if pd.api.types.is_complex_dtype(df[c])]
+    complex_cols = [c for c, t in df.dtypes.items() if getattr(t, "kind", "") == "c"]
     if complex_cols:
         raise InvalidType(f"Complex data not supported: columns {complex_cols} hold complex numbers; pass their "
                           "real parts or magnitudes", {"field": complex_cols[0]})

@@ -175,6 +175,9 @@ class Binner(TransformerMixin, BaseEstimator):
 
     def _validate_columns(self, X: Any, reset: bool) -> None:
         """Column count and names against fit time, by scikit-learn's own rules and messages."""
+        names = getattr(self, "feature_names_in_", None)
+        if not reset and names is not None and isinstance(X, pd.DataFrame) and list(X.columns) == list(names):
+            return  # the fit-time columns in order: what scikit-learn's check would pass, found cheaply
         try:
             validate_data(self, X if not isinstance(X, dict) else pd.DataFrame(X), reset=reset,
                           skip_check_array=True)
