@@ -199,3 +199,17 @@ def test_cli_takes_bad_everywhere_and_warns_on_bad_value(tmp_path, data, referen
     assert json.loads((tmp_path / "p.json").read_text())["target"]["bad_rate"] == pytest.approx(y.mean())
     no_bad = runner.invoke(root, ["bin", str(path), "--target", "outcome"])
     assert no_bad.exit_code != 0 and "pass bad=" in no_bad.output
+
+
+def test_missing_columns_are_key_errors_like_pandas(data) -> None:
+    from shipyard.errors import MissingColumn
+
+    X, y, _ = data
+    card = Scorecard(binner=Binner(max_bins=3)).fit(X, y)
+    rule = Rule([Condition("nope", ">", 1.0)], name="r")
+    calls = [lambda: card.predict_score(X.drop(columns=["x0"])), lambda: rule.mask(X),
+             lambda: rule.matches({"x0": 1.0}), lambda: Binner(columns=["nope"]).fit(X, y)]
+    for call in calls:
+        with pytest.raises(KeyError) as e:
+            call()
+        assert isinstance(e.value, MissingColumn) and isinstance(e.value, ValueError)

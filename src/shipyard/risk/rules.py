@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from shipyard.errors import InvalidInput, SchemaMismatch
+from shipyard.errors import InvalidInput, MissingColumn
 from shipyard.risk.target import binary_target
 
 __all__ = [
@@ -94,7 +94,7 @@ class Condition:
     def mask(self, df: pd.DataFrame) -> np.ndarray:
         """Vectorised evaluation over a DataFrame; returns a boolean array."""
         if self.feature not in df.columns:
-            raise SchemaMismatch(
+            raise MissingColumn(
                 f"rule needs column {self.feature!r}, which the data does not have", {"field": self.feature}
             )
         col = df[self.feature]
@@ -170,7 +170,7 @@ class Rule:
     def matches(self, record: Mapping[str, Any]) -> bool:
         for c in self.conditions:
             if c.feature not in record:
-                raise SchemaMismatch(
+                raise MissingColumn(
                     f"rule {self.name!r} needs field {c.feature!r}, which the record does not have",
                     {"field": c.feature},
                 )
@@ -332,7 +332,8 @@ def tree_rules(
     feats = list(features or data.columns)
     for f in feats:
         if f not in data.columns:
-            raise SchemaMismatch(f"feature {f!r} not in data", {"field": f})
+            raise MissingColumn(f"feature {f!r} is not a column of the data; pass one of {list(data.columns)[:20]}",
+                                {"field": f})
     X, meta = _tree_matrix(data, feats, max_categories)
     clf = DecisionTreeClassifier(max_depth=max_depth, min_samples_leaf=min_samples_leaf,
                                  random_state=random_state).fit(X, yy)

@@ -30,7 +30,7 @@ from sklearn.base import BaseEstimator, clone
 from sklearn.linear_model import LogisticRegression
 from sklearn.utils.validation import check_is_fitted
 
-from shipyard.errors import InvalidInput, SchemaMismatch, ShipyardError
+from shipyard.errors import InvalidInput, MissingColumn, ShipyardError
 from shipyard.risk.binning import Binner
 from shipyard.risk.binning._input import as_frame, check_not_empty
 from shipyard.risk.target import binary_target, resolve_bad
@@ -126,7 +126,7 @@ class Scorecard(BaseEstimator):
         total: np.ndarray | None = None
         for n, pts in self.points_.items():
             if n not in columns:
-                raise SchemaMismatch(f"column {n!r} is missing; the scorecard needs it", {"field": n})
+                raise MissingColumn(f"column {n!r} is missing; the scorecard needs it", {"field": n})
             fb = self.binner_.bins_[n]
             part = pts[fb.bin_index(self.binner_._column_values(fb, columns[n]))]
             total = part if total is None else total + part
@@ -140,7 +140,7 @@ class Scorecard(BaseEstimator):
         df = as_frame(X, names)
         absent = [c for c in names if c not in df.columns]
         if absent:
-            raise SchemaMismatch(f"columns {absent} are missing from X; the scorecard needs them",
+            raise MissingColumn(f"columns {absent} are missing from X; the scorecard needs them",
                                  {"field": "X", "missing": absent})
         out = self.score_arrays({c: df[c] for c in names})
         return out if len(out) else np.full(len(df), self.base_points_)
