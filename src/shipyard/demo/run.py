@@ -87,9 +87,11 @@ def run_demo(directory: str | Path = "shipyard-demo", say: Say = print) -> dict[
 
     project = init_project(directory)
     _copy_definitions(project)
-    ws = connect(project)
+    first = connect(project)
+    ensure_first_admin(first.auth, project)
+    first.close()
     # the first admin acts from here on (its token in .shipyard/credentials, as after `shipyard init`)
-    ensure_first_admin(ws.auth, project)
+    ws = connect(project)
     reports = project / "reports"
     reports.mkdir(exist_ok=True)
     out: dict[str, Any] = {"project": str(project)}
