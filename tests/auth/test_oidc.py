@@ -299,3 +299,20 @@ def test_the_client_secret_never_appears_in_responses_or_logs(provider: Provider
     out, err = capfd.readouterr()
     assert secret not in out + err
     assert all(secret not in s for s in shown)
+
+
+def test_a_role_map_naming_a_missing_project_is_a_clear_error(provider: Provider, metadata_url: str,
+                                                              tmp_path: Path):
+    role_map = {"ml-risk": {"risk": "modeler", "default": "viewer"}}
+    with ShipyardServer(provider, metadata_url, tmp_path / "project", role_map=role_map) as shipyard:
+        provider.set_user("sub-ana", preferred_username="ana", groups=["ml-risk"])
+        with shipyard.browser() as browser:
+            refused = shipyard.sign_in(browser, "sub-ana")
+            _refused(refused, 400, "project 'risk'", "shipyard projects create risk")
+            assert refused.json()["error"]["details"]["field"] == "oidc.role_map"
+        with pytest.raises(NotFound):  # nothing half-made: no user, no default:viewer binding
+            shipyard.ws.auth.get_user("ana")
+        shipyard.ws.auth.create_project("risk", actor="admin")
+        with shipyard.browser() as browser:
+            assert shipyard.sign_in(browser, "sub-ana").json()["roles"] == {"default": ["viewer"],
+                                                                             "risk": ["modeler"]}
