@@ -373,6 +373,18 @@ role_bindings = Table(
     Column("granted_by", String(255), nullable=False),
 )
 
+# Single sign-on accounts: the provider's (issuer, subject) pair is the identity, not the user name,
+# so a name reused at the provider never signs in to someone else's account.
+oidc_identities = Table(
+    "oidc_identities",
+    metadata,
+    Column("issuer", String(512), primary_key=True),
+    Column("subject", String(255), primary_key=True),
+    Column("user", String(255), ForeignKey("users.name"), nullable=False, unique=True),
+    Column("created_at", BigInteger, nullable=False),
+    Column("last_login_at", BigInteger),
+)
+
 # Scenes and models whose prediction endpoints answer without a token.
 public_endpoints = Table(
     "public_endpoints",
