@@ -36,18 +36,9 @@ def api_groups(app: FastAPI) -> list[str]:
     return sorted(found)
 
 
-def _sign_in_methods(ws: Workspace) -> list[dict[str, str]]:
-    """Password always; single sign-on when the server has it configured."""
-    methods = [{"kind": "password"}]
-    if getattr(ws.settings, "oidc_issuer", ""):
-        methods.append({"kind": "oidc", "url": "/api/v1/auth/oidc/login"})
-    return methods
-
-
 def install(app: FastAPI, ws: Workspace, **_options: Any) -> None:
     assets = Assets()
     app.state.ui_assets = assets
-    methods = _sign_in_methods(ws)
 
     groups: list[str] = []
 
@@ -55,7 +46,7 @@ def install(app: FastAPI, ws: Workspace, **_options: Any) -> None:
         if not groups:  # every module has added its routes by the first request
             groups.extend(api_groups(app))
         root = request.scope.get("root_path", "")
-        return Response(page(assets, root, methods, groups), media_type="text/html; charset=utf-8",
+        return Response(page(assets, root, groups), media_type="text/html; charset=utf-8",
                         headers=_headers(UI_CSP))
 
     async def to_shell(request: Request) -> Response:

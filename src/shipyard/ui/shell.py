@@ -3,7 +3,7 @@ on vendored Swagger UI, and the security headers both carry.
 
 The page embeds a JSON block the app reads at start: the build id, the role → permission table
 (public: it is the documented role model, so the app can hide buttons a role cannot use) and the
-sign-in methods. No project data is ever rendered here; the app gets it from /api/v1 like any client.
+API groups this server has. No project data is ever rendered here; the app gets it from /api/v1 like any client.
 """
 
 from __future__ import annotations
@@ -45,13 +45,12 @@ def _json_block(data: dict[str, Any]) -> str:
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
-def page(assets: Assets, root_path: str = "", sign_in: list[dict[str, str]] | None = None,
-         apis: list[str] | None = None) -> str:
+def page(assets: Assets, root_path: str = "", apis: list[str] | None = None) -> str:
     """``apis``: the first path segment of every /api/v1 route this server has (the app shows the
     pages whose API exists)."""
     static = f"{root_path}/ui/static/{assets.build}"
     config = {"version": __version__, "build": assets.build, "root": root_path, "static": static,
-              "roles": role_table(), "sign_in": sign_in or [{"kind": "password"}], "apis": apis or []}
+              "roles": role_table(), "apis": apis or []}
     preload = "\n".join(f'<link rel="modulepreload" href="{static}/js/{m}">' for m in CORE_MODULES)
     return f"""<!doctype html>
 <html lang="en">

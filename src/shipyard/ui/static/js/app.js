@@ -67,7 +67,9 @@ async function signedIn() {
   return true;
 }
 
-function loginPage(message) {
+async function loginPage(message) {
+  let methods = { password: true, oidc: null };
+  try { methods = await api.get('/auth/config', null, { project: null }); } catch { /* offer the password form */ }
   const user = h('input', { name: 'username', autocomplete: 'username', required: true });
   const password = h('input', { name: 'password', type: 'password', autocomplete: 'current-password', required: true });
   const problem = h('div');
@@ -87,17 +89,23 @@ function loginPage(message) {
       submit.disabled = false;
     }
   });
-  const sso = (config.sign_in || []).filter((m) => m.kind === 'oidc');
+  const sso = methods.oidc;
+  // back from the provider the browser holds a session; the marker makes the app ask who it is
+  const ssoLink = sso ? h('a', {
+    class: 'button primary', href: `${config.root}${sso.login_url}?next=${encodeURIComponent(`/${location.hash || '#/'}`)}`,
+    on: { click: () => localStorage.setItem(SIGNED_IN, 'sso') },
+  }, sso.label || t('Sign in with single sign-on')) : null;
   replace(app, h('main', { id: 'main', class: 'login' },
     h('h1', null, h('img', { src: `${config.static}/favicon.svg`, alt: '', width: 26, height: 26 }), 'Shipyard'),
     h('div', { class: 'card' },
       message ? notice(message, 'warn') : null,
-      form,
-      sso.map((m) => h('p', null, h('a', { class: 'button', href: config.root + m.url }, t('Sign in with single sign-on')))),
+      ssoLink ? h('p', null, ssoLink) : null,
+      methods.password ? form : null,
       h('p', { class: 'muted small' }, t('First time here? Run {command} on the server and open the link it prints.', { command: 'shipyard ui link' })),
       languagePicker('login-lang')),
   ));
-  user.focus();
+  document.body.dataset.ready = 'login';
+  (methods.password ? user : ssoLink)?.focus();
 }
 
 async function useLink(query) {
@@ -218,7 +226,7 @@ export async function boot() {
     replace(app, h('main', { id: 'main', class: 'login' }, errorBox(error)));
     return;
   }
-  if (!ok) { loginPage(message); document.body.dataset.ready = 'login'; return; }
+  if (!ok) { await loginPage(message); return; }
   shell();
   if (message) app.querySelector('main').before(notice(message, 'warn'));
   if (!listening) {

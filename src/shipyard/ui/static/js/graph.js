@@ -2,7 +2,7 @@
 // by their longest path from a source and ordered to reduce crossings; clickable nodes are links.
 import { h, s } from './dom.js';
 
-const NODE_W = 168;
+const NODE_W = 184;
 const NODE_H = 46;
 const GAP_X = 56;
 const GAP_Y = 18;
@@ -86,8 +86,8 @@ export function graph({ nodes, edges, label, onSelect, selected }) {
       s('title', null, n.title || `${n.kind || ''} ${n.label}`),
       s('rect', { width: NODE_W, height: NODE_H, rx: 6 }),
       s('text', { class: 'kind', x: 10, y: 16 }, clip(n.kindLabel || n.kind || '', 26)),
-      s('text', { x: 10, y: 34 }, clip(n.label)));
-    if (n.sub) group.append(s('text', { class: 'kind', x: NODE_W - 8, y: 16, 'text-anchor': 'end' }, clip(n.sub, 12)));
+      s('text', { x: 10, y: 34 }, clip(n.label, 26)));
+    if (n.sub) group.append(s('text', { class: 'kind', x: NODE_W - 8, y: 16, 'text-anchor': 'end' }, clip(n.sub, 14)));
     if (n.href) {
       svg.append(s('a', { href: n.href, 'aria-label': `${n.kindLabel || n.kind || ''} ${n.label}` }, group));
     } else if (onSelect) {

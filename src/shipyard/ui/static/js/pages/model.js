@@ -107,7 +107,7 @@ export default async function render(view, root) {
   }
 
   async function moveAlias(presetAlias, presetVersion) {
-    const aliasInput = h('input', { name: 'alias', value: presetAlias || 'champion', required: true, pattern: ALIAS_RE.source, list: 'alias-names' });
+    const aliasInput = h('input', { name: 'alias', value: presetAlias || 'champion', required: true, pattern: '[A-Za-z_][A-Za-z0-9_\\-]{0,63}', list: 'alias-names' });
     const versionSelect = select(versions.filter((v) => v.status !== 'rejected').map((v) => [v.version,
       `v${v.version} · ${t(v.status)}${v.approved_by ? ` · ${t('approved')}` : ''}`]), presetVersion || chosen, { name: 'version' });
     const force = h('input', { type: 'checkbox', name: 'force' });

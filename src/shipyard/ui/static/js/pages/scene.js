@@ -156,7 +156,7 @@ export default async function render(view, root) {
         field(t('Comment'), comment),
         h('p', { class: 'muted small' }, t('Every server serving this scene switches to the new version within seconds.'))),
       confirm: t('Apply'),
-      onSubmit: () => api.post(base, { ...spec, traffic: Object.keys(traffic).length ? traffic : undefined }, { query: { comment: comment.value } }),
+      onSubmit: () => api.post('/scenes', { ...spec, traffic: Object.keys(traffic).length ? traffic : undefined }, { query: { comment: comment.value } }),
     });
     if (!done) return;
     toast(t('Applied v{version}; waiting for it to serve…', { version: done.version }));

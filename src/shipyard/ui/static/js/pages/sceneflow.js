@@ -7,10 +7,11 @@ import { href } from '../router.js';
 function describe(step) {
   switch (step.type) {
     case 'features': return { label: step.service || '?', sub: t('features'), href: step.service ? href(`/features/services/${enc(step.service)}`) : null };
-    case 'model': return { label: `${step.model}@${step.ref || 'champion'}`, sub: step.output || '', href: href(`/models/${enc(step.model)}`) };
-    case 'rules': return { label: step.model ? `${step.model}@${step.ref || 'champion'}` : `${(step.rules || []).length} ${t('rules')}`, sub: step.output || '' };
-    case 'expr': return { label: step.output || step.id || 'expr', sub: '' };
-    case 'fusion': return { label: step.output || 'fusion', sub: step.method || 'expr' };
+    case 'model': return { label: step.model, sub: `@${step.ref || 'champion'}`, out: step.output || (step.outputs || []).join(', '), href: href(`/models/${enc(step.model)}`) };
+    case 'rules': return step.model ? { label: step.model, sub: `@${step.ref || 'champion'}`, out: step.output }
+      : { label: `${(step.rules || []).length} ${t('rules')}`, sub: '', out: step.output };
+    case 'expr': return { label: step.expr ? String(step.expr) : '', sub: '', out: step.output };
+    case 'fusion': return { label: step.method || 'expr', sub: '', out: step.output };
     case 'switch': return { label: step.id || 'switch', sub: `${(step.cases || []).length} ${t('cases')}` };
     case 'scene': return { label: step.scene, sub: step.version ? `v${step.version}` : '', href: href(`/scenes/${enc(step.scene)}`) };
     default: return { label: step.id || step.type || '?', sub: '' };
@@ -25,7 +26,8 @@ export function flowGraph(flow) {
     counter += 1;
     const id = step.id ? `${step.id}#${counter}` : `n${counter}`;
     const info = describe(step);
-    nodes.push({ id, kind: step.type, kindLabel: step.id ? `${step.type} · ${step.id}` : step.type, label: info.label, sub: info.sub, href: info.href,
+    const kindLabel = info.out ? `${step.type} → ${info.out}` : step.type;
+    nodes.push({ id, kind: step.type, kindLabel, label: info.label, sub: info.sub, href: info.href,
       title: JSON.stringify(step, null, 1).slice(0, 400) });
     return id;
   };
