@@ -18,6 +18,8 @@ export function layout(nodes, edges) {
     }
   }
   const layer = new Map();
+  // a node may name its column (lineage keeps each kind of object in its own)
+  for (const n of nodes) if (Number.isInteger(n.rank)) layer.set(n.id, n.rank);
   const visiting = new Set();
   function depth(id) {
     if (layer.has(id)) return layer.get(id);
@@ -29,11 +31,12 @@ export function layout(nodes, edges) {
     return d;
   }
   ids.forEach(depth);
-  const layers = [];
+  const sparse = [];
   for (const id of ids) {
     const d = layer.get(id);
-    (layers[d] = layers[d] || []).push(id);
+    (sparse[d] = sparse[d] || []).push(id);
   }
+  const layers = sparse.filter((l) => l && l.length); // no empty column
   // two sweeps of the barycentre heuristic
   const order = new Map();
   layers.forEach((ids2) => ids2.forEach((id, i) => order.set(id, i)));

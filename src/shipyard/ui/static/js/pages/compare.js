@@ -8,6 +8,8 @@ import { href } from '../router.js';
 import { COLORS, chart } from '../chart.js';
 import { card, empty, field, pageHead, table } from '../components.js';
 
+const LOWER_IS_BETTER = /loss|error|rmse|mse|mae|mape|brier|psi/i;
+
 export default async function render(view, root) {
   const ids = (view.query.get('ids') || '').split(',').filter(Boolean);
   root.append(pageHead({ title: t('Compare runs'), crumbs: [{ label: t('Experiments'), href: '#/runs' }] }));
@@ -49,7 +51,9 @@ export default async function render(view, root) {
     columns: [{ label: t('Metric'), render: (r) => r.key.slice(8) },
       ...runs.map((run, i) => ({ label: run.name, num: true, render: (r) => {
         const values = r.values.filter((v) => v !== null && v !== undefined).map(Number);
-        const best = values.length > 1 ? Math.max(...values) : null;
+        // the best value is marked: the lowest for losses and errors, else the highest
+        const lower = LOWER_IS_BETTER.test(r.key);
+        const best = values.length > 1 ? (lower ? Math.min(...values) : Math.max(...values)) : null;
         return h('span', { class: r.values[i] !== null && Number(r.values[i]) === best ? 'badge info' : null }, num(r.values[i]));
       } }))],
     rows: metrics, rowClass: (r) => (differs(r) ? 'diff' : null),

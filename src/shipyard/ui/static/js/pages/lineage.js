@@ -28,9 +28,12 @@ export function flowSteps(flow) {
 export async function lineageGraph({ views, services }) {
   const nodes = new Map();
   const edges = [];
-  const add = (id, node) => { if (!nodes.has(id)) nodes.set(id, { id, ...node }); };
+  const RANK = { source: 0, view: 1, ondemand: 2, service: 3, model: 4, scene: 5 };
+  const add = (id, node) => { if (!nodes.has(id)) nodes.set(id, { id, rank: RANK[node.rankKind || node.kind], ...node }); };
   for (const v of views) {
-    add(`view:${v.name}`, { label: v.name, kind: 'view', kindLabel: t('feature view'), href: href(`/features/views/${enc(v.name)}`) });
+    const onDemand = v.kind === 'on_demand_feature_view';
+    add(`view:${v.name}`, { label: v.name, kind: 'view', rankKind: onDemand ? 'ondemand' : 'view',
+      kindLabel: onDemand ? t('on-demand view') : t('feature view'), href: href(`/features/views/${enc(v.name)}`) });
     if (v.spec.source) {
       const label = sourceLabel(v.spec.source);
       add(`source:${label}`, { label, kind: 'source', kindLabel: `${t('source')} · ${v.spec.source.type}` });

@@ -26,20 +26,25 @@ export function rollbackTarget(history) {
 
 function versionLabel(v) { return v === null || v === undefined ? t('nothing') : `v${v}`; }
 
+// latency tables mix times (p50, mean, ...) with counts (calls)
+function latency(key, value) {
+  return /^(calls|count|n|requests)$/.test(key) ? num(value) : ms(value);
+}
+
 function validationView(mv) {
   const v = mv.validation || {};
   const parts = [];
   if (v.checks) parts.push(h('p', null, v.checks.map((c) => badge(c, 'ok')), ' '));
   if (v.error || mv.status_reason) parts.push(notice(v.error || mv.status_reason, mv.status === 'failed' ? 'error' : 'info'));
   if (v.latency_ms) {
-    parts.push(h('h3', null, t('Single-row latency')), kv(Object.entries(v.latency_ms).map(([k, x]) => [k, ms(x)])));
+    parts.push(h('h3', null, t('Single-row latency')), kv(Object.entries(v.latency_ms).map(([k, x]) => [k, latency(k, x)])));
   }
   if (v.stress_test) {
     const st = v.stress_test;
     parts.push(h('h3', null, t('Stress test')), kv(Object.entries(st).filter(([, x]) => typeof x !== 'object' || x === null)
       .map(([k, x]) => [k, typeof x === 'number' ? num(x) : String(x)])));
     const lat = st.latency_ms || st.latency;
-    if (lat && typeof lat === 'object') parts.push(kv(Object.entries(lat).map(([k, x]) => [k, ms(x)])));
+    if (lat && typeof lat === 'object') parts.push(kv(Object.entries(lat).map(([k, x]) => [k, latency(k, x)])));
   }
   const rest = Object.fromEntries(Object.entries(v).filter(([k]) => !['checks', 'latency_ms', 'stress_test', 'error'].includes(k)));
   if (Object.keys(rest).length) parts.push(h('details', null, h('summary', null, t('All validation details')), json(rest)));
@@ -280,7 +285,8 @@ export default async function render(view, root) {
       sub: h('span', null, model.description || '', ' ', model.requires_approval ? badge(t('approval required'), 'info') : badge(t('approval not required'))),
     }),
     h('div', { class: 'stack' },
-      h('div', { class: 'grid two' }, card(t('Versions'), null, versionsTable), aliasCard),
+      card(t('Versions'), null, versionsTable),
       versionCard,
-      h('div', { class: 'grid two' }, eventsCard, auditCard)));
+      h('div', { class: 'grid two' }, aliasCard, eventsCard),
+      auditCard));
 }
