@@ -51,17 +51,15 @@ const SIGNED_IN = 'sy.signedIn';
 
 async function signedIn() {
   if (!localStorage.getItem(SIGNED_IN)) return false;
+  // who is signed in and their projects, asked together (both answer 401 to a stale session)
+  const projects = api.get('/projects', null, { project: null }).catch(() => []);
   try {
     session.me = await api.get('/auth/whoami', null, { project: null });
   } catch (error) {
     if (error.status === 401) { localStorage.removeItem(SIGNED_IN); return false; }
     throw error;
   }
-  try {
-    session.projects = await api.get('/projects', null, { project: null });
-  } catch {
-    session.projects = [];
-  }
+  session.projects = await projects;
   const names = session.projects.map((p) => p.name);
   if (names.length && !names.includes(session.project)) setProject(names.includes('default') ? 'default' : names[0]);
   return true;
@@ -135,9 +133,18 @@ function topbar() {
   const projects = session.projects.length ? session.projects.map((p) => p.name) : [session.project];
   const projectSelect = h('select', { id: 'sy-project', on: { change: (e) => { setProject(e.target.value); } } },
     projects.map((name) => h('option', { value: name, selected: name === session.project }, name)));
+  const chosen = localStorage.getItem('sy.tz');
   const zone = h('select', { id: 'sy-tz', on: { change: (e) => { setTimeZone(e.target.value); renderRoute(current()); } } },
     h('option', { value: '' }, t('browser ({zone})', { zone: Intl.DateTimeFormat().resolvedOptions().timeZone })),
-    zones().map((z) => h('option', { value: z, selected: localStorage.getItem('sy.tz') === z }, z)));
+    chosen ? h('option', { value: chosen, selected: true }, chosen) : null);
+  // the ~400 zones are listed when the control is first used, not on every page load
+  const fill = () => {
+    zone.removeEventListener('focus', fill);
+    zone.removeEventListener('pointerdown', fill);
+    append(zone, zones().filter((z) => z !== chosen).map((z) => h('option', { value: z }, z)));
+  };
+  zone.addEventListener('focus', fill);
+  zone.addEventListener('pointerdown', fill);
   const logout = h('button', {
     type: 'button', class: 'link', on: { click: async () => {
       try { await api.post('/auth/logout', {}, { project: null }); } catch { /* signed out either way */ }
@@ -220,6 +227,8 @@ export async function boot() {
     message = await useLink(cur.query);
   }
   let ok = false;
+  // the page's code loads while the session is checked
+  if (cur.route) cur.route.load().catch(() => null);
   try {
     ok = await signedIn();
   } catch (error) {

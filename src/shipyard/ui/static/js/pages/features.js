@@ -1,12 +1,12 @@
 // The feature store: entities, feature views, services, freshness and missing rates of what is
 // served online, and the lineage graph from sources to scenes.
 import { api, enc } from '../api.js';
-import { h } from '../dom.js';
+import { h, replace } from '../dom.js';
 import { t } from '../i18n.js';
 import { duration, percent, when } from '../format.js';
 import { href } from '../router.js';
 import { graph } from '../graph.js';
-import { badge, card, chips, empty, pageHead, table, tabs } from '../components.js';
+import { badge, card, chips, empty, pageHead, pager, table, tabs } from '../components.js';
 import { lineageGraph, sourceLabel } from './lineage.js';
 
 function freshness(report) {
@@ -75,21 +75,31 @@ export default async function render(view, root) {
       rows: services, emptyState: empty(t('No feature services.'), t('A service names the features a model reads; define one next to your views.')),
     })));
   } else if (tab === 'health') {
-    const report = await api.get('/features/monitor', { sample: 20000 });
-    root.append(card(t('Online freshness and missing rates'), null, report.views.length ? table({
-      label: t('Freshness'),
-      columns: [
-        { label: t('View'), render: (r) => h('a', { href: href(`/features/views/${enc(r.view)}`) }, r.view) },
-        { label: t('Entities online'), num: true, render: (r) => r.online.entities ?? '–' },
-        { label: t('Age of newest row'), render: freshness },
-        { label: t('TTL'), render: (r) => (r.ttl_seconds ? duration(r.ttl_seconds * 1000) : '–') },
-        { label: t('Expired rows'), render: (r) => percent(r.online.expired_rate) },
-        { label: t('Worst missing rate'), render: (r) => missingBar(Math.max(0, ...Object.values(r.online.features || {}).map((f) => f.missing_rate || 0))) },
-        { label: t('Last materialization'), render: (r) => (r.materialization.last_run ? when(r.materialization.last_run.finished_at) : t('never')) },
-      ],
-      rows: report.views,
-    }) : empty(t('No online views.'), t('Materialize views with {command}.', { command: 'shipyard features materialize' }))),
-    h('p', { class: 'muted small' }, t('Measured {when} over up to 20,000 stored entities per view.', { when: when(report.generated_at, 'seconds') })));
+    // measured a page of views at a time: each view's online rows are scanned
+    const online = views.filter((v) => v.kind === 'feature_view' && v.spec.online !== false).map((v) => v.name).sort();
+    const box = h('div');
+    const size = 20;
+    const show = async (offset) => {
+      const chosen = online.slice(offset, offset + size);
+      const report = chosen.length ? await api.get('/features/monitor', { views: chosen.join(','), sample: 20000 }) : { views: [], generated_at: null };
+      replace(box, report.views.length ? table({
+        label: t('Freshness'),
+        columns: [
+          { label: t('View'), render: (r) => h('a', { href: href(`/features/views/${enc(r.view)}`) }, r.view) },
+          { label: t('Entities online'), num: true, render: (r) => r.online.entities ?? '–' },
+          { label: t('Age of newest row'), render: freshness },
+          { label: t('TTL'), render: (r) => (r.ttl_seconds ? duration(r.ttl_seconds * 1000) : '–') },
+          { label: t('Expired rows'), render: (r) => percent(r.online.expired_rate) },
+          { label: t('Worst missing rate'), render: (r) => missingBar(Math.max(0, ...Object.values(r.online.features || {}).map((f) => f.missing_rate || 0))) },
+          { label: t('Last materialization'), render: (r) => (r.materialization.last_run ? when(r.materialization.last_run.finished_at) : t('never')) },
+        ],
+        rows: report.views,
+      }) : empty(t('No online views.'), t('Materialize views with {command}.', { command: 'shipyard features materialize' })),
+      online.length > size ? pager({ offset, limit: size, total: online.length, count: chosen.length, sizes: [size], onChange: (o) => show(o) }) : null,
+      report.generated_at ? h('p', { class: 'muted small' }, t('Measured {when} over up to 20,000 stored entities per view.', { when: when(report.generated_at, 'seconds') })) : null);
+    };
+    await show(0);
+    root.append(card(t('Online freshness and missing rates'), null, box));
   } else {
     const drawn = await lineageGraph({ views, services });
     root.append(card(t('Lineage'), null, drawn.nodes.length ? graph({ ...drawn, label: t('Lineage') })

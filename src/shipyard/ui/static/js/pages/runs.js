@@ -24,7 +24,7 @@ export default async function render(view, root) {
     limit: Number(q.get('limit') || 25),
     selected: new Set((q.get('selected') || '').split(',').filter(Boolean)),
   };
-  const experiments = (await api.get('/experiments')).experiments;
+  const listed = api.get('/experiments');
 
   const results = h('div', { 'aria-live': 'polite' });
   const compare = h('a', { class: 'button primary', href: '#' }, '');
@@ -32,7 +32,7 @@ export default async function render(view, root) {
     class: 'filter', value: state.filter, placeholder: "metrics.auc > 0.7 and params.model = 'xgb'",
     'aria-describedby': 'filter-help',
   });
-  const experimentSelect = select([['', t('All experiments')], ...experiments.map((e) => [e.name, e.name])], state.experiment);
+  const experimentSelect = select([['', t('All experiments')]], state.experiment);
   const form = h('form', { class: 'form inline', role: 'search', 'aria-label': t('Filter runs') },
     field(t('Experiment'), experimentSelect),
     field(t('Filter'), filterInput),
@@ -104,11 +104,14 @@ export default async function render(view, root) {
         onChange: (offset, limit) => { state.offset = offset; state.limit = limit; load(); } }));
   }
 
+  const first = load(); // the first page and the experiments are asked for together
+  const experiments = (await listed).experiments;
+  for (const e of experiments) experimentSelect.append(h('option', { value: e.name, selected: e.name === state.experiment }, e.name));
   root.append(
     pageHead({ title: t('Experiments and runs'), sub: t('{count} experiments', { count: experiments.length }), actions: [compare] }),
     form,
     h('p', { id: 'filter-help', class: 'muted small' }, t('Filter on metrics.*, params.*, tags.* and attributes (status, name, user) with =, !=, <, >, like, in, and, or; click a column to sort.')),
     results);
   updateCompare();
-  await load();
+  await first;
 }
