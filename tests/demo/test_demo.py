@@ -35,11 +35,30 @@ def test_demo_end_to_end(tmp_path: Path) -> None:
     assert served["pd"] == pytest.approx(0.5 * pd_card + 0.5 * served["pd_xgb"], rel=1e-12)
     expected = "reject" if served["pd"] > 0.5 else "review" if served["pd"] > 0.3 else "approve"
     assert served["decision"] == expected
-    assert lines[-2].startswith("[9/9] POST /v1/scenes/credit_apply/predict")
+    assert any(line.startswith("[9/9] POST /v1/scenes/credit_apply/predict") for line in lines)
+    # it ends with a one-time login link to the web UI, for the first admin, on the demo's project
+    assert lines[-1].strip() == out["login_link"] and "/#/link?token=shy_" in out["login_link"]
+    assert ws_user_of_link(tmp_path / "demo", out["login_link"]) == "admin"
     _check_xgboost_quality(ws, tmp_path / "demo", out)
     report = (tmp_path / "demo" / "reports" / "scorecard_report.json").read_text()
     assert '"model": "credit_scorecard"' in report
     ws.close()
+
+
+def ws_user_of_link(project: Path, link: str) -> str:
+    from urllib.parse import parse_qs, urlsplit
+
+    from shipyard.auth.principal import SERVER
+    from shipyard.config import load_settings
+    from shipyard.workspace import Workspace
+
+    query = parse_qs(urlsplit(link).fragment.partition("?")[2])
+    assert query["project"] == ["default"]
+    ws = Workspace(load_settings(project), principal=SERVER)
+    try:
+        return ws.auth.use_login_link(query["token"][0])
+    finally:
+        ws.close()
 
 
 def _check_xgboost_quality(ws, project: Path, out: dict) -> None:

@@ -39,6 +39,7 @@ class Project:
     path: Path
     compare_runs: list[str] = field(default_factory=list)
     pending: dict[str, Any] = field(default_factory=dict)
+    demo_link: str = ""
 
 
 def _populate(path: Path) -> Project:
@@ -49,9 +50,9 @@ def _populate(path: Path) -> Project:
     from shipyard.demo.run import run_demo
     from shipyard.workspace import Workspace
 
-    run_demo(path, say=lambda _line: None)
+    out = run_demo(path, say=lambda _line: None)
     ws = Workspace(load_settings(path), principal=SERVER)
-    project = Project(path)
+    project = Project(path, demo_link=out["login_link"])
     try:
         for name, (role, where) in USERS.items():
             ws.auth.create_user(name, password=PASSWORD, roles={where: role}, actor="test")

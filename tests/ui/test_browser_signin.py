@@ -72,3 +72,24 @@ def test_sign_out_ends_the_session(ui):
     ui.page.get_by_role("button", name="Sign in").wait_for()
     status = ui.page.evaluate("fetch('/api/v1/auth/whoami').then(r => r.status)")
     assert status == 401
+
+
+def test_the_demos_link_opens_everything_it_created(ui, ui_project, live_url):
+    # the demo prints the address of `shipyard server`'s default port; this server listens elsewhere
+    parts = urlsplit(ui_project.demo_link)
+    page = ui.page
+    page.goto(f"{live_url}/#{parts.fragment}")
+    page.wait_for_selector(".shell")
+    ui.ready()
+    assert page.locator(".topbar .user").inner_text() == "admin"
+    assert page.locator("#sy-project").input_value() == "default"
+    overview = page.locator("main").inner_text()
+    assert "credit_apply" in overview and "scorecard" in overview and "xgboost" in overview
+    page = ui.go("/models")
+    assert "credit_scorecard" in page.locator("main").inner_text() and "credit_xgb" in page.locator("main").inner_text()
+    page = ui.go("/features")
+    assert {"applicant_profile", "applicant_account"} <= set(page.locator("tbody tr td:first-child").all_inner_texts())
+    page = ui.go("/reports")
+    assert "scorecard_report.html" in page.locator("main").inner_text()
+    ui.shot("demo-link")
+    assert ui.errors == []

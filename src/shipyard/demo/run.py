@@ -177,6 +177,10 @@ def run_demo(directory: str | Path = "shipyard-demo", say: Say = print) -> dict[
     say(f"[9/9] POST /v1/scenes/credit_apply/predict {{\"applicant_id\": {applicant}}} "
         f"(as service account {CLIENT_APP!r}, predict scope)")
     say("      → " + _short(response))
+    # -- the web UI: a one-time link that signs the first admin in on this project -------------
+    from shipyard.ui import announce_login_link
+
+    out["login_link"] = announce_login_link(ws, say)
     reviewer.close()
     ws.close()
     return out

@@ -7,6 +7,7 @@ server, so it stays out of access logs and Referer headers; the UI posts it once
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 from urllib.parse import urlencode, urlsplit
 
@@ -71,3 +72,14 @@ def login_link(ws: Workspace, base_url: str | None = None, *, user: str | None =
     base = base_url or server_url(settings.server_host, settings.server_port)
     return create_login_link(ws.auth, user or ws.user, base, project=project or settings.project,
                              minutes=minutes, actor=ws.user)
+
+
+def announce_login_link(ws: Workspace, say: Callable[[str], None], *, minutes: float = 24 * 60.0) -> str:
+    """Print how to open the UI signed in as the workspace's user (``shipyard demo`` ends with this);
+    returns the link."""
+    settings = ws.settings
+    link = login_link(ws, minutes=minutes)
+    say(f"Web UI: run `shipyard server -p {settings.project_dir}` and open this link (it works once, within "
+        f"{minutes / 60:g} h; later, `shipyard ui link` prints a new one):")
+    say(f"      {link}")
+    return link
