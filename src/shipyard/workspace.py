@@ -17,7 +17,11 @@ from shipyard.config import Settings, load_settings
 from shipyard.store import MetadataStore
 
 if TYPE_CHECKING:
+    from shipyard.data.catalog import DataCatalog
     from shipyard.models.registry import Registry
+    from shipyard.pipelines.scheduler import Schedules
+    from shipyard.pipelines.service import Pipelines
+    from shipyard.secrets import SecretStore
     from shipyard.tracking import Tracking
 
 
@@ -48,6 +52,30 @@ class Workspace:
         from shipyard.features import FeatureStore
 
         return FeatureStore(self)
+
+    @cached_property
+    def secrets(self) -> SecretStore:
+        from shipyard.secrets import SecretStore
+
+        return SecretStore(self.store, self.settings.state_dir)
+
+    @cached_property
+    def data(self) -> DataCatalog:
+        from shipyard.data.catalog import DataCatalog
+
+        return DataCatalog(self.store, self.artifacts, self.secrets, self.settings.user)
+
+    @cached_property
+    def pipelines(self) -> Pipelines:
+        from shipyard.pipelines.service import Pipelines
+
+        return Pipelines(self)
+
+    @cached_property
+    def schedules(self) -> Schedules:
+        from shipyard.pipelines.scheduler import Schedules
+
+        return Schedules(self.store)
 
     def close(self) -> None:
         self.store.dispose()
