@@ -63,7 +63,7 @@ class Workspace:
     def data(self) -> DataCatalog:
         from shipyard.data.catalog import DataCatalog
 
-        return DataCatalog(self.store, self.artifacts, self.secrets, self.settings.user)
+        return DataCatalog(self.store, self.artifacts, self.secrets, self.settings.project_dir)
 
     @cached_property
     def pipelines(self) -> Pipelines:
