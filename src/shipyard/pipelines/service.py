@@ -133,6 +133,27 @@ class Pipelines:
         options = RunOptions(dict(params or {}), start, stop, only, workers, external_id, on_event)
         return self.executor(pool).run(self.load(source), options, actor or self.ws.user)
 
+    # -- compiling -------------------------------------------------------------------------------
+    def codegen(self, source: Source, params: Mapping[str, Any] | None = None) -> str:
+        """A standalone Python script that reproduces the pipeline (see ``shipyard.pipelines.codegen``)."""
+        from shipyard.pipelines.codegen import generate_script
+
+        bound, _, _, facts = self.executor().plan(self.load(source), RunOptions(dict(params or {})))
+        return generate_script(bound, facts)
+
+    def export_airflow(self, source: str | Path, *, python: str | None = None, dag_id: str | None = None,
+                       schedule: str | None = None) -> str:
+        """An Airflow DAG file whose tasks run the pipeline's nodes in this project."""
+        from shipyard.pipelines.airflow import export_airflow
+
+        path = Path(source)
+        if not path.is_file():
+            raise InvalidInput(f"export needs the pipeline's file (the DAG's tasks read it), got {str(source)!r}",
+                               {"field": "file"})
+        bound = bind(self.load(path))
+        return export_airflow(bound, document=path, project=self.ws.settings.project_dir, python=python,
+                              dag_id=dag_id, schedule=schedule)
+
     def finish_external(self, source: Source, external_id: str) -> PipelineRunRecord:
         return finalize_external(self.executor(), self.load(source).name, external_id)
 
