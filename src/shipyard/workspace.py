@@ -19,7 +19,7 @@ from shipyard.store import MetadataStore
 if TYPE_CHECKING:
     from shipyard.data.catalog import DataCatalog
     from shipyard.models.registry import Registry
-    from shipyard.pipelines.scheduler import Schedules
+    from shipyard.pipelines.schedules import Schedules
     from shipyard.pipelines.service import Pipelines
     from shipyard.secrets import SecretStore
     from shipyard.tracking import Tracking
@@ -73,7 +73,7 @@ class Workspace:
 
     @cached_property
     def schedules(self) -> Schedules:
-        from shipyard.pipelines.scheduler import Schedules
+        from shipyard.pipelines.schedules import Schedules
 
         return Schedules(self.store)
 

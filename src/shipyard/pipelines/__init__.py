@@ -7,22 +7,42 @@
     result = sy.pipelines.run(p, params={"seed": 7})          # in the current workspace
     sy.pipelines.run(p, start="evaluate")                     # re-run evaluate and what follows
 
-See docs/pipelines.md for the document format and the built-in components.
+See docs/pipelines.md for the document format and the built-in components. Names are imported on
+first use, so worker and job processes start light.
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from shipyard.pipelines.component import Component, Param, Port, builtins, component
-from shipyard.pipelines.dag import Edge, Node, Pipeline, load_pipeline
-from shipyard.pipelines.runs import NodeRecord, PipelineRunRecord
+if TYPE_CHECKING:
+    from shipyard.pipelines.dag import Pipeline
+    from shipyard.pipelines.runs import PipelineRunRecord
+
+_LAZY = {
+    "Component": "shipyard.pipelines.component",
+    "Param": "shipyard.pipelines.component",
+    "Port": "shipyard.pipelines.component",
+    "builtins": "shipyard.pipelines.component",
+    "component": "shipyard.pipelines.component",
+    "Edge": "shipyard.pipelines.dag",
+    "Node": "shipyard.pipelines.dag",
+    "Pipeline": "shipyard.pipelines.dag",
+    "load_pipeline": "shipyard.pipelines.dag",
+    "NodeRecord": "shipyard.pipelines.runs",
+    "PipelineRunRecord": "shipyard.pipelines.runs",
+    "Scheduler": "shipyard.pipelines.scheduler",
+    "register_job_kind": "shipyard.pipelines.jobs",
+}
 
 
 def load(source: str | Path | Mapping[str, Any], base_dir: str | Path | None = None) -> Pipeline:
     """A pipeline from a YAML/JSON/Python file or a document."""
+    from shipyard.pipelines.dag import load_pipeline
+
     return load_pipeline(source, base_dir)
 
 
@@ -33,5 +53,11 @@ def run(source: str | Path | Mapping[str, Any] | Pipeline, **options: Any) -> Pi
     return current().pipelines.run(source, **options)
 
 
-__all__ = ["Component", "Edge", "Node", "NodeRecord", "Param", "Pipeline", "PipelineRunRecord", "Port", "builtins",
-           "component", "load", "load_pipeline", "run"]
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'shipyard.pipelines' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
+
+__all__ = sorted([*_LAZY, "load", "run"])

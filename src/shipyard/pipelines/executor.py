@@ -319,8 +319,8 @@ class _RunState:
                 queue.remove(node_id)
                 progressed = True
                 continue
-            if self.options.workers > 0 and self.pool is not None and self.pool.free <= 0:
-                continue
+            if self.options.workers > 0 and self.pool is not None and len(self.running) >= self.pool.size:
+                continue  # wait for one of ours (a shared pool's other users are waited for in acquire)
             queue.remove(node_id)
             self._launch(node, key, inputs)
             progressed = True

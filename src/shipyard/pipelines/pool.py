@@ -70,6 +70,10 @@ class Worker:
                 pass
 
 
+class _Reserved:
+    """Holds a place in the busy list while a new worker starts (outside the lock)."""
+
+
 class WorkerPool:
     """At most ``size`` workers; ``acquire`` gives an idle one (starting it when needed)."""
 
@@ -81,6 +85,7 @@ class WorkerPool:
         self._idle: list[Worker] = []
         self._busy: list[Worker] = []
         self._lock = threading.Lock()
+        self._freed = threading.Condition(self._lock)
 
     def _start(self) -> Worker:
         stderr: Any = subprocess.DEVNULL
@@ -108,35 +113,56 @@ class WorkerPool:
         with self._lock:
             return self.size - len(self._busy)
 
-    def acquire(self) -> Worker:
-        with self._lock:
-            while self._idle:
-                worker = self._idle.pop()
-                if worker.alive():
-                    self._busy.append(worker)
-                    return worker
-            if len(self._busy) >= self.size:
-                raise ShipyardError("no free worker")
-        worker = self._start()
-        with self._lock:
-            self._busy.append(worker)
-        return worker
+    def acquire(self, timeout: float | None = None) -> Worker:
+        """An idle worker, starting one when fewer than ``size`` exist; waits while all are busy (several
+        runs may share one pool)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._freed:
+            while True:
+                while self._idle:
+                    worker = self._idle.pop()
+                    if worker.alive():
+                        self._busy.append(worker)
+                        return worker
+                if len(self._busy) < self.size:
+                    placeholder = _Reserved()
+                    self._busy.append(placeholder)  # type: ignore[arg-type]
+                    break
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    raise ShipyardError(f"no pipeline worker became free within {timeout} s")
+                self._freed.wait(left)
+        try:
+            worker = self._start()
+        except BaseException:
+            with self._freed:
+                self._busy.remove(placeholder)  # type: ignore[arg-type]
+                self._freed.notify()
+            raise
+        with self._freed:
+            if placeholder in self._busy:
+                self._busy[self._busy.index(placeholder)] = worker  # type: ignore[arg-type]
+                return worker
+        worker.kill()  # the pool was closed while this worker started
+        raise ShipyardError("the worker pool was closed")
 
     def release(self, worker: Worker) -> None:
         worker.job, worker.deadline = None, None
-        with self._lock:
+        with self._freed:
             if worker in self._busy:
                 self._busy.remove(worker)
             if worker.alive():
                 self._idle.append(worker)
+            self._freed.notify()
 
     def discard(self, worker: Worker) -> None:
         """Kill a worker (timeout, crash) and forget it; the next acquire starts a fresh one."""
         worker.kill()
-        with self._lock:
+        with self._freed:
             for group in (self._busy, self._idle):
                 if worker in group:
                     group.remove(worker)
+            self._freed.notify()
 
     def ready(self, workers: list[Worker], timeout: float) -> list[Worker]:
         """Workers among ``workers`` with a reply (or a closed pipe) within ``timeout`` seconds."""
@@ -154,7 +180,7 @@ class WorkerPool:
 
     def close(self) -> None:
         with self._lock:
-            workers = self._idle + self._busy
+            workers = [w for w in self._idle + self._busy if isinstance(w, Worker)]
             self._idle, self._busy = [], []
         for worker in workers:
             try:
