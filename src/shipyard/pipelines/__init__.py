@@ -23,11 +23,11 @@ if TYPE_CHECKING:
     from shipyard.pipelines.runs import PipelineRunRecord
 
 _LAZY = {
-    "Component": "shipyard.pipelines.component",
-    "Param": "shipyard.pipelines.component",
-    "Port": "shipyard.pipelines.component",
-    "builtins": "shipyard.pipelines.component",
-    "component": "shipyard.pipelines.component",
+    "Component": "shipyard.pipelines.components",
+    "Param": "shipyard.pipelines.components",
+    "Port": "shipyard.pipelines.components",
+    "builtins": "shipyard.pipelines.components",
+    "component": "shipyard.pipelines.components",
     "Edge": "shipyard.pipelines.dag",
     "Node": "shipyard.pipelines.dag",
     "Pipeline": "shipyard.pipelines.dag",

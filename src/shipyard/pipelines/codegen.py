@@ -20,7 +20,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from shipyard.pipelines.component import ATTRIBUTE, Component
+from shipyard.pipelines.components import ATTRIBUTE, Component
 from shipyard.pipelines.dag import BoundPipeline
 
 PREAMBLE = '''

@@ -43,7 +43,7 @@ from typing import Any
 import yaml
 
 from shipyard.errors import InvalidInput
-from shipyard.pipelines.component import Component, resolve_component
+from shipyard.pipelines.components import Component, resolve_component
 from shipyard.pipelines.types import check_param_value, compatible
 
 DOCUMENT_VERSION = 1
@@ -253,7 +253,7 @@ class Pipeline:
 
 
 def _ref_of(func: Any) -> str:
-    from shipyard.pipelines.component import component_of
+    from shipyard.pipelines.components import component_of
 
     return component_of(func).name
 
@@ -296,7 +296,7 @@ def load_pipeline(source: str | Path | Mapping[str, Any] | Pipeline, base_dir: s
     if not path.is_file():
         raise InvalidInput(f"pipeline file {str(path)!r} does not exist", {"field": "file"})
     if path.suffix == ".py":
-        from shipyard.pipelines.component import _load_file_module
+        from shipyard.pipelines.components import _load_file_module
 
         module = _load_file_module(path.resolve())
         found = getattr(module, "pipeline", None)

@@ -212,6 +212,7 @@ class _RunState:
         self.running: dict[int, tuple[Worker | None, _Job]] = {}
         self.pool = ex.pool
         self.own_pool = False
+        self.warmed = False
         self.last_beat = time.monotonic()
         self.base = ex.settings.state_dir / "pipelines"
         self.experiment = bound.pipeline.experiment or f"pipeline-{bound.pipeline.name}"
@@ -380,6 +381,9 @@ class _RunState:
             self._complete(job, execute_node(request, capture="python"))
             return
         assert self.pool is not None
+        if self.own_pool and not self.warmed:
+            self.warmed = True  # start the workers this run can use together: their start-up overlaps
+            self.pool.warm(min(self.pool.size, 1 + sum(1 for n in self.chosen if self.status.get(n) == PENDING)))
         worker = self.pool.acquire()
         worker.job = job
         worker.deadline = time.monotonic() + node.timeout_s if node.timeout_s else None

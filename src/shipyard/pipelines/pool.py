@@ -87,18 +87,21 @@ class WorkerPool:
         self._lock = threading.Lock()
         self._freed = threading.Condition(self._lock)
 
-    def _start(self) -> Worker:
+    def _spawn(self) -> subprocess.Popen[str]:
         stderr: Any = subprocess.DEVNULL
         if self.stderr_path is not None:
             self.stderr_path.parent.mkdir(parents=True, exist_ok=True)
             stderr = open(self.stderr_path, "ab")  # noqa: SIM115 - handed to the child, closed below
         try:
-            proc = subprocess.Popen(
+            return subprocess.Popen(
                 [sys.executable, "-m", "shipyard.pipelines.worker"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                 stderr=stderr, env=scrubbed_environ(), text=True, bufsize=1)
         finally:
             if stderr is not subprocess.DEVNULL:
                 stderr.close()
+
+    @staticmethod
+    def _await_ready(proc: subprocess.Popen[str]) -> Worker:
         worker = Worker(proc)
         ready = wait([proc.stdout], timeout=START_TIMEOUT_S)  # type: ignore[list-item]
         first = proc.stdout.readline() if ready else ""  # type: ignore[union-attr]
@@ -107,6 +110,9 @@ class WorkerPool:
             raise ShipyardError("a pipeline worker process did not start; run `python -m shipyard.pipelines.worker` "
                                 "to see why")
         return worker
+
+    def _start(self) -> Worker:
+        return self._await_ready(self._spawn())
 
     @property
     def free(self) -> int:
@@ -173,10 +179,26 @@ class WorkerPool:
         return [by_stream[s] for s in wait(list(by_stream), timeout=max(timeout, 0))]  # type: ignore[index]
 
     def warm(self, count: int | None = None) -> None:
-        """Start idle workers ahead of need (the scheduler does, to keep start latency low)."""
-        started = [self.acquire() for _ in range(min(count or self.size, self.free))]
-        for worker in started:
-            self.release(worker)
+        """Start up to ``count`` idle workers at once (their imports overlap), ahead of need."""
+        with self._lock:
+            missing = min(count or self.size, self.size) - len(self._idle) - len(self._busy)
+            if missing <= 0:
+                return
+            reserved = [_Reserved() for _ in range(missing)]
+            self._busy.extend(reserved)  # type: ignore[arg-type]
+        procs = [self._spawn() for _ in reserved]
+        workers: list[Worker] = []
+        try:
+            for proc in procs:
+                workers.append(self._await_ready(proc))
+        finally:
+            with self._freed:
+                for item in reserved:
+                    if item in self._busy:
+                        self._busy.remove(item)  # type: ignore[arg-type]
+                for worker in workers:
+                    self._idle.append(worker)
+                self._freed.notify_all()
 
     def close(self) -> None:
         with self._lock:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from shipyard.errors import InvalidInput, NotFound
-from shipyard.pipelines.component import Component, builtins
+from shipyard.pipelines.components import Component, builtins
 from shipyard.pipelines.dag import BoundPipeline, Pipeline, bind, load_pipeline
 from shipyard.pipelines.executor import NodeEvent, PipelineExecutor, RunOptions, finalize_external
 from shipyard.pipelines.pool import WorkerPool

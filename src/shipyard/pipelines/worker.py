@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from shipyard.artifacts import ArtifactStore
-from shipyard.pipelines.component import resolve_component
+from shipyard.pipelines.components import resolve_component
 from shipyard.pipelines.context import NodeContext
 from shipyard.pipelines.types import decode, encode
 

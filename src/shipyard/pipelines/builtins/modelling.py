@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from shipyard.pipelines.component import builtin
+from shipyard.pipelines.components import builtin
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -251,7 +251,10 @@ def component_of(func: Callable[..., Any]) -> Component:
 
 
 def _load_file_module(path: Path) -> Any:
-    name = "shipyard_user_" + hashlib.sha256(str(path).encode()).hexdigest()[:16]
+    """Import a component file; the module is named after the file's content, so an edited file is
+    imported afresh (a long-lived worker or scheduler never runs stale code)."""
+    digest = hashlib.sha256(str(path).encode() + b"\0" + path.read_bytes()).hexdigest()[:16]
+    name = f"shipyard_user_{digest}"
     if name in sys.modules:
         return sys.modules[name]
     spec = importlib.util.spec_from_file_location(name, path)
@@ -264,6 +267,22 @@ def _load_file_module(path: Path) -> Any:
     except BaseException:
         del sys.modules[name]
         raise
+    return module
+
+
+_module_mtimes: dict[str, float] = {}
+
+
+def _import_fresh(name: str) -> Any:
+    """Import a module, reloading it when its file changed since this process imported it."""
+    module = importlib.import_module(name)
+    source = getattr(module, "__file__", None)
+    if source and Path(source).exists() and not name.startswith("shipyard."):
+        mtime = Path(source).stat().st_mtime
+        seen = _module_mtimes.setdefault(name, mtime)
+        if mtime != seen:
+            module = importlib.reload(module)
+            _module_mtimes[name] = mtime
     return module
 
 
@@ -292,7 +311,7 @@ def resolve_component(ref: Any, base_dir: Path | None = None, node: str = "") ->
         else:
             if base_dir is not None and str(base_dir) not in sys.path:
                 sys.path.insert(0, str(base_dir))
-            module = importlib.import_module(module_part)
+            module = _import_fresh(module_part)
         target: Any = module
         for part in attr.split("."):
             target = getattr(target, part)
