@@ -115,6 +115,6 @@ def test_killing_the_active_scheduler(metadata_url: str, tmp_path: Path) -> None
     assert {run_id for _, run_id, _ in lines} <= set(claimed)
     # slots that passed during the takeover were caught up: one run per second, none missing
     scheduled = sorted(r.slot_at for r in runs if r.trigger == "schedule" and r.status != "skipped")
-    gaps = {b - a for a, b in zip(scheduled, scheduled[1:])}
+    gaps = {later - earlier for earlier, later in zip(scheduled, scheduled[1:], strict=False)}
     assert gaps == {1000}, gaps
     ws.close()
