@@ -103,14 +103,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--run-id", required=True)
     parser.add_argument("--node")
     args = parser.parse_args(argv)
-    # the node's code runs in this process: keep the secret key out of its reach
+    # the node's code runs in this process: keep the secret key and the token out of its environment
     from shipyard.secrets.keys import SECRET_ENV_VARS
+    from shipyard.workspace import TOKEN_ENV, connect
 
+    token = os.environ.get(TOKEN_ENV)
     for name in SECRET_ENV_VARS:
         os.environ.pop(name, None)
-    from shipyard.workspace import connect
-
-    ws = connect(args.project)
+    ws = connect(args.project, token=token)
     try:
         if args.command == "finish":
             record = ws.pipelines.finish_external(args.pipeline, args.run_id)

@@ -369,7 +369,7 @@ class _RunState:
             "node": node_id, "component": node.component.name, "base_dir": str(self.bound.pipeline.base_dir),
             "params": node.params, "inputs": inputs, "resolved": facts, "run_id": self.run_id,
             "tracking_run_id": tracking_run.id, "log_path": str(self.log_path(node_id)), "out_dir": str(out_dir),
-            "settings": self.ex.settings.to_dict(), "actor": self.actor,
+            "settings": self.ex.settings.to_dict(redact=False), "actor": self.actor,
         }
         self.set_node(node_id, RUNNING, cache_key=key, attempts=attempt, tracking_run_id=tracking_run.id,
                       log_path=str(self.log_path(node_id)), started_at=now_ms(), error="")

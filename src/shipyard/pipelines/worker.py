@@ -49,6 +49,7 @@ def artifact_store(settings: dict[str, Any]) -> ArtifactStore:
 
 def workspace_factory(settings: dict[str, Any], actor: str) -> Callable[[], Workspace]:
     def open_workspace() -> Workspace:
+        from shipyard.auth.principal import Principal
         from shipyard.config import load_settings
         from shipyard.workspace import Workspace
 
@@ -56,7 +57,9 @@ def workspace_factory(settings: dict[str, Any], actor: str) -> Callable[[], Work
         if key not in _workspaces:
             values = {k: v for k, v in settings.items() if k != "project_dir"}
             values["user"] = actor
-            _workspaces[key] = Workspace(load_settings(settings["project_dir"], **values))
+            # the run's actor acts here; no token is looked up (none is in reach of user code)
+            _workspaces[key] = Workspace(load_settings(settings["project_dir"], **values),
+                                         principal=Principal(name=actor, kind="local"))
         return _workspaces[key]
 
     return open_workspace

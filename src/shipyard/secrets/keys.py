@@ -28,8 +28,8 @@ log = logging.getLogger(__name__)
 
 KEY_ENV = "SHIPYARD_SECRET_KEY"
 KEY_FILE_NAME = "secret.key"
-# Variables a child process must never inherit.
-SECRET_ENV_VARS = (KEY_ENV,)
+# Variables a child process running user code must never inherit: the key, and the caller's API token.
+SECRET_ENV_VARS = (KEY_ENV, "SHIPYARD_TOKEN")
 
 
 def scrubbed_environ(extra: dict[str, str] | None = None) -> dict[str, str]:
