@@ -526,6 +526,8 @@ scheduler_lease = Table(
     Column("acquired_at", BigInteger, nullable=False),
     Column("renewed_at", BigInteger, nullable=False),
     Column("expires_at", BigInteger, nullable=False),
+)
+
 # --- auth (kept in the server's own database; other projects' databases hold these tables empty)
 # People and service accounts. A password hash (argon2) only for people who log in with one.
 users = Table(
