@@ -24,10 +24,10 @@ from shipyard.config import DEFAULT_PROJECT, Settings, load_settings, redact_url
 from shipyard.store import MetadataStore
 
 if TYPE_CHECKING:
-    from shipyard.data.catalog import DataCatalog
     from shipyard.auth.audit import AuditLog
     from shipyard.auth.principal import Principal
     from shipyard.auth.store import AuthStore
+    from shipyard.data.catalog import DataCatalog
     from shipyard.models.registry import Registry
     from shipyard.pipelines.schedules import Schedules
     from shipyard.pipelines.service import Pipelines

@@ -77,6 +77,7 @@ class RunOptions:
     workers: int = 2  # 0 runs nodes in this process, one after another (no timeouts)
     external_id: str | None = None
     on_event: Callable[[NodeEvent], None] | None = None
+    on_start: Callable[[str], None] | None = None  # called with the run id once the run is recorded
 
 
 class ResolveServices:
@@ -150,6 +151,8 @@ class PipelineExecutor:
         bound, chosen, forced, facts = self.plan(pipeline, options)
         needed = {src for n in chosen for src, _ in bound.nodes[n].inputs.values()} - chosen
         run_id = self._start_run(pipeline, bound, options, chosen, needed, actor)
+        if options.on_start is not None:
+            options.on_start(run_id)
         state = _RunState(self, bound, run_id, chosen, forced, facts, options, actor)
         try:
             state.execute()

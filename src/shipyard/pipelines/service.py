@@ -126,20 +126,37 @@ class Pipelines:
     def run(self, source: Source, *, params: Mapping[str, Any] | None = None, start: str | None = None,
             stop: str | None = None, workers: int = 2, actor: str | None = None,
             on_event: Callable[[NodeEvent], None] | None = None, pool: WorkerPool | None = None,
-            only: list[str] | None = None, external_id: str | None = None) -> PipelineRunRecord:
+            only: list[str] | None = None, external_id: str | None = None,
+            on_start: Callable[[str], None] | None = None) -> PipelineRunRecord:
         """Run a pipeline and return its record (``status`` is succeeded or failed; nodes say why)."""
         if workers < 0:
             raise InvalidInput(f"workers must be 0 (in this process) or more, got {workers}", {"field": "workers"})
-        options = RunOptions(dict(params or {}), start, stop, only, workers, external_id, on_event)
+        options = RunOptions(dict(params or {}), start, stop, only, workers, external_id, on_event, on_start)
         return self.executor(pool).run(self.load(source), options, actor or self.ws.user)
 
     # -- compiling -------------------------------------------------------------------------------
-    def codegen(self, source: Source, params: Mapping[str, Any] | None = None) -> str:
-        """A standalone Python script that reproduces the pipeline (see ``shipyard.pipelines.codegen``)."""
+    def codegen(self, source: Source, params: Mapping[str, Any] | None = None, *, portable: bool = False) -> str:
+        """A standalone Python script that reproduces the pipeline (see ``shipyard.pipelines.codegen``).
+
+        ``portable`` writes no server path into the script: data files are named relative to the
+        project (or by their artifact path), to be passed with ``--data NODE=PATH``.
+        """
         from shipyard.pipelines.codegen import generate_script
 
         bound, _, _, facts = self.executor().plan(self.load(source), RunOptions(dict(params or {})))
+        if portable:
+            facts = {node: self._portable(f) for node, f in facts.items()}
         return generate_script(bound, facts)
+
+    def _portable(self, facts: dict[str, Any]) -> dict[str, Any]:
+        out = dict(facts)
+        if "local_path" in out:
+            out["local_path"] = out.get("path", "")  # the artifact path, relative to the artifact root
+        path = out.get("path")
+        if isinstance(path, str) and Path(path).is_absolute():
+            root = self.ws.settings.project_dir
+            out["path"] = str(Path(path).relative_to(root)) if Path(path).is_relative_to(root) else Path(path).name
+        return out
 
     def export_airflow(self, source: str | Path, *, python: str | None = None, dag_id: str | None = None,
                        schedule: str | None = None) -> str:
@@ -153,6 +170,37 @@ class Pipelines:
         bound = bind(self.load(path))
         return export_airflow(bound, document=path, project=self.ws.settings.project_dir, python=python,
                               dag_id=dag_id, schedule=schedule)
+
+    def start(self, source: Source, *, actor: str, timeout_s: float = 120.0, **options: Any) -> str:
+        """Start a run in a background thread; returns its id once recorded (plan errors are raised here)."""
+        import threading
+
+        started = threading.Event()
+        box: dict[str, Any] = {}
+
+        def recorded(run_id: str) -> None:
+            box["id"] = run_id
+            started.set()
+
+        def work() -> None:
+            try:
+                self.run(source, actor=actor, on_start=recorded, **options)
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller below, or logged
+                box.setdefault("error", exc)
+                started.set()
+                if "id" in box:
+                    import logging
+
+                    logging.getLogger(__name__).exception("pipeline run %s stopped", box["id"])
+
+        threading.Thread(target=work, name="shipyard-pipeline-run", daemon=True).start()
+        started.wait(timeout_s)
+        if "id" not in box:
+            error = box.get("error")
+            if isinstance(error, Exception):
+                raise error
+            raise InvalidInput("the run did not start in time; look at the server log", {"field": "pipeline"})
+        return str(box["id"])
 
     def finish_external(self, source: Source, external_id: str) -> PipelineRunRecord:
         return finalize_external(self.executor(), self.load(source).name, external_id)
