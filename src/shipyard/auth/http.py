@@ -146,8 +146,11 @@ class PermissionCheck:
             raise Unauthorized("this request needs a token: send 'Authorization: Bearer <token>'",
                                {"permission": "authenticated"})
         # routes without a project permission act in the server's own workspace
-        ws = await run_in_threadpool(guard.projects.get, project) if self.resource is not None \
-            else guard.projects.root
+        if self.resource is None:
+            ws = guard.projects.root
+        else:
+            # an open project is a dictionary lookup; opening one touches the database
+            ws = guard.projects.opened_workspace(project) or await run_in_threadpool(guard.projects.get, project)
         ctx = RequestContext(principal=principal, project=project, ws=ws, client=entry.client,
                              request_id=request_id, guard=guard)
         audited = mutation or self.public
