@@ -234,12 +234,16 @@ def builtin(name: str, **options: Any) -> Callable[[Callable[..., Any]], Callabl
     return wrap
 
 
+BUILTIN_MODULES = ("shipyard.pipelines.builtins.data", "shipyard.pipelines.builtins.modelling",
+                   "shipyard.pipelines.builtins.platform")
+
+
 def builtins() -> dict[str, Component]:
+    """Every built-in component by name (their modules are imported on first use)."""
     with _load_lock:
-        if not _BUILTINS:
-            importlib.import_module("shipyard.pipelines.builtins.data")
-            importlib.import_module("shipyard.pipelines.builtins.modelling")
-            importlib.import_module("shipyard.pipelines.builtins.platform")
+        for name in BUILTIN_MODULES:
+            if name not in sys.modules:
+                importlib.import_module(name)
     return dict(_BUILTINS)
 
 
