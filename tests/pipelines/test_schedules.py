@@ -313,3 +313,21 @@ def test_interval_helper_matches_datetime_arithmetic() -> None:
     after = anchor + 3_600_000 * 5 + 1
     expected = datetime(2025, 6, 1, 12, tzinfo=ZoneInfo("UTC")) + timedelta(hours=6)
     assert next_slot(None, 3600, "UTC", anchor, after) == ms(expected)
+
+
+def test_a_running_server_runs_its_projects_schedules(sqlite_workspace: Workspace) -> None:
+    """``shipyard server`` (``background=True``) starts a scheduler per project; a test app does not."""
+    from fastapi.testclient import TestClient
+
+    from shipyard.server import create_app
+
+    sqlite_workspace.schedules.add("tick", "test_record", actor="alice", interval_s=1)
+    with TestClient(create_app(sqlite_workspace, follow_interval=0)):
+        time.sleep(2.5)
+    assert sqlite_workspace.schedules.history("tick") == []
+    with TestClient(create_app(sqlite_workspace, follow_interval=0, background=True)):
+        deadline = time.monotonic() + 30
+        while not sqlite_workspace.schedules.history("tick", status="succeeded"):
+            assert time.monotonic() < deadline, "the server's scheduler never ran the schedule"
+            time.sleep(0.2)
+    assert sqlite_workspace.schedules.history("tick")[0].status == "succeeded"

@@ -15,7 +15,7 @@ import asyncio
 import json
 from typing import Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, FastAPI, Query
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import PlainTextResponse, Response, StreamingResponse
@@ -23,8 +23,10 @@ from starlette.responses import PlainTextResponse, Response, StreamingResponse
 from shipyard.auth.http import RequestContext, allow
 from shipyard.auth.permissions import Action, Resource
 from shipyard.errors import Forbidden
+from shipyard.http_util import add_lifespan
 from shipyard.pipelines.components import builtins
 from shipyard.pipelines.runs import PipelineRunRecord
+from shipyard.workspace import Workspace
 
 EVENT_POLL_S = 0.5
 KEEPALIVE_S = 15.0
@@ -253,3 +255,27 @@ async def _event_stream(pipelines: Any, run_id: str):  # noqa: ANN202 - an async
             yield b": keep-alive\n\n"
             quiet = 0.0
         await asyncio.sleep(EVENT_POLL_S)
+
+
+def install(app: FastAPI, ws: Workspace, **options: Any) -> None:
+    """In a running server (``background=True``), one scheduler per project: the lease lets exactly
+    one process of the fleet start each schedule's runs. Projects created later get theirs at the
+    next start."""
+    if not options.get("background"):
+        return
+    from shipyard.pipelines.scheduler import Scheduler
+
+    projects = app.state.projects
+    running: list[Scheduler] = []
+
+    def startup() -> None:
+        for name in projects.names():
+            scheduler = Scheduler(projects.get(name), warm_workers=False, pipeline_workers=1)
+            scheduler.start()
+            running.append(scheduler)
+
+    def shutdown() -> None:
+        for scheduler in running:
+            scheduler.stop(timeout=1.0)  # an interrupted run is marked by the next leader
+
+    add_lifespan(app, startup, shutdown)
