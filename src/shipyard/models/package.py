@@ -28,6 +28,7 @@ from shipyard.errors import AlreadyExists, InvalidInput
 from shipyard.models import mlmodel as mm
 from shipyard.models.flavors.base import FLAVORS, LOAD_ONLY, Flavor, LoadOptions, detect_flavor, get_flavor
 from shipyard.models.loaded import LoadedModel
+from shipyard.models.pyfunc import pyfunc_function
 from shipyard.models.signature import Signature, to_frame
 
 INPUT_EXAMPLE = "input_example.json"
@@ -144,7 +145,7 @@ def _load(path: Path, *, trusted: bool, verify: bool) -> LoadedModel:
     record = mm.read_shipyard_file(path)
     if verify and isinstance(record.get("files"), dict):
         mm.verify_digests(path, record["files"])
-    name, section = _choose_flavor(path, doc, record)
+    name, section = choose_flavor(path, doc, record)
     code = doc["flavors"].get("python_function", {}).get("code")
     if code and (path / code).is_dir() and str(path / code) not in sys.path:
         sys.path.insert(0, str(path / code))
@@ -161,13 +162,15 @@ def _load(path: Path, *, trusted: bool, verify: bool) -> LoadedModel:
         "created": doc.get("utc_time_created"),
         "saved_by": "shipyard" if doc.get("shipyard_version") else ("mlflow" if doc.get("mlflow_version") else None),
     }
+    loaded.pyfunc_fn = pyfunc_function(doc, name, loaded.native)
     loaded.input_example = read_input_example(path, doc)
     if "expected_output" in record:
         loaded.expected_output = decode_output(record["expected_output"])
     return loaded
 
 
-def _choose_flavor(path: Path, doc: dict[str, Any], record: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+def choose_flavor(path: Path, doc: dict[str, Any], record: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """(flavor name, its MLmodel section): the flavor ``load_model`` loads the package with."""
     flavors: dict[str, Any] = doc["flavors"]
     pyfunc = flavors.get("python_function") or {}
     wanted = record.get("flavor") or pyfunc.get("shipyard_flavor")
