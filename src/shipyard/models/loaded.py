@@ -18,6 +18,7 @@ Two ways to predict:
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -127,6 +128,7 @@ class LoadedModel:
             frame: Any = self.signature.frame(data)
         else:
             frame = unsigned_input(data, self.input_names or None)
+        params = declared_params(self.mlmodel, params)
         if self.pyfunc_fn is None:
             labels = bool((params or {}).get("labels", False))
             return self.predict(frame, labels=labels)
@@ -201,6 +203,22 @@ def unsigned_input(data: Any, names: Sequence[str] | None) -> Any:
                                      "needs the same number", {"field": f"[{i}]", "record": i, "problem": "shape"})
             return np.asarray(data)
     return to_frame(data, names)
+
+
+def declared_params(mlmodel: Mapping[str, Any], params: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The params MLflow hands a model: those its signature declares (given, else their default);
+    others are dropped, as ``mlflow.pyfunc`` drops them."""
+    raw = (mlmodel.get("signature") or {}).get("params") if mlmodel else None
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw)
+        except json.JSONDecodeError:
+            raw = None
+    if not isinstance(raw, list) or not raw:
+        return None
+    given = dict(params or {})
+    out = {str(p["name"]): given.get(p["name"], p.get("default")) for p in raw if isinstance(p, dict) and "name" in p}
+    return out or None
 
 
 def model_failure(exc: BaseException, name: str, version: int | str, what: str = "") -> ShipyardError:

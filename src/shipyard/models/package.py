@@ -252,6 +252,8 @@ def encode_output(out: Any) -> dict[str, Any]:
 
     if isinstance(out, pd.DataFrame):
         return {"type": "dataframe", "columns": [str(c) for c in out.columns], "data": out.to_numpy().tolist()}
+    if isinstance(out, Mapping):
+        return {"type": "mapping", "data": {str(k): plain_output(v) for k, v in out.items()}}
     if isinstance(out, pd.Series):
         out = out.to_numpy()
     arr = np.asarray(out)
@@ -263,8 +265,21 @@ def decode_output(doc: Mapping[str, Any]) -> Any:
 
     if doc.get("type") == "dataframe":
         return pd.DataFrame(doc["data"], columns=doc["columns"])
+    if doc.get("type") == "mapping":
+        return dict(doc["data"])
     dtype = doc.get("dtype")
     try:
         return np.asarray(doc["data"], dtype=dtype)
     except (TypeError, ValueError):
         return np.asarray(doc["data"])
+
+
+def plain_output(value: Any) -> Any:
+    """A model output (or a part of one) as JSON-ready Python values (arrays as lists)."""
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Mapping):
+        return {str(k): plain_output(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain_output(v) for v in value]
+    return _jsonable(value)

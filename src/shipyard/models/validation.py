@@ -23,6 +23,7 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -84,6 +85,16 @@ def _as_array(value: Any) -> np.ndarray:
     return np.asarray(value)
 
 
+def _head(value: Any, rows: int = 5) -> Any:
+    """The first rows of an output, JSON-ready (for the report)."""
+    from shipyard.models.package import plain_output
+
+    if isinstance(value, Mapping):
+        return {str(k): _head(v, rows) for k, v in value.items()}
+    arr = _as_array(value)
+    return plain_output(arr.item() if arr.ndim == 0 else arr[:rows])
+
+
 def _fmt(value: Any) -> str:
     if isinstance(value, (float, np.floating)):
         return f"{float(value):.6g}"
@@ -94,7 +105,19 @@ def _fmt(value: Any) -> str:
 
 def compare_outputs(actual: Any, expected: Any, tolerance: float, what: str) -> str | None:
     """None when ``actual`` matches ``expected`` (|a-e| <= tol * (1 + |e|)); else the first difference."""
+    if isinstance(actual, Mapping) or isinstance(expected, Mapping):
+        if not (isinstance(actual, Mapping) and isinstance(expected, Mapping)) or \
+                [str(k) for k in actual] != [str(k) for k in expected]:
+            keys = list(actual) if isinstance(actual, Mapping) else type(actual).__name__
+            return f"{what}: output keys {keys} differ from the recorded {list(expected) if isinstance(expected, Mapping) else type(expected).__name__}"
+        for (key, value), recorded in zip(actual.items(), expected.values(), strict=True):
+            problem = compare_outputs(value, recorded, tolerance, f"{what} [{key!r}]")
+            if problem:
+                return problem
+        return None
     a, e = _as_array(actual), _as_array(expected)
+    if a.ndim == 0 or e.ndim == 0:
+        a, e = a.reshape(-1), e.reshape(-1)
     if a.shape != e.shape:
         if a.size == e.size and a.size > 0:
             a = a.reshape(e.shape)
@@ -201,7 +224,7 @@ def check_model_dir(folder: Path, *, tolerance: float, timing_calls: int) -> Val
         report["checks"].append("expected_output")
     else:
         report["expected_output"] = "not recorded (model saved without Shipyard); prediction recorded as baseline"
-        report["baseline_output"] = _as_array(output)[:5].tolist()
+        report["baseline_output"] = _head(output)
     X = example_array(model, example)
     fast = model.predict_array(X)
     problem = compare_outputs(fast, output, tolerance, "fast path (predict_array) differs from predict")

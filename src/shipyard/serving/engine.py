@@ -144,9 +144,7 @@ class ServedModel:
                 elif t is int:
                     v = float(v)
                 elif v is None:
-                    if names[j] in self.required and self.required is not self.name_set:
-                        raise SchemaMismatch(f"{where}field {names[j]!r} is required", {"field": names[j], "record": i})
-                    v = math.nan
+                    v = math.nan  # a missing value, as the signature check and MLflow read it
                 else:
                     raise SchemaMismatch(f"{where}field {names[j]!r} must be a number, got {t.__name__} "
                                          f"{str(v)[:40]!r}", {"field": names[j], "record": i})
