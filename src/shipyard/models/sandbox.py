@@ -1,7 +1,7 @@
 """The validation process: a pre-imported template that runs each job in a fresh fork of itself.
 
 ``python -m shipyard.models.sandbox`` imports what model packages usually need (NumPy, pandas,
-scikit-learn, skops, Shipyard's model code, and XGBoost/LightGBM when installed), then reads
+scikit-learn, skops, Shipyard's model code; XGBoost and LightGBM afterwards, while idle), then reads
 ``ValidationJob`` documents, one JSON line each, from stdin. For every job it forks: the child
 runs ``validation.check_package`` — verify a private copy of the files against the recorded
 sha256, then load and check it — writes the result to a pipe and exits, so no model ever runs in
@@ -30,20 +30,24 @@ from dataclasses import dataclass, field
 from typing import Any
 
 JOB_TIMEOUT_S = 600.0
-PREIMPORT = (
-    "numpy", "pandas", "scipy.special", "sklearn", "sklearn.base", "sklearn.linear_model", "sklearn.pipeline",
-    "sklearn.preprocessing", "sklearn.compose", "sklearn.tree", "sklearn.ensemble", "skops.io", "cloudpickle",
-    "shipyard.models.package", "shipyard.models.validation", "shipyard.models.flavors.sklearn",
-    "shipyard.models.trust", "xgboost", "lightgbm",
-)
+#: imported before the first job is read: what a scikit-learn package needs
+FIRST = ("numpy", "pandas", "sklearn", "sklearn.linear_model", "sklearn.pipeline", "sklearn.preprocessing",
+         "skops.io", "shipyard.models.package", "shipyard.models.validation", "shipyard.models.flavors.sklearn")
+#: imported one at a time while no job is waiting or running (a job arriving first imports what it needs)
+LATER = ("sklearn.compose", "sklearn.tree", "sklearn.ensemble", "cloudpickle", "shipyard.models.flavors.python_model",
+         "xgboost", "shipyard.models.flavors.xgboost", "lightgbm", "shipyard.models.flavors.lightgbm")
 
 
-def preimport() -> None:
-    for name in PREIMPORT:
-        try:
-            importlib.import_module(name)
-        except ImportError:
-            pass
+def preimport(names: tuple[str, ...] = FIRST) -> None:
+    for name in names:
+        _import(name)
+
+
+def _import(name: str) -> None:
+    try:
+        importlib.import_module(name)
+    except ImportError:
+        pass
 
 
 def run_job(doc: dict[str, Any]) -> dict[str, Any]:
@@ -74,6 +78,7 @@ class Template:
         self.children: dict[int, _Child] = {}
         self.pending = b""
         self.open = True
+        self.later = list(LATER)
 
     def serve(self) -> None:
         self.selector.register(0, selectors.EVENT_READ, None)
@@ -81,7 +86,12 @@ class Template:
             timeout = None
             if self.children:
                 timeout = max(0.0, min(c.deadline for c in self.children.values()) - time.monotonic())
-            for key, _ in self.selector.select(timeout):
+            elif self.later:
+                timeout = 0.0
+            events = self.selector.select(timeout)
+            if not events and self.later and not self.children:
+                _import(self.later.pop(0))  # idle: warm the next optional library
+            for key, _ in events:
                 if key.data is None:
                     self._read_jobs()
                 else:

@@ -248,8 +248,8 @@ def verified_copy(source: Path, dest: Path, expected_sha256: str) -> Path:
     from shipyard.errors import IntegrityError, NotFound
 
     if not source.is_dir():
-        raise NotFound(f"the stored model folder {str(source)!r} does not exist; restore it from backup or "
-                       "register the model again", {"path": str(source)})
+        raise NotFound("the stored model files are missing from the artifact store; restore them from backup "
+                       "or register the model again", {"field": "artifact_path"})
     lines = []
     for file in sorted(p for p in source.rglob("*") if p.is_file()):
         rel = file.relative_to(source)

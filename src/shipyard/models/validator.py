@@ -68,6 +68,7 @@ class ValidationWorker:
         self._lock = threading.Lock()
         self._proc: subprocess.Popen[bytes] | None = None
         self._pending: dict[str, tuple[Future[ValidationResult], Then | None]] = {}
+        self.pid = os.getpid()
         self._scratch = Path(tempfile.mkdtemp(prefix="shipyard-validator-"))
         os.chmod(self._scratch, 0o700)
 
@@ -152,6 +153,8 @@ class ValidationWorker:
 
     def close(self, timeout: float = CLOSE_WAIT_S) -> None:
         """Let running jobs finish (up to ``timeout`` s), then stop the template."""
+        if self.pid != os.getpid():
+            return  # inherited through a fork: the template belongs to the parent
         with self._lock:
             pending = [future for future, _ in self._pending.values()]
         for future in pending:
@@ -192,10 +195,11 @@ _worker_lock = threading.Lock()
 
 
 def shared_worker() -> ValidationWorker:
-    """The process's validation worker (created on first use, stopped at exit)."""
+    """The process's validation worker (created on first use, stopped at exit; a forked child of
+    the process gets its own, never its parent's template)."""
     global _worker
     with _worker_lock:
-        if _worker is None:
+        if _worker is None or _worker.pid != os.getpid():
             _worker = ValidationWorker()
             atexit.register(_worker.close)
         return _worker
