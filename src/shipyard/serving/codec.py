@@ -271,6 +271,8 @@ def mlflow_jsonable(out: Any) -> Any:
     import pandas as pd
 
     if isinstance(out, np.ndarray):
+        if out.dtype.kind in "iub" or (out.dtype.kind == "f" and np.isfinite(out).all()):
+            return out.tolist()  # plain numbers already: nothing to walk
         return _plain(out.tolist())
     if isinstance(out, pd.DataFrame):
         return _plain(out.to_dict(orient="records"))
