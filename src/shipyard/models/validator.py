@@ -164,11 +164,11 @@ class ValidationWorker:
                 pass
         with self._lock:
             proc, self._proc = self._proc, None
-        if proc is not None and proc.stdin is not None:
+        if proc is not None:
+            proc.terminate()  # no job left: it may only be warming optional imports
             try:
-                proc.stdin.close()
                 proc.wait(10)
-            except (OSError, subprocess.TimeoutExpired):
+            except subprocess.TimeoutExpired:
                 proc.kill()
 
 
