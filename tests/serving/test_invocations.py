@@ -28,6 +28,7 @@ from shipyard.serving.codec import mlflow_jsonable
 from shipyard.serving.engine import ServedModel
 from shipyard.serving.sources import ModelCatalog
 from shipyard.serving.steps import to_python
+from tests.conftest import auth_headers
 
 mlflow_pyfunc = pytest.importorskip("mlflow.pyfunc")
 from mlflow.pyfunc.scoring_server import predictions_to_json  # noqa: E402
@@ -109,7 +110,7 @@ def env(tmp_path_factory: pytest.TempPathFactory):
     for name in ("lr", "divides", "badhook"):
         catalog.add(name, ws.registry.load(name, 1), version=1, aliases=["champion"])
     app = create_app(ws, follow_interval=0)
-    with TestClient(app, raise_server_exceptions=False) as client:
+    with TestClient(app, raise_server_exceptions=False, headers=auth_headers(ws)) as client:
         yield client, ws, folders, catalog
     ws.close()
 
@@ -263,7 +264,7 @@ def test_scene_steps_name_the_step_and_the_model(env):
         apply_scene(ws, {"name": scene, "inputs": inputs, "flow": flow}, models=catalog,
                     features=engine.features)
     app = create_app(ws, engine=engine, follow_interval=0)
-    with TestClient(app, raise_server_exceptions=False) as scenes:
+    with TestClient(app, raise_server_exceptions=False, headers=auth_headers(ws)) as scenes:
         cases = {"hooked": (ROW, "scorer", "KeyError"), "ruled": (ROW, "policy", "TypeError"),
                  "ondemand": ({"user_id": "u7"}, "lookup", "TypeError")}
         for scene, (record, step, exception) in cases.items():

@@ -24,6 +24,7 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from shipyard.models import save_model
 from shipyard.models.python_model import PythonModel
 from shipyard.server import create_app
+from tests.conftest import auth_headers
 
 pytest.importorskip("mlflow")
 import mlflow.lightgbm  # noqa: E402
@@ -139,7 +140,7 @@ def served(tmp_path_factory: pytest.TempPathFactory):
         assert mv.status == "validated", (name, mv.status_reason)
         ws.registry.set_alias(name, "champion", mv.version, force=True)
     app = create_app(ws, follow_interval=0, single_model="ml_mixed@champion")
-    with TestClient(app) as client:
+    with TestClient(app, headers=auth_headers(ws)) as client:
         yield client, packages
     ws.close()
 

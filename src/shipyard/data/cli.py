@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from shipyard.risk.cli import bad_from_options, bad_option
+
 
 def register(group: click.Group) -> None:
     group.add_command(profile_command)
@@ -13,8 +15,8 @@ def register(group: click.Group) -> None:
 
 @click.command("profile")
 @click.argument("data", type=click.Path(dir_okay=False))
-@click.option("--target", default=None, help="Binary target column (0/1, good/bad, or use --bad-value).")
-@click.option("--bad-value", default=None, help="Target value that means bad.")
+@click.option("--target", default=None, help="Binary target column (1 = bad; see --bad).")
+@bad_option
 @click.option("-o", "--output", "output", type=click.Path(dir_okay=False), default="profile.html",
               show_default=True, help="HTML report path.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
@@ -23,14 +25,15 @@ def register(group: click.Group) -> None:
 @click.option("--target-bins", default=10, show_default=True, type=int, help="Quantile bins for IV.")
 @click.option("--corr-threshold", default=0.9, show_default=True, type=float,
               help="List column pairs with |r| at or above this.")
-def profile_command(data: str, target: str | None, bad_value: str | None, output: str, json_path: str | None,
+def profile_command(data: str, target: str | None, bad: str | None, bad_value: str | None, output: str,
+                    json_path: str | None,
                     sheet: str | None, target_bins: int, corr_threshold: float) -> None:
     """Data-quality report for every column of DATA (CSV, Parquet or Excel)."""
     from shipyard.data.profile import profile
     from shipyard.risk.report import atomic_write_text
 
     click.echo(f"profiling {data} ...", err=True)
-    prof = profile(data, target=target, bad=_coerce(bad_value), sheet=sheet, target_bins=target_bins,
+    prof = profile(data, target=target, bad=bad_from_options(bad, bad_value), sheet=sheet, target_bins=target_bins,
                    corr_threshold=corr_threshold)
     atomic_write_text(Path(output), prof.to_html())
     if json_path:
@@ -43,12 +46,3 @@ def profile_command(data: str, target: str | None, bad_value: str | None, output
             click.echo(f"  IV {r.iv:8.4f}  {r.column}")
     click.echo(f"wrote {output}" + (f" and {json_path}" if json_path else ""))
 
-
-def _coerce(value: str | None) -> object:
-    """``--bad-value 1`` should match a numeric 1 as well as the string."""
-    if value is None:
-        return None
-    try:
-        return int(value)
-    except ValueError:
-        return value

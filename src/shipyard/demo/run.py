@@ -19,16 +19,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from shipyard.auth.bootstrap import ensure_first_admin
 from shipyard.config import init_project
 from shipyard.workspace import Workspace, connect
 
 Say = Callable[[str], None]
 
-NUMERIC = ["duration_in_month", "credit_amount", "installment_rate_in_percentage_of_disposable_income",
-           "age_in_years", "number_of_existing_credits_at_this_bank",
-           "number_of_people_being_liable_to_provide_maintenance_for", "present_residence_since",
-           "monthly_amount"]
 REVIEWER = "reviewer"
+CLIENT_APP = "demo-app"
 
 
 def _copy_definitions(project: Path) -> None:
@@ -78,7 +76,6 @@ def scene_document(factor: float, offset: float) -> dict[str, Any]:
 def run_demo(directory: str | Path = "shipyard-demo", say: Say = print) -> dict[str, Any]:
     """Run every step; returns the numbers it printed (used by the tests)."""
     from sklearn.model_selection import train_test_split
-    from xgboost import XGBClassifier
 
     from shipyard.data.profile import profile
     from shipyard.models.log_model import log_model
@@ -91,6 +88,8 @@ def run_demo(directory: str | Path = "shipyard-demo", say: Say = print) -> dict[
     project = init_project(directory)
     _copy_definitions(project)
     ws = connect(project)
+    # the first admin acts from here on (its token in .shipyard/credentials, as after `shipyard init`)
+    ensure_first_admin(ws.auth, project)
     reports = project / "reports"
     reports.mkdir(exist_ok=True)
     out: dict[str, Any] = {"project": str(project)}
@@ -126,7 +125,7 @@ def run_demo(directory: str | Path = "shipyard-demo", say: Say = print) -> dict[
         run.log_metrics({"test_ks": card_ks, "test_auc": card_auc})
         report = ModelReport.from_frames(
             train.assign(points=card.predict_score(X_train[chosen])), test=test.assign(points=points),
-            target="bad", score="points", higher_is_bad=False)
+            target="bad", score="points", higher_is_bad=False, model_name="credit_scorecard")
         written = report.write(reports, stem="scorecard_report")
         for path in written.values():
             run.log_artifact(path, "reports")
@@ -136,25 +135,20 @@ def run_demo(directory: str | Path = "shipyard-demo", say: Say = print) -> dict[
     say(f"[4/9] scorecard on {len(chosen)} variables: test KS {card_ks:.3f}, AUC {card_auc:.3f} "
         f"(run {run.id[:8]}); model report → {reports / 'scorecard_report.html'}")
 
-    with ws.tracking.start_run(experiment="german_credit", name="xgboost") as run:
-        params = {"n_estimators": 200, "max_depth": 3, "learning_rate": 0.05, "subsample": 0.9}
-        xgb = XGBClassifier(**params, random_state=7).fit(X_train[NUMERIC], y_train)
-        pd_xgb = xgb.predict_proba(X_test[NUMERIC])[:, 1]
-        xgb_ks, xgb_auc = ks(y_test, pd_xgb).statistic, auc(y_test, pd_xgb)
-        run.log_params(params)
-        run.log_metrics({"test_ks": xgb_ks, "test_auc": xgb_auc})
-        xgb_logged = log_model(xgb, "model", input_example=X_test[NUMERIC].head(5),
-                               registered_model_name="credit_xgb", await_validation=True)
+    xgb_logged, xgb_ks, xgb_auc = _train_xgboost(ws, X_train, y_train, X_test, y_test)
     out.update(xgb_ks=xgb_ks, xgb_auc=xgb_auc)
-    say(f"[5/9] XGBoost on {len(NUMERIC)} numeric features: test KS {xgb_ks:.3f}, AUC {xgb_auc:.3f}")
+    say(f"[5/9] XGBoost on the WOE of all {len(feature_cols)} features: test KS {xgb_ks:.3f}, AUC {xgb_auc:.3f}")
 
     registry = ws.registry
+    # four eyes: a second person, signed in with their own token, approves what the admin registered
+    reviewer = Workspace(ws.settings, token=_token_of(ws, REVIEWER, "reviewer", "person"))
     for logged in (card_logged, xgb_logged):
         mv = logged.registered_version
-        registry.approve(mv.name, mv.version, reviewer=REVIEWER, comment="demo review")
+        reviewer.registry.approve(mv.name, mv.version, comment="demo review")
         registry.set_alias(mv.name, "champion", mv.version)
         p50 = mv.validation.get("latency_ms", {}).get("p50") if isinstance(mv.validation, dict) else None
-        say(f"[6/9] {mv.name} v{mv.version}: {mv.status}, approved by {REVIEWER}, alias champion"
+        say(f"[6/9] {mv.name} v{mv.version}: {mv.status}, registered by {ws.user}, approved by {REVIEWER}, "
+            "alias champion"
             + (f" (single-row p50 {p50:.3f} ms)" if p50 else ""))
 
     loaded = registry.load("credit_scorecard", "champion")
@@ -174,12 +168,44 @@ def run_demo(directory: str | Path = "shipyard-demo", say: Say = print) -> dict[
     say(f"[8/9] scene credit_apply v{scene.version} applied")
 
     applicant = int(test["applicant_id"].iloc[0])
-    response = _serve_once(ws, {"applicant_id": applicant})
+    # the client application calls with a predict-only token of its own service account
+    app_token = _token_of(ws, CLIENT_APP, "predictor", "service", scopes=["predict"])
+    response = _serve_once(ws, {"applicant_id": applicant}, app_token)
     out["response"] = response
-    say(f"[9/9] POST /v1/scenes/credit_apply/predict {{\"applicant_id\": {applicant}}}")
+    say(f"[9/9] POST /v1/scenes/credit_apply/predict {{\"applicant_id\": {applicant}}} "
+        f"(as service account {CLIENT_APP!r}, predict scope)")
     say("      → " + _short(response))
+    reviewer.close()
     ws.close()
     return out
+
+
+def _token_of(ws: Workspace, name: str, role: str, kind: str, scopes: list[str] | None = None) -> str:
+    """A fresh token of a demo user holding ``role`` (the user is created on the first run)."""
+    from shipyard.errors import NotFound
+
+    try:
+        ws.auth.get_user(name)
+    except NotFound:
+        ws.auth.create_user(name, kind=kind, roles={"default": role}, actor=ws.user)
+    return ws.auth.create_token(name, name="shipyard demo", scopes=scopes, expires_in_days=1, actor=ws.user).token
+
+
+def _train_xgboost(ws: Workspace, X_train: pd.DataFrame, y_train: np.ndarray, X_test: pd.DataFrame,
+                   y_test: np.ndarray) -> tuple[Any, float, float]:
+    """XGBoost on the WOE of every feature (categorical ones included), tracked and registered as
+    ``credit_xgb``; returns the logged model and its test KS and AUC."""
+    from shipyard.demo.xgb_model import BINNING, PARAMS, fit_woe_xgboost, log_woe_xgboost
+    from shipyard.risk.metrics import auc, ks
+
+    with ws.tracking.start_run(experiment="german_credit", name="xgboost") as run:
+        model = fit_woe_xgboost(X_train, y_train)
+        pd_xgb = model.run(X_test)
+        xgb_ks, xgb_auc = ks(y_test, pd_xgb).statistic, auc(y_test, pd_xgb)
+        run.log_params({**PARAMS, **{f"binning_{k}": v for k, v in BINNING.items()}, "features": X_train.shape[1]})
+        run.log_metrics({"test_ks": xgb_ks, "test_auc": xgb_auc})
+        logged = log_woe_xgboost(model, X_test.head(5), registered_model_name="credit_xgb", await_validation=True)
+    return logged, xgb_ks, xgb_auc
 
 
 def _rows(result: Any) -> int:
@@ -195,22 +221,25 @@ def _short(response: dict[str, Any]) -> str:
     return str(keep or response)
 
 
-def _serve_once(ws: Workspace, record: dict[str, Any]) -> dict[str, Any]:
+def _serve_once(ws: Workspace, record: dict[str, Any], token: str) -> dict[str, Any]:
     """Start the server on a free loopback port, send one request, stop it."""
     import httpx
     import uvicorn
 
+    from shipyard.auth.principal import SERVER
     from shipyard.server import create_app
 
     port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(ws), host="127.0.0.1", port=port, log_level="error"))
+    served = Workspace(ws.settings, principal=SERVER)
+    server = uvicorn.Server(uvicorn.Config(create_app(served), host="127.0.0.1", port=port, log_level="error"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     try:
         deadline = time.time() + 30
         while not server.started and time.time() < deadline:
             time.sleep(0.05)
-        response = httpx.post(f"http://127.0.0.1:{port}/v1/scenes/credit_apply/predict", json=record, timeout=30)
+        response = httpx.post(f"http://127.0.0.1:{port}/v1/scenes/credit_apply/predict", json=record, timeout=30,
+                              headers={"Authorization": f"Bearer {token}"})
         body = response.json()
         if response.status_code != 200:
             raise RuntimeError(f"prediction failed with HTTP {response.status_code}: {body}")
@@ -218,3 +247,4 @@ def _serve_once(ws: Workspace, record: dict[str, Any]) -> dict[str, Any]:
     finally:
         server.should_exit = True
         thread.join(10)
+        served.close()

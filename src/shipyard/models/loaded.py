@@ -148,6 +148,7 @@ class LoadedModel:
                 return self.labels_from_scores(fn(data))
             return fn(data)
         except ShipyardError as exc:
+            # input errors are also ValueError/KeyError (e.g. MissingColumn): keep them the caller's (4xx)
             exc.details.setdefault("flavor", self.flavor)
             raise
         except Exception as exc:  # noqa: BLE001 - the model's own code (hooks included) may raise anything
