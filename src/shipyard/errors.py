@@ -19,6 +19,7 @@ client turns that JSON back into the same class, so remote and local calls fail 
     ├── RateLimited (429, rate_limited)
     ├── IntegrityError (500, integrity_error)               stored bytes do not match their recorded sha256
     ├── ModelError (500, model_error)                       a model or user code raised; keeps the step name
+    ├── ProviderUnavailable (502, provider_unavailable)     a sign-in provider (OIDC) did not answer usably
     ├── MissingDependency (500, missing_dependency)         optional extra not installed
     ├── StoreUnavailable (503, store_unavailable)           database locked or unreachable
     └── Overloaded (503, overloaded)                        concurrency limit reached
@@ -116,6 +117,11 @@ class IntegrityError(ShipyardError):
 class ModelError(ShipyardError):
     code = "model_error"
     status = 500
+
+
+class ProviderUnavailable(ShipyardError):
+    code = "provider_unavailable"
+    status = 502
 
 
 class MissingDependency(ShipyardError):

@@ -33,6 +33,8 @@ API_MODULES = [
     "shipyard.models.http",
     "shipyard.features.http",
     "shipyard.serving.http",
+    "shipyard.data.http",
+    "shipyard.pipelines.http",
 ]
 
 

@@ -14,6 +14,7 @@ import time
 from collections import deque
 
 from shipyard.auth.audit import AuditEntry, AuditLog
+from shipyard.auth.oidc import SingleSignOn
 from shipyard.auth.permissions import Action, Resource, roles_allowing, scope_of
 from shipyard.auth.principal import ANONYMOUS, DEFAULT_PROJECT, Principal
 from shipyard.auth.projects import ProjectWorkspaces
@@ -72,6 +73,11 @@ class AccessGuard:
         self.audit: AuditLog = projects.root.audit
         self.settings = projects.root.settings
         self.logins = LoginLimiter()
+        # single sign-on when the settings configure it; a bad `oidc` setting stops the server here
+        self.sso: SingleSignOn | None = SingleSignOn.from_settings(self.settings.oidc)
+        # failed single sign-on callbacks per client: looser than passwords (nothing to guess there; stale
+        # tabs fail too), but bounded, since each one is audited
+        self.sso_failures = LoginLimiter(attempts=30)
         self._tokens: dict[str, tuple[Principal, float]] = {}
         # prediction decisions: (credential, project header, kind, name) -> (project, valid until)
         self._decisions: dict[tuple[str | None, str | None, str | None, str, str], tuple[str, float]] = {}

@@ -87,9 +87,11 @@ def run_demo(directory: str | Path = "shipyard-demo", say: Say = print) -> dict[
 
     project = init_project(directory)
     _copy_definitions(project)
-    ws = connect(project)
+    first = connect(project)
+    ensure_first_admin(first.auth, project)
+    first.close()
     # the first admin acts from here on (its token in .shipyard/credentials, as after `shipyard init`)
-    ensure_first_admin(ws.auth, project)
+    ws = connect(project)
     reports = project / "reports"
     reports.mkdir(exist_ok=True)
     out: dict[str, Any] = {"project": str(project)}
@@ -155,6 +157,12 @@ def run_demo(directory: str | Path = "shipyard-demo", say: Say = print) -> dict[
     same = np.allclose(loaded.predict(X_test[chosen].head(20)), card.predict_score(X_test[chosen].head(20)))
     out["registry_matches_in_process"] = bool(same)
     say(f"      registry scorecard scores 20 test rows identically to the in-process one: {same}")
+
+    # -- the same modelling as a cached, re-runnable pipeline (shipyard.demo.pipeline) ----------
+    from shipyard.demo.pipeline import run_credit_pipeline
+
+    out["pipeline"] = run_credit_pipeline(ws, project, say=say)
+    # ------------------------------------------------------------------------------------------
 
     start = apps["event_timestamp"].min() - pd.Timedelta(days=400)
     end = pd.Timestamp.now(tz="UTC")
