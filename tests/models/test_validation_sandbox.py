@@ -71,9 +71,13 @@ def _workspace(root: Path, subprocess: bool = True, **overrides) -> Workspace:
 
 @pytest.fixture
 def secrets(monkeypatch) -> list[str]:
-    """Known secrets in the registry process's environment."""
-    values = [f"canary-{uuid.uuid4().hex}" for _ in range(3)]
-    monkeypatch.setenv("SHIPYARD_API_TOKEN", values[0])
+    """Known secrets in the registry process's environment: the secrets store's key, a cloud
+    credential and another variable named like a secret."""
+    from cryptography.fernet import Fernet
+
+    key = Fernet.generate_key().decode()
+    values = [key, f"canary-{uuid.uuid4().hex}", f"canary-{uuid.uuid4().hex}"]
+    monkeypatch.setenv("SHIPYARD_SECRET_KEY", key)
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", values[1])
     monkeypatch.setenv("SHIPYARD_DATABASE_PASSWORD", values[2])
     return values
@@ -95,11 +99,18 @@ def _assert_clean(marker: Path, secrets: list[str], project: Path) -> dict:
     return seen
 
 
-def test_uploaded_pickle_runs_only_in_a_clean_process(tmp_path, credit_data, secrets):
+def test_uploaded_pickle_runs_only_in_a_clean_process(tmp_path, credit_data, secrets, monkeypatch):
+    from tests.conftest import user_token
+
     marker = tmp_path / "marker.json"
     folder = crafted_package(tmp_path / "pkg", marker, credit_data)
+    first = _workspace(tmp_path / "project")
+    token = user_token(first, "alice", "admin")
+    first.close()
+    monkeypatch.setenv("SHIPYARD_TOKEN", token)  # the registry process acts with a real token
     ws = _workspace(tmp_path / "project")
     try:
+        assert ws.principal.name == "alice"
         mv = ws.registry.register(folder, "evil", await_validation=True, validation_timeout=120)
     finally:
         ws.close()
@@ -107,7 +118,7 @@ def test_uploaded_pickle_runs_only_in_a_clean_process(tmp_path, credit_data, sec
     # process, with none of the registry's secrets (the version fails: the pickle is no model)
     assert mv.status == "failed"
     assert marker.exists()
-    _assert_clean(marker, secrets, tmp_path / "project")
+    _assert_clean(marker, [*secrets, token], tmp_path / "project")
 
 
 @pytest.mark.postgres
