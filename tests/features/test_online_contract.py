@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import importlib.util
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -116,6 +117,10 @@ def test_factory_picks_backend_by_scheme(tmp_path: Path) -> None:
     assert isinstance(open_online_store(url=f"lmdb:///{tmp_path / 'x.lmdb'}"), LMDBOnlineStore)
     with pytest.raises(ConfigError, match="online_store"):
         open_online_store(url="cassandra://x")
+    if importlib.util.find_spec("redis") is not None:  # opening a Redis store connects to nothing yet
+        for url in ("rediss://h:6380/0?ssl_ca_certs=/ca.pem", "redis+sentinel://h:26379/m/0", "redis+cluster://h:7000"):
+            opened = open_online_store(url=url)
+            assert opened.kind == "redis" and opened.target.url == url.split("?")[0]
 
 
 def test_missing_redis_driver_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
