@@ -243,7 +243,7 @@ def run_shipyard(project: Path, meta: dict, online_url: str, reads: int, materia
         out["in_process_1"] = timed(one, n_one)
         online = online_store_of(store)
         if online.kind == "redis":  # the same read as one bare redis-py command, same run
-            out["bare_mget_1"] = bare_mget(online, keys, n_one)
+            out["bare_mget_1"] = bare_mget(online_url.split("?")[0], online.prefix, keys, n_one)
         out["in_process_100"] = timed(hundred, n_hundred)
         checked = check("shipyard in-process 1", [(one_keys(keys, i), one(i)) for i in range(n_one)], want, problems)
         checked += check("shipyard in-process 100", [(hundred_keys(keys, i), hundred(i)) for i in range(n_hundred)]
@@ -291,14 +291,14 @@ def run_shipyard(project: Path, meta: dict, online_url: str, reads: int, materia
     return out
 
 
-def bare_mget(online: Any, keys: list[int], n: int) -> dict:
+def bare_mget(url: str, prefix: str, keys: list[int], n: int) -> dict:
     """One MGET of the entity's two rows through a redis-py client of its own (one connection,
     no pool checkout): the floor under a one-entity read, measured in the same run."""
     import redis
 
-    client = redis.Redis.from_url(online.target.url, single_connection_client=True, socket_timeout=5)
+    client = redis.Redis.from_url(url, single_connection_client=True, socket_timeout=5)
     try:
-        rows = [[f"{online.prefix}row:{view}:[{k}]".encode() for view in ("view_a", "view_b")] for k in keys]
+        rows = [[f"{prefix}row:{view}:[{k}]".encode() for view in ("view_a", "view_b")] for k in keys]
         if any(v is None for v in client.execute_command("MGET", *rows[0])):
             raise RuntimeError("the bare MGET found no rows; the key layout changed")
         return timed(lambda i: client.execute_command("MGET", *rows[i % len(rows)]), n)
