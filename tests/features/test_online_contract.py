@@ -473,3 +473,24 @@ def test_redis_table_writes_across_many_parts_and_batches(redis_store: Any) -> N
     got = store.read("v", ["x", "s"], [(i,) for i in range(n)])
     assert got == {"x": [i + 0.5 for i in range(n)], "s": [f"v{i}" for i in range(n)]}
     assert store.stats("v").entities == n and store.stats("v").max_event_ts == stamps[-1]
+
+
+@pytest.mark.redis
+def test_redis_cluster_keeps_each_view_in_one_slot(redis_servers: Any, tmp_path: Path) -> None:
+    """On a cluster every key of a view (rows, counters, seen-sets) hashes to one slot, so the
+    write script and a view's MGET never cross slots; different views spread over the nodes."""
+    if not online_support.REDIS_URL:
+        pytest.skip("set SHIPYARD_TEST_REDIS_URL")
+    for store in online_support.make_online("redis-cluster", tmp_path, redis_servers.url("redis-cluster")):
+        views = ["a", "b", "c", "d"]
+        for view in views:
+            store.write_batch(view, [(i,) for i in range(50)], [{"x": float(i)} for i in range(50)], [T0] * 50,
+                              dedupe_window=dt.timedelta(days=1))
+        slots: dict[str, set[int]] = {}
+        for key in store.client.scan_iter(match=f"{store.prefix}*", count=1000):
+            view = key.decode().split("{", 1)[1].split("}", 1)[0]
+            slots.setdefault(view, set()).add(store.client.keyslot(key))
+        assert sorted(slots) == views and all(len(found) == 1 for found in slots.values())
+        nodes = {store.client.nodes_manager.get_node_from_slot(next(iter(found))).name for found in slots.values()}
+        assert len(nodes) > 1
+        assert store.read_many([(v, ["x"], [(7,), (99,)], None) for v in views]) == [{"x": [7.0, None]}] * 4
