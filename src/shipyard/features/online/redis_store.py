@@ -150,7 +150,6 @@ class _PlainView(NamedTuple):
     nulls: tuple[None, ...]  # the values of a missing row
 
 
-
 def _glob_escape(text: str) -> str:
     return "".join("\\" + ch if ch in "*?[]\\" else ch for ch in text)
 
