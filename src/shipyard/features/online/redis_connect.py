@@ -182,7 +182,7 @@ def open_client(target: RedisTarget) -> Any:
             return sentinel.master_for(target.service, db=target.db)
         from redis.cluster import ClusterNode, RedisCluster
 
-        kwargs.pop("retry")  # the cluster client retries through topology changes on its own
+        kwargs.pop("retry")  # the cluster client retries through slot moves and failovers on its own
         return RedisCluster(startup_nodes=[ClusterNode(h, p) for h, p in target.nodes], **kwargs)
     except ValueError as exc:
         raise _bad(f"{_redacted(target.url)!r} is not a valid Redis URL ({exc}); use one of {_EXAMPLE}") from None
