@@ -87,7 +87,7 @@ def test_kubernetes_manifests_validate_against_the_schemas(version: str) -> None
     import kubernetes_validate
 
     docs = _manifests()
-    for name, doc in docs:
+    for _name, doc in docs:
         kubernetes_validate.validate(doc, version, strict=True)  # raises ValidationError naming the field
     kinds = sorted(d["kind"] for _, d in docs)
     assert kinds == sorted(["Namespace", "ConfigMap", "Secret", "Job", "Deployment", "Deployment", "Service",
