@@ -71,6 +71,12 @@ class Settings:
     # SQLite (one machine), false on PostgreSQL, where `shipyard db upgrade` runs once before servers
     # start. An empty database is always created; a schema that is behind is refused naming the command.
     auto_migrate: bool | None = None
+    # Models served from their own Python environment by a worker process (besides versions tagged
+    # serve_env: own); see docs/deployment.md. A call to such a worker gives up after the timeout.
+    own_env_models: list[str] = field(default_factory=list)
+    model_env_timeout_s: float = 30.0
+    # Build a missing model environment when the model is first loaded (else refuse, naming the command)
+    model_env_build_on_load: bool = True
 
     @property
     def state_dir(self) -> Path:
@@ -117,6 +123,7 @@ _BOUNDS: dict[str, tuple[float, float, bool, bool]] = {
     "prediction_log_sample_rate": (0, 1, True, True),
     "max_request_bytes": (1, 2**40, True, True),
     "session_hours": (0, 24 * 90, False, True),
+    "model_env_timeout_s": (0, 3600, False, True),
 }
 _INTEGER_TEXT = re.compile(r"^[+-]?\d+$")
 
