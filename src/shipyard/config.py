@@ -67,10 +67,10 @@ class Settings:
     allow_pickle_models: bool = True
     prediction_log_sample_rate: float = 1.0
     max_request_bytes: int = 10 * 1024 * 1024
-    # Bring the metadata schema to this Shipyard's revision when a process opens it. Unset: true on
-    # SQLite (one machine), false on PostgreSQL, where `shipyard db upgrade` runs once before servers
-    # start. An empty database is always created; a schema that is behind is refused naming the command.
-    auto_migrate: bool | None = None
+    # Bring the metadata schema to this Shipyard's revision when a process opens it. A fleet on
+    # PostgreSQL sets it false and runs `shipyard db upgrade` once per release instead; then a schema
+    # that is behind is refused, naming the command (an empty database is always created).
+    auto_migrate: bool = True
     # Models served from their own Python environment by a worker process (besides versions tagged
     # serve_env: own); see docs/deployment.md. A call to such a worker gives up after the timeout.
     own_env_models: list[str] = field(default_factory=list)
@@ -81,13 +81,6 @@ class Settings:
     @property
     def state_dir(self) -> Path:
         return self.project_dir / ".shipyard"
-
-    @property
-    def migrates(self) -> bool:
-        """Whether opening this project upgrades its metadata schema (see ``auto_migrate``)."""
-        if self.auto_migrate is not None:
-            return self.auto_migrate
-        return self.metadata_url.startswith("sqlite")
 
     def to_dict(self, *, redact: bool = True) -> dict[str, Any]:
         """Every setting; passwords in URLs and artifact options replaced by *** unless ``redact=False``."""
@@ -157,7 +150,7 @@ def _coerce(name: str, value: Any, source: str) -> Any:
             out = None
         if out is None or math.isnan(out) or math.isinf(out):
             raise _invalid(name, value, source, "a number")
-    elif kind in ("bool", "bool | None"):
+    elif kind == "bool":
         if isinstance(value, bool):
             out = value
         else:
@@ -335,8 +328,8 @@ CONFIG_TEMPLATE = """\
 # server_port: 8000
 # server_workers: 1
 
-# Upgrade the metadata schema when a process opens it (default: true on SQLite, false on
-# PostgreSQL, where `shipyard db upgrade` runs once before the servers start)
+# Upgrade the metadata schema when a process opens it; several servers on PostgreSQL set false
+# and run `shipyard db upgrade` once per release instead
 # auto_migrate: true
 
 # Share of served predictions written to the prediction log (0..1)

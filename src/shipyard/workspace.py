@@ -40,8 +40,8 @@ TOKEN_ENV = "SHIPYARD_TOKEN"
 def open_metadata(settings: Settings) -> MetadataStore:
     """The project's metadata store, upgraded when ``auto_migrate`` allows it, else checked to be
     current (a schema that is behind is refused, naming ``shipyard db upgrade``)."""
-    store = MetadataStore(settings.metadata_url, schema=settings.metadata_schema, migrate=settings.migrates)
-    if not settings.migrates:
+    store = MetadataStore(settings.metadata_url, schema=settings.metadata_schema, migrate=settings.auto_migrate)
+    if not settings.auto_migrate:
         try:
             store.require_current()
         except BaseException:

@@ -80,7 +80,16 @@ def test_a_model_with_another_scikit_learn_serves_from_its_own_environment(tmp_p
     assert built.exit_code == 0, built.output
     assert f"environment {env.key} for credit_old@{mv.version} (existing, reused" in built.output
 
-    # 4. served through the server's endpoints by a worker on the old scikit-learn
+    # 4. a scene that uses it; validating the scene at apply starts a worker and stops it again
+    from shipyard.serving import apply_scene
+
+    before = _workers(env.python)
+    apply_scene(ws, {"name": "old_credit", "inputs": {"income": "double", "debt": "double", "age": "double"},
+                     "flow": [{"type": "model", "model": "credit_old", "ref": str(mv.version), "output": "pd"}],
+                     "outputs": ["pd"]})
+    assert _workers(env.python) == before
+
+    # 5. served through the server's endpoints by a worker on the old scikit-learn
     try:
         with TestClient(create_app(ws), headers=auth_headers(ws)) as client:  # runs the app's shutdown at exit
             served = _score_and_check(client, mv.version, reference)
@@ -99,6 +108,9 @@ def _score_and_check(client: TestClient, version: int, reference: dict) -> EnvMo
     mlflow = client.post(f"/v1/models/credit_old/{version}/invocations", json={"dataframe_records": rows})
     assert mlflow.status_code == 200, mlflow.text
     assert mlflow.json()["predictions"] == reference["proba"]
+    scene = client.post("/v1/scenes/old_credit/predict", json=rows)
+    assert scene.status_code == 200, scene.text
+    assert [o["pd"] for o in scene.json()["outputs"]] == reference["proba"]
     bad = client.post(f"/v1/models/credit_old/{version}/predict", json={"income": 1.0, "debt": 2.0})
     assert bad.status_code == 400 and bad.json()["error"]["details"]["field"] == "age"
     served = client.app.state.serving.engine.model("credit_old", str(version)).model
@@ -106,3 +118,16 @@ def _score_and_check(client: TestClient, version: int, reference: dict) -> EnvMo
     assert served.packages["scikit-learn"] == OLD_SKLEARN
     assert served.worker.pid is not None
     return served
+
+
+def _workers(python: str) -> int:
+    """Live worker processes started from this environment's interpreter."""
+    count = 0
+    for status in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            args = status.read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if args and args[0].decode(errors="replace") == python and b"shipyard.models.env_worker" in args:
+            count += 1
+    return count

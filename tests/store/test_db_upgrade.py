@@ -50,7 +50,7 @@ def test_sqlite_project_upgrades_itself_by_default(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'p' / '.shipyard' / 'shipyard.db'}"
     head = _old_database(url)
     settings = load_settings(tmp_path / "p")
-    assert settings.auto_migrate is None and settings.migrates
+    assert settings.auto_migrate is True
     Workspace(settings).close()
     assert _revision(url) == head
 
@@ -80,7 +80,7 @@ def test_auto_migrate_must_be_a_boolean(tmp_path: Path, text: str) -> None:
 
 def test_auto_migrate_reads_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SHIPYARD_AUTO_MIGRATE", "false")
-    assert load_settings(tmp_path).migrates is False
+    assert load_settings(tmp_path).auto_migrate is False
 
 
 def test_a_schema_newer_than_this_shipyard_is_refused(tmp_path: Path) -> None:
@@ -122,10 +122,9 @@ def test_postgres_server_refuses_to_start_until_db_upgrade(postgres_url: str, tm
     root.mkdir()
     head = _old_database(postgres_url)
     _old_database(postgres_url, schema="project_credit")
-    settings = load_settings(root, metadata_url=postgres_url)
-    assert settings.auto_migrate is None and not settings.migrates  # PostgreSQL: an explicit upgrade
+    settings = load_settings(root, metadata_url=postgres_url, auto_migrate=False)
     env = {**os.environ, "SHIPYARD_METADATA_URL": postgres_url, "SHIPYARD_PROJECT_DIR": str(root),
-           "PYTHONPATH": os.pathsep.join(sys.path)}
+           "SHIPYARD_AUTO_MIGRATE": "false", "PYTHONPATH": os.pathsep.join(sys.path)}
     refused = subprocess.run([sys.executable, "-m", "shipyard.cli", "server", "--port", "1"], env=env,
                              capture_output=True, text=True, timeout=120)
     assert refused.returncode == 1
@@ -142,14 +141,14 @@ def test_postgres_server_refuses_to_start_until_db_upgrade(postgres_url: str, tm
 
 
 @pytest.mark.postgres
-def test_postgres_auto_migrate_true_upgrades_on_open(postgres_url: str, tmp_path: Path) -> None:
+def test_postgres_upgrades_on_open_by_default(postgres_url: str, tmp_path: Path) -> None:
     head = _old_database(postgres_url)
-    Workspace(load_settings(tmp_path, metadata_url=postgres_url, auto_migrate=True)).close()
+    Workspace(load_settings(tmp_path, metadata_url=postgres_url)).close()
     assert _revision(postgres_url) == head
 
 
 @pytest.mark.postgres
 def test_postgres_fresh_database_is_created_without_auto_migrate(postgres_url: str, tmp_path: Path) -> None:
-    ws = Workspace(load_settings(tmp_path, metadata_url=postgres_url))
+    ws = Workspace(load_settings(tmp_path, metadata_url=postgres_url, auto_migrate=False))
     assert ws.store.status().state == "current"
     ws.close()
