@@ -31,6 +31,7 @@ SUBSYSTEM_CLIS = [
     "shipyard.secrets.cli",
     "shipyard.pipelines.cli",
     "shipyard.pipelines.scheduler_cli",
+    "shipyard.store.cli",
 ]
 
 

@@ -37,11 +37,24 @@ if TYPE_CHECKING:
 TOKEN_ENV = "SHIPYARD_TOKEN"
 
 
+def open_metadata(settings: Settings) -> MetadataStore:
+    """The project's metadata store, upgraded when ``auto_migrate`` allows it, else checked to be
+    current (a schema that is behind is refused, naming ``shipyard db upgrade``)."""
+    store = MetadataStore(settings.metadata_url, schema=settings.metadata_schema, migrate=settings.auto_migrate)
+    if not settings.auto_migrate:
+        try:
+            store.require_current()
+        except BaseException:
+            store.dispose()
+            raise
+    return store
+
+
 class Workspace:
     def __init__(self, settings: Settings, *, token: str | None = None, control: MetadataStore | None = None,
                  principal: Principal | None = None) -> None:
         self.settings = settings
-        self.store = MetadataStore(settings.metadata_url, schema=settings.metadata_schema)
+        self.store = open_metadata(settings)
         self.artifacts = ArtifactStore(settings.artifact_root, settings.artifact_options)
         self._token = token
         # the server's own database (users, tokens, audit); the project's own for the default project
@@ -60,8 +73,7 @@ class Workspace:
             return self._control
         if self.settings.project == DEFAULT_PROJECT:
             return self.store
-        root = load_settings(self.settings.project_dir.parent.parent)
-        return MetadataStore(root.metadata_url, schema=root.metadata_schema)
+        return open_metadata(load_settings(self.settings.project_dir.parent.parent))
 
     @cached_property
     def auth(self) -> AuthStore:
