@@ -35,9 +35,10 @@ _LAZY = {
     "FeatureStore": "shipyard.features",
     "errors": "shipyard.errors",
     "risk": "shipyard.risk",
+    "pipelines": "shipyard.pipelines",
 }
 
-_MODULES = {"errors", "risk"}
+_MODULES = {"errors", "risk", "pipelines"}
 
 __all__ = sorted([*_LAZY, "ShipyardError", "__version__"])
 

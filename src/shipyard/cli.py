@@ -28,6 +28,10 @@ SUBSYSTEM_CLIS = [
     "shipyard.features.cli",
     "shipyard.serving.cli",
     "shipyard.demo.cli",
+    "shipyard.secrets.cli",
+    "shipyard.pipelines.cli",
+    "shipyard.pipelines.scheduler_cli",
+    "shipyard.store.cli",
     "shipyard.ui.cli",
 ]
 

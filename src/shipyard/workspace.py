@@ -27,17 +27,34 @@ if TYPE_CHECKING:
     from shipyard.auth.audit import AuditLog
     from shipyard.auth.principal import Principal
     from shipyard.auth.store import AuthStore
+    from shipyard.data.catalog import DataCatalog
     from shipyard.models.registry import Registry
+    from shipyard.pipelines.schedules import Schedules
+    from shipyard.pipelines.service import Pipelines
+    from shipyard.secrets import SecretStore
     from shipyard.tracking import Tracking
 
 TOKEN_ENV = "SHIPYARD_TOKEN"
+
+
+def open_metadata(settings: Settings) -> MetadataStore:
+    """The project's metadata store, upgraded when ``auto_migrate`` allows it, else checked to be
+    current (a schema that is behind is refused, naming ``shipyard db upgrade``)."""
+    store = MetadataStore(settings.metadata_url, schema=settings.metadata_schema, migrate=settings.auto_migrate)
+    if not settings.auto_migrate:
+        try:
+            store.require_current()
+        except BaseException:
+            store.dispose()
+            raise
+    return store
 
 
 class Workspace:
     def __init__(self, settings: Settings, *, token: str | None = None, control: MetadataStore | None = None,
                  principal: Principal | None = None) -> None:
         self.settings = settings
-        self.store = MetadataStore(settings.metadata_url, schema=settings.metadata_schema)
+        self.store = open_metadata(settings)
         self.artifacts = ArtifactStore(settings.artifact_root, settings.artifact_options)
         self._token = token
         # the server's own database (users, tokens, audit); the project's own for the default project
@@ -56,8 +73,7 @@ class Workspace:
             return self._control
         if self.settings.project == DEFAULT_PROJECT:
             return self.store
-        root = load_settings(self.settings.project_dir.parent.parent)
-        return MetadataStore(root.metadata_url, schema=root.metadata_schema)
+        return open_metadata(load_settings(self.settings.project_dir.parent.parent))
 
     @cached_property
     def auth(self) -> AuthStore:
@@ -124,6 +140,30 @@ class Workspace:
         from shipyard.features import FeatureStore
 
         return FeatureStore(self)
+
+    @cached_property
+    def secrets(self) -> SecretStore:
+        from shipyard.secrets import SecretStore
+
+        return SecretStore(self.store, self.settings.state_dir)
+
+    @cached_property
+    def data(self) -> DataCatalog:
+        from shipyard.data.catalog import DataCatalog
+
+        return DataCatalog(self.store, self.artifacts, self.secrets, self.settings.project_dir)
+
+    @cached_property
+    def pipelines(self) -> Pipelines:
+        from shipyard.pipelines.service import Pipelines
+
+        return Pipelines(self)
+
+    @cached_property
+    def schedules(self) -> Schedules:
+        from shipyard.pipelines.schedules import Schedules
+
+        return Schedules(self.store)
 
     def close(self) -> None:
         self.store.dispose()

@@ -158,6 +158,12 @@ def run_demo(directory: str | Path = "shipyard-demo", say: Say = print) -> dict[
     out["registry_matches_in_process"] = bool(same)
     say(f"      registry scorecard scores 20 test rows identically to the in-process one: {same}")
 
+    # -- the same modelling as a cached, re-runnable pipeline (shipyard.demo.pipeline) ----------
+    from shipyard.demo.pipeline import run_credit_pipeline
+
+    out["pipeline"] = run_credit_pipeline(ws, project, say=say)
+    # ------------------------------------------------------------------------------------------
+
     start = apps["event_timestamp"].min() - pd.Timedelta(days=400)
     end = pd.Timestamp.now(tz="UTC")
     written_rows = ws.features.materialize(start, end)

@@ -26,12 +26,14 @@ from shipyard.models.registry import names
 from shipyard.models.registry.records import PENDING, STATUSES, VALIDATED, ModelVersion, RegisteredModel
 from shipyard.models.registry.release import ReleaseWorkflow
 from shipyard.models.registry.sources import inspect_model_dir, resolve_source
+from shipyard.models.trust import refuse_pickles
 from shipyard.store import now_ms
 from shipyard.store.events import list_events, record_event
 from shipyard.store.schema import artifacts as artifacts_table
 from shipyard.store.schema import model_aliases, model_versions, registered_models
 
 if TYPE_CHECKING:
+    from shipyard.models.environment import ModelEnvironment
     from shipyard.models.loaded import LoadedModel
     from shipyard.workspace import Workspace
 
@@ -211,8 +213,13 @@ class Registry(ReleaseWorkflow):
         tag_map = _check_mapping(tags, "tags")
         metric_map = _check_metrics(metrics)
         user = actor or self.ws.user
+        if self.ws.settings.validation_subprocess:
+            from shipyard.models.validator import shared_worker
+
+            shared_worker().start()  # its imports overlap the copy below
         with resolve_source(self.ws, path_or_run_artifact, run_id) as (folder, source_run):
             flavor, signature = inspect_model_dir(folder)
+            refuse_pickles(folder, self.ws.settings.allow_pickle_models)
             local_sha, local_size = sha256_dir(folder)
             if local_size == 0 and not any(folder.iterdir()):
                 raise InvalidInput(f"model folder {str(folder)!r} is empty", {"field": "path"})
@@ -557,11 +564,39 @@ class Registry(ReleaseWorkflow):
             self._cache[key] = (mv.sha256, model)
         return model
 
+    def load_for_serving(self, name: str, version_or_alias: int | str) -> LoadedModel:
+        """What a server serves: ``load``, or a proxy to a worker in the version's own environment
+        when the version is marked so (``serve_env: own`` tag, ``own_env_models`` setting). The
+        caller owns the proxy (``close()`` stops its worker); it is not cached here."""
+        from shipyard.models.registry.environments import load_in_environment, serves_in_own_environment
+
+        mv = self.get_version(name, version_or_alias)
+        if not serves_in_own_environment(self.ws.settings, mv):
+            return self.load(name, mv.version)
+        return load_in_environment(self.ws.settings, mv, self.local_model_dir(mv))
+
+    def build_environment(self, name: str, version_or_alias: int | str, *, builder: str | None = None,
+                          rebuild: bool = False) -> ModelEnvironment:
+        """Build (or reuse) the Python environment of a version from its recorded requirements."""
+        from shipyard.models.registry.environments import build_version_environment
+
+        mv = self.get_version(name, version_or_alias)
+        return build_version_environment(self.ws.settings, mv, self.local_model_dir(mv), builder=builder,
+                                         rebuild=rebuild)
+
     def _load_verified(self, mv: ModelVersion) -> LoadedModel:
+        from shipyard.models.loaded import model_failure
         from shipyard.models.package import load_model
 
         folder = self.local_model_dir(mv)  # sha256 checked before anything is unpickled
-        return load_model(folder, trusted=True)
+        try:
+            refuse_pickles(folder, self.ws.settings.allow_pickle_models)
+            return load_model(folder, trusted=True)
+        except Exception as exc:  # noqa: BLE001 - unpickling and load hooks run the model's own code
+            failure = model_failure(exc, mv.name, mv.version, "could not be loaded")
+            if failure is exc:
+                raise
+            raise failure from exc
 
     def _forget(self, name: str, version: int | None = None) -> None:
         with self._cache_lock:
