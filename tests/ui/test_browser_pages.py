@@ -32,6 +32,8 @@ def _routes(page, ui_project) -> list[tuple[str, str]]:
         ("scenes", "/scenes"), ("scene", "/scenes/credit_apply"), ("reports", "/reports"),
         ("admin", "/admin"), ("admin-tokens", "/admin?tab=tokens"), ("admin-projects", "/admin?tab=projects"),
         ("admin-audit", "/admin?tab=audit"),
+        ("data", "/data"), ("dataset", "/data/datasets/german_credit"), ("pipelines", "/pipelines"),
+        ("pipeline", "/pipelines/credit_scorecard"), ("pipeline-new", "/pipelines/new"),
     ]
 
 
@@ -40,7 +42,10 @@ def test_every_page_renders_without_errors(ui, ui_project, user):
     ui.sign_in(user)
     for name, route in _routes(ui.page, ui_project):
         page = ui.go(route)
-        page.wait_for_load_state("networkidle")
+        try:
+            page.wait_for_load_state("networkidle", timeout=10_000)
+        except Exception as exc:  # noqa: BLE001
+            raise AssertionError(f"{route} never went idle") from exc
         assert page.locator("main h1").count() == 1, route
         assert page.locator(".alert.error").count() == 0, (route, page.locator(".alert.error").all_inner_texts())
         assert page.evaluate(UNLABELLED) == [], route

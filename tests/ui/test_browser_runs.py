@@ -51,8 +51,8 @@ def test_runs_table_sorts_filters_and_pages_on_the_server(ui):
     column = headers.index("test_auc") + 1
     shown = page.locator(f"table[aria-label='Runs'] tbody tr td:nth-child({column})").all_inner_texts()
     values = [float(v) for v in shown if v != "–"]
-    assert len(values) == 2 and values == sorted(values, reverse=True)
-    assert shown[:2] == [v for v in shown if v != "–"]  # runs without the metric come last
+    assert len(values) >= 2 and values == sorted(values, reverse=True)
+    assert shown[:len(values)] == [v for v in shown if v != "–"]  # runs without the metric come last
     page.get_by_role("textbox", name="Filter").fill("params.max_depth = '5'")
     page.get_by_role("button", name="Apply").click()
     page.wait_for_selector("table[aria-label='Runs']")

@@ -136,8 +136,13 @@ def router() -> APIRouter:
         return [_run_dict(r) for r in ctx.ws.pipelines.runs(pipeline, limit)]
 
     @api.get("/pipelines/runs/{run_id}")
-    def get_run(run_id: str, ctx: RequestContext = allow(Resource.PIPELINES, Action.READ)) -> dict[str, Any]:
-        return _run_dict(ctx.ws.pipelines.get_run(run_id))
+    def get_run(run_id: str, document: bool = Query(False, description="also the document the run ran"),
+                ctx: RequestContext = allow(Resource.PIPELINES, Action.READ)) -> dict[str, Any]:
+        record = ctx.ws.pipelines.get_run(run_id)
+        out = _run_dict(record)
+        if document:  # a pipeline run from a file is drawn from this (it may never have been saved)
+            out["document"] = record.document
+        return out
 
     @api.get("/pipelines/runs/{run_id}/nodes/{node}/logs")
     def logs(run_id: str, node: str, offset: int = Query(0, ge=0),

@@ -32,20 +32,26 @@ function shown(value) {
 
 export default async function render(view, root) {
   const isNew = view.params.name === 'new';
-  const [palette, stored] = await Promise.all([
-    api.get('/pipelines/components'),
-    isNew ? null : api.get(`/pipelines/${enc(view.params.name)}`),
-  ]);
+  const [palette, saved] = await Promise.all([api.get('/pipelines/components'), isNew ? [] : api.get('/pipelines')]);
+  const stored = !isNew && saved.some((p) => p.name === view.params.name) ? await api.get(`/pipelines/${enc(view.params.name)}`) : null;
+  // a pipeline run from a file was never saved here: it is drawn from its latest run's document
+  let ranFrom = null;
+  if (!isNew && !stored) {
+    const latest = (await api.get('/pipelines/runs', { pipeline: view.params.name, limit: 1 }))[0];
+    if (!latest) throw new Error(t('There is no pipeline {name}: it was never saved or run here.', { name: view.params.name }));
+    ranFrom = await api.get(`/pipelines/runs/${enc(latest.id)}`, { document: true });
+  }
   const components = new Map(palette.map((c) => [c.name, c]));
-  const doc = normalise(stored ? stored.document || stored : { name: '', nodes: [], edges: [] }, components);
-  if (stored && !doc.name) doc.name = stored.name;
+  const source = stored ? stored.document || stored : ranFrom ? ranFrom.document : { name: '', nodes: [], edges: [] };
+  const doc = normalise(source, components);
+  if (!doc.name) doc.name = stored ? stored.name : isNew ? '' : view.params.name;
   // nodes saved without positions are laid out left to right
   if (doc.nodes.some((n) => !n.position)) {
     const placed = layout(doc.nodes.map((n) => ({ id: n.id })), doc.edges.map((e) => ({ from: split(e.from)[0], to: split(e.to)[0] })));
     for (const n of doc.nodes) if (!n.position) n.position = { x: placed.pos.get(n.id).x, y: placed.pos.get(n.id).y + 20 };
   }
   const mayWrite = can('pipelines', 'write');
-  const state = { selected: null, armed: null, statuses: {}, logs: {}, run: null, dirty: false };
+  const state = { selected: null, armed: null, statuses: {}, logs: {}, run: null, dirty: false, saved: Boolean(stored) };
 
   const canvas = h('div', { class: 'canvas', role: 'application', 'aria-label': t('Pipeline canvas') });
   const wires = s('svg', { class: 'wires', width: 2400, height: 1400 });
@@ -53,7 +59,7 @@ export default async function render(view, root) {
   const problemsBox = h('div', { 'aria-live': 'polite' });
   const runBox = h('div', { 'aria-live': 'polite' });
   const logsBox = h('div');
-  const nameInput = h('input', { value: doc.name, placeholder: 'credit_scorecard', disabled: !isNew && Boolean(stored), on: { input: (e) => { doc.name = e.target.value.trim(); state.dirty = true; } } });
+  const nameInput = h('input', { value: doc.name, placeholder: 'credit_scorecard', disabled: !isNew, on: { input: (e) => { doc.name = e.target.value.trim(); state.dirty = true; } } });
   const descInput = h('input', { value: doc.description, on: { input: (e) => { doc.description = e.target.value; state.dirty = true; } } });
 
   // -- drawing -------------------------------------------------------------------------------
@@ -184,7 +190,9 @@ export default async function render(view, root) {
     select_(node.id);
     const el = canvas.querySelector(`[data-node="${CSS.escape(node.id)}"]`);
     const origin = { x: event.clientX, y: event.clientY, left: node.position.x, top: node.position.y };
+    let moved = false;
     const move = (e) => {
+      moved = true;
       node.position.x = Math.max(0, origin.left + e.clientX - origin.x);
       node.position.y = Math.max(0, origin.top + e.clientY - origin.y);
       el.style.left = `${node.position.x}px`;
@@ -196,7 +204,7 @@ export default async function render(view, root) {
       document.removeEventListener('pointerup', up);
       node.position.x = Math.round(node.position.x);
       node.position.y = Math.round(node.position.y);
-      state.dirty = true;
+      if (moved) state.dirty = true;
     };
     document.addEventListener('pointermove', move);
     document.addEventListener('pointerup', up);
@@ -303,7 +311,7 @@ export default async function render(view, root) {
           on: { change: (e) => { if (e.target.checked) delete node.cache; else node.cache = false; state.dirty = true; } } }), t('Reuse the output when nothing changed'))),
       h('div', { class: 'row' },
         mayWrite ? h('button', { type: 'button', class: 'danger small', on: { click: () => { removeNode(doc, node.id); state.selected = null; state.dirty = true; draw(); } } }, t('Delete node')) : null,
-        mayWrite && stored && !isNew ? h('button', { type: 'button', class: 'small', on: { click: (e) => runPipeline(e.currentTarget, node.id) } }, t('Re-run from here')) : null),
+        mayWrite && !isNew ? h('button', { type: 'button', class: 'small', on: { click: (e) => runPipeline(e.currentTarget, node.id) } }, t('Re-run from here')) : null),
       state.run ? h('div', null, h('h3', null, t('Logs')), h('pre', { class: 'logs' }, state.logs[node.id] || t('(no output yet)'))) : null);
   }
 
@@ -334,6 +342,7 @@ export default async function render(view, root) {
     try {
       const saved = await api.post('/pipelines', { document: toDocument(doc) });
       state.dirty = false;
+      state.saved = true;
       replace(problemsBox, notice(t('Saved {name} v{version}.', { name: saved.name, version: saved.version }), 'info'));
       return saved;
     } catch (error) {
@@ -345,6 +354,7 @@ export default async function render(view, root) {
   }
 
   async function follow(runId) {
+    delete canvas.dataset.run;
     state.run = runId;
     state.statuses = {};
     state.logs = {};
@@ -381,7 +391,8 @@ export default async function render(view, root) {
   }
 
   async function runPipeline(button, from) {
-    if (state.dirty || isNew || !stored) {
+    delete canvas.dataset.run;
+    if (state.dirty || isNew || !state.saved) { // runs start from the saved document
       const saved = await save(button);
       if (!saved) return;
       if (isNew) { location.hash = href(`/pipelines/${enc(saved.name)}`, { run: 1 }); return; }
@@ -410,7 +421,7 @@ export default async function render(view, root) {
   // -- runs of this pipeline -------------------------------------------------------------------------
   const runsBox = h('div');
   async function drawRuns() {
-    if (isNew || !stored) { replace(runsBox, empty(t('Save the pipeline to run it.'))); return; }
+    if (isNew) { replace(runsBox, empty(t('Save the pipeline to run it.'))); return; }
     try {
       const runs = await api.get('/pipelines/runs', { pipeline: doc.name, limit: 20 });
       replace(runsBox, runs.length ? table({
@@ -429,15 +440,19 @@ export default async function render(view, root) {
     }
   }
 
-  async function showRun(run) {
+  // a finished run's statuses on the canvas at once; its logs as they arrive
+  function showRun(run) {
     state.run = run.id;
     state.statuses = Object.fromEntries(run.nodes.map((n) => [n.node_id, n.status]));
     state.logs = {};
-    await Promise.all(run.nodes.map(async (n) => {
-      try { state.logs[n.node_id] = (await api.get(`/pipelines/runs/${enc(run.id)}/nodes/${enc(n.node_id)}/logs`)).text; } catch { /* no log */ }
-    }));
     replace(runBox, h('p', null, t('Run {id}', { id: run.id.slice(0, 8) }), ' ', statusBadge(run.status), run.error ? h('span', { class: 'muted' }, ` ${run.error}`) : null));
     draw();
+    for (const n of run.nodes) {
+      api.get(`/pipelines/runs/${enc(run.id)}/nodes/${enc(n.node_id)}/logs`).then((chunk) => {
+        state.logs[n.node_id] = chunk.text;
+        if (state.selected === n.node_id) drawInspector();
+      }).catch(() => null);
+    }
   }
 
   // -- page ---------------------------------------------------------------------------------------------
@@ -471,4 +486,8 @@ export default async function render(view, root) {
   drawRuns();
   if (view.query.get('run') && mayWrite) runPipeline(null);
   if (!mayWrite) root.prepend(notice(t('You may look at this pipeline; changing and running it needs the modeler or operator role.')));
+  if (ranFrom) {
+    root.prepend(notice(t('This pipeline was run from a file and is not saved here; it is drawn from its latest run. Saving stores it.')));
+    showRun(ranFrom);
+  }
 }
