@@ -25,7 +25,7 @@ export default async function render(view, root) {
           { label: t('Updated'), className: 'nowrap', render: (d) => `${ago(d.updated_at)} · ${d.updated_by}` },
         ],
         rows: datasets,
-        emptyState: empty(t('No datasets yet.'), t('Add one from a source with {command}, then refresh it into a version.', { command: 'shipyard datasets add NAME --source S --path FILE' })),
+        emptyState: empty(t('No datasets yet.'), t('Add one from a source with {command}, then refresh it into a version.', { command: 'shipyard datasets create NAME --source S --path FILE' })),
       })),
       card(t('Sources'), null, table({
         label: t('Sources'),
@@ -37,6 +37,6 @@ export default async function render(view, root) {
           { label: t('Updated'), className: 'nowrap', render: (s) => `${when(s.updated_at)} · ${s.updated_by}` },
         ],
         rows: sources,
-        emptyState: empty(t('No sources yet.'), t('Add a folder, a database or Spark with {command}; passwords are stored as secrets.', { command: 'shipyard sources add' })),
+        emptyState: empty(t('No sources yet.'), t('Add a folder, a database or Spark with {command}; passwords are stored as secrets.', { command: 'shipyard data sources add' })),
       }))));
 }

@@ -62,25 +62,28 @@ export default async function render(view, root) {
   against.addEventListener('change', showDiff);
   if (other.length) showDiff();
   const readers = lineage ? Object.entries(lineage.readers || {}).flatMap(([kind, list]) => list.map((r) => ({ kind, ...r }))) : [];
+  const schema = table({ label: t('Schema'), columns: [{ label: t('Column'), render: (c) => c.name }, { label: t('Type'), className: 'nowrap', render: (c) => c.type }], rows: current.schema });
+  schema.classList.add('short');
   root.append(h('div', { class: 'stack' },
+    card(t('Versions'), null, table({
+      label: t('Versions'),
+      columns: [
+        { label: t('Version'), render: (v) => h('a', { href: href(`/data/datasets/${enc(name)}`, { version: v.version }), 'aria-current': v.version === chosen ? 'true' : null }, `v${v.version}`) },
+        { label: t('Rows'), num: true, render: (v) => num(v.rows) },
+        { label: t('Columns'), num: true, render: (v) => v.schema.length },
+        { label: t('Size'), num: true, render: (v) => bytes(v.size) },
+        { label: t('Read in'), num: true, render: (v) => duration(v.duration_ms) },
+        { label: t('Created'), className: 'nowrap', render: (v) => `${when(v.created_at)} · ${v.created_by}` },
+      ],
+      rows: versions, rowClass: (v) => (v.version === chosen ? 'selected' : null),
+    })),
     h('div', { class: 'grid two' },
-      card(t('Versions'), null, table({
-        label: t('Versions'),
-        columns: [
-          { label: t('Version'), render: (v) => h('a', { href: href(`/data/datasets/${enc(name)}`, { version: v.version }), 'aria-current': v.version === chosen ? 'true' : null }, `v${v.version}`) },
-          { label: t('Rows'), num: true, render: (v) => num(v.rows) },
-          { label: t('Columns'), num: true, render: (v) => v.schema.length },
-          { label: t('Size'), num: true, render: (v) => bytes(v.size) },
-          { label: t('Read in'), num: true, render: (v) => duration(v.duration_ms) },
-          { label: t('Created'), className: 'nowrap', render: (v) => `${when(v.created_at)} · ${v.created_by}` },
-        ],
-        rows: versions, rowClass: (v) => (v.version === chosen ? 'selected' : null),
-      })),
       card(t('Version {version}', { version: chosen }), null, kv([
         [t('Rows'), num(current.rows)], [t('SHA-256'), h('span', { class: 'mono small' }, current.sha256)],
         [t('Missing cells'), current.profile && current.profile.missing_rate !== undefined ? percent(current.profile.missing_rate) : null],
         [t('Flags'), current.profile && current.profile.flags ? Object.keys(current.profile.flags).length : null],
-      ]), h('h3', null, t('Schema')), table({ label: t('Schema'), columns: [{ label: t('Column'), render: (c) => c.name }, { label: t('Type'), render: (c) => c.type }], rows: current.schema }))),
+      ])),
+      card(t('Schema'), null, schema)),
     card(t('First rows'), null, rowsBox),
     card(t('Compare with another version'), other.length ? [field(t('Against'), against)] : null, other.length ? diffBox : empty(t('Only one version so far.'))),
     card(t('Data-quality report'), null, profileBox),

@@ -94,7 +94,7 @@ export default async function render(view, root) {
           { label: t('Last materialization'), render: (r) => (r.materialization.last_run ? when(r.materialization.last_run.finished_at) : t('never')) },
         ],
         rows: report.views,
-      }) : empty(t('No online views.'), t('Materialize views with {command}.', { command: 'shipyard features materialize' })),
+      }) : empty(t('No online views.'), t('Materialize views with {command}.', { command: 'shipyard features materialize START END' })),
       online.length > size ? pager({ offset, limit: size, total: online.length, count: chosen.length, sizes: [size], onChange: (o) => show(o) }) : null,
       report.generated_at ? h('p', { class: 'muted small' }, t('Measured {when} over up to 20,000 stored entities per view.', { when: when(report.generated_at, 'seconds') })) : null);
     };

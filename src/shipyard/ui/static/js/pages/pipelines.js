@@ -72,6 +72,6 @@ export default async function render(view, root) {
             h('button', { type: 'button', class: 'small danger', on: { click: () => removeSchedule(x.name) } }, t('Delete'))) : null) },
         ],
         rows: schedules,
-        emptyState: empty(t('No schedules.'), t('Add one with {command}.', { command: "shipyard schedules add NAME --pipeline P --cron '0 2 * * *'" })),
+        emptyState: empty(t('No schedules.'), t('Add one with {command}.', { command: "shipyard schedules add NAME --kind pipeline --target P --cron '0 2 * * *'" })),
       }))));
 }
