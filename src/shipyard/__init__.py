@@ -35,9 +35,10 @@ _LAZY = {
     "FeatureStore": "shipyard.features",
     "errors": "shipyard.errors",
     "risk": "shipyard.risk",
+    "monitoring": "shipyard.monitoring",
 }
 
-_MODULES = {"errors", "risk"}
+_MODULES = {"errors", "risk", "monitoring"}
 
 __all__ = sorted([*_LAZY, "ShipyardError", "__version__"])
 

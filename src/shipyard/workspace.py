@@ -18,6 +18,7 @@ from shipyard.store import MetadataStore
 
 if TYPE_CHECKING:
     from shipyard.models.registry import Registry
+    from shipyard.monitoring import Monitoring
     from shipyard.tracking import Tracking
 
 
@@ -48,6 +49,12 @@ class Workspace:
         from shipyard.features import FeatureStore
 
         return FeatureStore(self)
+
+    @cached_property
+    def monitoring(self) -> Monitoring:
+        from shipyard.monitoring import Monitoring
+
+        return Monitoring(self.store, self.artifacts, feature_monitor=lambda views: self.features.monitor(views))
 
     def close(self) -> None:
         self.store.dispose()
