@@ -23,7 +23,7 @@ import pyarrow as pa
 from shipyard.artifacts import ArtifactStore
 from shipyard.monitoring import series
 from shipyard.monitoring.baseline import Baseline, ColumnStats
-from shipyard.monitoring.logread import META, Fields, iter_day
+from shipyard.monitoring.logread import META, iter_day
 
 _LOG_SCALE = series.PER_DOUBLING / math.log(2)
 
@@ -83,9 +83,9 @@ def collect(artifacts: ArtifactStore, scene: str, day: str, baseline: Baseline |
             progress: Callable[[int, int], None] | None = None) -> tuple[DayStats, list[str]]:
     """One pass over the day's log: the day's statistics and the column names seen."""
     stats = DayStats(scene, day, score=score, decision=decision)
-    fields = _fields_from(baseline)
     seen: list[str] = []
-    for table in iter_day(artifacts, scene, day, fields, warn=stats.warnings.append, progress=progress):
+    for table in iter_day(artifacts, scene, day, types=_types(baseline), warn=stats.warnings.append,
+                          progress=progress):
         stats.files += 1
         add_table(stats, table, baseline)
         for name in table.column_names:
@@ -100,12 +100,10 @@ def collect(artifacts: ArtifactStore, scene: str, day: str, baseline: Baseline |
     return stats, seen
 
 
-def _fields_from(baseline: Baseline | None) -> Fields | None:
+def _types(baseline: Baseline | None) -> dict[str, str]:
     if baseline is None:
-        return None
-    kinds = {c.name: "DOUBLE" if c.kind == "numeric" else "VARCHAR" for c in baseline.columns.values()}
-    # a baseline column may come from any source; declaring it in features covers inputs as well
-    return Fields({}, kinds, {})
+        return {}
+    return {c.name: "DOUBLE" if c.kind == "numeric" else "VARCHAR" for c in baseline.columns.values()}
 
 
 def add_table(stats: DayStats, table: pa.Table, baseline: Baseline | None) -> None:
@@ -197,7 +195,7 @@ def read_columns(artifacts: ArtifactStore, scene: str, day: str, baseline: Basel
                  columns: list[str] | None) -> pd.DataFrame:
     """The day's rows as one DataFrame, keeping only ``columns`` (and the metadata) per file."""
     frames = []
-    for table in iter_day(artifacts, scene, day, _fields_from(baseline)):
+    for table in iter_day(artifacts, scene, day, types=_types(baseline)):
         keep = [c for c in table.column_names if c in META or columns is None or c in columns]
         frames.append(table.select(keep).to_pandas())
     if not frames:

@@ -74,9 +74,12 @@ class Fields:
             taken.add(column)
         return out
 
-    def merge(self, other: Fields) -> Fields:
-        return Fields({**other.inputs, **self.inputs}, {**other.features, **self.features},
-                      {**other.outputs, **self.outputs})
+    def typed(self, types: dict[str, str]) -> Fields:
+        """The same fields with the types in ``types`` (e.g. a baseline's numeric/categorical kinds)."""
+        def fix(d: dict[str, str]) -> dict[str, str]:
+            return {k: types.get(k, t) for k, t in d.items()}
+
+        return Fields(fix(self.inputs), fix(self.features), fix(self.outputs))
 
 
 def discover(table: pa.Table) -> Fields:
@@ -169,15 +172,18 @@ def read_file(artifacts: ArtifactStore, path: str) -> pa.Table:
 
 
 def iter_day(artifacts: ArtifactStore, scene: str, day: str, fields: Fields | None = None, *,
-             warn: Callable[[str], None] | None = None,
+             types: dict[str, str] | None = None, warn: Callable[[str], None] | None = None,
              progress: Callable[[int, int], None] | None = None) -> Iterator[pa.Table]:
-    """Flattened tables of the day, one per log file; unreadable files are skipped with a warning."""
+    """Flattened tables of the day, one per log file; unreadable files are skipped with a warning.
+
+    ``fields`` fixes what is decoded; without it each file's fields are discovered, with the types
+    in ``types`` taking precedence.
+    """
     paths = day_files(artifacts, scene, day)
     for i, path in enumerate(paths):
         try:
             table = read_file(artifacts, path)
-            file_fields = discover(table)
-            use = fields.merge(file_fields) if fields is not None else file_fields
+            use = fields if fields is not None else discover(table).typed(types or {})
             flat = flatten(table, use)
         except Exception as exc:  # a corrupt file costs that file, never the report
             message = f"skipped unreadable prediction-log file {path}: {type(exc).__name__}: {str(exc)[:200]}"
