@@ -119,16 +119,16 @@ class LabelStore:
         y = _binary(labels[label_column], label_column)
         served = self.served(scene, settings, days, progress)
         frame = labels.reset_index(drop=True).copy()
-        frame["_label"] = y
+        frame["sy_label"] = y
         if by_entity:
-            frame["_t"] = pd.to_datetime(frame[time_column], utc=True).astype("int64") // 1_000_000
-            frame["_entity"] = frame[entity_column].astype(str)
+            frame["sy_t"] = pd.to_datetime(frame[time_column], utc=True).dt.as_unit("ms").astype("int64")
+            frame["sy_entity"] = frame[entity_column].astype(str)
             merged = _match_entity(frame, served, int(tolerance_s * 1000))
         else:
-            frame["_rid"] = frame[id_column].astype(str)
-            frame["_row"] = frame[row_column].astype(int) if row_column else 0
-            merged = frame.merge(served, left_on=["_rid", "_row"], right_on=["request_id", "row"], how="left")
-            merged["request_id"], merged["row"] = merged["_rid"], merged["_row"]
+            frame["sy_rid"] = frame[id_column].astype(str)
+            frame["sy_row"] = frame[row_column].astype(int) if row_column else 0
+            merged = frame.merge(served, left_on=["sy_rid", "sy_row"], right_on=["request_id", "row"], how="left")
+            merged["request_id"], merged["row"] = merged["sy_rid"], merged["sy_row"]
         before = len(merged)
         merged = merged.drop_duplicates(subset=["request_id", "row"], keep="last")
         duplicates = before - len(merged)
@@ -140,7 +140,7 @@ class LabelStore:
             score = None if not ok or r.score is None or (isinstance(r.score, float) and math.isnan(r.score)) \
                 else float(r.score)
             records.append({
-                "scene": scene, "request_id": str(r.request_id)[:128], "row": int(r.row), "label": float(r._label),
+                "scene": scene, "request_id": str(r.request_id)[:128], "row": int(r.row), "label": float(r.sy_label),
                 "matched": bool(ok), "ts": int(r.ts) if ok else None, "day": r.day if ok else None,
                 "version": int(r.version) if ok and r.version is not None else None,
                 "arm": r.arm if ok else None, "score": score,
@@ -223,14 +223,14 @@ def per_group(frame: pd.DataFrame, keys: list[str], approve: tuple[str, ...]) ->
 
 def _match_entity(frame: pd.DataFrame, served: pd.DataFrame, tolerance_ms: int) -> pd.DataFrame:
     """Each label to the latest prediction for its entity at or before its time (within tolerance)."""
-    frame = frame.sort_values("_t").reset_index(drop=True)
+    frame = frame.sort_values("sy_t").reset_index(drop=True)
     right = served.dropna(subset=["entity"]).copy()
     right["ts"] = right["ts"].astype("int64")
     right = right.sort_values("ts")
-    merged = pd.merge_asof(frame, right, left_on="_t", right_on="ts", left_by="_entity", right_by="entity",
+    merged = pd.merge_asof(frame, right, left_on="sy_t", right_on="ts", left_by="sy_entity", right_by="entity",
                            direction="backward", tolerance=tolerance_ms)
     miss = merged["ts"].isna()
-    merged.loc[miss, "request_id"] = "entity:" + merged.loc[miss, "_entity"] + "@" + merged.loc[miss, "_t"].astype(str)
+    merged.loc[miss, "request_id"] = "entity:" + merged.loc[miss, "sy_entity"] + "@" + merged.loc[miss, "sy_t"].astype(str)
     merged.loc[miss, "row"] = 0
     merged["row"] = merged["row"].astype(int)
     return merged
