@@ -26,6 +26,7 @@ SUBSYSTEM_CLIS = [
     "shipyard.data.cli",
     "shipyard.features.cli",
     "shipyard.serving.cli",
+    "shipyard.monitoring.cli",
     "shipyard.demo.cli",
 ]
 
