@@ -3,7 +3,8 @@
 A :class:`Baseline` keeps, per column, what drift needs and nothing else — never raw rows:
 
 * numeric: the PSI bins (inner edges at the reference's 1/10 … 9/10 quantiles) with their counts,
-  100 finer quantile bins with counts (for KS and Wasserstein without the rows), the missing
+  40 finer quantile bins plus six in the tails (nesting the PSI edges) with counts, for KS and Wasserstein without the
+  rows — a KS from them is off by at most the largest fine-bin share, about 2.5 % — the missing
   count, mean, standard deviation (ddof 0), min and max;
 * categorical: the counts of up to ``TOP_CATEGORIES`` most frequent categories (the rest are
   pooled as ``__other__``) and the missing count.
@@ -25,7 +26,7 @@ import pandas as pd
 from shipyard.errors import InvalidInput
 from shipyard.monitoring import stats as S
 
-FINE_BINS = 100
+FINE_BINS = 40
 TOP_CATEGORIES = 100
 OTHER = "__other__"
 UNSEEN = "__unseen__"
@@ -40,6 +41,19 @@ def numeric_matrix(frame: pd.DataFrame, columns: list[str]) -> np.ndarray:
     if not columns:
         return np.empty((len(frame), 0))
     return frame[columns].to_numpy(dtype=float, na_value=np.nan)
+
+
+TAIL_QUANTILES = (0.001, 0.005, 0.01, 0.99, 0.995, 0.999)
+
+
+def _tail_edges(values: np.ndarray) -> list[np.ndarray]:
+    # extra edges in the tails, where a shifted or wider current sample puts its mass
+    out = []
+    for j in range(values.shape[1]):
+        col = values[:, j]
+        col = col[~np.isnan(col)]
+        out.append(np.quantile(col, TAIL_QUANTILES) if col.size else np.array([], dtype=float))
+    return out
 
 
 @dataclass
@@ -64,6 +78,14 @@ class ColumnBaseline:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ColumnBaseline:
         return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
+
+    def coarse_of_fine(self) -> np.ndarray | None:
+        """For each fine bin, the PSI bin holding it (None when the fine edges do not nest the PSI edges)."""
+        fine, coarse = np.asarray(self.fine_edges, dtype=float), np.asarray(self.edges, dtype=float)
+        if not np.isin(coarse, fine).all():
+            return None
+        upper = np.append(fine, np.inf)
+        return np.searchsorted(coarse, upper, side="left")
 
     def bin_labels(self) -> list[str]:
         if self.kind == "categorical":
@@ -101,7 +123,9 @@ class Baseline:
         out: dict[str, ColumnBaseline] = {}
         values = numeric_matrix(frame, numeric)
         coarse = S.quantile_edges(values, bins)
-        fine = S.quantile_edges(values, FINE_BINS)
+        # the fine edges include the PSI edges, so PSI counts are sums of fine counts
+        fine = [np.unique(np.concatenate([f, c, t])) for f, c, t in zip(
+            S.quantile_edges(values, FINE_BINS), coarse, _tail_edges(values), strict=True)]
         for j, name_ in enumerate(numeric):
             col = values[:, j]
             counts, n_missing = S.bin_counts(col, coarse[j])

@@ -126,7 +126,7 @@ def psi_display(frame: pd.DataFrame) -> list[Any]:
     if frame.empty:
         return [Text("No baseline: set one for the scene to see PSI of its inputs.")]
     return [Text(f"PSI on 10 quantile bins of the baseline (empty shares {S.PSI_EPSILON}); Jensen–Shannon distance "
-                 "base 2; KS and Wasserstein (÷ baseline std) from 100 stored quantile bins. A column drifts at "
+                 "base 2; KS and Wasserstein (÷ baseline std) from 40 stored quantile bins. A column drifts at "
                  f"PSI ≥ {THRESHOLDS.psi_drift}, JS ≥ {THRESHOLDS.js} or Wasserstein ≥ {THRESHOLDS.wasserstein}."),
             Table.from_frame(frame, name="psi"),
             Chart(bar_chart(frame["column"].tolist()[:40], frame["psi"].fillna(0).tolist()[:40],

@@ -18,12 +18,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 
 from shipyard.artifacts import ArtifactStore
 from shipyard.monitoring import series
-from shipyard.monitoring.baseline import Baseline, ColumnStats
-from shipyard.monitoring.logread import META, iter_day
+from shipyard.monitoring.baseline import OTHER, UNSEEN, Baseline, ColumnStats
+from shipyard.monitoring.logread import META, flat_sql, iter_day, iter_files
 
 _LOG_SCALE = series.PER_DOUBLING / math.log(2)
 
@@ -68,35 +67,42 @@ class DayStats:
         return {"columns": {k: v.to_dict() for k, v in self.columns.items()}, "latency": self.latency}
 
 
-def _latency_hist(ms: np.ndarray) -> dict[str, int]:
-    ms = ms[~np.isnan(ms)]
-    if not ms.size:
-        return {}
-    idx = np.ceil((np.log(np.maximum(ms, series.BASE_MS)) - math.log(series.BASE_MS)) * _LOG_SCALE - 1e-9)
-    idx = np.clip(idx, 0, series.N_BUCKETS - 1).astype(np.int64)
-    counts = np.bincount(idx, minlength=series.N_BUCKETS)
-    return {str(i): int(c) for i, c in enumerate(counts) if c}
-
-
 def collect(artifacts: ArtifactStore, scene: str, day: str, baseline: Baseline | None, *,
             score: str | None = None, decision: str | None = None,
             progress: Callable[[int, int], None] | None = None) -> tuple[DayStats, list[str]]:
-    """One pass over the day's log: the day's statistics and the column names seen."""
+    """One pass over the day's log: the day's statistics and the column names seen.
+
+    Each file is decoded and aggregated inside DuckDB in one query (counts, sums, min/max and
+    ``histogram`` on the baseline's fine edges per column), so no row reaches Python.
+    """
     stats = DayStats(scene, day, score=score, decision=decision)
     seen: list[str] = []
-    for table in iter_day(artifacts, scene, day, types=_types(baseline), warn=stats.warnings.append,
-                          progress=progress):
+    types = _types(baseline)
+    for handle in iter_files(artifacts, scene, day, warn=stats.warnings.append, progress=progress):
+        fields = handle.fields.typed(types)
+        plan = _plan(fields, baseline, decision)
+        try:
+            row = handle.con.execute(_aggregate_sql(handle.columns, fields, plan, decision)).fetchone()
+        except Exception as exc:  # a file that fails while being read is skipped like an unreadable one
+            stats.warnings.append(f"skipped unreadable prediction-log file {handle.path}: "
+                                  f"{type(exc).__name__}: {str(exc)[:200]}")
+            continue
         stats.files += 1
-        add_table(stats, table, baseline)
-        for name in table.column_names:
-            if name not in META and name not in seen:
-                seen.append(name)
+        _add_row(stats, row, plan)
+        for _source, _name, column in fields.columns():
+            if column not in seen:
+                seen.append(column)
     for name in baseline.columns if baseline is not None else []:
         # a baseline column the log never had is all missing, not silently left out
         if name not in stats.columns:
             st = ColumnStats.empty(name, baseline.columns[name])
             st.n = st.missing = stats.rows
             stats.columns[name] = st
+    for st in stats.columns.values():
+        # a column absent from some files is missing for their rows too
+        if st.n < stats.rows:
+            st.missing += stats.rows - st.n
+            st.n = stats.rows
     return stats, seen
 
 
@@ -106,44 +112,120 @@ def _types(baseline: Baseline | None) -> dict[str, str]:
     return {c.name: "DOUBLE" if c.kind == "numeric" else "VARCHAR" for c in baseline.columns.values()}
 
 
-def add_table(stats: DayStats, table: pa.Table, baseline: Baseline | None) -> None:
-    n = table.num_rows
-    if n == 0:
-        return
-    stats.rows += n
-    rows = table.column("row").to_numpy(zero_copy_only=False)
-    stats.requests += int((rows == 0).sum())
-    fb = table.column("fallback").to_numpy(zero_copy_only=False)
-    stats.fallbacks += int(np.nansum(fb.astype(float)))
-    for key, target in (("version", stats.by_version), ("arm", stats.by_arm)):
-        vc = pd.Series(table.column(key).to_numpy(zero_copy_only=False)).value_counts()
-        for k, v in vc.items():
-            target[str(k)] = target.get(str(k), 0) + int(v)
-    ts = table.column("ts").to_numpy(zero_copy_only=False)
-    hours = np.bincount(((ts // 3_600_000) % 24).astype(np.int64), minlength=24)
-    stats.by_hour = (np.asarray(stats.by_hour) + hours).tolist()
-    lat = table.column("latency_ms").to_numpy(zero_copy_only=False).astype(float)
-    series.merge_hist(stats.latency, _latency_hist(lat[rows == 0]))
-    for name in table.column_names:
-        if name in META:
-            continue
-        column = table.column(name)
-        base = baseline.columns.get(name) if baseline is not None else None
-        numeric = pa.types.is_floating(column.type) or pa.types.is_integer(column.type)
-        kind = base.kind if base is not None else ("numeric" if numeric else "categorical")
-        st = stats.columns.get(name)
-        if st is None:
-            st = stats.columns[name] = ColumnStats.empty(name, base, kind)
+def _q(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _lit(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+Plan = list[tuple[str, str, Any]]  # (column, kind, its ColumnBaseline or None)
+
+
+def _plan(fields: Any, baseline: Baseline | None, decision: str | None) -> Plan:
+    """(column, kind, baseline column) for every decoded field; kind from the baseline, else the type."""
+    out: Plan = []
+    for source, name, column in fields.columns():
+        base = baseline.columns.get(column) if baseline is not None else None
+        kind = base.kind if base is not None else \
+            ("numeric" if getattr(fields, source)[name] == "DOUBLE" else "categorical")
+        out.append((column, kind, base))
+    return out
+
+
+def _num_list(values: list[float]) -> str:
+    return "[" + ", ".join(repr(float(v)) for v in values) + "]::DOUBLE[]"
+
+
+def _aggregate_sql(columns: list[str], fields: Any, plan: Plan, decision: str | None) -> str:
+    lat = ("CAST(least(96, greatest(0, ceil((ln(greatest(latency_ms, 0.01)) - ln(0.01)) * 4 / ln(2) - 1e-9)))"
+           " AS INTEGER)")
+    exprs = ["count(*)", "count(*) FILTER (WHERE row = 0)", "count(*) FILTER (WHERE fallback)",
+             "histogram(CAST(version AS VARCHAR))", "histogram(CAST(arm AS VARCHAR))",
+             "histogram(CAST(floor(ts / 3600000) % 24 AS INTEGER))",
+             f"histogram({lat}) FILTER (WHERE row = 0 AND latency_ms IS NOT NULL)",
+             f"histogram(CAST({_q(decision)} AS VARCHAR))" if decision and any(c == decision for c, _, _ in plan)
+             else "NULL"]
+    for column, kind, base in plan:
+        c = _q(column)
         if kind == "numeric":
-            values = column.to_numpy(zero_copy_only=False).astype(float) if numeric else \
-                pd.to_numeric(column.to_pandas(), errors="coerce").to_numpy(dtype=float)
-            st.add_numeric(values, base)
+            exprs += [f"count({c})", f"sum({c})", f"sum({c} * {c})", f"min({c})", f"max({c})"]
+            if base is not None and base.fine_edges:
+                exprs.append(f"histogram({c}, {_num_list(base.fine_edges)})")
+            else:
+                exprs.append("NULL")
+            if base is not None and base.edges and base.coarse_of_fine() is None:
+                exprs.append(f"histogram({c}, {_num_list(base.edges)})")
+            else:
+                exprs.append("NULL")
         else:
-            st.add_categorical(column.to_pandas().astype("object"), base)
-        if name == stats.decision:
-            vc = column.to_pandas().dropna().astype(str).value_counts()
-            for k, v in vc.items():
-                stats.decisions[str(k)] = stats.decisions.get(str(k), 0) + int(v)
+            exprs.append(f"count({c})")
+            if base is not None:
+                known = [k for k in base.categories if k != OTHER]
+                inside = ", ".join(_lit(k) for k in known) or "NULL"
+                exprs.append(f"histogram(CASE WHEN CAST({c} AS VARCHAR) IN ({inside}) THEN CAST({c} AS VARCHAR) "
+                             f"ELSE {_lit(UNSEEN)} END) FILTER (WHERE {c} IS NOT NULL)")
+            else:
+                exprs.append("NULL")
+    return f"SELECT {', '.join(exprs)} FROM ({flat_sql(columns, fields)})"
+
+
+def _add_row(stats: DayStats, row: Any, plan: Plan) -> None:
+    it = iter(row)
+    n, requests, fallbacks = int(next(it) or 0), int(next(it) or 0), int(next(it) or 0)
+    by_version, by_arm, by_hour, latency, decisions = (next(it) or {} for _ in range(5))
+    stats.rows += n
+    stats.requests += requests
+    stats.fallbacks += fallbacks
+    for target, found in ((stats.by_version, by_version), (stats.by_arm, by_arm), (stats.decisions, decisions)):
+        for k, v in found.items():
+            target[str(k)] = target.get(str(k), 0) + int(v)
+    for h, v in by_hour.items():
+        stats.by_hour[int(h)] += int(v)
+    series.merge_hist(stats.latency, latency)
+    for column, kind, base in plan:
+        st = stats.columns.get(column)
+        if st is None:
+            st = stats.columns[column] = ColumnStats.empty(column, base, kind)
+        present = int(next(it) or 0)
+        st.n += n
+        st.missing += n - present
+        if kind == "numeric":
+            total, total_sq, lo, hi, fine, coarse = (next(it) for _ in range(6))
+            if present:
+                st.total += float(total)
+                st.total_sq += float(total_sq)
+                st.min = float(lo) if st.min is None else min(st.min, float(lo))
+                st.max = float(hi) if st.max is None else max(st.max, float(hi))
+            if base is not None and st.fine_counts is not None and st.counts is not None:
+                f = _aligned(fine or {}, base.fine_edges, present)
+                st.fine_counts = (np.asarray(st.fine_counts) + f).tolist()
+                mapping = base.coarse_of_fine()
+                c = np.bincount(mapping, weights=f, minlength=len(st.counts)).astype(np.int64) \
+                    if mapping is not None else _aligned(coarse or {}, base.edges, present)
+                st.counts = (np.asarray(st.counts) + c).tolist()
+        else:
+            found = next(it) or {}
+            if base is not None and st.counts is not None:
+                idx = {k: i for i, k in enumerate(base.categories)}
+                other = idx.get(OTHER, len(base.categories))
+                counts = list(st.counts)
+                for k, v in found.items():
+                    counts[idx.get(k, other) if k != UNSEEN else other] += int(v)
+                    if k != UNSEEN:
+                        st.top[k] = st.top.get(k, 0) + int(v)
+                st.counts = counts
+
+
+def _aligned(found: dict[Any, Any], edges: list[float], present: int) -> np.ndarray:
+    """Counts per bin from DuckDB's ``histogram(x, edges)`` map (the overflow key is +inf)."""
+    if not edges:
+        return np.array([present], dtype=np.int64)
+    inner = [int(found.get(e, 0)) for e in edges]
+    last = edges[-1]
+    over = sum(int(v) for k, v in found.items() if k > last)
+    return np.array([*inner, over], dtype=np.int64)
 
 
 class DayLog:

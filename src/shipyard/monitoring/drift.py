@@ -124,7 +124,7 @@ class DriftReport:
                  f"Wasserstein distance / reference std ≥ {t.wasserstein}; PSI ≥ {t.psi_warn} is a warning. "
                  "KS and chi-square p-values are shown beside them and decide nothing. PSI bins: 10 quantile "
                  f"bins of the reference, empty shares replaced by {S.PSI_EPSILON}."
-                 + ("" if self.exact else " KS and Wasserstein come from 100 stored quantile bins (approximate).")),
+                 + ("" if self.exact else " KS and Wasserstein come from 40 stored quantile bins (approximate).")),
         ])
         keep = ["column", "kind", "level", "psi", "js", "wasserstein", "ks", "ks_pvalue", "chi2_pvalue",
                 "missing_ref", "missing_cur"]

@@ -123,6 +123,36 @@ def _quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+def flat_sql(columns: list[str], fields: Fields, relation: str = "log") -> str:
+    """SELECT giving one row per served record of ``relation`` (a prediction-log file)."""
+    where = "WHERE kind = 'live'" if "kind" in columns else ""
+    unnests = []
+    for source, alias in (("inputs", "i"), ("features", "f"), ("outputs", "o")):
+        spec = getattr(fields, source)
+        if spec and source in columns:
+            literal = "'" + _struct(spec).replace("'", "''") + "'"
+            unnests.append((alias, f"from_json({source}, {literal})"))
+    inner = ", ".join(f"unnest({expr}) AS {alias}" for alias, expr in unnests)
+    # the record's index inside its request (a batch request has several)
+    gen = "unnest(range(CAST(json_array_length(outputs) AS BIGINT))) AS row" if "outputs" in columns else "0 AS row"
+    meta = [c if c in columns else f"NULL AS {c}" for c in ("ts", "request_id", "version", "arm")]
+    meta += ["fallback" if "fallback" in columns else "false AS fallback",
+             "latency_ms" if "latency_ms" in columns else "CAST(NULL AS DOUBLE) AS latency_ms"]
+    sub = f"SELECT {', '.join([*meta, gen, *([inner] if inner else [])])} FROM {relation} {where}"
+    cols = []
+    alias_of = {"inputs": "i", "features": "f", "outputs": "o"}
+    present = {a for a, _ in unnests}
+    for source, name, column in fields.columns():
+        a = alias_of[source]
+        if a in present:
+            cols.append(f"{a}.{_quote(name)} AS {_quote(column)}")
+        else:
+            cols.append(f"CAST(NULL AS {getattr(fields, source)[name]}) AS {_quote(column)}")
+    outer = ", ".join(["ts", "request_id", "CAST(row AS INTEGER) AS row", "version", "arm", "fallback",
+                       "latency_ms", *cols])
+    return f"SELECT {outer} FROM ({sub})"
+
+
 def flatten(table: pa.Table, fields: Fields) -> pa.Table:
     """One row per served record: metadata columns, then the decoded fields."""
     import duckdb
@@ -130,33 +160,7 @@ def flatten(table: pa.Table, fields: Fields) -> pa.Table:
     con = duckdb.connect()
     try:
         con.register("log", table)
-        where = "WHERE kind = 'live'" if "kind" in table.column_names else ""
-        unnests = []
-        for source, alias in (("inputs", "i"), ("features", "f"), ("outputs", "o")):
-            spec = getattr(fields, source)
-            if spec and source in table.column_names:
-                literal = "'" + _struct(spec).replace("'", "''") + "'"
-                unnests.append((alias, f"from_json({source}, {literal})"))
-        inner = ", ".join(f"unnest({expr}) AS {alias}" for alias, expr in unnests)
-        # the record's index inside its request (a batch request has several)
-        gen = "unnest(range(CAST(json_array_length(outputs) AS BIGINT))) AS row" if "outputs" in table.column_names \
-            else "0 AS row"
-        select_meta = "ts, request_id, version, arm, fallback, latency_ms"
-        parts = [select_meta, gen] + ([inner] if inner else [])
-        sub = f"SELECT {', '.join(parts)} FROM log {where}"
-        cols = []
-        alias_of = {"inputs": "i", "features": "f", "outputs": "o"}
-        present = {a for a, _ in unnests}
-        for source, name, column in fields.columns():
-            a = alias_of[source]
-            if a in present:
-                cols.append(f"{a}.{_quote(name)} AS {_quote(column)}")
-            else:
-                kind = getattr(fields, source)[name]
-                cols.append(f"CAST(NULL AS {kind}) AS {_quote(column)}")
-        outer = ", ".join(["ts", "request_id", "CAST(row AS INTEGER) AS row", "version", "arm", "fallback",
-                           "latency_ms", *cols])
-        return con.sql(f"SELECT {outer} FROM ({sub})").to_arrow_table()
+        return con.sql(flat_sql(table.column_names, fields)).to_arrow_table()
     finally:
         con.close()
 
@@ -165,10 +169,63 @@ def read_file(artifacts: ArtifactStore, path: str) -> pa.Table:
     import pyarrow.parquet as pq
 
     table = pq.read_table(io.BytesIO(artifacts.get_bytes(path)))
-    missing = [c for c in ("ts", "request_id", "version", "arm") if c not in table.column_names]
+    _check_columns(table.column_names)
+    return table
+
+
+def _check_columns(columns: list[str]) -> None:
+    missing = [c for c in ("ts", "request_id", "version", "arm") if c not in columns]
     if missing:
         raise ValueError(f"not a prediction-log file: no column(s) {missing}")
-    return table
+
+
+class LogFile:
+    """One log file opened in a DuckDB connection as the relation ``log`` (read in place when local)."""
+
+    def __init__(self, artifacts: ArtifactStore, path: str) -> None:
+        import duckdb
+
+        self.path = path
+        self.con = duckdb.connect()
+        if artifacts.is_local:
+            local = str(artifacts.local_path(path)).replace("'", "''")
+            self.con.execute(f"CREATE VIEW log AS SELECT * FROM read_parquet('{local}')")
+        else:
+            self.con.register("log", read_file(artifacts, path))
+        self.columns = [r[0] for r in self.con.execute("DESCRIBE log").fetchall()]
+        _check_columns(self.columns)
+        sources = [c for c in SOURCES if c in self.columns]
+        sample = self.con.sql(f"SELECT {', '.join(sources) or 'NULL'} FROM log LIMIT {_SAMPLE}").to_arrow_table() \
+            if sources else pa.table({})
+        self.fields = discover(sample)
+
+    def close(self) -> None:
+        self.con.close()
+
+
+def iter_files(artifacts: ArtifactStore, scene: str, day: str, *, warn: Callable[[str], None] | None = None,
+               progress: Callable[[int, int], None] | None = None) -> Iterator[LogFile]:
+    """The day's log files, opened; unreadable ones are skipped with a warning naming them."""
+    paths = day_files(artifacts, scene, day)
+    for i, path in enumerate(paths):
+        try:
+            handle = LogFile(artifacts, path)
+        except Exception as exc:  # a corrupt file costs that file, never the report
+            _skip(path, exc, warn)
+            continue
+        try:
+            yield handle
+        finally:
+            handle.close()
+            if progress is not None:
+                progress(i + 1, len(paths))
+
+
+def _skip(path: str, exc: BaseException, warn: Callable[[str], None] | None) -> None:
+    message = f"skipped unreadable prediction-log file {path}: {type(exc).__name__}: {str(exc)[:200]}"
+    log.warning(message)
+    if warn is not None:
+        warn(message)
 
 
 def iter_day(artifacts: ArtifactStore, scene: str, day: str, fields: Fields | None = None, *,
@@ -186,10 +243,7 @@ def iter_day(artifacts: ArtifactStore, scene: str, day: str, fields: Fields | No
             use = fields if fields is not None else discover(table).typed(types or {})
             flat = flatten(table, use)
         except Exception as exc:  # a corrupt file costs that file, never the report
-            message = f"skipped unreadable prediction-log file {path}: {type(exc).__name__}: {str(exc)[:200]}"
-            log.warning(message)
-            if warn is not None:
-                warn(message)
+            _skip(path, exc, warn)
             continue
         finally:
             if progress is not None:
