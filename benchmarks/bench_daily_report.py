@@ -93,11 +93,15 @@ def child(root: Path) -> None:
 
     ws = Workspace(load_settings(root / "project", metadata_url=f"sqlite:///{root / 'meta.db'}",
                                  artifact_root=str(root / "artifacts"), user="bench"))
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    cpu0 = usage.ru_utime + usage.ru_stime
     start = time.perf_counter()
     report = ws.monitoring.daily_report(SCENE, DAY, "bench")
     wall = time.perf_counter() - start
-    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"wall_s": wall, "peak_mb": peak_kb / 1024, "rows": report.rows,
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    peak_kb = usage.ru_maxrss
+    print(json.dumps({"wall_s": wall, "cpu_s": usage.ru_utime + usage.ru_stime - cpu0, "peak_mb": peak_kb / 1024,
+                      "rows": report.rows,
                       "warnings": report.warnings, "errors": report.plugin_errors,
                       "max_psi": report.data["day_stats"]["summary"].get("max_psi")}))
     ws.close()
@@ -148,10 +152,13 @@ def main() -> None:
     ws.monitoring.create_baseline("bench-train", baseline_frame(), "bench", scene=SCENE)
     ws.monitoring.configure(SCENE, "bench", baseline="bench-train", score="pd", decision="decision")
     ws.close()
+    load0 = os.getloadavg()[0]
     out = subprocess.run([sys.executable, __file__, "--dir", str(root), "--child"], capture_output=True, text=True,
                          env={**os.environ}, check=True)
     result = json.loads(out.stdout.strip().splitlines()[-1])
-    print(f"daily report: {result['rows']:,} records in {result['wall_s']:.1f} s, peak RSS {result['peak_mb']:.0f} MB"
+    print(f"load average before/after: {load0:.1f} / {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    print(f"daily report: {result['rows']:,} records in {result['wall_s']:.1f} s (CPU {result['cpu_s']:.1f} s), "
+          f"peak RSS {result['peak_mb']:.0f} MB"
           f" (goal: < 60 s, < 4096 MB); max input PSI {result['max_psi']:.3f}; plugin errors {result['errors']}")
     trend(root)
 

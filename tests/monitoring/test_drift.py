@@ -134,3 +134,35 @@ def test_sy_monitoring_shell_report_files(tmp_path) -> None:
     html = report.save_html(tmp_path / "drift.html").read_text()
     assert "<script" not in html and "http://" not in html.replace("http://www.w3.org/2000/svg", "")
     assert f"{report.column('a').psi:.4g}" in html
+
+
+@pytest.mark.evidently
+def test_same_numbers_as_evidently_where_definitions_agree(tmp_path) -> None:
+    """Normed Wasserstein is Evidently's definition; its PSI (Sturges bins of both samples) equals
+    ours on the same edges when no bin is empty. Evidently runs in its own interpreter
+    (SHIPYARD_EVIDENTLY_PYTHON) because it does not import with pandas 3."""
+    import json
+    import os
+    import subprocess
+    from pathlib import Path
+
+    python = os.environ.get("SHIPYARD_EVIDENTLY_PYTHON")
+    if not python:
+        pytest.skip("set SHIPYARD_EVIDENTLY_PYTHON to an interpreter with evidently installed")
+    rng = np.random.default_rng(11)
+    ref = pd.DataFrame({"a": rng.normal(size=3000), "b": rng.lognormal(size=3000)})
+    cur = pd.DataFrame({"a": rng.normal(0.3, 1, 2500), "b": rng.lognormal(0.1, 1, 2500)})
+    ref.to_parquet(tmp_path / "ref.parquet")
+    cur.to_parquet(tmp_path / "cur.parquet")
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "_drift_evidently.py"
+    subprocess.run([python, str(script), str(tmp_path / "ref.parquet"), str(tmp_path / "cur.parquet"),
+                    str(tmp_path / "out.json")], check=True, capture_output=True)
+    ev = json.loads((tmp_path / "out.json").read_text())
+    report = drift(ref, cur)
+    for c in ("a", "b"):
+        assert report.column(c).wasserstein == pytest.approx(ev["wasserstein"][c], abs=1e-9)
+        edges = np.histogram_bin_edges(np.concatenate([ref[c], cur[c]]), bins="sturges")[1:-1]
+        e, _ = S.bin_counts(ref[c].to_numpy(), edges)
+        a, _ = S.bin_counts(cur[c].to_numpy(), edges)
+        if (e > 0).all() and (a > 0).all():
+            assert float(S.psi_from_counts(e, a)) == pytest.approx(ev["psi"][c], abs=1e-9)
