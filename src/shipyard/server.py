@@ -31,6 +31,7 @@ API_MODULES = [
     "shipyard.serving.http",
     "shipyard.risk.http",
     "shipyard.data.http",
+    "shipyard.monitoring.http",
 ]
 
 
