@@ -243,3 +243,32 @@ def test_evaluator_thread_start_stop(workspace, receiver) -> None:
         time.sleep(0.05)
     ev.stop()
     assert len(receiver.received) == 1 and ev.last_error is None
+
+
+def test_label_and_feature_store_metrics(workspace, receiver) -> None:
+    import pandas as pd
+
+    from shipyard.monitoring import Monitoring
+
+    m = workspace.monitoring
+    m.configure("credit", "alice", score="pd", decision="decision")
+    today = time.strftime("%Y-%m-%d", time.gmtime())
+    data = frame(200, 4)
+    ids = write_day(workspace, "credit", today, data)
+    # labels that the score ranks backwards: AUC far below 0.5
+    m.ingest_labels("credit", pd.DataFrame({"request_id": ids, "bad": (data["pd"] < data["pd"].median()).astype(int)}))
+    m.apply_rules({"rules": [{"name": "auc", "metric": "auc", "scope": {"scene": "credit"}, "condition": "< 0.6",
+                              "window": "7d", "notify": ["hook"]}],
+                   "notifiers": [{"name": "hook", "type": "webhook", "url": receiver.url}]}, "alice")
+    [event] = m.evaluator().evaluate_once()
+    assert event.value == pytest.approx(0.0) and receiver.received[0]["metric"] == "auc"
+    # feature freshness through the feature store's monitoring report (its shape, given directly)
+    report = {"views": [{"view": "applicant", "online": {"freshness_seconds": 7200.0,
+                                                         "features": {"income": {"missing_rate": 0.4}}}}]}
+    fm = Monitoring(workspace.store, workspace.artifacts, feature_monitor=lambda views: report)
+    fm.apply_rules({"rules": [
+        {"name": "stale", "metric": "feature_freshness_seconds", "scope": {"view": "applicant"}, "condition": "> 3600"},
+        {"name": "holes", "metric": "feature_missing_rate", "scope": {"view": "applicant", "feature": "income"},
+         "condition": "> 0.2"}]}, "alice")
+    values = {e.rule: e.value for e in fm.evaluator().evaluate_once() if e.status == "firing"}
+    assert values["stale"] == 7200.0 and values["holes"] == 0.4
