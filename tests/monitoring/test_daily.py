@@ -147,3 +147,22 @@ def test_trend_reads_stored_rows_not_logs(mon) -> None:
     trend = m.trend("s", days=30, until="2026-01-03")
     assert trend["day"].tolist() == days and trend["rows"].tolist() == sizes
     assert trend["volume.rows"].tolist() == sizes
+
+
+def test_plugin_registered_by_entry_point(mon, tmp_path: Path, monkeypatch) -> None:
+    """A package's entry point in group shipyard.monitoring_plugins is found by name."""
+    ws, m, _ = mon
+    (tmp_path / "sy_volume_twice.py").write_text(
+        "def calculate_metrics(history_stats, day_log, bins):\n"
+        "    return None, {'twice': 2 * len(day_log)}\n"
+        "def display_metrics(display_df):\n    return {'ok': 1}\n")
+    dist = tmp_path / "sy_volume_twice-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: sy-volume-twice\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[shipyard.monitoring_plugins]\ntwice = sy_volume_twice\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    m.configure("s", "alice", plugins=["twice"])
+    write_day(ws, "s", DAY, frame(50, 1))
+    report = m.daily_report("s", DAY, "alice")
+    assert report.data["day_stats"]["plugins"]["twice"] == {"twice": 100}
+    assert "twice" in m.known_plugins("s")

@@ -78,3 +78,17 @@ def test_bad_label_input_changes_nothing(served) -> None:
     with pytest.raises(InvalidInput, match="binary"):
         m.ingest_labels("s", pd.DataFrame({"request_id": ["v1-1", "v1-2", "v1-3"], "bad": [0, 1, 7]}))
     assert m.label_metrics("s").matched == 0
+
+
+def test_labels_from_a_database_table(served, tmp_path) -> None:
+    import sqlalchemy as sa
+
+    _, m, _ = served
+    url = f"sqlite:///{tmp_path / 'outcomes.db'}"
+    engine = sa.create_engine(url)
+    pd.DataFrame({"request_id": ["v1-0", "v1-1", "v2-0", "lost"], "bad": [1, 0, 0, 1]}).to_sql("outcomes", engine)
+    engine.dispose()
+    result = m.ingest_labels_from_table("s", url, "outcomes")
+    assert (result.matched, result.unmatched) == (3, 1)
+    with pytest.raises(InvalidInput, match="table 'nope' does not exist"):
+        m.ingest_labels_from_table("s", url, "nope")

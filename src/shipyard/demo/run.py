@@ -178,6 +178,11 @@ def run_demo(directory: str | Path = "shipyard-demo", say: Say = print) -> dict[
     out["response"] = response
     say(f"[9/9] POST /v1/scenes/credit_apply/predict {{\"applicant_id\": {applicant}}}")
     say("      → " + _short(response))
+
+    # monitoring: the scene serves the test applicants, then its daily report is built
+    from shipyard.monitoring.demo import daily_report_step
+
+    out["daily_report"] = daily_report_step(ws, "credit_apply", train, test, feature_cols, reports, say)
     ws.close()
     return out
 

@@ -211,8 +211,10 @@ def labels_group() -> None:
 
 
 @labels_group.command("ingest")
-@click.argument("file", type=click.Path(exists=True))
+@click.argument("file", type=click.Path(exists=True), required=False)
 @click.option("--scene", required=True)
+@click.option("--table", default=None, help="Read the labels from this database table instead of FILE.")
+@click.option("--url", default=None, help="Database URL of --table (SQLAlchemy form).")
 @click.option("--id-column", default="request_id", show_default=True)
 @click.option("--label-column", default="bad", show_default=True)
 @click.option("--row-column", default=None, help="Record index inside a batch request (default 0).")
@@ -220,14 +222,20 @@ def labels_group() -> None:
 @click.option("--time-column", default=None)
 @click.option("--tolerance", default="30d", show_default=True, help="Latest prediction at most this old.")
 @click.pass_context
-def ingest_cmd(ctx: click.Context, file: str, scene: str, id_column: str, label_column: str, row_column: str | None,
-               entity_column: str | None, time_column: str | None, tolerance: str) -> None:
-    """Join labels in FILE (Parquet/CSV) to SCENE's predictions."""
+def ingest_cmd(ctx: click.Context, file: str | None, scene: str, table: str | None, url: str | None, id_column: str,
+               label_column: str, row_column: str | None, entity_column: str | None, time_column: str | None,
+               tolerance: str) -> None:
+    """Join labels in FILE (Parquet/CSV) or a database --table to SCENE's predictions."""
     ws = _ws(ctx)
+    if bool(file) == bool(table) or (table and not url):
+        raise click.UsageError("give FILE, or --table with --url")
+    options = {"id_column": id_column, "label_column": label_column, "row_column": row_column,
+               "entity_column": entity_column, "time_column": time_column, "tolerance": tolerance}
     with _bar("matching") as progress:
-        result = ws.monitoring.ingest_labels(scene, file, id_column=id_column, label_column=label_column,
-                                             row_column=row_column, entity_column=entity_column,
-                                             time_column=time_column, tolerance=tolerance, progress=progress)
+        if table:
+            result = ws.monitoring.ingest_labels_from_table(scene, str(url), table, progress=progress, **options)
+        else:
+            result = ws.monitoring.ingest_labels(scene, file, progress=progress, **options)
     click.echo(f"{result.labels} label(s): {result.matched} matched, {result.unmatched} unmatched, "
                f"{result.duplicates} duplicate(s)")
     if result.unmatched_sample:

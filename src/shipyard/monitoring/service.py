@@ -162,6 +162,26 @@ class Monitoring:
                                   source=source or (str(labels) if isinstance(labels, str | Path) else "api"),
                                   progress=progress)
 
+    def ingest_labels_from_table(self, scene: str, url: str, table: str, **options: Any) -> IngestResult:
+        """Labels from a database table (any SQLAlchemy URL the installed drivers support)."""
+        import sqlalchemy as sa
+
+        try:
+            engine = sa.create_engine(url)
+        except (sa.exc.ArgumentError, ImportError) as exc:
+            raise InvalidInput(f"url {url!r} is not a usable database URL ({exc}); use e.g. "
+                               "postgresql+psycopg://user@host/db", {"field": "url"}) from None
+        try:
+            with engine.connect() as conn:
+                if not sa.inspect(conn).has_table(table):
+                    raise InvalidInput(f"table {table!r} does not exist in {engine.url.render_as_string()}",
+                                       {"field": "table"})
+                frame = pd.read_sql_table(table, conn)
+        finally:
+            engine.dispose()
+        options.setdefault("source", f"table {table}")
+        return self.ingest_labels(scene, frame, **options)
+
     def label_metrics(self, scene: str, since: str | None = None, until: str | None = None) -> LabelMetrics:
         return self.labels.metrics(scene, since, until)
 
