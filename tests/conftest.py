@@ -141,3 +141,29 @@ def sqlite_workspace(tmp_path: Path) -> Iterator[Workspace]:
     ws = Workspace(settings)
     yield ws
     ws.close()
+
+
+# -- authentication helpers -----------------------------------------------------------------------
+def user_token(ws: Workspace, name: str = "admin", role: str = "admin", project: str = "*",
+               scopes: list[str] | None = None) -> str:
+    """A token of user ``name`` holding ``role`` in ``project`` (user and role created when missing)."""
+    from shipyard.errors import NotFound
+
+    auth = ws.auth
+    auth.ensure_default_project()
+    try:
+        auth.get_user(name)
+    except NotFound:
+        auth.create_user(name, kind="person", actor="test")
+    auth.grant(name, project, role, actor="test")
+    return auth.create_token(name, scopes=scopes, expires_in_days=None, actor="test").token
+
+
+def auth_headers(ws: Workspace, name: str = "admin", role: str = "admin", project: str = "*") -> dict[str, str]:
+    """Authorization header of a user with ``role`` (admin of every project by default)."""
+    return {"Authorization": f"Bearer {user_token(ws, name, role, project)}"}
+
+
+def as_user(ws: Workspace, name: str, role: str, project: str = "*") -> Workspace:
+    """A second workspace on the same project acting as ``name`` with ``role`` (e.g. a reviewer)."""
+    return Workspace(ws.settings, token=user_token(ws, name, role, project))

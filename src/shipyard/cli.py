@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from shipyard.config import Settings
 
 SUBSYSTEM_CLIS = [
+    "shipyard.auth.cli",
     "shipyard.tracking.cli",
     "shipyard.models.cli",
     "shipyard.risk.cli",
@@ -79,12 +80,21 @@ def workspace_from(ctx: click.Context, **overrides: object):  # noqa: ANN201 - W
 @click.argument("directory", default=".", type=click.Path(file_okay=False))
 def init(directory: str) -> None:
     """Create a project: shipyard.yaml, features/, scenes/, pipelines/."""
+    from shipyard.auth.bootstrap import FIRST_ADMIN, ensure_first_admin
     from shipyard.config import init_project
+    from shipyard.workspace import connect
 
     root = init_project(directory)
     click.echo(f"initialised Shipyard project in {root}")
     for name in ("shipyard.yaml", "features/", "scenes/", "pipelines/"):
         click.echo(f"  {name}")
+    ws = connect(root)
+    try:
+        written = ensure_first_admin(ws.auth, root)
+    finally:
+        ws.close()
+    if written is not None:
+        click.echo(f"  .shipyard/credentials  (token of the admin user {FIRST_ADMIN!r}, readable by you only)")
 
 
 @main.command()
@@ -92,13 +102,26 @@ def init(directory: str) -> None:
 @click.option("--port", default=None, type=int, help="Port (default 8000).")
 @click.option("--workers", default=None, type=int, help="Worker processes.")
 @click.option("--model", "model", default=None, help="Serve one model as NAME@ALIAS on /invocations and /ping.")
+@click.option("--ssl-certfile", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Serve HTTPS with this certificate (PEM).")
+@click.option("--ssl-keyfile", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="The certificate's private key (PEM).")
+@click.option("--forwarded-allow-ips", default=None,
+              help="Proxies whose X-Forwarded-For/-Proto to trust (comma-separated IPs, or '*').")
 @click.pass_context
-def server(ctx: click.Context, host: str | None, port: int | None, workers: int | None, model: str | None) -> None:
+def server(ctx: click.Context, host: str | None, port: int | None, workers: int | None, model: str | None,
+           ssl_certfile: str | None, ssl_keyfile: str | None, forwarded_allow_ips: str | None) -> None:
     """Run the API, prediction endpoints, metrics and UI in one process (or N workers)."""
     import uvicorn
 
     ws = workspace_from(ctx, server_host=host, server_port=port, server_workers=workers)
     settings = ws.settings
+    from shipyard.auth.bootstrap import FIRST_ADMIN, ensure_first_admin
+
+    written = ensure_first_admin(ws.auth, settings.project_dir)
+    if written is not None:
+        click.echo(f"no users yet: created the admin user {FIRST_ADMIN!r}; its token is in {written} "
+                   "(readable by you only)")
     os.environ["SHIPYARD_PROJECT_DIR"] = str(settings.project_dir)
     for key, value in (("METADATA_URL", settings.metadata_url), ("ARTIFACT_ROOT", settings.artifact_root)):
         os.environ["SHIPYARD_" + key] = value
@@ -112,7 +135,11 @@ def server(ctx: click.Context, host: str | None, port: int | None, workers: int 
     metrics_dir = None
     if workers > 1:
         metrics_dir = _metrics_dir(settings)
-    click.echo(f"Shipyard {__version__} on http://{settings.server_host}:{settings.server_port} "
+    if bool(ssl_certfile) != bool(ssl_keyfile):
+        raise ConfigError("--ssl-certfile and --ssl-keyfile go together; give both or neither",
+                          {"field": "--ssl-keyfile"})
+    scheme = "https" if ssl_certfile else "http"
+    click.echo(f"Shipyard {__version__} on {scheme}://{settings.server_host}:{settings.server_port} "
                f"({workers} worker(s)), project {settings.project_dir}")
     try:
         uvicorn.run(
@@ -126,6 +153,10 @@ def server(ctx: click.Context, host: str | None, port: int | None, workers: int 
             # a new worker imports the whole stack before it answers the supervisor's ping; on a busy
             # machine that outlasts uvicorn's 5 s default, and a worker killed mid-import restarts forever
             timeout_worker_healthcheck=60,
+            ssl_certfile=ssl_certfile,
+            ssl_keyfile=ssl_keyfile,
+            forwarded_allow_ips=forwarded_allow_ips,
+            server_header=False,
         )
     finally:
         if metrics_dir is not None:

@@ -10,9 +10,25 @@ from shipyard.errors import ShipyardError, StoreUnavailable, error_from_dict
 
 
 class Client:
-    def __init__(self, url: str = "http://127.0.0.1:8000", token: str | None = None, timeout: float = 30.0):
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
+    """A remote server, acting as a token's user.
+
+    The token is ``token``, else the ``SHIPYARD_TOKEN`` environment variable, else the one
+    ``shipyard login URL`` saved for this URL. ``project`` names the project to act in (default:
+    the token's project, else ``default``).
+    """
+
+    def __init__(self, url: str = "http://127.0.0.1:8000", token: str | None = None, timeout: float = 30.0,
+                 project: str | None = None):
+        import os
+
+        from shipyard.auth.credentials import server_token
+
         self.url = url.rstrip("/")
+        token = token or os.environ.get("SHIPYARD_TOKEN") or server_token(self.url)
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        if project:
+            headers["X-Shipyard-Project"] = project
+        self.project = project
         self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
 
     def request(self, method: str, path: str, **kwargs: Any) -> Any:
@@ -69,8 +85,15 @@ class Client:
     def health(self) -> dict[str, Any]:
         return self.get("/healthz")
 
+    def whoami(self) -> dict[str, Any]:
+        """The user this client acts as, with its roles per project."""
+        return self.get("/api/v1/auth/whoami")
+
     def close(self) -> None:
         self._http.close()
+
+    def __repr__(self) -> str:
+        return f"Client(url={self.url!r}, project={self.project!r})"
 
     def __enter__(self) -> Client:
         return self

@@ -7,10 +7,13 @@ reads files or the environment at import time.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
+import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import yaml
 
@@ -36,8 +39,24 @@ class Settings:
     server_host: str = "127.0.0.1"
     server_port: int = 8000
     server_workers: int = 1
-    # Who is acting when no token is given (CLI and notebooks)
+    # Name recorded for changes made without a token (a notebook or script on an embedded project).
+    # The server never uses it: there the actor is always the token's identity; and it never
+    # approves a model version (approval needs a reviewer's token).
     user: str = ""
+    # The project (namespace) this workspace acts in; "default" is the server's own.
+    project: str = "default"
+    # PostgreSQL schema holding this project's tables (set for hosted projects other than default)
+    metadata_schema: str = ""
+    # Server folders an admin allows `POST /api/v1/models/{name}/versions {"source": ...}` to read
+    register_source_roots: list[str] = field(default_factory=list)
+    # Browser origins allowed to call the API cross-site (CORS); none by default
+    cors_origins: list[str] = field(default_factory=list)
+    # Serve /metrics without a token (for a Prometheus that cannot send one)
+    metrics_public: bool = False
+    # Lifetime of a browser session after a password, OIDC or login-link sign-in
+    session_hours: float = 12.0
+    # Optional single sign-on: {issuer, client_id, client_secret_env, scopes, groups_claim, role_map}
+    oidc: dict[str, Any] = field(default_factory=dict)
     # Validation run on registration: number of single-row timing calls, tolerance
     validation_timing_calls: int = 200
     validation_tolerance: float = 1e-6
@@ -50,45 +69,111 @@ class Settings:
     def state_dir(self) -> Path:
         return self.project_dir / ".shipyard"
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, *, redact: bool = True) -> dict[str, Any]:
+        """Every setting; passwords in URLs and artifact options replaced by *** unless ``redact=False``."""
         out = dataclasses.asdict(self)
         out["project_dir"] = str(self.project_dir)
+        if not redact:
+            return out
+        out["metadata_url"] = redact_url(self.metadata_url)
+        out["online_store"] = redact_url(self.online_store)
+        out["artifact_options"] = {k: ("***" if _secret_key(k) else v) for k, v in self.artifact_options.items()}
         return out
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{k}={v!r}" for k, v in self.to_dict().items())
+        return f"Settings({shown})"
 
 
 _FIELD_TYPES = {f.name: f.type for f in fields(Settings)}
 
 
+def _secret_key(key: str) -> bool:
+    lowered = key.lower()
+    return any(word in lowered for word in ("secret", "password", "token", "key", "credential"))
+
+# Allowed ranges: (low, high, inclusive low, inclusive high). A value outside is refused with the range.
+_BOUNDS: dict[str, tuple[float, float, bool, bool]] = {
+    "server_port": (1, 65535, True, True),
+    "server_workers": (1, 64, True, True),
+    "validation_timing_calls": (1, 1_000_000, True, True),
+    "validation_tolerance": (0, 1, True, True),
+    "prediction_log_sample_rate": (0, 1, True, True),
+    "max_request_bytes": (1, 2**40, True, True),
+    "session_hours": (0, 24 * 90, False, True),
+}
+_INTEGER_TEXT = re.compile(r"^[+-]?\d+$")
+
+
+def _invalid(name: str, value: Any, source: str, expected: str) -> ConfigError:
+    return ConfigError(
+        f"setting {name!r} from {source} has value {value!r}, which is not {expected}",
+        {"field": name, "source": source, "value": repr(value)[:200], "expected": expected},
+    )
+
+
+def _range_text(bounds: tuple[float, float, bool, bool]) -> str:
+    low, high, inc_low, inc_high = bounds
+    return f"a number in {'[' if inc_low else '('}{low:g}, {high:g}{']' if inc_high else ')'}"
+
+
 def _coerce(name: str, value: Any, source: str) -> Any:
+    """``value`` converted to the setting's type; a ConfigError naming key, value and the allowed form."""
     kind = _FIELD_TYPES[name]
-    try:
-        if kind == "int":
-            return int(value)
-        if kind == "float":
-            return float(value)
-        if kind == "bool":
-            if isinstance(value, bool):
-                return value
-            text = str(value).strip().lower()
+    from_text = isinstance(value, str)
+    if kind == "int":
+        if isinstance(value, bool) or not (isinstance(value, int) or (from_text and _INTEGER_TEXT.match(value.strip()))):
+            raise _invalid(name, value, source, "a whole number")
+        out: Any = int(value)
+    elif kind == "float":
+        if isinstance(value, bool):
+            raise _invalid(name, value, source, "a number")
+        try:
+            out = float(value) if isinstance(value, (int, float, str)) else None
+        except ValueError:
+            out = None
+        if out is None or math.isnan(out) or math.isinf(out):
+            raise _invalid(name, value, source, "a number")
+    elif kind == "bool":
+        if isinstance(value, bool):
+            out = value
+        else:
+            text = str(value).strip().lower() if isinstance(value, (str, int)) else ""
             if text in ("1", "true", "yes", "on"):
-                return True
-            if text in ("0", "false", "no", "off"):
-                return False
-            raise ValueError(value)
-        if kind.startswith("dict"):
-            if isinstance(value, str):
+                out = True
+            elif text in ("0", "false", "no", "off"):
+                out = False
+            else:
+                raise _invalid(name, value, source, "true or false")
+    elif kind.startswith("dict"):
+        if from_text:
+            try:
                 value = yaml.safe_load(value)
-            if not isinstance(value, dict):
-                raise ValueError(value)
-            return value
-        if kind == "Path":
-            return Path(value)
-        return str(value)
-    except (TypeError, ValueError):
-        raise ConfigError(
-            f"setting {name!r} from {source} has value {value!r}, which is not a valid {kind}",
-            {"field": name, "source": source},
-        ) from None
+            except yaml.YAMLError:
+                raise _invalid(name, value, source, "a mapping") from None
+        if not isinstance(value, dict):
+            raise _invalid(name, value, source, "a mapping")
+        out = value
+    elif kind.startswith("list"):
+        if from_text:
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise _invalid(name, value, source, "a list of strings (or a comma-separated string)")
+        out = value
+    elif kind == "Path":
+        if not isinstance(value, (str, Path)):
+            raise _invalid(name, value, source, "a path")
+        out = Path(value)
+    else:
+        if not isinstance(value, str):
+            raise _invalid(name, value, source, "a string")
+        out = value
+    bounds = _BOUNDS.get(name)
+    if bounds is not None:
+        low, high, inc_low, inc_high = bounds
+        if out < low or out > high or (out == low and not inc_low) or (out == high and not inc_high):
+            raise _invalid(name, value, source, _range_text(bounds))
+    return out
 
 
 def find_project_dir(start: Path | None = None) -> Path:
@@ -147,7 +232,62 @@ def load_settings(project_dir: str | Path | None = None, **overrides: Any) -> Se
         values["online_store"] = "sqlite"
     if not values.get("user"):
         values["user"] = os.environ.get("USER") or "local"
-    return Settings(project_dir=root, **values)
+    project = values.pop("project", DEFAULT_PROJECT)
+    values.pop("metadata_schema", None)
+    settings = Settings(project_dir=root, **values)
+    return settings if project == DEFAULT_PROJECT else project_settings(settings, project)
+
+
+DEFAULT_PROJECT = "default"
+PROJECT_NAME = re.compile(r"^[a-z][a-z0-9_]{0,47}$")
+
+
+def project_settings(root: Settings, name: str) -> Settings:
+    """The settings of hosted project ``name`` next to the server's own (``root``).
+
+    Its definitions and embedded state live in ``<root project>/projects/<name>/``; its metadata
+    in its own SQLite file there or, on PostgreSQL, its own schema ``project_<name>`` of the same
+    database; its artifacts under ``<artifact_root>/projects/<name>``; its Redis online rows under
+    the key prefix ``<prefix><name>:``. Nothing of one project is reachable through another's keys.
+    """
+    if name == DEFAULT_PROJECT:
+        return root
+    if not PROJECT_NAME.match(name):
+        raise ConfigError(f"project name {name!r} is not valid; use 1-48 lowercase letters, digits and '_', "
+                          "starting with a letter", {"field": "project"})
+    folder = root.project_dir / "projects" / name
+    metadata_url, schema = root.metadata_url, ""
+    if metadata_url.startswith("sqlite"):
+        metadata_url = f"sqlite:///{folder / '.shipyard' / 'shipyard.db'}"
+    else:
+        schema = f"project_{name}"
+    online = root.online_store
+    if online.startswith(("redis://", "rediss://")):
+        online = _with_prefix(online, name)
+    return dataclasses.replace(root, project_dir=folder, metadata_url=metadata_url, metadata_schema=schema,
+                               artifact_root=root.artifact_root.rstrip("/") + f"/projects/{name}",
+                               online_store=online, project=name)
+
+
+def _with_prefix(url: str, name: str) -> str:
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    prefix = next((v for k, v in query if k == "prefix"), "shipyard:")
+    rest = [(k, v) for k, v in query if k != "prefix"] + [("prefix", f"{prefix}{name}:")]
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(rest), parts.fragment))
+
+
+def redact_url(url: str) -> str:
+    """``url`` with any password replaced by ***, for messages, logs and repr."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "***"
+    if parts.password is None:
+        return url
+    host = parts.netloc.rsplit("@", 1)[1]
+    user = parts.username or ""
+    return urlunsplit((parts.scheme, f"{user}:***@{host}", parts.path, parts.query, parts.fragment))
 
 
 CONFIG_TEMPLATE = """\

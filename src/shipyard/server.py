@@ -7,7 +7,6 @@ paths are relative to /api/v1) and, for serving, ``prediction_router(ws)`` mount
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import logging
 from typing import Any
 
@@ -18,33 +17,32 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from shipyard import __version__
+from shipyard.auth.http import check_routes
+from shipyard.auth.redact import REDACTOR, RedactedJSONResponse
 from shipyard.errors import ShipyardError
 from shipyard.workspace import Workspace
 
 log = logging.getLogger(__name__)
 
-# Subsystem route modules, mounted in this order when present.
+# Subsystem route modules, mounted in this order. Each exposes ``router()`` (paths relative to
+# /api/v1, every route declaring its permission), and may expose ``prediction_router(ws, **options)``
+# and ``install(app, ws, **options)``. A name here that does not import stops the server.
 API_MODULES = [
+    "shipyard.auth.http",
     "shipyard.tracking.http",
     "shipyard.models.http",
     "shipyard.features.http",
     "shipyard.serving.http",
-    "shipyard.risk.http",
-    "shipyard.data.http",
     "shipyard.monitoring.http",
 ]
 
 
-def _module_exists(name: str) -> bool:
-    """True when ``name`` can be imported (its parent packages may be missing too)."""
-    try:
-        return importlib.util.find_spec(name) is not None
-    except ModuleNotFoundError:
-        return False
-
-
 def _error_response(err: ShipyardError) -> JSONResponse:
-    return JSONResponse(err.to_dict(), status_code=err.status)
+    body = REDACTOR.redact(err.to_dict())
+    headers = {"WWW-Authenticate": "Bearer"} if err.status == 401 else {}
+    if err.status in (429, 503):
+        headers["Retry-After"] = str(int(err.details.get("retry_after") or 1))
+    return JSONResponse(body, status_code=err.status, headers=headers or None)
 
 
 class ShipyardAPI(FastAPI):
@@ -56,6 +54,16 @@ class ShipyardAPI(FastAPI):
     """
 
     fast_path: Any = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Checks a deployer adds to every prediction, on the fast path and the routed path alike
+        # (middleware added with add_middleware makes predictions take the full stack instead).
+        self.prediction_hooks: list[Any] = []
+
+    def add_prediction_hook(self, hook: Any) -> None:
+        """Run ``hook(PredictionRequest)`` before every prediction; it raises a ShipyardError to refuse."""
+        self.prediction_hooks.append(hook)
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         fast = self.fast_path
@@ -90,10 +98,13 @@ def create_app(ws: Workspace, **options: Any) -> FastAPI:
     app = ShipyardAPI(
         title="Shipyard",
         version=__version__,
-        description="Self-hosted machine-learning platform: tracking, registry, features, serving.",
+        description="Self-hosted machine-learning platform: tracking, registry, features, serving. "
+                    "Send 'Authorization: Bearer <token>' (see docs/security.md).",
+        default_response_class=RedactedJSONResponse,
     )
     app.state.workspace = ws
     app.state.options = options
+    REDACTOR.add_project(ws.settings.project_dir, ws.settings.artifact_root)
 
     @app.exception_handler(ShipyardError)
     async def _shipyard_error(_request: Request, exc: ShipyardError) -> JSONResponse:
@@ -108,7 +119,8 @@ def create_app(ws: Workspace, **options: Any) -> FastAPI:
         first = problems[0] if problems else {"field": "", "problem": "invalid request"}
         message = f"field {first['field']!r}: {first['problem']}" if first["field"] else first["problem"]
         return JSONResponse(
-            {"error": {"code": "invalid_input", "message": message, "details": {"problems": problems}}},
+            REDACTOR.redact({"error": {"code": "invalid_input", "message": message,
+                                       "details": {"problems": problems}}}),
             status_code=400,
         )
 
@@ -125,7 +137,8 @@ def create_app(ws: Workspace, **options: Any) -> FastAPI:
     async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error")
         return JSONResponse(
-            {"error": {"code": "internal", "message": f"internal error: {type(exc).__name__}: {exc}", "details": {}}},
+            REDACTOR.redact({"error": {"code": "internal", "message": f"internal error: {type(exc).__name__}: {exc}",
+                                       "details": {}}}),
             status_code=500,
         )
 
@@ -136,7 +149,6 @@ def create_app(ws: Workspace, **options: Any) -> FastAPI:
     @app.get("/readyz", tags=["health"])
     def readyz() -> JSONResponse:
         try:
-            ws.store.upgrade()
             with ws.store.read() as conn:
                 conn.exec_driver_sql("SELECT 1")
         except ShipyardError as exc:
@@ -144,15 +156,14 @@ def create_app(ws: Workspace, **options: Any) -> FastAPI:
         return JSONResponse({"status": "ready"})
 
     for name in API_MODULES:
-        if not _module_exists(name):
-            continue
         module = importlib.import_module(name)
         if hasattr(module, "router"):
-            app.include_router(module.router(ws), prefix="/api/v1")
+            app.include_router(module.router(), prefix="/api/v1")
         if hasattr(module, "prediction_router"):
             app.include_router(module.prediction_router(ws, **options))
         if hasattr(module, "install"):
             module.install(app, ws, **options)
+    check_routes(app)
     return app
 
 
@@ -160,9 +171,11 @@ def app_factory() -> FastAPI:
     """Entry point for ``uvicorn --factory`` and multi-worker servers: settings from the environment."""
     import os
 
-    from shipyard.workspace import connect
+    from shipyard.auth.principal import SERVER
+    from shipyard.config import load_settings
 
     options: dict[str, Any] = {}
     if os.environ.get("SHIPYARD_SERVE_MODEL"):
         options["single_model"] = os.environ["SHIPYARD_SERVE_MODEL"]
-    return create_app(connect(), **options)
+    # the server acts as itself outside requests; inside one, as the caller (never as a local token)
+    return create_app(Workspace(load_settings(), principal=SERVER), **options)

@@ -1,36 +1,112 @@
-"""A workspace ties one project's settings to its metadata and artifact stores.
+"""A workspace ties one project's settings to its metadata and artifact stores, and to who is acting.
 
 ``shipyard.connect()`` returns one; every subsystem's Python API hangs off it, e.g.
 ``ws.tracking``, ``ws.registry``, ``ws.features``. Subsystems are imported on first use so that the
 core import stays light.
+
+Who is acting (``ws.principal``) comes from a token: the ``token`` argument, else the
+``SHIPYARD_TOKEN`` environment variable, else the project's ``.shipyard/credentials`` file that
+``shipyard init`` writes for its first admin. Without any, changes are recorded under the
+``user`` setting as an unauthenticated local user, who can do everything the embedded database
+allows except approve a model version.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from shipyard.artifacts import ArtifactStore
-from shipyard.config import Settings, load_settings
+from shipyard.config import DEFAULT_PROJECT, Settings, load_settings, redact_url
 from shipyard.store import MetadataStore
 
 if TYPE_CHECKING:
+    from shipyard.auth.audit import AuditLog
+    from shipyard.auth.principal import Principal
+    from shipyard.auth.store import AuthStore
     from shipyard.models.registry import Registry
     from shipyard.monitoring import Monitoring
     from shipyard.tracking import Tracking
 
+TOKEN_ENV = "SHIPYARD_TOKEN"
+
 
 class Workspace:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, token: str | None = None, control: MetadataStore | None = None,
+                 principal: Principal | None = None) -> None:
         self.settings = settings
-        self.store = MetadataStore(settings.metadata_url)
+        self.store = MetadataStore(settings.metadata_url, schema=settings.metadata_schema)
         self.artifacts = ArtifactStore(settings.artifact_root, settings.artifact_options)
+        self._token = token
+        # the server's own database (users, tokens, audit); the project's own for the default project
+        self._control = control
+        # resolved now, outside any transaction: a token is checked against the database, which
+        # must not happen from inside a write that records who made it
+        self.__dict__["principal"] = principal if principal is not None else self._resolve_principal()
+
+    @property
+    def project(self) -> str:
+        return self.settings.project
+
+    @cached_property
+    def control_store(self) -> MetadataStore:
+        if self._control is not None:
+            return self._control
+        if self.settings.project == DEFAULT_PROJECT:
+            return self.store
+        root = load_settings(self.settings.project_dir.parent.parent)
+        return MetadataStore(root.metadata_url, schema=root.metadata_schema)
+
+    @cached_property
+    def auth(self) -> AuthStore:
+        from shipyard.auth.store import AuthStore
+
+        return AuthStore(self.control_store)
+
+    @cached_property
+    def audit(self) -> AuditLog:
+        from shipyard.auth.audit import AuditLog
+
+        return AuditLog(self.control_store)
+
+    @cached_property
+    def principal(self) -> Principal:
+        """Who acts through this workspace (see the module docstring)."""
+        return self._resolve_principal()
+
+    def _resolve_principal(self) -> Principal:
+        from shipyard.auth.credentials import project_token
+        from shipyard.auth.principal import Principal
+        from shipyard.errors import Unauthorized
+
+        token, source = self._token, "the token argument"
+        if not token and os.environ.get(TOKEN_ENV):
+            token, source = os.environ[TOKEN_ENV], TOKEN_ENV
+        if not token:
+            token, source = project_token(self._server_dir()), ".shipyard/credentials"
+        if not token:
+            return Principal(name=self.settings.user, kind="local")
+        try:
+            return self.auth.authenticate(token)
+        except Unauthorized as exc:
+            raise Unauthorized(f"the token from {source} is not valid for this project ({exc.message})",
+                               {"field": source}) from None
 
     @property
     def user(self) -> str:
-        return self.settings.user
+        """The acting user's name: the caller of the request being served, else ``principal``."""
+        from shipyard.auth.principal import ACTING
+
+        acting = ACTING.get()
+        return acting.name if acting is not None else self.principal.name
+
+    def _server_dir(self) -> Path:
+        if self.settings.project == DEFAULT_PROJECT:
+            return self.settings.project_dir
+        return self.settings.project_dir.parent.parent
 
     @cached_property
     def tracking(self) -> Tracking:
@@ -60,17 +136,22 @@ class Workspace:
         self.store.dispose()
 
     def __repr__(self) -> str:
-        return f"Workspace(project_dir={str(self.settings.project_dir)!r}, metadata_url={self.settings.metadata_url!r})"
+        return (f"Workspace(project={self.settings.project!r}, project_dir={str(self.settings.project_dir)!r}, "
+                f"metadata_url={redact_url(self.settings.metadata_url)!r})")
 
 
 _current: Workspace | None = None
 _current_lock = threading.Lock()
 
 
-def connect(project_dir: str | Path | None = None, **overrides: Any) -> Workspace:
-    """Open the project's workspace (and make it the default for ``sy.start_run`` and friends)."""
+def connect(project_dir: str | Path | None = None, *, token: str | None = None, **overrides: Any) -> Workspace:
+    """Open the project's workspace (and make it the default for ``sy.start_run`` and friends).
+
+    ``token`` acts as that token's user (see the module docstring for where a token is found
+    otherwise); ``project="name"`` opens a hosted project of the server's folder.
+    """
     global _current
-    ws = Workspace(load_settings(project_dir, **overrides))
+    ws = Workspace(load_settings(project_dir, **overrides), token=token)
     with _current_lock:
         _current = ws
     return ws

@@ -28,6 +28,9 @@ def test_demo_end_to_end(tmp_path: Path) -> None:
 
     ws = connect(tmp_path / "demo")
     card = ws.registry.load("credit_scorecard", "champion").native
+    # registered by the first admin, approved by a different, signed-in reviewer
+    version = ws.registry.get_version("credit_scorecard", "champion")
+    assert (version.created_by, version.approved_by) == ("admin", "reviewer")
     pd_card = 1 / (1 + math.exp((served["points"] - card.offset_) / card.factor_))
     assert served["pd"] == pytest.approx(0.5 * pd_card + 0.5 * served["pd_xgb"], rel=1e-12)
     expected = "reject" if served["pd"] > 0.5 else "review" if served["pd"] > 0.3 else "approve"

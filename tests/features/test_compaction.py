@@ -22,6 +22,7 @@ from shipyard.errors import InvalidInput
 from shipyard.features import compaction
 from shipyard.features.compaction import compact_log, live_log_files
 from shipyard.features.store import OFFLINE_LOG_PREFIX
+from tests.conftest import auth_headers
 from tests.features import online_support
 from tests.features.online_support import T0
 from tests.features.pit_reference import naive_pit
@@ -310,7 +311,7 @@ def test_http_compact_and_its_bad_input(embedded_feature_store: Any) -> None:
     for i in range(5):
         store.push("cust_stats", _push_rows(i))
     before = _offline(store)
-    with TestClient(create_app(store.ws)) as client:
+    with TestClient(create_app(store.ws), headers=auth_headers(store.ws)) as client:
         reply = client.post("/api/v1/features/compact", json={"view": "cust_stats", "grace_seconds": 0})
         assert reply.status_code == 200, reply.text
         [result] = reply.json()["results"]

@@ -15,6 +15,7 @@ from shipyard.cli import main
 from shipyard.features.materialize import materialize
 from shipyard.features.monitoring import monitor
 from shipyard.server import create_app
+from tests.conftest import auth_headers
 from tests.features import online_support
 
 embedded_feature_store = online_support.embedded_feature_store
@@ -90,7 +91,7 @@ def test_monitor_over_http_and_cli(loaded) -> None:
     line = [ln for ln in out.output.splitlines() if ln.startswith("cust_stats") and " .. " in ln][-1]
     assert f"{len(frame):,}" in line and f"{frame.customer_id.nunique():,}" in line
     live, expired = _expected(frame, dt.datetime.now(dt.UTC))
-    with TestClient(create_app(store.ws)) as http:
+    with TestClient(create_app(store.ws), headers=auth_headers(store.ws)) as http:
         body = http.get("/api/v1/features/monitor", params={"views": "cust_stats"}).json()
     (view,) = body["views"]
     assert view["online"]["entities"] == frame.customer_id.nunique()

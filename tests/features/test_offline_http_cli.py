@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 from shipyard.cli import main
 from shipyard.server import create_app
 from shipyard.workspace import Workspace
+from tests.conftest import auth_headers
 from tests.features.pit_support import T0, write_project
 
 
@@ -24,11 +25,12 @@ def _project(root: Path) -> Path:
 
 
 def test_http_plan_apply_views_training_set(sqlite_workspace: Workspace, tmp_path: Path) -> None:
-    root = _project(tmp_path / "repo")
-    client = TestClient(create_app(sqlite_workspace))
-    plan = client.post("/api/v1/features/plan", json={"path": str(root)}).json()
+    # definitions are read from the project's own folder, named relative to it
+    _project(sqlite_workspace.settings.project_dir / "repo")
+    client = TestClient(create_app(sqlite_workspace), headers=auth_headers(sqlite_workspace))
+    plan = client.post("/api/v1/features/plan", json={"path": "repo"}).json()
     assert plan["summary"]["added"] == ["entity:pair", "entity:user", "feature_view:pair_stats", "feature_view:stats"]
-    assert client.post("/api/v1/features/apply", json={"path": str(root)}).status_code == 200
+    assert client.post("/api/v1/features/apply", json={"path": "repo"}).status_code == 200
     assert [v["name"] for v in client.get("/api/v1/features/views").json()] == ["pair_stats", "stats"]
     assert client.get("/api/v1/features/views/stats").json()["version"] == 1
     missing = client.get("/api/v1/features/views/ghost")

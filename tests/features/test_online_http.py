@@ -12,6 +12,7 @@ from shipyard.client import Client
 from shipyard.errors import InvalidInput, NotFound
 from shipyard.features.online_features import get_online_features
 from shipyard.server import create_app
+from tests.conftest import auth_headers
 from tests.features import online_support
 
 embedded_feature_store = online_support.embedded_feature_store
@@ -21,7 +22,7 @@ embedded_feature_store = online_support.embedded_feature_store
 def remote(embedded_feature_store):
     store = embedded_feature_store
     app = create_app(store.ws)
-    with TestClient(app) as http:
+    with TestClient(app, headers=auth_headers(store.ws)) as http:
         client = Client("http://testserver")
         client._http = http
         yield store, http, client

@@ -13,6 +13,7 @@ from shipyard.artifacts import sha256_dir
 from shipyard.errors import AlreadyExists, Conflict, Forbidden, InvalidInput, NotFound
 from shipyard.models import save_model
 from shipyard.workspace import Workspace
+from tests.conftest import as_user as signed_in
 
 
 @pytest.fixture(scope="module")
@@ -27,15 +28,9 @@ def model_dir(fitted, tmp_path_factory) -> Path:
     return save_model(clf, tmp_path_factory.mktemp("saved") / "credit", input_example=X.head(8))
 
 
-def as_user(ws: Workspace, user: str) -> Workspace:
-    """The same project seen by another user (shares the stores)."""
-    from dataclasses import replace
-
-    other = Workspace.__new__(Workspace)
-    other.settings = replace(ws.settings, user=user)
-    other.store = ws.store
-    other.artifacts = ws.artifacts
-    return other
+def as_user(ws: Workspace, user: str, role: str = "reviewer") -> Workspace:
+    """The same project seen by another user, signed in with a token of that user."""
+    return signed_in(ws, user, role, "default")
 
 
 def release(ws: Workspace, name: str, version: int) -> None:
@@ -87,13 +82,18 @@ def test_approval_needs_a_different_reviewer_and_a_validated_version(workspace, 
     reg = workspace.registry
     reg.register(model_dir, "credit")
     events_before = len(reg.history("credit"))
-    with pytest.raises(Forbidden, match="'alice' registered model 'credit' version 1 and cannot also approve"):
+    # without a token nobody can approve, whatever the user setting says
+    with pytest.raises(Forbidden, match="needs an authenticated reviewer"):
         reg.approve("credit", 1)
+    with pytest.raises(Forbidden, match="'alice' registered model 'credit' version 1 and cannot also approve"):
+        as_user(workspace, "alice").registry.approve("credit", 1)
+    with pytest.raises(Forbidden, match="needs the reviewer or admin role"):
+        as_user(workspace, "dave", "modeler").registry.approve("credit", 1)
     assert len(reg.history("credit")) == events_before  # a refused change writes no event
     mv = as_user(workspace, "bob").registry.approve("credit", 1, comment="checked the report")
     assert mv.approved_by == "bob" and mv.approved_at >= mv.created_at
     with pytest.raises(Conflict, match="already approved by 'bob'"):
-        reg.approve("credit", 1, reviewer="carol")
+        as_user(workspace, "carol").registry.approve("credit", 1)
     event = reg.history("credit")[0]
     assert (event["kind"], event["actor"], event["details"]["comment"]) == (
         "model.version_approved", "bob", "checked the report")
@@ -180,7 +180,7 @@ def test_reject_blocks_alias_and_revalidation(workspace, model_dir):
     with pytest.raises(Conflict, match="not validated again"):
         reg.validate("credit", 1)
     with pytest.raises(Conflict, match="only validated versions can be approved"):
-        reg.approve("credit", 1, reviewer="carol")
+        as_user(workspace, "carol").registry.approve("credit", 1)
 
 
 def test_validate_reruns_with_a_new_attempt(workspace, model_dir):

@@ -20,6 +20,7 @@ from shipyard.errors import Conflict, Forbidden, NotFound
 from shipyard.models import save_model
 from shipyard.models.remote import RemoteRegistry
 from shipyard.server import create_app
+from tests.conftest import user_token
 
 
 @pytest.fixture(scope="module")
@@ -29,18 +30,32 @@ def model_dir(credit_data, tmp_path_factory) -> Path:
     return save_model(clf, tmp_path_factory.mktemp("saved") / "credit", input_example=X.head(5))
 
 
+def client_as(app, ws, name: str, *roles: str) -> Client:
+    """A client of ``app`` acting as ``name`` with ``roles`` in the default project."""
+    token = ""
+    for role in roles:
+        token = user_token(ws, name, role, "default")
+    client = Client("http://testserver", token=token)
+    client._http = TestClient(app, raise_server_exceptions=False, headers={"Authorization": f"Bearer {token}"})
+    return client
+
+
 @pytest.fixture
-def api(sqlite_workspace, monkeypatch):
-    # Only the registry's routes: these tests must not depend on other subsystems' modules.
-    monkeypatch.setattr("shipyard.server.API_MODULES", ["shipyard.models.http"])
-    client = Client("http://testserver")
-    client._http = TestClient(create_app(sqlite_workspace), raise_server_exceptions=False)
+def app(sqlite_workspace, monkeypatch):
+    # Only the registry's routes (and the access guard): these tests must not depend on other subsystems.
+    monkeypatch.setattr("shipyard.server.API_MODULES", ["shipyard.auth.http", "shipyard.models.http"])
+    return create_app(sqlite_workspace)
+
+
+@pytest.fixture
+def api(app, sqlite_workspace):
+    client = client_as(app, sqlite_workspace, "alice", "modeler", "operator", "reviewer")
     yield client
     client.close()
 
 
-def test_release_workflow_over_rest(api, model_dir, tmp_path):
-    alice, bob = RemoteRegistry(api, user="alice"), RemoteRegistry(api, user="bob")
+def test_release_workflow_over_rest(api, app, sqlite_workspace, model_dir, tmp_path):
+    alice, bob = RemoteRegistry(api), RemoteRegistry(client_as(app, sqlite_workspace, "bob", "reviewer"))
     assert alice.create_model("credit", "PD model").requires_approval is True
     mv = alice.register(model_dir, "credit", metrics={"auc": 0.8}, tags={"team": "risk"})
     assert (mv.version, mv.status, mv.created_by, mv.metrics) == (1, "validated", "alice", {"auc": 0.8})
@@ -107,13 +122,15 @@ def test_cli_release_workflow(sqlite_workspace, model_dir, tmp_path, monkeypatch
 
     settings = sqlite_workspace.settings
     monkeypatch.setenv("SHIPYARD_PROJECT_DIR", str(settings.project_dir))
-    monkeypatch.setenv("SHIPYARD_USER", "alice")
     monkeypatch.setenv("SHIPYARD_VALIDATION_SUBPROCESS", "false")
     monkeypatch.setenv("SHIPYARD_VALIDATION_TIMING_CALLS", "10")
+    for role in ("modeler", "reviewer", "operator"):
+        alice = user_token(sqlite_workspace, "alice", role, "default")
+    bob = user_token(sqlite_workspace, "bob", "reviewer", "default")
     runner = CliRunner()
 
-    def run(*args: str, code: int = 0) -> str:
-        result = runner.invoke(main, ["models", *args])
+    def run(*args: str, code: int = 0, token: str = alice) -> str:
+        result = runner.invoke(main, ["models", *args], env={"SHIPYARD_TOKEN": token})
         assert result.exit_code == code, result.output
         return result.output
 
@@ -121,8 +138,10 @@ def test_cli_release_workflow(sqlite_workspace, model_dir, tmp_path, monkeypatch
     run("register", str(model_dir), "--name", "credit")
     out = run("approve", "credit", "1", code=1)
     assert "cannot also approve" in out
-    assert "approved credit version 1 as bob" in run("approve", "credit", "1", "--as", "bob", "--comment", "ok")
-    run("approve", "credit", "2", "--as", "bob")
+    # the reviewer is whoever's token is used: no flag names another user
+    assert "No such option" in run("approve", "credit", "1", "--as", "bob", code=2)
+    assert "approved credit version 1 as bob" in run("approve", "credit", "1", "--comment", "ok", token=bob)
+    run("approve", "credit", "2", token=bob)
     assert "credit@champion -> version 1" in run("alias", "credit", "champion", "1")
     run("alias", "credit", "champion", "2")
     assert "rolled back to version 1" in run("rollback", "credit", "champion")

@@ -11,6 +11,7 @@ from shipyard.models import load_model, save_model
 from shipyard.server import create_app
 from shipyard.serving import ServingEngine, apply_scene
 from shipyard.serving import flow as F
+from tests.conftest import auth_headers
 from tests.serving.conftest import make_catalog, make_data, make_features
 
 
@@ -25,7 +26,7 @@ def test_served_requests_reach_the_series(workspace) -> None:
                             "outputs": ["score"]}, models=catalog, features=features)
     engine = ServingEngine(workspace, models=catalog, features=features)
     app = create_app(workspace, engine=engine, follow_interval=0)
-    with TestClient(app) as client:
+    with TestClient(app, headers=auth_headers(workspace)) as client:
         for i in range(5):
             assert client.post("/v1/scenes/credit/predict", json={"user_id": f"u{i}"}).status_code == 200
         assert client.post("/v1/scenes/credit/predict", json={"user_id": 5}).status_code == 400

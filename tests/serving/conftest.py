@@ -104,8 +104,14 @@ class LiveServer:
     def __init__(self, app: Any) -> None:
         import uvicorn
 
+        from tests.conftest import auth_headers
+        from tests.serving.live import SERVER_HEADERS
+
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        # an admin's token: every request of the tests below is authenticated
+        self.headers = auth_headers(app.state.workspace)
+        SERVER_HEADERS[self.url] = self.headers
         config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", access_log=False,
                                 lifespan="on")
         self.server = uvicorn.Server(config)

@@ -99,7 +99,7 @@ def test_remote_client(ws, live_server):
     server = live_server(create_app(ws, follow_interval=0))
     import yaml
 
-    with Client(server.url) as client:
+    with Client(server.url, token=server.headers["Authorization"][7:]) as client:
         applied = client.scenes.apply(yaml.safe_load(SCENE_YAML))
         assert applied["version"] == 1
         assert [s["name"] for s in client.scenes.list()] == ["credit"]

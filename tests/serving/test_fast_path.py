@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 from shipyard.server import create_app
 from shipyard.serving import ServingEngine
 from shipyard.serving.engine import new_request_id
+from tests.conftest import auth_headers
 
 
 class Boom:
@@ -31,14 +32,17 @@ def app(module_workspace, loaded):
     catalog = make_catalog(loaded)
     catalog.add("boom", Boom(), version=1, aliases=["champion"])
     engine = ServingEngine(module_workspace, models=catalog, features=None)
-    return create_app(module_workspace, engine=engine, max_request_bytes=2_000, follow_interval=0)
+    app = create_app(module_workspace, engine=engine, max_request_bytes=2_000, follow_interval=0)
+    app.auth = auth_headers(module_workspace)
+    return app
 
 
 def _asgi(app: Any, path: str, chunks: list[bytes], headers: list[tuple[bytes, bytes]] | None = None,
           disconnect: bool = False) -> tuple[bool, list[dict[str, Any]]]:
     """Call the fast path directly with a raw ASGI scope; returns (handled, messages sent)."""
+    token = app.auth["Authorization"].encode()
     scope = {"type": "http", "method": "POST", "path": path, "client": ("10.0.0.1", 5000),
-             "headers": headers or [(b"content-type", b"application/json")]}
+             "headers": [*(headers or [(b"content-type", b"application/json")]), (b"authorization", token)]}
     queue = [{"type": "http.request", "body": c, "more_body": i < len(chunks) - 1} for i, c in enumerate(chunks)]
     if disconnect:
         queue = [{"type": "http.disconnect"}]
@@ -59,7 +63,7 @@ ROW = {"income": 4.0, "debt": 1.0, "age": 40.0}
 
 def test_fast_path_is_installed_for_the_lifespan_only(app):
     assert app.fast_path is None
-    with TestClient(app) as client:
+    with TestClient(app, headers=app.auth) as client:
         assert app.fast_path is not None
         r = client.post("/v1/models/credit/champion/predict", json=ROW, headers={"x-request-id": "abc"})
         assert r.status_code == 200 and r.headers["x-request-id"] == "abc" == r.json()["request_id"]
@@ -69,7 +73,7 @@ def test_fast_path_is_installed_for_the_lifespan_only(app):
 
 
 def test_fast_path_answers_like_the_routes(app):
-    with TestClient(app) as client:
+    with TestClient(app, headers=app.auth) as client:
         fast = client.post("/v1/models/credit/1/invocations", json={"dataframe_records": [ROW, ROW]})
         fast_path, app.fast_path = app.fast_path, None  # the routed path
         try:
@@ -105,7 +109,7 @@ def test_fast_path_raw_asgi(app):
 
 
 def test_fast_path_unexpected_error_is_a_json_500(app):
-    with TestClient(app, raise_server_exceptions=False) as client:
+    with TestClient(app, raise_server_exceptions=False, headers=app.auth) as client:
         r = client.post("/v1/models/boom/champion/predict", json=ROW)
     assert r.status_code == 500
     assert r.json()["error"]["code"] == "internal"
@@ -116,3 +120,69 @@ def test_request_ids_are_20_random_hex_digits():
     ids = {new_request_id() for _ in range(10_000)}
     assert len(ids) == 10_000
     assert all(re.fullmatch(r"[0-9a-f]{20}", i) for i in ids)
+
+
+def test_fast_path_refuses_before_reading_the_body(app):
+    with TestClient(app):
+        # no token: 401 without reading a body far over the limit, on the fast path
+        scope = {"type": "http", "method": "POST", "path": "/v1/models/credit/champion/predict",
+                 "client": ("10.0.0.1", 5000), "headers": [(b"content-length", b"10")]}
+        received: list[str] = []
+
+        async def receive() -> dict[str, Any]:
+            received.append("body")
+            return {"type": "http.request", "body": b"{}", "more_body": False}
+
+        sent: list[dict[str, Any]] = []
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        assert asyncio.run(app.fast_path(scope, receive, send))
+        assert sent[0]["status"] == 401 and received == []
+        assert (b"www-authenticate", b"Bearer") in sent[0]["headers"]
+
+
+def test_prediction_hooks_run_on_both_paths(app):
+    from shipyard.errors import Forbidden
+
+    def only_branch_a(request) -> None:
+        if request.header("x-branch") != "a":
+            raise Forbidden(f"branch {request.header('x-branch')!r} may not score {request.name}", {"field": "x-branch"})
+
+    app.add_prediction_hook(only_branch_a)
+    try:
+        with TestClient(app, headers=app.auth) as client:
+            for fast in (True, False):
+                saved = app.fast_path
+                if not fast:
+                    app.fast_path = None
+                try:
+                    ok = client.post("/v1/models/credit/champion/predict", json=ROW, headers={"x-branch": "a"})
+                    refused = client.post("/v1/models/credit/champion/predict", json=ROW, headers={"x-branch": "b"})
+                finally:
+                    app.fast_path = saved
+                assert ok.status_code == 200, (fast, ok.text)
+                assert refused.status_code == 403 and "branch 'b'" in refused.json()["error"]["message"], fast
+    finally:
+        app.prediction_hooks.remove(only_branch_a)
+
+
+def test_added_middleware_sees_every_prediction(module_workspace, loaded):
+    from starlette.middleware.base import BaseHTTPMiddleware
+
+    from tests.serving.conftest import make_catalog
+
+    engine = ServingEngine(module_workspace, models=make_catalog(loaded), features=None)
+    app = create_app(module_workspace, engine=engine, follow_interval=0)
+    seen: list[str] = []
+
+    async def record(request, call_next):
+        seen.append(request.url.path)
+        return await call_next(request)
+
+    app.add_middleware(BaseHTTPMiddleware, dispatch=record)
+    with TestClient(app, headers=auth_headers(module_workspace)) as client:
+        assert app.fast_path is None
+        r = client.post("/v1/models/credit/champion/predict", json=ROW)
+    assert r.status_code == 200 and seen == ["/v1/models/credit/champion/predict"]

@@ -11,6 +11,7 @@ from shipyard.server import create_app
 from shipyard.serving import ServingEngine, apply_scene
 from shipyard.serving import flow as F
 from shipyard.serving.prediction_log import PredictionLog
+from tests.conftest import auth_headers
 
 ROW = {"income": 4.0, "debt": 2.5, "age": 40.0}
 
@@ -52,7 +53,7 @@ def app_client(module_workspace, loaded):
     engine = ServingEngine(ws, models=catalog, features=feature_source, prediction_log=plog)
     app = create_app(ws, engine=engine, single_model="credit@champion", max_request_bytes=20_000,
                      follow_interval=0)
-    with TestClient(app) as client:
+    with TestClient(app, headers=auth_headers(ws)) as client:
         client.engine = engine
         yield client
 

@@ -19,6 +19,7 @@ from tests.serving.conftest import CREDIT_INPUTS as INPUTS
 from tests.serving.conftest import FailingModel as Failing
 from tests.serving.conftest import credit_record as rec
 from tests.serving.conftest import register
+from tests.serving.live import auth_for
 
 
 @pytest.fixture
@@ -40,7 +41,7 @@ def test_shadow_mirrors_without_changing_the_response(registry_ws, live_server, 
     server = live_server(app)
     engine = app.state.serving.engine
     n = 60
-    with httpx.Client(base_url=server.url) as client:
+    with httpx.Client(base_url=server.url, headers=auth_for(server.url)) as client:
         bodies = [client.post("/v1/scenes/credit/predict", json=rec(i)).json() for i in range(n)]
     X = np.array([[rec(i)["income"], rec(i)["debt"], rec(i)["age"]] for i in range(n)])
     live = np.array([loaded["lr_a"].predict_array(x[None, :])[0] for x in X])     # row by row, as served
@@ -57,7 +58,7 @@ def test_shadow_mirrors_without_changing_the_response(registry_ws, live_server, 
 
     frame = read_prediction_log(ws.artifacts, "credit")
     assert (frame["kind"] == "shadow").sum() == n and (frame["kind"] == "live").sum() == n
-    assert httpx.get(f"{server.url}/api/v1/scenes/credit/shadow-report").json()["count"] == n
+    assert httpx.get(f"{server.url}/api/v1/scenes/credit/shadow-report", headers=auth_for(server.url)).json()["count"] == n
     # mirrored calls are counted apart from the arm's own traffic, which a rollout judges
     from shipyard.serving.release import scene_status
 
@@ -67,7 +68,7 @@ def test_shadow_mirrors_without_changing_the_response(registry_ws, live_server, 
 
 
 def _drive(url: str, start: int, n: int) -> list[int]:
-    with httpx.Client(base_url=url) as client:
+    with httpx.Client(base_url=url, headers=auth_for(url)) as client:
         return [client.post("/v1/scenes/credit/predict", json=rec(i)).status_code for i in range(start, start + n)]
 
 
@@ -145,7 +146,7 @@ def test_hot_swap_under_load_drops_nothing(registry_ws, live_server, saved_model
     stop = threading.Event()
 
     def load(worker: int) -> None:
-        with httpx.Client(base_url=server.url, timeout=10) as client:
+        with httpx.Client(base_url=server.url, headers=auth_for(server.url), timeout=10) as client:
             i = worker * 1_000_000
             while not stop.is_set():
                 start = time.perf_counter()

@@ -77,12 +77,13 @@ def test_bounded_concurrency_answers_503_with_retry_after(tmp_path):
     from shipyard.config import load_settings
     from shipyard.server import create_app
     from shipyard.workspace import Workspace
+    from tests.conftest import auth_headers
 
     spec = {"name": "s", "inputs": {"x": "double"}, "flow": [F.model("slow", output="y")],
             "limits": {"max_concurrency": 1, "timeout_ms": 5000}}
     engine = engine_with(spec, slow_catalog(0.3))
     ws = Workspace(load_settings(tmp_path, user="t"))
-    with TestClient(create_app(ws, engine=engine, follow_interval=0)) as client:
+    with TestClient(create_app(ws, engine=engine, follow_interval=0), headers=auth_headers(ws)) as client:
         results = []
         threads = [threading.Thread(target=lambda: results.append(
             client.post("/v1/scenes/s/predict", json={"x": 1.0}))) for _ in range(3)]

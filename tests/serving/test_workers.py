@@ -33,11 +33,17 @@ class Server:
     def metrics_dir(self) -> Path:
         return self.project / ".shipyard" / "run" / f"metrics-{self.port}"
 
+    @property
+    def auth(self) -> dict[str, str]:
+        """The first admin's token, which the server wrote to the project's credentials at start."""
+        token = json.loads((self.project / ".shipyard" / "credentials").read_text())["token"]
+        return {"Authorization": f"Bearer {token}"}
+
     def post(self, path: str, body: dict[str, Any]) -> tuple[int, dict[str, str], bytes]:
         # one connection per request, so the kernel spreads them over the workers
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
         try:
-            conn.request("POST", path, json.dumps(body), {"Content-Type": "application/json"})
+            conn.request("POST", path, json.dumps(body), {"Content-Type": "application/json", **self.auth})
             resp = conn.getresponse()
             return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
         finally:
@@ -46,7 +52,7 @@ class Server:
     def get(self, path: str) -> tuple[int, bytes]:
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
         try:
-            conn.request("GET", path)
+            conn.request("GET", path, headers=self.auth if path != "/healthz" else {})
             resp = conn.getresponse()
             return resp.status, resp.read()
         finally:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import httpx
@@ -15,10 +17,13 @@ import uvicorn
 from shipyard.client import Client
 from shipyard.errors import Conflict, InvalidInput, NotFound
 from shipyard.server import create_app
+from tests.conftest import user_token
 
 
 @pytest.fixture
-def server_url(workspace) -> Iterator[str]:
+def server_url(workspace, monkeypatch) -> Iterator[str]:
+    token = user_token(workspace, "alice", "modeler", "default")
+    monkeypatch.setenv("SHIPYARD_TOKEN", token)  # sy.Client and raw requests below act as alice
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
@@ -56,7 +61,11 @@ def test_remote_run_round_trip(server_url: str, workspace, tmp_path: Path) -> No
     assert record.metrics == {"auc": 0.8, "ks": 0.42, "loss": 1.0 / 12_000}
     assert record.tags == {"via": "http"}
     assert workspace.tracking.get_run(child.id).info.parent_run_id == run.id
-    assert runs.get_run(run.id) == record
+    remote = runs.get_run(run.id)
+    # the same run, except that the server never shows where its files are on disk
+    assert remote.info.artifact_uri == f"artifacts:/runs/{run.id}/artifacts"
+    assert str(workspace.settings.project_dir) not in repr(remote)
+    assert replace(remote, info=replace(remote.info, artifact_uri=record.info.artifact_uri)) == record
     assert len(runs.metric_history(run.id, "loss")) == 12_000
     assert [m.value for m in runs.metric_history(run.id, "auc")] == [0.7, 0.8]
     assert artifact.path == "model/model.txt" and artifact.size == 7
@@ -95,7 +104,7 @@ def test_remote_errors_are_the_same_classes(server_url: str) -> None:
 
 
 def test_raw_routes_validate_fields(server_url: str) -> None:
-    api = httpx.Client(base_url=server_url + "/api/v1")
+    api = httpx.Client(base_url=server_url + "/api/v1", headers={"Authorization": "Bearer " + os.environ["SHIPYARD_TOKEN"]})
     run = api.post("/runs", json={"experiment": "credit", "name": "raw"}).json()
     run_id = run["info"]["id"]
     bad = api.post(f"/runs/{run_id}/log-batch", json={"metrics": [{"key": "auc", "value": "high"}]})

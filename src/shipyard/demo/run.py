@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from shipyard.auth.bootstrap import ensure_first_admin
 from shipyard.config import init_project
 from shipyard.workspace import Workspace, connect
 
@@ -29,6 +30,7 @@ NUMERIC = ["duration_in_month", "credit_amount", "installment_rate_in_percentage
            "number_of_people_being_liable_to_provide_maintenance_for", "present_residence_since",
            "monthly_amount"]
 REVIEWER = "reviewer"
+CLIENT_APP = "demo-app"
 
 
 def _copy_definitions(project: Path) -> None:
@@ -91,6 +93,8 @@ def run_demo(directory: str | Path = "shipyard-demo", say: Say = print) -> dict[
     project = init_project(directory)
     _copy_definitions(project)
     ws = connect(project)
+    # the first admin acts from here on (its token in .shipyard/credentials, as after `shipyard init`)
+    ensure_first_admin(ws.auth, project)
     reports = project / "reports"
     reports.mkdir(exist_ok=True)
     out: dict[str, Any] = {"project": str(project)}
@@ -149,12 +153,15 @@ def run_demo(directory: str | Path = "shipyard-demo", say: Say = print) -> dict[
     say(f"[5/9] XGBoost on {len(NUMERIC)} numeric features: test KS {xgb_ks:.3f}, AUC {xgb_auc:.3f}")
 
     registry = ws.registry
+    # four eyes: a second person, signed in with their own token, approves what the admin registered
+    reviewer = Workspace(ws.settings, token=_token_of(ws, REVIEWER, "reviewer", "person"))
     for logged in (card_logged, xgb_logged):
         mv = logged.registered_version
-        registry.approve(mv.name, mv.version, reviewer=REVIEWER, comment="demo review")
+        reviewer.registry.approve(mv.name, mv.version, comment="demo review")
         registry.set_alias(mv.name, "champion", mv.version)
         p50 = mv.validation.get("latency_ms", {}).get("p50") if isinstance(mv.validation, dict) else None
-        say(f"[6/9] {mv.name} v{mv.version}: {mv.status}, approved by {REVIEWER}, alias champion"
+        say(f"[6/9] {mv.name} v{mv.version}: {mv.status}, registered by {ws.user}, approved by {REVIEWER}, "
+            "alias champion"
             + (f" (single-row p50 {p50:.3f} ms)" if p50 else ""))
 
     loaded = registry.load("credit_scorecard", "champion")
@@ -174,10 +181,14 @@ def run_demo(directory: str | Path = "shipyard-demo", say: Say = print) -> dict[
     say(f"[8/9] scene credit_apply v{scene.version} applied")
 
     applicant = int(test["applicant_id"].iloc[0])
-    response = _serve_once(ws, {"applicant_id": applicant})
+    # the client application calls with a predict-only token of its own service account
+    app_token = _token_of(ws, CLIENT_APP, "predictor", "service", scopes=["predict"])
+    response = _serve_once(ws, {"applicant_id": applicant}, app_token)
     out["response"] = response
-    say(f"[9/9] POST /v1/scenes/credit_apply/predict {{\"applicant_id\": {applicant}}}")
+    say(f"[9/9] POST /v1/scenes/credit_apply/predict {{\"applicant_id\": {applicant}}} "
+        f"(as service account {CLIENT_APP!r}, predict scope)")
     say("      → " + _short(response))
+    reviewer.close()
 
     # monitoring: the scene serves the test applicants, then its daily report is built
     from shipyard.monitoring.demo import daily_report_step
@@ -185,6 +196,17 @@ def run_demo(directory: str | Path = "shipyard-demo", say: Say = print) -> dict[
     out["daily_report"] = daily_report_step(ws, "credit_apply", train, test, feature_cols, reports, say)
     ws.close()
     return out
+
+
+def _token_of(ws: Workspace, name: str, role: str, kind: str, scopes: list[str] | None = None) -> str:
+    """A fresh token of a demo user holding ``role`` (the user is created on the first run)."""
+    from shipyard.errors import NotFound
+
+    try:
+        ws.auth.get_user(name)
+    except NotFound:
+        ws.auth.create_user(name, kind=kind, roles={"default": role}, actor=ws.user)
+    return ws.auth.create_token(name, name="shipyard demo", scopes=scopes, expires_in_days=1, actor=ws.user).token
 
 
 def _rows(result: Any) -> int:
@@ -200,22 +222,25 @@ def _short(response: dict[str, Any]) -> str:
     return str(keep or response)
 
 
-def _serve_once(ws: Workspace, record: dict[str, Any]) -> dict[str, Any]:
+def _serve_once(ws: Workspace, record: dict[str, Any], token: str) -> dict[str, Any]:
     """Start the server on a free loopback port, send one request, stop it."""
     import httpx
     import uvicorn
 
+    from shipyard.auth.principal import SERVER
     from shipyard.server import create_app
 
     port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(ws), host="127.0.0.1", port=port, log_level="error"))
+    served = Workspace(ws.settings, principal=SERVER)
+    server = uvicorn.Server(uvicorn.Config(create_app(served), host="127.0.0.1", port=port, log_level="error"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     try:
         deadline = time.time() + 30
         while not server.started and time.time() < deadline:
             time.sleep(0.05)
-        response = httpx.post(f"http://127.0.0.1:{port}/v1/scenes/credit_apply/predict", json=record, timeout=30)
+        response = httpx.post(f"http://127.0.0.1:{port}/v1/scenes/credit_apply/predict", json=record, timeout=30,
+                              headers={"Authorization": f"Bearer {token}"})
         body = response.json()
         if response.status_code != 200:
             raise RuntimeError(f"prediction failed with HTTP {response.status_code}: {body}")
@@ -223,3 +248,4 @@ def _serve_once(ws: Workspace, record: dict[str, Any]) -> dict[str, Any]:
     finally:
         server.should_exit = True
         thread.join(10)
+        served.close()

@@ -1,23 +1,34 @@
-"""REST routes of the feature store under /api/v1/features; each route is one call into ``ws.features``.
+"""REST routes of the feature store under /api/v1/features; each route is one call into the project's
+feature store.
 
-Online routes (``online_http.py``) are included into the same router when present.
+Plan and apply execute the project's definition files, so they need ``features:upload_code``, and
+they read definitions only from the project's own folder — never from artifacts or elsewhere on the
+server. Online routes (``online_http.py``) are included into the same router.
 """
 
 from __future__ import annotations
 
-import importlib.util
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
-from shipyard.errors import InvalidInput
+from shipyard.auth.http import RequestContext, allow
+from shipyard.auth.permissions import Action, Resource
+from shipyard.errors import Forbidden, InvalidInput
 from shipyard.workspace import Workspace
+
+READ = allow(Resource.FEATURES, Action.READ)
+WRITE = allow(Resource.FEATURES, Action.WRITE)
+CODE = allow(Resource.FEATURES, Action.UPLOAD_CODE)
 
 
 class PlanRequest(BaseModel):
-    path: str | None = Field(None, description="project folder, features folder or .py file on the server")
+    path: str | None = Field(None, max_length=1024,
+                             description="a folder or .py file inside the project's folder, relative to it "
+                                         "(default: the project's features/)")
     check_sources: bool = True
 
 
@@ -63,42 +74,69 @@ def entity_frame(rows: list[dict[str, Any]], timestamp_column: str | None) -> pd
     return frame
 
 
-def router(ws: Workspace) -> APIRouter:
+def definitions_path(ws: Workspace, path: str | None) -> Path:
+    """The definitions to load: inside the project's folder and outside its state folder (where
+    artifacts and uploads live), whatever links or '..' the given path holds."""
+    root = ws.settings.project_dir.resolve()
+    state = ws.settings.state_dir.resolve()
+    if path is None:
+        return root
+    try:
+        chosen = (root / path).resolve()
+    except (OSError, RuntimeError, ValueError):
+        chosen = None
+    if chosen is None or not (chosen == root or root in chosen.parents) or chosen == state or state in chosen.parents:
+        raise Forbidden(f"definitions path {path!r} is outside the project's folder; give a folder or .py file "
+                        "relative to the project (e.g. 'features' or 'features/credit.py')", {"field": "path"})
+    return chosen
+
+
+def router() -> APIRouter:
+    from shipyard.features import online_http
+
     api = APIRouter(prefix="/features", tags=["features"])
 
     @api.post("/plan")
-    def plan(body: PlanRequest) -> dict[str, Any]:
-        return ws.features.plan(body.path, check_sources=body.check_sources).to_dict()
+    def plan(body: PlanRequest, ctx: RequestContext = CODE) -> dict[str, Any]:
+        path = definitions_path(ctx.ws, body.path)
+        return ctx.ws.features.plan(str(path), check_sources=body.check_sources).to_dict()
 
     @api.post("/apply")
-    def apply(body: ApplyRequest) -> dict[str, Any]:
-        return ws.features.apply(body.path, allow_breaking=body.allow_breaking,
-                                 check_sources=body.check_sources).to_dict()
+    def apply(body: ApplyRequest, ctx: RequestContext = CODE) -> dict[str, Any]:
+        path = definitions_path(ctx.ws, body.path)
+        result = ctx.ws.features.apply(str(path), allow_breaking=body.allow_breaking,
+                                       check_sources=body.check_sources).to_dict()
+        ctx.audit(path=body.path or ".", code=True)
+        return result
 
     @api.get("/views")
-    def list_views() -> list[dict[str, Any]]:
-        return [describe(v) for v in ws.features.list_views()]
+    def list_views(ctx: RequestContext = READ) -> list[dict[str, Any]]:
+        return [describe(v) for v in ctx.ws.features.list_views()]
 
     @api.get("/views/{name}")
-    def get_view(name: str, version: int | None = None) -> dict[str, Any]:
-        return describe(ws.features.get_view(name, version))
+    def get_view(name: str, version: int | None = Query(None, ge=1, le=2**31 - 1), ctx: RequestContext = READ) \
+            -> dict[str, Any]:
+        return describe(ctx.ws.features.get_view(name, version))
 
     @api.get("/entities")
-    def list_entities() -> list[dict[str, Any]]:
-        return [describe(e) for e in ws.features.list_entities()]
+    def list_entities(ctx: RequestContext = READ) -> list[dict[str, Any]]:
+        return [describe(e) for e in ctx.ws.features.list_entities()]
 
     @api.get("/services")
-    def list_services() -> list[dict[str, Any]]:
-        return [describe(s) for s in ws.features.list_services()]
+    def list_services(ctx: RequestContext = READ) -> list[dict[str, Any]]:
+        return [describe(s) for s in ctx.ws.features.list_services()]
 
     @api.get("/services/{name}")
-    def get_service(name: str, version: int | None = None) -> dict[str, Any]:
-        return describe(ws.features.get_service(name, version))
+    def get_service(name: str, version: int | None = Query(None, ge=1, le=2**31 - 1),
+                    ctx: RequestContext = READ) -> dict[str, Any]:
+        return describe(ctx.ws.features.get_service(name, version))
 
     @api.post("/training-set")
-    def training_set(body: TrainingSetRequest) -> dict[str, Any]:
+    def training_set(body: TrainingSetRequest, ctx: RequestContext = READ) -> dict[str, Any]:
+        if body.dataset is not None:
+            ctx.require(Resource.FEATURES, Action.WRITE)
         frame = entity_frame(body.entity_rows, body.timestamp_column)
-        result = ws.features.get_training_set(
+        result = ctx.ws.features.get_training_set(
             frame, features=body.features, service=body.service, engine=body.engine,
             timestamp_column=body.timestamp_column, full_feature_names=body.full_feature_names,
             dataset=body.dataset)
@@ -111,21 +149,10 @@ def router(ws: Workspace) -> APIRouter:
         return {"columns": [str(c) for c in result.columns], "rows": out.to_dict("records")}
 
     @api.post("/compact")
-    def compact(body: CompactRequest) -> dict[str, Any]:
+    def compact(body: CompactRequest, ctx: RequestContext = WRITE) -> dict[str, Any]:
         """Merge the small files pushes left in the offline log (readers see the same rows throughout)."""
-        results = ws.features.compact(body.view, target_rows=body.target_rows, grace_seconds=body.grace_seconds)
+        results = ctx.ws.features.compact(body.view, target_rows=body.target_rows, grace_seconds=body.grace_seconds)
         return {"results": [r.to_dict() for r in results]}
 
-    if _module_exists("shipyard.features.online_http"):
-        from shipyard.features import online_http
-
-        if hasattr(online_http, "router"):
-            api.include_router(online_http.router(ws))
+    api.include_router(online_http.router())
     return api
-
-
-def _module_exists(name: str) -> bool:
-    try:
-        return importlib.util.find_spec(name) is not None
-    except ModuleNotFoundError:
-        return False

@@ -19,11 +19,15 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
+from shipyard.auth.http import RequestContext, allow
+from shipyard.auth.permissions import Action, Resource
 from shipyard.errors import InvalidInput
-from shipyard.workspace import Workspace
+
+READ = allow(Resource.FEATURES, Action.READ)
+WRITE = allow(Resource.FEATURES, Action.WRITE)
 
 _OPTS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
 
@@ -79,62 +83,61 @@ _PUSH_SCHEMA = {
 }
 
 
-def routes(ws: Workspace) -> APIRouter:
+def router() -> APIRouter:
+    """Included by ``shipyard.features.http`` into its /features router."""
     from shipyard.features.online_features import get_online_features
     from shipyard.features.push import push
 
     api = APIRouter(tags=["features"])
 
     @api.post("/online", openapi_extra=_ONLINE_SCHEMA)
-    async def online(request: Request) -> Response:
+    async def online(request: Request, ctx: RequestContext = READ) -> Response:
         body = await _body(request)
         if "entities" not in body:
             raise InvalidInput("body needs 'entities': a dict of columns or a list of rows", {"field": "entities"})
         features = body.get("features")
         if features is not None and not isinstance(features, list):
             raise InvalidInput("'features' must be a list of 'view:feature' strings", {"field": "features"})
-        result = get_online_features(ws.features, body["entities"], features=features, service=body.get("service"),
+        result = get_online_features(ctx.ws.features, body["entities"], features=features, service=body.get("service"),
                                      full_feature_names=bool(body.get("full_feature_names", False)))
         return _json({"results": result})
 
     @api.post("/push", openapi_extra=_PUSH_SCHEMA)
-    def push_rows(body: dict[str, Any]) -> Response:
+    def push_rows(body: dict[str, Any], ctx: RequestContext = WRITE) -> Response:
         view, rows = body.get("view"), body.get("rows")
         if not isinstance(view, str) or not isinstance(rows, list):
             raise InvalidInput("body needs 'view' (a feature view name) and 'rows' (a list of objects)",
                                {"field": "view" if not isinstance(view, str) else "rows"})
-        return _json(push(ws.features, view, rows, to_offline=bool(body.get("to_offline", True))).to_dict())
+        return _json(push(ctx.ws.features, view, rows, to_offline=bool(body.get("to_offline", True))).to_dict())
 
     @api.post("/materialize")
-    def materialize_views(body: dict[str, Any]) -> Response:
+    def materialize_views(body: dict[str, Any], ctx: RequestContext = WRITE) -> Response:
         from shipyard.features.materialize import materialize, materialize_incremental
 
         views = body.get("views")
         if body.get("incremental"):
-            results = materialize_incremental(ws.features, end=body.get("end"), views=views)
+            results = materialize_incremental(ctx.ws.features, end=body.get("end"), views=views)
         else:
             if "end" not in body:
                 raise InvalidInput("body needs 'end' (and usually 'start'); or set 'incremental': true",
                                    {"field": "end"})
-            results = materialize(ws.features, body.get("start"), body["end"], views=views)
+            results = materialize(ctx.ws.features, body.get("start"), body["end"], views=views)
         return _json({"results": [r.to_dict() for r in results]})
 
     @api.get("/monitor")
-    def monitor_views(views: str | None = None, sample: int = 100_000) -> Response:
+    def monitor_views(views: str | None = None, sample: int = Query(100_000, ge=1, le=100_000_000),
+                      ctx: RequestContext = READ) -> Response:
         from shipyard.features.monitoring import monitor
 
         chosen = [v.strip() for v in views.split(",") if v.strip()] if views else None
-        return _json(monitor(ws.features, chosen, sample=sample))
+        return _json(monitor(ctx.ws.features, chosen, sample=sample))
 
     @api.get("/skew")
-    def skew_report(target: str, start: str | None = None, end: str | None = None) -> Response:
+    def skew_report(target: str, start: str | None = None, end: str | None = None,
+                    ctx: RequestContext = READ) -> Response:
         from shipyard.features.skew import skew
 
-        return _json(skew(ws.features, target, start, end).to_dict())
+        return _json(skew(ctx.ws.features, target, start, end).to_dict())
 
     return api
 
-
-def router(ws: Workspace) -> APIRouter:
-    """The same routes; ``shipyard.features.http`` includes them into its /features router."""
-    return routes(ws)

@@ -1,5 +1,6 @@
-"""``shipyard models ...``: thin commands over ``ws.registry``. The acting user is settings.user
-(SHIPYARD_USER); ``approve --as USER`` names the reviewer."""
+"""``shipyard models ...``: thin commands over ``ws.registry``. The acting user is the token the
+workspace is opened with (SHIPYARD_TOKEN or the project's credentials); a reviewer approves with
+their own token, e.g. ``SHIPYARD_TOKEN=<reviewer's token> shipyard models approve NAME 3``."""
 
 from __future__ import annotations
 
@@ -114,12 +115,11 @@ def validate(ctx: click.Context, name: str, version: str, timeout: float) -> Non
 @click.argument("name")
 @click.argument("version")
 @click.option("--comment", default="", help="Review comment.")
-@click.option("--as", "reviewer", default=None, help="Reviewer (default: settings.user / SHIPYARD_USER).")
 @click.pass_context
-def approve(ctx: click.Context, name: str, version: str, comment: str, reviewer: str | None) -> None:
-    """Approve a validated version (the reviewer must not be its registrant)."""
+def approve(ctx: click.Context, name: str, version: str, comment: str) -> None:
+    """Approve a validated version as the signed-in reviewer (not its registrant)."""
     ws = _ws(ctx)
-    mv = ws.registry.approve(name, version, reviewer=reviewer or ws.user, comment=comment)
+    mv = ws.registry.approve(name, version, comment=comment)
     click.echo(f"approved {mv.name} version {mv.version} as {mv.approved_by}")
 
 
@@ -127,12 +127,11 @@ def approve(ctx: click.Context, name: str, version: str, comment: str, reviewer:
 @click.argument("name")
 @click.argument("version")
 @click.option("--comment", default="", help="Why the version is rejected.")
-@click.option("--as", "reviewer", default=None, help="Reviewer (default: settings.user / SHIPYARD_USER).")
 @click.pass_context
-def reject(ctx: click.Context, name: str, version: str, comment: str, reviewer: str | None) -> None:
-    """Reject a version so it can never take an alias unless forced."""
+def reject(ctx: click.Context, name: str, version: str, comment: str) -> None:
+    """Reject a version (as the signed-in reviewer) so it can never take an alias unless forced."""
     ws = _ws(ctx)
-    mv = ws.registry.reject(name, version, reviewer=reviewer or ws.user, comment=comment)
+    mv = ws.registry.reject(name, version, comment=comment)
     click.echo(_describe(mv))
 
 

@@ -1,7 +1,8 @@
-"""REST routes of the registry under /api/v1/models; each route is one call into ``ws.registry``.
+"""REST routes of the registry under /api/v1/models; each route is one call into the project's registry.
 
-The acting user is the ``X-Shipyard-User`` header when present (until tokens carry it), else the
-server's ``settings.user``.
+The acting user is the caller's authenticated identity (``ctx.actor``). Registering a version
+uploads code that the server will load, so it needs ``models:upload_code``; approving needs a
+reviewer who is not the registrant; moving and rolling back aliases needs ``models:release``.
 """
 
 from __future__ import annotations
@@ -11,15 +12,22 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, Header, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
 
-from shipyard.errors import InvalidInput, PayloadTooLarge
-from shipyard.models.registry.sources import extract_archive, pack_archive
+from shipyard.auth.http import RequestContext, allow
+from shipyard.auth.permissions import Action, Resource
+from shipyard.errors import Forbidden, InvalidInput, PayloadTooLarge
+from shipyard.models.registry.sources import ARTIFACT_SCHEME, RUN_SCHEME, extract_archive, pack_archive
 from shipyard.workspace import Workspace
 
-USER_HEADER = "X-Shipyard-User"
+READ = allow(Resource.MODELS, Action.READ)
+WRITE = allow(Resource.MODELS, Action.WRITE)
+UPLOAD = allow(Resource.MODELS, Action.UPLOAD_CODE)
+APPROVE = allow(Resource.MODELS, Action.APPROVE)
+RELEASE = allow(Resource.MODELS, Action.RELEASE)
 
 
 class CreateModel(BaseModel):
@@ -30,7 +38,8 @@ class CreateModel(BaseModel):
 
 
 class RegisterFromSource(BaseModel):
-    source: str = Field(description="runs:/<run_id>/<path>, artifacts:/<path> or a folder on the server")
+    source: str = Field(description="runs:/<run_id>/<path>, artifacts:/<path>, or a server folder under an "
+                                    "admin's register_source_roots", min_length=1, max_length=4096)
     run_id: str | None = None
     lineage: dict[str, Any] = Field(default_factory=dict)
     tags: dict[str, Any] = Field(default_factory=dict)
@@ -39,8 +48,8 @@ class RegisterFromSource(BaseModel):
 
 
 class Review(BaseModel):
-    reviewer: str | None = None
-    comment: str = ""
+    model_config = {"extra": "forbid"}
+    comment: str = Field("", max_length=10_000)
 
 
 class SetAlias(BaseModel):
@@ -53,36 +62,34 @@ class StressTest(BaseModel):
     count: int = Field(1000, ge=1, le=1_000_000, description="number of calls")
 
 
-def router(ws: Workspace) -> APIRouter:
+def router() -> APIRouter:
     api = APIRouter(prefix="/models", tags=["models"])
-    registry = ws.registry
-
-    def actor(user: str | None) -> str:
-        return user or ws.user
 
     @api.get("")
-    def list_models() -> list[dict[str, Any]]:
-        return [m.to_dict() for m in registry.list_models()]
+    def list_models(ctx: RequestContext = READ) -> list[dict[str, Any]]:
+        return [m.to_dict() for m in ctx.ws.registry.list_models()]
 
     @api.post("", status_code=201)
-    def create_model(body: CreateModel, x_shipyard_user: str | None = Header(None)) -> dict[str, Any]:
-        return registry.create_model(body.name, body.description, body.requires_approval, body.tags,
-                                     actor=actor(x_shipyard_user)).to_dict()
+    def create_model(body: CreateModel, ctx: RequestContext = WRITE) -> dict[str, Any]:
+        return ctx.ws.registry.create_model(body.name, body.description, body.requires_approval, body.tags,
+                                            actor=ctx.actor).to_dict()
 
     @api.get("/{name}")
-    def get_model(name: str) -> dict[str, Any]:
-        return registry.get_model(name).to_dict()
+    def get_model(name: str, ctx: RequestContext = READ) -> dict[str, Any]:
+        return ctx.ws.registry.get_model(name).to_dict()
 
     @api.get("/{name}/versions")
-    def list_versions(name: str, status: str | None = None) -> list[dict[str, Any]]:
-        return [v.to_dict() for v in registry.list_versions(name, status=status)]
+    def list_versions(name: str, status: str | None = None, ctx: RequestContext = READ) -> list[dict[str, Any]]:
+        return [v.to_dict() for v in ctx.ws.registry.list_versions(name, status=status)]
 
     @api.post("/{name}/versions", status_code=201)
-    def register_source(name: str, body: RegisterFromSource,
-                        x_shipyard_user: str | None = Header(None)) -> dict[str, Any]:
-        return registry.register(body.source, name, run_id=body.run_id, lineage=body.lineage, tags=body.tags,
-                                 metrics=body.metrics, await_validation=body.await_validation,
-                                 actor=actor(x_shipyard_user)).to_dict()
+    def register_source(name: str, body: RegisterFromSource, ctx: RequestContext = UPLOAD) -> dict[str, Any]:
+        """Register from a run artifact of this project, or a server folder an admin allowed."""
+        source = checked_source(ctx.ws, body.source)
+        ctx.audit(source=body.source, code=True)
+        return ctx.ws.registry.register(source, name, run_id=body.run_id, lineage=body.lineage, tags=body.tags,
+                                        metrics=body.metrics, await_validation=body.await_validation,
+                                        actor=ctx.actor).to_dict()
 
     @api.post("/{name}/versions/upload", status_code=201)
     async def register_upload(
@@ -91,11 +98,11 @@ def router(ws: Workspace) -> APIRouter:
         run_id: str | None = None,
         await_validation: bool = False,
         metadata: str | None = Query(None, description='JSON: {"tags": {}, "metrics": {}, "lineage": {}}'),
-        x_shipyard_user: str | None = Header(None),
+        ctx: RequestContext = UPLOAD,
     ) -> dict[str, Any]:
         """Register a model folder sent as a .tar.gz or .zip request body."""
         extra = _metadata(metadata)
-        limit = ws.settings.max_request_bytes
+        limit = ctx.ws.settings.max_request_bytes
         data = bytearray()
         async for chunk in request.stream():
             data.extend(chunk)
@@ -103,48 +110,52 @@ def router(ws: Workspace) -> APIRouter:
                 raise PayloadTooLarge(
                     f"the upload is larger than {limit} bytes (max_request_bytes); raise the setting or "
                     "register from a run artifact", {"field": "body", "limit": limit})
+        ctx.audit(code=True, upload_bytes=len(data))
         with tempfile.TemporaryDirectory(prefix="shipyard-upload-") as tmp:
             folder = extract_archive(bytes(data), Path(tmp) / "model", limit)
-            mv = registry.register(folder, name, run_id=run_id, await_validation=await_validation,
-                                   actor=actor(x_shipyard_user), **extra)
+            mv = await run_in_threadpool(ctx.ws.registry.register, folder, name, run_id=run_id,
+                                         await_validation=await_validation, actor=ctx.actor, **extra)
         return mv.to_dict()
 
     @api.get("/{name}/versions/{version}")
-    def get_version(name: str, version: str) -> dict[str, Any]:
-        return registry.get_version(name, version).to_dict()
+    def get_version(name: str, version: str, ctx: RequestContext = READ) -> dict[str, Any]:
+        return ctx.ws.registry.get_version(name, version).to_dict()
 
     @api.delete("/{name}/versions/{version}", status_code=204)
-    def delete_version(name: str, version: str, x_shipyard_user: str | None = Header(None)) -> Response:
-        registry.delete_version(name, version, actor=actor(x_shipyard_user))
+    def delete_version(name: str, version: str, ctx: RequestContext = WRITE) -> Response:
+        ctx.ws.registry.delete_version(name, version, actor=ctx.actor)
         return Response(status_code=204)
 
     @api.post("/{name}/versions/{version}/validate")
     def validate(name: str, version: str, wait: bool = False, timeout: float = Query(300.0, gt=0, le=3600),
-                 x_shipyard_user: str | None = Header(None)) -> dict[str, Any]:
-        return registry.validate(name, version, wait=wait, timeout=timeout, actor=actor(x_shipyard_user)).to_dict()
+                 ctx: RequestContext = WRITE) -> dict[str, Any]:
+        return ctx.ws.registry.validate(name, version, wait=wait, timeout=timeout, actor=ctx.actor).to_dict()
 
     @api.post("/{name}/versions/{version}/approve")
-    def approve(name: str, version: str, body: Review, x_shipyard_user: str | None = Header(None)) -> dict[str, Any]:
-        return registry.approve(name, version, reviewer=body.reviewer or actor(x_shipyard_user),
-                                comment=body.comment).to_dict()
+    def approve(name: str, version: str, body: Review, ctx: RequestContext = APPROVE) -> dict[str, Any]:
+        """Approve as the signed-in reviewer, who must not be the version's registrant."""
+        mv = ctx.ws.registry.approve(name, version, comment=body.comment, actor=ctx.actor)
+        ctx.audit(after={"approved_by": mv.approved_by})
+        return mv.to_dict()
 
     @api.post("/{name}/versions/{version}/reject")
-    def reject(name: str, version: str, body: Review, x_shipyard_user: str | None = Header(None)) -> dict[str, Any]:
-        return registry.reject(name, version, reviewer=body.reviewer or actor(x_shipyard_user),
-                               comment=body.comment).to_dict()
+    def reject(name: str, version: str, body: Review, ctx: RequestContext = APPROVE) -> dict[str, Any]:
+        mv = ctx.ws.registry.reject(name, version, comment=body.comment, actor=ctx.actor)
+        ctx.audit(after={"status": mv.status})
+        return mv.to_dict()
 
     @api.post("/{name}/versions/{version}/stress-test")
-    def stress_test(name: str, version: str, body: StressTest,
-                    x_shipyard_user: str | None = Header(None)) -> dict[str, Any]:
+    def stress_test(name: str, version: str, body: StressTest, ctx: RequestContext = WRITE) -> dict[str, Any]:
         """Open-loop load on the version's input example in this server process; the latency
         percentiles are recorded on the version (validation.stress_test) and returned."""
         # serving owns the load generator and the served-model path it measures
         from shipyard.serving.release import stress_test_model
 
-        return stress_test_model(ws, name, version, rate=body.rate, count=body.count, actor=actor(x_shipyard_user))
+        return stress_test_model(ctx.ws, name, version, rate=body.rate, count=body.count, actor=ctx.actor)
 
     @api.get("/{name}/versions/{version}/download")
-    def download(name: str, version: str) -> Response:
+    def download(name: str, version: str, ctx: RequestContext = READ) -> Response:
+        registry = ctx.ws.registry
         with tempfile.TemporaryDirectory(prefix="shipyard-download-") as tmp:
             mv = registry.get_version(name, version)
             folder = registry.download(name, mv.version, Path(tmp) / "model")
@@ -155,35 +166,63 @@ def router(ws: Workspace) -> APIRouter:
         })
 
     @api.get("/{name}/aliases")
-    def list_aliases(name: str) -> dict[str, int]:
-        return registry.list_aliases(name)
+    def list_aliases(name: str, ctx: RequestContext = READ) -> dict[str, int]:
+        return ctx.ws.registry.list_aliases(name)
 
     @api.get("/{name}/aliases/{alias}")
-    def get_alias(name: str, alias: str) -> dict[str, Any]:
-        return registry.get_alias(name, alias).to_dict()
+    def get_alias(name: str, alias: str, ctx: RequestContext = READ) -> dict[str, Any]:
+        return ctx.ws.registry.get_alias(name, alias).to_dict()
 
     @api.put("/{name}/aliases/{alias}")
-    def set_alias(name: str, alias: str, body: SetAlias, x_shipyard_user: str | None = Header(None)) -> dict[str, Any]:
-        return registry.set_alias(name, alias, body.version, force=body.force, actor=actor(x_shipyard_user)).to_dict()
+    def set_alias(name: str, alias: str, body: SetAlias, ctx: RequestContext = RELEASE) -> dict[str, Any]:
+        before = ctx.ws.registry.list_aliases(name).get(alias)
+        mv = ctx.ws.registry.set_alias(name, alias, body.version, force=body.force, actor=ctx.actor)
+        ctx.audit(before={"version": before}, after={"version": mv.version}, forced=body.force)
+        return mv.to_dict()
 
     @api.delete("/{name}/aliases/{alias}", status_code=204)
-    def delete_alias(name: str, alias: str, x_shipyard_user: str | None = Header(None)) -> Response:
-        registry.delete_alias(name, alias, actor=actor(x_shipyard_user))
+    def delete_alias(name: str, alias: str, ctx: RequestContext = RELEASE) -> Response:
+        before = ctx.ws.registry.list_aliases(name).get(alias)
+        ctx.ws.registry.delete_alias(name, alias, actor=ctx.actor)
+        ctx.audit(before={"version": before}, after={"version": None})
         return Response(status_code=204)
 
     @api.post("/{name}/aliases/{alias}/rollback")
-    def rollback(name: str, alias: str, x_shipyard_user: str | None = Header(None)) -> dict[str, Any]:
-        return registry.rollback(name, alias, actor=actor(x_shipyard_user)).to_dict()
+    def rollback(name: str, alias: str, ctx: RequestContext = RELEASE) -> dict[str, Any]:
+        before = ctx.ws.registry.list_aliases(name).get(alias)
+        mv = ctx.ws.registry.rollback(name, alias, actor=ctx.actor)
+        ctx.audit(before={"version": before}, after={"version": mv.version})
+        return mv.to_dict()
 
     @api.get("/{name}/aliases/{alias}/history")
-    def alias_history(name: str, alias: str) -> list[dict[str, Any]]:
-        return [m.to_dict() for m in registry.alias_history(name, alias)]
+    def alias_history(name: str, alias: str, ctx: RequestContext = READ) -> list[dict[str, Any]]:
+        return [m.to_dict() for m in ctx.ws.registry.alias_history(name, alias)]
 
     @api.get("/{name}/events")
-    def events(name: str, limit: int = Query(200, ge=1, le=10000)) -> list[dict[str, Any]]:
-        return registry.history(name, limit=limit)
+    def events(name: str, limit: int = Query(200, ge=1, le=10000), ctx: RequestContext = READ) \
+            -> list[dict[str, Any]]:
+        return ctx.ws.registry.history(name, limit=limit)
 
     return api
+
+
+def checked_source(ws: Workspace, source: str) -> str:
+    """``source`` when the server may read it for a registration: a run artifact or an artifact of
+    this project, or a folder under one of the admin's ``register_source_roots``."""
+    if source.startswith((RUN_SCHEME, ARTIFACT_SCHEME)):
+        return source
+    roots = [Path(r).expanduser().resolve() for r in ws.settings.register_source_roots]
+    try:
+        folder = Path(source).expanduser().resolve()
+    except (OSError, RuntimeError, ValueError):
+        folder = None
+    if folder is not None and any(folder == root or root in folder.parents for root in roots):
+        return str(folder)
+    raise Forbidden(
+        "source must be runs:/<run_id>/<path> or artifacts:/<path> of this project; a server folder is only "
+        "accepted under a folder an admin listed in register_source_roots — or upload the model with "
+        "POST /api/v1/models/{name}/versions/upload",
+        {"field": "source"})
 
 
 def _metadata(raw: str | None) -> dict[str, Any]:

@@ -23,12 +23,13 @@ def _q(part: str | int) -> str:
 
 
 class RemoteRegistry:
-    def __init__(self, client: Client, user: str | None = None) -> None:
+    """Acts as the client's token's user; the server decides who that is."""
+
+    def __init__(self, client: Client) -> None:
         self.client = client
-        self._headers = {"X-Shipyard-User": user} if user else {}
 
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
-        return self.client.request(method, BASE + path, headers=self._headers, **kwargs)
+        return self.client.request(method, BASE + path, **kwargs)
 
     # -- models --------------------------------------------------------------------------------
     def create_model(self, name: str, description: str = "", requires_approval: bool = True,
@@ -96,12 +97,12 @@ class RemoteRegistry:
                                {"name": name, "version": version, "status": mv.status})
             time.sleep(0.2)
 
-    def approve(self, name: str, version: int | str, reviewer: str | None = None, comment: str = "") -> ModelVersion:
-        body = {"reviewer": reviewer, "comment": comment}
+    def approve(self, name: str, version: int | str, comment: str = "") -> ModelVersion:
+        body = {"comment": comment}
         return ModelVersion.from_dict(self._call("POST", f"/{_q(name)}/versions/{_q(version)}/approve", json=body))
 
-    def reject(self, name: str, version: int | str, reviewer: str | None = None, comment: str = "") -> ModelVersion:
-        body = {"reviewer": reviewer, "comment": comment}
+    def reject(self, name: str, version: int | str, comment: str = "") -> ModelVersion:
+        body = {"comment": comment}
         return ModelVersion.from_dict(self._call("POST", f"/{_q(name)}/versions/{_q(version)}/reject", json=body))
 
     def stress_test(self, name: str, version: int | str, *, rate: float = 200.0, count: int = 1000) -> dict[str, Any]:

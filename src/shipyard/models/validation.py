@@ -195,7 +195,7 @@ def run_validation(registry: Registry, name: str, version: int, attempt: str) ->
 def launch(settings: Settings, name: str, version: int, attempt: str) -> subprocess.Popen[bytes]:
     """Start ``python -m shipyard.models.validation`` for one version; its output goes to a log file."""
     env = dict(os.environ)
-    env[SETTINGS_ENV] = json.dumps(settings.to_dict())
+    env[SETTINGS_ENV] = json.dumps(settings.to_dict(redact=False))
     logs = settings.state_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     with open(logs / f"validation-{name}-{version}.log", "ab") as out:
@@ -207,7 +207,7 @@ def launch(settings: Settings, name: str, version: int, attempt: str) -> subproc
 
 
 def main(argv: list[str] | None = None) -> int:
-    from shipyard.config import load_settings
+    from shipyard.config import Settings, load_settings
     from shipyard.workspace import Workspace
 
     args = list(sys.argv[1:] if argv is None else argv)
@@ -218,7 +218,8 @@ def main(argv: list[str] | None = None) -> int:
     raw = os.environ.get(SETTINGS_ENV)
     if raw:
         values = json.loads(raw)
-        settings = load_settings(values.pop("project_dir"), **values)
+        values["project_dir"] = Path(values["project_dir"])
+        settings = Settings(**values)
     else:
         settings = load_settings()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -11,15 +11,20 @@ from __future__ import annotations
 import contextlib
 import logging
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, FastAPI, Query
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from shipyard.auth.guard import SESSION_COOKIE, AccessGuard
+from shipyard.auth.http import RequestContext, allow
+from shipyard.auth.permissions import Action, Resource
+from shipyard.auth.principal import DEFAULT_PROJECT
 from shipyard.errors import InvalidInput, NotFound, PayloadTooLarge, ShipyardError
+from shipyard.http_util import read_body
 from shipyard.serving import openapi
 from shipyard.serving.codec import csv_records, dumps, model_records, parse_json, scene_records
 from shipyard.serving.engine import ServingEngine, new_request_id
@@ -31,11 +36,12 @@ log = logging.getLogger(__name__)
 
 
 class ServingState:
-    """What one server instance shares between its routes: engine, metrics, log, follower."""
+    """What one server instance shares between its routes for one project: engine, metrics, log,
+    follower. A server keeps one per project it serves (``state_for``), sharing one metrics set."""
 
     def __init__(self, ws: Any, **options: Any) -> None:
         self.ws = ws
-        self.metrics = ServingMetrics()
+        self.metrics = options.get("metrics") or ServingMetrics()
         self.max_bytes = int(options.get("max_request_bytes") or ws.settings.max_request_bytes)
         engine = options.get("engine")
         if engine is None:
@@ -53,6 +59,22 @@ class ServingState:
         self.gc_thresholds: tuple[int, int, int] | None = None
         self.follower: Any = None
         self.handlers: dict[str, Any] = {}
+        self.predictions: Any = None
+        self.started = False
+
+    def start_follower(self) -> None:
+        if self.follower is None and self.follow_interval > 0 and self.engine.ws is not None:
+            from shipyard.serving.hotswap import Follower
+
+            self.follower = Follower(self.engine, interval=self.follow_interval)
+            self.follower.start()
+        self.started = True
+
+    def stop(self) -> None:
+        if self.follower is not None:
+            self.follower.stop()
+            self.follower = None
+        self.engine.close()
 
 
 _states: weakref.WeakKeyDictionary[Any, ServingState] = weakref.WeakKeyDictionary()
@@ -90,7 +112,7 @@ def _reply(body: Any, request_id: str, status: int = 200, extra: list[tuple[byte
 def error_reply(exc: ShipyardError, request_id: str) -> Reply:
     body = exc.to_dict()
     body["error"]["details"] = {**exc.details, "request_id": request_id}
-    extra = []
+    extra = [(b"www-authenticate", b"Bearer")] if exc.status == 401 else []
     retry = exc.details.get("retry_after")
     if retry is not None or exc.status in (429, 503):
         extra.append((b"retry-after", str(int(retry or 1)).encode()))
@@ -118,7 +140,8 @@ class Call:
     Starlette ``Request``), or from a ``Request`` on the routed path.
     """
 
-    __slots__ = ("length", "content_type", "request_id", "client_id", "arm", "peer", "body")
+    __slots__ = ("length", "content_type", "request_id", "client_id", "arm", "peer", "body", "authorization",
+                 "cookie", "project", "headers")
 
     def __init__(self, raw_headers: Any, peer: Any) -> None:
         self.length: bytes | None = None
@@ -128,11 +151,19 @@ class Call:
         self.arm: str | None = None
         self.peer: str | None = peer[0] if peer else None
         self.body = b""
+        self.authorization: str | None = None
+        self.cookie: str | None = None
+        self.project: str | None = None
+        self.headers = raw_headers
         for key, value in raw_headers:
             if key == b"content-length":
                 self.length = value
             elif key == b"content-type":
                 self.content_type = value
+            elif key == b"authorization":
+                self.authorization = value.decode("latin-1")
+            elif key == b"cookie":
+                self.cookie = value.decode("latin-1")
             elif key[:2] == b"x-":
                 if key == b"x-request-id":
                     self.request_id = value.decode("latin-1")
@@ -140,10 +171,23 @@ class Call:
                     self.client_id = value.decode("latin-1")
                 elif key == b"x-shipyard-arm":
                     self.arm = value.decode("latin-1")
+                elif key == b"x-shipyard-project":
+                    self.project = value.decode("latin-1")
 
     @property
     def client(self) -> str | None:
         return self.client_id or self.peer
+
+    @property
+    def session(self) -> str | None:
+        """The browser session token from the Cookie header (the UI's "try it" panel)."""
+        if not self.cookie or self.authorization:
+            return None
+        for part in self.cookie.split(";"):
+            name, _, value = part.strip().partition("=")
+            if name == SESSION_COOKIE:
+                return value
+        return None
 
     @property
     def is_csv(self) -> bool:
@@ -179,39 +223,64 @@ class Call:
                                   {"limit": limit})
         self.body = body
 
-    @classmethod
-    async def from_request(cls, request: Request, limit: int) -> Call:
-        call = cls(request.scope["headers"], request.scope.get("client"))
-        call.check_declared(limit)
-        call.body = await read_body(request, limit)
-        return call
-
-
-async def read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(f"the body is {declared} bytes; the limit is {limit} (max_request_bytes)",
-                              {"limit": limit})
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"the body is larger than the limit of {limit} bytes (max_request_bytes)",
-                                  {"limit": limit})
-        chunks.append(chunk)
-    return b"".join(chunks)
-
 
 # -- prediction routes ----------------------------------------------------------------------------
-def prediction_router(ws: Any, **options: Any) -> APIRouter:
-    state = ServingState(ws, **options)
-    _states[ws] = state
-    engine = state.engine
-    api = APIRouter(tags=["prediction"])
-    limit = state.max_bytes
+PredictionHook = Callable[["PredictionRequest"], None]
 
-    async def scene_call(call: Call, scene: str) -> Reply:
+
+class PredictionRequest:
+    """What a prediction hook sees: the route kind, the scene or model, the project, the caller's
+    headers and peer. A hook raises a ``ShipyardError`` to refuse the request."""
+
+    __slots__ = ("kind", "name", "project", "headers", "peer", "request_id")
+
+    def __init__(self, kind: str, name: str, project: str, call: Call) -> None:
+        self.kind, self.name, self.project = kind, name, project
+        self.headers: list[tuple[bytes, bytes]] = list(call.headers)
+        self.peer, self.request_id = call.peer, call.request_id
+
+    def header(self, name: str) -> str | None:
+        wanted = name.lower().encode("latin-1")
+        for key, value in self.headers:
+            if key == wanted:
+                return value.decode("latin-1")
+        return None
+
+
+class Predictions:
+    """Prediction handlers of one app: authorise the caller for the scene or model, find its
+    project's engine, run the deployer's hooks, answer. The fast path and the routes share them."""
+
+    def __init__(self, default: ServingState, guard: AccessGuard | None, hooks: list[PredictionHook]) -> None:
+        self.default = default
+        self.guard = guard
+        self.hooks = hooks
+        self.options: dict[str, Any] = {"metrics": default.metrics, "follow_interval": default.follow_interval,
+                                        "max_request_bytes": default.max_bytes}
+
+    def authorize(self, call: Call, kind: str, name: str) -> ServingState:
+        """The serving state of the project the caller may predict ``name`` in; raises otherwise."""
+        guard = self.guard
+        if guard is None:
+            raise ShipyardError("the server was assembled without its access guard", {})
+        project = guard.check_prediction(call.authorization, call.session, call.project, kind, name)
+        if self.hooks:
+            request = PredictionRequest(kind, name, project, call)
+            for hook in self.hooks:
+                hook(request)
+        if project == DEFAULT_PROJECT:
+            return self.default
+        ws = guard.projects.get(project)
+        state = _states.get(ws)
+        if state is None:
+            state = state_for(ws, **self.options)
+            if self.default.started:
+                state.start_follower()
+        return state
+
+    async def scene(self, call: Call, state: ServingState, scene: str) -> Reply:
         rid = call.request_id or new_request_id()
+        engine = state.engine
         try:
             payload = parse_json(call.body)
             records, single = scene_records(payload)
@@ -226,8 +295,9 @@ def prediction_router(ws: Any, **options: Any) -> APIRouter:
             return error_reply(exc, rid)
         return _reply(result, rid)
 
-    def model_call(call: Call, name: str, ref: str) -> tuple[str, Any, Any, float, bool]:
+    def _model(self, call: Call, state: ServingState, name: str, ref: str) -> tuple[str, Any, Any, float, bool]:
         rid = call.request_id or new_request_id()
+        engine = state.engine
         served = engine.model(name, ref)
         if call.is_csv:
             numeric = served.names if served.numeric else []
@@ -239,9 +309,9 @@ def prediction_router(ws: Any, **options: Any) -> APIRouter:
         predictions, served, elapsed = engine.predict_model(name, ref, records)
         return rid, predictions, served, elapsed, single
 
-    async def predict_call(call: Call, name: str, ref: str) -> Reply:
+    async def predict(self, call: Call, state: ServingState, name: str, ref: str) -> Reply:
         try:
-            rid, predictions, served, elapsed, single = model_call(call, name, ref)
+            rid, predictions, served, elapsed, single = self._model(call, state, name, ref)
         except ShipyardError as exc:
             return error_reply(exc, call.request_id or new_request_id())
         body = {"request_id": rid, "model": {"name": name, "ref": ref, "version": served.version},
@@ -249,40 +319,55 @@ def prediction_router(ws: Any, **options: Any) -> APIRouter:
                 "latency_ms": {"model": round(elapsed * 1000, 3)}}
         return _reply(body, rid)
 
-    async def invocations_call(call: Call, name: str, ref: str) -> Reply:
+    async def invocations(self, call: Call, state: ServingState, name: str, ref: str) -> Reply:
         try:
-            rid, predictions, served, _elapsed, _single = model_call(call, name, ref)
+            rid, predictions, served, _elapsed, _single = self._model(call, state, name, ref)
         except ShipyardError as exc:
             return error_reply(exc, call.request_id or new_request_id())
         return _reply({"predictions": predictions}, rid,
                       extra=[(b"x-shipyard-model-version", str(served.version).encode())])
 
-    async def routed(request: Request, handler: Any, *args: str) -> Response:
+
+def prediction_router(ws: Any, **options: Any) -> APIRouter:
+    state = ServingState(ws, **options)
+    _states[ws] = state
+    api = APIRouter(tags=["prediction"])
+    limit = state.max_bytes
+    handlers = Predictions(state, None, [])
+    state.predictions = handlers
+
+    async def routed(request: Request, handler: Any, kind: str, *args: str) -> Response:
+        call = Call(request.scope["headers"], request.scope.get("client"))
         try:
-            call = await Call.from_request(request, limit)
+            # who may ask is decided before the body is read
+            state = handlers.authorize(call, kind, args[0])
+            call.check_declared(limit)
+            call.body = await read_body(request, limit)
         except ShipyardError as exc:
-            return error_response(exc, request.headers.get("x-request-id") or new_request_id())
-        return _response(await handler(call, *args))
+            return error_response(exc, call.request_id or new_request_id())
+        return _response(await handler(call, state, *args))
 
     @api.post("/v1/scenes/{scene}/predict", openapi_extra=openapi.SCENE_PREDICT, response_class=Response,
               responses=openapi.RESPONSES)
     async def predict_scene(scene: str, request: Request) -> Response:
-        """Run a scene's decision flow for one record (an object) or a batch (a list or {"records": [...]})."""
-        return await routed(request, scene_call, scene)
+        """Run a scene's decision flow for one record (an object) or a batch (a list or {"records": [...]}).
+        Needs a token with the predict scope and the predictor (or operator, modeler, admin) role,
+        unless the scene is public."""
+        return await routed(request, handlers.scene, "scene", scene)
 
     @api.post("/v1/models/{name}/{ref}/predict", openapi_extra=openapi.MODEL_PREDICT, response_class=Response,
               responses=openapi.RESPONSES)
     async def predict_model(name: str, ref: str, request: Request) -> Response:
         """Score records with a registered model (an alias or a version number)."""
-        return await routed(request, predict_call, name, ref)
+        return await routed(request, handlers.predict, "model", name, ref)
 
     @api.post("/v1/models/{name}/{ref}/invocations", openapi_extra=openapi.INVOCATIONS, response_class=Response,
               responses=openapi.RESPONSES)
     async def invocations_model(name: str, ref: str, request: Request) -> Response:
         """MLflow scoring protocol for a registered model; returns {"predictions": [...]}."""
-        return await routed(request, invocations_call, name, ref)
+        return await routed(request, handlers.invocations, "model", name, ref)
 
-    state.handlers = {"scene": scene_call, "predict": predict_call, "invocations": invocations_call}
+    state.handlers = {"scene": handlers.scene, "predict": handlers.predict, "invocations": handlers.invocations}
     if state.single_model is not None:
         single_name, single_ref = state.single_model
 
@@ -290,13 +375,13 @@ def prediction_router(ws: Any, **options: Any) -> APIRouter:
                   responses=openapi.RESPONSES)
         async def invocations(request: Request) -> Response:
             """MLflow scoring protocol for the model this server was started with (--model)."""
-            return await routed(request, invocations_call, single_name, single_ref)
+            return await routed(request, handlers.invocations, "model", single_name, single_ref)
 
         @api.get("/ping")
         async def ping() -> Response:
             """200 once the model is loaded (load balancers' health check)."""
             try:
-                engine.model(single_name, single_ref)
+                state.engine.model(single_name, single_ref)
             except ShipyardError as exc:
                 return error_response(exc, new_request_id())
             return Response(b"\n", media_type=JSON)
@@ -323,22 +408,22 @@ class FastPredict:
     def __init__(self, state: ServingState) -> None:
         self.state = state
 
-    def _match(self, path: str) -> tuple[Any, tuple[str, ...]] | None:
+    def _match(self, path: str) -> tuple[Any, str, tuple[str, ...]] | None:
         handlers = self.state.handlers
         if path == "/invocations":
             if self.state.single_model is not None:
-                return handlers["invocations"], self.state.single_model
+                return handlers["invocations"], "model", self.state.single_model
             return None
         parts = path.split("/")
         # ["", "v1", "models", name, ref, action] or ["", "v1", "scenes", scene, "predict"]
         n = len(parts)
         if n == 6 and parts[1] == "v1" and parts[2] == "models" and parts[3] and parts[4]:
             if parts[5] == "predict":
-                return handlers["predict"], (parts[3], parts[4])
+                return handlers["predict"], "model", (parts[3], parts[4])
             if parts[5] == "invocations":
-                return handlers["invocations"], (parts[3], parts[4])
+                return handlers["invocations"], "model", (parts[3], parts[4])
         elif n == 5 and parts[1] == "v1" and parts[2] == "scenes" and parts[3] and parts[4] == "predict":
-            return handlers["scene"], (parts[3],)
+            return handlers["scene"], "scene", (parts[3],)
         return None
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> bool:
@@ -347,11 +432,13 @@ class FastPredict:
         found = self._match(scope["path"])
         if found is None:
             return False
-        handler, args = found
+        handler, kind, args = found
         call = Call(scope["headers"], scope.get("client"))
         try:
+            # the same check as the routed path, before the body is read
+            state = self.state.predictions.authorize(call, kind, args[0])
             await call.receive_body(receive, self.state.max_bytes)
-            status, body, headers = await handler(call, *args)
+            status, body, headers = await handler(call, state, *args)
         except Disconnected:
             return True
         except ShipyardError as exc:
@@ -368,7 +455,13 @@ class FastPredict:
 
 
 # -- management routes (/api/v1) ------------------------------------------------------------------
-def router(ws: Any) -> APIRouter:
+READ = allow(Resource.SCENES, Action.READ)
+WRITE = allow(Resource.SCENES, Action.WRITE)
+RELEASE = allow(Resource.SCENES, Action.RELEASE)
+_VERSION = Query(None, ge=1, le=2**31 - 1, description="a version number (default: the latest)")
+
+
+def router() -> APIRouter:
     from shipyard.serving import release
     from shipyard.serving import scene as scenes
     from shipyard.serving.release_http import router as rollout_router
@@ -376,61 +469,87 @@ def router(ws: Any) -> APIRouter:
     api = APIRouter(prefix="/scenes", tags=["scenes"])
 
     @api.get("")
-    def list_scenes() -> list[dict[str, Any]]:
+    def list_scenes(ctx: RequestContext = READ) -> list[dict[str, Any]]:
         """All scenes with their latest version."""
-        return scenes.list_scenes(ws)
+        return scenes.list_scenes(ctx.ws)
 
     @api.post("", openapi_extra=openapi.SCENE_APPLY, response_class=JSONResponse)
-    async def apply(request: Request) -> JSONResponse:
+    async def apply(request: Request, ctx: RequestContext = WRITE) -> JSONResponse:
         """Validate and store a scene document as a new version."""
-        payload = parse_json(await read_body(request, ws.settings.max_request_bytes))
-        engine = _engine(request, ws)
-        found = await run_in_threadpool(scenes.apply_scene, ws, payload, models=engine.models,
+        payload = parse_json(await read_body(request, ctx.ws.settings.max_request_bytes))
+        engine = engine_for(request, ctx.ws)
+        found = await run_in_threadpool(scenes.apply_scene, ctx.ws, payload, models=engine.models,
                                         features=engine.features, comment=str(request.query_params.get("comment", "")))
+        ctx.audit(after={"scene": found.name, "version": found.version})
         return JSONResponse(found.to_dict())
 
     @api.get("/{name}")
-    def show(name: str, version: int | None = None) -> dict[str, Any]:
+    def show(name: str, version: int | None = _VERSION, ctx: RequestContext = READ) -> dict[str, Any]:
         """A scene version's document (latest unless ``version`` is given)."""
-        return scenes.get_scene(ws, name, version).to_dict()
+        return scenes.get_scene(ctx.ws, name, version).to_dict()
 
     @api.get("/{name}/versions")
-    def versions(name: str) -> list[dict[str, Any]]:
-        found = scenes.list_versions(ws, name)
+    def versions(name: str, ctx: RequestContext = READ) -> list[dict[str, Any]]:
+        found = scenes.list_versions(ctx.ws, name)
         if not found:
             raise NotFound(f"scene {name!r} does not exist", {"scene": name})
         return [{k: v for k, v in f.to_dict().items() if k != "spec"} for f in found]
 
     @api.get("/{name}/status")
-    def status(name: str, request: Request) -> dict[str, Any]:
+    def status(name: str, request: Request, ctx: RequestContext = READ) -> dict[str, Any]:
         """Served version, arms, canary share and recent per-arm statistics."""
-        return release.scene_status(_engine(request, ws), name)
+        return release.scene_status(engine_for(request, ctx.ws), name)
 
     @api.get("/{name}/shadow-report")
-    def shadow_report(name: str, request: Request, cutoff: float = 0.5) -> dict[str, Any]:
+    def shadow_report(name: str, request: Request, cutoff: float = Query(0.5, ge=0, le=1),
+                      ctx: RequestContext = READ) -> dict[str, Any]:
         """Live vs shadow outputs: difference distribution and agreement at the cut-off."""
-        return release.shadow_report(_engine(request, ws), name, cutoff=cutoff)
+        return release.shadow_report(engine_for(request, ctx.ws), name, cutoff=cutoff)
 
     @api.post("/{name}/canary")
-    def set_canary(name: str, request: Request, percent: float, arm: str | None = None) -> dict[str, Any]:
+    def set_canary(name: str, request: Request, percent: float = Query(ge=0, le=100), arm: str | None = None,
+                   ctx: RequestContext = RELEASE) -> dict[str, Any]:
         """Move the canary share of an arm (0-100); recorded as a release step."""
-        return release.set_canary(ws, _engine(request, ws), name, percent, arm=arm)
+        result = release.set_canary(ctx.ws, engine_for(request, ctx.ws), name, percent, arm=arm)
+        ctx.audit(after={"arm": arm, "percent": percent})
+        return result
 
-    api.include_router(rollout_router(ws))
+    api.include_router(rollout_router())
     return api
 
 
-def _engine(request: Request, ws: Any) -> ServingEngine:
-    state = getattr(request.app.state, "serving", None) or state_for(ws)
+def engine_for(request: Request, ws: Any) -> ServingEngine:
+    """The serving engine of ``ws`` in this server (created for a project on first use)."""
+    default = getattr(request.app.state, "serving", None)
+    if default is not None and default.ws is ws:
+        return default.engine
+    state = _states.get(ws)
+    if state is None:
+        predictions = default.predictions if default is not None else None
+        state = state_for(ws, **(predictions.options if predictions is not None else {}))
+        if default is not None and default.started:
+            state.start_follower()
     return state.engine
 
 
 def install(app: FastAPI, ws: Any, **options: Any) -> None:
-    """/metrics, the alias/scene follower and a clean shutdown (flushes the prediction log)."""
+    """/metrics, access checks on predictions, the alias/scene follower and a clean shutdown
+    (flushes the prediction log)."""
     state = _states.get(ws) or state_for(ws, **options)
     app.state.serving = state
+    guard: AccessGuard = app.state.access_guard
+    hooks: list[PredictionHook] = getattr(app, "prediction_hooks", [])
+    if state.predictions is not None:
+        state.predictions.guard = guard
+        state.predictions.hooks = hooks
 
-    async def metrics(_request: Request) -> Response:
+    async def metrics(request: Request) -> Response:
+        if not ws.settings.metrics_public:
+            try:
+                principal = guard.identify(request.headers.get("authorization"), request.cookies.get(SESSION_COOKIE))
+                guard.require(principal, DEFAULT_PROJECT, Resource.MONITORING, Action.READ)
+            except ShipyardError as exc:
+                return error_response(exc, new_request_id())
         return Response(state.metrics.render(), media_type=CONTENT_TYPE)
 
     app.add_route("/metrics", metrics, include_in_schema=False)
@@ -442,21 +561,19 @@ def install(app: FastAPI, ws: Any, **options: Any) -> None:
             from shipyard.serving import heap
 
             state.gc_thresholds = heap.tune()
-        if hasattr(app, "fast_path") and not _telemetry_enabled(app):
-            # with OpenTelemetry configured, predictions keep going through FastAPI for its spans
+        # Middleware a deployer adds must see every request, so predictions then take the full stack;
+        # prediction hooks (app.prediction_hooks) run on both paths.
+        if hasattr(app, "fast_path") and not app.user_middleware:
             app.fast_path = fast
-        if state.follow_interval > 0 and state.engine.ws is not None:
-            from shipyard.serving.hotswap import Follower
-
-            state.follower = Follower(state.engine, interval=state.follow_interval)
-            state.follower.start()
+        state.start_follower()
 
     def shutdown() -> None:
         if getattr(app, "fast_path", None) is fast:
             app.fast_path = None
-        if state.follower is not None:
-            state.follower.stop()
-        state.engine.close()
+        for other in list(_states.values()):
+            if other is not state and other.metrics is state.metrics:
+                other.stop()
+        state.stop()
         state.metrics.close()
 
     previous = app.router.lifespan_context
@@ -471,11 +588,3 @@ def install(app: FastAPI, ws: Any, **options: Any) -> None:
             shutdown()
 
     app.router.lifespan_context = lifespan
-
-
-def _telemetry_enabled(app: Any) -> bool:
-    telemetry = getattr(app, "_native_telemetry", None)
-    try:
-        return bool(telemetry is not None and telemetry.enabled())
-    except Exception:  # an unknown FastAPI internals layout: keep its full stack
-        return True

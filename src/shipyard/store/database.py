@@ -35,7 +35,8 @@ def _sqlite_path(url: sa.URL) -> Path | None:
     return None
 
 
-def create_engine_for(url: str, busy_timeout_s: float = DEFAULT_BUSY_TIMEOUT_S) -> Engine:
+def create_engine_for(url: str, busy_timeout_s: float = DEFAULT_BUSY_TIMEOUT_S, schema: str = "") -> Engine:
+    """An engine for ``url``; on PostgreSQL, ``schema`` puts every table of this store in that schema."""
     try:
         parsed = sa.make_url(url)
     except sa.exc.ArgumentError:
@@ -75,8 +76,10 @@ def create_engine_for(url: str, busy_timeout_s: float = DEFAULT_BUSY_TIMEOUT_S) 
     if backend == "postgresql":
         if parsed.drivername == "postgresql":
             parsed = parsed.set(drivername="postgresql+psycopg")
+        connect_args = {"options": f"-csearch_path={schema}"} if schema else {}
         try:
-            return sa.create_engine(parsed, pool_pre_ping=True, pool_size=5, max_overflow=10)
+            return sa.create_engine(parsed, pool_pre_ping=True, pool_size=5, max_overflow=10,
+                                    connect_args=connect_args)
         except ImportError:
             raise MissingDependency(
                 "PostgreSQL needs the psycopg driver; install it with: pip install 'shipyard-ml[postgres]'",
@@ -91,10 +94,14 @@ def create_engine_for(url: str, busy_timeout_s: float = DEFAULT_BUSY_TIMEOUT_S) 
 class MetadataStore:
     """The metadata database. ``begin()`` yields a connection inside one transaction."""
 
-    def __init__(self, url: str, *, migrate: bool = True, busy_timeout_s: float = DEFAULT_BUSY_TIMEOUT_S):
+    def __init__(self, url: str, *, migrate: bool = True, busy_timeout_s: float = DEFAULT_BUSY_TIMEOUT_S,
+                 schema: str = ""):
         self.url = url
-        self.engine = create_engine_for(url, busy_timeout_s)
+        self.schema = schema
+        self.engine = create_engine_for(url, busy_timeout_s, schema)
         self.dialect = self.engine.dialect.name
+        if schema and self.dialect == "postgresql":
+            self._create_schema(schema)
         self._migrated = False
         self._lock = threading.Lock()
         if migrate:
@@ -119,6 +126,20 @@ class MetadataStore:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+    def _create_schema(self, schema: str) -> None:
+        if not schema.replace("_", "").isalnum():
+            raise ConfigError(f"metadata schema {schema!r} is not a valid name", {"field": "metadata_schema"})
+        try:
+            with self.engine.begin() as conn:
+                conn.exec_driver_sql(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+        except OperationalError as exc:
+            raise _unavailable(exc) from exc
+
+    def __repr__(self) -> str:
+        from shipyard.config import redact_url
+
+        return f"MetadataStore({redact_url(self.url)!r})"
 
     # -- migrations ----------------------------------------------------------------------------
     def _alembic_config(self, conn: Connection | None = None) -> Any:

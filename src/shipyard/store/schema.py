@@ -315,6 +315,99 @@ feature_training_sets = Table(
     Index("ix_feature_training_sets_name", "name", "created_at"),
 )
 
+# --- auth (kept in the server's own database; other projects' databases hold these tables empty)
+# People and service accounts. A password hash (argon2) only for people who log in with one.
+users = Table(
+    "users",
+    metadata,
+    Column("name", String(255), primary_key=True),
+    # person | service | oidc
+    Column("kind", String(16), nullable=False),
+    Column("password_hash", Text),
+    Column("display_name", String(255), nullable=False, default=""),
+    Column("email", String(255), nullable=False, default=""),
+    Column("disabled", Boolean, nullable=False, default=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("created_by", String(255), nullable=False),
+    Column("last_login_at", BigInteger),
+)
+
+# API tokens, sessions and one-time login links; only a sha256 of the secret part is kept.
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("user", String(255), ForeignKey("users.name"), nullable=False),
+    # api | session | login_link
+    Column("kind", String(16), nullable=False),
+    Column("name", String(255), nullable=False, default=""),
+    Column("secret_sha256", String(64), nullable=False),
+    Column("scopes", JSON, nullable=False, default=list),
+    # a token bound to one project acts only there
+    Column("project", String(64)),
+    Column("created_at", BigInteger, nullable=False),
+    Column("created_by", String(255), nullable=False),
+    Column("expires_at", BigInteger),
+    Column("last_used_at", BigInteger),
+    Column("revoked_at", BigInteger),
+    Index("ix_api_tokens_user", "user", "created_at"),
+)
+
+projects = Table(
+    "projects",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("description", Text, nullable=False, default=""),
+    Column("created_at", BigInteger, nullable=False),
+    Column("created_by", String(255), nullable=False),
+)
+
+# A user's roles per project; project "*" grants the role in every project.
+role_bindings = Table(
+    "role_bindings",
+    metadata,
+    Column("user", String(255), ForeignKey("users.name"), primary_key=True),
+    Column("project", String(64), primary_key=True),
+    Column("role", String(32), primary_key=True),
+    Column("granted_at", BigInteger, nullable=False),
+    Column("granted_by", String(255), nullable=False),
+)
+
+# Scenes and models whose prediction endpoints answer without a token.
+public_endpoints = Table(
+    "public_endpoints",
+    metadata,
+    Column("project", String(64), primary_key=True),
+    Column("kind", String(16), primary_key=True),
+    Column("name", String(255), primary_key=True),
+    Column("set_at", BigInteger, nullable=False),
+    Column("set_by", String(255), nullable=False),
+)
+
+# Append-only (triggers refuse UPDATE and DELETE); each row carries the sha256 of the one before,
+# so a removed or edited row breaks the chain that `shipyard audit verify` walks.
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("ts", BigInteger, nullable=False),
+    Column("project", String(64), nullable=False),
+    Column("actor", String(255), nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("resource", String(32), nullable=False),
+    Column("subject", Text, nullable=False),
+    Column("route", Text, nullable=False, default=""),
+    # ok | denied | failed
+    Column("outcome", String(16), nullable=False),
+    Column("status", Integer, nullable=False),
+    Column("client", String(255), nullable=False, default=""),
+    Column("request_id", String(64), nullable=False, default=""),
+    Column("details", JSON, nullable=False, default=dict),
+    Column("prev_sha256", String(64), nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Index("ix_audit_log_project_ts", "project", "ts"),
+)
+
 # --- monitoring -----------------------------------------------------------------------------
 # Per minute and server instance: counts and sparse latency histograms ({bucket: count}, buckets
 # in monitoring/series.py). Each instance writes its own rows; queries add them up.

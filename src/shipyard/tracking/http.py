@@ -9,9 +9,11 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
+from shipyard.auth.http import RequestContext, allow
+from shipyard.auth.permissions import Action, Resource
+from shipyard.http_util import read_body
 from shipyard.tracking.core import DEFAULT_EXPERIMENT
 from shipyard.tracking.entities import FINISHED, RunRecord
-from shipyard.workspace import Workspace
 
 Scalar = str | int | float | bool
 
@@ -77,96 +79,97 @@ def _record(record: RunRecord) -> dict[str, Any]:
     return record.to_dict()
 
 
-def router(ws: Workspace) -> APIRouter:
+READ = allow(Resource.RUNS, Action.READ)
+WRITE = allow(Resource.RUNS, Action.WRITE)
+
+
+def router() -> APIRouter:
     api = APIRouter(tags=["tracking"])
 
-    def tracking() -> Any:
-        return ws.tracking
-
     @api.get("/experiments")
-    def list_experiments() -> dict[str, Any]:
-        return {"experiments": [e.to_dict() for e in tracking().list_experiments()]}
+    def list_experiments(ctx: RequestContext = READ) -> dict[str, Any]:
+        return {"experiments": [e.to_dict() for e in ctx.ws.tracking.list_experiments()]}
 
     @api.post("/experiments", status_code=201)
-    def create_experiment(body: ExperimentIn) -> dict[str, Any]:
-        return tracking().create_experiment(body.name, body.tags).to_dict()
+    def create_experiment(body: ExperimentIn, ctx: RequestContext = WRITE) -> dict[str, Any]:
+        return ctx.ws.tracking.create_experiment(body.name, body.tags).to_dict()
 
     @api.get("/experiments/{name_or_id:path}")
-    def get_experiment(name_or_id: str) -> dict[str, Any]:
-        return tracking().get_experiment(name_or_id).to_dict()
+    def get_experiment(name_or_id: str, ctx: RequestContext = READ) -> dict[str, Any]:
+        return ctx.ws.tracking.get_experiment(name_or_id).to_dict()
 
     @api.post("/runs", status_code=201)
-    def create_run(body: RunIn) -> dict[str, Any]:
-        info = tracking().create_run(
+    def create_run(body: RunIn, ctx: RequestContext = WRITE) -> dict[str, Any]:
+        info = ctx.ws.tracking.create_run(
             body.experiment, name=body.name, parent_run_id=body.parent_run_id, tags=body.tags,
-            source_name=body.source_name, source_git_commit=body.source_git_commit,
+            source_name=body.source_name, source_git_commit=body.source_git_commit, user=ctx.actor,
         )
-        return _record(tracking().get_run(info.id))
+        return _record(ctx.ws.tracking.get_run(info.id))
 
     @api.post("/runs/search")
-    def search_runs(body: SearchIn) -> dict[str, Any]:
-        found = tracking().search_runs(
+    def search_runs(body: SearchIn, ctx: RequestContext = READ) -> dict[str, Any]:
+        found = ctx.ws.tracking.search_runs(
             body.experiment, filter=body.filter, order_by=body.order_by, max_results=body.max_results,
             offset=body.offset, include_deleted=body.include_deleted,
         )
         return {"runs": [_record(r) for r in found]}
 
     @api.post("/runs/compare")
-    def compare_runs(body: CompareIn) -> dict[str, Any]:
-        frame = tracking().compare_runs(body.run_ids)
+    def compare_runs(body: CompareIn, ctx: RequestContext = READ) -> dict[str, Any]:
+        frame = ctx.ws.tracking.compare_runs(body.run_ids)
         return {"columns": list(frame.columns), "index": list(frame.index), "data": frame.values.tolist()}
 
     @api.get("/runs/{run_id}")
-    def get_run(run_id: str) -> dict[str, Any]:
-        return _record(tracking().get_run(run_id))
+    def get_run(run_id: str, ctx: RequestContext = READ) -> dict[str, Any]:
+        return _record(ctx.ws.tracking.get_run(run_id))
 
     @api.patch("/runs/{run_id}")
-    def update_run(run_id: str, body: RunUpdateIn) -> dict[str, Any]:
-        return _record(tracking().update_run(run_id, name=body.name, status=body.status))
+    def update_run(run_id: str, body: RunUpdateIn, ctx: RequestContext = WRITE) -> dict[str, Any]:
+        return _record(ctx.ws.tracking.update_run(run_id, name=body.name, status=body.status))
 
     @api.post("/runs/{run_id}/end")
-    def end_run(run_id: str, body: EndIn) -> dict[str, Any]:
-        return _record(tracking().end_run(run_id, body.status))
+    def end_run(run_id: str, body: EndIn, ctx: RequestContext = WRITE) -> dict[str, Any]:
+        return _record(ctx.ws.tracking.end_run(run_id, body.status))
 
     @api.delete("/runs/{run_id}", status_code=204)
-    def delete_run(run_id: str) -> Response:
-        tracking().delete_run(run_id)
+    def delete_run(run_id: str, ctx: RequestContext = WRITE) -> Response:
+        ctx.ws.tracking.delete_run(run_id)
         return Response(status_code=204)
 
     @api.post("/runs/{run_id}/log-batch", status_code=204)
-    def log_batch(run_id: str, body: LogBatchIn) -> Response:
+    def log_batch(run_id: str, body: LogBatchIn, ctx: RequestContext = WRITE) -> Response:
         points = [(m.key, m.value, m.step, m.timestamp) for m in body.metrics]
-        tracking().log_batch(run_id, metrics=points, params=body.params, tags=body.tags)
+        ctx.ws.tracking.log_batch(run_id, metrics=points, params=body.params, tags=body.tags)
         return Response(status_code=204)
 
     @api.post("/runs/{run_id}/params", status_code=204)
-    def log_params(run_id: str, body: ParamsIn) -> Response:
-        tracking().log_batch(run_id, params=body.params)
+    def log_params(run_id: str, body: ParamsIn, ctx: RequestContext = WRITE) -> Response:
+        ctx.ws.tracking.log_batch(run_id, params=body.params)
         return Response(status_code=204)
 
     @api.post("/runs/{run_id}/tags", status_code=204)
-    def set_tags(run_id: str, body: TagsIn) -> Response:
-        tracking().log_batch(run_id, tags=body.tags)
+    def set_tags(run_id: str, body: TagsIn, ctx: RequestContext = WRITE) -> Response:
+        ctx.ws.tracking.log_batch(run_id, tags=body.tags)
         return Response(status_code=204)
 
     @api.get("/runs/{run_id}/metrics/history")
-    def metric_history(run_id: str, key: str = Query(min_length=1)) -> dict[str, Any]:
-        return {"metrics": [m.to_dict() for m in tracking().metric_history(run_id, key)]}
+    def metric_history(run_id: str, key: str = Query(min_length=1), ctx: RequestContext = READ) -> dict[str, Any]:
+        return {"metrics": [m.to_dict() for m in ctx.ws.tracking.metric_history(run_id, key)]}
 
     @api.get("/runs/{run_id}/artifacts")
-    def list_artifacts(run_id: str, path: str | None = None) -> dict[str, Any]:
-        return {"artifacts": [a.to_dict() for a in tracking().list_artifacts(run_id, path)]}
+    def list_artifacts(run_id: str, path: str | None = None, ctx: RequestContext = READ) -> dict[str, Any]:
+        return {"artifacts": [a.to_dict() for a in ctx.ws.tracking.list_artifacts(run_id, path)]}
 
     @api.put("/runs/{run_id}/artifacts", status_code=201)
-    async def upload_artifact(run_id: str, request: Request, path: str = Query(min_length=1)) -> dict[str, Any]:
+    async def upload_artifact(run_id: str, request: Request, path: str = Query(min_length=1), ctx: RequestContext = WRITE) -> dict[str, Any]:
         """Store the raw request body as the artifact at ``path``."""
-        data = await request.body()
-        artifact = await run_in_threadpool(tracking().log_bytes, run_id, data, path)
+        data = await read_body(request, ctx.ws.settings.max_request_bytes)
+        artifact = await run_in_threadpool(ctx.ws.tracking.log_bytes, run_id, data, path)
         return artifact.to_dict()
 
     @api.get("/runs/{run_id}/artifacts/download")
-    def download_artifact(run_id: str, path: str = Query(min_length=1)) -> Response:
-        data = tracking().read_artifact(run_id, path)
+    def download_artifact(run_id: str, path: str = Query(min_length=1), ctx: RequestContext = READ) -> Response:
+        data = ctx.ws.tracking.read_artifact(run_id, path)
         return Response(content=data, media_type="application/octet-stream")
 
     return api

@@ -193,18 +193,40 @@ class ReleaseWorkflow:
         return self.get_version(name, number)
 
     # -- review --------------------------------------------------------------------------------
-    def approve(self, name: str, version: int | str, reviewer: str | None = None, comment: str = "") -> ModelVersion:
-        """Approve a validated version; the reviewer must not be the user who registered it."""
+    def _reviewer(self) -> str:
+        """The authenticated reviewer acting through this workspace (see ``approve``)."""
+        from shipyard.auth.permissions import Action, Resource
+        from shipyard.auth.principal import ACTING
+
+        principal = ACTING.get() or self.ws.principal
+        if principal.kind == "local":
+            raise Forbidden(
+                "approving or rejecting a version needs an authenticated reviewer: open the workspace with the "
+                "reviewer's token (sy.connect(token=...), SHIPYARD_TOKEN, or 'shipyard login')",
+                {"reviewer": principal.name})
+        if not principal.allows(self.ws.settings.project, Resource.MODELS, Action.APPROVE):
+            raise Forbidden(
+                f"{principal.name!r} may not approve models in project {self.ws.settings.project!r}: that needs "
+                "the reviewer or admin role", {"reviewer": principal.name, "permission": "models:approve"})
+        return principal.name
+
+    def approve(self, name: str, version: int | str, comment: str = "", *, actor: str | None = None) -> ModelVersion:
+        """Approve a validated version as the acting reviewer, who must not be its registrant.
+
+        The reviewer is who is authenticated — the caller of a server request, or the token this
+        workspace was opened with — never a name passed in: an unauthenticated local user cannot
+        approve, and a token's user needs the reviewer (or admin) role in the project.
+        """
         names.check_model_name(name)
         number = names.check_version(version)
-        who = reviewer or self.ws.user
+        who = actor or self._reviewer()
         with self.ws.store.begin() as conn:
             self._lock_model(conn, name)
             row = self._version_row(conn, name, number, lock=True)
             if who == row["created_by"]:
                 raise Forbidden(
-                    f"{who!r} registered model {name!r} version {number} and cannot also approve it; ask "
-                    "another reviewer (approve(..., reviewer=...) or 'shipyard models approve --as USER')",
+                    f"{who!r} registered model {name!r} version {number} and cannot also approve it; a "
+                    "different reviewer approves it (signed in with their own token)",
                     {"name": name, "version": number, "reviewer": who, "registrant": row["created_by"]},
                 )
             if row["status"] != VALIDATED:
@@ -228,11 +250,11 @@ class ReleaseWorkflow:
                          {"version": number, "comment": comment})
         return self.get_version(name, number)
 
-    def reject(self, name: str, version: int | str, reviewer: str | None = None, comment: str = "") -> ModelVersion:
+    def reject(self, name: str, version: int | str, comment: str = "", *, actor: str | None = None) -> ModelVersion:
         """Reject a version: it can no longer be approved or take an alias (unless forced)."""
         names.check_model_name(name)
         number = names.check_version(version)
-        who = reviewer or self.ws.user
+        who = actor or self._reviewer()
         with self.ws.store.begin() as conn:
             self._lock_model(conn, name)
             self._version_row(conn, name, number, lock=True)

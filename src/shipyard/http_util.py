@@ -1,0 +1,23 @@
+"""Small pieces every HTTP shell shares."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+
+from shipyard.errors import PayloadTooLarge
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refused with 413 as soon as it passes ``limit`` bytes (max_request_bytes)."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"the body is {declared} bytes; the limit is {limit} (max_request_bytes)",
+                              {"limit": limit})
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"the body is larger than the limit of {limit} bytes (max_request_bytes)",
+                                  {"limit": limit})
+        chunks.append(chunk)
+    return b"".join(chunks)

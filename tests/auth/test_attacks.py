@@ -1,0 +1,160 @@
+"""The code-execution and forgery routes replayed as an attacker without credentials, an
+authenticated viewer and an authenticated modeler, against the server's own app."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import pickle
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from shipyard.models import save_model
+from shipyard.models.python_model import PythonModel
+from tests.conftest import user_token
+
+
+class Doubler(PythonModel):
+    def predict(self, df):  # noqa: ANN001, ANN201
+        return np.asarray(df["x"], dtype=float) * 2
+
+
+class Payload:
+    """Unpickling this creates a marker file: code ran."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = str(marker)
+
+    def __reduce__(self):  # noqa: ANN204
+        return (os.makedirs, (self.marker,))
+
+
+def _crafted_archive(tmp_path: Path, marker: Path) -> bytes:
+    folder = save_model(Doubler(), tmp_path / "evil", input_example=pd.DataFrame({"x": [1.0, 2.0]}))
+    (folder / "python_model.pkl").write_bytes(pickle.dumps(Payload(marker)))
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+        archive.add(folder, arcname="model")
+    return buffer.getvalue()
+
+
+def _as(server_ws, name: str, role: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {user_token(server_ws, name, role, 'default')}"}
+
+
+def test_pickle_upload_needs_a_role_that_may_upload_code(client, server_ws, tmp_path):
+    marker = tmp_path / "pwned"
+    archive = _crafted_archive(tmp_path, marker)
+    url = "/api/v1/models/evil/versions/upload?await_validation=true"
+    anonymous = client.post(url, content=archive)
+    assert anonymous.status_code == 401
+    viewer = client.post(url, content=archive, headers=_as(server_ws, "vera", "viewer"))
+    assert viewer.status_code == 403 and viewer.json()["error"]["details"]["permission"] == "models:upload_code"
+    operator = client.post(url, content=archive, headers=_as(server_ws, "otto", "operator"))
+    assert operator.status_code == 403
+    assert not marker.exists(), "a refused upload must never be unpacked or loaded"
+    assert client.get("/api/v1/models", headers=_as(server_ws, "vera", "viewer")).json() == []
+    # a modeler may upload code; the upload is recorded as such
+    modeler = client.post(url, content=archive, headers=_as(server_ws, "mia", "modeler"))
+    assert modeler.status_code == 201, modeler.text
+    record = server_ws.audit.list(actor="mia", limit=1)[0]
+    assert record.route == "POST /api/v1/models/{name}/versions/upload" and record.details["code"] is True
+    assert record.outcome == "ok"
+
+
+def test_feature_definitions_never_load_from_an_artifact_path(client, server_ws, tmp_path):
+    marker = tmp_path / "pwned-features"
+    mia = _as(server_ws, "mia", "modeler")
+    run = client.post("/api/v1/runs", json={"experiment": "x"}, headers=mia).json()
+    code = f"import os\nos.makedirs({str(marker)!r})\n".encode()
+    stored = client.put(f"/api/v1/runs/{run['info']['id']}/artifacts", params={"path": "features/x.py"},
+                        content=code, headers=mia)
+    assert stored.status_code == 201
+    body = json.dumps(stored.json())
+    assert str(server_ws.settings.artifact_root) not in body and str(tmp_path) not in body
+    stored_at = next(Path(server_ws.settings.artifact_root).rglob("x.py"))
+    project = server_ws.settings.project_dir
+    attempts = [str(stored_at), str(stored_at.parent), os.path.relpath(stored_at, project), "../", "/etc",
+                ".shipyard", str(tmp_path)]
+    for path in attempts:
+        for route in ("/api/v1/features/plan", "/api/v1/features/apply"):
+            assert client.post(route, json={"path": path}).status_code == 401
+            assert client.post(route, json={"path": path}, headers=_as(server_ws, "vera", "viewer")).status_code == 403
+            refused = client.post(route, json={"path": path}, headers=mia)
+            assert refused.status_code == 403, (route, path, refused.text)
+            assert "outside the project's folder" in refused.json()["error"]["message"]
+    assert not marker.exists()
+
+
+def test_registering_from_a_server_folder_needs_an_allow_list(client, server_ws, tmp_path):
+    folder = save_model(Doubler(), tmp_path / "elsewhere" / "m", input_example=pd.DataFrame({"x": [1.0]}))
+    admin = {"Authorization": f"Bearer {user_token(server_ws)}"}
+    for source in (str(folder), str(folder) + "/../m", "file://" + str(folder)):
+        refused = client.post("/api/v1/models/x/versions", json={"source": source}, headers=admin)
+        assert refused.status_code == 403, refused.text
+        assert "register_source_roots" in refused.json()["error"]["message"]
+    assert client.get("/api/v1/models", headers=admin).json() == []
+
+
+def test_registering_from_an_allowed_server_folder(server_ws, tmp_path):
+    from dataclasses import replace
+
+    from fastapi.testclient import TestClient
+
+    from shipyard.server import create_app
+    from shipyard.workspace import Workspace
+
+    allowed = tmp_path / "drop"
+    folder = save_model(Doubler(), allowed / "m", input_example=pd.DataFrame({"x": [1.0]}))
+    ws = Workspace(replace(server_ws.settings, register_source_roots=[str(allowed)]))
+    admin = {"Authorization": f"Bearer {user_token(ws)}"}
+    with TestClient(create_app(ws, follow_interval=0)) as http:
+        made = http.post("/api/v1/models/x/versions", json={"source": str(folder)}, headers=admin)
+        assert made.status_code == 201, made.text
+        # a link inside the allowed folder that points out of it is followed, then refused
+        (allowed / "link").symlink_to(tmp_path)
+        escaped = http.post("/api/v1/models/x/versions", json={"source": str(allowed / "link" / "drop" / "m")},
+                            headers=admin)
+        assert escaped.status_code == 201  # resolves back inside the allowed folder
+        outside = save_model(Doubler(), tmp_path / "out" / "m", input_example=pd.DataFrame({"x": [1.0]}))
+        (allowed / "out").symlink_to(outside.parent)
+        assert http.post("/api/v1/models/x/versions", json={"source": str(allowed / "out" / "m")},
+                         headers=admin).status_code == 403
+    ws.close()
+
+
+def test_the_acting_user_is_never_taken_from_a_header_or_the_body(client, server_ws, tmp_path):
+    folder = save_model(Doubler(), tmp_path / "m", input_example=pd.DataFrame({"x": [1.0]}))
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+        archive.add(folder, arcname="model")
+    _as(server_ws, "mia", "reviewer")  # mia may register and review, but never her own version
+    mia = {**_as(server_ws, "mia", "modeler"), "X-Shipyard-User": "bob"}
+    made = client.post("/api/v1/models/credit/versions/upload?await_validation=true", content=buffer.getvalue(),
+                       headers=mia)
+    assert made.status_code == 201 and made.json()["created_by"] == "mia"
+    # a reviewer field in the body is refused, and a header does not make mia someone else
+    forged = client.post("/api/v1/models/credit/versions/1/approve", json={"reviewer": "bob"}, headers=mia)
+    assert forged.status_code == 400 and "reviewer" in forged.text
+    own = client.post("/api/v1/models/credit/versions/1/approve", json={}, headers=mia)
+    assert own.status_code == 403 and "cannot also approve" in own.json()["error"]["message"]
+    bob = _as(server_ws, "bob", "reviewer")
+    approved = client.post("/api/v1/models/credit/versions/1/approve", json={"comment": "ok"}, headers=bob)
+    assert approved.status_code == 200 and approved.json()["approved_by"] == "bob"
+
+
+@pytest.mark.parametrize("role,allowed", [("modeler", False), ("reviewer", False), ("operator", True),
+                                          ("admin", True)])
+def test_moving_a_production_alias_needs_release(client, server_ws, tmp_path, role, allowed):
+    folder = save_model(Doubler(), tmp_path / "m", input_example=pd.DataFrame({"x": [1.0]}))
+    server_ws.registry.create_model("credit", requires_approval=False, actor="mia")
+    server_ws.registry.register(folder, "credit", actor="mia", await_validation=True)
+    response = client.put("/api/v1/models/credit/aliases/champion", json={"version": 1},
+                          headers=_as(server_ws, f"u-{role}", role))
+    assert (response.status_code == 200) is allowed, response.text
+    assert server_ws.registry.list_aliases("credit") == ({"champion": 1} if allowed else {})
