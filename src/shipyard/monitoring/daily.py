@@ -127,6 +127,11 @@ class DailyReports:
                                 ).mappings().all()
         return [dict(r) for r in rows]
 
+    def history_entry(self, report_id: int) -> list[dict[str, Any]]:
+        with self.store.read() as conn:
+            row = conn.execute(sa.select(R).where(R.c.id == report_id)).mappings().first()
+        return [dict(row)] if row else []
+
     # -- building ---------------------------------------------------------------------------------
     def plugins_of(self, settings: SceneSettings) -> list[Plugin]:
         return [*BUILTIN.values(), *[self._load(ref.name, ref.path) for ref in settings.plugins]]

@@ -146,6 +146,16 @@ class Monitoring:
     def reports(self, scene: str) -> list[dict[str, Any]]:
         return self.daily.history(scene)
 
+    def report_html(self, report_id: int) -> str:
+        """The stored HTML of one generated daily report (ids from ``reports``)."""
+        for entry in self.daily.history_entry(report_id):
+            return self.artifacts.get_bytes(entry["html_path"]).decode()
+        raise NotFound(f"no daily report with id {report_id}; list them with reports(scene)",
+                       {"field": "report_id"})
+
+    def baselines(self) -> list[dict[str, Any]]:
+        return self.scenes.baselines()
+
     def report_bytes(self, path: str) -> bytes:
         if not path.startswith("monitoring/reports/"):
             raise NotFound(f"{path!r} is not a monitoring report", {"field": "path"})
