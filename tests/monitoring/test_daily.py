@@ -166,3 +166,23 @@ def test_plugin_registered_by_entry_point(mon, tmp_path: Path, monkeypatch) -> N
     report = m.daily_report("s", DAY, "alice")
     assert report.data["day_stats"]["plugins"]["twice"] == {"twice": 100}
     assert "twice" in m.known_plugins("s")
+
+
+def test_many_files_in_batches_and_a_file_damaged_inside(mon) -> None:
+    """Files are read in batches; a file whose footer is intact but whose data is not fails its
+    batch, which is then read file by file: only that file is skipped, and named."""
+    ws, m, _ = mon
+    parts = [frame(40, i) for i in range(12)]
+    for i, part in enumerate(parts):
+        write_day(ws, "s", DAY, part, prefix=f"p{i}-")
+    files = sorted(ws.artifacts.list(f"{scene_dir('s')}/date={DAY}"))
+    assert len(files) == 12
+    victim = files[5]
+    data = bytearray(ws.artifacts.get_bytes(victim))
+    middle = len(data) // 2
+    data[middle - 200:middle + 200] = b"\xff" * 400  # the footer at the end stays valid
+    ws.artifacts.put_bytes(victim, bytes(data))
+    report = m.daily_report("s", DAY, "alice")
+    assert len(report.warnings) == 1 and victim in report.warnings[0]
+    assert report.rows == 11 * 40
+    assert report.data["day_stats"]["summary"]["files"] == 11

@@ -22,7 +22,7 @@ import pandas as pd
 from shipyard.artifacts import ArtifactStore
 from shipyard.monitoring import series
 from shipyard.monitoring.baseline import OTHER, UNSEEN, Baseline, ColumnStats
-from shipyard.monitoring.logread import META, flat_sql, iter_day, iter_files
+from shipyard.monitoring.logread import META, LogBatch, flat_sql, iter_batches, iter_day
 
 _LOG_SCALE = series.PER_DOUBLING / math.log(2)
 
@@ -78,20 +78,13 @@ def collect(artifacts: ArtifactStore, scene: str, day: str, baseline: Baseline |
     stats = DayStats(scene, day, score=score, decision=decision)
     seen: list[str] = []
     types = _types(baseline)
-    for handle in iter_files(artifacts, scene, day, warn=stats.warnings.append, progress=progress):
-        fields = handle.fields.typed(types)
-        plan = _plan(fields, baseline, decision)
-        try:
-            row = handle.con.execute(_aggregate_sql(handle.columns, fields, plan, decision)).fetchone()
-        except Exception as exc:  # a file that fails while being read is skipped like an unreadable one
-            stats.warnings.append(f"skipped unreadable prediction-log file {handle.path}: "
-                                  f"{type(exc).__name__}: {str(exc)[:200]}")
-            continue
-        stats.files += 1
-        _add_row(stats, row, plan)
-        for _source, _name, column in fields.columns():
-            if column not in seen:
-                seen.append(column)
+    for handle in iter_batches(artifacts, scene, day, warn=stats.warnings.append, progress=progress):
+        for part, fields, plan, row in _aggregate(artifacts, handle, types, baseline, decision, stats.warnings):
+            stats.files += len(part)
+            _add_row(stats, row, plan)
+            for _source, _name, column in fields.columns():
+                if column not in seen:
+                    seen.append(column)
     for name in baseline.columns if baseline is not None else []:
         # a baseline column the log never had is all missing, not silently left out
         if name not in stats.columns:
@@ -104,6 +97,33 @@ def collect(artifacts: ArtifactStore, scene: str, day: str, baseline: Baseline |
             st.missing += stats.rows - st.n
             st.n = stats.rows
     return stats, seen
+
+
+def _aggregate(artifacts: ArtifactStore, handle: LogBatch, types: dict[str, str], baseline: Baseline | None,
+               decision: str | None, warnings: list[str]) -> list[tuple[list[str], Any, Plan, Any]]:
+    """The aggregate row of a batch; when reading fails part-way, each file on its own."""
+    fields = handle.fields.typed(types)
+    plan = _plan(fields, baseline, decision)
+    try:
+        return [(handle.paths, fields, plan,
+                 handle.con.execute(_aggregate_sql(handle.columns, fields, plan, decision)).fetchone())]
+    except Exception as exc:  # a file damaged inside (its footer was fine) fails the query
+        if len(handle.paths) == 1:
+            warnings.append(f"skipped unreadable prediction-log file {handle.path}: "
+                            f"{type(exc).__name__}: {str(exc)[:200]}")
+            return []
+    out = []
+    for path in handle.paths:
+        try:
+            single = LogBatch(artifacts, [path])
+        except Exception as exc:
+            warnings.append(f"skipped unreadable prediction-log file {path}: {type(exc).__name__}: {str(exc)[:200]}")
+            continue
+        try:
+            out.extend(_aggregate(artifacts, single, types, baseline, decision, warnings))
+        finally:
+            single.close()
+    return out
 
 
 def _types(baseline: Baseline | None) -> dict[str, str]:

@@ -179,46 +179,97 @@ def _check_columns(columns: list[str]) -> None:
         raise ValueError(f"not a prediction-log file: no column(s) {missing}")
 
 
-class LogFile:
-    """One log file opened in a DuckDB connection as the relation ``log`` (read in place when local)."""
+# files read in one query: small files (a server writes one every few seconds) cost one query
+# per batch, not one each
+BATCH_FILES = 256
+BATCH_BYTES = 256 << 20
 
-    def __init__(self, artifacts: ArtifactStore, path: str) -> None:
+
+class LogBatch:
+    """Log files opened in one DuckDB connection as the relation ``log`` (read in place when local).
+
+    Fields are discovered from the first rows of the first and the last file, so fields a newer
+    scene version added during the day are seen.
+    """
+
+    def __init__(self, artifacts: ArtifactStore, paths: list[str]) -> None:
         import duckdb
 
-        self.path = path
+        self.paths = list(paths)
         self.con = duckdb.connect()
-        if artifacts.is_local:
-            local = str(artifacts.local_path(path)).replace("'", "''")
-            self.con.execute(f"CREATE VIEW log AS SELECT * FROM read_parquet('{local}')")
-        else:
-            self.con.register("log", read_file(artifacts, path))
-        self.columns = [r[0] for r in self.con.execute("DESCRIBE log").fetchall()]
-        _check_columns(self.columns)
-        sources = [c for c in SOURCES if c in self.columns]
-        sample = self.con.sql(f"SELECT {', '.join(sources) or 'NULL'} FROM log LIMIT {_SAMPLE}").to_arrow_table() \
-            if sources else pa.table({})
-        self.fields = discover(sample)
+        try:
+            if artifacts.is_local:
+                files = ", ".join("'" + str(artifacts.local_path(p)).replace("'", "''") + "'" for p in self.paths)
+                self.con.execute(f"CREATE VIEW log AS SELECT * FROM read_parquet([{files}], union_by_name = true)")
+                samples = ["read_parquet('" + str(artifacts.local_path(p)).replace("'", "''") + "')"
+                           for p in dict.fromkeys([self.paths[0], self.paths[-1]])]
+            else:
+                tables = [read_file(artifacts, p) for p in self.paths]
+                self.con.register("log", pa.concat_tables(tables, promote_options="default"))
+                samples = ["log"]
+            self.columns = [r[0] for r in self.con.execute("DESCRIBE log").fetchall()]
+            _check_columns(self.columns)
+            sources = [c for c in SOURCES if c in self.columns]
+            fields = Fields({}, {}, {})
+            for relation in samples if sources else []:
+                found = discover(self.con.sql(f"SELECT {', '.join(sources)} FROM {relation} LIMIT {_SAMPLE}")
+                                 .to_arrow_table())
+                fields = Fields({**found.inputs, **fields.inputs}, {**found.features, **fields.features},
+                                {**found.outputs, **fields.outputs})
+            self.fields = fields
+        except Exception:
+            self.con.close()
+            raise
+
+    @property
+    def path(self) -> str:
+        return self.paths[0] if len(self.paths) == 1 else f"{self.paths[0]} (+{len(self.paths) - 1} files)"
 
     def close(self) -> None:
         self.con.close()
 
 
-def iter_files(artifacts: ArtifactStore, scene: str, day: str, *, warn: Callable[[str], None] | None = None,
-               progress: Callable[[int, int], None] | None = None) -> Iterator[LogFile]:
-    """The day's log files, opened; unreadable ones are skipped with a warning naming them."""
+def _batches(artifacts: ArtifactStore, paths: list[str]) -> list[list[str]]:
+    out: list[list[str]] = []
+    size = 0
+    for p in paths:
+        n = artifacts.local_path(p).stat().st_size if artifacts.is_local else BATCH_BYTES // 16
+        if not out or len(out[-1]) >= BATCH_FILES or size + n > BATCH_BYTES:
+            out.append([])
+            size = 0
+        out[-1].append(p)
+        size += n
+    return out
+
+
+def iter_batches(artifacts: ArtifactStore, scene: str, day: str, *, warn: Callable[[str], None] | None = None,
+                 progress: Callable[[int, int], None] | None = None) -> Iterator[LogBatch]:
+    """The day's log files in batches, opened; a batch that cannot be opened is retried file by file
+    and an unreadable file is skipped with a warning naming it."""
     paths = day_files(artifacts, scene, day)
-    for i, path in enumerate(paths):
+    done = 0
+    for group in _batches(artifacts, paths):
         try:
-            handle = LogFile(artifacts, path)
-        except Exception as exc:  # a corrupt file costs that file, never the report
-            _skip(path, exc, warn)
-            continue
-        try:
-            yield handle
-        finally:
-            handle.close()
-            if progress is not None:
-                progress(i + 1, len(paths))
+            handles = [LogBatch(artifacts, group)]
+        except Exception as exc:
+            if len(group) == 1:
+                _skip(group[0], exc, warn)
+                handles = []
+            else:
+                handles = []
+                for p in group:
+                    try:
+                        handles.append(LogBatch(artifacts, [p]))
+                    except Exception as one:  # a corrupt file costs that file, never the report
+                        _skip(p, one, warn)
+        for handle in handles:
+            try:
+                yield handle
+            finally:
+                handle.close()
+        done += len(group)
+        if progress is not None:
+            progress(done, len(paths))
 
 
 def _skip(path: str, exc: BaseException, warn: Callable[[str], None] | None) -> None:
