@@ -46,16 +46,6 @@ def numeric_matrix(frame: pd.DataFrame, columns: list[str]) -> np.ndarray:
 TAIL_QUANTILES = (0.001, 0.005, 0.01, 0.99, 0.995, 0.999)
 
 
-def _tail_edges(values: np.ndarray) -> list[np.ndarray]:
-    # extra edges in the tails, where a shifted or wider current sample puts its mass
-    out = []
-    for j in range(values.shape[1]):
-        col = values[:, j]
-        col = col[~np.isnan(col)]
-        out.append(np.quantile(col, TAIL_QUANTILES) if col.size else np.array([], dtype=float))
-    return out
-
-
 @dataclass
 class ColumnBaseline:
     name: str
@@ -122,14 +112,21 @@ class Baseline:
         numeric = [c for c in names if is_numeric(frame[c])]
         out: dict[str, ColumnBaseline] = {}
         values = numeric_matrix(frame, numeric)
-        coarse = S.quantile_edges(values, bins)
-        # the fine edges include the PSI edges, so PSI counts are sums of fine counts
-        fine = [np.unique(np.concatenate([f, c, t])) for f, c, t in zip(
-            S.quantile_edges(values, FINE_BINS), coarse, _tail_edges(values), strict=True)]
+        # one quantile call per column for the PSI, fine and tail edges; the fine edges include the
+        # PSI edges, so PSI counts are sums of fine counts
+        q_coarse = np.linspace(0, 1, bins + 1)[1:-1]
+        q_fine = np.linspace(0, 1, FINE_BINS + 1)[1:-1]
+        qs = np.concatenate([q_coarse, q_fine, TAIL_QUANTILES])
+        coarse, fine = [], []
+        for q in S.column_quantiles(values, qs):
+            c = np.unique(q[: len(q_coarse)]) if q.size else q
+            coarse.append(c)
+            fine.append(np.unique(q) if q.size else q)
         for j, name_ in enumerate(numeric):
             col = values[:, j]
-            counts, n_missing = S.bin_counts(col, coarse[j])
-            fine_counts, _ = S.bin_counts(col, fine[j])
+            fine_counts, n_missing = S.bin_counts(col, fine[j])
+            mapping = np.searchsorted(coarse[j], np.append(fine[j], np.inf), side="left")
+            counts = np.bincount(mapping, weights=fine_counts, minlength=len(coarse[j]) + 1).astype(np.int64)
             present = col[~np.isnan(col)]
             out[name_] = ColumnBaseline(
                 name_, "numeric", len(col), n_missing, coarse[j].tolist(), counts.tolist(),
@@ -222,10 +219,11 @@ class ColumnStats:
             self.min = lo if self.min is None else min(self.min, lo)
             self.max = hi if self.max is None else max(self.max, hi)
         if base is not None and self.counts is not None and self.fine_counts is not None:
-            c = np.bincount(np.searchsorted(np.asarray(base.edges), present, side="left"),
-                            minlength=len(self.counts))
             f = np.bincount(np.searchsorted(np.asarray(base.fine_edges), present, side="left"),
                             minlength=len(self.fine_counts))
+            mapping = base.coarse_of_fine()
+            c = np.bincount(mapping, weights=f, minlength=len(self.counts)).astype(np.int64) if mapping is not None \
+                else np.bincount(np.searchsorted(np.asarray(base.edges), present, side="left"), minlength=len(self.counts))
             self.counts = (np.asarray(self.counts) + c).tolist()
             self.fine_counts = (np.asarray(self.fine_counts) + f).tolist()
 

@@ -242,10 +242,10 @@ class Monitoring:
             since = dt.datetime.fromtimestamp((now_ms - window_ms) / 1000, dt.UTC).date().isoformat()
             until = dt.datetime.fromtimestamp(now_ms / 1000, dt.UTC).date().isoformat()
             m = self.labels.metrics(scope["scene"], since, until)
-            table = m.by_version if scope.get("version") is None else \
-                m.by_version[m.by_version["version"].astype(str) == scope["version"]]
             if scope.get("version") is None:
                 table = m.overall()
+            else:
+                table = m.by_version[m.by_version["version"].astype(str) == scope["version"]]
             if table.empty:
                 return None
             return _num(table.iloc[0][metric])

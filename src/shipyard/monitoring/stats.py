@@ -37,11 +37,16 @@ _CELLS_PER_CHUNK = 8_000_000
 def quantile_edges(values: np.ndarray, bins: int = DEFAULT_BINS) -> list[np.ndarray]:
     """Inner bin edges per column of ``values`` (rows × columns): quantiles of the non-missing values."""
     qs = np.linspace(0, 1, bins + 1)[1:-1]
+    return [np.unique(q) for q in column_quantiles(values, qs)]
+
+
+def column_quantiles(values: np.ndarray, qs: np.ndarray) -> list[np.ndarray]:
+    """``np.quantile`` (linear) of each column's non-missing values at ``qs`` — one call per column."""
     out = []
     for j in range(values.shape[1]):
         col = values[:, j]
         col = col[~np.isnan(col)]
-        out.append(np.unique(np.quantile(col, qs)) if col.size and qs.size else np.array([], dtype=float))
+        out.append(np.quantile(col, qs) if col.size and len(qs) else np.array([], dtype=float))
     return out
 
 
@@ -94,38 +99,38 @@ def ks_wasserstein(reference: np.ndarray, current: np.ndarray) -> tuple[np.ndarr
 
     One merged sort per group of columns: ``c1/n1 − c2/n2`` at the end of each run of equal values
     is F_ref − F_cur there (the KS gap), and Σ |gap|·(next value − value) is the area between the
-    CDFs (Wasserstein-1). Returns (ks, wasserstein, n_ref, n_cur) per column.
+    CDFs (Wasserstein-1). Returns (ks, wasserstein, n_ref, n_cur) per column. The work arrays hold
+    one column per row, so every sort and running sum walks contiguous memory.
     """
     n1_rows, k = reference.shape
-    n2_rows = current.shape[0]
     n1 = (~np.isnan(reference)).sum(axis=0)
     n2 = (~np.isnan(current)).sum(axis=0)
     ks = np.full(k, np.nan)
     wd = np.full(k, np.nan)
-    step = max(1, _CELLS_PER_CHUNK // max(1, n1_rows + n2_rows))
+    step = max(1, _CELLS_PER_CHUNK // max(1, n1_rows + current.shape[0]))
     for start in range(0, k, step):
         sl = slice(start, min(k, start + step))
-        both = np.concatenate([reference[:, sl], current[:, sl]], axis=0)
-        order = np.argsort(both, axis=0)
-        vals = np.take_along_axis(both, order, axis=0)
+        both = np.concatenate([reference[:, sl].T, current[:, sl].T], axis=1)
+        order = np.argsort(both, axis=1)
+        vals = np.take_along_axis(both, order, axis=1)
         del both
         valid = ~np.isnan(vals)
         from_ref = order < n1_rows
         del order
-        c1 = np.cumsum(from_ref & valid, axis=0)
-        c2 = np.cumsum(~from_ref & valid, axis=0)
+        c1 = np.cumsum(from_ref & valid, axis=1)
+        c2 = np.cumsum(~from_ref & valid, axis=1)
         del from_ref
-        a, b = n1[sl], n2[sl]
+        a, b = n1[sl][:, None], n2[sl][:, None]
         with np.errstate(invalid="ignore", divide="ignore"):
             gap = c1 / a - c2 / b
         del c1, c2
         last = np.ones_like(valid)
-        last[:-1] = vals[1:] != vals[:-1]
-        ks[sl] = np.max(np.where(last & valid, np.abs(gap), 0.0), axis=0)
-        widths = np.diff(vals, axis=0)
-        widths[~valid[1:]] = 0.0
-        wd[sl] = np.sum(np.abs(gap[:-1]) * widths, axis=0)
-        empty = (a == 0) | (b == 0)
+        last[:, :-1] = vals[:, 1:] != vals[:, :-1]
+        ks[sl] = np.max(np.where(last & valid, np.abs(gap), 0.0), axis=1)
+        widths = np.diff(vals, axis=1)
+        widths[~valid[:, 1:]] = 0.0
+        wd[sl] = np.sum(np.abs(gap[:, :-1]) * widths, axis=1)
+        empty = (n1[sl] == 0) | (n2[sl] == 0)
         ks[sl][empty] = np.nan
         wd[sl][empty] = np.nan
     return ks, wd, n1, n2
