@@ -28,7 +28,7 @@ class Receiver:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802 - http.server's name
                 body = self.rfile.read(int(self.headers["content-length"]))
-                received.append(json.loads(body))
+                received.append({**json.loads(body), "_auth": self.headers.get("authorization")})
                 self.send_response(204)
                 self.end_headers()
 
@@ -140,11 +140,13 @@ def _traffic_at(ws: Any, when: float, errors: int) -> None:
                                                 errors=errors, latency_total={"40": 20})], "later")
 
 
-def test_silence_and_resolution(workspace, receiver) -> None:
+def test_silence_and_resolution(workspace, receiver, monkeypatch) -> None:
     m = workspace.monitoring
     m.apply_rules({"rules": [{"name": "errors", "metric": "errors", "scope": {"scene": "credit"},
                               "condition": ">= 1", "notify": ["hook"]}],
-                   "notifiers": [{"name": "hook", "type": "webhook", "url": receiver.url}]}, "alice")
+                   "notifiers": [{"name": "hook", "type": "webhook", "url": receiver.url,
+                                  "header_env": {"Authorization": "SY_TEST_HOOK_TOKEN"}}]}, "alice")
+    monkeypatch.setenv("SY_TEST_HOOK_TOKEN", "Bearer hook-secret")
     m.alerts.silence("errors", "1h", "alice", reason="maintenance")
     _traffic(workspace, errors=2)
     events = m.evaluator().evaluate_once()
@@ -157,6 +159,12 @@ def test_silence_and_resolution(workspace, receiver) -> None:
     events = m.evaluator().evaluate_once(now=time.time() + 900)
     assert [e.status for e in events] == ["resolved"]
     assert m.alerts.history()[0]["status"] == "resolved"
+    # a new firing after the silence ended is sent, the header's value read from the environment only
+    _traffic_at(workspace, time.time() + 7300, errors=3)
+    events = m.evaluator().evaluate_once(now=time.time() + 7300)
+    assert [d.ok for d in events[0].deliveries] == [True]
+    assert receiver.received[-1]["_auth"] == "Bearer hook-secret"
+    assert "hook-secret" not in json.dumps(m.alerts.history(), default=str)
 
 
 def test_unreachable_notifier_is_retried_and_recorded(workspace, monkeypatch) -> None:

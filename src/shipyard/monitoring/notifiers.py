@@ -60,6 +60,8 @@ class WebhookNotifier:
     name: str
     url: str
     headers: dict[str, str] = field(default_factory=dict, repr=False)
+    # header -> environment variable holding its value (e.g. a gateway token kept out of the settings)
+    header_env: dict[str, str] = field(default_factory=dict)
     retries: int = 3
     backoff_s: float = 0.5
     timeout_s: float = 5.0
@@ -67,8 +69,14 @@ class WebhookNotifier:
 
     def send(self, payload: dict[str, Any]) -> Delivery:
         def post() -> None:
+            secret_headers = {}
+            for header, env in self.header_env.items():
+                if env not in os.environ:
+                    raise ConfigError(f"notifier {self.name!r}: environment variable {env!r} for header {header!r} "
+                                      "is not set", {"field": "header_env"})
+                secret_headers[header] = os.environ[env]
             response = httpx.post(self.url, content=orjson.dumps(payload),
-                                  headers={"content-type": "application/json", **self.headers},
+                                  headers={"content-type": "application/json", **self.headers, **secret_headers},
                                   timeout=self.timeout_s)
             if response.status_code >= 300:
                 raise RuntimeError(f"HTTP {response.status_code} from the webhook")
@@ -77,6 +85,7 @@ class WebhookNotifier:
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "type": "webhook", "url": self.url, "headers": sorted(self.headers),
+                "header_env": dict(self.header_env),
                 "retries": self.retries, "backoff_s": self.backoff_s, "timeout_s": self.timeout_s}
 
 
@@ -150,7 +159,7 @@ def _email_body(p: dict[str, Any]) -> str:
 
 Notifier = WebhookNotifier | SmtpNotifier
 
-_WEBHOOK_KEYS = {"name", "type", "url", "headers", "retries", "backoff_s", "timeout_s"}
+_WEBHOOK_KEYS = {"name", "type", "url", "headers", "header_env", "retries", "backoff_s", "timeout_s"}
 _SMTP_KEYS = {"name", "type", "host", "port", "to", "sender", "username", "password_env", "password_secret",
               "starttls", "ssl", "retries", "backoff_s", "timeout_s"}
 
