@@ -238,9 +238,11 @@ class DailyReports:
         blocks: list[Any] = []
         from shipyard.reports import Chart
 
-        for col, title in (("rows", "Records per day"), ("approval_rate", "Approval rate"),
-                           ("score_psi", "Score PSI"), ("max_psi", "Largest input PSI"),
-                           ("score_mean", "Mean score")):
+        if len(frame) < 2:
+            blocks.append(Text("One stored day so far: the charts start with the second."))
+        charts = (("rows", "Records per day"), ("approval_rate", "Approval rate"), ("score_psi", "Score PSI"),
+                  ("max_psi", "Largest input PSI"), ("score_mean", "Mean score"))
+        for col, title in charts if len(frame) >= 2 else ():
             if col in frame.columns and frame[col].notna().any():
                 ys = pd.to_numeric(frame[col], errors="coerce").tolist()
                 blocks.append(Chart(line_chart({col: (x, ys)}, title=f"{title} (day index from {frame['day'].iloc[0]})"),
@@ -258,9 +260,10 @@ class DailyReports:
         total = res.total().to_dict()
         keep = ("requests", "errors", "error_rate", "fallbacks", "latency_p50_ms", "latency_p99_ms",
                 "features_latency_p99_ms", "model_latency_p99_ms", "instances")
-        rows = [{k: p.to_dict()[k] for k in ("t", *keep)} for p in res.points]
-        for r in rows:
-            r["hour"] = time.strftime("%H:00", time.gmtime(r.pop("t") / 1000))
+        rows = []
+        for p in res.points:
+            d = p.to_dict()
+            rows.append({"hour": time.strftime("%H:00", time.gmtime(d["t"] / 1000)), **{k: d[k] for k in keep}})
         return Section("Operations", [Metrics({k: total[k] for k in keep}),
                                       Table.from_records(rows, title="Per hour (UTC)", name="operations")])
 

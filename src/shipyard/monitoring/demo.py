@@ -59,6 +59,7 @@ def daily_report_step(ws: Any, scene: str, train: pd.DataFrame, test: pd.DataFra
     report.save_json(reports / "daily_report.json")
     s = report.data["day_stats"]["summary"]
     say(f"      daily report of {scene} for {day}: {report.rows} served decisions, approval rate "
-        f"{s['approval_rate']:.1%}, score PSI vs training {s['score_psi']:.3f} → {html}")
+        f"{s['approval_rate']:.1%}, score PSI vs training {s['score_psi']:.3f}, {s['drifted'] or 0:.0f} input(s) "
+        f"drifted → {html}")
     return {"day": day, "rows": report.rows, "served": len(served), "summary": s, "html": str(html),
             "plugin_errors": report.plugin_errors}
