@@ -130,7 +130,8 @@ class Workspace:
     def monitoring(self) -> Monitoring:
         from shipyard.monitoring import Monitoring
 
-        return Monitoring(self.store, self.artifacts, feature_monitor=lambda views: self.features.monitor(views))
+        return Monitoring(self.store, self.artifacts, feature_monitor=lambda views: self.features.monitor(views),
+                          model_lineage=lambda name, version: self.registry.get_version(name, version).lineage)
 
     def close(self) -> None:
         self.store.dispose()

@@ -186,3 +186,30 @@ def test_many_files_in_batches_and_a_file_damaged_inside(mon) -> None:
     assert len(report.warnings) == 1 and victim in report.warnings[0]
     assert report.rows == 11 * 40
     assert report.data["day_stats"]["summary"]["files"] == 11
+
+
+def test_baseline_from_a_model_versions_training_data(workspace, tmp_path: Path) -> None:
+    from sklearn.linear_model import LogisticRegression
+
+    from shipyard.errors import InvalidInput
+    from shipyard.models import save_model
+
+    train = frame(800, 3)
+    workspace.artifacts.put_bytes("datasets/credit/train.parquet", train.to_parquet())
+    X = train[["x1", "x3"]]
+    folder = save_model(LogisticRegression().fit(X, (train["pd"] > 0.3).astype(int)), tmp_path / "m",
+                        input_example=X.head(3))
+    workspace.registry.register(folder, "credit", lineage={"dataset_version": "datasets/credit/train.parquet"},
+                                await_validation=True)
+    m = workspace.monitoring
+    base = m.baseline_from_model("credit-v1", "credit", "1", "alice", columns=["x1", "x2"])
+    assert base.rows == 800 and list(base.columns) == ["x1", "x2"]
+    assert base.source["dataset_version"] == "datasets/credit/train.parquet"
+    cur = frame(500, 4, shift=0.4)
+    from shipyard.monitoring import drift
+
+    assert drift(m.baseline("credit-v1"), cur).column("x1").psi == pytest.approx(risk_psi(train["x1"], cur["x1"]))
+    workspace.registry.register(folder, "plain", await_validation=True)
+    with pytest.raises(InvalidInput, match="records no training data") as err:
+        m.baseline_from_model("b", "plain", "1", "alice")
+    assert err.value.details["field"] == "lineage.dataset_version"

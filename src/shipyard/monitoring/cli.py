@@ -114,16 +114,23 @@ def series_cmd(ctx: click.Context, scene: str, since: str, step: str, version: s
 @click.option("--data", "data", type=click.Path(exists=True), default=None, help="Parquet/CSV reference data.")
 @click.option("--from-log", nargs=2, default=None, metavar="START END",
               help="Use the scene's own prediction log between two days (inclusive).")
+@click.option("--model", "model", default=None, metavar="NAME@VERSION",
+              help="Use a model version's training data (its lineage.dataset_version).")
 @click.option("--columns", default=None, help="Comma-separated columns (default: all).")
 @click.option("--bins", default=10, show_default=True, type=int)
 @click.pass_context
 def baseline_cmd(ctx: click.Context, name: str, scene: str | None, data: str | None,
-                 from_log: tuple[str, str] | None, columns: str | None, bins: int) -> None:
-    """Store baseline NAME (bins and counts per column) from data or a reference window of the log."""
+                 from_log: tuple[str, str] | None, model: str | None, columns: str | None, bins: int) -> None:
+    """Store baseline NAME (bins and counts per column) from data, a model's training data or a
+    reference window of the log."""
     ws = _ws(ctx)
-    if bool(data) == bool(from_log):
-        raise click.UsageError("give exactly one of --data FILE or --from-log START END")
-    if from_log:
+    if sum(map(bool, (data, from_log, model))) != 1:
+        raise click.UsageError("give exactly one of --data FILE, --model NAME@VERSION or --from-log START END")
+    if model:
+        model_name, _, version = model.partition("@")
+        base = ws.monitoring.baseline_from_model(name, model_name, version or "latest", ws.user, scene=scene,
+                                                 columns=_split(columns), bins=bins)
+    elif from_log:
         if not scene:
             raise click.UsageError("--from-log needs --scene")
         base = ws.monitoring.baseline_from_log(name, scene, from_log[0], from_log[1], ws.user,

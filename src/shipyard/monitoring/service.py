@@ -28,14 +28,16 @@ from shipyard.store import MetadataStore
 
 Progress = Callable[[int, int], None]
 FeatureMonitor = Callable[[list[str]], dict[str, Any]]
+ModelLineage = Callable[[str, str], dict[str, Any]]
 
 
 class Monitoring:
     def __init__(self, store: MetadataStore, artifacts: ArtifactStore, *, feature_monitor: FeatureMonitor | None = None,
-                 secrets: SecretResolver | None = None) -> None:
+                 model_lineage: ModelLineage | None = None, secrets: SecretResolver | None = None) -> None:
         self.store = store
         self.artifacts = artifacts
         self.feature_monitor = feature_monitor
+        self.model_lineage = model_lineage
         self.secrets = secrets
 
     @cached_property
@@ -91,6 +93,33 @@ class Monitoring:
         keep = list(columns) if columns else [c for c in frame.columns if c not in META]
         return self.create_baseline(name, frame[keep], actor, scene=scene, bins=bins,
                                     source={"kind": "prediction_log", "scene": scene, "start": start, "end": end})
+
+    def baseline_from_model(self, name: str, model: str, version: str, actor: str, *, scene: str | None = None,
+                            columns: Sequence[str] | None = None, bins: int = 10) -> Baseline:
+        """A baseline from a model version's training data, as its lineage records it
+        (``dataset_version``: a Parquet/CSV path in the artifact store or on this machine)."""
+        if self.model_lineage is None:
+            raise InvalidInput("no model registry is connected; open monitoring from a workspace", {"field": "model"})
+        lineage = self.model_lineage(model, str(version))
+        where = lineage.get("dataset_version")
+        if not where:
+            raise InvalidInput(f"model {model} version {version} records no training data (lineage.dataset_version); "
+                               "register it with lineage={'dataset_version': PATH} or give --data",
+                               {"field": "lineage.dataset_version"})
+        where = str(where)
+        if self.artifacts.exists(where):
+            import io
+
+            raw = io.BytesIO(self.artifacts.get_bytes(where))
+            frame = pd.read_csv(raw) if where.endswith(".csv") else pd.read_parquet(raw)
+        elif Path(where).exists():
+            frame = read_table(where, "lineage.dataset_version")
+        else:
+            raise NotFound(f"the training data {where!r} of model {model} version {version} is neither in the artifact "
+                           "store nor on this machine", {"field": "lineage.dataset_version"})
+        return self.create_baseline(name, frame, actor, scene=scene, columns=columns, bins=bins,
+                                    source={"kind": "model", "model": model, "version": str(version),
+                                            "dataset_version": where})
 
     def baseline(self, name: str) -> Baseline:
         return self.scenes.baseline(name)
