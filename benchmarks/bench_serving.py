@@ -1,7 +1,8 @@
 """Serving throughput and latency: Shipyard vs `mlflow models serve` vs BentoML vs a bare ASGI app (the ceiling).
 
 Same LightGBM model (300 trees, 30 features), one worker each, single-row JSON requests over
-loopback. Throughput and p50/p99 come from `wrk` (closed loop, 1 thread, --connections); the p99 at
+loopback. Shipyard's requests carry a predict-only bearer token; the auth rows compare the same
+routes with the check on and off (a public model; the REST permission dependency overridden). Throughput and p50/p99 come from `wrk` (closed loop, 1 thread, --connections); the p99 at
 a fixed request rate is measured by `bench_serving_load.py` (an open-loop generator).
 
 The bare app and Shipyard run under the same `uvicorn` command line (it uses httptools and uvloop when
@@ -10,8 +11,8 @@ without one), serving the same booster saved as a LightGBM model file:
 
     python3 -m venv /work/venv-bentoml
     /work/venv-bentoml/bin/pip install bentoml lightgbm pandas httptools uvloop
-    PATH=/work/venv/bin:$PATH python benchmarks/bench_serving.py [--seconds 10] [--connections 32] \
-        [--bentoml-python /work/venv-bentoml/bin/python]
+    python benchmarks/bench_serving.py [--seconds 10] [--connections 32] [--auth-only] \
+        [--bentoml-python <venv>/bin/python]
 """
 
 from __future__ import annotations
@@ -104,13 +105,14 @@ def cpu_seconds(pid: int) -> float:
     return total
 
 
-def wrk(url: str, body: bytes, seconds: int, connections: int, work: Path) -> dict[str, float]:
-    script = work / "post.lua"
-    script.write_text(textwrap.dedent(f"""
-        wrk.method = "POST"
-        wrk.body = {json.dumps(body.decode())}
-        wrk.headers["Content-Type"] = "application/json"
-    """))
+def wrk(url: str, body: bytes | None, seconds: int, connections: int, work: Path,
+        headers: dict[str, str] | None = None) -> dict[str, float]:
+    script = work / "request.lua"
+    lines = [f'wrk.method = "{"POST" if body is not None else "GET"}"']
+    if body is not None:
+        lines += [f"wrk.body = {json.dumps(body.decode())}", 'wrk.headers["Content-Type"] = "application/json"']
+    lines += [f"wrk.headers[{json.dumps(k)}] = {json.dumps(v)}" for k, v in (headers or {}).items()]
+    script.write_text("\n".join(lines) + "\n")
     out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), url],
                          capture_output=True, text=True, check=True).stdout
 
@@ -185,6 +187,46 @@ def bentoml_server(python: str | None, work: Path, workers: int) -> tuple[list[s
     return [python, "-m", "bentoml", "serve", "bench_bentoml_service:Bench", "--working-dir", str(work)], env
 
 
+OPEN_APP = '''
+"""The platform app with access checks off, for measuring what they cost."""
+from shipyard.auth.http import RequestContext, api_routes, declared_check
+from shipyard.auth.principal import Principal
+from shipyard.server import app_factory
+
+
+def app():
+    built = app_factory()
+    guard = built.state.access_guard
+    ws = guard.projects.root
+    ws.auth.set_public("default", "model", "bench", True, actor="bench")
+    admin = Principal(name="admin", kind="person", roles={"*": frozenset({"admin"})})
+
+    async def open_context():
+        yield RequestContext(principal=admin, project="default", ws=ws, client="", request_id="", guard=guard)
+
+    for _path, _methods, route in api_routes(built):
+        check = declared_check(route)
+        if check is not None:
+            built.dependency_overrides[check] = open_context
+    return built
+'''
+
+
+def token_check_us(project: Path, headers: dict[str, str], calls: int = 200_000) -> float:
+    """Microseconds of one cached bearer-token check of a prediction, in-process."""
+    from shipyard.auth.guard import AccessGuard
+    from shipyard.auth.projects import ProjectWorkspaces
+    from shipyard.workspace import connect
+
+    guard = AccessGuard(ProjectWorkspaces(connect(project)))
+    header = headers["Authorization"]
+    guard.check_prediction(header, None, None, "model", "bench")
+    start = time.perf_counter()
+    for _ in range(calls):
+        guard.check_prediction(header, None, None, "model", "bench")
+    return 1e6 * (time.perf_counter() - start) / calls
+
+
 def uvicorn_stack() -> str:
     """What uvicorn's `auto` settings pick in this environment."""
     import importlib.util
@@ -199,6 +241,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--auth-only", action="store_true", help="only the auth on/off comparison")
     parser.add_argument("--bentoml-python", default=None,
                         help="python of a virtualenv with bentoml, lightgbm and pandas (its row is skipped without it)")
     args = parser.parse_args()
@@ -211,32 +254,47 @@ def main() -> None:
     plain = json.dumps(record).encode()
 
     import shipyard as sy
+    from shipyard.auth.bootstrap import ensure_first_admin
 
     project = work / "project"
     ws = sy.connect(project, validation_subprocess=False)
+    ensure_first_admin(ws.auth, project)
     mv = ws.registry.register(shipyard_dir, "bench", await_validation=True)
     ws.registry.set_alias("bench", "champion", mv.version, force=True)
+    # what a client application uses: a service account with a predict-only token
+    ws.auth.create_user("bench-app", kind="service", roles={"default": "predictor"}, actor="bench")
+    token = {"Authorization": "Bearer " + ws.auth.create_token("bench-app", scopes=["predict"], actor="bench").token}
+    admin = {"Authorization": "Bearer " + ws.auth.create_token("admin", actor="bench").token}
     ws.close()
 
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
            "SHIPYARD_PROJECT_DIR": str(project), "SHIPYARD_SERVE_MODEL": "bench@champion"}
     (work / "bare_app.py").write_text(BARE_APP)
+    (work / "open_app.py").write_text(OPEN_APP)
     results: dict[str, dict[str, float]] = {}
-    # label: (command, environment, readiness path, request path, body)
+    factory = ["uvicorn", "shipyard.server:app_factory", "--factory"]
+    # label: (command, environment, readiness path, request path, body, headers)
     servers = {
-        "bare ASGI (ceiling)": (["uvicorn", "bare_app:app", "--app-dir", str(work)], env, "/", "/", split),
-        "Shipyard /invocations": (["uvicorn", "shipyard.server:app_factory", "--factory"], env, "/ping",
-                                  "/invocations", split),
-        "Shipyard /v1/models/.../predict": (["uvicorn", "shipyard.server:app_factory", "--factory"], env, "/ping",
-                                            "/v1/models/bench/champion/predict", plain),
+        "bare ASGI (ceiling)": (["uvicorn", "bare_app:app", "--app-dir", str(work)], env, "/", "/", split, {}),
+        "Shipyard /invocations": (factory, env, "/ping", "/invocations", split, token),
+        "Shipyard /v1/models/.../predict": (factory, env, "/ping", "/v1/models/bench/champion/predict", plain, token),
+        # the same route with the model marked public: no token to check (auth off)
+        "Shipyard predict, public model": (["uvicorn", "open_app:app", "--factory", "--app-dir", str(work)], env,
+                                           "/ping", "/v1/models/bench/champion/predict", plain, {}),
+        "Shipyard GET /api/v1/models": (factory, env, "/ping", "/api/v1/models", None, admin),
+        # the same route with its permission dependency overridden (FastAPI's dependency_overrides)
+        "Shipyard GET /api/v1/models, no auth": (["uvicorn", "open_app:app", "--factory", "--app-dir", str(work)],
+                                                 env, "/ping", "/api/v1/models", None, {}),
         "MLflow models serve": (["mlflow", "models", "serve", "-m", str(mlflow_dir), "--env-manager", "local",
-                                 "-w", str(args.workers)], env, "/ping", "/invocations", split),
+                                 "-w", str(args.workers)], env, "/ping", "/invocations", split, {}),
     }
     bentoml = bentoml_server(args.bentoml_python, work, args.workers)
     if bentoml is not None:
         servers["BentoML /predict"] = (bentoml[0], bentoml[1], "/readyz", "/predict",
-                                       json.dumps({"record": record}).encode())
-    for label, (cmd, cmd_env, ready, path, body) in servers.items():
+                                       json.dumps({"record": record}).encode(), {})
+    if args.auth_only:
+        servers = {k: v for k, v in servers.items() if k.startswith("Shipyard") and "invocations" not in k}
+    for label, (cmd, cmd_env, ready, path, body, headers) in servers.items():
         port = free_port()
         if cmd[0] == "uvicorn":
             cmd = [*cmd, "--host", "127.0.0.1", "--port", str(port), "--workers", str(args.workers),
@@ -249,9 +307,11 @@ def main() -> None:
         try:
             wait_ready(f"http://127.0.0.1:{port}{ready}")
             url = f"http://127.0.0.1:{port}{path}"
-            wrk(url, body, 2, args.connections, work)  # warm-up
+            wrk(url, body, 2, args.connections, work, headers)  # warm-up
             before = cpu_seconds(proc.pid)
-            results[label] = wrk(url, body, args.seconds, args.connections, work)
+            results[label] = wrk(url, body, args.seconds, args.connections, work, headers)
+            if results[label]["non_2xx"]:
+                raise RuntimeError(f"{label}: {results[label]['non_2xx']} requests failed; see {work}")
             # server CPU per request: less sensitive than req/s to other work on a shared machine
             served = results[label]["rps"] * args.seconds
             results[label]["cpu_us"] = 1e6 * (cpu_seconds(proc.pid) - before) / served if served else float("nan")
@@ -259,6 +319,16 @@ def main() -> None:
             stop(proc)
         print(f"{label:34s} {results[label]}", flush=True)
 
+    print()
+    for on, off in (("Shipyard /v1/models/.../predict", "Shipyard predict, public model"),
+                    ("Shipyard GET /api/v1/models", "Shipyard GET /api/v1/models, no auth")):
+        a, b = results[on], results[off]
+        print(f"auth on vs off, {on}: {a['rps']:.0f} vs {b['rps']:.0f} req/s ({a['rps'] / b['rps']:.3f}); "
+              f"CPU {a['cpu_us'] - b['cpu_us']:+.1f} us/request")
+    print(f"in-process token check (cached): {token_check_us(project, token):.2f} us")
+    if args.auth_only:
+        shutil.rmtree(work, ignore_errors=True)
+        return
     mlflow_rps = results["MLflow models serve"]["rps"]
     ceiling = results["bare ASGI (ceiling)"]["rps"]
     print()

@@ -35,10 +35,11 @@ _LAZY = {
     "FeatureStore": "shipyard.features",
     "errors": "shipyard.errors",
     "risk": "shipyard.risk",
+    "pipelines": "shipyard.pipelines",
     "monitoring": "shipyard.monitoring",
 }
 
-_MODULES = {"errors", "risk", "monitoring"}
+_MODULES = {"errors", "risk", "pipelines", "monitoring"}
 
 __all__ = sorted([*_LAZY, "ShipyardError", "__version__"])
 

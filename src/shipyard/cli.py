@@ -29,6 +29,9 @@ SUBSYSTEM_CLIS = [
     "shipyard.serving.cli",
     "shipyard.monitoring.cli",
     "shipyard.demo.cli",
+    "shipyard.secrets.cli",
+    "shipyard.pipelines.cli",
+    "shipyard.pipelines.scheduler_cli",
 ]
 
 

@@ -55,7 +55,8 @@ class Settings:
     metrics_public: bool = False
     # Lifetime of a browser session after a password, OIDC or login-link sign-in
     session_hours: float = 12.0
-    # Optional single sign-on: {issuer, client_id, client_secret_env, scopes, groups_claim, role_map}
+    # Optional single sign-on (OIDC): {issuer, client_id, client_secret_env, redirect_base, role_map, scopes,
+    # username_claim, groups_claim, label, password_login, timeout_s}; checked by shipyard.auth.oidc
     oidc: dict[str, Any] = field(default_factory=dict)
     # Validation run on registration: number of single-row timing calls, tolerance
     validation_timing_calls: int = 200
@@ -78,6 +79,8 @@ class Settings:
         out["metadata_url"] = redact_url(self.metadata_url)
         out["online_store"] = redact_url(self.online_store)
         out["artifact_options"] = {k: ("***" if _secret_key(k) else v) for k, v in self.artifact_options.items()}
+        # a secret wrongly written into oidc (the server refuses it) is not echoed either
+        out["oidc"] = {k: ("***" if _secret_key(k) and k != "client_secret_env" else v) for k, v in self.oidc.items()}
         return out
 
     def __repr__(self) -> str:

@@ -5,21 +5,29 @@ and optional ``details``, and serialises to ``{"error": {"code", "message", "det
 client turns that JSON back into the same class, so remote and local calls fail alike.
 
     ShipyardError (500, internal)
-    ├── InvalidInput (400, invalid_input)          bad argument, field or payload
-    │   └── SchemaMismatch (400, schema_mismatch)  record does not match a model/feature schema
-    ├── ConfigError (400, config_error)            bad setting or shipyard.yaml
+    ├── InvalidInput (400, invalid_input) [ValueError]      bad argument, field or payload
+    │   ├── InvalidType (400, invalid_type) [TypeError]     a value of the wrong kind (text for a number, sparse input)
+    │   └── SchemaMismatch (400, schema_mismatch)           record does not match a model/feature schema
+    │       └── MissingColumn (400, missing_column) [KeyError]  a column the schema needs is absent
+    ├── ConfigError (400, config_error) [ValueError]        bad setting or shipyard.yaml
     ├── Unauthorized (401, unauthorized)
     ├── Forbidden (403, forbidden)
     ├── NotFound (404, not_found)
     ├── AlreadyExists (409, already_exists)
-    ├── Conflict (409, conflict)                   state does not allow the change (e.g. alias to a failed version)
-    ├── PayloadTooLarge (413, payload_too_large)
+    ├── Conflict (409, conflict)                            state does not allow the change (e.g. alias to a failed version)
+    ├── PayloadTooLarge (413, payload_too_large) [ValueError]
     ├── RateLimited (429, rate_limited)
-    ├── IntegrityError (500, integrity_error)      stored bytes do not match their recorded sha256
-    ├── ModelError (500, model_error)              a model or user code raised; keeps the step name
-    ├── MissingDependency (500, missing_dependency) optional extra not installed
-    ├── StoreUnavailable (503, store_unavailable)  database locked or unreachable
-    └── Overloaded (503, overloaded)               concurrency limit reached
+    ├── IntegrityError (500, integrity_error)               stored bytes do not match their recorded sha256
+    ├── ModelError (500, model_error)                       a model or user code raised; keeps the step name
+    ├── ProviderUnavailable (502, provider_unavailable)     a sign-in provider (OIDC) did not answer usably
+    ├── MissingDependency (500, missing_dependency)         optional extra not installed
+    ├── StoreUnavailable (503, store_unavailable)           database locked or unreachable
+    └── Overloaded (503, overloaded)                        concurrency limit reached
+
+The built-in exception in brackets is a second base: errors caused by the caller's input are also
+``ValueError`` (and ``TypeError`` or ``KeyError`` where Python and scikit-learn raise those), so
+code written against NumPy, pandas or scikit-learn conventions (``except ValueError``,
+``sklearn.utils.estimator_checks``) handles Shipyard's errors as it handles theirs.
 """
 
 from __future__ import annotations
@@ -36,20 +44,32 @@ class ShipyardError(Exception):
         self.message = message
         self.details = details or {}
 
+    def __str__(self) -> str:
+        # KeyError, a second base of some errors, would otherwise print the message quoted
+        return self.message
+
     def to_dict(self) -> dict[str, Any]:
         return {"error": {"code": self.code, "message": self.message, "details": self.details}}
 
 
-class InvalidInput(ShipyardError):
+class InvalidInput(ShipyardError, ValueError):
     code = "invalid_input"
     status = 400
+
+
+class InvalidType(InvalidInput, TypeError):
+    code = "invalid_type"
 
 
 class SchemaMismatch(InvalidInput):
     code = "schema_mismatch"
 
 
-class ConfigError(ShipyardError):
+class MissingColumn(SchemaMismatch, KeyError):
+    code = "missing_column"
+
+
+class ConfigError(ShipyardError, ValueError):
     code = "config_error"
     status = 400
 
@@ -79,7 +99,7 @@ class Conflict(ShipyardError):
     status = 409
 
 
-class PayloadTooLarge(ShipyardError):
+class PayloadTooLarge(ShipyardError, ValueError):
     code = "payload_too_large"
     status = 413
 
@@ -97,6 +117,11 @@ class IntegrityError(ShipyardError):
 class ModelError(ShipyardError):
     code = "model_error"
     status = 500
+
+
+class ProviderUnavailable(ShipyardError):
+    code = "provider_unavailable"
+    status = 502
 
 
 class MissingDependency(ShipyardError):

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
 from starlette.requests import Request
 
 from shipyard.errors import PayloadTooLarge
@@ -21,3 +25,19 @@ async def read_body(request: Request, limit: int) -> bytes:
                                   {"limit": limit})
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def add_lifespan(app: Any, startup: Callable[[], None], shutdown: Callable[[], None]) -> None:
+    """Run ``startup`` when the app starts and ``shutdown`` when it stops, around what it ran before."""
+    previous = app.router.lifespan_context
+
+    @contextlib.asynccontextmanager
+    async def lifespan(asgi_app: Any) -> AsyncIterator[Any]:
+        startup()
+        try:
+            async with previous(asgi_app) as value:
+                yield value
+        finally:
+            shutdown()
+
+    app.router.lifespan_context = lifespan

@@ -33,6 +33,8 @@ API_MODULES = [
     "shipyard.models.http",
     "shipyard.features.http",
     "shipyard.serving.http",
+    "shipyard.data.http",
+    "shipyard.pipelines.http",
     "shipyard.monitoring.http",
 ]
 
@@ -177,5 +179,6 @@ def app_factory() -> FastAPI:
     options: dict[str, Any] = {}
     if os.environ.get("SHIPYARD_SERVE_MODEL"):
         options["single_model"] = os.environ["SHIPYARD_SERVE_MODEL"]
-    # the server acts as itself outside requests; inside one, as the caller (never as a local token)
-    return create_app(Workspace(load_settings(), principal=SERVER), **options)
+    # the server acts as itself outside requests; inside one, as the caller (never as a local token);
+    # background=True runs the schedulers of its projects
+    return create_app(Workspace(load_settings(), principal=SERVER), background=True, **options)

@@ -27,8 +27,12 @@ if TYPE_CHECKING:
     from shipyard.auth.audit import AuditLog
     from shipyard.auth.principal import Principal
     from shipyard.auth.store import AuthStore
+    from shipyard.data.catalog import DataCatalog
     from shipyard.models.registry import Registry
     from shipyard.monitoring import Monitoring
+    from shipyard.pipelines.schedules import Schedules
+    from shipyard.pipelines.service import Pipelines
+    from shipyard.secrets import SecretStore
     from shipyard.tracking import Tracking
 
 TOKEN_ENV = "SHIPYARD_TOKEN"
@@ -125,6 +129,30 @@ class Workspace:
         from shipyard.features import FeatureStore
 
         return FeatureStore(self)
+
+    @cached_property
+    def secrets(self) -> SecretStore:
+        from shipyard.secrets import SecretStore
+
+        return SecretStore(self.store, self.settings.state_dir)
+
+    @cached_property
+    def data(self) -> DataCatalog:
+        from shipyard.data.catalog import DataCatalog
+
+        return DataCatalog(self.store, self.artifacts, self.secrets, self.settings.project_dir)
+
+    @cached_property
+    def pipelines(self) -> Pipelines:
+        from shipyard.pipelines.service import Pipelines
+
+        return Pipelines(self)
+
+    @cached_property
+    def schedules(self) -> Schedules:
+        from shipyard.pipelines.schedules import Schedules
+
+        return Schedules(self.store)
 
     @cached_property
     def monitoring(self) -> Monitoring:

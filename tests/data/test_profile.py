@@ -37,7 +37,8 @@ def prof(frame):
 
 
 def naive_iv(x: pd.Series, y: np.ndarray, nbins: int = 10) -> float:
-    """Quantile bins on non-missing x, a missing bin, WOE = ln(bad%/good%), 0.5 smoothing."""
+    """Quantile bins on non-missing x, a missing bin, WOE = ln(bad%/good%); an empty class count of a
+    bin is replaced by 0.5 (docs/risk-metrics.md, "WOE and IV")."""
     B, G = y.sum(), len(y) - y.sum()
     edges = np.unique(np.quantile(x.dropna(), np.arange(1, nbins) / nbins))
     groups: dict[object, list[int]] = {}
@@ -47,8 +48,7 @@ def naive_iv(x: pd.Series, y: np.ndarray, nbins: int = 10) -> float:
     iv = 0.0
     for ys in groups.values():
         b, g = sum(ys), len(ys) - sum(ys)
-        if b == 0 or g == 0:
-            b, g = b + 0.5, g + 0.5
+        b, g = (b or 0.5), (g or 0.5)
         iv += (b / B - g / G) * math.log((b / B) / (g / G))
     return iv
 
@@ -179,3 +179,27 @@ def test_profile_cli(tmp_path):
     assert res.exit_code == 0, res.output
     assert (tmp_path / "p.html").exists() and "status_of_existing_checking_account" in res.output
     assert json.loads((tmp_path / "p.json").read_text())["overview"]["columns"] == 20
+
+
+def test_profile_and_binner_give_one_iv_for_the_same_bins():
+    """`shipyard profile` and `shipyard bin` share one WOE/IV definition: with one bin per category
+    (a category without bads among them) both give the IV of a naive implementation of the rule."""
+    from shipyard.risk.binning import Binner
+
+    rng = np.random.default_rng(5)
+    n = 2000
+    cat = rng.choice(["a", "b", "c", "d"], size=n, p=[0.4, 0.3, 0.2, 0.1])
+    y = (rng.random(n) < np.select([cat == "a", cat == "b", cat == "c"], [0.1, 0.3, 0.5], 0.0)).astype(int)
+    assert y[cat == "d"].sum() == 0  # one bin has no bads: the smoothing decides its WOE
+    frame = pd.DataFrame({"cat": cat, "y": y})
+    prof_iv = profile(frame, target="y").columns["cat"].target["iv"]
+    binner = Binner(cuts={"cat": [["a"], ["b"], ["c"], ["d"]]}).fit(frame[["cat"]], y)
+    B, G = y.sum(), n - y.sum()
+    naive = 0.0
+    for c in "abcd":
+        b = int(y[cat == c].sum())
+        g = int((cat == c).sum()) - b
+        b, g = (b or 0.5), (g or 0.5)
+        naive += (b / B - g / G) * math.log((b / B) / (g / G))
+    assert binner.bins_["cat"].iv == pytest.approx(naive, rel=1e-12)
+    assert prof_iv == pytest.approx(naive, rel=1e-12)

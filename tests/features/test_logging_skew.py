@@ -77,13 +77,14 @@ def test_training_set_from_logs_joins_labels(scenario) -> None:
 def test_skew_matches_naive_recomputation(scenario) -> None:
     store, now, pushed, served = scenario
     report = skew(store, "cust_stats", now - dt.timedelta(days=1), now + dt.timedelta(days=1))
-    assert report.rows == len(served) - 1  # the vector of an unknown entity carries no values
+    assert report.rows == len(served)  # the unknown entity's all-missing vector too (missing offline as well)
     assert sorted(report.not_logged) == ["cust_stats:seen", "cust_stats:vip"]
     # naive reference: offline truth is the pushed row (the faulty writes never reached it)
     for ref in REFS:
         name = ref.split(":")[1]
-        compared = [s for s in served if any(s[r] is not None for r in REFS)]
-        diffs = [(s[ref], pushed[s["customer_id"]][name]) for s in compared]
+        compared = served
+        diffs = [(s[ref], pushed[s["customer_id"]][name] if s["customer_id"] in pushed else None)
+                 for s in compared]
         mismatched = [(a, b) for a, b in diffs if a != b]
         entry = report.feature(ref)
         assert entry.compared == len(compared)
@@ -91,7 +92,8 @@ def test_skew_matches_naive_recomputation(scenario) -> None:
         assert entry.mismatch_rate == pytest.approx(len(mismatched) / len(compared))
         if name == "amount":
             assert entry.max_abs_diff == pytest.approx(max(abs(a - b) for a, b in mismatched))
-            assert entry.mean_abs_diff == pytest.approx(sum(abs(a - b) for a, b in diffs) / len(diffs))
+            numeric = [(a, b) for a, b in diffs if a is not None and b is not None]
+            assert entry.mean_abs_diff == pytest.approx(sum(abs(a - b) for a, b in numeric) / len(numeric))
             assert [t["request_id"] for t in entry.top] == ["late3", "late7"]
             assert entry.top[0]["served"] == 999.0 and entry.top[0]["offline"] == pytest.approx(3.3)
     assert report.rows_with_mismatch == 2
@@ -106,3 +108,24 @@ def test_skew_of_a_service_and_unknown_target(scenario) -> None:
     assert report.feature("cust_stats:amount").mismatches == 2
     with pytest.raises(NotFound, match="neither"):
         skew(store, "nothing_here")
+
+
+def test_serving_before_materialization_flags_every_row(embedded_feature_store) -> None:
+    """A missed materialization: the offline store has the rows, the online store has none, so every
+    served vector is all missing. Skew counts those vectors and flags every one."""
+    store = embedded_feature_store
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    rows = [{"customer_id": i, "event_timestamp": now - dt.timedelta(hours=1), "amount": i + 0.25, "n": i,
+             "city": f"c{i}", "vip": True, "seen": now} for i in range(6)]
+    store.offline_append("cust_stats", rows)  # written offline only: never materialized
+    served = _serve_and_log(store, list(range(6)), now, "early")
+    assert all(s[ref] is None for s in served for ref in REFS)  # what the online store gave
+    report = skew(store, "cust_stats", now - dt.timedelta(days=1), now + dt.timedelta(days=1))
+    assert report.rows == 6 and report.rows_with_mismatch == 6 and report.mismatch_rate == 1.0
+    for ref in REFS:
+        entry = report.feature(ref)
+        assert entry.compared == 6 and entry.mismatches == 6 and entry.null_mismatches == 6
+        assert sorted(t["offline"] for t in entry.top)[:1] == [sorted(r[ref.split(":")[1]] for r in rows)[0]]
+    # vectors logged for another target carry none of these features and are not counted
+    log_features(store, "other", now, {"customer_id": 1}, {"pair_stats:visits": None})
+    assert skew(store, "cust_stats", now - dt.timedelta(days=1), now + dt.timedelta(days=1)).rows == 6

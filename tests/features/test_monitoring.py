@@ -103,3 +103,32 @@ def test_monitor_over_http_and_cli(loaded) -> None:
     assert "cust_stats v1" in text.output and "freshness" in text.output
     bad = runner.invoke(main, ["--project", project, "features", "materialize", "tomorrow", "now"])
     assert bad.exit_code == 1 and "not a timestamp" in bad.output
+
+
+@pytest.mark.parametrize(("seconds", "text"), [
+    (None, "-"), (0, "0 s"), (0.5, "0.5 s"), (3, "3 s"), (9.96, "10 s"), (45, "45 s"), (60, "1 min"),
+    (303, "5 min 3 s"), (3600, "1 h"), (3 * 3600 + 12 * 60 + 7, "3 h 12 min"), (86400, "1 d"),
+    (2 * 86400 + 4 * 3600 + 59, "2 d 4 h"), (-303, "-5 min 3 s"),
+])
+def test_durations_read_like_people_write_them(seconds, text) -> None:
+    from shipyard.features.timeutil import format_duration
+
+    assert format_duration(seconds) == text
+
+
+def test_monitor_cli_prints_readable_durations(loaded) -> None:
+    from shipyard.features.timeutil import format_duration
+
+    store, now, _frame = loaded
+    materialize(store, now - dt.timedelta(days=5), now + dt.timedelta(seconds=1), ["cust_stats"])
+    project = str(store.ws.settings.project_dir)
+    runner = CliRunner()
+    report = json.loads(runner.invoke(main, ["--project", project, "features", "monitor", "--views", "cust_stats",
+                                             "--json"]).output)["views"][0]
+    text = runner.invoke(main, ["--project", project, "features", "monitor", "--views", "cust_stats"]).output
+    line = text.splitlines()[0]
+    assert f"(ttl {format_duration(report['ttl_seconds'])})" in line
+    fresh = line.split("freshness ")[1].split(" (ttl")[0]
+    # the printed freshness is the JSON figure (a moment earlier) in readable units, never raw seconds
+    assert fresh.split()[-1] in ("s", "min", "h", "d") and not fresh.endswith("0s")
+    assert fresh.split()[1] == format_duration(report["online"]["freshness_seconds"]).split()[1]

@@ -121,3 +121,20 @@ def test_lightgbm_text_model_is_not_pickle(tmp_path: Path, credit_data) -> None:
     clf = lgb.LGBMClassifier(n_estimators=5, verbose=-1).fit(X, y)
     save_model(clf, tmp_path / "m")
     assert load_model(tmp_path / "m", trusted=False).classes == [0, 1]
+
+
+def test_input_errors_raised_inside_a_model_stay_input_errors(tmp_path: Path, credit_data) -> None:
+    """A scorecard refusing text in a numeric column is the caller's mistake (400), not a model
+    failure (500), although input errors are also ``ValueError``."""
+    from shipyard.errors import ModelError
+    from shipyard.risk.binning import Binner
+    from shipyard.risk.scorecard import Scorecard
+
+    X, y = credit_data
+    card = Scorecard(binner=Binner(max_bins=4)).fit(X, y)
+    save_model(card, tmp_path / "card", input_example=X.head(2))
+    loaded = load_model(tmp_path / "card")
+    row = np.array([["forty", 1000.0, 0.5, 1.0, 5.0]], dtype=object)
+    with pytest.raises(SchemaMismatch, match="'age' must be numeric") as e:
+        loaded.predict_array(row)
+    assert not isinstance(e.value, ModelError) and e.value.status == 400

@@ -25,11 +25,11 @@ def test_one_class_only():
         Binner().fit(X, np.zeros(200))
 
 
-def test_string_target_needs_bad_value():
+def test_string_target_needs_bad():
     X, y = synthetic(200)
-    with pytest.raises(InvalidInput, match="bad_value"):
+    with pytest.raises(InvalidInput, match="pass bad="):
         Binner().fit(X, np.where(y == 1, "default", "paid"))
-    b = Binner(bad_value="default").fit(X, np.where(y == 1, "default", "paid"))
+    b = Binner(bad="default").fit(X, np.where(y == 1, "default", "paid"))
     assert b.total_bad_ == y.sum()
 
 
@@ -46,7 +46,7 @@ def test_constant_column_gives_one_bin_with_zero_iv():
     b = Binner().fit(X, y)
     fb = b.bins_["const"]
     assert fb.n_regular == 1 and fb.iv == pytest.approx(0.0, abs=1e-15)
-    assert np.allclose(b.transform(X)[:, list(b.feature_names_in_).index("const")], 0.0)
+    assert np.allclose(b.transform(X)[:, list(b.bins_).index("const")], 0.0)
 
 
 def test_infinities_rejected_unless_special():
@@ -74,7 +74,7 @@ def test_unseen_category_gets_own_bin_with_zero_woe():
     fb = b.bins_["cat"]
     new = X.head(3).copy()
     new["cat"] = ["never-seen", "A", None]
-    j = list(b.feature_names_in_).index("cat")
+    j = list(b.bins_).index("cat")
     w = b.transform(new)[:, j]
     assert w[0] == 0.0
     assert w[1] == fb.woe[fb.bin_index(np.array(["A"], dtype=object))[0]]

@@ -149,3 +149,20 @@ def test_evaluate_cli(frames, tmp_path):
     assert out.exists() and "oot" in res.output
     data = json.loads((tmp_path / "r.json").read_text())
     assert data["meta"]["datasets"] == "train, oot"
+
+
+def test_report_shows_the_model_name(frames, tmp_path):
+    import click
+
+    from shipyard.risk.report_cli import register
+
+    train, _, _ = frames
+    train.to_csv(tmp_path / "train.csv", index=False)
+    group = click.Group("shipyard")
+    register(group)
+    res = CliRunner().invoke(group, ["evaluate", str(tmp_path / "train.csv"), "--target", "creditability",
+                                     "--score", "pd", "--model", "credit_xgb", "-o", str(tmp_path / "r.html"),
+                                     "--json", str(tmp_path / "r.json")])
+    assert res.exit_code == 0, res.output
+    assert json.loads((tmp_path / "r.json").read_text())["meta"]["model"] == "credit_xgb"
+    assert "credit_xgb" in (tmp_path / "r.html").read_text()

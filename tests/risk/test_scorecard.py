@@ -76,13 +76,13 @@ def test_rounded_points(german):
     assert np.all(c.predict_score(X) == np.round(c.predict_score(X)))
 
 
-def test_string_target_with_bad_value(german):
+def test_string_target_with_bad(german):
     X, y = german
     labels = np.where(y == 1, "default", "repaid")
-    c = Scorecard(binner=Binner(max_bins=4), bad_value="default").fit(X, labels)
+    c = Scorecard(binner=Binner(max_bins=4), bad="default").fit(X, labels)
     ref = Scorecard(binner=Binner(max_bins=4)).fit(X, y)
     np.testing.assert_allclose(c.predict_score(X), ref.predict_score(X))
-    res = select_variables(X, labels, bad_value="default", stepwise=None)
+    res = select_variables(X, labels, bad="default", stepwise=None)
     assert res.selected == select_variables(X, y, stepwise=None).selected
 
 

@@ -70,10 +70,10 @@ def test_served_vectors_are_logged_and_skew_finds_a_changed_online_value(served:
     row = logged.set_index("request_id").loc[ids[2]]
     assert row["customer_id"] == 2 and row["amount"] == 2 * 10.5 + 5 and row["visits"] == 7
     report = ws.features.skew("risk", start)
-    assert report.rows == 9  # customer 99 has no features, so nothing to compare
+    assert report.rows == 10  # customer 99's all-missing vector is compared too (missing offline as well)
     assert report.rows_with_mismatch == 0
     assert {f.feature: f.mismatches for f in report.features} == {"spend:amount": 0, "spend:visits": 0}
-    assert all(f.compared == 9 for f in report.features)
+    assert all(f.compared == 10 for f in report.features)
 
     # an online-only write changes amount (visits keeps its offline value 4 + 5): only amount is skewed
     time.sleep(0.01)
@@ -83,7 +83,7 @@ def test_served_vectors_are_logged_and_skew_finds_a_changed_online_value(served:
     assert changed[0]["outputs"]["score"] == 1234.5 * 2 + 9
     engine.prediction_log.flush()
     report = ws.features.skew("risk", start)
-    assert report.rows == 12 and report.rows_with_mismatch == 2
+    assert report.rows == 13 and report.rows_with_mismatch == 2
     amount, visits = report.feature("spend:amount"), report.feature("spend:visits")
     assert amount.mismatches == 2 and visits.mismatches == 0
     assert amount.max_abs_diff == pytest.approx(1234.5 - (4 * 10.5 + 5))

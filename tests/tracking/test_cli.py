@@ -73,3 +73,32 @@ def test_cli_errors_are_one_line(tmp_path: Path) -> None:
     assert "error [not_found]: run 'nope' does not exist" in out.output
     out = runner.invoke(main, ["--project", str(project), "runs", "list", "--filter", "metrics.auc > 'x'"])
     assert out.exit_code == 1 and "compares to numbers" in out.output
+
+
+def test_runs_show_takes_a_unique_id_prefix(tmp_path: Path) -> None:
+    project = tmp_path / "proj"
+    ids = _seed(project)
+    ws = connect(project, user="alice")
+    while len({i[0] for i in ids}) == len(ids):  # make two ids share a first character (16 hex digits)
+        with ws.tracking.start_run(experiment="credit", name=f"extra{len(ids)}") as run:
+            pass
+        ids.append(run.id)
+    ws.close()
+    runner = CliRunner()
+    target = ids[0]
+    unique = next(target[:n] for n in range(1, len(target)) if sum(i.startswith(target[:n]) for i in ids) == 1)
+    out = runner.invoke(main, ["--project", str(project), "runs", "show", unique])
+    assert out.exit_code == 0, out.output
+    assert out.output.splitlines()[0].split() == ["run_id", target] and "alpha" in out.output
+
+    shared = next(i[0] for i in ids if sum(j.startswith(i[0]) for j in ids) > 1)
+    candidates = sorted(i for i in ids if i.startswith(shared))
+    out = runner.invoke(main, ["--project", str(project), "runs", "show", shared])
+    assert out.exit_code != 0
+    assert f"run id prefix '{shared}' is ambiguous" in out.output
+    assert all(c in out.output for c in candidates) and "give more characters" in out.output
+
+    out = runner.invoke(main, ["--project", str(project), "runs", "show", "zz-no-such-run"])
+    assert out.exit_code != 0 and "run 'zz-no-such-run' does not exist" in out.output
+    out = runner.invoke(main, ["--project", str(project), "runs", "compare", ids[0][:8], ids[1]])
+    assert out.exit_code == 0, out.output

@@ -14,6 +14,7 @@ import time
 from collections import deque
 
 from shipyard.auth.audit import AuditEntry, AuditLog
+from shipyard.auth.oidc import SingleSignOn
 from shipyard.auth.permissions import Action, Resource, roles_allowing, scope_of
 from shipyard.auth.principal import ANONYMOUS, DEFAULT_PROJECT, Principal
 from shipyard.auth.projects import ProjectWorkspaces
@@ -72,7 +73,14 @@ class AccessGuard:
         self.audit: AuditLog = projects.root.audit
         self.settings = projects.root.settings
         self.logins = LoginLimiter()
+        # single sign-on when the settings configure it; a bad `oidc` setting stops the server here
+        self.sso: SingleSignOn | None = SingleSignOn.from_settings(self.settings.oidc)
+        # failed single sign-on callbacks per client: looser than passwords (nothing to guess there; stale
+        # tabs fail too), but bounded, since each one is audited
+        self.sso_failures = LoginLimiter(attempts=30)
         self._tokens: dict[str, tuple[Principal, float]] = {}
+        # prediction decisions: (credential, project header, kind, name) -> (project, valid until)
+        self._decisions: dict[tuple[str | None, str | None, str | None, str, str], tuple[str, float]] = {}
         self._public: frozenset[tuple[str, str, str]] = frozenset()
         self._public_at = -1e9
         self._lock = threading.Lock()
@@ -117,6 +125,7 @@ class AccessGuard:
         """Drop cached decisions (after a revocation, a role change or a user disabled here)."""
         with self._lock:
             self._tokens.clear()
+            self._decisions.clear()
             self._public_at = -1e9
 
     # -- may they ---------------------------------------------------------------------------------
@@ -153,7 +162,34 @@ class AccessGuard:
 
     def check_prediction(self, authorization: str | None, session: str | None, project_header: str | None,
                          kind: str, name: str) -> str:
-        """The project a prediction of scene/model ``name`` acts in; raises when the caller may not."""
+        """The project a prediction of scene/model ``name`` acts in; raises when the caller may not.
+
+        An allowed decision is kept for ``CACHE_SECONDS`` (never past the token's expiry), so a
+        prediction with a known token costs one dictionary lookup."""
+        key = (authorization, session, project_header, kind, name)
+        now = time.monotonic()
+        hit = self._decisions.get(key)
+        if hit is not None and now < hit[1]:
+            return hit[0]
+        project, until = self._decide_prediction(authorization, session, project_header, kind, name, now)
+        with self._lock:
+            if len(self._decisions) >= _CACHE_MAX:
+                self._decisions.clear()
+            self._decisions[key] = (project, until)
+        return project
+
+    def _decide_prediction(self, authorization: str | None, session: str | None, project_header: str | None,
+                           kind: str, name: str, now: float) -> tuple[str, float]:
+        project = self._prediction_project(authorization, session, project_header, kind, name)
+        until = now + CACHE_SECONDS
+        token = self._tokens.get((authorization or "").partition(" ")[2].strip() or session or "")
+        expires_at = token[0].expires_at if token is not None else None
+        if expires_at is not None:
+            until = min(until, now + (expires_at - now_ms()) / 1000)
+        return project, until
+
+    def _prediction_project(self, authorization: str | None, session: str | None, project_header: str | None,
+                            kind: str, name: str) -> str:
         principal = self.identify(authorization, session)
         project = self.prediction_project(principal, project_header)
         if principal is ANONYMOUS and self.is_public(project, kind, name):

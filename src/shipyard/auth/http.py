@@ -24,14 +24,15 @@ from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from shipyard.auth.audit import AuditEntry
 from shipyard.auth.guard import PROJECT_HEADER, SESSION_COOKIE, AccessGuard
+from shipyard.auth.oidc import LOGIN_PATH, STATE_COOKIE, STATE_SECONDS, SingleSignOn
 from shipyard.auth.permissions import ROLE_NAMES, SCOPES, Action, Resource, is_mutation
 from shipyard.auth.principal import ACTING, ALL_PROJECTS, ANONYMOUS, DEFAULT_PROJECT, Principal
 from shipyard.auth.projects import ProjectWorkspaces
-from shipyard.errors import Forbidden, InvalidInput, ShipyardError, Unauthorized
+from shipyard.errors import Forbidden, InvalidInput, NotFound, ShipyardError, Unauthorized
 from shipyard.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -146,8 +147,11 @@ class PermissionCheck:
             raise Unauthorized("this request needs a token: send 'Authorization: Bearer <token>'",
                                {"permission": "authenticated"})
         # routes without a project permission act in the server's own workspace
-        ws = await run_in_threadpool(guard.projects.get, project) if self.resource is not None \
-            else guard.projects.root
+        if self.resource is None:
+            ws = guard.projects.root
+        else:
+            # an open project is a dictionary lookup; opening one touches the database
+            ws = guard.projects.opened_workspace(project) or await run_in_threadpool(guard.projects.get, project)
         ctx = RequestContext(principal=principal, project=project, ws=ws, client=entry.client,
                              request_id=request_id, guard=guard)
         audited = mutation or self.public
@@ -299,8 +303,7 @@ class PublicIn(BaseModel):
     public: bool
 
 
-def _session_response(body: dict[str, Any], token: str, max_age: int, secure: bool) -> JSONResponse:
-    response = JSONResponse(body)
+def _set_session_cookie(response: Response, token: str, max_age: int, secure: bool) -> Response:
     response.set_cookie(SESSION_COOKIE, token, max_age=max_age, httponly=True, samesite="strict", secure=secure,
                         path="/")
     return response
@@ -313,6 +316,9 @@ def router() -> APIRouter:
     def login(body: LoginIn, request: Request, ctx: RequestContext = allow_public()) -> Response:
         """Sign in with a password: a browser session cookie, or a named API token for a CLI."""
         guard = ctx.guard
+        if guard.sso is not None and not guard.sso.config.password_login:
+            raise Forbidden("password sign-in is off on this server (oidc.password_login: false); sign in with "
+                            f"single sign-on at {LOGIN_PATH}", {"field": "password"})
         client = _client(request)
         guard.logins.check(f"user:{body.username}", f"client:{client}")
         ctx.audit_actor, ctx.audit_action = body.username, "login"
@@ -347,6 +353,55 @@ def router() -> APIRouter:
         ctx.audit_actor = name
         ctx.audit(via="login link")
         return _start_session(guard, name, request)
+
+    @api.get("/auth/config")
+    def auth_config(ctx: RequestContext = allow_public()) -> dict[str, Any]:
+        """The ways of signing in this server offers, for a sign-in page."""
+        sso = ctx.guard.sso
+        return {"password": sso is None or sso.config.password_login, "oidc": sso.describe() if sso else None}
+
+    @api.get("/auth/oidc/login")
+    def oidc_login(next_path: str = Query("/", alias="next", max_length=2048),
+                   ctx: RequestContext = allow_public()) -> Response:
+        """Start single sign-on: a redirect to the provider; ``next`` is the path to land on afterwards."""
+        sso = _sso(ctx)
+        start = sso.begin(next_path)
+        response = RedirectResponse(start.url, status_code=302)
+        # Lax, not Strict: the provider sends the browser back with a cross-site top-level GET
+        response.set_cookie(STATE_COOKIE, start.cookie, max_age=STATE_SECONDS, httponly=True, samesite="lax",
+                            secure=sso.config.secure_cookies, path=sso.config.cookie_path)
+        return response
+
+    @api.get("/auth/oidc/callback")
+    def oidc_callback(request: Request, ctx: RequestContext = allow_public()) -> Response:
+        """Where the provider sends the browser back: check it, sign the user in, start a session."""
+        guard, sso = ctx.guard, _sso(ctx)
+        client = f"client:{_client(request)}"
+        guard.sso_failures.check(client)
+        ctx.audit_action = "login"
+        ctx.audit(via="oidc", issuer=sso.config.issuer)
+        try:
+            done = sso.finish(request.cookies.get(STATE_COOKIE), dict(request.query_params))
+        except Unauthorized as exc:
+            guard.sso_failures.failed(client)
+            ctx.audit(result=exc.message)
+            raise
+        ctx.audit_actor = done.identity.username
+        ctx.audit(groups=[g for g in done.identity.groups if g in sso.config.role_map])
+        try:
+            sync = sso.sign_in(done.identity, guard.auth)
+        except ShipyardError as exc:
+            ctx.audit(result=exc.message)
+            raise
+        finally:
+            guard.forget()  # roles may have changed even when the sign-in is refused
+        assert sync.user is not None
+        ctx.audit_actor = sync.user.name
+        ctx.audit(created=sync.created, before=sync.before, after=sync.roles,
+                  granted=[list(b) for b in sync.granted], removed=[list(b) for b in sync.removed])
+        response = RedirectResponse(done.next_path, status_code=303)
+        response.delete_cookie(STATE_COOKIE, path=sso.config.cookie_path)
+        return _start_session(guard, sync.user.name, request, response, secure=sso.config.secure_cookies)
 
     @api.post("/auth/logout")
     def logout(request: Request, ctx: RequestContext = allow_authenticated()) -> Response:
@@ -494,12 +549,22 @@ def router() -> APIRouter:
     return api
 
 
-def _start_session(guard: AccessGuard, name: str, request: Request) -> Response:
+def _start_session(guard: AccessGuard, name: str, request: Request, response: Response | None = None,
+                   secure: bool = False) -> Response:
+    """A browser session for ``name``: its cookie on ``response`` (default: a JSON body naming the user)."""
     hours = guard.settings.session_hours
     made = guard.auth.create_token(name, name="browser session", kind="session", expires_in_days=hours / 24,
                                    actor=name)
-    body = {"user": name, "expires_at": made.record.expires_at}
-    return _session_response(body, made.token, int(hours * 3600), request.url.scheme == "https")
+    if response is None:
+        response = JSONResponse({"user": name, "expires_at": made.record.expires_at})
+    return _set_session_cookie(response, made.token, int(hours * 3600), secure or request.url.scheme == "https")
+
+
+def _sso(ctx: RequestContext) -> SingleSignOn:
+    if ctx.guard.sso is None:
+        raise NotFound("single sign-on is not configured on this server; an admin sets 'oidc' in shipyard.yaml "
+                       "(see docs/security.md)", {"field": "oidc"})
+    return ctx.guard.sso
 
 
 def _admin_everywhere(ctx: RequestContext) -> None:

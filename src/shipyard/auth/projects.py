@@ -12,7 +12,6 @@ from typing import Any
 
 from shipyard.auth.principal import DEFAULT_PROJECT
 from shipyard.config import project_settings
-from shipyard.errors import NotFound
 from shipyard.workspace import Workspace
 
 
@@ -37,6 +36,10 @@ class ProjectWorkspaces:
                 found = self._open[name] = self._open_project(name)
             return found
 
+    def opened_workspace(self, name: str) -> Workspace | None:
+        """The workspace of ``name`` when it is open already, else None (no database access)."""
+        return self._open.get(name)
+
     def create(self, name: str, description: str, *, actor: str) -> dict[str, Any]:
         record = self.root.auth.create_project(name, description, actor=actor)
         self._known.add(name)
@@ -60,6 +63,3 @@ class ProjectWorkspaces:
             if name != DEFAULT_PROJECT:
                 ws.close()
 
-
-def no_such_project(name: str) -> NotFound:
-    return NotFound(f"project {name!r} does not exist", {"project": name})

@@ -17,9 +17,16 @@ from sqlalchemy.engine import Connection
 from shipyard.auth import tokens as tk
 from shipyard.auth.permissions import DEFAULT_SCOPES, ROLE_NAMES, SCOPES
 from shipyard.auth.principal import ALL_PROJECTS, DEFAULT_PROJECT, Principal
-from shipyard.errors import AlreadyExists, Conflict, InvalidInput, NotFound, Unauthorized
+from shipyard.errors import AlreadyExists, Conflict, Forbidden, InvalidInput, NotFound, Unauthorized
 from shipyard.store import MetadataStore, now_ms
-from shipyard.store.schema import api_tokens, projects, public_endpoints, role_bindings, users
+from shipyard.store.schema import (
+    api_tokens,
+    oidc_identities,
+    projects,
+    public_endpoints,
+    role_bindings,
+    users,
+)
 
 USER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@+-]{0,127}$")
 PROJECT_NAME = re.compile(r"^[a-z][a-z0-9_]{0,47}$")
@@ -30,6 +37,9 @@ MIN_PASSWORD = 8
 # last_used_at is written at most this often per token, so reads do not turn into writes
 LAST_USED_EVERY_MS = 60_000
 DAY_MS = 86_400_000
+# granted_by of the role bindings single sign-on derives from group claims; never a user name (':'
+# is not allowed in one), so a sign-in replaces exactly these and never a role an admin granted
+OIDC_GRANTOR = "oidc:groups"
 
 
 @dataclass(frozen=True)
@@ -87,6 +97,21 @@ class NewToken:
 
     def __repr__(self) -> str:
         return f"NewToken(id={self.record.id!r}, user={self.record.user!r}, token='***')"
+
+
+@dataclass(frozen=True)
+class OidcSync:
+    """What a single sign-on did to its user: ``user`` is None when no account was made (no role)."""
+
+    user: UserRecord | None
+    created: bool
+    granted: list[tuple[str, str]]
+    removed: list[tuple[str, str]]
+    before: dict[str, list[str]]
+
+    @property
+    def roles(self) -> dict[str, list[str]]:
+        return self.user.roles if self.user is not None else {}
 
 
 def check_user_name(name: Any) -> str:
@@ -207,6 +232,11 @@ class AuthStore:
             if exists is None:
                 conn.execute(role_bindings.insert().values(user=user, project=project, role=role,
                                                            granted_at=now_ms(), granted_by=actor))
+            else:
+                # granted by hand now: the next single sign-on must keep it even if the groups drop it
+                conn.execute(role_bindings.update().where(
+                    role_bindings.c.user == user, role_bindings.c.project == project, role_bindings.c.role == role,
+                    role_bindings.c.granted_by == OIDC_GRANTOR).values(granted_by=actor))
             return self._roles(conn, user)
 
     def revoke(self, user: str, project: str, role: str, *, actor: str) -> dict[str, list[str]]:
@@ -390,6 +420,71 @@ class AuthStore:
             row = self._user_row(conn, name)
             roles = self._roles(conn, name)
         return Principal(name=name, kind=kind or row["kind"], roles={p: frozenset(r) for p, r in roles.items()})
+
+    # -- single sign-on ------------------------------------------------------------------------------
+    def sync_oidc_user(self, issuer: str, subject: str, name: str, *, bindings: set[tuple[str, str]],
+                       display_name: str = "", email: str = "") -> OidcSync:
+        """Create or update the account of provider identity (issuer, subject) and set the roles its
+        groups map to (``bindings``: (project, role) pairs). Only bindings single sign-on made before
+        are replaced; roles granted by hand stay. A new identity with no binding gets no account.
+
+        The account keeps the name it got at its first sign-in. Raises Conflict when ``name`` is
+        taken by a local account or by another identity, Forbidden when the account is disabled.
+        """
+        for project, role in bindings:
+            check_role(role)
+            if project != ALL_PROJECTS:
+                check_project_name(project)
+        now = now_ms()
+        with self.store.begin() as conn:
+            link = conn.execute(sa.select(oidc_identities).where(
+                oidc_identities.c.issuer == issuer, oidc_identities.c.subject == subject)).mappings().first()
+            created = link is None
+            if link is None:
+                check_user_name(name)
+                taken = conn.execute(sa.select(users.c.kind).where(users.c.name == name)).first()
+                if taken is not None:
+                    raise Conflict(f"the provider's user name {name!r} belongs to an existing {taken[0]} account "
+                                   "of this server, so single sign-on will not take it over; an admin renames "
+                                   "one of the two, or sets oidc.username_claim to another claim",
+                                   {"user": name, "field": "oidc.username_claim"})
+                if not bindings:
+                    return OidcSync(user=None, created=False, granted=[], removed=[], before={})
+                conn.execute(users.insert().values(
+                    name=name, kind="oidc", password_hash=None, display_name=display_name[:255],
+                    email=email[:255], disabled=False, created_at=now, created_by=OIDC_GRANTOR, last_login_at=now))
+                conn.execute(oidc_identities.insert().values(issuer=issuer, subject=subject, user=name,
+                                                             created_at=now, last_login_at=now))
+            else:
+                name = link["user"]
+                if self._user_row(conn, name)["disabled"]:
+                    raise Forbidden(f"user {name!r} is disabled; an admin enables it with "
+                                    f"'shipyard users enable {name}'", {"user": name})
+                conn.execute(users.update().where(users.c.name == name).values(
+                    display_name=display_name[:255], email=email[:255], last_login_at=now))
+                conn.execute(oidc_identities.update().where(
+                    oidc_identities.c.issuer == issuer, oidc_identities.c.subject == subject)
+                    .values(last_login_at=now))
+            before = self._roles(conn, name)
+            rows = conn.execute(sa.select(role_bindings.c.project, role_bindings.c.role, role_bindings.c.granted_by)
+                                .where(role_bindings.c.user == name)).all()
+            held = {(p, r) for p, r, _by in rows}
+            from_groups = {(p, r) for p, r, by in rows if by == OIDC_GRANTOR}
+            removed = []
+            for project, role in sorted(from_groups - bindings):
+                if role == "admin" and self._last_admin(conn, name, project):
+                    continue  # never lock everyone out; an admin revokes it by hand after granting another
+                conn.execute(role_bindings.delete().where(
+                    role_bindings.c.user == name, role_bindings.c.project == project, role_bindings.c.role == role,
+                    role_bindings.c.granted_by == OIDC_GRANTOR))
+                removed.append((project, role))
+            granted = sorted(bindings - held)
+            for project, role in granted:
+                self._require_project(conn, project)
+                conn.execute(role_bindings.insert().values(user=name, project=project, role=role, granted_at=now,
+                                                           granted_by=OIDC_GRANTOR))
+            user = self._user(self._user_row(conn, name), self._roles(conn, name))
+        return OidcSync(user=user, created=created, granted=granted, removed=removed, before=before)
 
     # -- public endpoints ---------------------------------------------------------------------------
     def set_public(self, project: str, kind: str, name: str, public: bool, *, actor: str) -> bool:

@@ -13,10 +13,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from shipyard.risk.woe import woe_iv
+
 _CHUNK = 65536
 QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
-#: Added to a zero bad or good count of an IV bin (to both counts of that bin) before taking shares.
-IV_SMOOTHING = 0.5
 
 
 @dataclass
@@ -56,6 +56,36 @@ class ColumnProfile:
         }
 
 
+_FLOAT_NAMES = {"halffloat": "float16", "float": "float32", "double": "float64"}
+
+
+def plain_type(t: pa.DataType) -> str:
+    """The type name a report shows: ``string`` for every Arrow string layout (``large_string`` is
+    how pandas' text columns arrive), ``float64`` rather than ``double``, ``timestamp``/``date``
+    without the storage unit, so the same data reads alike from any source."""
+    if pa.types.is_dictionary(t):
+        return plain_type(t.value_type)
+    if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t):
+        return "string"
+    if pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_binary_view(t):
+        return "binary"
+    if pa.types.is_floating(t):
+        return _FLOAT_NAMES.get(str(t), str(t))
+    if pa.types.is_boolean(t):
+        return "bool"
+    if pa.types.is_decimal(t):
+        return "decimal"
+    if pa.types.is_timestamp(t):
+        return f"timestamp ({t.tz})" if t.tz else "timestamp"
+    if pa.types.is_date(t):
+        return "date"
+    if pa.types.is_time(t):
+        return "time"
+    if pa.types.is_duration(t):
+        return "duration"
+    return str(t).replace("large_string", "string").replace("large_list", "list")
+
+
 def _quantile_sorted(xs: np.ndarray, qs: np.ndarray) -> np.ndarray:
     """Linear-interpolation quantiles of an already sorted array (same as ``np.quantile``)."""
     pos = (len(xs) - 1) * qs
@@ -67,15 +97,11 @@ def _quantile_sorted(xs: np.ndarray, qs: np.ndarray) -> np.ndarray:
 
 def woe_iv_table(bad: np.ndarray, total: np.ndarray, labels: list[Any], n_bad: int, n_good: int
                  ) -> dict[str, Any]:
-    """WOE = ln(bad% / good%) per bin, IV = Σ (bad% − good%)·WOE; zero cells smoothed by 0.5."""
+    """Per-bin count, bad rate, WOE and IV term by :func:`shipyard.risk.woe.woe_iv` (the one WOE/IV
+    definition, shared with the binning toolkit); bins without rows are left out of the list."""
     bad = bad.astype(float)
     good = total.astype(float) - bad
-    empty = (bad == 0) | (good == 0)
-    b = np.where(empty, bad + IV_SMOOTHING, bad)
-    g = np.where(empty, good + IV_SMOOTHING, good)
-    bp, gp = b / n_bad, g / n_good
-    woe = np.log(bp / gp)
-    ivs = (bp - gp) * woe
+    woe, ivs = woe_iv(bad, good, float(n_bad), float(n_good))
     keep = total > 0
     with np.errstate(invalid="ignore", divide="ignore"):
         rate = np.where(total > 0, bad / np.maximum(total, 1), np.nan)
@@ -84,7 +110,7 @@ def woe_iv_table(bad: np.ndarray, total: np.ndarray, labels: list[Any], n_bad: i
          "woe": float(woe[i]), "iv": float(ivs[i])}
         for i in np.flatnonzero(keep)
     ]
-    return {"iv": float(ivs[keep].sum()), "bins": bins}
+    return {"iv": float(ivs.sum()), "bins": bins}
 
 
 def numeric_profile(

@@ -22,8 +22,9 @@ distinct, e.g. an identifier), ``has_infinite``, ``many_outliers`` (IQR outlier 
 Correlation: Pearson on numeric columns with pairwise-complete rows; pairs with |r| ≥
 ``corr_threshold`` are listed. With a binary target (1 = bad): bad rate by bin and IV per column from a
 simple quantile binning (``target_bins`` bins at quantiles of the column, plus a missing bin;
-categoricals use their 20 most frequent values, ``other`` and ``missing``); WOE = ln(bad% / good%),
-and a bin with no bads or no goods gets 0.5 added to both its counts.
+categoricals use their 20 most frequent values, ``other`` and ``missing``); WOE and IV by
+:func:`shipyard.risk.woe.woe_iv`, the definition the binning toolkit uses too (WOE = ln(bad% / good%);
+empty cells as stated once in ``docs/risk-metrics.md``).
 """
 
 from __future__ import annotations
@@ -41,16 +42,17 @@ import pandas as pd
 import pyarrow as pa
 
 from shipyard.data._columns import (
-    IV_SMOOTHING,
     ColumnProfile,
     categorical_profile,
     datetime_profile,
     numeric_profile,
     numeric_target,
     pairwise_corr,
+    plain_type,
 )
 from shipyard.errors import InvalidInput, NotFound, require
-from shipyard.risk.metrics import to_binary_target
+from shipyard.risk.target import binary_target
+from shipyard.risk.woe import DEFAULT_SMOOTHING
 
 __all__ = ["ColumnProfile", "DataProfile", "load_table", "profile"]
 
@@ -82,7 +84,10 @@ def load_table(source: Any, *, sheet: str | int | None = None) -> pa.Table:
         from pyarrow import csv
 
         delim = "\t" if suffix == ".tsv" else ","
-        return csv.read_csv(path, parse_options=csv.ParseOptions(delimiter=delim))
+        # empty cells (and NA, null, ...) are missing in text columns too, as pandas, R, Excel and
+        # DuckDB read them; Arrow's default would keep them as the value ""
+        return csv.read_csv(path, parse_options=csv.ParseOptions(delimiter=delim),
+                            convert_options=csv.ConvertOptions(strings_can_be_null=True))
     if suffix in (".xlsx", ".xlsm", ".xls"):
         require("openpyxl", "excel")
         df = pd.read_excel(path, sheet_name=sheet if sheet is not None else 0, engine="openpyxl")
@@ -225,17 +230,17 @@ def profile(
         if ycol.isna().all():
             raise InvalidInput(f"target column {target!r} is entirely missing", {"field": target})
         keep = ~ycol.isna().to_numpy()
-        y = to_binary_target(ycol[keep], bad=bad, field=target).astype(np.float64)
+        y = binary_target(ycol[keep], bad, field=target).astype(np.float64)
         target_summary = {"column": target, "rows": int(keep.sum()), "missing": int((~keep).sum()),
                           "bad": int(y.sum()), "bad_rate": float(y.mean()),
-                          "woe": "ln(bad% / good%)", "smoothing": IV_SMOOTHING}
+                          "woe": "ln(bad% / good%)", "smoothing": DEFAULT_SMOOTHING}
         if keep.all():
             keep = None
 
     def one(name: str) -> tuple[ColumnProfile, np.ndarray | None]:
         col = table.column(name)
         kind = _kind(col.type)
-        dtype = str(col.type)
+        dtype = plain_type(col.type)
         if kind in ("numeric", "boolean"):
             x = _as_float(col)
             direct = y if keep is None else None  # no missing target: bin during the one sort

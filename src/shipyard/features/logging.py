@@ -157,9 +157,21 @@ def _log_paths(artifacts: Any, start: dt.datetime | None, end: dt.datetime | Non
     return out
 
 
+LoggedVector = tuple[str, dt.datetime, dict[str, Any], dict[str, Any]]  # request_id, ts, entities, features
+
+
 def read_feature_logs(store: Any, start: Any = None, end: Any = None) -> pd.DataFrame:
     """Logged vectors with start <= ts < end: request_id, ts, then entity and feature columns
     (typed as served). ``.attrs`` holds the names of the entity and feature columns."""
+    return feature_log_frame(read_logged_vectors(store, start, end))
+
+
+def read_logged_vectors(store: Any, start: Any = None, end: Any = None) -> list[LoggedVector]:
+    """The logged vectors with start <= ts < end as decoded, ordered by time then request id.
+
+    A feature present with value ``None`` was served as missing; one absent was not served at all
+    (the vector came from another view or service): the frame of :func:`feature_log_frame` shows
+    both as missing, these vectors keep the difference."""
     if start is not None:
         start = coerce_timestamp(start)
     if end is not None:
@@ -168,23 +180,31 @@ def read_feature_logs(store: Any, start: Any = None, end: Any = None) -> pd.Data
     logger.flush()
     paths = _log_paths(logger.artifacts, start, end)
     if not paths:
-        frame = pd.DataFrame({"request_id": pd.Series(dtype=str), "ts": pd.Series(dtype="datetime64[us, UTC]")})
-        frame.attrs.update(entity_columns=[], feature_columns=[])
-        return frame
+        return []
     table = pa.concat_tables([pq.read_table(io.BytesIO(logger.artifacts.get_bytes(p))) for p in paths])
-    kept: list[tuple[str, dt.datetime, dict[str, Any], dict[str, Any]]] = []
-    entity_cols: list[str] = []
-    feature_cols: list[str] = []
+    kept: list[LoggedVector] = []
     for request_id, ts, entities, features in zip(table.column("request_id").to_pylist(), table.column("ts").to_pylist(),
                                                   table.column("entities").to_pylist(),
                                                   table.column("features").to_pylist(), strict=True):
         if (start is not None and ts < start) or (end is not None and ts >= end):
             continue
-        ents = decode_row(entities.encode())
-        feats = decode_row(features.encode())
+        kept.append((request_id, ts, decode_row(entities.encode()), decode_row(features.encode())))
+    kept.sort(key=lambda r: (r[1], r[0]))  # stable: equal times and ids keep the files' order
+    return kept
+
+
+def feature_log_frame(kept: list[LoggedVector]) -> pd.DataFrame:
+    """Logged vectors as a frame: request_id, ts, entity and feature columns (typed as served), in
+    the order given; ``.attrs`` names the entity and feature columns."""
+    if not kept:
+        frame = pd.DataFrame({"request_id": pd.Series(dtype=str), "ts": pd.Series(dtype="datetime64[us, UTC]")})
+        frame.attrs.update(entity_columns=[], feature_columns=[])
+        return frame
+    entity_cols: list[str] = []
+    feature_cols: list[str] = []
+    for _, _, ents, feats in kept:
         entity_cols.extend(k for k in ents if k not in entity_cols)
         feature_cols.extend(k for k in feats if k not in feature_cols)
-        kept.append((request_id, ts, ents, feats))
     data: dict[str, pd.Series] = {
         "request_id": pd.Series([r[0] for r in kept], dtype=object),
         "ts": pd.Series(pd.to_datetime([r[1] for r in kept], utc=True)),
@@ -194,7 +214,6 @@ def read_feature_logs(store: Any, start: Any = None, end: Any = None) -> pd.Data
     for col in feature_cols:
         data[col] = _typed([r[3].get(col) for r in kept])
     frame = pd.DataFrame(data)
-    frame = frame.sort_values(["ts", "request_id"], kind="stable").reset_index(drop=True)
     frame.attrs.update(entity_columns=entity_cols, feature_columns=feature_cols)
     return frame
 

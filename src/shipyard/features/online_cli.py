@@ -178,10 +178,13 @@ def monitor_cmd(ctx: click.Context, views: str | None, sample: int, as_json: boo
     if as_json:
         _echo_json(report)
         return
+    from shipyard.features.timeutil import format_duration
+
     for view in report["views"]:
         online, mat = view["online"], view["materialization"]
-        fresh = "-" if online["freshness_seconds"] is None else f"{online['freshness_seconds']:.0f}s"
-        click.echo(f"{view['view']} v{view['version']}: {online['entities']} entities, freshness {fresh}, "
+        ttl = "" if view.get("ttl_seconds") is None else f" (ttl {format_duration(view['ttl_seconds'])})"
+        click.echo(f"{view['view']} v{view['version']}: {online['entities']} entities, freshness "
+                   f"{format_duration(online['freshness_seconds'])}{ttl}, "
                    f"{mat['runs']} materializations ({mat['rows_written_total']:,} rows written)")
         for name, stats in online["features"].items():
             mean = stats.get("mean")

@@ -40,6 +40,7 @@ class _OnDemand:
     definition: Any
     features: list[str]
     outputs: list[str]
+    input_types: dict[str, str] = field(default_factory=dict)  # declared type of every input column
 
 
 @dataclass
@@ -79,9 +80,11 @@ def build_plan(store: Any, refs: Sequence[str], full_feature_names: bool = False
             definitions[name] = store.get_view(name)
         return definitions[name]
 
-    def add_read(view_name: str, feature: str, output: str | None) -> None:
+    def add_read(view_name: str, feature: str, output: str | None) -> str:
+        """Read ``feature`` of ``view_name``; returns its declared type."""
         view = definition(view_name)
-        if feature not in [f.name for f in view.fields]:
+        dtype = next((f.dtype for f in view.fields if f.name == feature), None)
+        if dtype is None:
             raise InvalidInput(f"feature view {view_name!r} has no feature {feature!r}; its features are "
                                f"{', '.join(f.name for f in view.fields)}", {"view": view_name, "field": feature})
         read = reads.get(view_name)
@@ -94,9 +97,10 @@ def build_plan(store: Any, refs: Sequence[str], full_feature_names: bool = False
             idx = read.features.index(feature)
             if output is not None and read.outputs[idx] is None:
                 read.outputs[idx] = output
-            return
+            return dtype
         read.features.append(feature)
         read.outputs.append(output)
+        return dtype
 
     seen_outputs: dict[str, str] = {}
     for ref in refs:
@@ -117,8 +121,10 @@ def build_plan(store: Any, refs: Sequence[str], full_feature_names: bool = False
                 step = _OnDemand(view, [], [])
                 plan.on_demand.append(step)
                 for input_ref in view.feature_inputs:
-                    add_read(*_split_ref(input_ref), None)
+                    source, name = _split_ref(input_ref)
+                    step.input_types[name] = add_read(source, name, None)
                 for f in view.request_fields:
+                    step.input_types[f.name] = f.dtype
                     if f.name not in plan.request_fields:
                         plan.request_fields.append(f.name)
             step.features.append(feature)
@@ -273,6 +279,8 @@ def _apply_on_demand(plan: Plan, columns: dict[str, list[Any]], inputs: dict[str
                      out: dict[str, list[Any]], n: int) -> None:
     import pandas as pd
 
+    from shipyard.features.udf import input_frame
+
     for step in plan.on_demand:
         view = step.definition
         frame_data: dict[str, list[Any]] = {}
@@ -284,7 +292,10 @@ def _apply_on_demand(plan: Plan, columns: dict[str, list[Any]], inputs: dict[str
                 raise InvalidInput(f"on-demand feature view {view.name!r} needs request field {f.name!r} in "
                                    "each entity row", {"view": view.name, "field": f.name})
             frame_data[f.name] = columns[f.name]
-        result = view.execute(pd.DataFrame(frame_data), owned=True)
+        # inputs in their declared types, as training sets give them: an unknown or expired entity's
+        # missing values are NaN/<NA> of the feature's type, not an object column of None
+        frame = input_frame(frame_data, step.input_types, f"on-demand feature view {view.name!r}")
+        result = view.execute(frame, owned=True)
         for name, output in zip(step.features, step.outputs, strict=True):
             series = result[name]
             out[output] = [None if pd.isna(v) else v for v in series.astype(object).tolist()]

@@ -10,7 +10,10 @@ request fields from the log, the log timestamp as the point in time) and compare
   with their request id, time and entity.
 
 A logged feature is found under its reference (``view:feature``), ``view__feature`` or its plain
-name, in that order; features never logged are listed in ``not_logged``.
+name, in that order; features never logged are listed in ``not_logged``. Every logged vector that
+carries any of the target's features is compared — also one whose served features are all missing,
+which is what a missed materialization looks like (the offline recomputation has values) — while
+vectors logged for other views or services, which carry none of them, are left out.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from typing import Any
 import pandas as pd
 
 from shipyard.errors import InvalidInput, NotFound
-from shipyard.features.logging import read_feature_logs
+from shipyard.features.logging import feature_log_frame, read_logged_vectors
 
 _TS_COLUMN = "event_timestamp"
 
@@ -111,7 +114,8 @@ def skew(store: Any, target: str, start: Any = None, end: Any = None, *, rtol: f
          top: int = 5) -> SkewReport:
     """Compare served (logged) feature values with the offline recomputation for ``target``."""
     refs = _refs(store, target)
-    logs = read_feature_logs(store, start, end)
+    vectors = read_logged_vectors(store, start, end)
+    logs = feature_log_frame(vectors)
     report = SkewReport(target, None if start is None else pd.Timestamp(start).isoformat(),
                         None if end is None else pd.Timestamp(end).isoformat())
     logged = set(logs.attrs.get("feature_columns", []))
@@ -126,8 +130,10 @@ def skew(store: Any, target: str, start: Any = None, end: Any = None, *, rtol: f
             report.not_logged.append(ref)
     if not columns:
         return report
-    present = logs[list(columns.values())].notna().any(axis=1) if len(logs) else pd.Series(dtype=bool)
-    rows = logs[present] if len(logs) else logs
+    # vectors that served any of these features, even as missing values (not vectors of other targets)
+    wanted = set(columns.values())
+    served = [not wanted.isdisjoint(features) for _, _, _, features in vectors]
+    rows = logs[served] if len(logs) else logs
     if rows.empty:
         return report
     entity_cols = [c for c in logs.attrs.get("entity_columns", []) if c in rows.columns]

@@ -31,3 +31,24 @@ def to_utc(value: Any, field: str) -> datetime:
 
 def naive_utc(value: datetime) -> datetime:
     return value.astimezone(UTC).replace(tzinfo=None)
+
+
+def format_duration(seconds: float | None) -> str:
+    """A duration as people read it: ``45 s``, ``5 min 3 s``, ``3 h 12 min``, ``2 d 4 h``; ``-`` for
+    None. Two units at most, the smaller one dropped when it is zero; a negative duration (an event
+    time in the future) gets a minus sign."""
+    if seconds is None:
+        return "-"
+    sign = "-" if seconds < 0 else ""
+    s = abs(float(seconds))
+    if round(s, 1) < 10:
+        return f"{sign}{round(s, 1):g} s"  # tenths under ten seconds
+    total = int(round(s))
+    units = (("d", 86_400), ("h", 3_600), ("min", 60), ("s", 1))
+    for i, (name, size) in enumerate(units):
+        if total >= size or name == "s":
+            big, rest = divmod(total, size)
+            small_name, small_size = units[i + 1] if i + 1 < len(units) else ("", 1)
+            small = rest // small_size if small_name else 0
+            return f"{sign}{big} {name}" + (f" {small} {small_name}" if small else "")
+    raise AssertionError("unreachable")  # pragma: no cover

@@ -25,6 +25,7 @@ from shipyard.features.offline.engine import ROW, TS, ViewRequest, get_engine
 from shipyard.features.offline.scan import Scanner, connect
 from shipyard.features.timeutil import naive_utc, to_utc
 from shipyard.features.types import ARROW_TYPES
+from shipyard.features.udf import PANDAS_TYPES, input_frame
 from shipyard.store import now_ms
 from shipyard.store.events import record_event
 from shipyard.store.schema import feature_training_sets
@@ -34,7 +35,7 @@ if TYPE_CHECKING:
 
 DEFAULT_TS_COLUMNS = ("event_timestamp", "timestamp", "ts", "event_ts")
 # How joined Arrow columns become pandas: integers and booleans keep their nulls.
-_PANDAS_TYPES = {pa.int64(): pd.Int64Dtype(), pa.bool_(): pd.BooleanDtype()}.get
+_PANDAS_TYPES = PANDAS_TYPES
 OUTPUTS = ("pandas", "arrow")
 
 
@@ -147,14 +148,19 @@ def build_training_set(store: FeatureStore, entity_df: pd.DataFrame | pa.Table, 
     for view_name, feats in wanted.items():
         view = views[view_name]
         if isinstance(view, OnDemandFeatureView):
-            inputs = pd.DataFrame(index=base.index)
+            columns: dict[str, Any] = {}
+            types: dict[str, str] = {}
             for ref in view.feature_inputs:
                 src, _, feature = ref.partition(":")
                 col = out_name(src, feature) if feature in wanted.get(src, []) else f"__in__{src}__{feature}"
-                inputs[feature] = joined.column(col).to_pandas(types_mapper=_PANDAS_TYPES)
+                columns[feature] = joined.column(col)
+                types[feature] = views[src].field(feature).dtype
             for f in view.request_fields:
-                inputs[f.name] = base[f.name].to_numpy()
-            computed = view.execute(inputs)
+                columns[f.name] = base[f.name]
+                types[f.name] = f.dtype
+            # the same typed frame online reads build (shipyard.features.udf.input_frame)
+            computed = view.execute(input_frame(columns, types, f"on-demand feature view {view.name!r}",
+                                                index=base.index), owned=True)
             for feature in feats:
                 computed_columns[out_name(view_name, feature)] = computed[feature].to_numpy()
     lineage["views"] = {name: view.version for name, view in sorted(views.items())}

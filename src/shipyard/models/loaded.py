@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from shipyard.errors import ModelError
+from shipyard.errors import ModelError, ShipyardError
 from shipyard.models.signature import Signature, to_frame
 
 ArrayFn = Callable[[np.ndarray], Any]
@@ -119,6 +119,8 @@ class LoadedModel:
                     return self._labels_fn(data)
                 return self.labels_from_scores(fn(data))
             return fn(data)
+        except ShipyardError:
+            raise  # input errors are also ValueError/KeyError: keep them the caller's (4xx)
         except (ValueError, TypeError, KeyError, IndexError, AttributeError, RuntimeError) as exc:
             raise ModelError(
                 f"the {self.flavor} model raised {type(exc).__name__}: {exc}",

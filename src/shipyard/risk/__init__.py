@@ -13,6 +13,7 @@ _LAZY: dict[str, str] = {
     "WOETransformer": "shipyard.risk.binning",
     "FeatureBins": "shipyard.risk.binning",
     "woe_iv": "shipyard.risk.woe",
+    "binary_target": "shipyard.risk.target",
     "select_variables": "shipyard.risk.selection",
     "SelectionResult": "shipyard.risk.selection",
     "Scorecard": "shipyard.risk.scorecard",

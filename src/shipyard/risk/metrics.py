@@ -2,7 +2,9 @@
 
 Conventions used everywhere in this module (and in ``docs/risk-metrics.md``):
 
-* ``y`` is the binary target with **1 = bad** (the event) and 0 = good.
+* ``y`` is the binary target with **1 = bad** (the event) and 0 = good, read by the toolkit's one
+  parser (:mod:`shipyard.risk.target`: 0/1, good/bad, Y/N, yes/no, True/False, or any two values
+  with ``bad=`` naming the bad one — every function here takes ``bad=``).
 * ``score`` is oriented so that a **higher score means a higher risk** of being bad (a probability of
   default, for instance). Nothing is flipped behind your back: a scorecard whose points grow with
   creditworthiness yields an AUC below 0.5 here. Pass ``-points`` (or use
@@ -24,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from shipyard.errors import InvalidInput
+from shipyard.risk.target import binary_target
 
 __all__ = [
     "KSResult",
@@ -46,67 +49,12 @@ __all__ = [
 #: Proportion substituted for an empty bin in PSI so that ``ln(A/E)`` stays finite.
 PSI_EPSILON = 1e-4
 
-_BAD_LABELS = {"bad", "1", "true", "yes", "y", "default", "bad_flag"}
-
 
 # --------------------------------------------------------------------------------------------- input
 def to_binary_target(y: Any, *, bad: Any = None, field: str = "target") -> np.ndarray:
-    """Return ``y`` as an ``int8`` array of 0/1 with 1 = bad.
-
-    Accepted inputs: numbers or booleans with values in {0, 1}; or any two distinct labels, where the
-    bad label is ``bad`` if given, otherwise the label spelled ``"bad"`` (case-insensitive, also
-    ``"1"``, ``"yes"``, ``"default"``). Missing values, more than two labels or a single class raise
-    :class:`InvalidInput` naming ``field``.
-    """
-    s = pd.Series(np.asarray(y) if not isinstance(y, pd.Series) else y, copy=False)
-    if s.isna().any():
-        raise InvalidInput(
-            f"{field!r} has {int(s.isna().sum())} missing values; drop those rows or fill the target "
-            "before computing metrics",
-            {"field": field, "missing": int(s.isna().sum())},
-        )
-    values = pd.unique(s)
-    if bad is not None:
-        if bad not in set(values.tolist()):
-            raise InvalidInput(
-                f"{field!r} has no value {bad!r}; the values are {sorted(map(str, values))[:10]}",
-                {"field": field, "bad": str(bad)},
-            )
-        out = (s == bad).to_numpy(dtype=np.int8)
-    elif pd.api.types.is_bool_dtype(s) or pd.api.types.is_numeric_dtype(s):
-        arr = s.to_numpy(dtype=float)
-        if not np.isin(arr, (0.0, 1.0)).all():
-            bad_vals = sorted(set(np.unique(arr[~np.isin(arr, (0.0, 1.0))]).tolist()))[:5]
-            raise InvalidInput(
-                f"{field!r} must be binary with 1 = bad and 0 = good; found other values {bad_vals}. "
-                "Recode the target to 0/1 or pass bad=<label>",
-                {"field": field, "values": [str(v) for v in bad_vals]},
-            )
-        out = arr.astype(np.int8)
-    else:
-        labels = [str(v).strip().lower() for v in values]
-        if len(values) > 2:
-            raise InvalidInput(
-                f"{field!r} must be binary; it has {len(values)} distinct values "
-                f"({sorted(map(str, values))[:10]}). Recode it to 0/1 or pass bad=<label>",
-                {"field": field, "n_values": len(values)},
-            )
-        hits = [v for v, lab in zip(values, labels, strict=True) if lab in _BAD_LABELS]
-        if len(hits) != 1:
-            raise InvalidInput(
-                f"cannot tell which value of {field!r} means bad among {sorted(map(str, values))}; "
-                "pass bad=<label>",
-                {"field": field},
-            )
-        out = (s == hits[0]).to_numpy(dtype=np.int8)
-    n_bad = int(out.sum())
-    if n_bad == 0 or n_bad == len(out):
-        raise InvalidInput(
-            f"{field!r} has only one class ({'bad' if n_bad else 'good'}) in {len(out)} rows; metrics "
-            "need both goods and bads",
-            {"field": field, "n": len(out), "n_bad": n_bad},
-        )
-    return out
+    """``y`` as an ``int8`` array of 0/1 with 1 = bad: the toolkit's one target parser,
+    :func:`shipyard.risk.target.binary_target` (recognised labels and ``bad=`` rules there)."""
+    return binary_target(y, bad, field=field)
 
 
 def _score_array(score: Any, field: str = "score") -> np.ndarray:
@@ -129,8 +77,8 @@ def _score_array(score: Any, field: str = "score") -> np.ndarray:
     return arr
 
 
-def _check(y: Any, score: Any) -> tuple[np.ndarray, np.ndarray]:
-    yy = y if isinstance(y, np.ndarray) and y.dtype == np.int8 else to_binary_target(y)
+def _check(y: Any, score: Any, bad: Any = None) -> tuple[np.ndarray, np.ndarray]:
+    yy = y if isinstance(y, np.ndarray) and y.dtype == np.int8 and bad is None else binary_target(y, bad)
     ss = score if isinstance(score, np.ndarray) and score.dtype == np.float64 and score.ndim == 1 \
         else _score_array(score)
     if ss is score and not np.isfinite(ss).all():
@@ -178,22 +126,22 @@ def _grouped(y: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.ndarray, 
 
 
 # ------------------------------------------------------------------------------------- rank metrics
-def auc(y: Any, score: Any) -> float:
+def auc(y: Any, score: Any, *, bad: Any = None) -> float:
     """Area under the ROC curve: P(score of a random bad > score of a random good), ties count 1/2.
 
     Equal to ``sklearn.metrics.roc_auc_score(y, score)``. Never negated: a value below 0.5 means the
     score is oriented the other way (higher = better), which you should flip explicitly.
     """
-    yy, ss = _check(y, score)
+    yy, ss = _check(y, score, bad)
     _, bad, good = _grouped(yy, ss)
     goods_below = np.cumsum(good) - good
     n_bad, n_good = bad.sum(), good.sum()
     return float(np.sum(bad * (goods_below + 0.5 * good)) / (n_bad * n_good))
 
 
-def gini(y: Any, score: Any) -> float:
+def gini(y: Any, score: Any, *, bad: Any = None) -> float:
     """Gini coefficient (accuracy ratio) = 2·AUC − 1."""
-    return 2.0 * auc(y, score) - 1.0
+    return 2.0 * auc(y, score, bad=bad) - 1.0
 
 
 @dataclass(frozen=True)
@@ -214,38 +162,38 @@ class KSResult:
         return asdict(self)
 
 
-def ks_curve(y: Any, score: Any) -> pd.DataFrame:
+def ks_curve(y: Any, score: Any, *, bad: Any = None) -> pd.DataFrame:
     """Cumulative class distributions at every distinct score (ascending), ties grouped.
 
     Columns: ``score``, ``cum_bad`` = F_bad(score), ``cum_good`` = F_good(score), ``ks`` =
     |cum_bad − cum_good|.
     """
-    yy, ss = _check(y, score)
+    yy, ss = _check(y, score, bad)
     uniq, bad, good = _grouped(yy, ss)
     fb = np.cumsum(bad) / bad.sum()
     fg = np.cumsum(good) / good.sum()
     return pd.DataFrame({"score": uniq, "cum_bad": fb, "cum_good": fg, "ks": np.abs(fb - fg)})
 
 
-def ks(y: Any, score: Any) -> KSResult:
+def ks(y: Any, score: Any, *, bad: Any = None) -> KSResult:
     """KS = max |F_bad − F_good| over distinct scores with ties grouped.
 
     Equal to ``scipy.stats.ks_2samp(score[y == 1], score[y == 0]).statistic``. Walking row by row
     through tied scores would overstate it; grouping ties evaluates the CDFs only where they are
     defined.
     """
-    curve = ks_curve(y, score)
+    curve = ks_curve(y, score, bad=bad)
     i = int(np.argmax(curve["ks"].to_numpy()))
     row = curve.iloc[i]
     return KSResult(float(row["ks"]), float(row["score"]), float(row["cum_bad"]), float(row["cum_good"]))
 
 
-def roc_curve(y: Any, score: Any) -> pd.DataFrame:
+def roc_curve(y: Any, score: Any, *, bad: Any = None) -> pd.DataFrame:
     """ROC points, one per distinct score as threshold (predict bad when score ≥ threshold).
 
     Columns ``threshold`` (descending, starting at +inf for the (0, 0) point), ``fpr``, ``tpr``.
     """
-    yy, ss = _check(y, score)
+    yy, ss = _check(y, score, bad)
     uniq, bad, good = _grouped(yy, ss)
     tp = np.cumsum(bad[::-1])
     fp = np.cumsum(good[::-1])
@@ -283,6 +231,8 @@ def lift_table(
     score: Any,
     bins: int | Sequence[float] = 10,
     method: str = "quantile",
+    *,
+    bad: Any = None,
 ) -> pd.DataFrame:
     """Lift and gain table over score bands, riskiest band (highest scores) first.
 
@@ -297,7 +247,7 @@ def lift_table(
     share of all bads captured), ``cum_good_share``, ``cum_lift`` = gain / cum_share, ``ks`` =
     gain − cum_good_share.
     """
-    yy, ss = _check(y, score)
+    yy, ss = _check(y, score, bad)
     edges = _score_bins(ss, bins, method)
     idx = np.searchsorted(edges, ss, side="left")  # band k holds (edges[k-1], edges[k]]
     nb = len(edges) + 1
@@ -340,16 +290,16 @@ def lift_table(
 
 
 def gain_table(
-    y: Any, score: Any, bins: int | Sequence[float] = 10, method: str = "quantile"
+    y: Any, score: Any, bins: int | Sequence[float] = 10, method: str = "quantile", *, bad: Any = None
 ) -> pd.DataFrame:
     """The cumulative (gain) columns of :func:`lift_table`: depth, bads captured, cumulative lift."""
-    t = lift_table(y, score, bins, method)
+    t = lift_table(y, score, bins, method, bad=bad)
     return t[["band", "min_score", "max_score", "cum_count", "cum_share", "cum_bad", "gain",
               "cum_bad_rate", "cum_lift", "ks"]]
 
 
 def approval_tradeoff(
-    y: Any, score: Any, cutoffs: int | Sequence[float] = 20
+    y: Any, score: Any, cutoffs: int | Sequence[float] = 20, *, bad: Any = None
 ) -> pd.DataFrame:
     """Approval-rate / bad-rate trade-off: approve when ``score < cutoff`` (lower score = safer).
 
@@ -358,7 +308,7 @@ def approval_tradeoff(
     ``approval_rate``, ``approved``, ``approved_bad``, ``approved_bad_rate`` (the cumulative bad
     rate of the book you would accept), ``rejected_bad_share`` (share of all bads turned away).
     """
-    yy, ss = _check(y, score)
+    yy, ss = _check(y, score, bad)
     if isinstance(cutoffs, int):
         q = np.quantile(ss, np.linspace(0, 1, cutoffs + 1)[1:])
         q[-1] = np.nextafter(ss.max(), np.inf)
@@ -385,13 +335,13 @@ def approval_tradeoff(
     )
 
 
-def confusion_at(y: Any, score: Any, cutoff: float) -> dict[str, float]:
+def confusion_at(y: Any, score: Any, cutoff: float, *, bad: Any = None) -> dict[str, float]:
     """Confusion metrics when ``score >= cutoff`` is predicted bad (positive = bad).
 
     Returns tp, fp, tn, fn, accuracy, precision, recall (= true-positive rate), fpr, specificity,
     f1 and approval_rate (share predicted good).
     """
-    yy, ss = _check(y, score)
+    yy, ss = _check(y, score, bad)
     pred = ss >= float(cutoff)
     tp = int(np.sum(pred & (yy == 1)))
     fp = int(np.sum(pred & (yy == 0)))
@@ -414,9 +364,9 @@ def confusion_at(y: Any, score: Any, cutoff: float) -> dict[str, float]:
     }
 
 
-def summary(y: Any, score: Any) -> dict[str, float]:
+def summary(y: Any, score: Any, *, bad: Any = None) -> dict[str, float]:
     """The headline numbers: n, bad count and rate, AUC, Gini, KS and the score where KS occurs."""
-    yy, ss = _check(y, score)
+    yy, ss = _check(y, score, bad)
     with shared_grouping() if _GROUP_CACHE.get() is None else contextlib.nullcontext():
         a = auc(yy, ss)
         k = ks(yy, ss)

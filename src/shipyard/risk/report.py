@@ -93,6 +93,8 @@ class ModelReport:
     predict bad when score ≤ cutoff).
     ``features`` optionally maps each data set name to a DataFrame of input columns for feature PSI.
     ``cutoff`` is the threshold for the confusion metrics (default: the reference set's KS score).
+    ``bad`` names the target value meaning bad when it is not 0/1 or a recognised pair
+    (:mod:`shipyard.risk.target`).
     """
 
     def __init__(
@@ -105,6 +107,7 @@ class ModelReport:
         features: Mapping[str, pd.DataFrame] | None = None,
         title: str = "Model report",
         model_name: str = "",
+        bad: Any = None,
     ) -> None:
         if not datasets:
             raise InvalidInput("ModelReport needs at least one data set", {"field": "datasets"})
@@ -115,7 +118,7 @@ class ModelReport:
         sign = 1.0 if higher_is_bad else -1.0
         self._data: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         for name, (y, s) in datasets.items():
-            yy = M.to_binary_target(y, field=f"{name}.target")
+            yy = M.to_binary_target(y, bad=bad, field=f"{name}.target")
             ss = M._score_array(s, field=f"{name}.score")
             if len(yy) != len(ss):
                 raise InvalidInput(

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from shipyard.risk.cli import bad_from_options, bad_option
+
 
 def register(group: click.Group) -> None:
     group.add_command(evaluate_command)
@@ -17,20 +19,20 @@ def register(group: click.Group) -> None:
 @click.option("--score", required=True, help="Score column (higher = riskier unless --higher-is-good).")
 @click.option("--test", "test_path", type=click.Path(dir_okay=False), default=None, help="Test data set.")
 @click.option("--oot", "oot_path", type=click.Path(dir_okay=False), default=None, help="Out-of-time data set.")
-@click.option("--bad-value", default=None, help="Target value that means bad.")
+@bad_option
 @click.option("--higher-is-good", is_flag=True, help="Score grows with creditworthiness (scorecard points).")
 @click.option("--bins", default=10, show_default=True, type=int, help="Deciles / bands / PSI bins.")
 @click.option("--cutoff", default=None, type=float, help="Cut-off for confusion metrics (default: KS score).")
 @click.option("--features", default=None, help="Comma-separated columns for feature PSI.")
+@click.option("--model", "model_name", default="", help="Name of the model that produced the score (shown in the report).")
 @click.option("-o", "--output", "output", type=click.Path(dir_okay=False), default="report.html",
               show_default=True, help="HTML report path.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
               help="Also write the JSON twin here.")
 def evaluate_command(data: str, target: str, score: str, test_path: str | None, oot_path: str | None,
-                     bad_value: str | None, higher_is_good: bool, bins: int, cutoff: float | None,
-                     features: str | None, output: str, json_path: str | None) -> None:
+                     bad: str | None, bad_value: str | None, higher_is_good: bool, bins: int, cutoff: float | None,
+                     features: str | None, model_name: str, output: str, json_path: str | None) -> None:
     """KS, AUC, Gini, lift/gain, approval trade-off and PSI report for DATA (+ --test/--oot)."""
-    from shipyard.data.cli import _coerce
     from shipyard.data.profile import load_table
     from shipyard.risk.report import ModelReport, atomic_write_text
 
@@ -39,8 +41,8 @@ def evaluate_command(data: str, target: str, score: str, test_path: str | None, 
 
     rep = ModelReport.from_frames(
         read(data), target=target, score=score, test=read(test_path), oot=read(oot_path),
-        bad=_coerce(bad_value), feature_columns=[f.strip() for f in features.split(",")] if features else None,
-        higher_is_bad=not higher_is_good, bins=bins, cutoff=cutoff, title=f"Model report: {score}",
+        bad=bad_from_options(bad, bad_value), feature_columns=[f.strip() for f in features.split(",")] if features else None,
+        higher_is_bad=not higher_is_good, bins=bins, cutoff=cutoff, title=f"Model report: {score}", model_name=model_name,
     )
     atomic_write_text(Path(output), rep.to_html())
     if json_path:

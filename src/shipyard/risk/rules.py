@@ -2,7 +2,8 @@
 
 A :class:`Rule` is an AND of :class:`Condition` s; a record that satisfies it is a **hit** (flagged,
 typically declined or sent to review). A :class:`RuleSet` flags a record when **any** of its rules
-hits. For a rule on data with binary target y (1 = bad):
+hits. For a rule on data with binary target y (1 = bad; read by :mod:`shipyard.risk.target`, so
+every function taking ``y`` also takes ``bad=``):
 
 * hit rate = hits / rows, bad rate = bads among hits / hits,
 * lift = bad rate / overall bad rate, recall = bads among hits / all bads.
@@ -22,8 +23,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from shipyard.errors import InvalidInput, SchemaMismatch
-from shipyard.risk.metrics import to_binary_target
+from shipyard.errors import InvalidInput, MissingColumn
+from shipyard.risk.target import binary_target
 
 __all__ = [
     "Condition",
@@ -93,7 +94,7 @@ class Condition:
     def mask(self, df: pd.DataFrame) -> np.ndarray:
         """Vectorised evaluation over a DataFrame; returns a boolean array."""
         if self.feature not in df.columns:
-            raise SchemaMismatch(
+            raise MissingColumn(
                 f"rule needs column {self.feature!r}, which the data does not have", {"field": self.feature}
             )
         col = df[self.feature]
@@ -169,7 +170,7 @@ class Rule:
     def matches(self, record: Mapping[str, Any]) -> bool:
         for c in self.conditions:
             if c.feature not in record:
-                raise SchemaMismatch(
+                raise MissingColumn(
                     f"rule {self.name!r} needs field {c.feature!r}, which the record does not have",
                     {"field": c.feature},
                 )
@@ -202,9 +203,9 @@ def _stats_from_masks(masks: np.ndarray, y: np.ndarray) -> pd.DataFrame:
     })
 
 
-def rule_stats(rules: Sequence[Rule], data: pd.DataFrame, y: Any) -> pd.DataFrame:
+def rule_stats(rules: Sequence[Rule], data: pd.DataFrame, y: Any, *, bad: Any = None) -> pd.DataFrame:
     """Hit rate, bad rate, lift and recall of each rule on ``data`` with target ``y`` (1 = bad)."""
-    yy = to_binary_target(y)
+    yy = binary_target(y, bad)
     if len(yy) != len(data):
         raise InvalidInput(f"data has {len(data)} rows but the target {len(yy)}", {"field": "target"})
     masks = np.vstack([r.mask(data) for r in rules]) if rules else np.zeros((0, len(data)), bool)
@@ -224,6 +225,7 @@ def threshold_rules(
     max_hit_rate: float = 0.3,
     min_lift: float = 1.5,
     max_categories: int = 50,
+    bad: Any = None,
 ) -> pd.DataFrame:
     """Single-variable rules ``x > t`` / ``x <= t`` (numeric) and ``x == c`` (categorical).
 
@@ -233,7 +235,7 @@ def threshold_rules(
     max_hit_rate`` and ``lift ≥ min_lift``; the table is sorted by lift. The ``rule`` column holds
     :class:`Rule` objects ready for :func:`select_rules`.
     """
-    yy = to_binary_target(y)
+    yy = binary_target(y, bad)
     if len(yy) != len(data):
         raise InvalidInput(f"data has {len(data)} rows but the target {len(yy)}", {"field": "target"})
     qs = np.asarray(quantiles if quantiles is not None else np.arange(1, 50) / 50.0)
@@ -312,6 +314,7 @@ def tree_rules(
     min_lift: float = 1.5,
     max_categories: int = 30,
     random_state: int = 0,
+    bad: Any = None,
 ) -> pd.DataFrame:
     """Rules read off the leaves of a CART tree (scikit-learn ``DecisionTreeClassifier``).
 
@@ -323,13 +326,14 @@ def tree_rules(
     """
     from sklearn.tree import DecisionTreeClassifier
 
-    yy = to_binary_target(y)
+    yy = binary_target(y, bad)
     if len(yy) != len(data):
         raise InvalidInput(f"data has {len(data)} rows but the target {len(yy)}", {"field": "target"})
     feats = list(features or data.columns)
     for f in feats:
         if f not in data.columns:
-            raise SchemaMismatch(f"feature {f!r} not in data", {"field": f})
+            raise MissingColumn(f"feature {f!r} is not a column of the data; pass one of {list(data.columns)[:20]}",
+                                {"field": f})
     X, meta = _tree_matrix(data, feats, max_categories)
     clf = DecisionTreeClassifier(max_depth=max_depth, min_samples_leaf=min_samples_leaf,
                                  random_state=random_state).fit(X, yy)
@@ -392,9 +396,9 @@ class RuleSet:
         fired = [r.name for r in self.rules if r.matches(record)]
         return {"hit": bool(fired), "rules": fired}
 
-    def stats(self, data: pd.DataFrame, y: Any) -> pd.DataFrame:
+    def stats(self, data: pd.DataFrame, y: Any, *, bad: Any = None) -> pd.DataFrame:
         """Per-rule statistics plus a final ``<ruleset>`` row for the union."""
-        yy = to_binary_target(y)
+        yy = binary_target(y, bad)
         per = rule_stats(self.rules, data, yy)
         union = _stats_from_masks(self.evaluate(data)[None, :], yy)
         union.insert(0, "rule", f"<{self.name}: any>")
@@ -451,6 +455,7 @@ def select_rules(
     max_rules: int = 10,
     min_marginal_bad: int = 1,
     name: str = "ruleset",
+    bad: Any = None,
 ) -> RuleSelection:
     """Greedy rule-set selection: catch the most bads within a hit-rate budget.
 
@@ -461,7 +466,7 @@ def select_rules(
     caught (recall) and bad rate of the set so far.
     """
     rules = list(candidates["rule"]) if isinstance(candidates, pd.DataFrame) else list(candidates)
-    yy = to_binary_target(y)
+    yy = binary_target(y, bad)
     if len(yy) != len(data):
         raise InvalidInput(f"data has {len(data)} rows but the target {len(yy)}", {"field": "target"})
     n, n_bad = len(yy), int(yy.sum())

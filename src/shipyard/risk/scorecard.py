@@ -30,9 +30,10 @@ from sklearn.base import BaseEstimator, clone
 from sklearn.linear_model import LogisticRegression
 from sklearn.utils.validation import check_is_fitted
 
-from shipyard.errors import InvalidInput, SchemaMismatch
+from shipyard.errors import InvalidInput, MissingColumn, ShipyardError
 from shipyard.risk.binning import Binner
-from shipyard.risk.binning._input import as_frame, binary_target
+from shipyard.risk.binning._input import as_frame, check_not_empty
+from shipyard.risk.target import binary_target, resolve_bad
 
 SPEC_FORMAT = "shipyard.scorecard"
 SPEC_VERSION = 1
@@ -58,7 +59,9 @@ class Scorecard(BaseEstimator):
     pdo, base_score, base_odds : scaling; see the module docstring (defaults 20, 600, 50).
     C : inverse regularisation strength of the logistic regression (default 1e6: practically none).
     round_points : round bin points to integers.
-    bad_value : target value meaning bad when the target is not 0/1 or good/bad.
+    bad : the target value meaning bad, when the target is not 0/1 or a recognised pair (good/bad,
+        Y/N, yes/no, True/False); see :mod:`shipyard.risk.target`.
+    bad_value : deprecated name of ``bad`` (warns; removed in the next release).
 
     Fitted: ``binner_``, ``intercept_``, ``coef_`` (``{variable: b}``), ``factor_``, ``offset_``,
     ``base_points_``, ``points_`` (``{variable: points per bin}``, bin layout of the binner).
@@ -66,7 +69,7 @@ class Scorecard(BaseEstimator):
 
     def __init__(self, binner: Binner | None = None, pdo: float = 20.0, base_score: float = 600.0,
                  base_odds: float = 50.0, C: float = 1e6, max_iter: int = 1000, round_points: bool = False,
-                 bad_value: Any = None) -> None:
+                 bad: Any = None, bad_value: Any = None) -> None:
         self.binner = binner
         self.pdo = pdo
         self.base_score = base_score
@@ -74,22 +77,27 @@ class Scorecard(BaseEstimator):
         self.C = C
         self.max_iter = max_iter
         self.round_points = round_points
+        self.bad = bad
         self.bad_value = bad_value
 
     def fit(self, X: Any, y: Any) -> Scorecard:
         factor, offset = scaling(self.pdo, self.base_score, self.base_odds)
         df = as_frame(X)
-        yv = binary_target(y, self.bad_value)
+        check_not_empty(df, "Scorecard")
+        yv = binary_target(y, resolve_bad(self.bad, self.bad_value, "Scorecard"))
+        if len(yv) != len(df):
+            raise InvalidInput(f"X has {len(df)} rows but y has {len(yv)}; pass one target value per row",
+                               {"field": "y"})
         if self.binner is not None and hasattr(self.binner, "bins_"):
             binner = self.binner
         else:
             binner = clone(self.binner) if self.binner is not None else Binner()
-            binner.set_params(bad_value=None)  # the target is already 0/1 here
+            binner.set_params(bad=None, bad_value=None)  # the target is already 0/1 here
             binner.fit(df, yv)
         W = _woe(binner, df)
         lr = LogisticRegression(C=self.C, max_iter=self.max_iter, tol=1e-10)
         lr.fit(W, yv)
-        names = [str(c) for c in binner.feature_names_in_]
+        names = list(binner.bins_)
         self.binner_ = binner
         self.factor_, self.offset_ = factor, offset
         self.intercept_ = float(lr.intercept_[0])
@@ -118,7 +126,7 @@ class Scorecard(BaseEstimator):
         total: np.ndarray | None = None
         for n, pts in self.points_.items():
             if n not in columns:
-                raise SchemaMismatch(f"column {n!r} is missing; the scorecard needs it", {"field": n})
+                raise MissingColumn(f"column {n!r} is missing; the scorecard needs it", {"field": n})
             fb = self.binner_.bins_[n]
             part = pts[fb.bin_index(self.binner_._column_values(fb, columns[n]))]
             total = part if total is None else total + part
@@ -132,7 +140,7 @@ class Scorecard(BaseEstimator):
         df = as_frame(X, names)
         absent = [c for c in names if c not in df.columns]
         if absent:
-            raise SchemaMismatch(f"columns {absent} are missing from X; the scorecard needs them",
+            raise MissingColumn(f"columns {absent} are missing from X; the scorecard needs them",
                                  {"field": "X", "missing": absent})
         out = self.score_arrays({c: df[c] for c in names})
         return out if len(out) else np.full(len(df), self.base_points_)
@@ -190,6 +198,8 @@ class Scorecard(BaseEstimator):
             card.coef_ = {str(k): float(v) for k, v in spec["coefficients"].items()}
             card.base_points_ = float(spec["base_points"])
             card.points_ = {str(k): np.asarray(v, dtype=np.float64) for k, v in spec["points"].items()}
+        except ShipyardError:
+            raise  # the binning spec's own message (input errors are also ValueError/KeyError)
         except (KeyError, TypeError, ValueError) as exc:
             raise InvalidInput(f"scorecard spec is malformed: {exc!r}", {"field": "spec"}) from exc
         for n, p in card.points_.items():
@@ -199,7 +209,7 @@ class Scorecard(BaseEstimator):
 
 
 def _woe(binner: Binner, df: pd.DataFrame) -> np.ndarray:
-    cols = list(binner.feature_names_in_)
+    cols = list(binner.bins_)
     out = np.empty((len(df), len(cols)))
     for j, c in enumerate(cols):
         fb = binner.bins_[c]

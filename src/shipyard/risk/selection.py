@@ -24,7 +24,8 @@ from sklearn.base import clone
 
 from shipyard.errors import InvalidInput
 from shipyard.risk.binning import Binner
-from shipyard.risk.binning._input import as_frame, binary_target
+from shipyard.risk.binning._input import as_frame, check_not_empty
+from shipyard.risk.target import binary_target, resolve_bad
 
 
 @dataclass
@@ -89,21 +90,28 @@ def select_variables(
     max_vif: float = 10.0,
     stepwise: str | None = "both",
     criterion: str = "aic",
+    bad: Any = None,
     bad_value: Any = None,
 ) -> SelectionResult:
     """Select variables (see the module docstring). ``binner``: fitted or not (default ``Binner()``);
-    ``stepwise``: ``forward``, ``backward``, ``both`` or ``None``; ``criterion``: ``aic`` or ``bic``."""
+    ``stepwise``: ``forward``, ``backward``, ``both`` or ``None``; ``criterion``: ``aic`` or ``bic``;
+    ``bad``: the target value meaning bad (:mod:`shipyard.risk.target`; ``bad_value`` is its
+    deprecated name)."""
     if stepwise not in (None, "forward", "backward", "both"):
         raise InvalidInput("stepwise must be 'forward', 'backward', 'both' or None", {"field": "stepwise"})
     if criterion not in ("aic", "bic"):
         raise InvalidInput("criterion must be 'aic' or 'bic'", {"field": "criterion"})
     df = as_frame(X)
-    yv = binary_target(y, bad_value)
+    check_not_empty(df, "select_variables")
+    yv = binary_target(y, resolve_bad(bad, bad_value, "select_variables"))
+    if len(yv) != len(df):
+        raise InvalidInput(f"X has {len(df)} rows but y has {len(yv)}; pass one target value per row",
+                           {"field": "y"})
     if binner is None or not hasattr(binner, "bins_"):
         binner = clone(binner) if binner is not None else Binner()
-        binner.set_params(output="woe", bad_value=None)  # the target is already 0/1 here
+        binner.set_params(output="woe", bad=None, bad_value=None)  # the target is already 0/1 here
         binner.fit(df, yv)
-    names = [str(c) for c in binner.feature_names_in_]
+    names = list(binner.bins_)
     W = pd.DataFrame(binner.transform(df), columns=names) if binner.output == "woe" else None
     if W is None:
         W = pd.DataFrame({c: binner.bins_[c].woe[binner.transform(df)[:, j].astype(int)]

@@ -8,10 +8,9 @@ the request id; 429/503 carry ``Retry-After``.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import weakref
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, FastAPI, Query
@@ -24,7 +23,7 @@ from shipyard.auth.http import RequestContext, allow
 from shipyard.auth.permissions import Action, Resource
 from shipyard.auth.principal import DEFAULT_PROJECT
 from shipyard.errors import InvalidInput, NotFound, PayloadTooLarge, ShipyardError
-from shipyard.http_util import read_body
+from shipyard.http_util import add_lifespan, read_body
 from shipyard.serving import openapi
 from shipyard.serving.codec import csv_records, dumps, model_records, parse_json, scene_records
 from shipyard.serving.engine import ServingEngine, new_request_id
@@ -576,15 +575,4 @@ def install(app: FastAPI, ws: Any, **options: Any) -> None:
         state.stop()
         state.metrics.close()
 
-    previous = app.router.lifespan_context
-
-    @contextlib.asynccontextmanager
-    async def lifespan(asgi_app: Any) -> AsyncIterator[Any]:
-        startup()
-        try:
-            async with previous(asgi_app) as value:
-                yield value
-        finally:
-            shutdown()
-
-    app.router.lifespan_context = lifespan
+    add_lifespan(app, startup, shutdown)

@@ -315,6 +315,219 @@ feature_training_sets = Table(
     Index("ix_feature_training_sets_name", "name", "created_at"),
 )
 
+# --- secrets --------------------------------------------------------------------------------
+# Values are Fernet tokens; the key never touches the database (see shipyard.secrets.keys).
+secrets = Table(
+    "secrets",
+    metadata,
+    Column("name", String(255), primary_key=True),
+    Column("ciphertext", Text, nullable=False),
+    Column("revision", Integer, nullable=False, default=1),
+    Column("created_at", BigInteger, nullable=False),
+    Column("created_by", String(255), nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+    Column("updated_by", String(255), nullable=False),
+)
+
+# --- data sources and versioned datasets ------------------------------------------------------
+# A spec names its credentials by secret name only; values stay in ``secrets``.
+data_sources = Table(
+    "data_sources",
+    metadata,
+    Column("name", String(255), primary_key=True),
+    Column("kind", String(16), nullable=False),
+    Column("spec", JSON, nullable=False, default=dict),
+    Column("description", Text, nullable=False, default=""),
+    Column("created_at", BigInteger, nullable=False),
+    Column("created_by", String(255), nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+    Column("updated_by", String(255), nullable=False),
+)
+
+datasets = Table(
+    "datasets",
+    metadata,
+    Column("name", String(255), primary_key=True),
+    Column("source", String(255), ForeignKey("data_sources.name"), nullable=False),
+    # what to read from the source: {"query": ...} | {"table": ...} | {"path": ..., "format": ...}
+    Column("spec", JSON, nullable=False, default=dict),
+    Column("description", Text, nullable=False, default=""),
+    Column("latest_version", Integer, nullable=False, default=0),
+    Column("created_at", BigInteger, nullable=False),
+    Column("created_by", String(255), nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+    Column("updated_by", String(255), nullable=False),
+)
+
+# Immutable; a row is inserted only after its Parquet file is complete in the artifact store.
+dataset_versions = Table(
+    "dataset_versions",
+    metadata,
+    Column("dataset", String(255), ForeignKey("datasets.name"), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("path", Text, nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("rows", BigInteger, nullable=False),
+    Column("schema", JSON, nullable=False, default=list),
+    Column("profile", JSON, nullable=False, default=dict),
+    Column("profile_path", Text, nullable=False, default=""),
+    Column("duration_ms", BigInteger, nullable=False, default=0),
+    Column("created_at", BigInteger, nullable=False),
+    Column("created_by", String(255), nullable=False),
+)
+
+# Lineage: who read which dataset version (tracking runs, model versions, feature views, pipeline runs).
+dataset_reads = Table(
+    "dataset_reads",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("dataset", String(255), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("reader_kind", String(32), nullable=False),
+    Column("reader_id", String(255), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("actor", String(255), nullable=False),
+    Index("ix_dataset_reads_dataset", "dataset", "version"),
+    Index("ix_dataset_reads_reader", "reader_kind", "reader_id"),
+)
+
+# --- pipelines ------------------------------------------------------------------------------
+pipelines = Table(
+    "pipelines",
+    metadata,
+    Column("name", String(255), primary_key=True),
+    Column("version", Integer, nullable=False),
+    Column("document", JSON, nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("created_by", String(255), nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+    Column("updated_by", String(255), nullable=False),
+)
+
+pipeline_runs = Table(
+    "pipeline_runs",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("pipeline", String(255), nullable=False),
+    Column("sha256", String(64), nullable=False),
+    # the validated document as run, so a run can be inspected or repeated after the file changed
+    Column("document", JSON, nullable=False),
+    Column("params", JSON, nullable=False, default=dict),
+    Column("selection", JSON, nullable=False, default=dict),
+    # queued -> running -> succeeded | failed | interrupted
+    Column("status", String(16), nullable=False),
+    Column("tracking_run_id", String(32)),
+    # an outside orchestrator's run id (Airflow's run_id); one Shipyard run per outside run
+    Column("external_id", String(255)),
+    Column("error", Text, nullable=False, default=""),
+    Column("started_at", BigInteger, nullable=False),
+    Column("finished_at", BigInteger),
+    Column("heartbeat_at", BigInteger),
+    Column("created_by", String(255), nullable=False),
+    UniqueConstraint("pipeline", "external_id", name="uq_pipeline_runs_external"),
+    Index("ix_pipeline_runs_pipeline", "pipeline", "started_at"),
+)
+
+pipeline_run_nodes = Table(
+    "pipeline_run_nodes",
+    metadata,
+    Column("run_id", String(32), ForeignKey("pipeline_runs.id"), primary_key=True),
+    Column("node_id", String(255), primary_key=True),
+    Column("component", String(512), nullable=False),
+    # pending -> running -> succeeded | cached | reused | failed | skipped | not_selected
+    Column("status", String(16), nullable=False),
+    Column("cache_key", String(64), nullable=False, default=""),
+    Column("reused_from", String(32)),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("tracking_run_id", String(32)),
+    Column("outputs", JSON, nullable=False, default=dict),
+    Column("metrics", JSON, nullable=False, default=dict),
+    Column("error", Text, nullable=False, default=""),
+    Column("log_path", Text, nullable=False, default=""),
+    Column("started_at", BigInteger),
+    Column("finished_at", BigInteger),
+    Column("updated_at", BigInteger, nullable=False),
+)
+
+# Content-addressed node results: key = hash(component code, params, input contents).
+pipeline_cache = Table(
+    "pipeline_cache",
+    metadata,
+    Column("cache_key", String(64), primary_key=True),
+    Column("component", String(512), nullable=False),
+    Column("outputs", JSON, nullable=False),
+    Column("metrics", JSON, nullable=False, default=dict),
+    Column("run_id", String(32), nullable=False),
+    Column("node_id", String(255), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+)
+
+# --- scheduler ------------------------------------------------------------------------------
+schedules = Table(
+    "schedules",
+    metadata,
+    Column("name", String(255), primary_key=True),
+    Column("kind", String(64), nullable=False),
+    Column("target", Text, nullable=False, default=""),
+    Column("args", JSON, nullable=False, default=dict),
+    Column("cron", String(255)),
+    Column("interval_s", Float),
+    Column("timezone", String(64), nullable=False, default="UTC"),
+    # catchup | skip | latest
+    Column("missed", String(16), nullable=False, default="skip"),
+    Column("max_concurrency", Integer, nullable=False, default=1),
+    Column("max_catchup", Integer, nullable=False, default=100),
+    Column("timeout_s", Float),
+    Column("paused", Boolean, nullable=False, default=False),
+    # the next slot not yet started (ms); advanced in the same transaction that records a run
+    Column("next_slot_at", BigInteger),
+    Column("description", Text, nullable=False, default=""),
+    Column("created_at", BigInteger, nullable=False),
+    Column("created_by", String(255), nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+    Column("updated_by", String(255), nullable=False),
+)
+
+schedule_runs = Table(
+    "schedule_runs",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("schedule", String(255), ForeignKey("schedules.name"), nullable=False),
+    # "slot:<ms>" for a scheduled slot, "manual:<id>" for a trigger: one row per slot, ever
+    Column("slot_key", String(64), nullable=False),
+    Column("slot_at", BigInteger, nullable=False),
+    Column("trigger", String(16), nullable=False),
+    # queued -> running -> succeeded | failed | interrupted | skipped
+    Column("status", String(16), nullable=False),
+    # fencing token of the lease under which the run was started, and the holder's name
+    Column("token", BigInteger),
+    Column("holder", String(255)),
+    Column("queued_at", BigInteger, nullable=False),
+    Column("started_at", BigInteger),
+    Column("finished_at", BigInteger),
+    Column("log", Text, nullable=False, default=""),
+    Column("error", Text, nullable=False, default=""),
+    Column("result", JSON, nullable=False, default=dict),
+    Column("actor", String(255), nullable=False),
+    UniqueConstraint("schedule", "slot_key", name="uq_schedule_runs_slot"),
+    Index("ix_schedule_runs_schedule", "schedule", "queued_at"),
+    Index("ix_schedule_runs_status", "status"),
+)
+
+# One row per lease name; the token grows by one at every change of holder (fencing).
+scheduler_lease = Table(
+    "scheduler_lease",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("holder", String(255), nullable=False),
+    Column("token", BigInteger, nullable=False),
+    Column("acquired_at", BigInteger, nullable=False),
+    Column("renewed_at", BigInteger, nullable=False),
+    Column("expires_at", BigInteger, nullable=False),
+)
+
 # --- auth (kept in the server's own database; other projects' databases hold these tables empty)
 # People and service accounts. A password hash (argon2) only for people who log in with one.
 users = Table(
@@ -371,6 +584,18 @@ role_bindings = Table(
     Column("role", String(32), primary_key=True),
     Column("granted_at", BigInteger, nullable=False),
     Column("granted_by", String(255), nullable=False),
+)
+
+# Single sign-on accounts: the provider's (issuer, subject) pair is the identity, not the user name,
+# so a name reused at the provider never signs in to someone else's account.
+oidc_identities = Table(
+    "oidc_identities",
+    metadata,
+    Column("issuer", String(512), primary_key=True),
+    Column("subject", String(255), primary_key=True),
+    Column("user", String(255), ForeignKey("users.name"), nullable=False, unique=True),
+    Column("created_at", BigInteger, nullable=False),
+    Column("last_login_at", BigInteger),
 )
 
 # Scenes and models whose prediction endpoints answer without a token.

@@ -72,10 +72,11 @@ def register(group: click.Group) -> None:
     @click.argument("run_id")
     @click.pass_context
     def show_run(ctx: click.Context, run_id: str) -> None:
-        """Info, params, metrics, tags and artifacts of one run."""
+        """Info, params, metrics, tags and artifacts of one run (RUN_ID or its unique first characters)."""
         from shipyard.cli import workspace_from
 
         tracking = workspace_from(ctx).tracking
+        run_id = tracking.resolve_run_id(run_id)
         record = tracking.get_run(run_id)
         info = record.info
         fields = [
@@ -100,10 +101,11 @@ def register(group: click.Group) -> None:
     @click.argument("run_ids", nargs=-1, required=True)
     @click.pass_context
     def compare(ctx: click.Context, run_ids: tuple[str, ...]) -> None:
-        """Params and metrics of several runs side by side."""
+        """Params and metrics of several runs side by side (ids or their unique first characters)."""
         from shipyard.cli import workspace_from
 
-        frame = workspace_from(ctx).tracking.compare_runs(list(run_ids))
+        tracking = workspace_from(ctx).tracking
+        frame = tracking.compare_runs([tracking.resolve_run_id(r) for r in run_ids])
         headers = ["field"] + [str(c)[:12] for c in frame.columns]
         rows = [[index] + list(values) for index, values in zip(frame.index, frame.values.tolist(), strict=True)]
         click.echo(format_table(headers, rows))

@@ -356,6 +356,11 @@ class Tracking:
     def get_run(self, run_id: str) -> RunRecord:
         return queries.get_run(self.store, run_id)
 
+    def resolve_run_id(self, text: str) -> str:
+        """The full id of the run ``text`` names: its id, or a prefix that only it starts with
+        (an ambiguous prefix raises ``InvalidInput`` listing the candidates)."""
+        return queries.resolve_run_id(self.store, text)
+
     def metric_history(self, run_id: str, key: str) -> list[Metric]:
         return queries.metric_history(self.store, run_id, key)
 

@@ -51,6 +51,35 @@ def get_run(store: MetadataStore, run_id: str) -> RunRecord:
         return _records(conn, [row])[0]
 
 
+PREFIX_CANDIDATES = 10
+
+
+def resolve_run_id(store: MetadataStore, text: str) -> str:
+    """The run id ``text`` names: the id itself, or the one id starting with it."""
+    text = text.strip()
+    if not text:
+        raise InvalidInput("the run id is empty; give a run id or its first characters", {"field": "run_id"})
+    with store.read() as conn:
+        if conn.execute(sa.select(runs.c.id).where(runs.c.id == text)).first() is not None:
+            return text
+        found = conn.execute(
+            sa.select(runs.c.id, runs.c.name).where(runs.c.id.startswith(text, autoescape=True))
+            .order_by(runs.c.id).limit(PREFIX_CANDIDATES + 1)
+        ).all()
+    if not found:
+        raise NotFound(f"run {text!r} does not exist, and no run id starts with it; check the id with "
+                       "`shipyard runs list`", {"run_id": text})
+    if len(found) == 1:
+        return str(found[0].id)
+    shown = found[:PREFIX_CANDIDATES]
+    listed = ", ".join(f"{r.id} ({r.name})" if r.name else str(r.id) for r in shown)
+    more = " and more" if len(found) > PREFIX_CANDIDATES else ""
+    raise InvalidInput(
+        f"run id prefix {text!r} is ambiguous: it matches {listed}{more}; give more characters",
+        {"field": "run_id", "candidates": [str(r.id) for r in shown]},
+    )
+
+
 def metric_history(store: MetadataStore, run_id: str, key: str) -> list[Metric]:
     query = (
         sa.select(run_metrics.c.key, run_metrics.c.value, run_metrics.c.step, run_metrics.c.timestamp)

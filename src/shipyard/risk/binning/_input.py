@@ -6,56 +6,49 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
-from shipyard.errors import InvalidInput, SchemaMismatch
+from shipyard.errors import InvalidInput, InvalidType, SchemaMismatch
 
 
-def as_frame(X: Any, names: list[str] | None = None) -> pd.DataFrame:
+def as_frame(X: Any, names: list[str] | None = None, *, field: str = "X") -> pd.DataFrame:
+    """``X`` (DataFrame, dict of columns or 2-D array) as a DataFrame with text column names;
+    ``names`` name the columns of an array when there are as many."""
+    check_dense(X, field)
     if isinstance(X, pd.DataFrame):
-        return X
-    if isinstance(X, dict):
-        return pd.DataFrame(X)
-    arr = np.asarray(X)
-    if arr.ndim != 2:
-        raise InvalidInput(f"X must be a 2-D table, got an array of shape {arr.shape}; pass a DataFrame",
-                           {"field": "X"})
-    cols = names if names is not None and len(names) == arr.shape[1] else [f"x{i}" for i in range(arr.shape[1])]
-    return pd.DataFrame(arr, columns=cols)
-
-
-def binary_target(y: Any, bad_value: Any = None) -> np.ndarray:
-    """The target as a float array of 0/1 (1 = bad). Accepts 0/1, booleans, or any two values when
-    ``bad_value`` names the bad one (``good``/``bad`` strings are recognised without it)."""
-    s = pd.Series(np.asarray(y).ravel() if not isinstance(y, pd.Series) else y.to_numpy())
-    if s.isna().any():
-        raise InvalidInput(f"target has {int(s.isna().sum())} missing values; drop those rows first",
-                           {"field": "target"})
-    uniq = pd.unique(s)
-    if len(uniq) > 2:
-        shown = [str(u) for u in uniq[:5]]
-        raise InvalidInput(
-            f"target must be binary (two classes, 1 = bad); found {len(uniq)} distinct values {shown}...; "
-            "recode it to 0/1", {"field": "target", "n_classes": len(uniq)})
-    if bad_value is not None:
-        out = (s == bad_value).to_numpy(dtype=np.float64)
-        if not out.any() and str(bad_value) not in {str(u) for u in uniq}:
-            raise InvalidInput(f"bad_value={bad_value!r} does not occur in the target (values: "
-                               f"{[str(u) for u in uniq]})", {"field": "bad_value"})
+        df = X
+    elif isinstance(X, dict):
+        df = pd.DataFrame(X)
     else:
-        vals = {str(u).lower() for u in uniq}
-        if vals <= {"good", "bad"}:
-            out = (s.astype(str).str.lower() == "bad").to_numpy(dtype=np.float64)
-        elif s.dtype == bool or vals <= {"0", "1", "0.0", "1.0", "true", "false"}:
-            out = s.astype(float).to_numpy(dtype=np.float64)
-        else:
-            raise InvalidInput(
-                f"target values {[str(u) for u in uniq]} are not 0/1; pass bad_value= to say which is bad",
-                {"field": "target"})
-    if out.sum() == 0 or out.sum() == len(out):
-        raise InvalidInput(
-            "target has only one class (all good or all bad); binning and WOE need both bad and good rows",
-            {"field": "target"})
-    return out
+        arr = np.asarray(X)
+        if arr.ndim != 2:
+            raise InvalidInput(f"{field} must be a 2-D table, got an array of shape {arr.shape}. Reshape your "
+                               "data with X.reshape(-1, 1) for a single feature or X.reshape(1, -1) for a single "
+                               "sample, or pass a DataFrame", {"field": field})
+        cols = names if names is not None and len(names) == arr.shape[1] else [f"x{i}" for i in range(arr.shape[1])]
+        df = pd.DataFrame(arr, columns=cols)
+    if any(not isinstance(c, str) for c in df.columns):
+        df = df.rename(columns=str)
+    complex_cols = [c for c, t in df.dtypes.items() if getattr(t, "kind", "") == "c"]
+    if complex_cols:
+        raise InvalidType(f"Complex data not supported: columns {complex_cols} hold complex numbers; pass their "
+                          "real parts or magnitudes", {"field": complex_cols[0]})
+    return df
+
+
+def check_dense(X: Any, field: str = "X") -> None:
+    if sp.issparse(X):
+        raise InvalidType(f"{field} is a sparse matrix, and sparse input is not supported; pass a dense array or "
+                          "DataFrame (X.toarray())", {"field": field})
+
+
+def check_not_empty(df: pd.DataFrame, where: str, field: str = "X") -> None:
+    if df.shape[1] == 0:
+        raise InvalidInput(f"{field} has 0 feature(s) (shape={df.shape}) while a minimum of 1 is required by "
+                           f"{where}; pass at least one column", {"field": field})
+    if len(df) == 0:
+        raise InvalidInput(f"{field} is empty (0 rows, {df.shape[1]} columns); {where} needs rows with both good "
+                           "and bad outcomes", {"field": field, "rows": 0})
 
 
 def column_kind(s: pd.Series, forced_categorical: bool) -> str:

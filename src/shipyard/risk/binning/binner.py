@@ -9,13 +9,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils import ClassifierTags, Tags
+from sklearn.utils.validation import check_is_fitted, validate_data
 
-from shipyard.errors import InvalidInput, SchemaMismatch
+from shipyard.errors import InvalidInput, InvalidType, MissingColumn, SchemaMismatch
 from shipyard.risk.binning._input import (
     as_frame,
-    binary_target,
     categorical_values,
+    check_dense,
+    check_not_empty,
     column_kind,
     numeric_values,
 )
@@ -28,6 +30,7 @@ from shipyard.risk.binning.feature import (
     fit_categorical_groups,
     fit_numeric_cuts,
 )
+from shipyard.risk.target import binary_target, resolve_bad
 from shipyard.risk.woe import check_sign
 
 SPEC_FORMAT = "shipyard.binning"
@@ -63,14 +66,23 @@ class Binner(TransformerMixin, BaseEstimator):
     special_values : values that get a bin each; a list for all columns or ``{column: [values]}``.
     cuts : manual cut points ``{column: [c1, c2, ...]}`` (categorical: ``{column: [[a, b], [c]]}``)
         that replace the method for those columns.
-    columns : the columns to bin (default: all columns of ``X``).
-    bad_value : the target value meaning "bad" when the target is not 0/1 or good/bad.
+    columns : the columns to bin (default: all columns of ``X``); ``transform`` still takes every
+        column ``X`` had at fit time, like any scikit-learn transformer, and returns the binned ones.
+    bad : the target value meaning bad, when the target is not 0/1 or a recognised pair
+        (good/bad, Y/N, yes/no, True/False); see :mod:`shipyard.risk.target`.
+    bad_value : deprecated name of ``bad`` (warns; removed in the next release).
     woe_sign : ``bad_over_good`` (default, WOE = ln(bad%/good%)) or ``good_over_bad``.
     smoothing : count used in place of an empty class in a bin (see :mod:`shipyard.risk.woe`).
     output : ``woe`` (default) or ``index`` (bin numbers, layout in :mod:`...binning.feature`).
 
-    Fitted attributes: ``bins_`` (``{column: FeatureBins}``), ``feature_names_in_``,
-    ``n_features_in_``, ``total_bad_``, ``total_good_``.
+    Fitted attributes: ``bins_`` (``{column: FeatureBins}``, in output order), ``n_features_in_``,
+    ``feature_names_in_`` (when ``X`` had text column names, as in scikit-learn), ``input_columns_``
+    (the names ``transform`` reads: column names, or ``x0``, ``x1``, ... for an array),
+    ``total_bad_``, ``total_good_``. :meth:`merged_table` lists the categories too rare for a bin of
+    their own that were merged into another bin.
+
+    scikit-learn contract: ``sklearn.utils.estimator_checks`` passes except the checks listed in
+    ``tests/risk/test_sklearn_contract.py`` with the reason each does not apply.
     """
 
     def __init__(
@@ -86,6 +98,7 @@ class Binner(TransformerMixin, BaseEstimator):
         special_values: Sequence[Any] | Mapping[str, Sequence[Any]] | None = None,
         cuts: Mapping[str, Sequence[Any]] | None = None,
         columns: Sequence[str] | None = None,
+        bad: Any = None,
         bad_value: Any = None,
         woe_sign: str = "bad_over_good",
         smoothing: float = 0.5,
@@ -102,6 +115,7 @@ class Binner(TransformerMixin, BaseEstimator):
         self.special_values = special_values
         self.cuts = cuts
         self.columns = columns
+        self.bad = bad
         self.bad_value = bad_value
         self.woe_sign = woe_sign
         self.smoothing = smoothing
@@ -138,28 +152,67 @@ class Binner(TransformerMixin, BaseEstimator):
             return list(sv.get(col, []))
         return list(sv)
 
+    # ------------------------------------------------------------------ sklearn
+    def __sklearn_tags__(self) -> Tags:
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True  # missing values get a bin of their own
+        tags.input_tags.string = True  # text columns are binned as categories
+        tags.input_tags.categorical = True
+        tags.target_tags.required = True
+        tags.classifier_tags = ClassifierTags(multi_class=False)  # the target is binary (1 = bad)
+        tags.transformer_tags.preserves_dtype = []  # always float64 (WOE or bin index)
+        return tags
+
+    def _target(self, y: Any, X_rows: int) -> np.ndarray:
+        if y is None:
+            raise InvalidInput("Binner requires y to be passed, but the target y is None; pass the binary "
+                               "target (1 = bad)", {"field": "y"})
+        yv = binary_target(y, resolve_bad(self.bad, self.bad_value, "Binner"), field="target")
+        if len(yv) != X_rows:
+            raise InvalidInput(f"X has {X_rows} rows but y has {len(yv)}; pass one target value per row",
+                               {"field": "y"})
+        return yv.astype(np.float64)
+
+    def _validate_columns(self, X: Any, reset: bool) -> None:
+        """Column count and names against fit time, by scikit-learn's own rules and messages."""
+        names = getattr(self, "feature_names_in_", None)
+        if not reset and names is not None and isinstance(X, pd.DataFrame) and list(X.columns) == list(names):
+            return  # the fit-time columns in order: what scikit-learn's check would pass, found cheaply
+        try:
+            validate_data(self, X if not isinstance(X, dict) else pd.DataFrame(X), reset=reset,
+                          skip_check_array=True)
+        except TypeError as exc:  # non-text column names mixed with text ones
+            raise InvalidType(f"{exc}; give every column a text name", {"field": "X"}) from None
+        except ValueError as exc:
+            raise SchemaMismatch(f"{exc} Pass the columns Binner was fitted on "
+                                 f"({_preview(self.input_columns_)}), in that order",
+                                 {"field": "X", "expected": list(self.input_columns_)}) from None
+
     # ------------------------------------------------------------------ fit
     def fit(self, X: Any, y: Any) -> Binner:
         params = self._params()
         df = as_frame(X)
-        yv = binary_target(y, self.bad_value)
-        if len(df) != len(yv):
-            raise InvalidInput(f"X has {len(df)} rows but y has {len(yv)}", {"field": "y"})
+        check_not_empty(df, "Binner")
+        yv = self._target(y, len(df))
         cols = list(self.columns) if self.columns is not None else [str(c) for c in df.columns]
         absent = [c for c in cols if c not in df.columns]
         if absent:
-            raise InvalidInput(f"columns {absent} are not in X", {"field": "columns", "missing": absent})
+            raise MissingColumn(f"columns= lists {absent}, which X does not have; its columns are "
+                                f"{_preview(df.columns)}", {"field": "columns", "missing": absent})
         forced = set(self.categorical or [])
-        self.total_bad_ = float(yv.sum())
-        self.total_good_ = float(len(yv) - yv.sum())
-        self.bins_: dict[str, FeatureBins] = {}
+        total_bad = float(yv.sum())
+        total_good = float(len(yv) - yv.sum())
+        bins: dict[str, FeatureBins] = {}
         for c in cols:
-            self.bins_[c] = self._fit_column(df[c], yv, params, c in forced)
-        self.feature_names_in_ = np.asarray(cols, dtype=object)
-        self.n_features_in_ = len(cols)
+            bins[c] = self._fit_column(df[c], yv, params, c in forced, total_bad, total_good)
+        self._validate_columns(X, reset=True)
+        self.input_columns_ = np.asarray([str(c) for c in df.columns], dtype=object)
+        self.total_bad_, self.total_good_ = total_bad, total_good
+        self.bins_ = bins
         return self
 
-    def _fit_column(self, s: pd.Series, y: np.ndarray, p: BinningParams, forced: bool) -> FeatureBins:
+    def _fit_column(self, s: pd.Series, y: np.ndarray, p: BinningParams, forced: bool, total_bad: float,
+                    total_good: float) -> FeatureBins:
         name = str(s.name)
         kind = column_kind(s, forced)
         specials = self._specials_for(name)
@@ -193,7 +246,7 @@ class Binner(TransformerMixin, BaseEstimator):
                     raise InvalidInput(f"manual cuts for {name!r} must be finite numbers", {"field": name})
                 method = "manual"
             else:
-                cuts = fit_numeric_cuts(xs, xb, p, n, self.total_bad_, self.total_good_)
+                cuts = fit_numeric_cuts(xs, xb, p, n, total_bad, total_good)
                 method = p.method
             fb = FeatureBins(name=name, kind="numeric", cuts=cuts, special_values=specials, method=method)
             bad, good = counts_sorted(xs, xb, np.asarray(cuts, dtype=np.float64))
@@ -202,7 +255,7 @@ class Binner(TransformerMixin, BaseEstimator):
             eb = [float(np.count_nonzero(mk & ybad)) if mk.any() else 0.0 for mk in extra]
             eg = [float(np.count_nonzero(mk)) - b for mk, b in zip(extra, eb, strict=True)]
             fb.set_counts(np.concatenate([bad, eb]), np.concatenate([good, eg]), self.woe_sign,
-                          self.smoothing, self.total_bad_, self.total_good_)
+                          self.smoothing, total_bad, total_good)
             return fb
         v = categorical_values(s)
         miss = pd.isna(v)
@@ -221,10 +274,13 @@ class Binner(TransformerMixin, BaseEstimator):
                 groups.append(leftover)
             method = "manual"
         else:
-            groups = fit_categorical_groups(vs[reg], y[reg], p, n, self.total_bad_, self.total_good_)
+            groups = fit_categorical_groups(vs[reg], y[reg], p, n, total_bad, total_good)
             method = p.method
         fb = FeatureBins(name=name, kind="categorical", groups=groups, special_values=specials, method=method)
-        fb.refit_counts(v, y, self.woe_sign, self.smoothing, self.total_bad_, self.total_good_)
+        fb.refit_counts(v, y, self.woe_sign, self.smoothing, total_bad, total_good)
+        if manual is None:
+            fb.note_merged(vs[reg], y[reg], n, p.min_bin_share, p.rare_share, self.woe_sign, self.smoothing,
+                           total_bad, total_good)
         return fb
 
     def set_cuts(self, column: str, cuts: Sequence[Any], X: Any, y: Any) -> Binner:
@@ -234,13 +290,17 @@ class Binner(TransformerMixin, BaseEstimator):
         if column not in self.bins_:
             raise InvalidInput(f"column {column!r} was not binned; fitted columns: {list(self.bins_)}",
                                {"field": "column"})
-        df = as_frame(X)
-        yv = binary_target(y, self.bad_value)
+        df = as_frame(X, list(self.input_columns_))
+        if column not in df.columns:
+            raise MissingColumn(f"X has no column {column!r}; pass the data the Binner was fitted on",
+                                {"field": column})
+        yv = self._target(y, len(df))
         old = self.cuts
         self.cuts = {**(dict(old) if old else {}), column: list(cuts)}
         try:
             self.bins_[column] = self._fit_column(df[column], yv, self._params(),
-                                                  self.bins_[column].kind == "categorical")
+                                                  self.bins_[column].kind == "categorical",
+                                                  float(yv.sum()), float(len(yv) - yv.sum()))
         finally:
             self.cuts = old
         return self
@@ -258,33 +318,50 @@ class Binner(TransformerMixin, BaseEstimator):
         return np.asarray(data, dtype=object)
 
     def transform(self, X: Any) -> np.ndarray:
-        """WOE (or bin index) of every binned column, as a float array in ``feature_names_in_`` order."""
+        """WOE (or bin index) of every binned column, as a float array in ``bins_`` order.
+
+        ``X`` has the columns of fit time, in the same order (as scikit-learn requires): a different
+        number of columns, or other names, raise :class:`~shipyard.errors.SchemaMismatch`."""
         check_is_fitted(self, "bins_")
-        names = list(self.feature_names_in_)
+        check_dense(X)
+        names = list(self.input_columns_)
         df = as_frame(X, names)
-        absent = [c for c in names if c not in df.columns]
-        if absent:
-            raise SchemaMismatch(f"columns {absent} were binned at fit time but are missing from X; add them",
-                                 {"field": "X", "missing": absent})
-        return self.transform_arrays({c: df[c] for c in names}, len(df))
+        self._validate_columns(X, reset=False)
+        if list(df.columns) != names:  # same count (validated): an array, or names fit did not record
+            df = df.set_axis(names, axis=1)
+        return self.transform_arrays({c: df[c] for c in self.bins_}, len(df))
 
     def transform_arrays(self, columns: Mapping[str, Any], n_rows: int | None = None) -> np.ndarray:
-        """NumPy fast path: ``{column: 1-D array}`` -> ``(n_rows, n_features)`` float array."""
-        names = list(self.feature_names_in_)
+        """NumPy fast path: ``{column: 1-D array}`` (the binned columns, by name; others are
+        ignored) -> ``(n_rows, n_binned)`` float array."""
+        check_is_fitted(self, "bins_")
+        names = list(self.bins_)
         if n_rows is None:
             n_rows = len(next(iter(columns.values()))) if columns else 0
         out = np.empty((n_rows, len(names)), dtype=np.float64, order="F")  # column writes stay contiguous
         for j, c in enumerate(names):
             if c not in columns:
-                raise SchemaMismatch(f"column {c!r} is missing; the binning spec needs it", {"field": c})
+                raise MissingColumn(f"column {c!r} is missing; the binning spec needs it", {"field": c})
             fb = self.bins_[c]
             idx = fb.bin_index(self._column_values(fb, columns[c]))
             out[:, j] = fb.woe[idx] if self.output == "woe" else idx
         return out
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
+        """The output columns: the binned ones, named as in ``input_features`` when given."""
         check_is_fitted(self, "bins_")
-        return np.asarray(list(self.feature_names_in_), dtype=object)
+        names = [str(c) for c in self.input_columns_]
+        if input_features is None:
+            return np.asarray(list(self.bins_), dtype=object)
+        given = [str(f) for f in input_features]
+        if len(given) != len(names):
+            raise InvalidInput(f"input_features has {len(given)} names, but Binner was fitted on {len(names)} "
+                               "columns; give one name per input column", {"field": "input_features"})
+        if hasattr(self, "feature_names_in_") and given != names:
+            raise InvalidInput(f"input_features is not equal to feature_names_in_ ({_preview(names)}); pass "
+                               "those names or None", {"field": "input_features"})
+        rename = dict(zip(names, given, strict=True))
+        return np.asarray([rename[c] for c in self.bins_], dtype=object)
 
     # ------------------------------------------------------------------ tables
     def iv_table(self) -> pd.DataFrame:
@@ -293,6 +370,15 @@ class Binner(TransformerMixin, BaseEstimator):
         rows = [{"variable": c, "iv": fb.iv, "n_bins": fb.n_regular, "kind": fb.kind, "method": fb.method}
                 for c, fb in self.bins_.items()]
         return pd.DataFrame(rows).sort_values(["iv", "variable"], ascending=[False, True], ignore_index=True)
+
+    def merged_table(self) -> pd.DataFrame:
+        """Categories too rare for a bin of their own that were merged into another bin: variable,
+        category, share of rows, the bin joined, reason (``min_bin_share`` or ``rare_share``), and the
+        variable's IV with one bin per category (``iv_unmerged``) next to its fitted IV."""
+        check_is_fitted(self, "bins_")
+        rows = [{"variable": c, **m, "iv_unmerged": fb.iv_unmerged, "iv": fb.iv}
+                for c, fb in self.bins_.items() for m in fb.merged]
+        return pd.DataFrame(rows, columns=["variable", "category", "share", "bin", "reason", "iv_unmerged", "iv"])
 
     def bin_table(self, column: str) -> pd.DataFrame:
         """Bins of one column: label, count, bad, good, bad rate, WOE, IV."""
@@ -311,6 +397,8 @@ class Binner(TransformerMixin, BaseEstimator):
             "format": SPEC_FORMAT, "version": SPEC_VERSION, "woe_sign": self.woe_sign,
             "smoothing": float(self.smoothing), "output": self.output, "method": METHODS[self.method],
             "total_bad": self.total_bad_, "total_good": self.total_good_,
+            "input_columns": [str(c) for c in self.input_columns_],
+            "input_columns_named": hasattr(self, "feature_names_in_"),  # fitted on named columns, not an array
             "features": [fb.to_dict() for fb in self.bins_.values()],
         }
 
@@ -332,8 +420,15 @@ class Binner(TransformerMixin, BaseEstimator):
         b._params()
         feats = [FeatureBins.from_dict(d) for d in spec.get("features", [])]
         b.bins_ = {fb.name: fb for fb in feats}
-        b.feature_names_in_ = np.asarray([fb.name for fb in feats], dtype=object)
-        b.n_features_in_ = len(feats)
+        inputs = [str(c) for c in spec.get("input_columns", [fb.name for fb in feats])]
+        absent = [fb.name for fb in feats if fb.name not in inputs]
+        if absent:
+            raise InvalidInput(f"binning spec: features {absent} are not among its input_columns",
+                               {"field": "input_columns"})
+        b.input_columns_ = np.asarray(inputs, dtype=object)
+        if spec.get("input_columns_named", True):
+            b.feature_names_in_ = np.asarray(inputs, dtype=object)
+        b.n_features_in_ = len(inputs)
         b.total_bad_ = float(spec.get("total_bad", 0.0))
         b.total_good_ = float(spec.get("total_good", 0.0))
         return b
@@ -350,3 +445,9 @@ def _small_numeric(data: np.ndarray, name: str) -> np.ndarray:
         else:
             return numeric_values(pd.Series(data, name=name))  # text and other types: the full rules
     return out
+
+
+def _preview(names: Any, limit: int = 20) -> str:
+    shown = [str(n) for n in list(names)[:limit]]
+    more = len(names) - len(shown)
+    return ", ".join(shown) + (f", ... ({more} more)" if more > 0 else "")

@@ -52,6 +52,9 @@ class FeatureBins:
     good: np.ndarray = field(default_factory=lambda: np.zeros(0))
     woe: np.ndarray = field(default_factory=lambda: np.zeros(0))
     iv_bins: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    # rare categories that share a bin with others: {"category", "share", "bin", "reason"} each
+    merged: list[dict[str, Any]] = field(default_factory=list)
+    iv_unmerged: float | None = None  # IV with one bin per category, when some were merged
     _lookup: pd.Index | None = field(default=None, repr=False, compare=False)
     _lookup_bins: np.ndarray | None = field(default=None, repr=False, compare=False)
     _lookup_dict: dict[str, int] | None = field(default=None, repr=False, compare=False)
@@ -152,6 +155,35 @@ class FeatureBins:
         self.good = n - self.bad
         self.woe, self.iv_bins = woe_iv(self.bad, self.good, total_bad, total_good, sign, smoothing)  # type: ignore[arg-type]
 
+    def note_merged(self, values: np.ndarray, y: np.ndarray, n_total: int, min_bin_share: float,
+                    rare_share: float, sign: str, smoothing: float, total_bad: float, total_good: float) -> None:
+        """Record the categories too rare for a bin of their own that share one with others.
+
+        ``values``/``y``: the regular (not missing, not special) values as text and their targets.
+        A category below ``min_bin_share`` of all rows cannot be a bin of its own; one below
+        ``rare_share`` was pooled before grouping. ``iv_unmerged`` is the IV with one bin per
+        category (the special and missing bins as fitted), so the cost of merging can be read off."""
+        self.merged, self.iv_unmerged = [], None
+        if self.kind != "categorical" or len(values) == 0:
+            return
+        codes, names = pd.factorize(values, sort=True)
+        n = np.bincount(codes, minlength=len(names)).astype(np.float64)
+        b = np.bincount(codes, weights=y, minlength=len(names))
+        share = n / n_total
+        labels = self.labels()
+        group_of = {c: g for g, grp in enumerate(self.groups) for c in grp}
+        for i, name in enumerate(str(v) for v in names):
+            g = group_of.get(name)
+            if g is None or len(self.groups[g]) < 2 or share[i] >= max(min_bin_share, rare_share):
+                continue
+            self.merged.append({"category": name, "share": float(share[i]), "bin": labels[g],
+                                "reason": "rare_share" if share[i] < rare_share else "min_bin_share"})
+        if self.merged:
+            r = self.n_regular
+            _, iv = woe_iv(np.concatenate([b, self.bad[r:]]), np.concatenate([n - b, self.good[r:]]),
+                           total_bad, total_good, sign, smoothing)  # type: ignore[arg-type]
+            self.iv_unmerged = float(iv.sum())
+
     # ------------------------------------------------------------------ JSON
     def to_dict(self) -> dict[str, Any]:
         labels = self.labels()
@@ -171,6 +203,8 @@ class FeatureBins:
             d["groups"] = [list(g) for g in self.groups]
             d["special_values"] = [str(v) for v in self.special_values]
         d["iv"] = self.iv
+        if self.merged:
+            d["merged"] = {"iv_unmerged": self.iv_unmerged, "categories": [dict(m) for m in self.merged]}
         d["bins"] = bins
         return d
 
@@ -188,6 +222,9 @@ class FeatureBins:
                 woe=np.array([b["woe"] for b in bins], dtype=np.float64),
                 iv_bins=np.array([b["iv"] for b in bins], dtype=np.float64),
             )
+            merged = d.get("merged") or {}
+            fb.merged = [dict(m) for m in merged.get("categories", [])]
+            fb.iv_unmerged = None if merged.get("iv_unmerged") is None else float(merged["iv_unmerged"])
         except (KeyError, TypeError, ValueError) as exc:
             raise InvalidInput(f"binning spec for feature {d.get('name')!r} is malformed: {exc}",
                                {"field": "features"}) from exc

@@ -1,14 +1,14 @@
 """monitoring: series, baselines, daily statistics, reports, labels, alerts
 
 Revision ID: 0005
-Revises: 0004
+Revises: 0006
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0005"
-down_revision = "0004"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 

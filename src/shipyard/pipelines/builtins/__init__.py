@@ -1,0 +1,1 @@
+"""Built-in components, registered by name when ``shipyard.pipelines.components.builtins()`` first runs."""
