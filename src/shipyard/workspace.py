@@ -159,7 +159,8 @@ class Workspace:
         from shipyard.monitoring import Monitoring
 
         return Monitoring(self.store, self.artifacts, feature_monitor=lambda views: self.features.monitor(views),
-                          model_lineage=lambda name, version: self.registry.get_version(name, version).lineage)
+                          model_lineage=lambda name, version: self.registry.get_version(name, version).lineage,
+                          secrets=lambda name: self.secrets.get(name))
 
     def close(self) -> None:
         self.store.dispose()

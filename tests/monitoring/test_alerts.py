@@ -280,3 +280,42 @@ def test_label_and_feature_store_metrics(workspace, receiver) -> None:
          "condition": "> 0.2"}]}, "alice")
     values = {e.rule: e.value for e in fm.evaluator().evaluate_once() if e.status == "firing"}
     assert values["stale"] == 7200.0 and values["holes"] == 0.4
+
+
+def test_smtp_login_with_a_password_from_the_secret_store(workspace) -> None:
+    from aiosmtpd.controller import Controller
+    from aiosmtpd.handlers import Message
+    from aiosmtpd.smtp import AuthResult
+
+    logins: list[tuple[bytes, bytes]] = []
+    messages: list[Any] = []
+
+    class Keep(Message):
+        def handle_message(self, message: Any) -> None:
+            messages.append(message)
+
+    def authenticator(server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any) -> AuthResult:
+        logins.append((auth_data.login, auth_data.password))
+        return AuthResult(success=auth_data.password == b"s3cret-from-store")
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    controller = Controller(Keep(), hostname="127.0.0.1", port=port, authenticator=authenticator,
+                            auth_require_tls=False)
+    controller.start()
+    try:
+        workspace.secrets.put("smtp-password", "s3cret-from-store", "alice")
+        m = workspace.monitoring
+        m.apply_rules({"rules": [{"name": "errors", "metric": "errors", "scope": {"scene": "credit"},
+                                  "condition": ">= 1", "notify": ["mail"]}],
+                       "notifiers": [{"name": "mail", "type": "smtp", "host": "127.0.0.1", "port": port,
+                                      "to": ["risk@example.com"], "username": "alerts",
+                                      "password_secret": "smtp-password", "retries": 0}]}, "alice")
+        _traffic(workspace, errors=1)
+        [event] = m.evaluator().evaluate_once()
+    finally:
+        controller.stop()
+    assert [d.ok for d in event.deliveries] == [True]
+    assert logins == [(b"alerts", b"s3cret-from-store")] and len(messages) == 1
+    assert "s3cret" not in json.dumps(m.alerts.history(), default=str)

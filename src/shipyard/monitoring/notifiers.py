@@ -116,8 +116,8 @@ class SmtpNotifier:
             return value
         if self.password_secret:
             if self.secrets is None:
-                raise ConfigError(f"notifier {self.name!r}: no secret store is available to read "
-                                  f"{self.password_secret!r}; use password_env meanwhile",
+                raise ConfigError(f"notifier {self.name!r}: no secret store is connected to read "
+                                  f"{self.password_secret!r}; open monitoring from a workspace or use password_env",
                                   {"field": "password_secret"})
             return self.secrets(self.password_secret)
         return None
