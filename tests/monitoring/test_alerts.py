@@ -319,3 +319,28 @@ def test_smtp_login_with_a_password_from_the_secret_store(workspace) -> None:
     assert [d.ok for d in event.deliveries] == [True]
     assert logins == [(b"alerts", b"s3cret-from-store")] and len(messages) == 1
     assert "s3cret" not in json.dumps(m.alerts.history(), default=str)
+
+
+def test_two_servers_evaluating_at_once_send_once(workspace, receiver) -> None:
+    """Each server evaluates the same rules; the open-alert index and the conditional claim let
+    exactly one of them notify."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from shipyard.monitoring import Monitoring
+
+    workspace.monitoring.apply_rules(
+        {"rules": [{"name": "errors", "metric": "errors", "scope": {"scene": "credit"}, "condition": ">= 1",
+                    "notify": ["hook"]}],
+         "notifiers": [{"name": "hook", "type": "webhook", "url": receiver.url}]}, "alice")
+    _traffic(workspace, errors=2)
+    servers = [Monitoring(type(workspace.store)(workspace.settings.metadata_url,
+                                                schema=workspace.settings.metadata_schema), workspace.artifacts)
+               for _ in range(4)]
+    now = time.time()
+    with ThreadPoolExecutor(4) as pool:
+        events = list(pool.map(lambda m: m.evaluator().evaluate_once(now=now), servers))
+    sent = sum(len(e.deliveries) for batch in events for e in batch)
+    assert sent == 1 and len(receiver.received) == 1
+    assert [a["status"] for a in workspace.monitoring.alerts.history()] == ["firing"]
+    for m in servers:
+        m.store.dispose()

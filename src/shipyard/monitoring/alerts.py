@@ -352,12 +352,7 @@ class AlertStore:
                                                                                  silenced=silenced))
                     alert_id = last["id"]
                 else:
-                    # a new firing inherits the last notification time: the cool-down spans flapping
-                    alert_id = conn.execute(A.insert().values(
-                        rule=rule.name, fingerprint=fp, scope=rule.scope, status="firing", severity=rule.severity,
-                        value=value, threshold=rule.threshold, message=_message(rule, value), silenced=silenced,
-                        started_at=now, updated_at=now, last_notified_at=last["last_notified_at"] if last else None,
-                        notifications=[])).inserted_primary_key[0]
+                    alert_id = self._open_alert(conn, rule, fp, value, silenced, now, last)
                 if silenced:
                     return alert_id, "firing", False
                 claimed = conn.execute(A.update().where(
@@ -370,6 +365,22 @@ class AlertStore:
                                                                              updated_at=now, value=value))
                 return last["id"], "resolved", False
         return None, None, False
+
+    def _open_alert(self, conn: Any, rule: AlertRule, fp: str, value: float | None, silenced: bool, now: int,
+                    last: Any) -> int:
+        """Insert the firing alert; when another server opened it first (the unique index on open
+        alerts says so), use that one."""
+        # a new firing inherits the last notification time: the cool-down spans flapping
+        values = {"rule": rule.name, "fingerprint": fp, "scope": rule.scope, "status": "firing",
+                  "severity": rule.severity, "value": value, "threshold": rule.threshold,
+                  "message": _message(rule, value), "silenced": silenced, "started_at": now, "updated_at": now,
+                  "last_notified_at": last["last_notified_at"] if last else None, "notifications": []}
+        try:
+            with conn.begin_nested():
+                return int(conn.execute(A.insert().values(**values)).inserted_primary_key[0])
+        except sa.exc.IntegrityError:
+            row = self._open(conn, fp)
+            return int(row["id"])
 
     def add_deliveries(self, alert_id: int, deliveries: list[Delivery]) -> None:
         with self.store.begin() as conn:

@@ -7,8 +7,6 @@ its last minutes when the app shuts down.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator
 from pathlib import PurePosixPath
 from typing import Any
 
@@ -20,6 +18,7 @@ from starlette.responses import HTMLResponse
 from shipyard.auth.http import RequestContext, allow
 from shipyard.auth.permissions import Action, Resource
 from shipyard.errors import InvalidInput
+from shipyard.http_util import add_lifespan
 
 Record = dict[str, Any]
 
@@ -238,14 +237,4 @@ def install(app: FastAPI, ws: Any, **options: Any) -> None:
     recorder = ws.monitoring.recorder(flush_interval=float(options.get("series_flush_interval", 10.0)))
     metrics.series = recorder
     app.state.monitoring_recorder = recorder
-    previous = app.router.lifespan_context
-
-    @contextlib.asynccontextmanager
-    async def lifespan(asgi_app: Any) -> AsyncIterator[Any]:
-        try:
-            async with previous(asgi_app) as value:
-                yield value
-        finally:
-            recorder.close()
-
-    app.router.lifespan_context = lifespan
+    add_lifespan(app, lambda: None, recorder.close)

@@ -21,6 +21,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 
 metadata = MetaData(
@@ -769,6 +770,9 @@ monitoring_alerts = Table(
     Column("last_notified_at", BigInteger),
     Column("notifications", JSON, nullable=False, default=list),
     Index("ix_monitoring_alerts_fingerprint", "fingerprint", "id"),
+    # at most one open alert per fingerprint, whichever server evaluates the rules
+    Index("uq_monitoring_alerts_open", "fingerprint", unique=True, sqlite_where=text("status = 'firing'"),
+          postgresql_where=text("status = 'firing'")),
 )
 
 monitoring_silences = Table(

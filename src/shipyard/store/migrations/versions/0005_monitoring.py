@@ -43,6 +43,8 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('monitoring_alerts', schema=None) as batch_op:
         batch_op.create_index('ix_monitoring_alerts_fingerprint', ['fingerprint', 'id'], unique=False)
+        batch_op.create_index('uq_monitoring_alerts_open', ['fingerprint'], unique=True,
+                              sqlite_where=sa.text("status = 'firing'"), postgresql_where=sa.text("status = 'firing'"))
 
     op.create_table('monitoring_baselines',
     sa.Column('name', sa.String(length=255), nullable=False),
@@ -162,6 +164,7 @@ def downgrade() -> None:
     op.drop_table('monitoring_daily_stats')
     op.drop_table('monitoring_baselines')
     with op.batch_alter_table('monitoring_alerts', schema=None) as batch_op:
+        batch_op.drop_index('uq_monitoring_alerts_open')
         batch_op.drop_index('ix_monitoring_alerts_fingerprint')
 
     op.drop_table('monitoring_alerts')
