@@ -136,9 +136,7 @@ class Monitoring:
             if v is None:
                 continue
             if k == "plugins":
-                v = [p if isinstance(p, dict) else {"name": p.name, "path": p.path} if isinstance(p, PluginRef)
-                     else {"name": Path(str(p)).stem if str(p).endswith(".py") else str(p),
-                           "path": str(p) if str(p).endswith(".py") or "." in str(p) else None} for p in v]
+                v = [_plugin_ref(p) for p in v]
             data[k] = list(v) if k == "approve" else v
         return self.scenes.save_settings(SceneSettings.from_dict(data), actor)
 
@@ -294,6 +292,19 @@ class Monitoring:
         since = dt.datetime.fromtimestamp((now_ms - max(window_ms, 86_400_000)) / 1000, dt.UTC).date().isoformat()
         rows = self.daily.stored(scene, since, until)
         return rows[-1] if rows else None
+
+
+def _plugin_ref(p: Any) -> dict[str, str | None]:
+    """A plugin setting from a dict, a PluginRef, a .py path, a module name or an entry-point name."""
+    if isinstance(p, dict):
+        return {"name": str(p["name"]), "path": p.get("path")}
+    if isinstance(p, PluginRef):
+        return {"name": p.name, "path": p.path}
+    text = str(p)
+    if text.endswith(".py"):
+        return {"name": Path(text).stem, "path": text}
+    # a dotted name is a module; a bare name an entry point or a built-in
+    return {"name": text, "path": text if "." in text else None}
 
 
 def _num(v: Any) -> float | None:
