@@ -1,12 +1,19 @@
 """Point-in-time join: Shipyard (DuckDB engine) vs Feast (DuckDB and file offline stores) vs pandas.merge_asof.
 
-Data (issue 4): E entities; view A with 5 float features hourly (TTL 2 days); view B with 5 integer
-features daily (TTL 30 days); N entity rows at random keys (5% unknown) and times (some before any
-value, some past the TTL). Every tool reads the same Parquet files and runs in its own subprocess so
-its peak memory (ru_maxrss) is its own. Every returned value is checked against pandas.merge_asof
-(by key, tolerance = TTL); rows without a value must come back as nulls, not vanish.
+Data: E entities; view A with 5 float features hourly (TTL 2 days); view B with 5 integer features
+daily (TTL 30 days); N entity rows at random keys (5% unknown) and times (some before any value,
+some past the TTL). Every tool reads the same Parquet files and runs in its own subprocess, in the
+same run, so its peak memory (ru_maxrss) is its own and every ratio compares figures of one run.
+Every tool's timed result is a pandas DataFrame (Shipyard ``output="pandas"``, Feast ``.to_df()``,
+``merge_asof`` natively). Every returned value is checked against pandas.merge_asof (by key,
+tolerance = TTL); rows without a value must come back as nulls, not vanish, and null is not 0.
+A tool that fails, times out or returns other values gets no ratio and fails the run, unless it
+is named in ``--known-wrong`` (then its defect is printed and the run goes on).
 
-usage: python benchmarks/bench_pit.py [--scale small|large] [--feast-python /work/venv-feast/bin/python]
+usage: python benchmarks/bench_pit.py --feast-python VENV/bin/python [--scale small|large]
+           [--skip feast-duckdb,feast-file] [--known-wrong feast-file]
+(FEAST_PYTHON may name the interpreter instead; a Feast virtualenv: ``python3 -m venv VENV &&
+VENV/bin/pip install feast``.)
 """
 
 from __future__ import annotations
@@ -77,10 +84,10 @@ ws.features.apply(project)
 entity = pd.read_parquet(data / "entity.parquet")
 features = [f"view_a:a{i}" for i in range(5)] + [f"view_b:b{i}" for i in range(5)]
 start = time.perf_counter()
-result = ws.features.get_training_set(entity, features=features, output="arrow")
+result = ws.features.get_training_set(entity, features=features, output="pandas")
 seconds = time.perf_counter() - start
-result.select(["row_id"] + [f.split(":")[1] for f in features]).to_pandas().to_parquet(out)
-print(json.dumps({"seconds": seconds, "rows": result.num_rows,
+result[["row_id"] + [f.split(":")[1] for f in features]].to_parquet(out)
+print(json.dumps({"seconds": seconds, "rows": len(result),
                   "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
 
@@ -133,12 +140,21 @@ def check(reference: pd.DataFrame, path: str, rows: int) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--scale", choices=sorted(SCALES), default="small")
-    parser.add_argument("--feast-python", default="/work/venv-feast/bin/python")
+    parser.add_argument("--feast-python", default=os.environ.get("FEAST_PYTHON", ""),
+                        help="python of a virtualenv with feast (or FEAST_PYTHON)")
     parser.add_argument("--timeout", type=float, default=1800)
     parser.add_argument("--skip", default="", help="comma-separated tools to skip: feast-duckdb,feast-file")
+    parser.add_argument("--known-wrong", default="",
+                        help="comma-separated tools whose wrong answers are reported without failing the run")
     args = parser.parse_args()
     entities, a_rows, entity_rows = SCALES[args.scale]
     skip = set(filter(None, args.skip.split(",")))
+    known_wrong = set(filter(None, args.known_wrong.split(",")))
+    feast_tools = [kind for kind in ("duckdb", "file") if f"feast-{kind}" not in skip]
+    if feast_tools and not (args.feast_python and os.path.exists(args.feast_python)):
+        raise SystemExit("Feast's python is needed for " + ", ".join(f"feast-{k}" for k in feast_tools)
+                         + " (--feast-python or FEAST_PYTHON), or leave those tools out with --skip")
+    failed = []
     with tempfile.TemporaryDirectory(prefix="bench-pit-") as tmp:
         folder = Path(tmp)
         generate(folder, entities, a_rows, entity_rows)
@@ -149,31 +165,38 @@ def main() -> None:
             run("pandas.merge_asof", [py, "-c", MERGE_ASOF, str(folder), str(folder / "ma.parquet")], args.timeout),
         ]
         outputs = {"shipyard (duckdb)": "sy.parquet", "pandas.merge_asof": "ma.parquet"}
-        for kind in ("duckdb", "file"):
+        for kind in feast_tools:
             label = f"feast {kind}"
-            if f"feast-{kind}" in skip or not os.path.exists(args.feast_python):
-                results.append({"label": label, "error": "skipped"})
-                continue
             results.append(run(label, [args.feast_python, str(HERE / "_pit_feast.py"), str(folder),
                                        str(folder / f"feast_{kind}.parquet"), kind], args.timeout))
             outputs[label] = f"feast_{kind}.parquet"
+        if "error" in results[1]:
+            raise SystemExit(f"the reference (pandas.merge_asof) failed: {results[1]['error']}")
         reference = pd.read_parquet(folder / "ma.parquet").sort_values("row_id").reset_index(drop=True)
         print(f"\nPoint-in-time join, {entities:,} entities / {a_rows:,} view-A rows / {entity_rows:,} entity rows "
-              f"(2 views, 10 features)")
+              f"(2 views, 10 features); one run, every tool's result a pandas DataFrame")
         print(f"{'tool':<20} {'join s':>9} {'peak MB':>9}  check")
         for r in results:
-            if "error" in r:
-                print(f"{r['label']:<20} {'-':>9} {'-':>9}  {r['error']}")
-                continue
-            verdict = check(reference, str(folder / outputs[r["label"]]), entity_rows)
-            print(f"{r['label']:<20} {r['seconds']:>9.2f} {r['peak_mb']:>9.0f}  {verdict}")
+            if "error" not in r:
+                r["check"] = check(reference, str(folder / outputs[r["label"]]), entity_rows)
+            verdict = r.get("check", r.get("error"))
+            seconds = f"{r['seconds']:>9.2f} {r['peak_mb']:>9.0f}" if "seconds" in r else f"{'-':>9} {'-':>9}"
+            print(f"{r['label']:<20} {seconds}  {verdict}")
+            if verdict != "ok":
+                tool = r["label"].replace("shipyard (duckdb)", "shipyard").replace(" ", "-")
+                if tool in known_wrong:
+                    print(f"{'':<20} ({tool} is listed in --known-wrong: no ratio)")
+                else:
+                    failed.append(f"{r['label']}: {verdict}")
         ours = results[0]
-        if "error" not in ours:
-            print("\nratios (other / shipyard):")
+        if ours.get("check") == "ok":
+            print("\nratios (other / shipyard), same run, tools with correct answers only:")
             for r in results[1:]:
-                if "error" not in r:
+                if r.get("check") == "ok":
                     print(f"  {r['label']:<20} time x{r['seconds'] / ours['seconds']:.1f}   "
                           f"peak memory x{r['peak_mb'] / ours['peak_mb']:.2f}")
+    if failed:
+        raise SystemExit("wrong answers or failed runs: " + "; ".join(failed))
 
 
 if __name__ == "__main__":

@@ -63,6 +63,8 @@ class Settings:
     validation_tolerance: float = 1e-6
     # Set to false to run validation in-process (tests, notebooks without subprocesses)
     validation_subprocess: bool = True
+    # Set to false to refuse model packages that unpickle something when loaded (pickle/cloudpickle)
+    allow_pickle_models: bool = True
     prediction_log_sample_rate: float = 1.0
     max_request_bytes: int = 10 * 1024 * 1024
 
@@ -317,6 +319,10 @@ CONFIG_TEMPLATE = """\
 
 # Share of served predictions written to the prediction log (0..1)
 # prediction_log_sample_rate: 1.0
+
+# Accept model packages that unpickle something when loaded (pickle/cloudpickle files); false
+# refuses them at registration and at load (see docs/models.md)
+# allow_pickle_models: true
 """
 
 

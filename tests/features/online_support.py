@@ -18,16 +18,21 @@ import pytest
 
 from shipyard.errors import NotFound
 from shipyard.features.online import OnlineStore
-from shipyard.features.online.embedded import LMDBOnlineStore, SQLiteOnlineStore
+from shipyard.features.online.lmdb_store import LMDBOnlineStore
+from shipyard.features.online.sqlite_store import SQLiteOnlineStore
 
 REDIS_URL = os.environ.get("SHIPYARD_TEST_REDIS_URL", "")
 NATS_URL = os.environ.get("SHIPYARD_TEST_NATS_URL", "")
 ONLINE_BACKENDS = ["sqlite", "lmdb"] + (["redis"] if REDIS_URL else [])
+# the contract suite also runs on servers the tests start: TLS, an ACL user, Sentinel, Cluster
+REDIS_VARIANTS = ["redis-tls", "redis-acl", "redis-sentinel", "redis-cluster"] if REDIS_URL else []
 UTC = dt.UTC
 T0 = dt.datetime(2024, 1, 1, tzinfo=UTC)
 
 
-def make_online(kind: str, tmp_path: Path) -> Iterator[OnlineStore]:
+def make_online(kind: str, tmp_path: Path, url: str = "") -> Iterator[OnlineStore]:
+    """A fresh store of ``kind``; Redis kinds under a key prefix of their own, removed afterwards
+    (``url``: the server of a Redis variant, default SHIPYARD_TEST_REDIS_URL)."""
     if kind == "sqlite":
         store: OnlineStore = SQLiteOnlineStore(tmp_path / f"online-{uuid.uuid4().hex[:6]}.sqlite")
         yield store
@@ -37,7 +42,7 @@ def make_online(kind: str, tmp_path: Path) -> Iterator[OnlineStore]:
     else:
         from shipyard.features.online.redis_store import RedisOnlineStore
 
-        store = RedisOnlineStore(REDIS_URL, prefix=f"sytest:{uuid.uuid4().hex[:10]}:")
+        store = RedisOnlineStore(url or REDIS_URL, prefix=f"sytest:{uuid.uuid4().hex[:10]}:")
         try:
             yield store
         finally:
@@ -48,6 +53,14 @@ def make_online(kind: str, tmp_path: Path) -> Iterator[OnlineStore]:
 @pytest.fixture(params=[pytest.param(k, marks=[pytest.mark.redis] if k == "redis" else []) for k in ONLINE_BACKENDS])
 def online(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[OnlineStore]:
     yield from make_online(request.param, tmp_path)
+
+
+@pytest.fixture(params=[pytest.param(k, marks=[pytest.mark.redis] if k.startswith("redis") else [])
+                        for k in ONLINE_BACKENDS + REDIS_VARIANTS])
+def online_all(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[OnlineStore]:
+    """Every backend of the contract suite, Redis over TLS, ACL, Sentinel and Cluster included."""
+    url = request.getfixturevalue("redis_servers").url(request.param) if request.param in REDIS_VARIANTS else ""
+    yield from make_online(request.param, tmp_path, url)
 
 
 # -- an in-memory feature store --------------------------------------------------------------

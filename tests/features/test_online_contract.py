@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import importlib.util
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,11 +14,14 @@ import pytest
 from shipyard.config import load_settings
 from shipyard.errors import ConfigError, MissingDependency
 from shipyard.features.online import open_online_store
-from shipyard.features.online.embedded import LMDBOnlineStore, SQLiteOnlineStore
+from shipyard.features.online.lmdb_store import LMDBOnlineStore
+from shipyard.features.online.sqlite_store import SQLiteOnlineStore
 from tests.features import online_support
+from tests.features import redis_servers as servers_support
 from tests.features.online_support import T0
 
-online = online_support.online
+online = online_support.online_all
+redis_servers = servers_support.redis_servers
 
 UTC = dt.UTC
 NAMES = ["f_float", "f_int", "f_str", "f_bool", "f_ts"]
@@ -114,6 +118,10 @@ def test_factory_picks_backend_by_scheme(tmp_path: Path) -> None:
     assert isinstance(open_online_store(url=f"lmdb:///{tmp_path / 'x.lmdb'}"), LMDBOnlineStore)
     with pytest.raises(ConfigError, match="online_store"):
         open_online_store(url="cassandra://x")
+    if importlib.util.find_spec("redis") is not None:  # opening a Redis store connects to nothing yet
+        for url in ("rediss://h:6380/0?ssl_ca_certs=/ca.pem", "redis+sentinel://h:26379/m/0", "redis+cluster://h:7000"):
+            opened = open_online_store(url=url)
+            assert opened.kind == "redis" and opened.target.url == url.split("?")[0]
 
 
 def test_missing_redis_driver_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -245,22 +253,28 @@ def test_unreachable_redis_is_store_unavailable() -> None:
     store.close()
 
 
-@pytest.fixture
-def redis_store(tmp_path: Path) -> Iterator[Any]:
-    """A Redis online store under its own key prefix (skipped without SHIPYARD_TEST_REDIS_URL)."""
+@pytest.fixture(params=["redis", *online_support.REDIS_VARIANTS])
+def redis_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
+    """A Redis online store under its own key prefix, on the shared server and on each server the
+    tests start (skipped without SHIPYARD_TEST_REDIS_URL)."""
     if not online_support.REDIS_URL:
         pytest.skip("set SHIPYARD_TEST_REDIS_URL")
-    yield from online_support.make_online("redis", tmp_path)
+    url = request.getfixturevalue("redis_servers").url(request.param) if request.param != "redis" else ""
+    yield from online_support.make_online(request.param, tmp_path, url)
 
 
 @pytest.mark.redis
-def test_redis_reloads_missing_scripts(redis_store: Any) -> None:
+def test_redis_reloads_missing_scripts(redis_store: Any, redis_servers: Any) -> None:
     """After a server restart the scripts are gone; calls load them again and succeed."""
     store = redis_store
+    if store.target.url == online_support.REDIS_URL:
+        pytest.skip("SCRIPT FLUSH is run on the servers the tests start, never on the shared one")
     store.write_batch("v", [(1,)], [{"x": 1.0}], [T0])
-    store.client.script_flush()  # as if the server had restarted
+    # the ACL user may not flush scripts: an admin connection of the test server does
+    admin = redis_servers.admin() if "@" in store.target.url else store.client
+    admin.script_flush()  # as if the server had restarted
     assert store.write_batch("v", [(1,)], [{"x": 2.0}], [T0 + dt.timedelta(seconds=1)]).written == 1
-    store._write_sha = "0" * 40  # a stale script id
+    admin.script_flush()
     assert store.write_batch("v", [(2,)], [{"x": 3.0}], [T0]).written == 1
     assert store.read("v", ["x"], [(i,) for i in range(40)])["x"][:3] == [None, 2.0, 3.0]
 
@@ -295,16 +309,25 @@ def test_redis_foreign_keys_under_the_prefix_are_refused_clearly(redis_store: An
 
 
 @pytest.mark.redis
-def test_redis_reads_survive_a_dropped_connection(redis_store: Any) -> None:
+def test_redis_reads_survive_a_dropped_connection(redis_store: Any, redis_servers: Any) -> None:
     """The server closes the read connection (a restart, an idle timeout): the next read reconnects
     once and answers, and so does a prepared reader."""
+    from tests.features.redis_servers import ACL_USER
+
     store = redis_store
     store.write_batch("v", [(1,), (2,)], [{"x": 1.0}, {"x": 2.0}], [T0, T0])
     reader = store.prepare_read([("v", ["x"], None)])
     assert reader([[(1,)]]) == [{"x": [1.0]}]
     for _ in range(3):
-        host, port = store._local.link._sock.getsockname()[:2]  # this thread's read connection
-        assert store.client.client_kill_filter(addr=f"{host}:{port}", skipme=True) == 1
+        if store.cluster:  # every client connection of every node of the test cluster
+            for node in store.client.get_primaries():
+                with redis_servers.admin(node.port) as admin:
+                    admin.client_kill_filter(_type="normal", skipme=True)
+        elif "@" in store.target.url:  # the ACL user's connections, on the test server
+            with redis_servers.admin() as admin:
+                assert admin.client_kill_filter(user=ACL_USER) >= 1
+        else:  # this thread's read connection alone (the shared server has other clients)
+            assert store.client.client_kill_filter(_id=store._reader().client_id()) == 1
         assert store.read("v", ["x"], [(2,), (1,), (3,)]) == {"x": [2.0, 1.0, None]}
         assert reader([[(2,), (1,)]]) == [{"x": [2.0, 1.0]}]
 
@@ -326,40 +349,110 @@ def test_reads_of_thousands_of_keys_across_views(online) -> None:
                       "y": [i if ok else None for (i,), ok in zip(keys, fresh, strict=True)]}
 
 
-@pytest.mark.redis
-def test_redis_reads_time_out_on_a_stalled_server() -> None:
-    """A server that stops answering (paused here) fails a read within the socket timeout with a
-    clear error instead of hanging the caller; once it answers again, so do reads."""
+def _stalled_read(servers: Any, query: str, pause_s: float) -> tuple[type[BaseException] | None, float]:
+    """Open a store on the test server, pause the server (CLIENT PAUSE ALL) and read: what the
+    read raised (None when it waited for the pause to end and answered) and how long it took. The
+    shared server is never paused."""
     import time
 
-    import redis
-
-    from shipyard.errors import StoreUnavailable
     from shipyard.features.online.redis_store import RedisOnlineStore
 
-    url = online_support.REDIS_URL
-    if not url:
-        pytest.skip("set SHIPYARD_TEST_REDIS_URL")
-    store = RedisOnlineStore(url + ("&" if "?" in url else "?") + "socket_timeout=0.3",
-                             prefix=f"sytest:{uuid.uuid4().hex[:10]}:")
-    admin = redis.Redis.from_url(url)
+    servers._secure_server()
+    store = RedisOnlineStore(f"redis://127.0.0.1:{servers.plain_port}/0{query}", prefix=f"sytest:{uuid.uuid4().hex[:10]}:")
+    admin = servers.admin()
     try:
         store.write_batch("v", [(1,)], [{"x": 1.0}], [T0])
         reader = store.prepare_read([("v", ["x"], None)])
         assert reader([[(1,)]]) == [{"x": [1.0]}]  # the read connection is open
-        admin.execute_command("CLIENT", "PAUSE", 3000, "ALL")
+        admin.execute_command("CLIENT", "PAUSE", int(pause_s * 1000), "ALL")
+        started = time.monotonic()
+        raised: type[BaseException] | None = None
         try:
-            started = time.monotonic()
-            with pytest.raises(StoreUnavailable, match="unreachable"):
-                reader([[(1,)]])
-            assert time.monotonic() - started < 2.0  # a read and one reconnect, 0.3 s each
+            reader([[(1,)]])
+        except Exception as exc:  # noqa: BLE001 - the type is what the test looks at
+            raised = type(exc)
         finally:
+            took = time.monotonic() - started
             admin.execute_command("CLIENT", "UNPAUSE")
-        assert reader([[(1,)]]) == [{"x": [1.0]}]
+        assert reader([[(1,)]]) == [{"x": [1.0]}]  # answers again once the server does
+        return raised, took
     finally:
         store.delete_prefix()
         store.close()
         admin.close()
+
+
+@pytest.mark.redis
+def test_redis_reads_time_out_on_a_stalled_server(redis_servers: Any) -> None:
+    """A server that stops answering fails a read within the socket timeout with a clear error
+    instead of hanging the caller; once it answers again, so do reads."""
+    from shipyard.errors import StoreUnavailable
+
+    if not online_support.REDIS_URL:
+        pytest.skip("set SHIPYARD_TEST_REDIS_URL")
+    raised, took = _stalled_read(redis_servers, "?socket_timeout=0.3", 3.0)
+    assert raised is StoreUnavailable
+    assert took < 3.0  # a read and one reconnect, 0.3 s each, while the server was still paused
+
+
+@pytest.mark.redis
+def test_redis_default_timeout_holds_whatever_the_redis_py_version(redis_servers: Any) -> None:
+    """Without ?socket_timeout the store still times out (5 s, set by Shipyard: redis-py before 8
+    has no default and would wait for the pause to end, then answer)."""
+    from shipyard.errors import StoreUnavailable
+
+    if not online_support.REDIS_URL:
+        pytest.skip("set SHIPYARD_TEST_REDIS_URL")
+    raised, took = _stalled_read(redis_servers, "", 14.0)
+    assert raised is StoreUnavailable  # a read and one reconnect, 5 s each
+    assert took < 14.0
+
+
+@pytest.mark.parametrize(("url", "words"), [
+    ("redis://h:6379/0?timeout_s=1", ["unknown parameter 'timeout_s'", "socket_timeout"]),
+    ("redis://h:6379/0?ssl_ca_certs=/ca.pem", ["ssl_ca_certs needs TLS", "rediss://"]),
+    ("redis://h:6379/0?socket_timeout=0", ["socket_timeout='0'", "socket_timeout=0.5"]),
+    ("rediss://h:6380/0?ssl_cert_reqs=maybe", ["ssl_cert_reqs='maybe'", "required, optional or none"]),
+    ("redis+sentinel://h:26379", ["names no master", "redis+sentinel://host:26379/<master name>/0"]),
+    ("redis+cluster://h:7000/3", ["only database 0", "drop the path"]),
+    ("redis://h:6379/0?sentinel_password=x", ["only apply to redis+sentinel://"]),
+    ("redis://u:topsecret@h:6379/0?bad=1", ["unknown parameter 'bad'", "u:***@h"]),
+])
+def test_redis_url_mistakes_name_the_part_and_the_fix(url: str, words: list[str]) -> None:
+    pytest.importorskip("redis")
+    from shipyard.features.online.redis_store import RedisOnlineStore
+
+    with pytest.raises(ConfigError) as caught:
+        RedisOnlineStore(url)
+    assert caught.value.details == {"field": "online_store"}
+    for word in words:
+        assert word in str(caught.value)
+    assert "topsecret" not in str(caught.value)
+
+
+@pytest.mark.redis
+def test_redis_tls_without_the_ca_and_acl_with_a_wrong_password_fail_clearly(redis_servers: Any) -> None:
+    from shipyard.errors import StoreUnavailable
+    from shipyard.features.online.redis_store import RedisOnlineStore
+    from tests.features.redis_servers import ACL_USER
+
+    if not online_support.REDIS_URL:
+        pytest.skip("set SHIPYARD_TEST_REDIS_URL")
+    tls_url = redis_servers.url("redis-tls")
+    store = RedisOnlineStore(tls_url.split("?")[0] + "?socket_timeout=2", prefix="sytest:x:")
+    with pytest.raises(StoreUnavailable, match="ssl_ca_certs"):
+        store.read("v", ["x"], [(1,)])
+    store.close()
+    redis_servers.url("redis-acl")
+    wrong = RedisOnlineStore(f"redis://{ACL_USER}:nope@127.0.0.1:{redis_servers.plain_port}/0", prefix="sytest:x:")
+    with pytest.raises(ConfigError, match="credentials") as caught:
+        wrong.read("v", ["x"], [(1,)])
+    assert "nope" not in str(caught.value)
+    wrong.close()
+    outside = RedisOnlineStore(redis_servers.url("redis-acl"), prefix="elsewhere:")  # keys the ACL does not allow
+    with pytest.raises(ConfigError, match="ACL") as caught:
+        outside.write_batch("v", [(1,)], [{"x": 1.0}], [T0])
+    outside.close()
 
 
 @pytest.mark.redis
@@ -381,3 +474,24 @@ def test_redis_table_writes_across_many_parts_and_batches(redis_store: Any) -> N
     got = store.read("v", ["x", "s"], [(i,) for i in range(n)])
     assert got == {"x": [i + 0.5 for i in range(n)], "s": [f"v{i}" for i in range(n)]}
     assert store.stats("v").entities == n and store.stats("v").max_event_ts == stamps[-1]
+
+
+@pytest.mark.redis
+def test_redis_cluster_keeps_each_view_in_one_slot(redis_servers: Any, tmp_path: Path) -> None:
+    """On a cluster every key of a view (rows, counters, seen-sets) hashes to one slot, so the
+    write script and a view's MGET never cross slots; different views spread over the nodes."""
+    if not online_support.REDIS_URL:
+        pytest.skip("set SHIPYARD_TEST_REDIS_URL")
+    for store in online_support.make_online("redis-cluster", tmp_path, redis_servers.url("redis-cluster")):
+        views = ["a", "b", "c", "d"]
+        for view in views:
+            store.write_batch(view, [(i,) for i in range(50)], [{"x": float(i)} for i in range(50)], [T0] * 50,
+                              dedupe_window=dt.timedelta(days=1))
+        slots: dict[str, set[int]] = {}
+        for key in store.client.scan_iter(match=f"{store.prefix}*", count=1000):
+            view = key.decode().split("{", 1)[1].split("}", 1)[0]
+            slots.setdefault(view, set()).add(store.client.keyslot(key))
+        assert sorted(slots) == views and all(len(found) == 1 for found in slots.values())
+        nodes = {store.client.nodes_manager.get_node_from_slot(next(iter(found))).name for found in slots.values()}
+        assert len(nodes) > 1
+        assert store.read_many([(v, ["x"], [(7,), (99,)], None) for v in views]) == [{"x": [7.0, None]}] * 4

@@ -1,4 +1,5 @@
-"""LightGBM small batches: a reused single-thread predictor, same numbers as Booster.predict."""
+"""LightGBM single rows and small batches: the private fast paths (``lightgbm_fast``) and the public
+fallback give the same numbers as Booster.predict, on the LightGBM installed."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import numpy as np
 import pytest
 
 from shipyard.models.flavors.lightgbm import SMALL_BATCH, build_loaded
+from shipyard.models.flavors.lightgbm_fast import PRIVATE_VERSIONS, private_allowed
 
 
 @pytest.mark.parametrize("params", [{"objective": "binary"}, {"objective": "multiclass", "num_class": 3}])
@@ -40,8 +42,6 @@ def test_small_batches_match_booster_predict_without_calling_it(params, monkeypa
 def test_single_rows_take_the_c_entry_point_with_the_same_numbers(params, monkeypatch):
     import threading
 
-    from lightgbm.basic import _InnerPredictor
-
     rng = np.random.default_rng(5)
     X = rng.normal(size=(300, 8))
     y = {"binary": (X[:, 0] > 0).astype(int), "regression": X[:, 1] * 2.0,
@@ -52,10 +52,9 @@ def test_single_rows_take_the_c_entry_point_with_the_same_numbers(params, monkey
     loaded = build_loaded(booster, booster, None, tuple(booster.feature_name()), "lightgbm")
 
     def refuse(*_a, **_k):
-        raise AssertionError("a single row went through the Python predictors")
+        raise AssertionError("a single row went through Booster.predict")
 
-    monkeypatch.setattr(lgb.Booster, "predict", refuse)
-    monkeypatch.setattr(_InnerPredictor, "predict", refuse)
+    monkeypatch.setattr(lgb.Booster, "predict", refuse)  # the public path would call it
     mismatches = []
 
     def score(offset: int) -> None:
@@ -73,3 +72,57 @@ def test_single_rows_take_the_c_entry_point_with_the_same_numbers(params, monkey
     # float32 and non-contiguous rows are converted, not misread
     assert np.array_equal(loaded.predict_array(X[:1].astype(np.float32)), expected_f32)
     assert np.array_equal(loaded.predict_array(np.asfortranarray(X[:3])[1:2, :]), expected[1])
+
+
+def _trained(objective: str) -> tuple[lgb.Booster, np.ndarray]:
+    rng = np.random.default_rng(11)
+    X = rng.normal(size=(300, 7))
+    y = {"binary": (X[:, 0] > 0).astype(int), "regression": X[:, 1] * 2.0 + X[:, 2],
+         "multiclass": (X[:, 0] > 0).astype(int) + (X[:, 1] > 1).astype(int)}[objective]
+    extra = {"num_class": 3} if objective == "multiclass" else {}
+    return lgb.train({"objective": objective, **extra, "verbose": -1, "num_leaves": 9}, lgb.Dataset(X, y), 25), X
+
+
+@pytest.mark.parametrize("objective", ["binary", "multiclass", "regression"])
+def test_private_and_public_paths_give_the_same_numbers(objective: str) -> None:
+    """Both paths against Booster.predict (the reference), for one row, small batches and large."""
+    booster, X = _trained(objective)
+    fast = build_loaded(booster, booster, None, tuple(booster.feature_name()), "lightgbm")
+    public = build_loaded(booster, booster, None, tuple(booster.feature_name()), "lightgbm", private=False)
+    for rows in [X[i : i + 1] for i in range(0, 300, 7)] + [X[:5], X[10:10 + SMALL_BATCH], X]:
+        want = booster.predict(rows, num_threads=1)
+        got_fast, got_public = fast.predict_array(rows), public.predict_array(rows)
+        assert got_fast.shape == got_public.shape == want.shape
+        assert np.array_equal(got_fast, want) and np.array_equal(got_public, want)
+
+
+def test_public_path_is_used_outside_the_checked_versions(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A LightGBM newer than the versions the tests checked gets Booster.predict for every call."""
+    booster, X = _trained("binary")
+    calls = []
+    real = lgb.Booster.predict
+
+    def counted(self, *args, **kwargs):
+        calls.append(args[0].shape[0])
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(lgb, "__version__", "4.99.0")
+    loaded = build_loaded(booster, booster, None, tuple(booster.feature_name()), "lightgbm")
+    monkeypatch.setattr(lgb.Booster, "predict", counted)
+    assert np.array_equal(loaded.predict_array(X[:1]), real(booster, X[:1], num_threads=1))
+    assert np.array_equal(loaded.predict_array(X[:5]), real(booster, X[:5], num_threads=1))
+    assert calls == [1, 5]
+
+
+def test_version_check() -> None:
+    assert private_allowed("4.0.0") and private_allowed("4.7.0") and private_allowed("4.7.1rc1")
+    assert not private_allowed("3.3.5") and not private_allowed("4.8.0") and not private_allowed("5.0.0")
+    assert not private_allowed("nightly")
+
+
+def test_the_installed_lightgbm_is_one_the_private_path_was_checked_on() -> None:
+    """The tests above exercise the private path only on a version it allows: a newer LightGBM
+    must be checked (run these tests with it) and PRIVATE_VERSIONS raised."""
+    assert private_allowed(lgb.__version__), (
+        f"LightGBM {lgb.__version__} is outside PRIVATE_VERSIONS {PRIVATE_VERSIONS}: serving uses the public "
+        "Booster.predict; check the private path on it and raise the bound in lightgbm_fast.py")

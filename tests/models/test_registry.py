@@ -6,12 +6,14 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from sklearn.linear_model import LogisticRegression
 
 from shipyard.artifacts import sha256_dir
 from shipyard.errors import AlreadyExists, Conflict, Forbidden, InvalidInput, NotFound
 from shipyard.models import save_model
+from shipyard.models.python_model import PythonModel
 from shipyard.workspace import Workspace
 from tests.conftest import as_user as signed_in
 
@@ -224,13 +226,28 @@ def test_bad_metadata_is_refused_before_anything_is_stored(workspace, model_dir)
     assert reg.list_models() == []
 
 
-def test_model_without_input_example_fails_validation_with_the_fix(workspace, fitted, tmp_path):
-    clf, _ = fitted
-    folder = save_model(clf, tmp_path / "bare")
+def test_model_without_input_example_is_validated_from_its_signature(workspace, fitted, tmp_path):
+    clf, X = fitted
+    folder = save_model(clf, tmp_path / "bare")  # signature from the fitted feature names, no example
+    mv = workspace.registry.register(folder, "bare")
+    assert mv.status == "validated", mv.status_reason
+    assert mv.validation["example"] == "generated from the signature"
+    assert mv.validation["example_rows"] == 5 and "timing" in mv.validation["checks"]
+    generated = pd.DataFrame({c: [float(i) for i in range(5)] for c in X.columns})
+    np.testing.assert_allclose(mv.validation["baseline_output"], clf.predict_proba(generated)[:, 1], rtol=1e-12)
+    shutil.rmtree(folder)
+
+
+class NoSignature(PythonModel):
+    def predict(self, df):
+        return df.sum(axis=1).to_numpy()
+
+
+def test_model_without_example_or_signature_fails_validation_with_the_fix(workspace, tmp_path):
+    folder = save_model(NoSignature(), tmp_path / "bare")
     mv = workspace.registry.register(folder, "bare")
     assert mv.status == "failed"
-    assert "has no input example" in mv.status_reason and "input_example=" in mv.status_reason
-    shutil.rmtree(folder)
+    assert "neither an input example nor a signature" in mv.status_reason and "input_example=" in mv.status_reason
 
 
 def test_register_from_a_run_artifact_records_the_run(workspace, model_dir):

@@ -108,12 +108,19 @@ def test_fast_path_raw_asgi(app):
         assert _asgi(app, "/invocations", [b"{}"]) == (False, [])  # no single model configured
 
 
-def test_fast_path_unexpected_error_is_a_json_500(app):
+def test_model_exception_is_a_named_counted_500(app):
     with TestClient(app, raise_server_exceptions=False, headers=app.auth) as client:
         r = client.post("/v1/models/boom/champion/predict", json=ROW)
+        metrics = client.get("/metrics").text
     assert r.status_code == 500
-    assert r.json()["error"]["code"] == "internal"
-    assert "ZeroDivisionError" in r.json()["error"]["message"]
+    err = r.json()["error"]
+    assert err["code"] == "model_error"
+    assert err["message"] == "model 'boom' version 1: ZeroDivisionError: division by zero in a flavor"
+    assert err["details"]["model"] == "boom" and err["details"]["version"] == 1
+    assert err["details"]["exception"] == "ZeroDivisionError"
+    assert re.search(r'shipyard_prediction_errors_total\{[^}]*code="model_error"[^}]*scene="model:boom"[^}]*\} 1\.0',
+                     metrics)
+    assert re.search(r'shipyard_predictions_total\{[^}]*scene="model:boom",status="500"[^}]*\} 1\.0', metrics)
 
 
 def test_request_ids_are_20_random_hex_digits():

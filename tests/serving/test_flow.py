@@ -142,9 +142,12 @@ def test_error_boundary_names_the_failing_step(catalog):
     catalog.add("bad", Exploding(), version=1, aliases=["champion"])
     spec = scene([F.serial(F.expr("a", "1", id="ok"), F.model("bad", output="s", id="scorer"), id="outer")])
     cs = compile_scene(spec, 1, models=catalog)
-    with pytest.raises(ModelError, match="step 'scorer' \\(model\\) failed: RuntimeError: boom") as info:
+    with pytest.raises(ModelError, match="step 'scorer' \\(model\\) failed: model 'bad' version 1: RuntimeError: boom") \
+            as info:
         run(cs, [X_ROW])
     assert info.value.details["step"] == "scorer" and info.value.details["dependency"] == "model"
+    assert info.value.details["model"] == "bad" and info.value.details["version"] == 1
+    assert info.value.details["exception"] == "RuntimeError"
 
 
 def test_arms_override_models_and_validate(catalog):

@@ -160,8 +160,14 @@ def test_model_bad_input(app_client, payload, field):
 
 
 def test_float32_outputs_are_exact(app_client):
+    # /predict: the shortest decimal that reads back as the same float32
+    r = app_client.post("/v1/models/f32/champion/predict", json={"instances": [[1.0], [3.0], [7.0]]})
+    assert r.json()["predictions"] == [0.1, 0.3, 0.7]
+    # /invocations: MLflow's form, the float32 widened to the double it is (ndarray.tolist)
     r = app_client.post("/v1/models/f32/champion/invocations", json={"instances": [[1.0], [3.0], [7.0]]})
-    assert r.content == b'{"predictions":[0.1,0.3,0.7]}'
+    expected = (np.array([1.0, 3.0, 7.0]) * 0.1).astype(np.float32)
+    assert r.json()["predictions"] == expected.tolist()
+    assert np.array_equal(np.asarray(r.json()["predictions"]), expected)
 
 
 def test_metrics_and_prediction_log(app_client, module_workspace):

@@ -12,17 +12,21 @@ from shipyard.models.loaded import LoadedModel
 from shipyard.models.mlmodel import read_mlmodel
 from shipyard.models.package import load_model, read_input_example, save_model
 from shipyard.models.signature import ColSpec, Signature, TensorSpec
+from shipyard.models.trust import CodePart, code_parts, package_runs_code
 
 __all__ = [
     "FLAVORS",
+    "CodePart",
     "ColSpec",
     "Flavor",
     "LoadOptions",
     "LoadedModel",
     "Signature",
     "TensorSpec",
+    "code_parts",
     "get_flavor",
     "load_model",
+    "package_runs_code",
     "read_input_example",
     "read_mlmodel",
     "save_model",

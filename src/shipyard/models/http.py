@@ -12,7 +12,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
@@ -20,6 +20,7 @@ from starlette.concurrency import run_in_threadpool
 from shipyard.auth.http import RequestContext, allow
 from shipyard.auth.permissions import Action, Resource
 from shipyard.errors import Forbidden, InvalidInput, PayloadTooLarge
+from shipyard.http_util import add_lifespan
 from shipyard.models.registry.sources import ARTIFACT_SCHEME, RUN_SCHEME, extract_archive, pack_archive
 from shipyard.workspace import Workspace
 
@@ -239,3 +240,13 @@ def _metadata(raw: str | None) -> dict[str, Any]:
         raise InvalidInput(f"metadata keys {unknown} are not known; use tags, metrics, lineage",
                            {"field": "metadata"})
     return doc
+
+
+def install(app: FastAPI, ws: Workspace, **options: Any) -> None:
+    """In a running server (``background=True``), start the warm validation process at once, so the
+    first registration does not wait for its imports."""
+    if not options.get("background") or not ws.settings.validation_subprocess:
+        return
+    from shipyard.models.validator import shared_worker
+
+    add_lifespan(app, shared_worker().start, lambda: None)

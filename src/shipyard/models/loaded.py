@@ -18,13 +18,14 @@ Two ways to predict:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import json
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from shipyard.errors import ModelError, ShipyardError
+from shipyard.errors import ModelError, SchemaMismatch, ShipyardError
 from shipyard.models.signature import Signature, to_frame
 
 ArrayFn = Callable[[np.ndarray], Any]
@@ -60,6 +61,8 @@ class LoadedModel:
         self.path: Path | None = None
         self.input_example: Any = None
         self.expected_output: Any = None
+        # the package's MLflow pyfunc entry point when it is not ``predict`` (set by load_model)
+        self.pyfunc_fn: Callable[[Any, dict[str, Any] | None], Any] | None = None
 
     # -- description --------------------------------------------------------------------------
     @property
@@ -112,6 +115,31 @@ class LoadedModel:
             return self._call(self._array_fn, X, labels)
         return self._call(self._frame_fn, to_frame(X, self.input_names or None), labels)  # type: ignore[arg-type]
 
+    def predict_pyfunc(self, data: Any, params: Mapping[str, Any] | None = None) -> Any:
+        """What ``mlflow.pyfunc.load_model(<this package>).predict(data, params)`` returns.
+
+        ``data`` is checked against the signature and typed by it (MLflow's schema enforcement);
+        the call is then the package's own pyfunc entry point: for a package Shipyard saved,
+        ``predict`` (``params={"labels": True}`` for labels); for one MLflow saved, the flavor's
+        pyfunc function (``predict_fn`` of a scikit-learn model, ``Booster.predict`` on a DMatrix,
+        ...). See ``shipyard.models.pyfunc``.
+        """
+        if self.signature is not None:
+            frame: Any = self.signature.frame(data)
+        else:
+            frame = unsigned_input(data, self.input_names or None)
+        params = declared_params(self.mlmodel, params)
+        if self.pyfunc_fn is None:
+            labels = bool((params or {}).get("labels", False))
+            return self.predict(frame, labels=labels)
+        fn = self.pyfunc_fn
+        return self._call(lambda d: fn(d, dict(params) if params else None), frame, False)
+
+    @property
+    def pyfunc_is_predict(self) -> bool:
+        """True when ``predict_pyfunc`` scores as ``predict`` does (a package Shipyard saved)."""
+        return self.pyfunc_fn is None
+
     def _call(self, fn: Callable[[Any], Any], data: Any, labels: bool) -> Any:
         try:
             if labels:
@@ -119,9 +147,11 @@ class LoadedModel:
                     return self._labels_fn(data)
                 return self.labels_from_scores(fn(data))
             return fn(data)
-        except ShipyardError:
-            raise  # input errors are also ValueError/KeyError: keep them the caller's (4xx)
-        except (ValueError, TypeError, KeyError, IndexError, AttributeError, RuntimeError) as exc:
+        except ShipyardError as exc:
+            # input errors are also ValueError/KeyError (e.g. MissingColumn): keep them the caller's (4xx)
+            exc.details.setdefault("flavor", self.flavor)
+            raise
+        except Exception as exc:  # noqa: BLE001 - the model's own code (hooks included) may raise anything
             raise ModelError(
                 f"the {self.flavor} model raised {type(exc).__name__}: {exc}",
                 {"flavor": self.flavor, "exception": type(exc).__name__},
@@ -138,17 +168,8 @@ class LoadedModel:
         return classes[np.argmax(scores, axis=1)]
 
     def _as_frame(self, data: Any) -> Any:
-        import pandas as pd
-
-        if self.signature is not None and not isinstance(data, pd.DataFrame):
-            X = self.signature.validate(data)
-            frame = pd.DataFrame(X, columns=self.signature.input_names)
-            if X.dtype == object:
-                frame = frame.infer_objects()
-            return frame
         if self.signature is not None:
-            self.signature.validate(data)
-            return data[self.signature.input_names]
+            return self.signature.frame(data)
         return to_frame(data, self.input_names or None)
 
     def _unchecked_array(self, data: Any) -> np.ndarray:
@@ -161,3 +182,61 @@ class LoadedModel:
         if names:
             frame = frame[names]
         return frame.to_numpy(dtype=np.float64)
+
+
+def unsigned_input(data: Any, names: Sequence[str] | None) -> Any:
+    """Input for a model without a signature, as MLflow's scoring server passes it: records become
+    a DataFrame (pandas infers the types), rows a 2-D array; DataFrames and arrays pass as they are."""
+    import pandas as pd
+
+    if isinstance(data, pd.DataFrame | np.ndarray):
+        return data
+    if isinstance(data, Mapping):
+        return pd.DataFrame([dict(data)])
+    if isinstance(data, Sequence) and not isinstance(data, str | bytes):
+        if data and all(isinstance(r, Mapping) for r in data):
+            return pd.DataFrame(list(data))
+        if data and all(isinstance(r, list | tuple) for r in data):
+            widths = {len(r) for r in data}
+            if len(widths) > 1:
+                i = next(i for i, r in enumerate(data) if len(r) != len(data[0]))
+                raise SchemaMismatch(f"row {i} has {len(data[i])} values and row 0 has {len(data[0])}; every row "
+                                     "needs the same number", {"field": f"[{i}]", "record": i, "problem": "shape"})
+            return np.asarray(data)
+    return to_frame(data, names)
+
+
+def declared_params(mlmodel: Mapping[str, Any], params: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The params MLflow hands a model: those its signature declares (given, else their default);
+    others are dropped, as ``mlflow.pyfunc`` drops them."""
+    raw = (mlmodel.get("signature") or {}).get("params") if mlmodel else None
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw)
+        except json.JSONDecodeError:
+            raw = None
+    if not isinstance(raw, list) or not raw:
+        return None
+    given = dict(params or {})
+    out = {str(p["name"]): given.get(p["name"], p.get("default")) for p in raw if isinstance(p, dict) and "name" in p}
+    return out or None
+
+
+def model_failure(exc: BaseException, name: str, version: int | str, what: str = "") -> ShipyardError:
+    """The error a caller sees when a model's code failed: names the model and its version.
+
+    A ``ShipyardError`` keeps its class and status (a 4xx stays the caller's fault) and gains
+    ``details.model``/``details.version``; a ``ModelError`` (or any other exception, raised by the
+    model's own code) becomes ``ModelError`` with the exception type and message."""
+    if isinstance(exc, ShipyardError) and not isinstance(exc, ModelError):
+        exc.details.setdefault("model", name)
+        exc.details.setdefault("version", version)
+        return exc
+    kind = exc.details.get("exception") if isinstance(exc, ModelError) else type(exc).__name__
+    message = exc.message if isinstance(exc, ModelError) else f"{type(exc).__name__}: {exc}"
+    details = dict(exc.details) if isinstance(exc, ModelError) else {}
+    details.update({"model": name, "version": version, "exception": kind or "ModelError"})
+    prefix = f"model {name!r} version {version}"
+    if isinstance(exc, ModelError) and message.startswith(prefix):
+        return exc
+    return ModelError(f"{prefix}{' ' + what if what else ''}: {message}", details)

@@ -28,6 +28,7 @@ from shipyard.errors import AlreadyExists, InvalidInput
 from shipyard.models import mlmodel as mm
 from shipyard.models.flavors.base import FLAVORS, LOAD_ONLY, Flavor, LoadOptions, detect_flavor, get_flavor
 from shipyard.models.loaded import LoadedModel
+from shipyard.models.pyfunc import pyfunc_function
 from shipyard.models.signature import Signature, to_frame
 
 INPUT_EXAMPLE = "input_example.json"
@@ -144,7 +145,7 @@ def _load(path: Path, *, trusted: bool, verify: bool) -> LoadedModel:
     record = mm.read_shipyard_file(path)
     if verify and isinstance(record.get("files"), dict):
         mm.verify_digests(path, record["files"])
-    name, section = _choose_flavor(path, doc, record)
+    name, section = choose_flavor(path, doc, record)
     code = doc["flavors"].get("python_function", {}).get("code")
     if code and (path / code).is_dir() and str(path / code) not in sys.path:
         sys.path.insert(0, str(path / code))
@@ -161,13 +162,15 @@ def _load(path: Path, *, trusted: bool, verify: bool) -> LoadedModel:
         "created": doc.get("utc_time_created"),
         "saved_by": "shipyard" if doc.get("shipyard_version") else ("mlflow" if doc.get("mlflow_version") else None),
     }
+    loaded.pyfunc_fn = pyfunc_function(doc, name, loaded.native)
     loaded.input_example = read_input_example(path, doc)
     if "expected_output" in record:
         loaded.expected_output = decode_output(record["expected_output"])
     return loaded
 
 
-def _choose_flavor(path: Path, doc: dict[str, Any], record: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+def choose_flavor(path: Path, doc: dict[str, Any], record: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """(flavor name, its MLmodel section): the flavor ``load_model`` loads the package with."""
     flavors: dict[str, Any] = doc["flavors"]
     pyfunc = flavors.get("python_function") or {}
     wanted = record.get("flavor") or pyfunc.get("shipyard_flavor")
@@ -249,6 +252,8 @@ def encode_output(out: Any) -> dict[str, Any]:
 
     if isinstance(out, pd.DataFrame):
         return {"type": "dataframe", "columns": [str(c) for c in out.columns], "data": out.to_numpy().tolist()}
+    if isinstance(out, Mapping):
+        return {"type": "mapping", "data": {str(k): plain_output(v) for k, v in out.items()}}
     if isinstance(out, pd.Series):
         out = out.to_numpy()
     arr = np.asarray(out)
@@ -260,8 +265,21 @@ def decode_output(doc: Mapping[str, Any]) -> Any:
 
     if doc.get("type") == "dataframe":
         return pd.DataFrame(doc["data"], columns=doc["columns"])
+    if doc.get("type") == "mapping":
+        return dict(doc["data"])
     dtype = doc.get("dtype")
     try:
         return np.asarray(doc["data"], dtype=dtype)
     except (TypeError, ValueError):
         return np.asarray(doc["data"])
+
+
+def plain_output(value: Any) -> Any:
+    """A model output (or a part of one) as JSON-ready Python values (arrays as lists)."""
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Mapping):
+        return {str(k): plain_output(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain_output(v) for v in value]
+    return _jsonable(value)

@@ -15,8 +15,9 @@ from shipyard.models.package import load_model
 
 
 class PyfuncModel:
-    """What ``mlflow.pyfunc.load_model`` wraps: predict on a DataFrame (``params={"labels": True}``
-    for class labels)."""
+    """What ``mlflow.pyfunc.load_model`` wraps: ``LoadedModel.predict`` on a DataFrame. MLflow passes
+    ``params`` only when the package's signature declares them; ``{"labels": True}`` then asks for
+    class labels."""
 
     def __init__(self, loaded: LoadedModel) -> None:
         self.loaded = loaded

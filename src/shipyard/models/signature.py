@@ -170,11 +170,72 @@ class Signature:
         if isinstance(data, Sequence) and not isinstance(data, str | bytes):
             if data and all(isinstance(r, Mapping) for r in data):
                 return self._records(data, allow_extra)
-            return self._array(np.asarray(data, dtype=float if self._numeric else object))
+            if data and all(isinstance(r, list | tuple) for r in data):
+                return self._records(self._rows(data), allow_extra)
+            if any(isinstance(r, Mapping | list | tuple) for r in data):
+                i = next(i for i, r in enumerate(data) if not isinstance(r, Mapping | list | tuple))
+                raise SchemaMismatch(
+                    f"record {i} is a {type(data[i]).__name__}; every record must be an object of field: value "
+                    f"(or every row a list of {len(self.inputs)} values)",
+                    {"field": f"[{i}]", "record": i, "problem": "type"},
+                )
+            return self._records(self._rows([data]), allow_extra)  # one row of values
         raise SchemaMismatch(
             f"cannot score a {type(data).__name__}; pass a record (dict), a list of records, "
             "a pandas DataFrame or a 2-D NumPy array"
         )
+
+    def frame(self, data: Any, *, allow_extra: bool = False) -> Any:
+        """``data`` checked as ``validate`` does, as a DataFrame in input order with each column of
+        its declared type — what MLflow's schema enforcement hands a model: ``double`` float64,
+        ``float`` float32, ``long`` int64, ``integer`` int32, ``boolean`` bool, ``datetime``
+        datetime64[ns], ``string``/``binary`` objects. A missing value (null) makes an integer
+        column float64 (NaN) and a boolean column object (None)."""
+        import pandas as pd
+
+        if isinstance(data, pd.DataFrame):
+            self.validate(data, allow_extra=allow_extra)
+            columns = {s.name: data[s.name].to_numpy(dtype=object) if s.name in data.columns
+                       else np.full(len(data), None, dtype=object) for s in self.inputs}
+            index = data.index
+        else:
+            X = self.validate(data, allow_extra=allow_extra)
+            columns = {s.name: X[:, j] for j, s in enumerate(self.inputs)}
+            index = None
+        return pd.DataFrame({str(s.name): _typed_column(s, columns[s.name]) for s in self.inputs}, index=index)
+
+    def example(self, rows: int = 5) -> Any:
+        """A small valid frame built from the column types alone (for models saved without an
+        input example): numbers 0, 1, 2, ..., alternating booleans, strings ``"a"``, ``"b"``, ...,
+        days from 2024-01-01."""
+        values: dict[str, list[Any]] = {}
+        for spec in self.inputs:
+            if spec.type in ("double", "float"):
+                values[str(spec.name)] = [float(i) for i in range(rows)]
+            elif spec.type in ("long", "integer"):
+                values[str(spec.name)] = list(range(rows))
+            elif spec.type == "boolean":
+                values[str(spec.name)] = [i % 2 == 0 for i in range(rows)]
+            elif spec.type == "datetime":
+                values[str(spec.name)] = [_dt.datetime(2024, 1, 1 + i % 28) for i in range(rows)]
+            elif spec.type == "binary":
+                values[str(spec.name)] = [bytes([97 + i % 26]) for i in range(rows)]
+            else:
+                values[str(spec.name)] = [chr(97 + i % 26) for i in range(rows)]
+        return self.frame([{k: v[i] for k, v in values.items()} for i in range(rows)])
+
+    def _rows(self, rows: Sequence[Sequence[Any]]) -> list[dict[str, Any]]:
+        """Rows of values in input order as records (so each value is checked by its field)."""
+        names, n = self.input_names, len(self.inputs)
+        out = []
+        for i, row in enumerate(rows):
+            if len(row) != n:
+                raise SchemaMismatch(
+                    f"row {i} has {len(row)} values; the model takes {n} in this order: {names}",
+                    {"field": f"[{i}]", "record": i, "problem": "shape", "expected": n, "got": len(row)},
+                )
+            out.append(dict(zip(names, row, strict=True)))
+        return out
 
     def _records(self, records: Sequence[Mapping[str, Any]], allow_extra: bool) -> np.ndarray:
         specs = self.inputs
@@ -199,7 +260,8 @@ class Signature:
                             {"field": spec.name, "record": r, "problem": "missing"},
                         ) from None
                     value = None
-                row[j] = _check_value(spec, value, r)
+                checked = _check_value(spec, value, r)
+                row[j] = np.nan if checked is None and self._numeric else checked
         return out
 
     def _frame(self, frame: Any, allow_extra: bool) -> np.ndarray:
@@ -259,6 +321,38 @@ class Signature:
                 )
             return arr.astype(np.float64, copy=False)
         return arr
+
+
+_NUMPY_TYPES = {"double": np.float64, "float": np.float32, "long": np.int64, "integer": np.int32}
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float | np.floating) and math.isnan(value))
+
+
+def _typed_column(spec: ColSpec, values: np.ndarray) -> Any:
+    typ = spec.type
+    if values.dtype == object:
+        gaps = np.fromiter((_missing(v) for v in values), dtype=bool, count=len(values))
+    elif values.dtype.kind == "f":
+        gaps = np.isnan(values)
+    else:
+        gaps = np.zeros(len(values), dtype=bool)
+    if typ in _NUMPY_TYPES:
+        if typ in ("long", "integer") and gaps.any():
+            typ = "double"  # NaN marks the missing values, as pandas does
+        plain = values.tolist() if values.dtype == object else values
+        return np.asarray([None if g else v for v, g in zip(plain, gaps, strict=True)] if gaps.any() else plain,
+                          dtype=_NUMPY_TYPES[typ])
+    if typ == "boolean":
+        if gaps.any():
+            return np.array([None if g else bool(v) for v, g in zip(values, gaps, strict=True)], dtype=object)
+        return values.astype(bool)
+    if typ == "datetime":
+        import pandas as pd
+
+        return pd.to_datetime(pd.Series(values, dtype=object)).to_numpy(dtype="datetime64[ns]")
+    return values.astype(object)
 
 
 def _check_value(spec: ColSpec, value: Any, record: int) -> Any:

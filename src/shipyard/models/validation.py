@@ -1,25 +1,30 @@
 """Automatic validation of a registered model version.
 
-The checks, in order: the stored files match the recorded sha256; the model loads; it predicts on
-its input example; the prediction matches the output recorded at save time within
-``validation_tolerance``; the fast path (``predict_array``) agrees with ``predict``; and N
-single-row fast-path predictions are timed (p50/p99/mean, in milliseconds). The outcome —
-``validated`` or ``failed`` with the reason — is written to the version.
+The checks, in order: the stored files match the sha256 the registry recorded when they were
+uploaded (checked on a private copy, before anything is loaded); the package unpickles nothing if
+the registry refuses pickles; the model loads; it predicts on its input example — or, when it has
+none, on a frame generated from its signature; the prediction matches the output recorded at save
+time within ``validation_tolerance``; the fast path (``predict_array``) agrees with ``predict``;
+and N single-row fast-path predictions are timed (p50/p99/mean, in milliseconds). The outcome —
+``validated`` or ``failed`` with the reason — is written to the version by the registry.
 
-By default the registry runs this in a separate process (``python -m shipyard.models.validation
-NAME VERSION ATTEMPT``, settings passed in the environment) so a model that crashes or hangs never
-takes the caller down; ``validation_subprocess: false`` runs it in-process.
+A check is one ``ValidationJob``: the local folder holding the stored files, the recorded
+sha256 and the settings the checks use — no database, no credentials. By default the registry
+hands it to a separate, clean process (``shipyard.models.sandbox``, see ``validator.py``) so a
+model that crashes, hangs or misbehaves never touches the caller or its secrets;
+``validation_subprocess: false`` runs it in-process.
 """
 
 from __future__ import annotations
 
-import json
+import hashlib
 import logging
 import os
-import subprocess
-import sys
+import shutil
+import tempfile
 import time
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,14 +33,12 @@ import numpy as np
 from shipyard.errors import ShipyardError
 
 if TYPE_CHECKING:
-    from shipyard.config import Settings
     from shipyard.models.loaded import LoadedModel
-    from shipyard.models.registry import Registry
 
 log = logging.getLogger(__name__)
 
-SETTINGS_ENV = "SHIPYARD_VALIDATION_SETTINGS_JSON"
 WARMUP_CALLS = 3
+EXAMPLE_ROWS = 5
 
 
 @dataclass
@@ -43,6 +46,34 @@ class ValidationResult:
     ok: bool
     reason: str = ""
     report: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, doc: dict[str, Any]) -> ValidationResult:
+        return cls(bool(doc.get("ok")), str(doc.get("reason") or ""), dict(doc.get("report") or {}))
+
+
+@dataclass(frozen=True)
+class ValidationJob:
+    """Everything a validation needs, and nothing more: where the stored files are, the sha256
+    the registry recorded for them at upload, and the settings of the checks."""
+
+    folder: str
+    sha256: str
+    tolerance: float
+    timing_calls: int
+    allow_pickle: bool = True
+    label: str = ""
+    log: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, doc: dict[str, Any]) -> ValidationJob:
+        return cls(**{k: doc[k] for k in cls.__dataclass_fields__ if k in doc})
 
 
 # -- the checks --------------------------------------------------------------------------------
@@ -52,6 +83,16 @@ def _as_array(value: Any) -> np.ndarray:
     if isinstance(value, (pd.DataFrame, pd.Series)):
         return value.to_numpy()
     return np.asarray(value)
+
+
+def _head(value: Any, rows: int = 5) -> Any:
+    """The first rows of an output, JSON-ready (for the report)."""
+    from shipyard.models.package import plain_output
+
+    if isinstance(value, Mapping):
+        return {str(k): _head(v, rows) for k, v in value.items()}
+    arr = _as_array(value)
+    return plain_output(arr.item() if arr.ndim == 0 else arr[:rows])
 
 
 def _fmt(value: Any) -> str:
@@ -64,7 +105,19 @@ def _fmt(value: Any) -> str:
 
 def compare_outputs(actual: Any, expected: Any, tolerance: float, what: str) -> str | None:
     """None when ``actual`` matches ``expected`` (|a-e| <= tol * (1 + |e|)); else the first difference."""
+    if isinstance(actual, Mapping) or isinstance(expected, Mapping):
+        if not (isinstance(actual, Mapping) and isinstance(expected, Mapping)) or \
+                [str(k) for k in actual] != [str(k) for k in expected]:
+            keys = list(actual) if isinstance(actual, Mapping) else type(actual).__name__
+            return f"{what}: output keys {keys} differ from the recorded {list(expected) if isinstance(expected, Mapping) else type(expected).__name__}"
+        for (key, value), recorded in zip(actual.items(), expected.values(), strict=True):
+            problem = compare_outputs(value, recorded, tolerance, f"{what} [{key!r}]")
+            if problem:
+                return problem
+        return None
     a, e = _as_array(actual), _as_array(expected)
+    if a.ndim == 0 or e.ndim == 0:
+        a, e = a.reshape(-1), e.reshape(-1)
     if a.shape != e.shape:
         if a.size == e.size and a.size > 0:
             a = a.reshape(e.shape)
@@ -139,17 +192,31 @@ def check_model_dir(folder: Path, *, tolerance: float, timing_calls: int) -> Val
     report["load_ms"] = round((time.perf_counter() - started) * 1000, 3)
     report["checks"].append("load")
     example = model.input_example
+    generated = example is None and model.signature is not None
+    if generated:
+        example = model.signature.example(EXAMPLE_ROWS)  # type: ignore[union-attr]
+        report["example"] = "generated from the signature"
     if example is None:
         return ValidationResult(
             False,
-            "the model has no input example, so its predictions cannot be checked; save it with "
-            "input_example=<a few training rows> and register it again",
+            "the model has neither an input example nor a signature, so its predictions cannot be checked; "
+            "save it with input_example=<a few training rows> and register it again",
             report,
         )
-    output = model.predict(example)
+    try:
+        output = model.predict(example)
+    except ShipyardError as exc:
+        if not generated:
+            raise
+        return ValidationResult(
+            False,
+            f"the model has no input example, and on {EXAMPLE_ROWS} rows generated from its signature it "
+            f"failed: {exc.message}; save it with input_example=<a few training rows> and register it again",
+            report,
+        )
     report["checks"].append("predict")
     report["example_rows"] = int(len(example))
-    if model.expected_output is not None:
+    if model.expected_output is not None and not generated:
         problem = compare_outputs(output, model.expected_output, tolerance,
                                   "prediction on input example differs from recorded output")
         if problem:
@@ -157,7 +224,7 @@ def check_model_dir(folder: Path, *, tolerance: float, timing_calls: int) -> Val
         report["checks"].append("expected_output")
     else:
         report["expected_output"] = "not recorded (model saved without Shipyard); prediction recorded as baseline"
-        report["baseline_output"] = _as_array(output)[:5].tolist()
+        report["baseline_output"] = _head(output)
     X = example_array(model, example)
     fast = model.predict_array(X)
     problem = compare_outputs(fast, output, tolerance, "fast path (predict_array) differs from predict")
@@ -171,66 +238,58 @@ def check_model_dir(folder: Path, *, tolerance: float, timing_calls: int) -> Val
     return ValidationResult(True, "", report)
 
 
-def run_validation(registry: Registry, name: str, version: int, attempt: str) -> ValidationResult:
-    """Validate one version and record the outcome on it (superseded attempts record nothing)."""
-    settings = registry.ws.settings
+def verified_copy(source: Path, dest: Path, expected_sha256: str) -> Path:
+    """Copy ``source`` to ``dest`` hashing the bytes copied; ``IntegrityError`` (and nothing left
+    in ``dest``) unless they hash to ``expected_sha256``.
+
+    The fingerprint is the artifact store's: sha256 over the sorted ``relpath<TAB>file sha256``
+    lines. Loading the copy afterwards means the files loaded are the files checked, whatever
+    happens to ``source`` meanwhile."""
+    from shipyard.errors import IntegrityError, NotFound
+
+    if not source.is_dir():
+        raise NotFound("the stored model files are missing from the artifact store; restore them from backup "
+                       "or register the model again", {"field": "artifact_path"})
+    lines = []
+    for file in sorted(p for p in source.rglob("*") if p.is_file()):
+        rel = file.relative_to(source)
+        target = dest / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        digest = hashlib.sha256()
+        with file.open("rb") as src, target.open("wb") as out:
+            while chunk := src.read(1 << 20):
+                digest.update(chunk)
+                out.write(chunk)
+        lines.append(f"{rel.as_posix()}\t{digest.hexdigest()}\n")
+    actual = hashlib.sha256("".join(lines).encode()).hexdigest()
+    if actual != expected_sha256:
+        shutil.rmtree(dest, ignore_errors=True)
+        raise IntegrityError(
+            "the stored model files do not match the sha256 the registry recorded when they were uploaded "
+            "(files were changed, added or removed); nothing was loaded — restore them from backup or "
+            "register the model again",
+            {"expected_sha256": expected_sha256, "actual_sha256": actual},
+        )
+    return dest
+
+
+def check_package(job: ValidationJob) -> ValidationResult:
+    """Run one job: verify a private copy of the files, then load and check that copy."""
+    from shipyard.models.trust import refuse_pickles
+
     started = time.perf_counter()
+    scratch = Path(tempfile.mkdtemp(prefix="shipyard-validate-"))
     try:
-        mv = registry.get_version(name, version)
-        folder = registry.local_model_dir(mv)  # checks the sha256 before anything is loaded
-        result = check_model_dir(folder, tolerance=settings.validation_tolerance,
-                                 timing_calls=settings.validation_timing_calls)
+        folder = verified_copy(Path(job.folder), scratch / "model", job.sha256)
+        refuse_pickles(folder, job.allow_pickle)
+        result = check_model_dir(folder, tolerance=job.tolerance, timing_calls=job.timing_calls)
     except ShipyardError as exc:
         result = ValidationResult(False, exc.message, {"error": exc.code})
     except Exception as exc:  # noqa: BLE001 - a model's own code may raise anything
-        log.debug("validation of %s/%d raised", name, version, exc_info=True)
+        log.debug("validation of %s raised", job.label, exc_info=True)
         result = ValidationResult(False, f"{type(exc).__name__}: {exc}", {"error": type(exc).__name__})
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
     result.report["duration_ms"] = round((time.perf_counter() - started) * 1000, 3)
     result.report["pid"] = os.getpid()
-    registry._record_validation(name, version, attempt, ok=result.ok, reason=result.reason, report=result.report)
     return result
-
-
-# -- the separate process ----------------------------------------------------------------------
-def launch(settings: Settings, name: str, version: int, attempt: str) -> subprocess.Popen[bytes]:
-    """Start ``python -m shipyard.models.validation`` for one version; its output goes to a log file."""
-    env = dict(os.environ)
-    env[SETTINGS_ENV] = json.dumps(settings.to_dict(redact=False))
-    logs = settings.state_dir / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
-    with open(logs / f"validation-{name}-{version}.log", "ab") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "shipyard.models.validation", name, str(version), attempt],
-            env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-
-def main(argv: list[str] | None = None) -> int:
-    from shipyard.config import Settings, load_settings
-    from shipyard.workspace import Workspace
-
-    args = list(sys.argv[1:] if argv is None else argv)
-    if len(args) != 3:
-        print("usage: python -m shipyard.models.validation NAME VERSION ATTEMPT", file=sys.stderr)
-        return 2
-    name, version, attempt = args[0], int(args[1]), args[2]
-    raw = os.environ.get(SETTINGS_ENV)
-    if raw:
-        values = json.loads(raw)
-        values["project_dir"] = Path(values["project_dir"])
-        settings = Settings(**values)
-    else:
-        settings = load_settings()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    ws = Workspace(settings)
-    try:
-        result = run_validation(ws.registry, name, version, attempt)
-    finally:
-        ws.close()
-    log.info("model %s version %d: %s %s", name, version, "validated" if result.ok else "failed", result.reason)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -9,13 +9,15 @@
 
 from __future__ import annotations
 
+import base64
 import csv
 import io
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import orjson
 
 from shipyard.errors import InvalidInput
@@ -89,7 +91,11 @@ def scene_records(payload: Any) -> tuple[list[Any], bool]:
 
 
 def model_records(payload: Any, names: Sequence[str]) -> tuple[list[Any], bool]:
-    """Records (dicts) or rows (lists in ``names`` order) from any accepted body; and 'single'."""
+    """Records (dicts) or rows (lists in ``names`` order) from any accepted body; and 'single'.
+
+    Every item of a batch must be of one kind — all objects or all rows of one length (the
+    model's width when ``names`` is known) — else ``InvalidInput`` names the first item that is not.
+    """
     if isinstance(payload, dict):
         keys = [k for k in MLFLOW_KEYS if k in payload]
         if len(keys) > 1:
@@ -98,16 +104,60 @@ def model_records(payload: Any, names: Sequence[str]) -> tuple[list[Any], bool]:
             extra = sorted(set(payload) - {keys[0], "params"})
             if extra:
                 raise InvalidInput(f"unknown top-level field(s) {extra} next to {keys[0]!r}", {"field": extra[0]})
-            return _mlflow(keys[0], payload[keys[0]]), False
+            params = payload.get("params")
+            if params is not None and not isinstance(params, dict):
+                raise InvalidInput("params must be an object of name: value", {"field": "params"})
+            return _mlflow(keys[0], payload[keys[0]], names), False
         if len(payload) == 1 and isinstance(payload.get("records"), list):
-            return payload["records"], False
+            return _items("records", payload["records"], names, rows=False), False
         return [payload], True
     if isinstance(payload, list):
-        return payload, False
+        return _items("body", payload, names), False
     raise InvalidInput(f"the body must be a JSON object; send one of {', '.join(MLFLOW_KEYS)}", {"field": "body"})
 
 
-def _mlflow(kind: str, value: Any) -> list[Any]:
+def model_params(payload: Any) -> dict[str, Any] | None:
+    """MLflow's ``params`` next to the data (already checked by ``model_records``)."""
+    if isinstance(payload, dict) and isinstance(payload.get("params"), dict) and payload["params"]:
+        return dict(payload["params"])
+    return None
+
+
+def _items(field: str, items: list[Any], names: Sequence[str], *, rows: bool = True) -> list[Any]:
+    """``items`` if they are all records, or all rows of the model's width; else a 400 naming one."""
+    if not items:
+        return items
+    width = len(names) or None
+    first = items[0]
+    if type(first) is dict:
+        for i, item in enumerate(items):
+            if type(item) is not dict:
+                raise InvalidInput(f"{field}[{i}] is a {_kind(item)}; every record must be an object of "
+                                   "field: value", {"field": f"{field}[{i}]"})
+        return items
+    if type(first) is list and rows:
+        width = width or len(first)
+        for i, item in enumerate(items):
+            if type(item) is not list:
+                raise InvalidInput(f"{field}[{i}] is a {_kind(item)}; every row must be a list of {width} values",
+                                   {"field": f"{field}[{i}]"})
+            if len(item) != width:
+                raise InvalidInput(f"{field}[{i}] has {len(item)} values; the model takes {width}"
+                                   + (f" ({', '.join(names)})" if names else ""), {"field": f"{field}[{i}]"})
+        return items
+    if rows and width == 1 and all(type(i) not in (dict, list) for i in items):
+        return [[item] for item in items]  # one value per row for a one-input model
+    what = "an object of field: value" + (f" or a list of {width} values" if rows and width else
+                                            " or a list of values" if rows else "")
+    raise InvalidInput(f"{field}[0] is a {_kind(first)}; each item must be {what}", {"field": f"{field}[0]"})
+
+
+def _kind(value: Any) -> str:
+    return {dict: "object", list: "list", str: "string", bool: "boolean", type(None): "null"}.get(
+        type(value), "number" if isinstance(value, int | float) else type(value).__name__)
+
+
+def _mlflow(kind: str, value: Any, names: Sequence[str]) -> list[Any]:
     if kind == "dataframe_split":
         if not isinstance(value, dict) or not isinstance(value.get("data"), list):
             raise InvalidInput("dataframe_split needs {\"columns\": [...], \"data\": [[...], ...]}",
@@ -117,7 +167,7 @@ def _mlflow(kind: str, value: Any) -> list[Any]:
         if extra:
             raise InvalidInput(f"dataframe_split has unknown key(s) {extra}", {"field": f"dataframe_split.{extra[0]}"})
         if columns is None:
-            return value["data"]
+            return _items("dataframe_split.data", value["data"], names)
         if not isinstance(columns, list) or not all(isinstance(c, str) for c in columns):
             raise InvalidInput("dataframe_split.columns must be a list of names", {"field": "dataframe_split.columns"})
         out = []
@@ -130,7 +180,7 @@ def _mlflow(kind: str, value: Any) -> list[Any]:
     if kind == "dataframe_records":
         if not isinstance(value, list):
             raise InvalidInput("dataframe_records must be a list of objects", {"field": "dataframe_records"})
-        return value
+        return _items("dataframe_records", value, names, rows=False)
     if isinstance(value, dict):  # columnar "inputs"/"instances": {column: [values]}
         lengths = {len(v) if isinstance(v, list) else -1 for v in value.values()}
         if -1 in lengths or len(lengths) > 1:
@@ -139,12 +189,19 @@ def _mlflow(kind: str, value: Any) -> list[Any]:
         n = lengths.pop() if lengths else 0
         return [{k: v[i] for k, v in value.items()} for i in range(n)]
     if isinstance(value, list):
-        return value
+        return _items(kind, value, names)
     raise InvalidInput(f"{kind} must be a list of records/rows or an object of columns", {"field": kind})
 
 
-def csv_records(body: bytes, names: Sequence[str], numeric: Sequence[str]) -> list[dict[str, Any]]:
-    """CSV with a header row; columns the model expects as numbers are parsed, the rest stay text."""
+_NUMBER_TYPES = frozenset({"double", "float", "long", "integer"})
+_TRUE, _FALSE = frozenset({"true", "True", "TRUE"}), frozenset({"false", "False", "FALSE"})
+
+
+def csv_records(body: bytes, types: Mapping[str, str] | None) -> list[dict[str, Any]]:
+    """CSV with a header row, each cell parsed by its column's signature type (``types``: column ->
+    type): numbers for numeric columns, ``true``/``false`` for booleans, text otherwise; an empty
+    cell is null. Without a signature (``types`` None) a column whose cells all read as integers
+    holds integers, one whose cells all read as numbers holds floats, any other holds text."""
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError:
@@ -157,29 +214,86 @@ def csv_records(body: bytes, names: Sequence[str], numeric: Sequence[str]) -> li
     if not rows:
         raise InvalidInput("the CSV body is empty; send a header row and data rows", {"field": "body"})
     header = rows[0]
-    numeric_set = set(numeric)
-    out = []
-    for line, row in enumerate(rows[1:], start=2):
-        if not row:
-            continue
+    body_rows = [(line, row) for line, row in enumerate(rows[1:], start=2) if row]
+    for line, row in body_rows:
         if len(row) != len(header):
             raise InvalidInput(f"CSV line {line} has {len(row)} values for {len(header)} columns", {"field": f"line {line}"})
+    kinds = dict(types) if types is not None else {col: _infer([r[j] for _, r in body_rows])
+                                                   for j, col in enumerate(header)}
+    out = []
+    for line, row in body_rows:
         record: dict[str, Any] = {}
         for col, cell in zip(header, row, strict=True):
-            if col in numeric_set:
-                if cell == "":
-                    record[col] = None
-                    continue
-                try:
-                    value = float(cell)
-                except ValueError:
-                    raise InvalidInput(f"CSV line {line}: column {col!r} must be a number, got {cell[:40]!r}",
-                                       {"field": col}) from None
-                if not math.isfinite(value):
-                    raise InvalidInput(f"CSV line {line}: column {col!r} is {cell}; numbers must be finite",
-                                       {"field": col})
-                record[col] = value
-            else:
-                record[col] = cell
+            record[col] = None if cell == "" else _cell(cell, kinds.get(col, "string"), col, line)
         out.append(record)
     return out
+
+
+def _infer(cells: list[str]) -> str:
+    present = [c for c in cells if c != ""]
+    for kind in ("long", "double"):
+        try:
+            for cell in present:
+                int(cell) if kind == "long" else float(cell)
+            return kind if present else "string"
+        except ValueError:
+            continue
+    return "string"
+
+
+def _cell(cell: str, kind: str, col: str, line: int) -> Any:
+    if kind in _NUMBER_TYPES:
+        try:
+            value: float | int = int(cell) if kind in ("long", "integer") and _integral(cell) else float(cell)
+        except ValueError:
+            raise InvalidInput(f"CSV line {line}: column {col!r} must be a number, got {cell[:40]!r}",
+                               {"field": col}) from None
+        if isinstance(value, float) and not math.isfinite(value):
+            raise InvalidInput(f"CSV line {line}: column {col!r} is {cell}; numbers must be finite", {"field": col})
+        return value
+    if kind == "boolean":
+        if cell in _TRUE or cell in _FALSE:
+            return cell in _TRUE
+        raise InvalidInput(f"CSV line {line}: column {col!r} must be true or false, got {cell[:40]!r}",
+                           {"field": col})
+    return cell
+
+
+def _integral(cell: str) -> bool:
+    text = cell.strip().lstrip("+-")
+    return text.isdigit()
+
+
+def mlflow_jsonable(out: Any) -> Any:
+    """A prediction as MLflow's scoring server writes it: arrays as nested lists (float32 widened
+    to the double it is, as ``ndarray.tolist`` does), a DataFrame or Series as a list of records,
+    NumPy scalars as Python numbers, timestamps in ISO form, bytes in base64; NaN becomes null."""
+    import pandas as pd
+
+    if isinstance(out, np.ndarray):
+        if out.dtype.kind in "iub" or (out.dtype.kind == "f" and np.isfinite(out).all()):
+            return out.tolist()  # plain numbers already: nothing to walk
+        return _plain(out.tolist())
+    if isinstance(out, pd.DataFrame):
+        return _plain(out.to_dict(orient="records"))
+    if isinstance(out, pd.Series):
+        return _plain(pd.DataFrame(out).to_dict(orient="records"))
+    return _plain(out)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _plain(value.tolist())
+    if isinstance(value, np.generic):
+        return _plain(value.item())
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, bytes | bytearray):
+        return base64.encodebytes(bytes(value)).decode("ascii")
+    if hasattr(value, "isoformat") and not isinstance(value, str):
+        return value.isoformat()
+    return value

@@ -22,7 +22,9 @@ from typing import Any
 import numpy as np
 
 from shipyard.errors import NotFound, Overloaded, SchemaMismatch, ShipyardError
+from shipyard.models.loaded import model_failure
 from shipyard.serving import heap
+from shipyard.serving.codec import mlflow_jsonable
 from shipyard.serving.resilience import Guard
 from shipyard.serving.scene import CompiledScene, compile_scene, scene_loader
 from shipyard.serving.sources import RegistryModels, StoreFeatures
@@ -30,6 +32,7 @@ from shipyard.serving.steps import FeaturesNode, ParallelNode, Trace, to_python
 
 log = logging.getLogger(__name__)
 _FLOAT_ONLY = {float}
+_MATRIX_TYPES = frozenset({"double", "long", "integer"})
 
 
 def new_request_id() -> str:
@@ -95,8 +98,14 @@ class ServedModel:
         sig = getattr(model, "signature", None)
         specs = list(sig.inputs) if sig is not None else []
         self.required = frozenset(str(s.name) for s in specs if s.required) if specs else self.name_set
-        numeric = {"double", "float", "long", "integer", "boolean"}
-        self.numeric = bool(model.has_fast_path) and all(s.type in numeric for s in specs) and bool(self.names)
+        # the float matrix holds exactly what the signature check would pass on: doubles and integers
+        # (a float32 or boolean column goes through the typed frame, as MLflow types it)
+        self.numeric = bool(model.has_fast_path) and all(s.type in _MATRIX_TYPES for s in specs) and bool(self.names)
+        self.integers = frozenset(j for j, s in enumerate(specs) if s.type in ("long", "integer"))
+        self.types: dict[str, str] | None = {str(s.name): str(s.type) for s in specs} if specs else (
+            dict.fromkeys(self.names, "double") if self.numeric else None)
+        # /invocations may take the matrix path only when the package's pyfunc is its predict
+        self.pyfunc_fast = self.numeric and bool(getattr(model, "pyfunc_is_predict", True))
         self.latency: deque[float] = deque(maxlen=2_000)
         self.recent: deque[Any] = deque(maxlen=256)
         self.inflight = 0
@@ -119,7 +128,7 @@ class ServedModel:
             else:
                 raise SchemaMismatch(f"{where}each record must be an object of field: value or a list of {n} "
                                      "values", {"record": i})
-            if set(map(type, values)) == _FLOAT_ONLY and math.isfinite(sum(values)):
+            if set(map(type, values)) == _FLOAT_ONLY and math.isfinite(sum(values)) and not self.integers:
                 # the usual row: only finite floats (a non-finite sum means some value may not be)
                 out[i] = values
                 continue
@@ -129,12 +138,13 @@ class ServedModel:
                     if v - v != 0.0:
                         raise SchemaMismatch(f"{where}field {names[j]!r} is {v}; numbers must be finite",
                                              {"field": names[j], "record": i})
+                    if j in self.integers and not v.is_integer():
+                        raise SchemaMismatch(f"{where}field {names[j]!r} must be a whole number, got {v!r}",
+                                             {"field": names[j], "record": i})
                 elif t is int:
                     v = float(v)
                 elif v is None:
-                    if names[j] in self.required and self.required is not self.name_set:
-                        raise SchemaMismatch(f"{where}field {names[j]!r} is required", {"field": names[j], "record": i})
-                    v = math.nan
+                    v = math.nan  # a missing value, as the signature check and MLflow read it
                 else:
                     raise SchemaMismatch(f"{where}field {names[j]!r} must be a number, got {t.__name__} "
                                          f"{str(v)[:40]!r}", {"field": names[j], "record": i})
@@ -156,6 +166,16 @@ class ServedModel:
         if self.numeric:
             return to_python(self.model.predict_array(self.matrix(records)))
         return to_python(self.model.predict(records))
+
+    def invoke(self, records: list[Any], params: dict[str, Any] | None = None) -> Any:
+        """``/invocations``: what ``mlflow.pyfunc.load_model(<package>).predict`` returns for these
+        records, in MLflow's JSON form (see ``shipyard.models.pyfunc``)."""
+        if self.pyfunc_fast and not params:
+            out = self.model.predict_array(self.matrix(records))
+        else:
+            pyfunc = getattr(self.model, "predict_pyfunc", None)
+            out = pyfunc(records, params) if pyfunc is not None else self.model.predict(records)
+        return mlflow_jsonable(out)
 
 
 class ServingEngine:
@@ -235,10 +255,24 @@ class ServingEngine:
                 served = self._models.get(key)
                 if served is None:
                     version = self.models.resolve(name, str(ref))
-                    served = ServedModel(name, str(ref), version, self.models.load(name, version))
+                    served = ServedModel(name, str(ref), version, self._load_model(name, version))
                     self._models[key] = served
                     heap.settle()
         return served
+
+    def _load_model(self, name: str, version: int) -> Any:
+        try:
+            return self.models.load(name, version)
+        except Exception as exc:  # noqa: BLE001 - unpickling and load hooks run the model's own code
+            raise self._model_failed(exc, name, version, "could not be loaded") from exc
+
+    def _model_failed(self, exc: Exception, name: str, version: int, what: str = "") -> ShipyardError:
+        """The error boundary around a model's code: named, counted in the metrics, never bare."""
+        failure = model_failure(exc, name, version, what)
+        failure.details.setdefault("step", f"model:{name}")
+        if self.metrics is not None:
+            self.metrics.error(f"model:{name}", str(version), "control", failure.code, failure.status)
+        return failure
 
     def install_model(self, served: ServedModel) -> None:
         self._models[(served.name, served.ref)] = served
@@ -411,17 +445,20 @@ class ServingEngine:
             self._shadow_queue.join()
 
     # -- direct model calls ---------------------------------------------------------------------
-    def predict_model(self, name: str, ref: str, records: list[Any]) -> tuple[list[Any], ServedModel, float]:
+    def predict_model(self, name: str, ref: str, records: list[Any], *, mlflow: bool = False,
+                      params: dict[str, Any] | None = None) -> tuple[Any, ServedModel, float]:
+        """Score records with one model: Shipyard's outputs (``/predict``), or with ``mlflow=True``
+        what MLflow's scoring server returns for the package (``/invocations``)."""
         served = self.model(name, ref)
         start = time.perf_counter()
         served.inflight += 1
         try:
-            predictions = served.predict(records)
-        except ShipyardError as exc:
-            exc.details.setdefault("step", f"model:{name}")
-            if self.metrics is not None:
-                self.metrics.error(f"model:{name}", str(served.version), "control", exc.code, exc.status)
-            raise
+            predictions = served.invoke(records, params) if mlflow else served.predict(records)
+        except Exception as exc:  # noqa: BLE001 - the model's code may raise anything
+            failure = self._model_failed(exc, name, served.version)
+            if failure is exc:
+                raise
+            raise failure from exc
         finally:
             served.inflight -= 1
         elapsed = time.perf_counter() - start

@@ -25,7 +25,7 @@ from shipyard.auth.principal import DEFAULT_PROJECT
 from shipyard.errors import InvalidInput, NotFound, PayloadTooLarge, ShipyardError
 from shipyard.http_util import add_lifespan, read_body
 from shipyard.serving import openapi
-from shipyard.serving.codec import csv_records, dumps, model_records, parse_json, scene_records
+from shipyard.serving.codec import csv_records, dumps, model_params, model_records, parse_json, scene_records
 from shipyard.serving.engine import ServingEngine, new_request_id
 from shipyard.serving.metrics import CONTENT_TYPE, ServingMetrics
 from shipyard.serving.prediction_log import PredictionLog
@@ -294,18 +294,21 @@ class Predictions:
             return error_reply(exc, rid)
         return _reply(result, rid)
 
-    def _model(self, call: Call, state: ServingState, name: str, ref: str) -> tuple[str, Any, Any, float, bool]:
+    def _model(self, call: Call, state: ServingState, name: str, ref: str,
+               mlflow: bool = False) -> tuple[str, Any, Any, float, bool]:
         rid = call.request_id or new_request_id()
         engine = state.engine
         served = engine.model(name, ref)
+        params = None
         if call.is_csv:
-            numeric = served.names if served.numeric else []
-            records, single = csv_records(call.body, served.names, numeric), False
+            records, single = csv_records(call.body, served.types), False
         else:
-            records, single = model_records(parse_json(call.body), served.names)
+            payload = parse_json(call.body)
+            records, single = model_records(payload, served.names)
+            params = model_params(payload)
         if not records:
             raise InvalidInput("no records to score; send at least one", {"field": "body"})
-        predictions, served, elapsed = engine.predict_model(name, ref, records)
+        predictions, served, elapsed = engine.predict_model(name, ref, records, mlflow=mlflow, params=params)
         return rid, predictions, served, elapsed, single
 
     async def predict(self, call: Call, state: ServingState, name: str, ref: str) -> Reply:
@@ -320,7 +323,7 @@ class Predictions:
 
     async def invocations(self, call: Call, state: ServingState, name: str, ref: str) -> Reply:
         try:
-            rid, predictions, served, _elapsed, _single = self._model(call, state, name, ref)
+            rid, predictions, served, _elapsed, _single = self._model(call, state, name, ref, mlflow=True)
         except ShipyardError as exc:
             return error_reply(exc, call.request_id or new_request_id())
         return _reply({"predictions": predictions}, rid,

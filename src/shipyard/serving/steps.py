@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from shipyard.errors import ModelError, NotFound, ShipyardError
+from shipyard.models.loaded import model_failure
 from shipyard.serving.expr import Expression
 
 Row = dict[str, Any]
@@ -193,12 +194,19 @@ class ModelNode(Node):
     def _run(self, rows: list[Row], trace: Trace) -> None:
         start = time.perf_counter()
         fields = self.fields
-        if self.numeric:
-            X = np.array([[row.get(f) for f in fields] for row in rows], dtype=np.float64)
-            result = self.model.predict_array(X)
-        else:
-            records = [{n: row.get(f) for n, f in zip(self.input_names, fields, strict=True)} for row in rows]
-            result = self.model.predict(records)
+        try:
+            if self.numeric:
+                X = np.array([[row.get(f) for f in fields] for row in rows], dtype=np.float64)
+                result = self.model.predict_array(X)
+            else:
+                records = [{n: row.get(f) for n, f in zip(self.input_names, fields, strict=True)} for row in rows]
+                result = self.model.predict(records)
+        except Exception as exc:  # noqa: BLE001 - the model's code (hooks included) may raise anything
+            failure = model_failure(exc, self.name, self.version)
+            if failure is exc:
+                raise
+            raise ModelError(f"step {self.id!r} ({self.kind}) failed: {failure.message}",
+                             {**failure.details, "step": self.id, "kind": self.kind}) from exc
         values = to_python(result)
         trace.model_s += time.perf_counter() - start
         trace.models[self.name] = self.version

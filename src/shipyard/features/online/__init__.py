@@ -3,7 +3,8 @@
     sqlite                  embedded SQLite file in <project>/.shipyard/online.sqlite (default)
     sqlite:///path/file.db  embedded SQLite at a given path
     lmdb | lmdb:///path     embedded LMDB environment (needs the ``lmdb`` package)
-    redis://host:6379/0     Redis; add ``?prefix=team-a:`` to isolate key spaces
+    redis://host:6379/0     Redis; add ``?prefix=team-a:`` to isolate key spaces; also rediss:// (TLS),
+                            redis+sentinel://, redis+cluster:// (see ``redis_connect``)
 """
 
 from __future__ import annotations
@@ -26,22 +27,23 @@ def open_online_store(settings: Settings | None = None, url: str | None = None, 
     spec = spec or "sqlite"
     state = settings.state_dir if settings is not None else Path(".shipyard")
     scheme = spec.split("://", 1)[0].lower() if "://" in spec else spec.lower()
-    if scheme in ("redis", "rediss", "unix"):
+    if scheme in ("redis", "rediss", "unix", "redis+sentinel", "rediss+sentinel", "redis+cluster", "rediss+cluster"):
         from shipyard.features.online.redis_store import RedisOnlineStore
 
         return RedisOnlineStore(spec, **options)  # type: ignore[arg-type]
     if scheme == "sqlite":
-        from shipyard.features.online.embedded import SQLiteOnlineStore
+        from shipyard.features.online.sqlite_store import SQLiteOnlineStore
 
         path = spec[len("sqlite:///") :] if spec.startswith("sqlite:///") else ""
         return SQLiteOnlineStore(Path(path) if path else state / "online.sqlite")
     if scheme == "lmdb":
-        from shipyard.features.online.embedded import LMDBOnlineStore
+        from shipyard.features.online.lmdb_store import LMDBOnlineStore
 
         path = spec[len("lmdb:///") :] if spec.startswith("lmdb:///") else ""
         return LMDBOnlineStore(Path(path) if path else state / "online.lmdb")
     raise ConfigError(
-        f"online_store {spec!r} is not supported; use 'sqlite' (embedded), 'lmdb' or redis://host:6379/0",
+        f"online_store {spec!r} is not supported; use 'sqlite' (embedded), 'lmdb', redis://host:6379/0, rediss://, "
+        "redis+sentinel:// or redis+cluster://",
         {"field": "online_store"},
     )
 

@@ -6,39 +6,35 @@ Key layout (``prefix`` defaults to ``shipyard:``; give each project or test its 
     {prefix}meta:{view}                    hash    entities, max_ts, last_write, version
     {prefix}seen:{view}:{entity-key JSON}  zset    event times seen within the dedupe window
 
-A row is one value, replaced whole, so a feature removed from a view leaves no trace and a read
-is one ``MGET`` for every row of every view asked for. Script calls cost about 2 µs each here and
-a hash of many fields costs more to write than one string (8 against 2 µs a row, measured), which
-is what bounds materialization.
+On Redis Cluster the view is a hash tag (``{prefix}row:{{view}}:...``), so every key of a view
+lives in one slot: the write script can touch a view's rows and its meta hash together, and a
+read is one ``MGET`` per view, the views' commands sent to their nodes together.
 
-Conditional writes run in a Lua script so that the event-time comparison and the replacement are
-atomic; one script call writes ``batch_size`` rows, in order, and all the calls of a write are sent
-together (pipelined) before their replies are read.
+A row is one value, replaced whole, so a feature removed from a view leaves no trace. Conditional
+writes run in a Lua script (loaded with ``register_script``) so that the event-time comparison and
+the replacement are atomic; one script call writes ``batch_size`` rows, in order, and the calls
+of a write go out in one pipeline.
 
-Reads and writes go through one dedicated connection per thread (and process), encoded with
-hiredis when it is installed: redis-py's per-command path (pool checkout with a readiness poll,
-command packing in Python, response callbacks) cost about 60 µs per call here, more than the
-round trip itself. Everything else (scan, stats, deletes) uses the ordinary client.
+Everything goes through redis-py's public API (see ``redis_connect``): reads use a client per
+thread that holds one pooled connection (``single_connection_client``), so a read is one
+``execute_command`` without a pool checkout; writes, scans and counters use pipelines and
+commands of the shared client. Replies are parsed by hiredis when it is installed.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import os
-import socket
-import struct
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from operator import itemgetter
 from typing import Any, NamedTuple
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-import numpy as np
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from shipyard.errors import ConfigError, StoreUnavailable, require
+from shipyard.errors import ConfigError, ShipyardError, StoreUnavailable, require
 from shipyard.features.online.base import (
     OnlineStore,
     ViewStats,
@@ -54,21 +50,16 @@ from shipyard.features.online.base import (
     now_micros,
     to_micros,
 )
-
-try:  # the C encoder and parser of the Redis protocol; redis-py's own are used without them
-    import hiredis
-    from hiredis import pack_command as _hiredis_pack
-except ImportError:  # pragma: no cover - hiredis is a dependency of the redis extra
-    hiredis = None
-    _hiredis_pack = None
+from shipyard.features.online.redis_connect import open_client, parse_url, thread_client
 
 _TS_MARK = b'"$ts"'  # a tagged timestamp value (see base.encode_value)
 _TS_KEY = "$ts"
 _VERDICTS = ("written", "duplicate", "stale")
 _MGET_KEYS = 1000  # keys per MGET of a read: a long command holds up every other client
+_FOREIGN = "WRONGTYPE a key holds no online row"
 
-# This process's id, kept current across forks: connections belong to the process that opened
-# them, and the hot read path checks this instead of asking the kernel every call.
+# This process's id, kept current across forks: clients belong to the process that opened them,
+# and the hot read path checks this instead of asking the kernel every call.
 _process_id = os.getpid()
 
 
@@ -78,6 +69,18 @@ def _after_fork() -> None:
 
 
 os.register_at_fork(after_in_child=_after_fork)
+
+try:  # hiredis encodes a command in C; redis-py's own encoder otherwise
+    from hiredis import pack_command as _hiredis_pack
+except ImportError:  # pragma: no cover - hiredis is a dependency of the redis extra
+    _hiredis_pack = None
+
+
+def _pack(conn: Any, command: tuple[Any, ...]) -> list[bytes]:
+    """One command in the protocol, as the parts ``Connection.send_packed_command`` takes."""
+    if _hiredis_pack is not None:
+        return [_hiredis_pack(command)]
+    return conn.pack_command(*command)
 
 # The conditional write of many rows in one command. KEYS: the view's meta hash, then per row its
 # key (and its seen-set when a dedupe window is given). ARGV: flag, write stamp, version, window,
@@ -147,54 +150,6 @@ class _PlainView(NamedTuple):
     nulls: tuple[None, ...]  # the values of a missing row
 
 
-def split_prefix(url: str) -> tuple[str, str | None]:
-    """Take an optional ``?prefix=...`` out of a redis:// URL."""
-    parts = urlsplit(url)
-    query = parse_qsl(parts.query)
-    prefix = next((v for k, v in query if k == "prefix"), None)
-    rest = urlencode([(k, v) for k, v in query if k != "prefix"])
-    return urlunsplit((parts.scheme, parts.netloc, parts.path, rest, parts.fragment)), prefix
-
-
-def _bulk(text: bytes | str) -> bytes:
-    """One Redis protocol bulk string."""
-    raw = text.encode() if isinstance(text, str) else text
-    return b"$%d\r\n%s\r\n" % (len(raw), raw)
-
-
-def _bulk_column(values: pa.Array, prefix: bytes = b"") -> pa.Array:
-    """``_bulk(prefix + value)`` of every element of a binary array, computed column-wise."""
-    lengths = pc.add(pc.binary_length(values), len(prefix))
-    return pc.binary_join_element_wise(b"$", pc.cast(lengths, pa.string()).cast(pa.binary()), b"\r\n", prefix,
-                                       values, b"\r\n", b"")
-
-
-def _joined(values: pa.Array, first: int, n: int) -> memoryview:
-    """The bytes of ``values[first:first + n]`` one after another, without a Python object per
-    element: a slice of the binary array's data buffer (the array has no nulls)."""
-    offsets = np.frombuffer(values.buffers()[1], dtype=np.int64 if pa.types.is_large_binary(values.type) else np.int32,
-                            count=len(values) + 1, offset=values.offset * (8 if pa.types.is_large_binary(values.type) else 4))
-    return memoryview(values.buffers()[2])[int(offsets[first]):int(offsets[first + n])]
-
-
-def _kernel_timeouts(sock: socket.socket) -> None:
-    """Move a socket's timeout into the kernel (SO_RCVTIMEO / SO_SNDTIMEO) and make it blocking
-    for Python: a Python-level timeout polls before every send and receive, two more system calls
-    per round trip (about 5 µs here). A call that times out now fails with EAGAIN, an OSError,
-    which the callers treat as a dropped connection."""
-    timeout = sock.gettimeout()
-    if not timeout:
-        return
-    seconds = int(timeout)
-    value = struct.pack("ll", seconds, int((timeout - seconds) * 1_000_000))
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, value)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, value)
-    except OSError:  # pragma: no cover - a platform without these options keeps Python's timeout
-        return
-    sock.settimeout(None)
-
-
 def _glob_escape(text: str) -> str:
     return "".join("\\" + ch if ch in "*?[]\\" else ch for ch in text)
 
@@ -204,126 +159,212 @@ class RedisOnlineStore(OnlineStore):
 
     def __init__(self, url: str, prefix: str | None = None, batch_size: int = 1000) -> None:
         redis = require("redis", "redis")
-        clean, url_prefix = split_prefix(url)
-        self.prefix = prefix if prefix is not None else (url_prefix or "shipyard:")
+        self.target = parse_url(url)
+        self.prefix = prefix if prefix is not None else (self.target.prefix or "shipyard:")
         self.batch_size = batch_size
-        try:
-            self.client = redis.Redis.from_url(clean)
-        except ValueError as exc:
-            raise ConfigError(
-                f"online_store {url!r} is not a valid Redis URL ({exc}); use redis://host:6379/0",
-                {"field": "online_store"},
-            ) from None
-        self._errors = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
-        self._write_sha = ""
-        self._no_script = redis.exceptions.NoScriptError
-        self._response_error = redis.exceptions.ResponseError
+        self.cluster = self.target.cluster
+        errors = redis.exceptions
+        self._errors: tuple[type[Exception], ...] = (errors.ConnectionError, errors.TimeoutError,
+                                                     errors.ClusterDownError)
+        self._auth_errors = (errors.AuthenticationError, errors.NoPermissionError)
+        self._no_script = errors.NoScriptError
+        self._response_error = errors.ResponseError
+        self._cluster_error = errors.RedisClusterException
+        self._client: Any = None
+        self._script: Any = None
+        self._script_loaded = False
+        self._lock = threading.Lock()
         self._local = threading.local()
-        self._links: list[Any] = []
-        self._links_lock = threading.Lock()
+        self._thread_clients: list[Any] = []
         self._view_cache: dict[tuple[str, tuple[str, ...], int | None], _PlainView] = {}
 
-    def _load_scripts(self) -> None:
-        self._write_sha = self.client.script_load(_WRITE_LUA)
+    # -- clients ---------------------------------------------------------------------------------
+    @property
+    def client(self) -> Any:
+        """The shared redis-py client (``Redis`` or ``RedisCluster``), opened on first use."""
+        if self._client is None:
+            with self._lock:
+                if self._client is None:
+                    try:
+                        client = open_client(self.target)
+                    except (*self._errors, self._cluster_error) as exc:
+                        raise self._unavailable(exc) from exc
+                    self._script = client.register_script(_WRITE_LUA)
+                    self._client = client
+        return self._client
 
-    def _link(self) -> Any:
-        """This thread's dedicated connection (a new one after a fork)."""
-        link = getattr(self._local, "link", None)
-        if link is None or self._local.pid != _process_id:
-            pool = self.client.connection_pool
-            # RESP2: replies of the commands used here need nothing newer, and no push messages
-            # can arrive between them
-            link = pool.connection_class(**{**pool.connection_kwargs, "protocol": 2})
-            self._local.link, self._local.pid = link, _process_id
-            with self._links_lock:
-                self._links.append(link)
-        return link
-
-    def _pack(self, *args: Any) -> bytes:
-        if _hiredis_pack is not None:
-            return _hiredis_pack(args)
-        return b"".join(self._link().pack_command(*args))
-
-    def _exchange(self, parts: Callable[[], Iterable[list[bytes]]], retry: bool) -> list[Any]:
-        """Send encoded commands and read one reply each. ``parts()`` (called once the scripts are
-        loaded) yields them in parts, each sent as soon as it is made, so Redis can run one part
-        while the next is encoded; the replies are read once everything is sent. A missing script
-        (server restarted) is loaded and the commands sent again; with ``retry`` a dropped
-        connection is reopened once, which is safe for reads."""
-        for attempt in (0, 1):
-            link = self._link()
-            try:
-                if not self._write_sha:
-                    self._load_scripts()
-                sent = 0
-                for commands in parts():
-                    link.send_packed_command([b"".join(commands)], check_health=False)
-                    sent += len(commands)
-                return self._replies(link, sent)
-            except self._no_script:
-                link.disconnect()  # later replies are still unread
-                if attempt:
-                    raise
-                self._load_scripts()
-            except self._errors as exc:
-                link.disconnect()
-                if attempt or not retry:
-                    raise self._unavailable(exc) from exc
-            except BaseException:
-                link.disconnect()
-                raise
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    def _replies(self, link: Any, count: int) -> list[Any]:
-        """Read ``count`` replies. With hiredis they are parsed straight off the socket (a reader
-        per connection), which saves redis-py's per-reply bookkeeping on the hot read path."""
-        sock = getattr(link, "_sock", None)
-        if hiredis is None or sock is None:
-            return [link.read_response() for _ in range(count)]
+    def _reader(self) -> Any:
+        """This thread's client (a new one after a fork)."""
         local = self._local
-        if getattr(local, "sock", None) is not sock:
-            _kernel_timeouts(sock)
-            local.sock, local.reader = sock, hiredis.Reader()
-        reader = local.reader
-        out = []
+        client = getattr(local, "client", None)
+        if client is None or local.pid != _process_id:
+            client = thread_client(self.client)
+            local.client, local.pid = client, _process_id
+            if client is not self._client:
+                with self._lock:
+                    self._thread_clients.append(client)
+        return client
+
+    def _drop_reader(self) -> None:
+        """Forget this thread's client after an error (its connection was closed by redis-py)."""
+        client = getattr(self._local, "client", None)
+        self._local.client = None
+        if client is None or client is self._client:
+            return
+        with self._lock:
+            if client in self._thread_clients:
+                self._thread_clients.remove(client)
         try:
-            while len(out) < count:
-                reply = reader.gets()
-                if reply is False:
-                    data = sock.recv(65536)
-                    if not data:
-                        raise self._errors[0]("Redis closed the connection")
-                    reader.feed(data)
-                    continue
-                if isinstance(reply, hiredis.ReplyError):
-                    raise self._reply_error(str(reply))
-                out.append(reply)
-        except OSError as exc:  # includes socket timeouts
-            raise self._errors[0](f"Error reading from Redis: {exc}") from exc
-        return out
+            client.close()
+        except Exception:  # noqa: BLE001 - the connection is gone already; nothing to release
+            pass
 
-    def _reply_error(self, text: str) -> Exception:
-        if text.startswith("NOSCRIPT"):
-            return self._no_script(text)
-        if text.startswith("WRONGTYPE"):
+    def _unavailable(self, exc: Exception) -> ShipyardError:
+        text = str(exc)
+        if isinstance(exc, self._auth_errors):
             return ConfigError(
-                f"Redis keys under the prefix {self.prefix!r} hold values this online store did not write "
-                f"({text.split(' script:')[0]}); give the store a prefix of its own, e.g. "
-                "redis://host:6379/0?prefix=features:", {"field": "online_store"})
-        return self._response_error(text)
-
-    def _row_prefix(self, view: str) -> bytes:
-        return f"{self.prefix}row:{view}:".encode()
-
-    def _meta_key(self, view: str) -> str:
-        return f"{self.prefix}meta:{view}"
-
-    def _unavailable(self, exc: Exception) -> StoreUnavailable:
+                f"Redis refused this online store's credentials or command ({text}); check the user and "
+                "password in online_store (redis://user:password@host:6379/0) and that the ACL allows "
+                f"GET/SET/MGET/SCAN/HGETALL/UNLINK and scripts on keys {self.prefix}*", {"field": "online_store"})
+        hint = ""
+        if "certificate" in text.lower() or "ssl" in text.lower():
+            hint = "; for TLS give the CA with ?ssl_ca_certs=/path/ca.pem"
         return StoreUnavailable(
-            f"Redis online store unreachable ({exc}); check that Redis runs and online_store is right",
+            f"Redis online store unreachable ({text}); check that Redis runs and online_store is right{hint}",
             {"field": "online_store"},
         )
 
+    def _foreign(self, text: str) -> ConfigError:
+        at = text.find("WRONGTYPE")
+        detail = text[at:].split(" script:")[0] if at >= 0 else text
+        return ConfigError(
+            f"Redis keys under the prefix {self.prefix!r} hold values this online store did not write "
+            f"({detail}); give the store a prefix of its own, e.g. redis://host:6379/0?prefix=features:",
+            {"field": "online_store"})
+
+    # -- key layout ------------------------------------------------------------------------------
+    def _tag(self, view: str) -> str:
+        return f"{{{view}}}" if self.cluster else view
+
+    def _row_prefix(self, view: str) -> bytes:
+        return f"{self.prefix}row:{self._tag(view)}:".encode()
+
+    def _meta_key(self, view: str) -> str:
+        return f"{self.prefix}meta:{self._tag(view)}"
+
+    def _seen_prefix(self, view: str) -> bytes:
+        return f"{self.prefix}seen:{self._tag(view)}:".encode()
+
+    # -- commands --------------------------------------------------------------------------------
+    def _mget(self, groups: Sequence[list[bytes]]) -> list[bytes | None]:
+        """The stored values of full row keys, in order; ``groups`` are the keys of one view each
+        (one slot on a cluster). A dropped connection is reopened once: reads are safe to repeat.
+
+        On one server the commands go out on this thread's connection (``Connection``'s public
+        ``send_packed_command`` / ``read_response``, encoded by hiredis when installed): about 5 µs
+        less per read than ``execute_command``, whose retry and bookkeeping wrap every call."""
+        for attempt in (0, 1):
+            try:
+                client = self._reader()
+                if self.cluster:
+                    return self._cluster_mget(client, groups)
+                keys = groups[0] if len(groups) == 1 else [key for group in groups for key in group]
+                conn = client.connection
+                if len(keys) <= _MGET_KEYS:
+                    conn.send_packed_command(_pack(conn, ("MGET", *keys)), check_health=False)
+                    return conn.read_response()
+                commands = [("MGET", *keys[i : i + _MGET_KEYS]) for i in range(0, len(keys), _MGET_KEYS)]
+                conn.send_packed_command([part for command in commands for part in _pack(conn, command)],
+                                         check_health=False)
+                return [value for _ in commands for value in conn.read_response()]
+            except self._errors as exc:
+                self._drop_reader()
+                if attempt:
+                    raise self._unavailable(exc) from exc
+            except self._auth_errors as exc:
+                self._drop_reader()  # later replies are unread
+                raise self._unavailable(exc) from exc
+            except BaseException:
+                self._drop_reader()
+                raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    @staticmethod
+    def _cluster_mget(client: Any, groups: Sequence[list[bytes]]) -> list[bytes | None]:
+        chunks = [group[i : i + _MGET_KEYS] for group in groups for i in range(0, len(group), _MGET_KEYS)]
+        if len(chunks) == 1:
+            return client.execute_command("MGET", *chunks[0])
+        pipe = client.pipeline()  # one MGET per slot, each node's sent together
+        for chunk in chunks:
+            pipe.execute_command("MGET", *chunk)
+        return [value for reply in pipe.execute() for value in reply]
+
+    def _run_scripts(self, parts: Callable[[], Iterable[Sequence[tuple[list[Any], list[Any]]]]]) -> list[list[int]]:
+        """Run the write script once per (keys, args) that ``parts()`` yields, a list at a time;
+        the replies, in order. A script the server lost (a restart, ``SCRIPT FLUSH``) is loaded
+        again and everything sent again.
+
+        On one server each part goes out on this thread's connection as soon as it is encoded and
+        the replies are read once all are sent, so Redis runs one part while the next is encoded;
+        commands are encoded by hiredis in one call each (redis-py's pipeline spends about 2 µs of
+        Python per argument). On a cluster each part is a cluster pipeline."""
+        for attempt in (0, 1):
+            try:
+                if not self._script_loaded:
+                    self.client.script_load(_WRITE_LUA)
+                    self._script_loaded = True
+                if self.cluster:
+                    return [reply for calls in parts() for reply in self._cluster_scripts(calls)]
+                return self._streamed_scripts(parts)
+            except self._no_script:
+                self._script_loaded = False
+                if attempt:
+                    raise
+            except self._auth_errors as exc:
+                raise self._unavailable(exc) from exc
+            except self._response_error as exc:
+                if "WRONGTYPE" in str(exc):
+                    raise self._foreign(str(exc)) from None
+                if "NOPERM" in str(exc) or "can't run this command" in str(exc):  # refused inside the script
+                    raise self._unavailable(self._auth_errors[1](str(exc).split("caused error: ")[-1])) from None
+                raise
+            except self._errors as exc:
+                raise self._unavailable(exc) from exc
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _streamed_scripts(self, parts: Callable[[], Iterable[Sequence[tuple[list[Any], list[Any]]]]]) -> list[Any]:
+        sha = self._script.sha
+        client = self._reader()
+        conn = client.connection
+        try:
+            sent = 0
+            for calls in parts():
+                conn.send_packed_command([chunk for keys, args in calls
+                                          for chunk in _pack(conn, ("EVALSHA", sha, len(keys), *keys, *args))],
+                                         check_health=False)
+                sent += len(calls)
+            replies: list[Any] = []
+            error: Exception | None = None
+            for _ in range(sent):  # every reply is read, so the connection stays usable after an error reply
+                try:
+                    replies.append(conn.read_response())
+                except self._response_error as exc:
+                    replies.append(None)
+                    error = error or exc
+        except BaseException:
+            self._drop_reader()  # replies may be left unread
+            raise
+        if error is not None:
+            raise error
+        return replies
+
+    def _cluster_scripts(self, calls: Sequence[tuple[list[Any], list[Any]]]) -> list[Any]:
+        pipe = self.client.pipeline()
+        for keys, args in calls:  # (redis-py 5 refuses pipe.evalsha on a cluster pipeline)
+            pipe.execute_command("EVALSHA", self._script.sha, len(keys), *keys, *args)
+        return pipe.execute()
+
+    # -- writes ----------------------------------------------------------------------------------
     def write_batch(
         self,
         view: str,
@@ -340,30 +381,24 @@ class RedisOnlineStore(OnlineStore):
         if not keys:
             return result
         row_prefix = self._row_prefix(view)
+        seen_prefix = self._seen_prefix(view)
         meta = self._meta_key(view)
-        flag = "1" if overwrite_equal else "0"
-        stamp = str(now_micros())
-        ver = "" if version is None else str(version)
         window = str(int(dedupe_window.total_seconds() * 1_000_000)) if dedupe_window is not None else "0"
-        seen_prefix = f"{self.prefix}seen:{view}:".encode()
+        head = ["1" if overwrite_equal else "0", str(now_micros()), "" if version is None else str(version), window]
         with_seen = window != "0"
-
-        def commands() -> list[bytes]:
-            # one scripted command per batch: rows run in order, as separate commands would
-            out = []
-            for first in range(0, len(keys), self.batch_size):
-                rows: list[Any] = [meta]
-                args: list[Any] = [flag, stamp, ver, window]
-                for i in range(first, min(first + self.batch_size, len(keys))):
-                    ek = encode_key(keys[i])
-                    rows.append(row_prefix + ek)
-                    if with_seen:
-                        rows.append(seen_prefix + ek)
-                    args.append(b"%d %s" % (to_micros(event_ts[i]), encode_row(values[i])))
-                out.append(self._pack("EVALSHA", self._write_sha, len(rows), *rows, *args))
-            return out
-
-        for codes in self._exchange(lambda: [commands()], retry=False):
+        calls = []
+        for first in range(0, len(keys), self.batch_size):
+            # one script call per batch: its rows run in order, as separate commands would
+            rows: list[Any] = [meta]
+            args: list[Any] = list(head)
+            for i in range(first, min(first + self.batch_size, len(keys))):
+                ek = encode_key(keys[i])
+                rows.append(row_prefix + ek)
+                if with_seen:
+                    rows.append(seen_prefix + ek)
+                args.append(b"%d %s" % (to_micros(event_ts[i]), encode_row(values[i])))
+            calls.append((rows, args))
+        for codes in self._run_scripts(lambda: [calls]):
             for code in codes:
                 verdict = _VERDICTS[int(code)]
                 if verdict == "written":
@@ -387,48 +422,40 @@ class RedisOnlineStore(OnlineStore):
         version: int | None = None,
         overwrite_equal: bool = False,
     ) -> WriteResult:
-        """The write script's commands encoded column-wise: no Python work per row or value.
-
-        Rows are encoded and sent a few batches at a time, so Redis runs the scripts of one part
-        while the next is encoded; all replies are read at the end."""
+        """Keys and values encoded column-wise (no Python work per value), a few script batches at
+        a time, each part sent as soon as it is encoded (see ``_run_scripts``)."""
         result = WriteResult()
         if table.num_rows == 0:
             return result
         names = list(feature_names)
-        head = b"".join(_bulk(v) for v in ("1" if overwrite_equal else "0", str(now_micros()),
-                                          "" if version is None else str(version), "0"))
-        meta = _bulk(self._meta_key(view))
+        head = ["1" if overwrite_equal else "0", str(now_micros()), "" if version is None else str(version), "0"]
+        meta = self._meta_key(view)
         row_prefix = self._row_prefix(view)
         part_rows = 4 * self.batch_size
 
-        def encode(part: pa.Table) -> tuple[pa.Array, pa.Array]:
+        def encode(part: pa.Table) -> list[tuple[list[Any], list[Any]]]:
             # per row: its key (KEYS; no seen-set without a dedupe window) and its value (ARGV)
-            keys = _bulk_column(encode_key_column(part, join_keys), row_prefix)
+            keys = pc.binary_join_element_wise(row_prefix, encode_key_column(part, join_keys), b"").to_pylist()
             stamps = pc.cast(micros_column(part.column(timestamp_field)), pa.string()).cast(pa.binary())
-            values = pc.binary_join_element_wise(stamps, b" ", encode_row_column(part, names), b"")
-            return keys, _bulk_column(values)
+            values = pc.binary_join_element_wise(stamps, b" ", encode_row_column(part, names), b"").to_pylist()
+            return [([meta, *keys[i : i + self.batch_size]], [*head, *values[i : i + self.batch_size]])
+                    for i in range(0, len(keys), self.batch_size)]
 
-        def parts() -> Iterator[list[bytes]]:
-            for start in range(0, table.num_rows, part_rows):
-                keys, values = encode(table.slice(start, part_rows))
-                out = []
-                for first in range(0, len(keys), self.batch_size):
-                    n = min(self.batch_size, len(keys) - first)
-                    out.append(b"".join((
-                        b"*%d\r\n" % (3 + 1 + n + 4 + n), _bulk("EVALSHA"), _bulk(self._write_sha), _bulk(str(1 + n)),
-                        meta, _joined(keys, first, n), head, _joined(values, first, n))))
-                yield out
+        def count(replies: list[list[int]]) -> None:  # 0 written, 1 duplicate, 2 stale
+            for codes in replies:
+                for code in codes:
+                    if code == 0:
+                        result.written += 1
+                    elif code == 1:
+                        result.duplicates += 1
+                    else:
+                        result.stale += 1
 
-        for codes in self._exchange(parts, retry=False):
-            for code in codes:
-                if code == 0:
-                    result.written += 1
-                elif code == 1:
-                    result.duplicates += 1
-                else:
-                    result.stale += 1
+        count(self._run_scripts(lambda: (encode(table.slice(start, part_rows))
+                                         for start in range(0, table.num_rows, part_rows))))
         return result
 
+    # -- reads -----------------------------------------------------------------------------------
     def read(
         self,
         view: str,
@@ -480,18 +507,16 @@ class RedisOnlineStore(OnlineStore):
 
     def _read_plain(self, views: list[_PlainView], keys_per_view: Sequence[Sequence[Sequence[Any]]],
                     now: Any) -> list[dict[str, list[Any]]]:
-        """Every read: the rows of every view fetched by ``MGET`` (a command per ``_MGET_KEYS``
-        keys) written straight to this thread's socket, the replies parsed by hiredis, and the
-        JSON of every row that is present and within its view's TTL decoded by one
-        ``orjson.loads``."""
-        keys: list[bytes] = []
+        """Every read: the rows of every view fetched by ``MGET``, and the JSON of every row that is
+        present and within its view's TTL decoded by one ``orjson.loads``."""
+        groups: list[list[bytes]] = []
         for view, entity_keys in zip(views, keys_per_view, strict=True):
             prefix = view.prefix
-            for key in entity_keys:
-                keys.append(prefix + (b"[%d]" % key[0] if len(key) == 1 and type(key[0]) is int else encode_key(key)))
-        if not keys:
+            groups.append([prefix + (b"[%d]" % key[0] if len(key) == 1 and type(key[0]) is int else encode_key(key))
+                           for key in entity_keys])
+        if not any(groups):
             return [{name: [] for name in view.names} for view in views]
-        stored = self._mget(keys)
+        stored = self._mget([group for group in groups if group])
         current = now_micros() if now is None else to_micros(now)
         docs = []
         at = 0
@@ -508,7 +533,7 @@ class RedisOnlineStore(OnlineStore):
         try:
             rows = orjson.loads(blob)
         except orjson.JSONDecodeError:
-            raise self._reply_error("WRONGTYPE a key holds no online row") from None
+            raise self._foreign(_FOREIGN) from None
         if _TS_MARK in blob:  # tagged timestamps back to datetimes
             rows = [row if row is None else {k: from_micros(v[_TS_KEY]) if type(v) is dict and _TS_KEY in v else v
                                              for k, v in row.items()} for row in rows]
@@ -544,59 +569,18 @@ class RedisOnlineStore(OnlineStore):
                 raise ValueError(value)
             return int(value[:space]), value[space + 1 :]
         except ValueError:
-            raise self._reply_error("WRONGTYPE a key holds no online row") from None
-
-    def _mget(self, keys: list[bytes]) -> list[bytes | None]:
-        """The stored values of full row keys: ``MGET``s of ``_MGET_KEYS`` keys, sent together."""
-        bulk = [b"$%d\r\n%s\r\n" % (len(key), key) for key in keys]
-        replies = self._read_replies([b"*%d\r\n$4\r\nMGET\r\n%s" % (len(bulk[i : i + _MGET_KEYS]) + 1,
-                                                                   b"".join(bulk[i : i + _MGET_KEYS]))
-                                      for i in range(0, len(bulk), _MGET_KEYS)])
-        return replies[0] if len(replies) == 1 else [value for reply in replies for value in reply]
-
-    def _read_replies(self, commands: list[bytes]) -> list[Any]:
-        """Send read commands on this thread's socket and read their replies (MGET replies are
-        lists; anything else is an error). A connection that is not open yet, or that has
-        dropped, goes through the general exchange, which reconnects."""
-        local = self._local
-        sock = getattr(local, "sock", None)
-        if sock is None or local.pid != _process_id:
-            return self._exchange(lambda: [commands], retry=True)
-        count = len(commands)
-        replies: list[Any] = []
-        try:
-            # a socket closed by a disconnect raises here, so it is never used stale
-            sock.sendall(b"".join(commands) if count > 1 else commands[0])
-            reader = local.reader  # holds nothing between calls: each reads all its replies
-            while True:
-                data = sock.recv(65536)
-                if not data:
-                    raise OSError("Redis closed the connection")
-                reader.feed(data)
-                reply = reader.gets()
-                while reply is not False:
-                    if type(reply) is not list:
-                        raise self._reply_error(str(reply))
-                    replies.append(reply)
-                    if len(replies) == count:
-                        return replies
-                    reply = reader.gets()
-        except (*self._errors, OSError):  # a dropped connection (or a timeout), seen by the send or the read
-            local.link.disconnect()  # reconnected once by the exchange, which is safe for reads
-            return self._exchange(lambda: [commands], retry=True)
-        except BaseException:
-            local.link.disconnect()  # later replies are still unread
-            raise
+            raise self._foreign(_FOREIGN) from None
 
     def read_event_ts(self, view: str, entity_keys: Sequence[Sequence[Any]]) -> list[dt.datetime | None]:
         row_prefix = self._row_prefix(view)
         if not entity_keys:
             return []
-        stored = self._mget([row_prefix + encode_key(key) for key in entity_keys])
+        stored = self._mget([[row_prefix + encode_key(key) for key in entity_keys]])
         return [None if value is None else from_micros(self._split_row(value)[0]) for value in stored]
 
+    # -- scans, counters, deletes ----------------------------------------------------------------
     def _keys(self, view: str, kind: str = "row") -> Iterator[bytes]:
-        pattern = _glob_escape(f"{self.prefix}{kind}:{view}:") + "*"
+        pattern = _glob_escape(f"{self.prefix}{kind}:{self._tag(view)}:") + "*"
         yield from self.client.scan_iter(match=pattern, count=1000)
 
     def scan(self, view: str, limit: int | None = None) -> Iterator[tuple[tuple[Any, ...], dt.datetime, dict[str, Any]]]:
@@ -606,7 +590,7 @@ class RedisOnlineStore(OnlineStore):
 
         def flush(keys: list[bytes]) -> list[tuple[tuple[Any, ...], dt.datetime, dict[str, Any]]]:
             found = []
-            for key, value in zip(keys, self._mget(keys), strict=True):
+            for key, value in zip(keys, self._mget([keys]), strict=True):
                 if value is None:  # removed since the scan listed it
                     continue
                 micros, doc = self._split_row(value)
@@ -630,7 +614,7 @@ class RedisOnlineStore(OnlineStore):
     def stats(self, view: str) -> ViewStats:
         try:
             meta = self.client.hgetall(self._meta_key(view))
-        except self._errors as exc:
+        except (*self._errors, *self._auth_errors) as exc:
             raise self._unavailable(exc) from exc
         entities = int(meta.get(b"entities", 0))
         max_ts = meta.get(b"max_ts")
@@ -641,36 +625,42 @@ class RedisOnlineStore(OnlineStore):
             from_micros(int(last)) if last else None,
         )
 
-    def delete_view(self, view: str) -> int:
+    def _unlink(self, keys: Iterator[bytes]) -> int:
+        """Remove keys in batches (a cluster client splits each batch by slot)."""
         removed = 0
-        try:
-            batch: list[bytes] = []
-            for key in self._keys(view):
-                batch.append(key)
-                if len(batch) >= 1000:
-                    removed += self.client.unlink(*batch)
-                    batch = []
-            if batch:
+        batch: list[bytes] = []
+        for key in keys:
+            batch.append(key)
+            if len(batch) >= 1000:
                 removed += self.client.unlink(*batch)
-            seen = list(self._keys(view, "seen"))
-            for start in range(0, len(seen), 1000):
-                self.client.unlink(*seen[start : start + 1000])
+                batch = []
+        if batch:
+            removed += self.client.unlink(*batch)
+        return removed
+
+    def delete_view(self, view: str) -> int:
+        try:
+            removed = self._unlink(self._keys(view))
+            self._unlink(self._keys(view, "seen"))
             self.client.delete(self._meta_key(view))
-        except self._errors as exc:
+        except (*self._errors, *self._auth_errors) as exc:
             raise self._unavailable(exc) from exc
         return removed
 
     def delete_prefix(self) -> int:
         """Remove every key under this store's prefix (tests and teardown)."""
-        removed = 0
-        for key in self.client.scan_iter(match=_glob_escape(self.prefix) + "*", count=1000):
-            removed += self.client.unlink(key)
-        return removed
+        return self._unlink(self.client.scan_iter(match=_glob_escape(self.prefix) + "*", count=1000))
 
     def close(self) -> None:
-        with self._links_lock:
-            for link in self._links:
-                link.disconnect()
-            self._links.clear()
+        with self._lock:
+            clients, self._thread_clients = self._thread_clients, []
+            shared, self._client = self._client, None
+            self._script_loaded = False
+        for client in clients:
+            client.close()  # gives its connection back to the pool
         self._local = threading.local()
-        self.client.close()
+        if shared is not None:
+            pool = getattr(shared, "connection_pool", None)
+            shared.close()
+            if pool is not None:
+                pool.disconnect()

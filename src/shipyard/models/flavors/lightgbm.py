@@ -7,7 +7,9 @@ is a classifier. Models MLflow saved with the scikit-learn API (``model.pkl`` pi
 or ``model.skops``) load too; pickles only with ``trusted=True``.
 
 Fast path: ``Booster.predict`` on the NumPy array with a cached column permutation, single-
-threaded for small batches (thread start-up costs more than it saves on a few rows).
+threaded for small batches (thread start-up costs more than it saves on a few rows); single rows
+and small batches go through the predictors of ``lightgbm_fast``, which hold the only uses of
+LightGBM's private names behind a version check and fall back to ``Booster.predict``.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import numpy as np
 
 from shipyard.errors import NotFound, require
 from shipyard.models.flavors.base import LoadOptions, module_of, refuse_untrusted
+from shipyard.models.flavors.lightgbm_fast import single_row_predictor, small_batch_predictor
 from shipyard.models.loaded import LoadedModel
 
 SMALL_BATCH = 64
@@ -106,25 +109,26 @@ def _objective(target: Path) -> str:
     return ""
 
 
-def build_loaded(booster: Any, native: Any, classes: list[Any] | None, input_names: tuple[str, ...] | None, flavor: str) -> LoadedModel:
+def build_loaded(booster: Any, native: Any, classes: list[Any] | None, input_names: tuple[str, ...] | None,
+                 flavor: str, private: bool | None = None) -> LoadedModel:
+    """``private``: None uses LightGBM's private single-row path where ``lightgbm_fast`` allows it,
+    False only its public API."""
     names = list(booster.feature_name())
     perm = None
     if input_names and list(input_names) != names and set(input_names) == set(names):
         order = list(input_names)
         perm = np.array([order.index(n) for n in names], dtype=np.intp)
     predict = booster.predict
-    small = _single_thread_predictor(booster)
-    one_row = _single_row_predictor(booster)
+    small = small_batch_predictor(booster, private)
+    one_row = single_row_predictor(booster, private)
 
     def predict_array(X: np.ndarray) -> np.ndarray:
         if perm is not None:
             X = X[:, perm]
-        if X.shape[0] == 1 and one_row is not None:
+        if X.shape[0] == 1:
             return one_row(X)
         if X.shape[0] <= SMALL_BATCH:
-            if small is not None:
-                return small(X)
-            return predict(X, num_threads=1)
+            return small(X)
         return predict(X)
 
     return LoadedModel(
@@ -134,97 +138,6 @@ def build_loaded(booster: Any, native: Any, classes: list[Any] | None, input_nam
         classes=classes,
         feature_names=list(input_names) if input_names else names,
     )
-
-
-def _single_thread_predictor(booster: Any) -> Any:
-    """``booster.predict(X, num_threads=1)`` without its per-call setup.
-
-    ``Booster.predict`` builds a predictor object (and deep-copies its parameters) on every call,
-    which costs about half as much again as scoring one row with 300 trees. For small batches (the
-    online path) one predictor is built here and reused; it shares the booster's handle and keeps
-    no state between calls, so threads can share it. Returns None when this LightGBM has no such
-    predictor (the caller then uses ``booster.predict``).
-    """
-    try:
-        from lightgbm.basic import _InnerPredictor
-
-        inner = _InnerPredictor.from_booster(booster=booster, pred_parameter={"num_threads": 1})
-        run = inner.predict
-    except (ImportError, AttributeError, TypeError):
-        return None
-
-    def small(X: np.ndarray) -> np.ndarray:
-        return run(data=X, start_iteration=0, num_iteration=booster.best_iteration, raw_score=False,
-                   pred_leaf=False, pred_contrib=False, data_has_header=False, validate_features=False)
-
-    try:  # the same call as booster.predict on a probe row, or not at all
-        probe = np.zeros((1, booster.num_feature()), dtype=np.float64)
-        if not np.array_equal(small(probe), booster.predict(probe, num_threads=1)):
-            return None
-    except Exception:
-        return None
-    return small
-
-
-def _single_row_predictor(booster: Any) -> Any:
-    """One row through LightGBM's single-row C entry point, its configuration prepared once.
-
-    The online path scores one row per request; ``_InnerPredictor.predict`` still converts and
-    checks the matrix and sizes its output on every call (67-84 us against 18-34 us here for 300
-    trees). Each thread gets its own prepared configuration (LightGBM does not promise that one is
-    safe to share) and each call its own output buffer. Returns None when this LightGBM lacks the
-    entry point or disagrees with ``booster.predict`` on probe rows.
-    """
-    try:
-        import ctypes
-        import threading
-        import weakref
-
-        from lightgbm.basic import _C_API_DTYPE_FLOAT64, _C_API_PREDICT_NORMAL, _LIB, _c_str, _safe_call
-
-        handle = booster._handle
-        init, run, free = (_LIB.LGBM_BoosterPredictForMatSingleRowFastInit,
-                           _LIB.LGBM_BoosterPredictForMatSingleRowFast, _LIB.LGBM_FastConfigFree)
-    except (ImportError, AttributeError):
-        return None
-    ncol = booster.num_feature()
-    num_iteration = booster.best_iteration or -1
-    width = booster.num_model_per_iteration()
-    local = threading.local()
-
-    def config() -> Any:
-        found = getattr(local, "config", None)
-        if found is None:
-            found = ctypes.c_void_p()
-            _safe_call(init(handle, ctypes.c_int(_C_API_PREDICT_NORMAL), ctypes.c_int(0),
-                            ctypes.c_int(num_iteration), ctypes.c_int(_C_API_DTYPE_FLOAT64),
-                            ctypes.c_int32(ncol), _c_str("num_threads=1"), ctypes.byref(found)))
-            weakref.finalize(local, free, found)  # freed when the loaded model is dropped
-            local.config = found
-        return found
-
-    out_len = ctypes.c_int64(0)  # written by LightGBM, never read: one for all threads is fine
-    out_len_ref = ctypes.byref(out_len)
-    void_p = ctypes.c_void_p
-
-    def one(X: np.ndarray) -> np.ndarray:
-        row = X[0] if X.dtype == np.float64 and X.flags.c_contiguous else np.ascontiguousarray(X[0], np.float64)
-        out = np.empty(width, dtype=np.float64)
-        _safe_call(run(config(), void_p(row.ctypes.data), out_len_ref, void_p(out.ctypes.data)))
-        return out
-
-    try:  # the same numbers as booster.predict on probe rows, or not used at all
-        probes = np.random.default_rng(0).normal(size=(4, ncol))
-        for probe in probes:
-            want = booster.predict(probe[None, :], num_threads=1)
-            got = one(probe[None, :])
-            if not np.array_equal(got.reshape(want.shape), want):
-                return None
-    except Exception:
-        return None
-    if width > 1:
-        return lambda X: one(X).reshape(1, width)
-    return one
 
 
 FLAVOR = LightGBMFlavor()

@@ -100,7 +100,8 @@ class PythonModelFlavor:
         try:
             model.load_context(context)
         except Exception as exc:
-            raise ModelError(f"{type(model).__name__}.load_context raised {type(exc).__name__}: {exc}") from exc
+            raise ModelError(f"{type(model).__name__}.load_context raised {type(exc).__name__}: {exc}",
+                             {"exception": type(exc).__name__}) from exc
         model.context = context  # type: ignore[attr-defined]
         return LoadedModel(
             self.name,

@@ -3,7 +3,9 @@
 The ``sklearn`` section uses MLflow's keys (``pickled_model``, ``serialization_format``,
 ``sklearn_version``, ``skops_trusted_types``), so ``mlflow.sklearn.load_model`` reads Shipyard's
 files and Shipyard reads MLflow's — skops (MLflow 3's default) and pickle/cloudpickle (older
-MLflow, ``serialization_format="pickle"``; these load only with ``trusted=True``).
+MLflow, ``serialization_format="pickle"``; these load only with ``trusted=True``). A skops file
+loads with the types its package recorded in ``skops_trusted_types`` and no other (MLflow passes
+the same list to ``skops.io.load``); see ``shipyard.models.trust``.
 
 Fast path: an estimator fitted on a DataFrame checks column names on every call, so the flavor
 keeps a private copy with the fitted names removed and a cached column permutation from signature
@@ -24,6 +26,7 @@ import numpy as np
 from shipyard.errors import Forbidden, InvalidInput, NotFound
 from shipyard.models.flavors.base import LoadOptions, refuse_untrusted
 from shipyard.models.loaded import LoadedModel
+from shipyard.models.trust import sklearn_class, skops_types
 
 
 def _has_skops() -> bool:
@@ -107,14 +110,27 @@ class SklearnFlavor:
 
 
 def _load_skops(target: Path, section: dict[str, Any], options: LoadOptions) -> Any:
+    """Load with the types the package recorded (``skops_trusted_types``) and no other; without
+    ``trusted`` only when each of them is a scikit-learn class (see ``shipyard.models.trust``)."""
     import skops.io as sio
 
-    untrusted = sio.get_untrusted_types(file=target)
-    if untrusted and not options.trusted:
+    untrusted = skops_types(target)
+    recorded = set(section.get("skops_trusted_types") or [])
+    unlisted = [t for t in untrusted if t not in recorded]
+    if unlisted:
         raise Forbidden(
-            f"{target.name!r} holds types skops does not trust by default: {untrusted}; load it with "
-            "trusted=True only if the model comes from a store you trust",
-            {"path": str(target), "types": list(untrusted)},
+            f"{target.name!r} holds types skops does not trust by default that the package does not list "
+            f"in skops_trusted_types: {unlisted}; re-save the model with shipyard.models.save_model, which "
+            "records them, if you trust where it came from",
+            {"path": str(target), "types": unlisted},
+        )
+    foreign = [t for t in untrusted if not sklearn_class(t)]
+    if foreign and not options.trusted:
+        raise Forbidden(
+            f"{target.name!r} holds types that are not scikit-learn classes: {foreign}; skops imports and "
+            "builds them, which runs their code; load it with trusted=True only if the model comes from a "
+            "store you trust",
+            {"path": str(target), "types": foreign},
         )
     return sio.load(target, trusted=untrusted or None)
 

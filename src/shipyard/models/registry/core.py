@@ -26,6 +26,7 @@ from shipyard.models.registry import names
 from shipyard.models.registry.records import PENDING, ModelVersion, RegisteredModel
 from shipyard.models.registry.release import ReleaseWorkflow
 from shipyard.models.registry.sources import inspect_model_dir, resolve_source
+from shipyard.models.trust import refuse_pickles
 from shipyard.store import now_ms
 from shipyard.store.events import list_events, record_event
 from shipyard.store.schema import artifacts as artifacts_table
@@ -211,8 +212,13 @@ class Registry(ReleaseWorkflow):
         tag_map = _check_mapping(tags, "tags")
         metric_map = _check_metrics(metrics)
         user = actor or self.ws.user
+        if self.ws.settings.validation_subprocess:
+            from shipyard.models.validator import shared_worker
+
+            shared_worker().start()  # its imports overlap the copy below
         with resolve_source(self.ws, path_or_run_artifact, run_id) as (folder, source_run):
             flavor, signature = inspect_model_dir(folder)
+            refuse_pickles(folder, self.ws.settings.allow_pickle_models)
             local_sha, local_size = sha256_dir(folder)
             if local_size == 0 and not any(folder.iterdir()):
                 raise InvalidInput(f"model folder {str(folder)!r} is empty", {"field": "path"})
@@ -525,10 +531,18 @@ class Registry(ReleaseWorkflow):
         return model
 
     def _load_verified(self, mv: ModelVersion) -> LoadedModel:
+        from shipyard.models.loaded import model_failure
         from shipyard.models.package import load_model
 
         folder = self.local_model_dir(mv)  # sha256 checked before anything is unpickled
-        return load_model(folder, trusted=True)
+        try:
+            refuse_pickles(folder, self.ws.settings.allow_pickle_models)
+            return load_model(folder, trusted=True)
+        except Exception as exc:  # noqa: BLE001 - unpickling and load hooks run the model's own code
+            failure = model_failure(exc, mv.name, mv.version, "could not be loaded")
+            if failure is exc:
+                raise
+            raise failure from exc
 
     def _forget(self, name: str, version: int | None = None) -> None:
         with self._cache_lock:

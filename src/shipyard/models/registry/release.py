@@ -9,17 +9,18 @@ the order in which changes committed. An alias's history is a stack: ``set`` pus
 from __future__ import annotations
 
 import logging
-import subprocess
 import threading
 import time
 import uuid
 from collections.abc import Mapping
+from concurrent.futures import Future
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from shipyard.errors import Conflict, Forbidden, NotFound
+from shipyard.errors import Conflict, Forbidden, NotFound, ShipyardError
 from shipyard.models.registry import names
 from shipyard.models.registry.records import (
     FINISHED,
@@ -29,6 +30,7 @@ from shipyard.models.registry.records import (
     AliasMove,
     ModelVersion,
 )
+from shipyard.models.validation import ValidationJob, ValidationResult, check_package
 from shipyard.store import now_ms
 from shipyard.store.events import record_event
 from shipyard.store.schema import model_alias_history, model_aliases, model_versions
@@ -45,7 +47,7 @@ class ReleaseWorkflow:
     ws: Workspace
 
     def __init__(self) -> None:
-        self._validators: dict[tuple[str, int], subprocess.Popen[bytes]] = {}
+        self._validators: dict[tuple[str, int], Future[ValidationResult]] = {}
         self._validators_lock = threading.Lock()
 
     # Provided by Registry.
@@ -58,14 +60,15 @@ class ReleaseWorkflow:
     def get_version(self, name: str, version_or_alias: int | str) -> ModelVersion:  # pragma: no cover
         raise NotImplementedError
 
+    def local_model_dir(self, mv: ModelVersion) -> Path:  # pragma: no cover
+        raise NotImplementedError
+
     # -- validation ----------------------------------------------------------------------------
     def start_validation(self, name: str, version: int | str, *, actor: str | None = None) -> str:
         """Mark the version ``validating`` and run the checks (in a separate process by default).
 
         Returns the attempt id; a later attempt supersedes an earlier one still running.
         """
-        from shipyard.models import validation
-
         names.check_model_name(name)
         number = names.check_version(version)
         user = actor or self.ws.user
@@ -92,14 +95,42 @@ class ReleaseWorkflow:
             )
             record_event(conn, user, "model.validation_started", names.subject(name, str(number)),
                          {"version": number, "attempt": attempt})
+        try:
+            job = self._validation_job(name, number)
+        except ShipyardError as exc:
+            self._record_validation(name, number, attempt, ok=False, reason=exc.message, report={"error": exc.code})
+            return attempt
         if in_subprocess:
-            proc = validation.launch(self.ws.settings, name, number, attempt)
+            from shipyard.models.validator import shared_worker
+
+            def record(result: ValidationResult) -> None:
+                self._record_validation(name, number, attempt, ok=result.ok, reason=result.reason,
+                                        report=result.report)
+
+            future = shared_worker().submit(job, then=record)
             with self._validators_lock:
                 self._reap()
-                self._validators[(name, number)] = proc
+                self._validators[(name, number)] = future
         else:
-            validation.run_validation(self, name, number, attempt)  # type: ignore[arg-type]
+            result = check_package(job)
+            self._record_validation(name, number, attempt, ok=result.ok, reason=result.reason, report=result.report)
         return attempt
+
+    def _validation_job(self, name: str, version: int) -> ValidationJob:
+        """What the checks get: a local folder of the stored files and the sha256 recorded at upload
+        (the checks verify their own copy against it), never the stores or their credentials."""
+        mv = self.get_version(name, version)
+        if self.ws.artifacts.is_local:
+            folder = self.ws.artifacts.local_path(mv.artifact_path)
+        else:
+            folder = self.local_model_dir(mv)  # downloaded to the cache, checked on the way
+        logs = self.ws.settings.state_dir / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        settings = self.ws.settings
+        return ValidationJob(folder=str(folder), sha256=mv.sha256, tolerance=settings.validation_tolerance,
+                             timing_calls=settings.validation_timing_calls,
+                             allow_pickle=settings.allow_pickle_models, label=f"model {name} version {version}",
+                             log=str(logs / f"validation-{name}-{version}.log"))
 
     def validate(self, name: str, version: int | str, *, wait: bool | None = None, timeout: float = 300.0,
                  actor: str | None = None) -> ModelVersion:
@@ -120,18 +151,17 @@ class ReleaseWorkflow:
             if mv.status in FINISHED:
                 return mv
             with self._validators_lock:
-                proc = self._validators.get((name, number))
-            code = proc.poll() if proc is not None else None
-            if code is not None:
-                mv = self.get_version(name, number)  # it may have written its outcome just before exiting
+                future = self._validators.get((name, number))
+            if future is not None and future.done():
+                mv = self.get_version(name, number)  # the outcome is recorded before the future completes
                 if mv.status in FINISHED:
                     return mv
                 attempt = mv.validation.get("attempt", "")
                 self._record_validation(
                     name, number, attempt, ok=False,
-                    reason=f"the validation process exited with code {code} before reporting a result; "
-                           f"see {self.ws.settings.state_dir / 'logs'} and run validate() again",
-                    report={"exit_code": code},
+                    reason="the validation finished but its outcome could not be recorded; see "
+                           f"{self.ws.settings.state_dir / 'logs'} and run validate() again",
+                    report={"error": "unrecorded"},
                 )
                 return self.get_version(name, number)
             if time.monotonic() >= deadline:
@@ -144,7 +174,7 @@ class ReleaseWorkflow:
             delay = min(delay * 1.5, 0.25)
 
     def _reap(self) -> None:
-        for key in [k for k, p in self._validators.items() if p.poll() is not None]:
+        for key in [k for k, f in self._validators.items() if f.done()]:
             del self._validators[key]
 
     def _record_validation(self, name: str, version: int, attempt: str, *, ok: bool, reason: str,
