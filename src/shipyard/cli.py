@@ -27,6 +27,7 @@ SUBSYSTEM_CLIS = [
     "shipyard.data.cli",
     "shipyard.features.cli",
     "shipyard.serving.cli",
+    "shipyard.monitoring.cli",
     "shipyard.demo.cli",
     "shipyard.secrets.cli",
     "shipyard.pipelines.cli",

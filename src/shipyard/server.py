@@ -35,6 +35,7 @@ API_MODULES = [
     "shipyard.serving.http",
     "shipyard.data.http",
     "shipyard.pipelines.http",
+    "shipyard.monitoring.http",
 ]
 
 
