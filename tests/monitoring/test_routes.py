@@ -80,10 +80,15 @@ def test_roles_and_code_upload(server, tmp_path: Path) -> None:
     assert r.status_code == 403
     assert ws.monitoring.settings("s").score is None
     # naming a plugin file is code the server would run: writing monitoring alone is not enough
-    (tmp_path / "p.py").write_text("def calculate_metrics(h, d, b):\n    return None, {}\n"
-                                   "def display_metrics(x):\n    return None\n")
-    r = http.put(f"{API}/scenes/s", json={"plugins": [{"name": "p", "path": str(tmp_path / "p.py")}]})
+    plugin = "def calculate_metrics(h, d, b):\n    return None, {}\ndef display_metrics(x):\n    return None\n"
+    (tmp_path / "p.py").write_text(plugin)
+    (ws.settings.project_dir / "p.py").write_text(plugin)
+    operator = auth_headers(ws, "otto", "operator")
+    r = http.put(f"{API}/scenes/s", json={"plugins": [{"name": "p", "path": "p.py"}]}, headers=operator)
     assert r.status_code == 403 and ws.monitoring.settings("s").plugins == []
-    admin = auth_headers(ws, "root", "admin")
-    r = http.put(f"{API}/scenes/s", json={"plugins": [{"name": "p", "path": str(tmp_path / "p.py")}]}, headers=admin)
+    # a modeler may, but only a file of the project's own folder (never elsewhere on the server)
+    r = http.put(f"{API}/scenes/s", json={"plugins": [{"name": "p", "path": str(tmp_path / "p.py")}]})
+    assert r.status_code == 403 and "outside the project" in r.json()["error"]["message"]
+    assert ws.monitoring.settings("s").plugins == []
+    r = http.put(f"{API}/scenes/s", json={"plugins": [{"name": "p", "path": "p.py"}]})
     assert r.status_code == 200 and r.json()["plugins"] == [{"name": "p", "path": "p.py"}]  # no server path

@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field
 from starlette.responses import HTMLResponse
 
 from shipyard.auth.http import RequestContext, allow
+from shipyard.auth.paths import require_project_path
 from shipyard.auth.permissions import Action, Resource
 from shipyard.errors import InvalidInput
 from shipyard.http_util import add_lifespan
@@ -116,8 +117,12 @@ def router() -> APIRouter:
     def configure(scene: str, body: SettingsIn,
                   ctx: RequestContext = allow(Resource.MONITORING, Action.WRITE)) -> dict[str, Any]:
         if body.plugins and any(p.path for p in body.plugins):
-            # a plugin given by path or module is code the server will run
+            # a plugin given by path or module is code the server will run; a file must be the project's
             ctx.require(Resource.MONITORING, Action.UPLOAD_CODE)
+            for plugin in body.plugins:
+                if plugin.path and plugin.path.endswith(".py"):
+                    plugin.path = str(require_project_path(ctx.ws.settings, plugin.path, "plugins.path",
+                                                           "plugin file"))
         m = ctx.ws.monitoring
         before = m.settings(scene).to_dict()
         changes = body.model_dump(exclude_none=True)
