@@ -215,13 +215,8 @@ def prediction_router(ws: Any, **options: Any) -> APIRouter:
         try:
             payload = parse_json(call.body)
             records, single = scene_records(payload)
-            served = engine.scene(scene)
-            kwargs = {"single": single, "override": call.arm, "client": call.client, "request_id": rid,
-                      "served": served}
-            if served.blocking:
-                result = await run_in_threadpool(engine.predict_scene, scene, records, **kwargs)
-            else:
-                result = engine.predict_scene(scene, records, **kwargs)
+            result = await engine.predict_scene_async(scene, records, single=single, override=call.arm,
+                                                      client=call.client, request_id=rid)
         except ShipyardError as exc:
             return error_reply(exc, rid)
         return _reply(result, rid)
@@ -241,7 +236,8 @@ def prediction_router(ws: Any, **options: Any) -> APIRouter:
 
     async def predict_call(call: Call, name: str, ref: str) -> Reply:
         try:
-            rid, predictions, served, elapsed, single = model_call(call, name, ref)
+            rid, predictions, served, elapsed, single = await engine.in_model_pool(name, ref, model_call, call,
+                                                                                   name, ref)
         except ShipyardError as exc:
             return error_reply(exc, call.request_id or new_request_id())
         body = {"request_id": rid, "model": {"name": name, "ref": ref, "version": served.version},
@@ -251,7 +247,8 @@ def prediction_router(ws: Any, **options: Any) -> APIRouter:
 
     async def invocations_call(call: Call, name: str, ref: str) -> Reply:
         try:
-            rid, predictions, served, _elapsed, _single = model_call(call, name, ref)
+            rid, predictions, served, _elapsed, _single = await engine.in_model_pool(name, ref, model_call, call,
+                                                                                     name, ref)
         except ShipyardError as exc:
             return error_reply(exc, call.request_id or new_request_id())
         return _reply({"predictions": predictions}, rid,
