@@ -125,12 +125,24 @@ def server(ctx: click.Context, host: str | None, port: int | None, workers: int 
             # a new worker imports the whole stack before it answers the supervisor's ping; on a busy
             # machine that outlasts uvicorn's 5 s default, and a worker killed mid-import restarts forever
             timeout_worker_healthcheck=60,
+            log_config=_log_config(),
         )
     finally:
         if metrics_dir is not None:
             from shipyard.serving.metrics import remove_multiprocess_dir
 
             remove_multiprocess_dir(metrics_dir)
+
+
+def _log_config() -> dict:
+    """uvicorn's logging, plus the phases of a shutdown (shipyard.serving.shutdown) on stderr."""
+    import copy
+
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config["loggers"]["shipyard.serving.shutdown"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
+    return config
 
 
 def _metrics_dir(settings: Settings) -> Path | None:

@@ -199,6 +199,7 @@ class ServingEngine:
         self.pools = Pools()
         self._shadow_queue: queue.Queue[tuple[Any, ...] | None] = queue.Queue(maxsize=10_000)
         self._shadow_thread: threading.Thread | None = None
+        self._closing = False
         self.shadow_dropped = 0
 
     # -- loading ----------------------------------------------------------------------------------
@@ -263,6 +264,11 @@ class ServingEngine:
 
     def served_models(self) -> dict[tuple[str, str], ServedModel]:
         return dict(self._models)
+
+    def inflight(self) -> int:
+        """Prediction requests (scene and direct model calls) being answered now."""
+        return sum(s.inflight for s in list(self._scenes.values())) + \
+            sum(m.inflight for m in list(self._models.values()))
 
     # -- scenes -----------------------------------------------------------------------------------
     def predict_scene(self, name: str, records: list[dict[str, Any]], *, single: bool = False,
@@ -489,6 +495,10 @@ class ServingEngine:
                 self._shadow_queue.task_done()
                 return
             served, arm, records, live, body = job
+            if self._closing:
+                self.shadow_dropped += 1
+                self._shadow_queue.task_done()
+                continue
             try:
                 cs = served.compiled
                 rows = [dict(r) for r in records]
@@ -556,14 +566,23 @@ class ServingEngine:
                                  queue_s=queued)
         return predictions, served, elapsed
 
-    def close(self) -> None:
+    def close(self, phase: Callable[[str], None] | None = None) -> None:
+        """Stop: calls still queued for a thread are dropped (the server drained its requests
+        before this), mirrored calls not started are dropped, and the prediction log writes what
+        was submitted. ``phase`` is told of each step (the server's shutdown log)."""
+        self.pools.close()
         if self._shadow_thread is not None:
+            self._closing = True  # the shadow thread skips what is still queued: mirrors answer nobody
             self._shadow_queue.put(None)
             self._shadow_thread.join(5)
             self._shadow_thread = None
+            if phase is not None:
+                phase(f"shadow calls stopped ({self.shadow_dropped} dropped in total)")
         if self.prediction_log is not None:
             self.prediction_log.close()
-        self.pools.close()
+            if phase is not None:
+                plog = self.prediction_log
+                phase(f"prediction log flushed ({plog.written} records written, {plog.dropped} dropped)")
 
 
 def _first_number(outputs: dict[str, Any] | None) -> float | None:

@@ -25,6 +25,7 @@ from shipyard.serving.codec import csv_records, dumps, model_records, parse_json
 from shipyard.serving.engine import ServingEngine, new_request_id
 from shipyard.serving.metrics import CONTENT_TYPE, ServingMetrics
 from shipyard.serving.prediction_log import PredictionLog
+from shipyard.serving.shutdown import ShutdownLog
 
 JSON = "application/json"
 log = logging.getLogger(__name__)
@@ -53,6 +54,7 @@ class ServingState:
         self.gc_thresholds: tuple[int, int, int] | None = None
         self.follower: Any = None
         self.handlers: dict[str, Any] = {}
+        self.shutdown_log = ShutdownLog(engine.inflight)
 
 
 _states: weakref.WeakKeyDictionary[Any, ServingState] = weakref.WeakKeyDictionary()
@@ -434,6 +436,7 @@ def install(app: FastAPI, ws: Any, **options: Any) -> None:
     fast = FastPredict(state)
 
     def startup() -> None:
+        state.shutdown_log.watch_signals()
         if state.tune_gc:
             # freeze the imported stack and anything loaded so far: full collections stop walking it
             from shipyard.serving import heap
@@ -449,12 +452,16 @@ def install(app: FastAPI, ws: Any, **options: Any) -> None:
             state.follower.start()
 
     def shutdown() -> None:
+        phase = state.shutdown_log.phase
+        phase("requests finished, rollouts stopped")  # uvicorn drained the connections, the routers' lifespans ran
         if getattr(app, "fast_path", None) is fast:
             app.fast_path = None
         if state.follower is not None:
             state.follower.stop()
-        state.engine.close()
+            phase("hot swap stopped")
+        state.engine.close(phase)
         state.metrics.close()
+        phase("complete")
 
     previous = app.router.lifespan_context
 
