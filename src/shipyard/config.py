@@ -45,6 +45,11 @@ class Settings:
     validation_subprocess: bool = True
     prediction_log_sample_rate: float = 1.0
     max_request_bytes: int = 10 * 1024 * 1024
+    # Crash recovery: a process working on a record (validation, materialization) refreshes its lease
+    # every lease_ttl_s / 4 seconds; one silent for lease_ttl_s is taken over. The server looks for
+    # records left by dead processes at start and every recovery_interval_s seconds.
+    lease_ttl_s: float = 30.0
+    recovery_interval_s: float = 30.0
 
     @property
     def state_dir(self) -> Path:

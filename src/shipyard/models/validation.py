@@ -223,9 +223,16 @@ def main(argv: list[str] | None = None) -> int:
         settings = load_settings()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     ws = Workspace(settings)
+    from shipyard.models.registry.recovery import VERSION_JOB, lease_key
+    from shipyard.store import leases
+
+    # the registering process handed this attempt's lease to this process: heartbeat it until the
+    # outcome is recorded (which drops it), so a crash here is found by the pid, a hang by the ttl
+    leases.keep(ws.store, VERSION_JOB, lease_key(name, version), settings.lease_ttl_s)
     try:
         result = run_validation(ws.registry, name, version, attempt)
     finally:
+        leases.forget(ws.store, VERSION_JOB, lease_key(name, version))
         ws.close()
     log.info("model %s version %d: %s %s", name, version, "validated" if result.ok else "failed", result.reason)
     return 0

@@ -22,14 +22,17 @@ from sqlalchemy.engine import Connection
 from shipyard.errors import Conflict, Forbidden, NotFound
 from shipyard.models.registry import names
 from shipyard.models.registry.records import (
+    ABANDONED,
     FINISHED,
+    IN_PROGRESS,
     REJECTED,
     VALIDATED,
     VALIDATING,
     AliasMove,
     ModelVersion,
 )
-from shipyard.store import now_ms
+from shipyard.models.registry.recovery import VERSION_JOB, lease_key
+from shipyard.store import leases, now_ms
 from shipyard.store.events import record_event
 from shipyard.store.schema import model_alias_history, model_aliases, model_versions
 
@@ -59,10 +62,13 @@ class ReleaseWorkflow:
         raise NotImplementedError
 
     # -- validation ----------------------------------------------------------------------------
-    def start_validation(self, name: str, version: int | str, *, actor: str | None = None) -> str:
+    def start_validation(self, name: str, version: int | str, *, actor: str | None = None,
+                         recovered: str | None = None) -> str:
         """Mark the version ``validating`` and run the checks (in a separate process by default).
 
-        Returns the attempt id; a later attempt supersedes an earlier one still running.
+        Returns the attempt id; a later attempt supersedes an earlier one still running. The
+        attempt holds the version's lease (this process's, or the validation process's once it
+        started); ``recovered`` is why crash recovery resumes it (recorded with the event).
         """
         from shipyard.models import validation
 
@@ -71,6 +77,7 @@ class ReleaseWorkflow:
         user = actor or self.ws.user
         attempt = uuid.uuid4().hex
         in_subprocess = self.ws.settings.validation_subprocess
+        key, ttl = lease_key(name, number), self.ws.settings.lease_ttl_s
         with self.ws.store.begin() as conn:
             self._lock_model(conn, name)
             row = self._version_row(conn, name, number, lock=True)
@@ -91,9 +98,18 @@ class ReleaseWorkflow:
                 )
             )
             record_event(conn, user, "model.validation_started", names.subject(name, str(number)),
-                         {"version": number, "attempt": attempt})
+                         {"version": number, "attempt": attempt, **({"recovered": recovered} if recovered else {})})
+            leases.acquire(conn, VERSION_JOB, key, ttl_s=ttl, token=attempt)
+        leases.keep(self.ws.store, VERSION_JOB, key, ttl)
         if in_subprocess:
-            proc = validation.launch(self.ws.settings, name, number, attempt)
+            try:
+                proc = validation.launch(self.ws.settings, name, number, attempt)
+            except BaseException:
+                leases.forget(self.ws.store, VERSION_JOB, key)  # goes stale: recovery starts it again
+                raise
+            # the validation process heartbeats the lease from now on
+            leases.hand_over(self.ws.store, VERSION_JOB, key, token=attempt, owner=leases.owner_of(proc.pid))
+            leases.forget(self.ws.store, VERSION_JOB, key)
             with self._validators_lock:
                 self._reap()
                 self._validators[(name, number)] = proc
@@ -171,6 +187,30 @@ class ReleaseWorkflow:
                          names.subject(name, str(version)),
                          {"version": version, "attempt": attempt, "reason": reason,
                           "latency_ms": report.get("latency_ms")})
+            leases.release(conn, VERSION_JOB, lease_key(name, version), token=attempt)
+        leases.forget(self.ws.store, VERSION_JOB, lease_key(name, version))
+        return True
+
+    def abandon_validation(self, name: str, version: int, reason: str) -> bool:
+        """Mark a version left pending/validating ``abandoned`` and drop its lease (crash recovery
+        gave up); False when it is no longer in progress."""
+        with self.ws.store.begin() as conn:
+            self._lock_model(conn, name)
+            try:
+                row = self._version_row(conn, name, version, lock=True)
+            except NotFound:
+                leases.release(conn, VERSION_JOB, lease_key(name, version))
+                return False
+            leases.release(conn, VERSION_JOB, lease_key(name, version))
+            if row["status"] not in IN_PROGRESS:
+                return False
+            conn.execute(
+                model_versions.update()
+                .where(model_versions.c.name == name, model_versions.c.version == version)
+                .values(status=ABANDONED, status_reason=reason)
+            )
+            record_event(conn, "shipyard", "model.validation_abandoned", names.subject(name, str(version)),
+                         {"version": version, "reason": reason})
         return True
 
     def record_stress_test(self, name: str, version: int | str, result: Mapping[str, Any], *,
