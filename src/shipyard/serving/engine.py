@@ -118,6 +118,7 @@ class ServedModel:
         self.latency: deque[float] = deque(maxlen=2_000)
         self.recent: deque[Any] = deque(maxlen=256)
         self.inflight = 0
+        self.counting = threading.Lock()  # calls run on several threads of the model's pool
 
     def matrix(self, records: list[Any]) -> np.ndarray:
         """Records (dicts) or rows (lists in input order) -> a float matrix, rejecting bad values by name."""
@@ -547,7 +548,8 @@ class ServingEngine:
         served = self.model(name, ref)
         queued = getattr(_queued, "value", 0.0)
         start = time.perf_counter()
-        served.inflight += 1
+        with served.counting:
+            served.inflight += 1
         try:
             predictions = served.predict(records)
         except ShipyardError as exc:
@@ -556,7 +558,8 @@ class ServingEngine:
                 self.metrics.error(f"model:{name}", str(served.version), "control", exc.code, exc.status)
             raise
         finally:
-            served.inflight -= 1
+            with served.counting:
+                served.inflight -= 1
         elapsed = time.perf_counter() - start
         served.latency.append(elapsed)
         if records:
