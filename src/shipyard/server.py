@@ -35,6 +35,7 @@ API_MODULES = [
     "shipyard.serving.http",
     "shipyard.data.http",
     "shipyard.pipelines.http",
+    "shipyard.monitoring.http",
     # the web UI (page, static files, /docs on vendored Swagger UI); it calls the routes above
     "shipyard.ui.http",
 ]
@@ -169,6 +170,9 @@ def create_app(ws: Workspace, **options: Any) -> FastAPI:
             app.include_router(module.prediction_router(ws, **options))
         if hasattr(module, "install"):
             module.install(app, ws, **options)
+    from shipyard import recovery
+
+    recovery.install(app, ws, **options)  # records left in progress by dead processes
     check_routes(app)
     return app
 

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from shipyard.auth.store import AuthStore
     from shipyard.data.catalog import DataCatalog
     from shipyard.models.registry import Registry
+    from shipyard.monitoring import Monitoring
     from shipyard.pipelines.schedules import Schedules
     from shipyard.pipelines.service import Pipelines
     from shipyard.secrets import SecretStore
@@ -164,6 +165,14 @@ class Workspace:
         from shipyard.pipelines.schedules import Schedules
 
         return Schedules(self.store)
+
+    @cached_property
+    def monitoring(self) -> Monitoring:
+        from shipyard.monitoring import Monitoring
+
+        return Monitoring(self.store, self.artifacts, feature_monitor=lambda views: self.features.monitor(views),
+                          model_lineage=lambda name, version: self.registry.get_version(name, version).lineage,
+                          secrets=lambda name: self.secrets.get(name))
 
     def close(self) -> None:
         self.store.dispose()

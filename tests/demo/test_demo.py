@@ -42,6 +42,10 @@ def test_demo_end_to_end(tmp_path: Path) -> None:
     _check_xgboost_quality(ws, tmp_path / "demo", out)
     report = (tmp_path / "demo" / "reports" / "scorecard_report.json").read_text()
     assert '"model": "credit_scorecard"' in report
+    daily = out["daily_report"]  # the demo ends with the scene's daily report of its own traffic
+    assert daily["served"] == 300 and daily["rows"] == 301 and not daily["plugin_errors"]  # + the HTTP request
+    assert lines[-1].startswith("      daily report of credit_apply")
+    assert (tmp_path / "demo" / "reports" / "daily_report.html").stat().st_size > 10_000
     ws.close()
 
 

@@ -183,11 +183,16 @@ def run_demo(directory: str | Path = "shipyard-demo", say: Say = print) -> dict[
     say(f"[9/9] POST /v1/scenes/credit_apply/predict {{\"applicant_id\": {applicant}}} "
         f"(as service account {CLIENT_APP!r}, predict scope)")
     say("      → " + _short(response))
+    reviewer.close()
+
+    # monitoring: the scene serves the test applicants, then its daily report is built
+    from shipyard.monitoring.demo import daily_report_step
+
+    out["daily_report"] = daily_report_step(ws, "credit_apply", train, test, feature_cols, reports, say)
     # -- the web UI: a one-time link that signs the first admin in on this project -------------
     from shipyard.ui import announce_login_link
 
     out["login_link"] = announce_login_link(ws, say)
-    reviewer.close()
     ws.close()
     return out
 
