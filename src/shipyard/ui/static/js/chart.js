@@ -3,7 +3,7 @@
 import { config } from './state.js';
 import { h } from './dom.js';
 import { timeZone } from './format.js';
-import { t } from './i18n.js';
+import { locale, t } from './i18n.js';
 
 export const COLORS = ['#1f5fa8', '#d9480f', '#2b8a3e', '#862e9c', '#c2255c', '#0b7285', '#e67700', '#5c940d', '#495057', '#364fc7'];
 
@@ -22,9 +22,25 @@ export function loadUPlot() {
   return loading;
 }
 
+// time ticks in the user's language and zone: the day when it changes, else the hour
+function timeTicks(u, splits) {
+  const zone = timeZone();
+  const day = new Intl.DateTimeFormat(locale(), { month: 'short', day: 'numeric', timeZone: zone });
+  const hour = new Intl.DateTimeFormat(locale(), { hour: '2-digit', minute: '2-digit', hour12: false, timeZone: zone });
+  let last = '';
+  return splits.map((v) => {
+    const d = new Date(v * 1000);
+    const label = day.format(d);
+    const text = label !== last ? `${label}\n${hour.format(d)}` : hour.format(d);
+    last = label;
+    return text;
+  });
+}
+
 // series: [{label, x: [...], y: [...], color}] — x values are merged, gaps stay gaps.
-function align(series) {
-  const xs = [...new Set(series.flatMap((s) => s.x))].sort((a, b) => a - b);
+function align(series, edges = []) {
+  // the window's edges join the x values (with no y), so the axis spans the window asked for
+  const xs = [...new Set([...series.flatMap((s) => s.x), ...edges])].sort((a, b) => a - b);
   const index = new Map(xs.map((x, i) => [x, i]));
   const ys = series.map((s) => {
     const out = new Array(xs.length).fill(null);
@@ -35,15 +51,21 @@ function align(series) {
 }
 
 // Draws into a new element and returns it; ``time`` x values are milliseconds since the epoch.
-export function chart({ title, series, xLabel, yLabel, time = false, bars = false, height = 220, onSelect }) {
+// ``xRange``: [lo, hi] of the window asked for (a single point then sits in its place, not alone
+// on an axis of years); ``rate``: a share, drawn from 0 with a little headroom.
+export function chart({ title, series, xLabel, yLabel, time = false, bars = false, height = 220, onSelect, xRange, rate = false }) {
   const box = h('div', { class: 'chart', role: 'img', 'aria-label': title || t('Chart') });
   const wrap = h('figure', { class: 'chart-figure' }, title ? h('figcaption', { class: 'chart-title' }, title) : null, box);
   loadUPlot().then((uPlot) => {
-    const data = align(series.map((s) => ({ ...s, x: time ? s.x.map((v) => v / 1000) : s.x })));
+    const scale = (v) => (time ? v / 1000 : v);
+    const data = align(series.map((s) => ({ ...s, x: s.x.map(scale) })), xRange ? xRange.map(scale) : []);
     const width = Math.max(280, box.clientWidth || wrap.clientWidth || 480);
     const opts = {
       width, height,
-      scales: { x: { time } },
+      scales: {
+        x: { time },
+        y: rate ? { range: (u, lo, hi) => [0, Math.max(0.05, (hi || 0) * 1.2)] } : {},
+      },
       legend: { live: true },
       cursor: { drag: { x: Boolean(onSelect), y: false } },
       series: [{ label: xLabel || (time ? t('time') : t('step')) },
@@ -53,7 +75,7 @@ export function chart({ title, series, xLabel, yLabel, time = false, bars = fals
           paths: bars ? uPlot.paths.bars({ size: [0.6, 60] }) : undefined,
           points: { show: s.x.length < 40 },
         }))],
-      axes: [{ label: xLabel || null }, { label: yLabel || null }],
+      axes: [{ label: xLabel || null, values: time ? timeTicks : undefined }, { label: yLabel || null }],
       hooks: onSelect ? { setSelect: [(u) => {
         if (u.select.width < 2) return;
         const lo = u.posToVal(u.select.left, 'x');

@@ -18,6 +18,21 @@ async function section(load, draw) {
 
 function sum(values) { return values.reduce((a, b) => a + (b || 0), 0); }
 
+// A scene's last hour: the operational series of every server when monitoring is installed, else
+// what this server itself served lately.
+async function health(scene) {
+  if (hasApi('monitoring') && can('monitoring', 'read')) {
+    const doc = await api.get('/monitoring/series', { scene, since: '1h', step: '1h' });
+    const s = doc.total;
+    return { requests: s.requests, error_rate: s.requests ? s.error_rate : null, p99: s.latency_p99_ms, fallbacks: s.fallbacks };
+  }
+  const status = await api.get(`/scenes/${enc(scene)}/status`);
+  const arms = Object.values(status.arms || {});
+  const requests = sum(arms.map((a) => a.count));
+  return { requests, error_rate: requests ? sum(arms.map((a) => a.errors)) / requests : null,
+    p99: Math.max(0, ...arms.map((a) => a.p99_ms || 0)) || null, fallbacks: null };
+}
+
 async function scenesCard() {
   const scenes = await api.get('/scenes');
   if (!scenes.length) {
@@ -25,23 +40,19 @@ async function scenesCard() {
       { command: 'shipyard scenes apply scene.yaml', demo: 'shipyard demo' }));
   }
   const shown = scenes.slice(0, 12);
-  const statuses = await Promise.all(shown.map((s) => api.get(`/scenes/${enc(s.name)}/status`).catch((error) => ({ error }))));
-  const rows = shown.map((s, i) => ({ scene: s, status: statuses[i] }));
+  const figures = await Promise.all(shown.map((s) => health(s.name).catch((error) => ({ error }))));
+  const rows = shown.map((s, i) => ({ scene: s, h: figures[i] }));
   return table({
     label: t('Scenes'),
     columns: [
       { label: t('Scene'), render: (r) => h('a', { href: href(`/scenes/${enc(r.scene.name)}`) }, r.scene.name) },
-      { label: t('Version'), num: true, render: (r) => r.status.version ?? '–' },
-      { label: t('Requests'), num: true, render: (r) => (r.status.arms ? num(sum(Object.values(r.status.arms).map((a) => a.count))) : '–') },
-      { label: t('Error rate'), num: true, render: (r) => {
-        if (!r.status.arms) return '–';
-        const total = sum(Object.values(r.status.arms).map((a) => a.count));
-        const errors = sum(Object.values(r.status.arms).map((a) => a.errors));
-        return total ? h('span', { class: errors / total > 0.05 ? 'badge bad' : null }, percent(errors / total)) : '–';
-      } },
-      { label: t('p99'), num: true, render: (r) => (r.status.arms ? ms(Math.max(0, ...Object.values(r.status.arms).map((a) => a.p99_ms || 0)) || null) : '–') },
-      { label: t('Canary'), render: (r) => (r.status.canary && r.status.canary.arm ? `${r.status.canary.arm} ${r.status.canary.percent} %` : '–') },
-      { label: t('State'), render: (r) => (r.status.error ? badge(r.status.error.message.slice(0, 60), 'bad') : badge(t('serving'), 'ok')) },
+      { label: t('Version'), num: true, render: (r) => r.scene.latest_version },
+      { label: t('Requests (last hour)'), num: true, render: (r) => (r.h.error ? '–' : num(r.h.requests)) },
+      { label: t('Error rate'), num: true, render: (r) => (r.h.error_rate === null || r.h.error_rate === undefined ? '–'
+        : h('span', { class: r.h.error_rate > 0.05 ? 'badge bad' : null }, percent(r.h.error_rate))) },
+      { label: t('p99'), num: true, render: (r) => ms(r.h.p99) },
+      { label: t('Fallbacks'), num: true, render: (r) => (r.h.fallbacks === null || r.h.fallbacks === undefined ? '–' : num(r.h.fallbacks)) },
+      { label: t('State'), render: (r) => (r.h.error ? badge(r.h.error.message.slice(0, 60), 'bad') : badge(t('serving'), 'ok')) },
     ],
     rows,
   });
@@ -78,15 +89,15 @@ async function runsCard() {
 }
 
 async function alertsCard() {
-  const doc = await api.get('/monitoring/alerts', { state: 'firing' });
-  const alerts = Array.isArray(doc) ? doc : (doc.alerts || []);
+  const alerts = await api.get('/monitoring/alerts/history', { status: 'firing', limit: 20 });
   if (!alerts.length) return empty(t('No alert is firing.'), t('Alert rules are set on the monitoring page.'));
   return table({
     label: t('Firing alerts'),
     columns: [
-      { label: t('Rule'), render: (a) => a.rule || a.name },
-      { label: t('Scene'), render: (a) => a.scene || '–' },
-      { label: t('Since'), render: (a) => ago(a.started_at || a.fired_at || a.at) },
+      { label: t('Rule'), render: (a) => h('a', { href: href('/monitoring', { tab: 'alerts' }) }, a.rule) },
+      { label: t('Severity'), render: (a) => badge(a.severity, a.severity === 'critical' ? 'bad' : 'warn') },
+      { label: t('Scope'), render: (a) => Object.entries(a.scope || {}).map(([k, v]) => `${k}=${v}`).join(', ') || '–' },
+      { label: t('Since'), render: (a) => ago(a.started_at) },
       { label: t('Value'), num: true, render: (a) => num(a.value) },
     ],
     rows: alerts,
