@@ -231,6 +231,10 @@ def pages(facts: dict[str, Any]) -> list[tuple[str, str]]:
         ("features: services", "/features?tab=services"), ("features: freshness", "/features?tab=health"),
         ("features: lineage", "/features?tab=lineage"), ("feature view", f"/features/views/{facts['view']}"),
         ("scenes", "/scenes"), ("scene", "/scenes/credit_apply"), ("reports", "/reports"),
+        ("data", "/data"), ("dataset", "/data/datasets/german_credit"), ("pipelines", "/pipelines"),
+        ("pipeline (demo run)", "/pipelines/credit_scorecard"), ("pipeline editor", "/pipelines/new"),
+        ("monitoring: series", "/monitoring"), ("monitoring: reports", "/monitoring?tab=reports"),
+        ("monitoring: trends", "/monitoring?tab=trends"), ("monitoring: alerts", "/monitoring?tab=alerts"),
         ("admin: users", "/admin"), ("admin: audit", "/admin?tab=audit"),
     ]
 
@@ -342,6 +346,7 @@ def main() -> None:
     print(f"assets: {raw / 1024:.0f} KB, {packed / 1024:.0f} KB gzip in all; app {app_packed / 1024:.0f} KB + "
           f"CSS {css_packed / 1024:.0f} KB gzip; uPlot {uplot_packed / 1024:.0f} KB; Swagger UI (for /docs only) "
           f"{swagger_packed / 1024:.0f} KB")
+    print(f"load average before: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     with tempfile.TemporaryDirectory(prefix="bench-ui-") as tmp:
         project, facts = build(Path(tmp), args.runs, args.versions, args.views)
         url, server, ws = serve(project)
@@ -363,6 +368,7 @@ def main() -> None:
     print(f"\n{'runs page as':<28}{'empty cache: interactive ms':>29}{'KB':>8}{'cached: ms':>12}{'next page KB':>14}")
     for c in choice:
         print(f"{c['approach']:<28}{c['cold_ms']:>29.0f}{c['cold_kb']:>8.1f}{c['warm_ms']:>12.0f}{c['next_kb']:>14.1f}")
+    print(f"load average after: {os.getloadavg()[0]:.1f}")
     ratio = choice[0]["next_kb"] / max(choice[1]["next_kb"], 0.01)
     print(f"next page, single-page app / server-rendered: {ratio:.2f} (bytes)")
 

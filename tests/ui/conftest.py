@@ -175,7 +175,7 @@ class UI:
 
 
 def _small_copy(page: Any, target: Path) -> None:
-    """The visible part of the page as a small PNG for the docs (a 64-colour palette when Pillow is
+    """The visible part of the page as a small PNG for the docs (a 32-colour palette when Pillow is
     installed)."""
     target.parent.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(target))
@@ -184,7 +184,7 @@ def _small_copy(page: Any, target: Path) -> None:
     except ImportError:
         return
     with Image.open(target) as image:
-        small = image.convert("RGB").quantize(colors=64)
+        small = image.convert("RGB").quantize(colors=32)
         small.save(target, optimize=True)
 
 
