@@ -44,7 +44,7 @@ def test_demo_end_to_end(tmp_path: Path) -> None:
     assert '"model": "credit_scorecard"' in report
     daily = out["daily_report"]  # the demo ends with the scene's daily report of its own traffic
     assert daily["served"] == 300 and daily["rows"] == 301 and not daily["plugin_errors"]  # + the HTTP request
-    assert lines[-1].startswith("      daily report of credit_apply")
+    assert lines[-3].startswith("      daily report of credit_apply")  # then the UI's two lines
     assert (tmp_path / "demo" / "reports" / "daily_report.html").stat().st_size > 10_000
     ws.close()
 
