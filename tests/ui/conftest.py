@@ -132,8 +132,10 @@ class UI:
                                            timezone_id="Asia/Shanghai")
         self.page = self.context.new_page()
         self.errors: list[str] = []
-        self.page.on("console", lambda m: self.errors.append(f"{m.type}: {m.text}") if m.type == "error" else None)
-        self.page.on("pageerror", lambda e: self.errors.append(f"page error: {e}"))
+        # each error names the page it happened on ("... @ url")
+        self.page.on("console", lambda m: self.errors.append(f"{m.type}: {m.text} @ {self.page.url}")
+                     if m.type == "error" else None)
+        self.page.on("pageerror", lambda e: self.errors.append(f"page error: {e} @ {self.page.url}"))
 
     def open(self, route: str = "/") -> Any:
         """Load the page at ``#route`` and wait until the app says it rendered."""
