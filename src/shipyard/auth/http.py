@@ -22,7 +22,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.routing import APIRoute
-from pydantic import BaseModel, Field
+from pydantic import Field
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
@@ -33,6 +33,7 @@ from shipyard.auth.permissions import ROLE_NAMES, SCOPES, Action, Resource, is_m
 from shipyard.auth.principal import ACTING, ALL_PROJECTS, ANONYMOUS, DEFAULT_PROJECT, Principal
 from shipyard.auth.projects import ProjectWorkspaces
 from shipyard.errors import Forbidden, InvalidInput, NotFound, ShipyardError, Unauthorized
+from shipyard.http_util import RequestBody
 from shipyard.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -255,7 +256,7 @@ def check_routes(app: FastAPI) -> None:
 
 
 # -- routes -----------------------------------------------------------------------------------------
-class LoginIn(BaseModel):
+class LoginIn(RequestBody):
     username: str = Field(min_length=1, max_length=128)
     password: str = Field(min_length=1, max_length=1024)
     # a named API token for a command-line client instead of a browser session
@@ -263,11 +264,11 @@ class LoginIn(BaseModel):
     expires_in_days: float | None = Field(90.0, gt=0, le=3650)
 
 
-class LinkIn(BaseModel):
+class LinkIn(RequestBody):
     token: str = Field(min_length=1, max_length=512)
 
 
-class UserIn(BaseModel):
+class UserIn(RequestBody):
     name: str = Field(min_length=1, max_length=128)
     kind: str = Field("person", pattern="^(person|service)$")
     password: str | None = Field(None, min_length=8, max_length=1024)
@@ -276,17 +277,17 @@ class UserIn(BaseModel):
     email: str = Field("", max_length=255)
 
 
-class UserPatch(BaseModel):
+class UserPatch(RequestBody):
     disabled: bool | None = None
     password: str | None = Field(None, min_length=8, max_length=1024)
 
 
-class RoleIn(BaseModel):
+class RoleIn(RequestBody):
     role: str = Field(pattern="^(" + "|".join(ROLE_NAMES) + ")$")
     project: str = Field(DEFAULT_PROJECT, pattern=r"^(\*|[a-z][a-z0-9_]{0,47})$")
 
 
-class TokenIn(BaseModel):
+class TokenIn(RequestBody):
     user: str | None = Field(None, max_length=128, description="default: yourself (admins may name another)")
     name: str = Field("", max_length=255)
     scopes: list[str] = Field(default_factory=lambda: list(SCOPES))
@@ -294,12 +295,12 @@ class TokenIn(BaseModel):
     expires_in_days: float | None = Field(90.0, gt=0, le=3650)
 
 
-class ProjectIn(BaseModel):
+class ProjectIn(RequestBody):
     name: str = Field(pattern=r"^[a-z][a-z0-9_]{0,47}$")
     description: str = Field("", max_length=2000)
 
 
-class PublicIn(BaseModel):
+class PublicIn(RequestBody):
     public: bool
 
 

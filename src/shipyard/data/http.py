@@ -14,7 +14,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Query
-from pydantic import BaseModel, Field
+from pydantic import Field
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import HTMLResponse, JSONResponse, Response
 
@@ -22,11 +22,12 @@ from shipyard.auth.http import RequestContext, allow
 from shipyard.auth.permissions import Action, Resource
 from shipyard.data.sources import SourceRecord
 from shipyard.errors import InvalidInput
+from shipyard.http_util import RequestBody
 
 PREVIEW_MAX_ROWS = 1000
 
 
-class SourceIn(BaseModel):
+class SourceIn(RequestBody):
     name: str = Field(min_length=1, max_length=128)
     kind: str = Field(pattern="^(file|sql|spark)$")
     spec: dict[str, Any] = Field(default_factory=dict)
@@ -34,7 +35,7 @@ class SourceIn(BaseModel):
     replace: bool = False
 
 
-class DatasetIn(BaseModel):
+class DatasetIn(RequestBody):
     name: str = Field(min_length=1, max_length=128)
     source: str = Field(min_length=1, max_length=128)
     spec: dict[str, Any]
@@ -42,14 +43,14 @@ class DatasetIn(BaseModel):
     replace: bool = False
 
 
-class PreviewIn(BaseModel):
+class PreviewIn(RequestBody):
     query: str | None = Field(default=None, max_length=100_000)
     table: str | None = Field(default=None, max_length=255)
     path: str | None = Field(default=None, max_length=1024)
     limit: int = Field(default=20, ge=1, le=PREVIEW_MAX_ROWS)
 
 
-class RefreshIn(BaseModel):
+class RefreshIn(RequestBody):
     force: bool = False
     chunk_rows: int = Field(default=100_000, ge=1, le=10_000_000)
 

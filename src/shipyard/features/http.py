@@ -13,11 +13,12 @@ from typing import Any
 
 import pandas as pd
 from fastapi import APIRouter, Query
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from shipyard.auth.http import RequestContext, allow
 from shipyard.auth.permissions import Action, Resource
 from shipyard.errors import Forbidden, InvalidInput
+from shipyard.http_util import RequestBody
 from shipyard.workspace import Workspace
 
 READ = allow(Resource.FEATURES, Action.READ)
@@ -25,7 +26,7 @@ WRITE = allow(Resource.FEATURES, Action.WRITE)
 CODE = allow(Resource.FEATURES, Action.UPLOAD_CODE)
 
 
-class PlanRequest(BaseModel):
+class PlanRequest(RequestBody):
     path: str | None = Field(None, max_length=1024,
                              description="a folder or .py file inside the project's folder, relative to it "
                                          "(default: the project's features/)")
@@ -36,7 +37,7 @@ class ApplyRequest(PlanRequest):
     allow_breaking: bool = False
 
 
-class TrainingSetRequest(BaseModel):
+class TrainingSetRequest(RequestBody):
     entity_rows: list[dict[str, Any]] = Field(description="rows with join keys and a timestamp (ISO 8601)")
     features: list[str] | None = Field(None, description="'view:feature' references")
     service: str | None = None
@@ -46,7 +47,7 @@ class TrainingSetRequest(BaseModel):
     dataset: str | None = Field(None, description="write the result as this dataset instead of returning rows")
 
 
-class CompactRequest(BaseModel):
+class CompactRequest(RequestBody):
     view: str | None = Field(None, description="feature view whose offline log to compact (default: every view)")
     target_rows: int | None = Field(None, ge=2, description="rows per merged file (default 1,000,000)")
     grace_seconds: float | None = Field(None, ge=0, description="seconds replaced files stay for readers "
