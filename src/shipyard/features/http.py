@@ -147,7 +147,8 @@ def router() -> APIRouter:
         for col in out.columns:
             if pd.api.types.is_datetime64_any_dtype(result[col]):
                 out[col] = [v.isoformat() if v is not None else None for v in out[col]]
-        return {"columns": [str(c) for c in result.columns], "rows": out.to_dict("records")}
+        return {"columns": [str(c) for c in result.columns], "rows": out.to_dict("records"),
+                "dtypes": {str(c): str(t) for c, t in result.dtypes.items()}}
 
     @api.post("/compact")
     def compact(body: CompactRequest, ctx: RequestContext = WRITE) -> dict[str, Any]:

@@ -85,6 +85,17 @@ def log_file(tracking: Tracking, run_id: str, local_path: str | Path, artifact_p
     return _record(tracking, run_id, rel, info)
 
 
+def log_as(tracking: Tracking, run_id: str, local_path: str | Path, artifact_file: str) -> RunArtifact:
+    """Store one local file at ``artifact_file`` (a path relative to the run's artifacts)."""
+    source = Path(local_path)
+    if not source.is_file():
+        raise NotFound(f"local file {source} does not exist; pass the path of a file", {"field": "local_path"})
+    rel = _join(artifact_file)
+    check_target(tracking, run_id, rel)
+    info = tracking.artifacts.put_file(f"{run_prefix(run_id)}/{rel}", source)
+    return _record(tracking, run_id, rel, info)
+
+
 def log_dir(tracking: Tracking, run_id: str, local_dir: str | Path, artifact_path: str | None) -> list[RunArtifact]:
     """Store every file under ``local_dir`` below ``artifact_path``, keeping relative paths."""
     folder = Path(local_dir)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path as FsPath
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, Request
@@ -9,15 +11,19 @@ from pydantic import Field
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
+from shipyard.artifacts import safe_relpath
 from shipyard.auth.http import RequestContext, allow
 from shipyard.auth.permissions import Action, Resource
+from shipyard.errors import InvalidInput
+from shipyard.http_multipart import FILES_BODY, UploadedFile, receive_files
 from shipyard.http_util import BINARY_RESPONSE, INT64_MAX, INT64_MIN, MAX_INT32, RequestBody, read_body
-from shipyard.tracking.core import DEFAULT_EXPERIMENT
-from shipyard.tracking.entities import FINISHED, RunRecord
+from shipyard.tracking.core import DEFAULT_EXPERIMENT, Tracking
+from shipyard.tracking.entities import FINISHED, RunArtifact, RunRecord
 
 Scalar = str | int | float | bool
 # the limits Tracking checks (tracking/validation.py), published in the document
 Key = Annotated[str, Field(min_length=1, max_length=255)]
+ExperimentRef = Annotated[str, Field(min_length=1, max_length=255)] | Annotated[int, Field(ge=0, le=MAX_INT32)]
 RunId = Annotated[str, Path(min_length=1, max_length=64, description="a run id, or a prefix only it starts with")]
 ArtifactPath = Annotated[str, Query(min_length=1, max_length=1024, description="a path relative to the run's artifacts")]
 
@@ -72,7 +78,7 @@ class RunUpdateIn(RequestBody):
 
 
 class SearchIn(RequestBody):
-    experiment: str | list[str] | None = None
+    experiment: ExperimentRef | list[ExperimentRef] | None = Field(None, description="names or ids")
     filter: str | None = Field(default=None, max_length=10_000)
     order_by: list[str] | None = None
     max_results: int = Field(default=1000, ge=1, le=50_000)
@@ -82,6 +88,16 @@ class SearchIn(RequestBody):
 
 class CompareIn(RequestBody):
     run_ids: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(min_length=1, max_length=1000)
+
+
+def _store_uploads(tracking: Tracking, run_id: str, folder: str | None,
+                   files: list[UploadedFile]) -> list[RunArtifact]:
+    rels = [safe_relpath("/".join(p for p in (folder, f.filename) if p)) for f in files]
+    twice = sorted({r for r in rels if rels.count(r) > 1})
+    if twice:
+        raise InvalidInput(f"the upload names {twice[0]!r} more than once; give each file its own path",
+                           {"field": "file", "path": twice[0]})
+    return [tracking.log_file(run_id, f.path, rel) for f, rel in zip(files, rels, strict=True)]
 
 
 def _record(record: RunRecord) -> dict[str, Any]:
@@ -169,11 +185,30 @@ def router() -> APIRouter:
     def list_artifacts(run_id: RunId, path: Annotated[str | None, Query(max_length=1024)] = None, ctx: RequestContext = READ) -> dict[str, Any]:
         return {"artifacts": [a.to_dict() for a in ctx.ws.tracking.list_artifacts(run_id, path)]}
 
-    @api.put("/runs/{run_id}/artifacts", status_code=201)
-    async def upload_artifact(run_id: RunId, request: Request, path: ArtifactPath, ctx: RequestContext = WRITE) -> dict[str, Any]:
-        """Store the raw request body as the artifact at ``path``."""
+    @api.post("/runs/{run_id}/artifacts", status_code=201, openapi_extra=FILES_BODY)
+    async def upload_artifacts(
+        run_id: RunId, request: Request,
+        path: Annotated[str | None, Query(max_length=1024, description="folder to store the files under")] = None,
+        ctx: RequestContext = WRITE,
+    ) -> dict[str, Any]:
+        """Store files sent as multipart/form-data; each part's filename is its path under ``path``.
+
+        The body is streamed to disk (limit: max_upload_bytes, checked as it arrives)."""
+        with tempfile.TemporaryDirectory(prefix="shipyard-upload-") as tmp:
+            files = await receive_files(request, FsPath(tmp), limit=ctx.ws.settings.max_upload_bytes)
+            stored = await run_in_threadpool(_store_uploads, ctx.ws.tracking, run_id, path, files)
+        return {"artifacts": [a.to_dict() for a in stored]}
+
+    @api.put("/runs/{run_id}/artifacts", status_code=201, deprecated=True)
+    async def upload_artifact(run_id: RunId, request: Request, response: Response, path: ArtifactPath,
+                              ctx: RequestContext = WRITE) -> dict[str, Any]:
+        """Store the raw request body as the artifact at ``path`` (held in memory: max_request_bytes).
+
+        Deprecated: POST the files as multipart/form-data to the same path instead, which streams."""
         data = await read_body(request, ctx.ws.settings.max_request_bytes)
         artifact = await run_in_threadpool(ctx.ws.tracking.log_bytes, run_id, data, path)
+        response.headers["Deprecation"] = "true"
+        response.headers["Link"] = f'</api/v1/runs/{run_id}/artifacts>; rel="successor-version"'
         return artifact.to_dict()
 
     @api.get("/runs/{run_id}/artifacts/download", response_class=Response, responses=BINARY_RESPONSE)

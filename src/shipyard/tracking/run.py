@@ -67,6 +67,9 @@ class RunLogger:
     def log_artifact(self, local_path: str | Path, artifact_path: str | None = None) -> RunArtifact:
         raise NotImplementedError
 
+    def log_artifacts(self, local_dir: str | Path, artifact_path: str | None = None) -> list[RunArtifact]:
+        raise NotImplementedError
+
     # -- conveniences ---------------------------------------------------------------------------
     def log_param(self, key: str, value: Any) -> None:
         self.log_batch(params={key: value})
