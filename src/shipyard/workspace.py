@@ -17,7 +17,7 @@ import os
 import threading
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from shipyard.artifacts import ArtifactStore
 from shipyard.config import DEFAULT_PROJECT, Settings, load_settings, redact_url
@@ -28,14 +28,16 @@ if TYPE_CHECKING:
     from shipyard.auth.audit import AuditLog
     from shipyard.auth.principal import Principal
     from shipyard.auth.store import AuthStore
-    from shipyard.client import Client
     from shipyard.data.catalog import DataCatalog
     from shipyard.features import FeatureStore
+    from shipyard.features.protocol import FeaturesAPI
     from shipyard.models.registry import Registry
+    from shipyard.models.registry.protocol import RegistryAPI
     from shipyard.pipelines.schedules import Schedules
     from shipyard.pipelines.service import Pipelines
     from shipyard.secrets import SecretStore
     from shipyard.tracking import Tracking
+    from shipyard.tracking.protocol import TrackingAPI
 
 TOKEN_ENV = "SHIPYARD_TOKEN"
 
@@ -168,7 +170,21 @@ class Workspace:
 #: no project is named (as MLFLOW_TRACKING_URI is for MLflow)
 TRACKING_URI_ENV = "SHIPYARD_TRACKING_URI"
 
-_current: Workspace | Client | None = None
+class Session(Protocol):
+    """What ``connect`` opens: a local ``Workspace`` or a server's ``sy.Client``, with the same registry,
+    tracking and features interfaces."""
+
+    @property
+    def registry(self) -> RegistryAPI: ...
+
+    @property
+    def tracking(self) -> TrackingAPI: ...
+
+    @property
+    def features(self) -> FeaturesAPI: ...
+
+
+_current: Session | None = None
 _current_lock = threading.Lock()
 
 
@@ -176,7 +192,7 @@ def _is_server(target: object) -> bool:
     return isinstance(target, str) and target.startswith(("http://", "https://"))
 
 
-def _open(target: str | Path | None, token: str | None, overrides: dict[str, Any]) -> Workspace | Client:
+def _open(target: str | Path | None, token: str | None, overrides: dict[str, Any]) -> Session:
     if target is None and os.environ.get(TRACKING_URI_ENV):
         target = os.environ[TRACKING_URI_ENV]
     if _is_server(target):
@@ -191,7 +207,7 @@ def _open(target: str | Path | None, token: str | None, overrides: dict[str, Any
 
 
 def connect(project_dir: str | Path | None = None, *, token: str | None = None,
-            **overrides: Any) -> Workspace | Client:
+            **overrides: Any) -> Session:
     """Open the project's workspace, or a server, and make it the default for ``sy.start_run``,
     ``sy.log_model`` and friends.
 
@@ -209,7 +225,7 @@ def connect(project_dir: str | Path | None = None, *, token: str | None = None,
     return session
 
 
-def current() -> Workspace | Client:
+def current() -> Session:
     """The workspace or server last opened by ``connect``; on first use, SHIPYARD_TRACKING_URI's or
     the default project."""
     global _current
