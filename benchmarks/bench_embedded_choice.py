@@ -14,7 +14,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from shipyard.features.online.embedded import LMDBOnlineStore, SQLiteOnlineStore
+from shipyard.features.online.lmdb_store import LMDBOnlineStore
+from shipyard.features.online.sqlite_store import SQLiteOnlineStore
 
 
 def _percentile(samples: list[float], q: float) -> float:

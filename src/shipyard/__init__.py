@@ -36,9 +36,10 @@ _LAZY = {
     "errors": "shipyard.errors",
     "risk": "shipyard.risk",
     "pipelines": "shipyard.pipelines",
+    "monitoring": "shipyard.monitoring",
 }
 
-_MODULES = {"errors", "risk", "pipelines"}
+_MODULES = {"errors", "risk", "pipelines", "monitoring"}
 
 __all__ = sorted([*_LAZY, "ShipyardError", "__version__"])
 

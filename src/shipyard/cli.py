@@ -27,10 +27,12 @@ SUBSYSTEM_CLIS = [
     "shipyard.data.cli",
     "shipyard.features.cli",
     "shipyard.serving.cli",
+    "shipyard.monitoring.cli",
     "shipyard.demo.cli",
     "shipyard.secrets.cli",
     "shipyard.pipelines.cli",
     "shipyard.pipelines.scheduler_cli",
+    "shipyard.store.cli",
 ]
 
 

@@ -69,6 +69,16 @@ class Settings:
     max_request_bytes: int = 10 * 1024 * 1024
     # Streamed file uploads (run artifacts as multipart) go to disk, not memory: a larger limit
     max_upload_bytes: int = 10 * 1024**3
+    # Bring the metadata schema to this Shipyard's revision when a process opens it. A fleet on
+    # PostgreSQL sets it false and runs `shipyard db upgrade` once per release instead; then a schema
+    # that is behind is refused, naming the command (an empty database is always created).
+    auto_migrate: bool = True
+    # Models served from their own Python environment by a worker process (besides versions tagged
+    # serve_env: own); see docs/deployment.md. A call to such a worker gives up after the timeout.
+    own_env_models: list[str] = field(default_factory=list)
+    model_env_timeout_s: float = 30.0
+    # Build a missing model environment when the model is first loaded (else refuse, naming the command)
+    model_env_build_on_load: bool = True
 
     @property
     def state_dir(self) -> Path:
@@ -109,6 +119,7 @@ _BOUNDS: dict[str, tuple[float, float, bool, bool]] = {
     "max_request_bytes": (1, 2**40, True, True),
     "max_upload_bytes": (1, 2**50, True, True),
     "session_hours": (0, 24 * 90, False, True),
+    "model_env_timeout_s": (0, 3600, False, True),
 }
 _INTEGER_TEXT = re.compile(r"^[+-]?\d+$")
 
@@ -319,6 +330,10 @@ CONFIG_TEMPLATE = """\
 # server_host: 127.0.0.1
 # server_port: 8000
 # server_workers: 1
+
+# Upgrade the metadata schema when a process opens it; several servers on PostgreSQL set false
+# and run `shipyard db upgrade` once per release instead
+# auto_migrate: true
 
 # Share of served predictions written to the prediction log (0..1)
 # prediction_log_sample_rate: 1.0

@@ -36,6 +36,7 @@ API_MODULES = [
     "shipyard.serving.http",
     "shipyard.data.http",
     "shipyard.pipelines.http",
+    "shipyard.monitoring.http",
 ]
 
 

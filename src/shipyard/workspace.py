@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from shipyard.features.protocol import FeaturesAPI
     from shipyard.models.registry import Registry
     from shipyard.models.registry.protocol import RegistryAPI
+    from shipyard.monitoring import Monitoring
     from shipyard.pipelines.schedules import Schedules
     from shipyard.pipelines.service import Pipelines
     from shipyard.secrets import SecretStore
@@ -42,11 +43,24 @@ if TYPE_CHECKING:
 TOKEN_ENV = "SHIPYARD_TOKEN"
 
 
+def open_metadata(settings: Settings) -> MetadataStore:
+    """The project's metadata store, upgraded when ``auto_migrate`` allows it, else checked to be
+    current (a schema that is behind is refused, naming ``shipyard db upgrade``)."""
+    store = MetadataStore(settings.metadata_url, schema=settings.metadata_schema, migrate=settings.auto_migrate)
+    if not settings.auto_migrate:
+        try:
+            store.require_current()
+        except BaseException:
+            store.dispose()
+            raise
+    return store
+
+
 class Workspace:
     def __init__(self, settings: Settings, *, token: str | None = None, control: MetadataStore | None = None,
                  principal: Principal | None = None) -> None:
         self.settings = settings
-        self.store = MetadataStore(settings.metadata_url, schema=settings.metadata_schema)
+        self.store = open_metadata(settings)
         self.artifacts = ArtifactStore(settings.artifact_root, settings.artifact_options)
         self._token = token
         # the server's own database (users, tokens, audit); the project's own for the default project
@@ -65,8 +79,7 @@ class Workspace:
             return self._control
         if self.settings.project == DEFAULT_PROJECT:
             return self.store
-        root = load_settings(self.settings.project_dir.parent.parent)
-        return MetadataStore(root.metadata_url, schema=root.metadata_schema)
+        return open_metadata(load_settings(self.settings.project_dir.parent.parent))
 
     @cached_property
     def auth(self) -> AuthStore:
@@ -157,6 +170,14 @@ class Workspace:
         from shipyard.pipelines.schedules import Schedules
 
         return Schedules(self.store)
+
+    @cached_property
+    def monitoring(self) -> Monitoring:
+        from shipyard.monitoring import Monitoring
+
+        return Monitoring(self.store, self.artifacts, feature_monitor=lambda views: self.features.monitor(views),
+                          model_lineage=lambda name, version: self.registry.get_version(name, version).lineage,
+                          secrets=lambda name: self.secrets.get(name))
 
     def close(self) -> None:
         self.store.dispose()

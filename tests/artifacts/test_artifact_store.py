@@ -97,3 +97,25 @@ def test_local_write_leaves_no_partial_file_on_failure(tmp_path: Path, monkeypat
     monkeypatch.undo()
     assert store.get_bytes("a.txt") == b"old"
     assert sorted(p.name for p in (tmp_path / "root").iterdir()) == ["a.txt"]
+
+
+@pytest.mark.s3
+def test_s3_compatible_endpoint_from_aws_endpoint_url(s3_bucket: tuple[str, dict], monkeypatch: pytest.MonkeyPatch,
+                                                      tmp_path: Path) -> None:
+    """No endpoint_url in artifact_options: boto3's AWS_ENDPOINT_URL variable points at the store
+    (MinIO, Ceph, moto), as docs/deployment.md says."""
+    import boto3
+    import s3fs
+
+    root, options = s3_bucket
+    monkeypatch.setenv("AWS_ENDPOINT_URL", options["endpoint_url"])
+    s3fs.S3FileSystem.clear_instance_cache()  # an instance made for another endpoint must not be reused
+    store = ArtifactStore(root)
+    src = tmp_path / "model.txt"
+    src.write_bytes(b"weights")
+    store.put_file("models/m/1/model.txt", src)
+    bucket, prefix = root.removeprefix("s3://").split("/", 1)
+    client = boto3.client("s3", endpoint_url=options["endpoint_url"], region_name="us-east-1")
+    body = client.get_object(Bucket=bucket, Key=f"{prefix}/models/m/1/model.txt")["Body"].read()
+    assert body == b"weights"
+    assert store.get_bytes("models/m/1/model.txt") == b"weights"

@@ -158,3 +158,35 @@ def test_moving_a_production_alias_needs_release(client, server_ws, tmp_path, ro
                           headers=_as(server_ws, f"u-{role}", role))
     assert (response.status_code == 200) is allowed, response.text
     assert server_ws.registry.list_aliases("credit") == ({"champion": 1} if allowed else {})
+
+
+def test_pipeline_components_never_load_from_the_state_folder(client, server_ws, tmp_path):
+    marker = tmp_path / "pwned-pipeline"
+    mia = _as(server_ws, "mia", "modeler")
+    run = client.post("/api/v1/runs", json={"experiment": "x"}, headers=mia).json()
+    code = f"import os\nos.makedirs({str(marker)!r})\ndef step():\n    return 1\n".encode()
+    assert client.put(f"/api/v1/runs/{run['info']['id']}/artifacts", params={"path": "evil.py"}, content=code,
+                      headers=mia).status_code == 201
+    stored = next(Path(server_ws.settings.artifact_root).rglob("evil.py"))
+    project = server_ws.settings.project_dir
+    for module in (os.path.relpath(stored, project), str(stored), "../evil.py"):
+        document = {"name": "p", "nodes": [{"id": "a", "component": f"{module}:step"}]}
+        for route in ("/api/v1/pipelines/validate", "/api/v1/pipelines"):
+            refused = client.post(route, json={"document": document}, headers=mia)
+            assert refused.status_code == 403, (route, module, refused.text)
+    assert not marker.exists()
+
+
+def test_project_paths_stay_in_the_project_and_out_of_its_state_folder(tmp_path):
+    from shipyard.auth.paths import project_path
+    from shipyard.config import load_settings
+
+    settings = load_settings(tmp_path / "p")
+    (settings.state_dir / "artifacts").mkdir(parents=True)
+    (settings.project_dir / "features").mkdir()
+    (settings.project_dir / "features" / "link").symlink_to(settings.state_dir / "artifacts")
+    assert project_path(settings, "features") == (settings.project_dir / "features").resolve()
+    assert project_path(settings, None) == settings.project_dir.resolve()
+    for bad in (".shipyard", ".shipyard/artifacts/x.py", "features/link/x.py", "features/../../x", "/etc/passwd",
+                str(tmp_path), "file:///etc"):
+        assert project_path(settings, bad) is None, bad

@@ -35,10 +35,14 @@ def test_demo_end_to_end(tmp_path: Path) -> None:
     assert served["pd"] == pytest.approx(0.5 * pd_card + 0.5 * served["pd_xgb"], rel=1e-12)
     expected = "reject" if served["pd"] > 0.5 else "review" if served["pd"] > 0.3 else "approve"
     assert served["decision"] == expected
-    assert lines[-2].startswith("[9/9] POST /v1/scenes/credit_apply/predict")
+    assert lines[-3].startswith("[9/9] POST /v1/scenes/credit_apply/predict")
     _check_xgboost_quality(ws, tmp_path / "demo", out)
     report = (tmp_path / "demo" / "reports" / "scorecard_report.json").read_text()
     assert '"model": "credit_scorecard"' in report
+    daily = out["daily_report"]  # the demo ends with the scene's daily report of its own traffic
+    assert daily["served"] == 300 and daily["rows"] == 301 and not daily["plugin_errors"]  # + the HTTP request
+    assert lines[-1].startswith("      daily report of credit_apply")
+    assert (tmp_path / "demo" / "reports" / "daily_report.html").stat().st_size > 10_000
     ws.close()
 
 

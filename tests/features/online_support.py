@@ -18,7 +18,8 @@ import pytest
 
 from shipyard.errors import NotFound
 from shipyard.features.online import OnlineStore
-from shipyard.features.online.embedded import LMDBOnlineStore, SQLiteOnlineStore
+from shipyard.features.online.lmdb_store import LMDBOnlineStore
+from shipyard.features.online.sqlite_store import SQLiteOnlineStore
 
 REDIS_URL = os.environ.get("SHIPYARD_TEST_REDIS_URL", "")
 NATS_URL = os.environ.get("SHIPYARD_TEST_NATS_URL", "")

@@ -14,7 +14,8 @@ import pytest
 from shipyard.config import load_settings
 from shipyard.errors import ConfigError, MissingDependency
 from shipyard.features.online import open_online_store
-from shipyard.features.online.embedded import LMDBOnlineStore, SQLiteOnlineStore
+from shipyard.features.online.lmdb_store import LMDBOnlineStore
+from shipyard.features.online.sqlite_store import SQLiteOnlineStore
 from tests.features import online_support
 from tests.features import redis_servers as servers_support
 from tests.features.online_support import T0

@@ -4,7 +4,8 @@
                monitoring)
     predictor  call prediction endpoints (service accounts of client applications)
     modeler    viewer + create and change runs, models, features, data, pipelines, monitoring
-               rules; upload code (pickled models, feature definitions, pipeline components);
+               rules; upload code (pickled models, feature definitions, pipeline components,
+               report plugins);
                store secrets for data sources; predict
     reviewer   viewer + approve or reject model versions; read the audit log
     operator   viewer + release: move and roll back aliases, apply scenes, canary and rollouts,
@@ -69,7 +70,7 @@ ROLE_PERMISSIONS: dict[str, frozenset[Permission]] = {
         _VIEWER | _PREDICT
         | _grant((Resource.RUNS, Resource.MODELS, Resource.FEATURES, Resource.DATA, Resource.PIPELINES,
                   Resource.MONITORING), Action.WRITE)
-        | _grant((Resource.MODELS, Resource.FEATURES, Resource.PIPELINES), Action.UPLOAD_CODE)
+        | _grant((Resource.MODELS, Resource.FEATURES, Resource.PIPELINES, Resource.MONITORING), Action.UPLOAD_CODE)
         | _grant((Resource.SECRETS,), Action.READ, Action.WRITE)
     ),
     "reviewer": frozenset(_VIEWER | {(Resource.MODELS, Action.APPROVE), (Resource.AUDIT, Action.READ)}),

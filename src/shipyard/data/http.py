@@ -19,7 +19,9 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import HTMLResponse, JSONResponse, Response
 
 from shipyard.auth.http import RequestContext, allow
+from shipyard.auth.paths import project_path
 from shipyard.auth.permissions import Action, Resource
+from shipyard.config import Settings
 from shipyard.data.sources import SourceRecord
 from shipyard.errors import InvalidInput
 from shipyard.http_util import RequestBody
@@ -66,7 +68,7 @@ def _shown(record: SourceRecord, project_dir: Path) -> dict[str, Any]:
     return out
 
 
-def _reads_server_files(kind: str, spec: dict[str, Any], project_dir: Path) -> bool:
+def _reads_server_files(kind: str, spec: dict[str, Any], settings: Settings) -> bool:
     if kind == "spark":
         return True  # Spark SQL reads any path the server can
     if kind == "sql":
@@ -80,8 +82,7 @@ def _reads_server_files(kind: str, spec: dict[str, Any], project_dir: Path) -> b
         return True  # paths would be the server's own
     if "://" in root and not root.startswith("file://"):
         return False
-    resolved = (project_dir / root.removeprefix("file://")).resolve()
-    return not resolved.is_relative_to(project_dir.resolve())
+    return project_path(settings, root) is None
 
 
 def _table_json(table: Any) -> dict[str, Any]:
@@ -102,7 +103,7 @@ def router() -> APIRouter:
     @api.post("/data/sources", status_code=201)
     def add_source(body: SourceIn, ctx: RequestContext = allow(Resource.DATA, Action.WRITE)) -> dict[str, Any]:
         project = ctx.ws.settings.project_dir
-        if _reads_server_files(body.kind, body.spec, project):
+        if _reads_server_files(body.kind, body.spec, ctx.ws.settings):
             ctx.require(Resource.DATA, Action.ADMIN)
         record = ctx.ws.data.add_source(body.name, body.kind, body.spec, actor=ctx.actor,
                                         description=body.description, replace=body.replace)

@@ -184,6 +184,11 @@ def run_demo(directory: str | Path = "shipyard-demo", say: Say = print) -> dict[
         f"(as service account {CLIENT_APP!r}, predict scope)")
     say("      → " + _short(response))
     reviewer.close()
+
+    # monitoring: the scene serves the test applicants, then its daily report is built
+    from shipyard.monitoring.demo import daily_report_step
+
+    out["daily_report"] = daily_report_step(ws, "credit_apply", train, test, feature_cols, reports, say)
     ws.close()
     return out
 

@@ -16,8 +16,9 @@ from fastapi import APIRouter, Query
 from pydantic import Field
 
 from shipyard.auth.http import RequestContext, allow
+from shipyard.auth.paths import require_project_path
 from shipyard.auth.permissions import Action, Resource
-from shipyard.errors import Forbidden, InvalidInput
+from shipyard.errors import InvalidInput
 from shipyard.http_util import RequestBody
 from shipyard.workspace import Workspace
 
@@ -76,20 +77,8 @@ def entity_frame(rows: list[dict[str, Any]], timestamp_column: str | None) -> pd
 
 
 def definitions_path(ws: Workspace, path: str | None) -> Path:
-    """The definitions to load: inside the project's folder and outside its state folder (where
-    artifacts and uploads live), whatever links or '..' the given path holds."""
-    root = ws.settings.project_dir.resolve()
-    state = ws.settings.state_dir.resolve()
-    if path is None:
-        return root
-    try:
-        chosen = (root / path).resolve()
-    except (OSError, RuntimeError, ValueError):
-        chosen = None
-    if chosen is None or not (chosen == root or root in chosen.parents) or chosen == state or state in chosen.parents:
-        raise Forbidden(f"definitions path {path!r} is outside the project's folder; give a folder or .py file "
-                        "relative to the project (e.g. 'features' or 'features/credit.py')", {"field": "path"})
-    return chosen
+    """The definitions to load: inside the project's folder, outside its state folder."""
+    return require_project_path(ws.settings, path, "path", "definitions path")
 
 
 def router() -> APIRouter:

@@ -204,5 +204,30 @@ def history(ctx: click.Context, name: str, limit: int, as_json: bool) -> None:
     _table(rows, ["WHEN", "ACTOR", "EVENT", "ON", "DETAILS"])
 
 
+@models.command("build-env")
+@click.argument("ref", metavar="NAME@REF")
+@click.option("--builder", type=click.Choice(["auto", "uv", "venv"]), default="auto", show_default=True,
+              help="uv when installed, else python -m venv and pip.")
+@click.option("--rebuild", is_flag=True, help="Build again even when the environment exists.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def build_env(ctx: click.Context, ref: str, builder: str, rebuild: bool, as_json: bool) -> None:
+    """Build the Python environment of version REF of NAME from its recorded requirements, for
+    serving it from its own worker process (tag serve_env=own, or the own_env_models setting)."""
+    name, sep, version = ref.partition("@")
+    if not sep or not name or not version:
+        raise click.BadParameter(f"{ref!r} is not NAME@REF (e.g. credit@champion or credit@3)", param_hint="NAME@REF")
+    env = _ws(ctx).registry.build_environment(name, version, builder=builder, rebuild=rebuild)
+    if as_json:
+        click.echo(json.dumps(env.to_dict(), indent=2))
+        return
+    took = "existing, reused" if env.reused else f"built with {env.builder} in {env.build_seconds:.1f} s"
+    click.echo(f"environment {env.key} for {name}@{version} ({took}; Python {env.python_version})")
+    for line in env.requirements:
+        click.echo(f"  {line}")
+    for warning in env.warnings:
+        click.secho(f"warning: {warning}", fg="yellow", err=True)
+
+
 def register(main: click.Group) -> None:
     main.add_command(models)

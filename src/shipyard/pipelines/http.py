@@ -21,6 +21,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import PlainTextResponse, Response, StreamingResponse
 
 from shipyard.auth.http import RequestContext, allow
+from shipyard.auth.paths import project_path
 from shipyard.auth.permissions import Action, Resource
 from shipyard.errors import Forbidden
 from shipyard.http_util import RequestBody, add_lifespan
@@ -71,7 +72,6 @@ def _run_dict(record: PipelineRunRecord) -> dict[str, Any]:
 
 def _check_document(ctx: RequestContext, document: dict[str, Any]) -> None:
     """User code needs upload_code, and every file a document names must be inside the project."""
-    project = ctx.ws.settings.project_dir.resolve()
     known = builtins()
     nodes = document.get("nodes") if isinstance(document, dict) else None
     for node in nodes if isinstance(nodes, list) else []:
@@ -81,11 +81,11 @@ def _check_document(ctx: RequestContext, document: dict[str, Any]) -> None:
         if ref and ref not in known:
             ctx.require(Resource.PIPELINES, Action.UPLOAD_CODE)
             module = ref.rpartition(":")[0]
-            if module.endswith(".py") and not (project / module).resolve().is_relative_to(project):
-                raise Forbidden(f"node {node.get('id')!r}: component file {module!r} is outside the project",
-                                {"field": "component", "node": node.get("id")})
+            if module.endswith(".py") and project_path(ctx.ws.settings, module) is None:
+                raise Forbidden(f"node {node.get('id')!r}: component file {module!r} is outside the project "
+                                "(or inside .shipyard/)", {"field": "component", "node": node.get("id")})
         path = (node.get("params") or {}).get("path") if ref == "load_file" else None
-        if isinstance(path, str) and not (project / path).resolve().is_relative_to(project):
+        if isinstance(path, str) and project_path(ctx.ws.settings, path) is None:
             raise Forbidden(f"node {node.get('id')!r}: load_file path {path!r} is outside the project; add the data "
                             "as a dataset instead", {"field": "params.path", "node": node.get("id")})
 

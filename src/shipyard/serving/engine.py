@@ -476,6 +476,9 @@ class ServingEngine:
             self._shadow_thread = None
         if self.prediction_log is not None:
             self.prediction_log.close()
+        close_models = getattr(self.models, "close", None)
+        if callable(close_models):
+            close_models()  # worker processes of models served from their own environments
         self._pool.shutdown(wait=False)
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -65,6 +66,8 @@ class ServingMetrics:
         self.log_dropped = Counter("shipyard_prediction_log_dropped", "Prediction-log records dropped (queue full)",
                                    registry=self.registry)
         self._children: dict[tuple[str, str, str], tuple] = {}
+        # monitoring's per-minute recorder (SeriesRecorder), fed by the same two calls when set
+        self.series: Any = None
 
     def _for(self, scene: str, version: str, arm: str) -> tuple:
         key = (scene, version, arm)
@@ -89,10 +92,14 @@ class ServingMetrics:
         model.observe(model_s)
         if fallback:
             self.fallbacks.labels(scene, version, arm).inc()
+        if self.series is not None:
+            self.series.observe(scene, version, arm, total_s, features_s, model_s, fallback)
 
     def error(self, scene: str, version: str, arm: str, code: str, status: int) -> None:
         self.requests.labels(scene, version, arm, str(status)).inc()
         self.errors.labels(scene, version, arm, code).inc()
+        if self.series is not None:
+            self.series.error(scene, version, arm, code, status)
 
     def render(self) -> bytes:
         """The exposition text: this process's registry, or the sum over all workers' files."""

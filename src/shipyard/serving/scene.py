@@ -284,8 +284,12 @@ def apply_scene(ws: Any, spec: Mapping[str, Any], *, models: Any = None, feature
     from shipyard.serving.sources import RegistryModels, StoreFeatures
 
     doc = normalise(spec)
-    compile_scene(doc, 0, models=models or RegistryModels(ws), features=features or StoreFeatures(ws),
-                  scenes=scene_loader(ws))
+    source = models or RegistryModels(ws)
+    try:
+        compile_scene(doc, 0, models=source, features=features or StoreFeatures(ws), scenes=scene_loader(ws))
+    finally:
+        if models is None:
+            source.close()  # stops the workers of models served from their own environments
     digest = spec_sha256(doc)
     name, now, actor = doc["name"], now_ms(), ws.user
     with ws.store.begin() as conn:

@@ -59,13 +59,28 @@ class RegistryModels:
             with self._lock:
                 model = self._cache.get(key)
                 if model is None:
-                    model = self.ws.registry.load(name, str(version))
+                    # a version marked to run in its own environment comes back as a worker proxy
+                    model = self.ws.registry.load_for_serving(name, str(version))
                     self._cache[key] = model
         return model
 
     def unload(self, name: str, version: int) -> None:
         with self._lock:
-            self._cache.pop((name, int(version)), None)
+            model = self._cache.pop((name, int(version)), None)
+        _close(model)
+
+    def close(self) -> None:
+        """Stop the worker processes of models served from their own environments."""
+        with self._lock:
+            models, self._cache = list(self._cache.values()), {}
+        for model in models:
+            _close(model)
+
+
+def _close(model: Any) -> None:
+    close = getattr(model, "close", None)
+    if callable(close):
+        close()
 
 
 class ModelCatalog:

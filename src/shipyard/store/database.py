@@ -8,6 +8,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,8 @@ from shipyard.errors import ConfigError, MissingDependency, StoreUnavailable
 log = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+# What brings a database's schema to this Shipyard's revision when processes do not do it themselves.
+UPGRADE_COMMAND = "shipyard db upgrade"
 # SQLite waits this long for another writer before giving up with StoreUnavailable.
 DEFAULT_BUSY_TIMEOUT_S = 30.0
 
@@ -91,8 +94,32 @@ def create_engine_for(url: str, busy_timeout_s: float = DEFAULT_BUSY_TIMEOUT_S, 
     )
 
 
+@dataclass(frozen=True)
+class SchemaStatus:
+    """Where a database's schema stands against this Shipyard's migrations."""
+
+    current: str | None  # None: no Shipyard tables yet
+    head: str
+    known: bool  # False when ``current`` is a revision this Shipyard does not have (a newer one's)
+
+    @property
+    def state(self) -> str:
+        if self.current == self.head:
+            return "current"
+        if self.current is None:
+            return "empty"
+        return "behind" if self.known else "ahead"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"current": self.current, "head": self.head, "state": self.state}
+
+
 class MetadataStore:
-    """The metadata database. ``begin()`` yields a connection inside one transaction."""
+    """The metadata database. ``begin()`` yields a connection inside one transaction.
+
+    ``migrate=True`` upgrades the schema on construction; with ``False`` call ``upgrade()`` or
+    ``require_current()`` yourself.
+    """
 
     def __init__(self, url: str, *, migrate: bool = True, busy_timeout_s: float = DEFAULT_BUSY_TIMEOUT_S,
                  schema: str = ""):
@@ -164,6 +191,44 @@ class MetadataStore:
 
         with self.engine.connect() as conn:
             return MigrationContext.configure(conn).get_current_revision()
+
+    def status(self) -> SchemaStatus:
+        from alembic.script import ScriptDirectory
+
+        scripts = ScriptDirectory.from_config(self._alembic_config())
+        try:
+            current = self.current_revision()
+        except OperationalError as exc:
+            raise _unavailable(exc) from exc
+        known = current is None or any(rev.revision == current for rev in scripts.walk_revisions())
+        head = scripts.get_current_head()
+        assert head is not None
+        return SchemaStatus(current, head, known)
+
+    def require_current(self) -> None:
+        """Refuse a schema this process may not upgrade (``auto_migrate`` off): one that is behind
+        names the command that upgrades it; an empty database is created, as nothing uses it yet."""
+        status = self.status()
+        where = f" (schema {self.schema})" if self.schema else ""
+        if status.state == "current":
+            self._migrated = True
+            return
+        if status.state == "empty":
+            self.upgrade()
+            return
+        if status.state == "behind":
+            raise ConfigError(
+                f"the metadata database{where} is at schema revision {status.current} and this Shipyard needs "
+                f"{status.head}; run `{UPGRADE_COMMAND}` once (same metadata_url) before starting servers, "
+                "or set auto_migrate: true to let each process upgrade it",
+                {"field": "auto_migrate", "current": status.current, "head": status.head,
+                 "command": UPGRADE_COMMAND},
+            )
+        raise ConfigError(
+            f"the metadata database{where} is at schema revision {status.current}, which this Shipyard does not "
+            f"know (its newest is {status.head}): a newer Shipyard upgraded it; run that version here",
+            {"field": "metadata_url", "current": status.current, "head": status.head},
+        )
 
     def upgrade(self, revision: str = "head") -> None:
         """Bring the schema to ``revision``; safe when several processes start at once."""

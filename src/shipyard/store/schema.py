@@ -21,6 +21,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 
 metadata = MetaData(
@@ -631,4 +632,158 @@ audit_log = Table(
     Column("prev_sha256", String(64), nullable=False),
     Column("sha256", String(64), nullable=False),
     Index("ix_audit_log_project_ts", "project", "ts"),
+)
+
+# --- monitoring -----------------------------------------------------------------------------
+# Per minute and server instance: counts and sparse latency histograms ({bucket: count}, buckets
+# in monitoring/series.py). Each instance writes its own rows; queries add them up.
+monitoring_series = Table(
+    "monitoring_series",
+    metadata,
+    Column("scene", String(255), primary_key=True),
+    Column("version", String(32), primary_key=True),
+    Column("arm", String(64), primary_key=True),
+    Column("minute", BigInteger, primary_key=True),
+    Column("instance", String(64), primary_key=True),
+    Column("requests", BigInteger, nullable=False, default=0),
+    Column("errors", BigInteger, nullable=False, default=0),
+    Column("fallbacks", BigInteger, nullable=False, default=0),
+    Column("latency_total", JSON, nullable=False, default=dict),
+    Column("latency_features", JSON, nullable=False, default=dict),
+    Column("latency_model", JSON, nullable=False, default=dict),
+    Index("ix_monitoring_series_scene_minute", "scene", "minute"),
+)
+
+# Reference statistics (bins and counts per column, never rows) that drift is measured against.
+monitoring_baselines = Table(
+    "monitoring_baselines",
+    metadata,
+    Column("name", String(255), primary_key=True),
+    Column("scene", String(255)),
+    Column("rows", BigInteger, nullable=False),
+    Column("source", JSON, nullable=False, default=dict),
+    Column("spec", JSON, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("created_by", String(255), nullable=False),
+)
+
+# Per scene: baseline, score and decision outputs, approval values, custom-metric plugins.
+monitoring_scenes = Table(
+    "monitoring_scenes",
+    metadata,
+    Column("scene", String(255), primary_key=True),
+    Column("config", JSON, nullable=False, default=dict),
+    Column("updated_at", BigInteger, nullable=False),
+    Column("updated_by", String(255), nullable=False),
+)
+
+# The statistics middle table: one row per scene and day, computed once. ``summary`` is small (the
+# trend reads it), ``detail`` holds the per-column counts, ``plugins`` each plugin's day statistics.
+monitoring_daily_stats = Table(
+    "monitoring_daily_stats",
+    metadata,
+    Column("scene", String(255), primary_key=True),
+    Column("day", String(10), primary_key=True),
+    Column("baseline", String(255)),
+    Column("rows", BigInteger, nullable=False),
+    Column("summary", JSON, nullable=False, default=dict),
+    Column("detail", JSON, nullable=False, default=dict),
+    Column("plugins", JSON, nullable=False, default=dict),
+    Column("computed_at", BigInteger, nullable=False),
+    Column("computed_by", String(255), nullable=False),
+)
+
+# Every generated daily report (HTML and JSON twin in the artifact store), newest last.
+monitoring_reports = Table(
+    "monitoring_reports",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("scene", String(255), nullable=False),
+    Column("day", String(10), nullable=False),
+    Column("html_path", Text, nullable=False),
+    Column("json_path", Text, nullable=False),
+    Column("rows", BigInteger, nullable=False, default=0),
+    Column("created_at", BigInteger, nullable=False),
+    Column("created_by", String(255), nullable=False),
+    Index("ix_monitoring_reports_scene_day", "scene", "day", "id"),
+)
+
+# Delayed labels joined to served predictions; unmatched labels are kept (matched = false).
+monitoring_labels = Table(
+    "monitoring_labels",
+    metadata,
+    Column("scene", String(255), primary_key=True),
+    Column("request_id", String(128), primary_key=True),
+    Column("row", Integer, primary_key=True),
+    Column("label", Float, nullable=False),
+    Column("matched", Boolean, nullable=False),
+    Column("ts", BigInteger),
+    Column("day", String(10)),
+    Column("version", Integer),
+    Column("arm", String(64)),
+    Column("score", Float),
+    Column("decision", String(255)),
+    Column("source", String(255), nullable=False, default=""),
+    Column("ingested_at", BigInteger, nullable=False),
+    Index("ix_monitoring_labels_scene_day", "scene", "day"),
+)
+
+monitoring_alert_rules = Table(
+    "monitoring_alert_rules",
+    metadata,
+    Column("name", String(255), primary_key=True),
+    Column("spec", JSON, nullable=False),
+    Column("enabled", Boolean, nullable=False, default=True),
+    Column("created_at", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+    Column("updated_by", String(255), nullable=False),
+)
+
+# Notifier settings; passwords are never stored, only the name of the variable or secret holding one.
+monitoring_notifiers = Table(
+    "monitoring_notifiers",
+    metadata,
+    Column("name", String(255), primary_key=True),
+    Column("spec", JSON, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+    Column("updated_by", String(255), nullable=False),
+)
+
+# Alert history: one row per firing of a rule on a scope (fingerprint), updated until resolved.
+monitoring_alerts = Table(
+    "monitoring_alerts",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("rule", String(255), nullable=False),
+    Column("fingerprint", String(512), nullable=False),
+    Column("scope", JSON, nullable=False, default=dict),
+    # firing -> resolved
+    Column("status", String(16), nullable=False),
+    Column("severity", String(16), nullable=False),
+    Column("value", Float),
+    Column("threshold", Float),
+    Column("message", Text, nullable=False, default=""),
+    Column("silenced", Boolean, nullable=False, default=False),
+    Column("started_at", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+    Column("resolved_at", BigInteger),
+    Column("last_notified_at", BigInteger),
+    Column("notifications", JSON, nullable=False, default=list),
+    Index("ix_monitoring_alerts_fingerprint", "fingerprint", "id"),
+    # at most one open alert per fingerprint, whichever server evaluates the rules
+    Index("uq_monitoring_alerts_open", "fingerprint", unique=True, sqlite_where=text("status = 'firing'"),
+          postgresql_where=text("status = 'firing'")),
+)
+
+monitoring_silences = Table(
+    "monitoring_silences",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("rule", String(255), nullable=False),
+    Column("scope", JSON, nullable=False, default=dict),
+    Column("starts_at", BigInteger, nullable=False),
+    Column("ends_at", BigInteger, nullable=False),
+    Column("reason", Text, nullable=False, default=""),
+    Column("created_at", BigInteger, nullable=False),
+    Column("created_by", String(255), nullable=False),
 )

@@ -32,12 +32,12 @@ def open_online_store(settings: Settings | None = None, url: str | None = None, 
 
         return RedisOnlineStore(spec, **options)  # type: ignore[arg-type]
     if scheme == "sqlite":
-        from shipyard.features.online.embedded import SQLiteOnlineStore
+        from shipyard.features.online.sqlite_store import SQLiteOnlineStore
 
         path = spec[len("sqlite:///") :] if spec.startswith("sqlite:///") else ""
         return SQLiteOnlineStore(Path(path) if path else state / "online.sqlite")
     if scheme == "lmdb":
-        from shipyard.features.online.embedded import LMDBOnlineStore
+        from shipyard.features.online.lmdb_store import LMDBOnlineStore
 
         path = spec[len("lmdb:///") :] if spec.startswith("lmdb:///") else ""
         return LMDBOnlineStore(Path(path) if path else state / "online.lmdb")

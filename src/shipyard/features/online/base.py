@@ -339,3 +339,36 @@ def classify(stored: int | None, incoming: int, overwrite_equal: bool) -> str:
     if incoming == stored:
         return "written" if overwrite_equal else "duplicate"
     return "stale"
+
+
+class EncodedOnlineStore(OnlineStore):
+    """A store that writes Arrow tables by encoding whole columns at once (keys, event times in µs,
+    JSON rows) and storing the encoded lists: the embedded SQLite and LMDB stores."""
+
+    def write_table(
+        self,
+        view: str,
+        table: pa.Table,
+        join_keys: Sequence[str],
+        timestamp_field: str,
+        feature_names: Sequence[str],
+        *,
+        version: int | None = None,
+        overwrite_equal: bool = False,
+    ) -> WriteResult:
+        if table.num_rows == 0:
+            return WriteResult()
+        return self.write_encoded(view, encode_key_column(table, join_keys).to_pylist(),
+                                  micros_column(table.column(timestamp_field)).to_pylist(),
+                                  encode_row_column(table, feature_names).to_pylist(), version, overwrite_equal)
+
+    @abstractmethod
+    def write_encoded(self, view: str, keys: list[bytes], stamps: list[int], rows: list[bytes],
+                      version: int | None, overwrite_equal: bool) -> WriteResult:
+        """Conditional writes of encoded rows (no per-row status); rows not written count as stale."""
+
+
+def pick_values(raw: bytes, names: Sequence[str]) -> list[Any]:
+    """The values of ``names`` in an encoded JSON row, in that order (missing names give None)."""
+    row = decode_row(raw)
+    return [row.get(name) for name in names]

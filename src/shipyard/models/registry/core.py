@@ -33,6 +33,7 @@ from shipyard.store.schema import artifacts as artifacts_table
 from shipyard.store.schema import model_aliases, model_versions, registered_models
 
 if TYPE_CHECKING:
+    from shipyard.models.environment import ModelEnvironment
     from shipyard.models.loaded import LoadedModel
     from shipyard.workspace import Workspace
 
@@ -533,6 +534,26 @@ class Registry(ReleaseWorkflow):
         with self._cache_lock:
             self._cache[key] = (mv.sha256, model)
         return model
+
+    def load_for_serving(self, name: str, version_or_alias: int | str) -> LoadedModel:
+        """What a server serves: ``load``, or a proxy to a worker in the version's own environment
+        when the version is marked so (``serve_env: own`` tag, ``own_env_models`` setting). The
+        caller owns the proxy (``close()`` stops its worker); it is not cached here."""
+        from shipyard.models.registry.environments import load_in_environment, serves_in_own_environment
+
+        mv = self.get_version(name, version_or_alias)
+        if not serves_in_own_environment(self.ws.settings, mv):
+            return self.load(name, mv.version)
+        return load_in_environment(self.ws.settings, mv, self.local_model_dir(mv))
+
+    def build_environment(self, name: str, version_or_alias: int | str, *, builder: str | None = None,
+                          rebuild: bool = False) -> ModelEnvironment:
+        """Build (or reuse) the Python environment of a version from its recorded requirements."""
+        from shipyard.models.registry.environments import build_version_environment
+
+        mv = self.get_version(name, version_or_alias)
+        return build_version_environment(self.ws.settings, mv, self.local_model_dir(mv), builder=builder,
+                                         rebuild=rebuild)
 
     def _load_verified(self, mv: ModelVersion) -> LoadedModel:
         from shipyard.models.loaded import model_failure

@@ -1,9 +1,8 @@
-"""Embedded online stores: SQLite (the default) and LMDB, both one file next to the project.
+"""The embedded SQLite online store (the default): one file next to the project.
 
-SQLite was chosen as the default after measuring both (docs/benchmarks.md, "Online store
+Chosen as the default after measuring it against LMDB (docs/benchmarks.md, "Online store
 choice"): reads are within a few microseconds of LMDB, batch writes are comparable, and SQLite
-needs no extra package, tolerates several writer processes and is easy to inspect. LMDB stays
-available as ``online_store: lmdb`` for read-heavy single-writer deployments.
+needs no extra package, tolerates several writer processes and is easy to inspect.
 
 Rows are stored as (view, encoded entity key) → (event time in µs, JSON row of feature values).
 """
@@ -12,30 +11,24 @@ from __future__ import annotations
 
 import datetime as dt
 import sqlite3
-import struct
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
-
-from shipyard.errors import require
 from shipyard.features.online.base import (
-    OnlineStore,
+    EncodedOnlineStore,
     ViewStats,
     WriteResult,
     classify,
     decode_key,
     decode_row,
     encode_key,
-    encode_key_column,
     encode_row,
-    encode_row_column,
     from_micros,
-    micros_column,
     now_micros,
+    pick_values,
     to_micros,
     ttl_cutoff,
 )
@@ -57,12 +50,9 @@ CREATE TABLE IF NOT EXISTS online_views (
 """
 
 
-def _pick(raw: bytes, names: Sequence[str]) -> list[Any]:
-    row = decode_row(raw)
-    return [row.get(name) for name in names]
 
 
-class SQLiteOnlineStore(OnlineStore):
+class SQLiteOnlineStore(EncodedOnlineStore):
     """One SQLite file in WAL mode; a connection per thread."""
 
     kind = "sqlite"
@@ -172,23 +162,10 @@ class SQLiteOnlineStore(OnlineStore):
             raise
         return result
 
-    def write_table(
-        self,
-        view: str,
-        table: pa.Table,
-        join_keys: Sequence[str],
-        timestamp_field: str,
-        feature_names: Sequence[str],
-        *,
-        version: int | None = None,
-        overwrite_equal: bool = False,
-    ) -> WriteResult:
-        if table.num_rows == 0:
-            return WriteResult()
-        rows = list(zip([view] * table.num_rows, encode_key_column(table, join_keys).to_pylist(),
-                        micros_column(table.column(timestamp_field)).to_pylist(),
-                        encode_row_column(table, feature_names).to_pylist(), strict=True))
-        return self._upsert(self._conn(), view, rows, version, overwrite_equal)
+    def write_encoded(self, view: str, keys: list[bytes], stamps: list[int], rows: list[bytes],
+                      version: int | None, overwrite_equal: bool) -> WriteResult:
+        return self._upsert(self._conn(), view, list(zip([view] * len(keys), keys, stamps, rows, strict=True)),
+                            version, overwrite_equal)
 
     def _upsert(self, conn: sqlite3.Connection, view: str, rows: list[tuple[str, bytes, int, bytes]],
                 version: int | None, overwrite_equal: bool) -> WriteResult:
@@ -259,7 +236,7 @@ class SQLiteOnlineStore(OnlineStore):
                 for column in columns:
                     column.append(None)
                 continue
-            for column, value in zip(columns, _pick(hit[1], names), strict=True):
+            for column, value in zip(columns, pick_values(hit[1], names), strict=True):
                 column.append(value)
         return out
 
@@ -322,194 +299,3 @@ class SQLiteOnlineStore(OnlineStore):
         self._local = threading.local()
 
 
-# -- LMDB ---------------------------------------------------------------------------------------
-_TS = struct.Struct(">q")
-_ENVS: dict[str, Any] = {}
-_ENVS_LOCK = threading.Lock()
-
-
-def _open_env(path: Path, map_size: int) -> Any:
-    # LMDB forbids opening one environment twice in a process; share it.
-    lmdb = require("lmdb", "lmdb")
-    key = str(path.resolve())
-    with _ENVS_LOCK:
-        env = _ENVS.get(key)
-        if env is None:
-            path.mkdir(parents=True, exist_ok=True)
-            env = lmdb.open(key, map_size=map_size, max_dbs=4, subdir=True, lock=True, readahead=False)
-            _ENVS[key] = env
-        return env
-
-
-class LMDBOnlineStore(OnlineStore):
-    """One LMDB environment; key = view NUL entity-key, value = 8-byte event time + JSON row."""
-
-    kind = "lmdb"
-
-    def __init__(self, path: str | Path, map_size: int = 1 << 36) -> None:
-        self.path = Path(path)
-        self.env = _open_env(self.path, map_size)
-        self._rows = self.env.open_db(b"rows")
-        self._meta = self.env.open_db(b"views")
-        self._seen = self.env.open_db(b"seen")
-
-    @staticmethod
-    def _key(view: str, ek: bytes) -> bytes:
-        return view.encode() + b"\x00" + ek
-
-    def write_batch(
-        self,
-        view: str,
-        keys: Sequence[Sequence[Any]],
-        values: Sequence[Mapping[str, Any]],
-        event_ts: Sequence[Any],
-        *,
-        version: int | None = None,
-        overwrite_equal: bool = False,
-        with_status: bool = False,
-        dedupe_window: dt.timedelta | None = None,
-    ) -> WriteResult:
-        if not keys:
-            return WriteResult(status=[] if with_status else None)
-        return self._write(view, [encode_key(k) for k in keys], [to_micros(t) for t in event_ts],
-                           lambda i: encode_row(values[i]), version, overwrite_equal, with_status, dedupe_window)
-
-    def write_table(
-        self,
-        view: str,
-        table: pa.Table,
-        join_keys: Sequence[str],
-        timestamp_field: str,
-        feature_names: Sequence[str],
-        *,
-        version: int | None = None,
-        overwrite_equal: bool = False,
-    ) -> WriteResult:
-        if table.num_rows == 0:
-            return WriteResult()
-        encoded = encode_row_column(table, feature_names).to_pylist()
-        return self._write(view, encode_key_column(table, join_keys).to_pylist(),
-                           micros_column(table.column(timestamp_field)).to_pylist(), encoded.__getitem__,
-                           version, overwrite_equal, False, None)
-
-    def _write(self, view: str, encoded: list[bytes], stamps: list[int], row_at: Any, version: int | None,
-               overwrite_equal: bool, with_status: bool, dedupe_window: dt.timedelta | None) -> WriteResult:
-        """Conditional writes of encoded keys; ``row_at(i)`` gives row i's encoded values."""
-        import orjson
-
-        result = WriteResult(status=[] if with_status else None)
-        with self.env.begin(write=True) as txn:
-            rows = txn.cursor(self._rows)
-            max_ts = None
-            for i, ek in enumerate(encoded):
-                full = self._key(view, ek)
-                ts = stamps[i]
-                current = rows.get(full)
-                verdict = classify(None if current is None else _TS.unpack_from(current)[0], ts, overwrite_equal)
-                if dedupe_window is not None and verdict != "duplicate":
-                    # remember (key, ts); a stale event already seen is a replay
-                    fresh = txn.put(full + b"\x00" + _TS.pack(ts), _TS.pack(now_micros()), overwrite=False,
-                                    db=self._seen)
-                    if verdict == "stale" and not fresh:
-                        verdict = "duplicate"
-                if verdict == "written":
-                    rows.put(full, _TS.pack(ts) + row_at(i))
-                    result.written += 1
-                    max_ts = ts if max_ts is None or ts > max_ts else max_ts
-                elif verdict == "duplicate":
-                    result.duplicates += 1
-                else:
-                    result.stale += 1
-                if with_status:
-                    result.status.append(verdict)  # type: ignore[union-attr]
-            if result.written:
-                raw = txn.get(view.encode(), db=self._meta)
-                meta = orjson.loads(raw) if raw else {}
-                if max_ts is not None and (meta.get("max_ts") is None or max_ts > meta["max_ts"]):
-                    meta["max_ts"] = max_ts
-                meta["last_write"] = now_micros()
-                if version is not None:
-                    meta["version"] = version
-                txn.put(view.encode(), orjson.dumps(meta), db=self._meta)
-        return result
-
-    def read(
-        self,
-        view: str,
-        feature_names: Sequence[str],
-        entity_keys: Sequence[Sequence[Any]],
-        *,
-        ttl: dt.timedelta | None = None,
-        now: Any = None,
-    ) -> dict[str, list[Any]]:
-        cutoff = ttl_cutoff(ttl, now)
-        names = list(feature_names)
-        out: dict[str, list[Any]] = {name: [] for name in names}
-        columns = [out[name] for name in names]
-        prefix = view.encode() + b"\x00"
-        with self.env.begin(db=self._rows, buffers=False) as txn:
-            for key in entity_keys:
-                raw = txn.get(prefix + encode_key(key))
-                if raw is None or (cutoff is not None and _TS.unpack_from(raw)[0] < cutoff):
-                    for column in columns:
-                        column.append(None)
-                    continue
-                for column, value in zip(columns, _pick(raw[8:], names), strict=True):
-                    column.append(value)
-        return out
-
-    def read_event_ts(self, view: str, entity_keys: Sequence[Sequence[Any]]) -> list[dt.datetime | None]:
-        prefix = view.encode() + b"\x00"
-        out: list[dt.datetime | None] = []
-        with self.env.begin(db=self._rows) as txn:
-            for key in entity_keys:
-                raw = txn.get(prefix + encode_key(key))
-                out.append(None if raw is None else from_micros(_TS.unpack_from(raw)[0]))
-        return out
-
-    def scan(self, view: str, limit: int | None = None) -> Iterator[tuple[tuple[Any, ...], dt.datetime, dict[str, Any]]]:
-        prefix = view.encode() + b"\x00"
-        found = []
-        with self.env.begin(db=self._rows) as txn:
-            cursor = txn.cursor()
-            if cursor.set_range(prefix):
-                for key, raw in cursor:
-                    if not key.startswith(prefix) or (limit is not None and len(found) >= limit):
-                        break
-                    found.append((decode_key(key[len(prefix) :]), from_micros(_TS.unpack_from(raw)[0]), decode_row(raw[8:])))
-        yield from found
-
-    def stats(self, view: str) -> ViewStats:
-        import orjson
-
-        prefix = view.encode() + b"\x00"
-        count = 0
-        with self.env.begin() as txn:
-            cursor = txn.cursor(self._rows)
-            if cursor.set_range(prefix):
-                for key in cursor.iternext(keys=True, values=False):
-                    if not key.startswith(prefix):
-                        break
-                    count += 1
-            raw = txn.get(view.encode(), db=self._meta)
-        meta = orjson.loads(raw) if raw else {}
-        max_ts, last = meta.get("max_ts"), meta.get("last_write")
-        return ViewStats(count, from_micros(max_ts) if max_ts else None, from_micros(last) if last else None)
-
-    def delete_view(self, view: str) -> int:
-        prefix = view.encode() + b"\x00"
-        removed = 0
-        with self.env.begin(write=True) as txn:
-            cursor = txn.cursor(self._rows)
-            if cursor.set_range(prefix):
-                while cursor.key().startswith(prefix):
-                    if not cursor.delete():
-                        break
-                    removed += 1
-            txn.delete(view.encode(), db=self._meta)
-            seen = txn.cursor(self._seen)
-            if seen.set_range(prefix):
-                while seen.key().startswith(prefix):
-                    if not seen.delete():
-                        break
-        return removed

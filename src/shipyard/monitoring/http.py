@@ -1,0 +1,245 @@
+"""REST routes of monitoring (mounted under /api/v1/monitoring), each one call into ``Monitoring``.
+
+``install`` gives the server's serving metrics a per-minute series recorder (this process's own
+instance id), so every server writes its own rows of the operational series; the recorder writes
+its last minutes when the app shuts down.
+"""
+
+from __future__ import annotations
+
+from pathlib import PurePosixPath
+from typing import Any
+
+import pandas as pd
+from fastapi import APIRouter, FastAPI
+from pydantic import BaseModel, Field
+from starlette.responses import HTMLResponse
+
+from shipyard.auth.http import RequestContext, allow
+from shipyard.auth.paths import require_project_path
+from shipyard.auth.permissions import Action, Resource
+from shipyard.errors import InvalidInput
+from shipyard.http_util import add_lifespan
+
+Record = dict[str, Any]
+
+
+class DriftIn(BaseModel):
+    current: list[Record] = Field(min_length=1)
+    reference: list[Record] | None = Field(None, description="reference rows; or name a stored baseline")
+    baseline: str | None = None
+    columns: list[str] | None = None
+    bins: int = Field(10, ge=1, le=100)
+
+
+class PluginIn(BaseModel):
+    name: str = Field(min_length=1, max_length=255)
+    path: str | None = Field(None, max_length=1024, description=".py file or module on the server (runs code)")
+
+
+class SettingsIn(BaseModel):
+    baseline: str | None = None
+    score: str | None = None
+    decision: str | None = None
+    approve: list[str] | None = None
+    entity: str | None = None
+    plugins: list[PluginIn] | None = None
+
+
+class BaselineIn(BaseModel):
+    name: str = Field(min_length=1, max_length=255)
+    scene: str | None = None
+    rows: list[Record] | None = Field(None, description="reference rows; or a window of the scene's log")
+    start: str | None = Field(None, description="first day of the log window (YYYY-MM-DD)")
+    end: str | None = None
+    columns: list[str] | None = None
+    bins: int = Field(10, ge=1, le=100)
+
+
+class DailyIn(BaseModel):
+    scene: str = Field(min_length=1, max_length=255)
+    date: str | None = Field(None, description="YYYY-MM-DD, default yesterday (UTC)")
+
+
+class LabelsIn(BaseModel):
+    scene: str = Field(min_length=1, max_length=255)
+    labels: list[Record] = Field(min_length=1)
+    id_column: str = "request_id"
+    label_column: str = "bad"
+    row_column: str | None = None
+    entity_column: str | None = None
+    time_column: str | None = None
+    tolerance: str = "30d"
+
+
+class RulesIn(BaseModel):
+    document: str | dict[str, Any] = Field(description="the rules YAML text, or the same as JSON")
+
+
+class SilenceIn(BaseModel):
+    rule: str = Field(min_length=1, max_length=255, description="a rule name, or '*' for every rule")
+    duration: str = "1h"
+    scope: dict[str, str] = Field(default_factory=dict)
+    reason: str = Field("", max_length=1000)
+
+
+def _public_settings(data: dict[str, Any]) -> dict[str, Any]:
+    # a plugin's server path is shown by its file name only (routes never show server paths)
+    for plugin in data.get("plugins") or []:
+        if plugin.get("path") and plugin["path"].endswith(".py"):
+            plugin["path"] = PurePosixPath(plugin["path"]).name
+    return data
+
+
+def router() -> APIRouter:
+    api = APIRouter(prefix="/monitoring", tags=["monitoring"])
+
+    @api.post("/drift")
+    def drift(body: DriftIn, ctx: RequestContext = allow(Resource.MONITORING, Action.READ)) -> dict[str, Any]:
+        m = ctx.ws.monitoring
+        if (body.reference is None) == (body.baseline is None):
+            raise InvalidInput("give exactly one of reference (rows) or baseline (a stored baseline's name)",
+                               {"field": "reference"})
+        reference = m.baseline(body.baseline) if body.baseline else pd.DataFrame(body.reference)
+        return m.drift(reference, pd.DataFrame(body.current), columns=body.columns, bins=body.bins).to_dict()
+
+    @api.get("/series")
+    def series(scene: str, since: str = "1h", step: str = "1m", version: str | None = None, arm: str | None = None,
+               by: str | None = None, ctx: RequestContext = allow(Resource.MONITORING, Action.READ)) -> dict[str, Any]:
+        groups = tuple(b.strip() for b in (by or "").split(",") if b.strip())
+        return ctx.ws.monitoring.series(scene, since, step=step, version=version, arm=arm, by=groups).to_dict()
+
+    @api.get("/scenes/{scene}")
+    def settings(scene: str, ctx: RequestContext = allow(Resource.MONITORING, Action.READ)) -> dict[str, Any]:
+        return _public_settings(ctx.ws.monitoring.settings(scene).to_dict())
+
+    @api.put("/scenes/{scene}")
+    def configure(scene: str, body: SettingsIn,
+                  ctx: RequestContext = allow(Resource.MONITORING, Action.WRITE)) -> dict[str, Any]:
+        if body.plugins and any(p.path for p in body.plugins):
+            # a plugin given by path or module is code the server will run; a file must be the project's
+            ctx.require(Resource.MONITORING, Action.UPLOAD_CODE)
+            for plugin in body.plugins:
+                if plugin.path and plugin.path.endswith(".py"):
+                    plugin.path = str(require_project_path(ctx.ws.settings, plugin.path, "plugins.path",
+                                                           "plugin file"))
+        m = ctx.ws.monitoring
+        before = m.settings(scene).to_dict()
+        changes = body.model_dump(exclude_none=True)
+        after = m.configure(scene, ctx.actor, **changes).to_dict()
+        ctx.audit(before=_public_settings(before), after=_public_settings(dict(after)))
+        return _public_settings(after)
+
+    @api.get("/baselines")
+    def baselines(ctx: RequestContext = allow(Resource.MONITORING, Action.READ)) -> list[dict[str, Any]]:
+        # a file baseline's source names a path on the machine that built it: left out
+        return [{**b, "source": {k: v for k, v in (b["source"] or {}).items() if k != "path"}}
+                for b in ctx.ws.monitoring.baselines()]
+
+    @api.post("/baselines", status_code=201)
+    def create_baseline(body: BaselineIn,
+                        ctx: RequestContext = allow(Resource.MONITORING, Action.WRITE)) -> dict[str, Any]:
+        m = ctx.ws.monitoring
+        if body.rows is not None:
+            base = m.create_baseline(body.name, pd.DataFrame(body.rows), ctx.actor, scene=body.scene,
+                                     columns=body.columns, bins=body.bins, source={"kind": "api"})
+        elif body.scene and body.start and body.end:
+            base = m.baseline_from_log(body.name, body.scene, body.start, body.end, ctx.actor, columns=body.columns,
+                                       bins=body.bins)
+        else:
+            raise InvalidInput("give rows, or scene with start and end (a window of the scene's prediction log)",
+                               {"field": "rows"})
+        ctx.audit(after={"name": base.name, "rows": base.rows, "columns": list(base.columns)})
+        return {"name": base.name, "rows": base.rows, "columns": list(base.columns), "source": base.source}
+
+    @api.post("/reports/daily", status_code=201)
+    def daily(body: DailyIn, ctx: RequestContext = allow(Resource.MONITORING, Action.WRITE)) -> dict[str, Any]:
+        report = ctx.ws.monitoring.daily_report(body.scene, body.date, ctx.actor)
+        ctx.audit(after={"scene": body.scene, "day": report.day, "rows": report.rows})
+        return {"scene": report.scene, "day": report.day, "rows": report.rows, "html_path": report.html_path,
+                "json_path": report.json_path, "warnings": report.warnings, "plugin_errors": report.plugin_errors,
+                "report": report.data}
+
+    @api.get("/reports")
+    def reports(scene: str, ctx: RequestContext = allow(Resource.MONITORING, Action.READ)) -> list[dict[str, Any]]:
+        return ctx.ws.monitoring.reports(scene)
+
+    @api.get("/reports/{report_id}/html", response_class=HTMLResponse)
+    def report_html(report_id: int, ctx: RequestContext = allow(Resource.MONITORING, Action.READ)) -> HTMLResponse:
+        return HTMLResponse(ctx.ws.monitoring.report_html(report_id))
+
+    @api.get("/trend")
+    def trend(scene: str, days: int = 30, until: str | None = None,
+              ctx: RequestContext = allow(Resource.MONITORING, Action.READ)) -> list[dict[str, Any]]:
+        from shipyard.reports import to_jsonable
+
+        return to_jsonable(ctx.ws.monitoring.trend(scene, days, until))
+
+    @api.post("/labels", status_code=201)
+    def labels(body: LabelsIn, ctx: RequestContext = allow(Resource.MONITORING, Action.WRITE)) -> dict[str, Any]:
+        result = ctx.ws.monitoring.ingest_labels(
+            body.scene, pd.DataFrame(body.labels), id_column=body.id_column, label_column=body.label_column,
+            row_column=body.row_column, entity_column=body.entity_column, time_column=body.time_column,
+            tolerance=body.tolerance, source=f"api:{ctx.actor}")
+        ctx.audit(after=result.to_dict())
+        return result.to_dict()
+
+    @api.get("/labels/metrics")
+    def label_metrics(scene: str, since: str | None = None, until: str | None = None,
+                      ctx: RequestContext = allow(Resource.MONITORING, Action.READ)) -> dict[str, Any]:
+        return ctx.ws.monitoring.label_metrics(scene, since, until).to_dict()
+
+    @api.post("/alerts/rules", status_code=201)
+    def apply_rules(body: RulesIn, ctx: RequestContext = allow(Resource.MONITORING, Action.WRITE)) -> dict[str, Any]:
+        m = ctx.ws.monitoring
+        before = [r.to_dict() for r in m.alerts.rules()]
+        out = m.apply_rules(body.document, ctx.actor)
+        ctx.audit(before={"rules": [r["name"] for r in before]}, after=out)
+        return out
+
+    @api.get("/alerts/rules")
+    def rules(ctx: RequestContext = allow(Resource.MONITORING, Action.READ)) -> dict[str, Any]:
+        m = ctx.ws.monitoring
+        return {"rules": [r.to_dict() for r in m.alerts.rules()],
+                "notifiers": [n.describe() for n in m.alerts.notifiers().values()]}
+
+    @api.delete("/alerts/rules/{name}")
+    def delete_rule(name: str, ctx: RequestContext = allow(Resource.MONITORING, Action.WRITE)) -> dict[str, Any]:
+        ctx.ws.monitoring.alerts.delete_rule(name)
+        ctx.audit(before={"rule": name})
+        return {"deleted": name}
+
+    @api.get("/alerts/history")
+    def history(rule: str | None = None, status: str | None = None, limit: int = 100,
+                ctx: RequestContext = allow(Resource.MONITORING, Action.READ)) -> list[dict[str, Any]]:
+        return ctx.ws.monitoring.alerts.history(rule=rule, status=status, limit=min(max(limit, 1), 1000))
+
+    @api.get("/alerts/silences")
+    def silences(ctx: RequestContext = allow(Resource.MONITORING, Action.READ)) -> list[dict[str, Any]]:
+        return ctx.ws.monitoring.alerts.silences()
+
+    @api.post("/alerts/silences", status_code=201)
+    def silence(body: SilenceIn, ctx: RequestContext = allow(Resource.MONITORING, Action.WRITE)) -> dict[str, Any]:
+        out = ctx.ws.monitoring.alerts.silence(body.rule, body.duration, ctx.actor, scope=body.scope,
+                                               reason=body.reason)
+        ctx.audit(after=out)
+        return out
+
+    @api.post("/alerts/evaluate")
+    def evaluate(ctx: RequestContext = allow(Resource.MONITORING, Action.WRITE)) -> list[dict[str, Any]]:
+        events = [e.to_dict() for e in ctx.ws.monitoring.evaluator().evaluate_once()]
+        ctx.audit(after={"events": len(events)})
+        return events
+
+    return api
+
+
+def install(app: FastAPI, ws: Any, **options: Any) -> None:
+    serving = getattr(app.state, "serving", None)
+    metrics = getattr(serving, "metrics", None)
+    if metrics is None or getattr(metrics, "series", None) is not None:
+        return
+    recorder = ws.monitoring.recorder(flush_interval=float(options.get("series_flush_interval", 10.0)))
+    metrics.series = recorder
+    app.state.monitoring_recorder = recorder
+    add_lifespan(app, lambda: None, recorder.close)

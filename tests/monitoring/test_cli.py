@@ -1,0 +1,72 @@
+"""The CLI shells: drift over files, series, baseline and configure, daily report, reports list,
+labels ingest, alerts apply/list/history/silence; errors as one line naming the field."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from click.testing import CliRunner
+
+from shipyard.cli import main
+from tests.monitoring.support import frame, write_day
+
+DAY = "2026-01-05"
+
+
+def _run(project: Path, *args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(main, ["--project", str(project), *args], catch_exceptions=False)
+    return result.exit_code, result.output
+
+
+def test_drift_command(tmp_path: Path) -> None:
+    ref, cur = frame(2000, 1), frame(1500, 2, shift=1.0)
+    ref.to_parquet(tmp_path / "ref.parquet")
+    cur.to_csv(tmp_path / "cur.csv", index=False)
+    code, out = _run(tmp_path / "p", "monitor", "drift", str(tmp_path / "ref.parquet"), str(tmp_path / "cur.csv"),
+                     "--columns", "x1,x2", "--json", str(tmp_path / "d.json"), "-o", str(tmp_path / "d.html"))
+    assert code == 0 and "1 of 2 column(s) drifted" in out
+    data = json.loads((tmp_path / "d.json").read_text())
+    assert [c["column"] for c in data["columns"]] == ["x1", "x2"] and data["columns"][0]["drifted"]
+    assert (tmp_path / "d.html").stat().st_size > 1000
+    code, out = _run(tmp_path / "p", "monitor", "drift", str(tmp_path / "ref.parquet"), str(tmp_path / "cur.csv"),
+                     "--columns", "nope")
+    assert code == 1
+
+
+def test_report_labels_and_alerts_commands(tmp_path: Path) -> None:
+    from shipyard.workspace import connect
+
+    project = tmp_path / "p"
+    ws = connect(project)
+    ref = frame(3000, 1)
+    ref.to_parquet(tmp_path / "train.parquet")
+    ids = write_day(ws, "s", DAY, frame(400, 2))
+    assert _run(project, "monitor", "baseline", "train", "--scene", "s", "--data", str(tmp_path / "train.parquet"))[0] == 0
+    code, out = _run(project, "monitor", "configure", "--scene", "s", "--score", "pd", "--decision", "decision")
+    assert code == 0 and json.loads(out)["baseline"] == "train"
+    code, out = _run(project, "reports", "daily", "--scene", "s", "--date", DAY, "-o", str(tmp_path / "r.html"),
+                     "--json", str(tmp_path / "r.json"))
+    assert code == 0 and "400 record(s)" in out
+    assert json.loads((tmp_path / "r.json").read_text())["day_stats"]["summary"]["rows"] == 400
+    code, out = _run(project, "reports", "list", "--scene", "s")
+    assert code == 0 and out.startswith(DAY)
+    labels = pd.DataFrame({"request_id": ids[:100] + ["ghost"], "bad": np.r_[np.arange(100) % 2, 1]})
+    labels.to_csv(tmp_path / "labels.csv", index=False)
+    code, out = _run(project, "labels", "ingest", str(tmp_path / "labels.csv"), "--scene", "s",
+                     "--id-column", "request_id", "--label-column", "bad")
+    assert code == 0 and "101 label(s): 100 matched, 1 unmatched" in out
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("rules:\n  - {name: vol, metric: volume, scope: {scene: s}, condition: '> 10', window: 1d}\n")
+    assert _run(project, "alerts", "apply", str(rules))[0] == 0
+    rules.write_text("rules:\n  - {name: bad, metric: volumes, scope: {scene: s}, condition: '> 10'}\n")
+    code, out = _run(project, "alerts", "apply", str(rules))
+    assert code == 1 and "metric 'volumes' is not known" in out
+    code, out = _run(project, "alerts", "list")
+    assert [r["name"] for r in json.loads(out)["rules"]] == ["vol"]
+    assert _run(project, "alerts", "silence", "vol", "--for", "2h", "--reason", "test")[0] == 0
+    code, out = _run(project, "alerts", "history")
+    assert code == 0 and json.loads(out) == []
+    ws.close()
