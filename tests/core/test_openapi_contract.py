@@ -241,3 +241,56 @@ def test_an_artifact_cannot_replace_a_folder_of_artifacts(client) -> None:
     listed = c.get(f"/api/v1/runs/{run}/artifacts").json()["artifacts"]
     assert [a["path"] for a in listed] == ["data/sample.csv"]
     assert c.get(f"/api/v1/runs/{run}/artifacts/download", params={"path": "data/sample.csv"}).content == b"a,b\n1,2\n"
+
+
+def _with_lone_surrogate(value: Any) -> tuple[Any, bool]:
+    """``value`` with its first text (a value or a key) turned into one holding a lone surrogate."""
+    if isinstance(value, str):
+        return value + "\ud800", True
+    if isinstance(value, dict):
+        for key, item in value.items():
+            changed, done = _with_lone_surrogate(item)
+            if done:
+                return {**value, key: changed}, True
+        if value:
+            key = next(iter(value))
+            return {**{k: v for k, v in value.items() if k != key}, key + "\udfff": value[key]}, True
+    if isinstance(value, list):
+        for i, item in enumerate(value):
+            changed, done = _with_lone_surrogate(item)
+            if done:
+                return [*value[:i], changed, *value[i + 1:]], True
+    return value, False
+
+
+def test_every_json_body_refuses_lone_surrogates(contract) -> None:
+    """A JSON body with a lone UTF-16 surrogate anywhere is a 400 on every operation, never a 5xx."""
+    import json
+
+    from fastapi.testclient import TestClient
+
+    app, headers, names = contract
+    failures: list[str] = []
+    checked = 0
+    with TestClient(app, headers=headers, raise_server_exceptions=False) as http:
+        for op in _operations(app):
+            content = (op.definition.raw.get("requestBody") or {}).get("content", {})
+            if "application/json" not in content:
+                continue
+            strategy = op.as_strategy(generation_mode=GenerationMode.POSITIVE, path_parameters=_known(op.path, names),
+                                      media_type="application/json")
+            cases: list[Any] = []
+            _run(op, strategy, 3, cases.append, failures)
+            for case in cases:
+                body, changed = _with_lone_surrogate(case.body)
+                if not changed:
+                    continue
+                checked += 1
+                text = json.dumps(body)  # ASCII with \\ud800 escapes, as any JSON encoder sends it
+                response = http.request(case.method, case.formatted_path, params=case.query, content=text,
+                                        headers={"content-type": "application/json"})
+                if response.status_code != 400:
+                    failures.append(f"{case.method} {case.formatted_path}: {response.status_code} {response.text[:200]}")
+                break
+    assert checked >= 40
+    assert not failures, "\n".join(failures[:20])
