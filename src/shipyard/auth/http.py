@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
 from fastapi.routing import APIRoute
 from pydantic import Field
 from starlette.concurrency import run_in_threadpool
@@ -268,8 +268,13 @@ class LinkIn(RequestBody):
     token: str = Field(min_length=1, max_length=512)
 
 
+# the names AuthStore accepts (auth/store.py), published in the document
+USER_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.@+-]{0,127}$"
+ROLE_PATTERN = "^(" + "|".join(ROLE_NAMES) + ")$"
+
+
 class UserIn(RequestBody):
-    name: str = Field(min_length=1, max_length=128)
+    name: str = Field(pattern=USER_PATTERN)
     kind: str = Field("person", pattern="^(person|service)$")
     password: str | None = Field(None, min_length=8, max_length=1024)
     roles: dict[str, str] = Field(default_factory=dict, description="project (or '*') -> role")
@@ -283,7 +288,7 @@ class UserPatch(RequestBody):
 
 
 class RoleIn(RequestBody):
-    role: str = Field(pattern="^(" + "|".join(ROLE_NAMES) + ")$")
+    role: str = Field(pattern=ROLE_PATTERN)
     project: str = Field(DEFAULT_PROJECT, pattern=r"^(\*|[a-z][a-z0-9_]{0,47})$")
 
 
@@ -465,7 +470,7 @@ def router() -> APIRouter:
         return {"user": name, "roles": roles}
 
     @api.delete("/users/{name}/roles/{role}")
-    def revoke_role(name: str, role: str, project: str = Query(DEFAULT_PROJECT, pattern=r"^(\*|[a-z][a-z0-9_]{0,47})$"),
+    def revoke_role(name: str, role: str = Path(pattern=ROLE_PATTERN), project: str = Query(DEFAULT_PROJECT, pattern=r"^(\*|[a-z][a-z0-9_]{0,47})$"),
                     ctx: RequestContext = allow(Resource.USERS, Action.ADMIN)) -> dict[str, Any]:
         _admin_of(ctx, project)
         before = ctx.guard.auth.get_user(name).roles
@@ -521,7 +526,7 @@ def router() -> APIRouter:
         return created
 
     @api.put("/public/{kind}/{name}")
-    def set_public(kind: str, name: str, body: PublicIn,
+    def set_public(name: str, body: PublicIn, kind: str = Path(pattern="^(scene|model)$"),
                    ctx: RequestContext = allow(Resource.SCENES, Action.RELEASE)) -> dict[str, Any]:
         """Let a scene's or model's prediction endpoint answer without a token (or stop it)."""
         if kind == "model":

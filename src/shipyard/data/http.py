@@ -29,8 +29,12 @@ from shipyard.http_util import RequestBody
 PREVIEW_MAX_ROWS = 1000
 
 
+# the names the catalog accepts (data/sources.py), published in the document
+NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_.-]{0,127}$"
+
+
 class SourceIn(RequestBody):
-    name: str = Field(min_length=1, max_length=128)
+    name: str = Field(pattern=NAME_PATTERN)
     kind: str = Field(pattern="^(file|sql|spark)$")
     spec: dict[str, Any] = Field(default_factory=dict)
     description: str = Field(default="", max_length=4000)
@@ -38,8 +42,8 @@ class SourceIn(RequestBody):
 
 
 class DatasetIn(RequestBody):
-    name: str = Field(min_length=1, max_length=128)
-    source: str = Field(min_length=1, max_length=128)
+    name: str = Field(pattern=NAME_PATTERN)
+    source: str = Field(pattern=NAME_PATTERN)
     spec: dict[str, Any]
     description: str = Field(default="", max_length=4000)
     replace: bool = False

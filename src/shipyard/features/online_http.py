@@ -16,6 +16,7 @@ hot path. Timestamps in responses are ISO 8601 strings.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any
 
 import orjson
@@ -77,12 +78,9 @@ class PushIn(RequestBody):
     to_offline: bool = True
 
 
-Moment = Annotated[str, Field(min_length=1, max_length=64)]
-
-
 class MaterializeIn(RequestBody):
-    start: Moment | None = Field(None, description="ISO 8601 time (default: each view's last run)")
-    end: Moment | None = Field(None, description="ISO 8601 time; required unless incremental")
+    start: datetime | None = Field(None, description="ISO 8601 time (default: each view's last run)")
+    end: datetime | None = Field(None, description="ISO 8601 time; required unless incremental")
     views: list[Annotated[str, Field(min_length=1, max_length=255)]] | None = None
     incremental: bool = False
 

@@ -101,7 +101,9 @@ def router() -> APIRouter:
                                         metrics=body.metrics, await_validation=body.await_validation,
                                         actor=ctx.actor).to_dict()
 
-    @api.post("/{name}/versions/upload", status_code=201)
+    @api.post("/{name}/versions/upload", status_code=201, openapi_extra={"requestBody": {
+        "required": True, "description": "the model folder as a .tar.gz or .zip archive",
+        "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}})
     async def register_upload(
         name: ModelName,
         request: Request,
