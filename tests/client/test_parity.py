@@ -59,6 +59,8 @@ def test_tracking(side, tmp_path: Path) -> None:
         run.log_metrics({"auc": 0.74}, step=2)
         logged = run.log_artifacts(tmp_path / "out", "files")
         one = run.log_artifact(single)
+        run.log_text("précis\n", "notes/summary.txt")
+        run.log_dict({"depth": 3, "features": ["a", "b"]}, "notes/config.yaml")
     assert all(isinstance(a, RunArtifact) for a in [*logged, one])
     record = tracking.get_run(run.id)
     assert isinstance(record, RunRecord)
@@ -69,11 +71,13 @@ def test_tracking(side, tmp_path: Path) -> None:
     assert all(isinstance(m, Metric) for m in history)
     assert [(m.step, m.value) for m in history] == [(1, 0.71), (2, 0.74)]
     listed = {a.path: a for a in tracking.list_artifacts(run.id)}
-    expected = {f"files/{rel}": data for rel, data in files.items()} | {"report.html": single.read_bytes()}
+    expected = {f"files/{rel}": data for rel, data in files.items()} | {"report.html": single.read_bytes()} | {
+        "notes/summary.txt": "précis\n".encode(), "notes/config.yaml": b"depth: 3\nfeatures:\n- a\n- b\n"}
     assert sorted(listed) == sorted(expected)
     for path, data in expected.items():
         assert listed[path].size == len(data) and listed[path].sha256 == hashlib.sha256(data).hexdigest()
         assert tracking.read_artifact(run.id, path) == data
+    assert [a.path for a in run.list_artifacts("notes")] == ["notes/config.yaml", "notes/summary.txt"]
     copied = tracking.download_artifacts(run.id, "files", tmp_path / "copy")
     assert {p.relative_to(copied).as_posix(): p.read_bytes() for p in copied.rglob("*") if p.is_file()} == files
     assert [r.id for r in tracking.search_runs(experiment)] == [run.id]

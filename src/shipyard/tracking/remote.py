@@ -48,6 +48,12 @@ class RemoteRun(RunLogger):
     def log_artifacts(self, local_dir: str | Path, artifact_path: str | None = None) -> list[RunArtifact]:
         return self._tracking.log_artifacts(self.id, local_dir, artifact_path)
 
+    def log_bytes(self, data: bytes, artifact_file: str) -> RunArtifact:
+        return self._tracking.log_bytes(self.id, data, artifact_file)
+
+    def list_artifacts(self, path: str | None = None) -> list[RunArtifact]:
+        return self._tracking.list_artifacts(self.id, path)
+
     @property
     def connection(self) -> Connection:
         """The server connection the run logs through."""
@@ -159,6 +165,15 @@ class RemoteTracking:
         for start in range(0, len(files), UPLOAD_FILES):
             out.extend(self._upload(run_id, files[start : start + UPLOAD_FILES], artifact_path))
         return out
+
+    def log_bytes(self, run_id: str, data: bytes, artifact_file: str) -> RunArtifact:
+        """Store ``data`` as the artifact at ``artifact_file``."""
+        rel = safe_relpath(artifact_file)
+        folder, _, name = rel.rpartition("/")
+        params = {"path": folder} if folder else None
+        found = self.client.request("POST", f"/api/v1/runs/{run_id}/artifacts", params=params,
+                                    files=[("file", (name, data, "application/octet-stream"))])
+        return RunArtifact(**found["artifacts"][0])
 
     def _upload(self, run_id: str, files: list[tuple[Path, str]], artifact_path: str | None) -> list[RunArtifact]:
         for _source, rel in files:
