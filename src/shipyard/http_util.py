@@ -6,6 +6,7 @@ import contextlib
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import orjson
 from pydantic import BaseModel, model_validator
 from starlette.requests import Request
 
@@ -87,6 +88,11 @@ class RequestBody(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _valid_unicode(cls, data: Any) -> Any:
+        try:  # orjson refuses a lone surrogate, in C; the walk below only names the field
+            orjson.dumps(data, option=orjson.OPT_NON_STR_KEYS)
+            return data
+        except TypeError:
+            pass
         where = lone_surrogate(data)
         if where is not None:
             raise ValueError(f"field {where!r} holds a lone UTF-16 surrogate (\\uD800-\\uDFFF), which is not "
