@@ -79,6 +79,11 @@ class Settings:
     model_env_timeout_s: float = 30.0
     # Build a missing model environment when the model is first loaded (else refuse, naming the command)
     model_env_build_on_load: bool = True
+    # Crash recovery: a process working on a record (validation, materialization) refreshes its lease
+    # every lease_ttl_s / 4 seconds; one silent for lease_ttl_s is taken over. The server looks for
+    # records left by dead processes at start and every recovery_interval_s seconds.
+    lease_ttl_s: float = 30.0
+    recovery_interval_s: float = 30.0
 
     @property
     def state_dir(self) -> Path:

@@ -172,6 +172,9 @@ def create_app(ws: Workspace, **options: Any) -> FastAPI:
             app.include_router(module.prediction_router(ws, **options))
         if hasattr(module, "install"):
             module.install(app, ws, **options)
+    from shipyard import recovery
+
+    recovery.install(app, ws, **options)  # records left in progress by dead processes
     check_routes(app)
     return app
 

@@ -213,19 +213,26 @@ async def _publish(subject: str, bodies: list[bytes]) -> None:
     import nats
 
     nc = await nats.connect(NATS_URL)
-    js = nc.jetstream()
-    from nats.js.errors import NotFoundError
-
-    from shipyard.features.streams.nats_jetstream import stream_name_for
-
-    try:
-        await js.find_stream_name_by_subject(subject)
-    except NotFoundError:
-        await js.add_stream(name=stream_name_for(subject), subjects=[subject])
     for body in bodies:
         await nc.publish(subject, body)
     await nc.flush()
     await nc.close()
+
+
+async def _streams_for(subject: str) -> list[str]:
+    import nats
+    from nats.js.errors import NotFoundError
+
+    nc = await nats.connect(NATS_URL)
+    js = nc.jetstream()
+    found = []
+    for subj in (subject, f"dead.{subject}"):
+        try:
+            found.append(await js.find_stream_name_by_subject(subj))
+        except NotFoundError:
+            pass
+    await nc.close()
+    return found
 
 
 async def _dead_letters(subject: str) -> list[dict[str, Any]]:
@@ -241,8 +248,9 @@ async def _dead_letters(subject: str) -> list[dict[str, Any]]:
 
 @pytest.mark.nats
 def test_nats_dead_letters_and_keeps_going(embedded_feature_store, nats_subject) -> None:
-    asyncio.run(_publish(nats_subject, _mixed_batch()))
     consumer = consumer_for(embedded_feature_store, f"{NATS_URL}/{nats_subject}", "cust_stats", batch_size=4)
+    consumer.setup()
+    asyncio.run(_publish(nats_subject, _mixed_batch()))
     stats = consumer.run(idle_timeout=2.0, timeout=30)
     assert (stats.messages, stats.written, stats.dead_lettered) == (9, 6, 3)
     _assert_latest(embedded_feature_store, {i: float(i) for i in range(6)})
@@ -258,16 +266,17 @@ def test_nats_dead_letters_and_keeps_going(embedded_feature_store, nats_subject)
 @pytest.mark.nats
 def test_nats_consumer_on_a_silent_subject_stops_at_its_idle_timeout(embedded_feature_store, nats_subject) -> None:
     # nothing is ever published: every fetch times out, which must count as idle, not crash the run
-    stats = consumer_for(embedded_feature_store, f"{NATS_URL}/{nats_subject}", "cust_stats").run(
-        idle_timeout=1.5, timeout=30)
+    consumer = consumer_for(embedded_feature_store, f"{NATS_URL}/{nats_subject}", "cust_stats")
+    consumer.setup()
+    stats = consumer.run(idle_timeout=1.5, timeout=30)
     assert (stats.messages, stats.written, stats.dead_lettered) == (0, 0, 0)
 
 
 @pytest.mark.nats
 def test_nats_freshness_under_one_second_at_5000_per_second(embedded_feature_store, nats_subject) -> None:
     total, customers = int(RATE * SECONDS), 1000
-    asyncio.run(_publish(nats_subject, []))  # create the stream before the consumer starts
     consumer = consumer_for(embedded_feature_store, f"{NATS_URL}/{nats_subject}", "cust_stats")
+    consumer.setup()  # the streams exist before anything is published
     result: dict[str, Any] = {}
     worker = threading.Thread(target=lambda: result.update(stats=consumer.run(max_messages=total, timeout=30)))
     worker.start()
@@ -300,3 +309,168 @@ def test_consume_command(embedded_feature_store, redis_stream) -> None:
     stats = json.loads(out.output[out.output.index("{"):])
     assert (stats["messages"], stats["written"], stats["dead_lettered"]) == (9, 6, 3)
     assert client.xlen(f"{name}:dead") == 3
+
+
+# -- surviving a crash: setup, stable names, claims, stats on stop ---------------------------------
+@pytest.mark.nats
+def test_nats_run_needs_the_setup_step_and_keeps_what_was_published_after_it(embedded_feature_store,
+                                                                             nats_subject) -> None:
+    consumer = consumer_for(embedded_feature_store, f"{NATS_URL}/{nats_subject}", "cust_stats", ack_wait=3)
+    with pytest.raises(ConfigError, match="--setup") as info:
+        consumer.run(idle_timeout=1.0)
+    assert info.value.details["field"] == "source" and asyncio.run(_streams_for(nats_subject)) == []
+    made = consumer.setup()
+    assert made["created_streams"] == [made["stream"], made["stream"] + "_DEAD"] and made["ack_wait_s"] == 3
+    assert consumer.setup()["created_streams"] == []  # again: nothing new
+    base = dt.datetime(2024, 5, 1, tzinfo=dt.UTC)
+    asyncio.run(_publish(nats_subject, [orjson.dumps(_event(i, i, base + dt.timedelta(seconds=i))) for i in range(8)]))
+    stats = consumer.run(idle_timeout=1.5, timeout=30)  # published before the first run: all there
+    assert (stats.messages, stats.written) == (8, 8)
+    _assert_latest(embedded_feature_store, {i: float(i) for i in range(8)})
+
+
+@pytest.mark.nats
+def test_nats_redelivers_what_a_dead_consumer_left_unacknowledged_after_ack_wait(embedded_feature_store,
+                                                                                  nats_subject) -> None:
+    import nats
+
+    consumer = consumer_for(embedded_feature_store, f"{NATS_URL}/{nats_subject}", "cust_stats", ack_wait=1.0)
+    consumer.setup()
+    base = dt.datetime(2024, 5, 1, tzinfo=dt.UTC)
+    asyncio.run(_publish(nats_subject, [orjson.dumps(_event(i, i, base + dt.timedelta(seconds=i))) for i in range(10)]))
+
+    async def take_without_ack() -> int:  # a consumer that fetches and dies before acknowledging
+        from shipyard.features.streams.nats_jetstream import stream_name_for
+
+        nc = await nats.connect(NATS_URL)
+        sub = await nc.jetstream().pull_subscribe(nats_subject, durable="shipyard", stream=stream_name_for(nats_subject))
+        msgs = await sub.fetch(10, timeout=5)
+        await nc.close()
+        return len(msgs)
+
+    assert asyncio.run(take_without_ack()) == 10
+    stats = consumer.run(idle_timeout=3.0, timeout=30)
+    assert (stats.messages, stats.written, stats.redelivered) == (10, 10, 10)
+    _assert_latest(embedded_feature_store, {i: float(i) for i in range(10)})
+
+
+@pytest.mark.redis
+def test_redis_claims_entries_a_dead_consumer_left_pending(embedded_feature_store, redis_stream) -> None:
+    client, name = redis_stream
+    base = dt.datetime(2024, 5, 1, tzinfo=dt.UTC)
+    for i in range(12):
+        client.xadd(name, {"data": orjson.dumps(_event(i, i, base + dt.timedelta(seconds=i)))})
+    consumer = consumer_for(embedded_feature_store, f"{REDIS_URL}/{name}", "cust_stats", consumer="c2",
+                            claim_idle_s=0.3)
+    assert consumer.setup()["group_created"] is True and consumer.setup()["group_created"] is False
+    client.xreadgroup("shipyard", "gone-pod-7f3a", {name: ">"}, count=12)  # delivered, then the pod died
+    assert client.xpending(name, "shipyard")["pending"] == 12
+    time.sleep(0.4)  # idle longer than claim_idle_s
+    stats = consumer.run(idle_timeout=1.0, timeout=30)
+    assert (stats.messages, stats.written, stats.claimed) == (12, 12, 12)
+    assert client.xpending(name, "shipyard")["pending"] == 0
+    _assert_latest(embedded_feature_store, {i: float(i) for i in range(12)})
+
+
+@pytest.mark.redis
+def test_redis_consumer_names_are_stable_and_own_pending_entries_come_first(embedded_feature_store,
+                                                                           redis_stream) -> None:
+    import socket
+
+    client, name = redis_stream
+    consumer = consumer_for(embedded_feature_store, f"{REDIS_URL}/{name}", "cust_stats")
+    assert consumer.consumer == socket.gethostname()
+    consumer.setup()
+    base = dt.datetime(2024, 5, 1, tzinfo=dt.UTC)
+    for i in range(5):
+        client.xadd(name, {"data": orjson.dumps(_event(i, i, base + dt.timedelta(seconds=i)))})
+    client.xreadgroup("shipyard", consumer.consumer, {name: ">"}, count=5)  # this host's consumer died
+    again = consumer_for(embedded_feature_store, f"{REDIS_URL}/{name}", "cust_stats")  # long claim_idle
+    stats = again.run(idle_timeout=1.0, timeout=30)
+    assert (stats.messages, stats.redelivered, stats.claimed) == (5, 5, 0)
+    assert client.xpending(name, "shipyard")["pending"] == 0
+
+
+@pytest.mark.redis
+def test_consume_prints_its_stats_when_stopped_by_sigterm(embedded_feature_store, redis_stream) -> None:
+    import json
+    import os
+    import signal
+
+    client, name = redis_stream
+    base = dt.datetime(2024, 5, 1, tzinfo=dt.UTC)
+    for i in range(30):
+        client.xadd(name, {"data": orjson.dumps(_event(i, i, base + dt.timedelta(seconds=i)))})
+    project = str(embedded_feature_store.ws.settings.project_dir)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SHIPYARD_")}
+    cmd = [sys.executable, "-m", "shipyard.cli", "--project", project, "features", "consume",
+           "--source", f"{REDIS_URL}/{name}", "--view", "cust_stats", "--consumer", "cli"]
+    setup = subprocess.run([*cmd, "--setup"], env=env, capture_output=True, text=True, timeout=120)
+    assert setup.returncode == 0 and json.loads(setup.stdout)["group_created"] is True, setup.stderr
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while client.xpending(name, "shipyard")["pending"] or client.xinfo_groups(name)[0]["last-delivered-id"] == b"0-0":
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert "stopped by SIGTERM" in err
+    stats = json.loads(out)
+    assert (stats["messages"], stats["written"], stats["redelivered"], stats["claimed"]) == (30, 30, 0, 0)
+
+
+class Died(BaseException):
+    """The process died here (raised past every handler, like a kill)."""
+
+
+@pytest.mark.redis
+def test_redis_rows_written_online_but_not_offline_before_a_crash_reach_the_offline_log_once(
+        embedded_feature_store, redis_stream, monkeypatch) -> None:
+    client, name = redis_stream
+    store = embedded_feature_store
+    base = dt.datetime(2024, 5, 1, tzinfo=dt.UTC)
+    for i in range(15):
+        client.xadd(name, {"data": orjson.dumps(_event(i, i, base + dt.timedelta(seconds=i)))})
+    real_append = store.offline_append
+
+    def die(*_args: Any, **_kwargs: Any) -> None:
+        raise Died
+
+    monkeypatch.setattr(store, "offline_append", die)  # dies after the online write, before the offline one
+    with pytest.raises(Died):
+        consumer_for(store, f"{REDIS_URL}/{name}", "cust_stats", consumer="c1").run(idle_timeout=1.0)
+    _assert_latest(store, {i: float(i) for i in range(15)})
+    monkeypatch.setattr(store, "offline_append", real_append)
+    stats = consumer_for(store, f"{REDIS_URL}/{name}", "cust_stats", consumer="c1").run(idle_timeout=1.0)
+    assert (stats.messages, stats.redelivered, stats.duplicates) == (15, 15, 15)
+    offline = store.read_offline("cust_stats").to_pandas()
+    assert sorted(offline["customer_id"]) == list(range(15))
+
+
+@pytest.mark.nats
+@pytest.mark.parametrize("dies", ["before the offline append", "before the ack"])
+def test_nats_redelivered_rows_reach_the_offline_log_exactly_once(embedded_feature_store, nats_subject,
+                                                                  monkeypatch, dies) -> None:
+    from nats.aio.msg import Msg
+
+    store = embedded_feature_store
+    consumer = consumer_for(store, f"{NATS_URL}/{nats_subject}", "cust_stats", ack_wait=1.0)
+    consumer.setup()
+    base = dt.datetime(2024, 5, 1, tzinfo=dt.UTC)
+    asyncio.run(_publish(nats_subject, [orjson.dumps(_event(i, i, base + dt.timedelta(seconds=i))) for i in range(12)]))
+
+    async def die(*_args: Any, **_kwargs: Any) -> None:
+        raise Died
+
+    if dies == "before the ack":
+        monkeypatch.setattr(Msg, "ack", die)
+    else:
+        monkeypatch.setattr(store, "offline_append", lambda *a, **k: (_ for _ in ()).throw(Died()))
+    with pytest.raises(Died):
+        consumer.run(idle_timeout=1.0, timeout=30)
+    monkeypatch.undo()
+    stats = consumer.run(idle_timeout=3.0, timeout=30)
+    assert (stats.messages, stats.redelivered, stats.duplicates) == (12, 12, 12)
+    offline = store.read_offline("cust_stats").to_pandas()
+    assert sorted(offline["customer_id"]) == list(range(12))  # each row once, whichever step it died at

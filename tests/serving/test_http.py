@@ -69,7 +69,7 @@ def test_scene_predict_single_and_batch(app_client, loaded):
     assert body["outputs"]["note"] == "2024-01-01"  # never turned into a date
     assert body["outputs"]["decision"] == ("reject" if expected > 0.5 else "approve")
     assert body["version"] == 1 and body["arm"] == "control" and body["models"] == {"credit": 1}
-    assert set(body["latency_ms"]) == {"features", "model", "total"} and body["fallback"] is False
+    assert set(body["latency_ms"]) == {"features", "model", "queue", "total"} and body["fallback"] is False
     assert r.headers["x-request-id"] == body["request_id"]
     batch = app_client.post("/v1/scenes/credit/predict",
                             json={"records": [{"user_id": "u1", "amount": 1}, {"user_id": "u2", "amount": 2}]})

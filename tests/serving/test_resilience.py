@@ -118,7 +118,8 @@ def test_feature_failure_serves_flagged_fallback_and_opens_breaker(catalog, feat
         body = engine.predict_scene("s", [{"user_id": "u1"}], single=True)
         assert body["fallback"] is True and body["outputs"] == {"decision": "review", "score": None}
     assert len(calls) == 5  # breaker opened after 5 consecutive failures: no more calls
-    assert engine.scene("s").guard.breaker.state == "open"
+    assert engine.scene("s").guard.breakers.states() == {"control": {"features applicant": "open"}}
+    assert "circuit open at step 'feats'" in body["fallback_reason"]
     feature_source.lookup = real_lookup
 
 

@@ -47,7 +47,7 @@ from shipyard.errors import InvalidInput, NotFound
 from shipyard.features.monitoring import column_stats
 from shipyard.features.offline.scan import connect
 from shipyard.features.online import online_store_of, workspace_of
-from shipyard.store import now_ms
+from shipyard.store import leases, now_ms
 from shipyard.store.schema import feature_materializations as runs
 
 log = logging.getLogger(__name__)
@@ -127,26 +127,68 @@ def latest_per_entity(table: pa.Table, view: Any, start: dt.datetime | None, end
         con.close()
 
 
+MATERIALIZATION_JOB = "feature_materialization"
+
+
 def _record_start(store: Any, view: Any, start: dt.datetime | None, end: dt.datetime, mode: str) -> int | None:
+    """The run's record, ``running``, with a lease heartbeated until ``_record_end`` (crash recovery)."""
     ws = workspace_of(store)
+    ttl = float(getattr(ws.settings, "lease_ttl_s", leases.DEFAULT_TTL_S))
     try:
         with ws.store.begin() as conn:
             res = conn.execute(runs.insert().values(
                 view=view.name, view_version=int(getattr(view, "version", 0) or 0), start_ts=_ms(start),
                 end_ts=_ms(end), rows=0, status="running", details={"mode": mode}, started_at=now_ms(),
                 actor=ws.user))
-            return int(res.inserted_primary_key[0])
+            run_id = int(res.inserted_primary_key[0])
+            leases.acquire(conn, MATERIALIZATION_JOB, str(run_id), ttl_s=ttl)
     except sa.exc.SQLAlchemyError as exc:  # pragma: no cover - schema not migrated
         log.warning("could not record materialization of %s: %s", view.name, exc)
         return None
+    leases.keep(ws.store, MATERIALIZATION_JOB, str(run_id), ttl)
+    return run_id
 
 
 def _record_end(store: Any, run_id: int | None, status: str, rows: int, details: dict[str, Any]) -> None:
     if run_id is None:
         return
-    with workspace_of(store).store.begin() as conn:
-        conn.execute(runs.update().where(runs.c.id == run_id).values(
-            status=status, rows=rows, details=details, finished_at=now_ms()))
+    ws = workspace_of(store)
+    try:
+        with ws.store.begin() as conn:
+            # a run recovery marked abandoned while it was in fact alive (a stall longer than the
+            # lease) records its real end all the same
+            conn.execute(runs.update().where(runs.c.id == run_id, runs.c.status.in_(("running", "abandoned")))
+                         .values(status=status, rows=rows, details=details, finished_at=now_ms()))
+            leases.release(conn, MATERIALIZATION_JOB, str(run_id))
+    finally:
+        leases.forget(ws.store, MATERIALIZATION_JOB, str(run_id))
+
+
+class MaterializationRecovery:
+    """Crash recovery of materialization runs (a ``JobKind``, see ``shipyard.store.leases``): a run
+    left ``running`` by a process that died is marked ``abandoned``. Nothing is resumed: online
+    writes are conditional on event time, so the next run (``materialize-incremental`` starts from
+    the last *successful* run) writes whatever the abandoned one did not."""
+
+    kind = MATERIALIZATION_JOB
+
+    def __init__(self, ws: Any) -> None:
+        self.ws = ws
+
+    def open_keys(self, conn: Any) -> list[str]:
+        return [str(r.id) for r in conn.execute(sa.select(runs.c.id).where(runs.c.status == "running"))]
+
+    def recover(self, key: str, lease: leases.Lease, reason: str) -> str:
+        with self.ws.store.begin() as conn:
+            row = conn.execute(sa.select(runs).where(runs.c.id == int(key))).first()
+            leases.release(conn, MATERIALIZATION_JOB, key)
+            if row is None or row.status != "running":
+                return "finished"
+            details = {**dict(row.details or {}), "error": f"abandoned: {reason}"}
+            conn.execute(runs.update().where(runs.c.id == int(key), runs.c.status == "running").values(
+                status="abandoned", details=details, finished_at=now_ms()))
+        log.warning("materialization run %s of %s abandoned: %s", key, row.view, reason)
+        return "abandoned"
 
 
 def materialize_view(

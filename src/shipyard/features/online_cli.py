@@ -117,27 +117,58 @@ def materialize_incremental_cmd(ctx: click.Context, end: str | None, views: str 
 @click.option("--source", required=True, help="redis://host:6379/0/<stream> or nats://host:4222/<subject>")
 @click.option("--view", required=True, help="Feature view the messages belong to.")
 @click.option("--group", default="shipyard", show_default=True, help="Consumer group (Redis) or durable (NATS).")
+@click.option("--consumer", default=None,
+              help="Redis: this consumer's name in the group, the same after a restart (default: the host name).")
+@click.option("--claim-idle", default=30.0, show_default=True, type=click.FloatRange(min=0),
+              help="Redis: take over entries other consumers left pending this many seconds.")
+@click.option("--ack-wait", default=10.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
+              help="NATS: seconds after which a message delivered but not acknowledged is delivered again.")
+@click.option("--stream", default=None, help="NATS: name of the stream --setup creates (default: from the subject).")
+@click.option("--setup", is_flag=True, help="Create the stream(s), group or durable consumer, then exit.")
 @click.option("--batch-size", default=1000, show_default=True, type=int)
 @click.option("--max-messages", default=None, type=int, help="Stop after this many messages.")
 @click.option("--timeout", default=None, type=float, help="Stop after this many seconds.")
 @click.option("--idle-timeout", default=None, type=float, help="Stop after this many seconds without messages.")
 @click.option("--no-offline", is_flag=True, help="Write the online store only, not the offline log.")
 @click.pass_context
-def consume_cmd(ctx: click.Context, source: str, view: str, group: str, batch_size: int, max_messages: int | None,
+def consume_cmd(ctx: click.Context, source: str, view: str, group: str, consumer: str | None, claim_idle: float,
+                ack_wait: float, stream: str | None, setup: bool, batch_size: int, max_messages: int | None,
                 timeout: float | None, idle_timeout: float | None, no_offline: bool) -> None:
-    """Ingest a Redis stream or NATS subject into a feature view (at least once, idempotent)."""
+    """Ingest a Redis stream or NATS subject into a feature view (at least once, idempotent).
+
+    Ctrl-C or SIGTERM stops after the batch in hand and prints the run's counters; messages not
+    acknowledged yet are delivered again to the next run."""
+    import signal
+    import threading
+
     from shipyard.features.streams import consumer_for, parse_source
 
     kind = parse_source(source)[0]
-    options: dict[str, Any] = {"batch_size": batch_size, "to_offline": not no_offline,
-                               ("group" if kind == "redis" else "durable"): group}
-    consumer = consumer_for(_store(ctx), source, view, **options)
+    options: dict[str, Any] = {"batch_size": batch_size, "to_offline": not no_offline}
+    if kind == "redis":
+        options.update(group=group, consumer=consumer, claim_idle_s=claim_idle)
+    else:
+        options.update(durable=group, ack_wait=ack_wait, stream=stream)
+    reader = consumer_for(_store(ctx), source, view, **options)
+    if setup:
+        _echo_json(reader.setup())
+        return
+    stop = threading.Event()
+    stopped_by: list[str] = []
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        stopped_by.append(signal.Signals(signum).name)
+        stop.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     click.echo(f"consuming {source} into {view} (Ctrl-C stops; unacknowledged messages are redelivered)", err=True)
     try:
-        stats = consumer.run(max_messages=max_messages, timeout=timeout, idle_timeout=idle_timeout)
-    except KeyboardInterrupt:
-        click.echo("stopped", err=True)
-        return
+        stats = reader.run(max_messages=max_messages, timeout=timeout, idle_timeout=idle_timeout, stop=stop)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if stopped_by:
+        click.echo(f"stopped by {stopped_by[0]}", err=True)
     _echo_json(stats.to_dict())
 
 

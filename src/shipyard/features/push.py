@@ -9,6 +9,11 @@ Idempotency: a row whose (entity key, event timestamp) was already pushed (withi
 ``DEDUPE_WINDOW``) is a duplicate; it is neither rewritten online nor appended offline again, so
 retries and stream redeliveries are harmless. Rows older than what is online (late events) are not
 served but still go to the offline log once, where point-in-time joins place them correctly.
+
+A writer that died between the online write and the offline append left rows online that never
+reached the offline log; when they come back (a stream redelivers them), ``write_prepared`` is
+told which rows were delivered before (``delivered_before``) and appends those the offline log
+written since their publication does not hold, so the offline log gets each row exactly once.
 """
 
 from __future__ import annotations
@@ -294,8 +299,13 @@ def offline_table(view: Any, records: Sequence[Mapping[str, Any]]) -> pa.Table:
     return pa.table(columns)
 
 
-def write_prepared(store: Any, view: Any, prepared: Prepared, *, to_offline: bool = True) -> PushResult:
-    """Online write (conditional on event time), then the offline append of the non-duplicates."""
+def write_prepared(store: Any, view: Any, prepared: Prepared, *, to_offline: bool = True,
+                   delivered_before: Mapping[int, int] | None = None) -> PushResult:
+    """Online write (conditional on event time), then the offline append of the non-duplicates.
+
+    ``delivered_before`` maps the rows that were delivered once already (a stream's redelivery
+    after a crash) to the time they were published (ms): such a row that is a duplicate online is
+    still appended offline unless the offline log written since then holds it (see module doc)."""
     online = online_store_of(store)
     result = PushResult(view.name, rows=len(prepared.keys))
     if not prepared.keys:
@@ -306,11 +316,54 @@ def write_prepared(store: Any, view: Any, prepared: Prepared, *, to_offline: boo
     result.written, result.duplicates, result.stale = written.written, written.duplicates, written.stale
     result.details["online_at"] = time.time()  # when the rows became readable online
     if to_offline:
-        fresh = [i for i, s in enumerate(written.status or []) if s != "duplicate"]
+        status = written.status or []
+        fresh = [i for i, s in enumerate(status) if s != "duplicate"]
+        again = [i for i in (delivered_before or {}) if i < len(status) and status[i] == "duplicate"]
+        if again:
+            logged = _logged_pairs(store, view, min(delivered_before[i] for i in again) - 1000)  # type: ignore[index]
+            missing = [i for i in again if (tuple(prepared.keys[i]), _micros(prepared.event_ts[i])) not in logged]
+            result.details["offline_recovered"] = len(missing)
+            fresh = sorted(fresh + missing)
         if fresh:
             store.offline_append(view.name, offline_table(view, prepared.records(view, fresh)))
             result.offline_rows = len(fresh)
     return result
+
+
+def _micros(ts: dt.datetime) -> int:
+    return (ts - _EPOCH) // dt.timedelta(microseconds=1)
+
+
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
+def _logged_pairs(store: Any, view: Any, since_ms: int) -> set[tuple[tuple[Any, ...], int]]:
+    """(key, event time in µs) of the rows in the view's offline-log files written since ``since_ms``
+    (their names start with the write time), read only after a redelivery."""
+    import io
+    import re
+
+    import pyarrow.parquet as pq
+
+    from shipyard.features.online import workspace_of
+    from shipyard.features.store import OFFLINE_LOG_PREFIX
+
+    try:
+        artifacts = workspace_of(store).artifacts
+    except Exception:  # noqa: BLE001 - a store without a workspace keeps no offline-log files
+        return set()
+    columns = [*view.join_keys, view.timestamp_field]
+    found: set[tuple[tuple[Any, ...], int]] = set()
+    for path in artifacts.list(f"{OFFLINE_LOG_PREFIX}/{view.name}"):
+        name = path.rsplit("/", 1)[-1]
+        stamp = re.match(r"(?:part|compact)-(\d{13})-.*\.parquet$", name)
+        if stamp is None or int(stamp.group(1)) < since_ms:
+            continue
+        table = pq.read_table(io.BytesIO(artifacts.get_bytes(path)), columns=columns)
+        micros = table.column(view.timestamp_field).cast(pa.timestamp("us", tz="UTC")).cast(pa.int64()).to_pylist()
+        keys = zip(*(table.column(k).to_pylist() for k in view.join_keys), strict=True)
+        found.update(zip(keys, micros, strict=True))
+    return found
 
 
 def push(store: Any, view: str, rows: Any, *, to_offline: bool = True) -> PushResult:

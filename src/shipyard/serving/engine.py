@@ -4,10 +4,16 @@
 HTTP routes call. It holds one ``ServedScene`` per scene and one ``ServedModel`` per model
 reference; replacing an entry in those dicts is the atomic switch hot swap relies on — a request
 that already took the old object finishes on it.
+
+The server calls ``predict_scene_async`` and ``in_model_pool``: model and feature calls, and loading
+a scene or model, run on bounded thread pools (one per scene arm, one per served model), never on
+the event loop, so a slow arm or model delays only its own requests. The time a request waits for a
+thread is its ``queue`` latency. In-process, ``predict_scene`` runs the flow in the caller's thread.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import os
@@ -15,24 +21,28 @@ import queue
 import threading
 import time
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from concurrent.futures import TimeoutError as FutureTimeout
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from shipyard.errors import NotFound, Overloaded, SchemaMismatch, ShipyardError
 from shipyard.models.loaded import model_failure
 from shipyard.serving import heap
+from shipyard.serving.arms import DEFAULT_THREADS, ERROR, FALLBACK, OK, ArmStats, Pools
 from shipyard.serving.codec import mlflow_jsonable
 from shipyard.serving.resilience import Guard
 from shipyard.serving.scene import CompiledScene, compile_scene, scene_loader
 from shipyard.serving.sources import RegistryModels, StoreFeatures
-from shipyard.serving.steps import FeaturesNode, ParallelNode, Trace, to_python
+from shipyard.serving.steps import FeaturesNode, ModelNode, ParallelNode, Trace, to_python
 
 log = logging.getLogger(__name__)
 _FLOAT_ONLY = {float}
 _MATRIX_TYPES = frozenset({"double", "long", "integer"})
+_queued = threading.local()  # the queue time of the direct model call running in this pool thread
+
+__all__ = ["ArmStats", "ServedModel", "ServedScene", "ServingEngine", "new_request_id"]
 
 
 def new_request_id() -> str:
@@ -40,34 +50,42 @@ def new_request_id() -> str:
     return os.urandom(10).hex()
 
 
-class ArmStats:
-    """Recent outcomes of one arm: (time, latency s, ok, score) for release checks."""
+class Fallback(NamedTuple):
+    """Why a request was answered from the scene's fallback; ``failure`` unless the flow asked for
+    it (an unknown entity with ``on_missing: fallback``), in which case the arm did its job."""
 
-    def __init__(self, maxlen: int = 20_000) -> None:
-        self.events: deque[tuple[float, float, bool, float | None]] = deque(maxlen=maxlen)
+    reason: str
+    step: str | None
+    failure: bool = True
 
-    def add(self, latency_s: float, ok: bool, score: float | None) -> None:
-        self.events.append((time.time(), latency_s, ok, score))
 
-    def summary(self, since: float = 0.0) -> dict[str, Any]:
-        rows = [e for e in list(self.events) if e[0] >= since]
-        lat = np.array([e[1] for e in rows if e[2]], dtype=float)
-        errors = sum(1 for e in rows if not e[2])
-        return {
-            "count": len(rows), "errors": errors, "error_rate": errors / len(rows) if rows else 0.0,
-            "p50_ms": float(np.percentile(lat, 50) * 1000) if lat.size else None,
-            "p99_ms": float(np.percentile(lat, 99) * 1000) if lat.size else None,
-            "scores": [e[3] for e in rows if e[3] is not None],
-        }
+def _calls_out(plan: Any) -> bool:
+    """Whether a plan has steps that can block (model and feature calls, threaded branches)."""
+    return any(isinstance(n, (FeaturesNode, ModelNode)) or (isinstance(n, ParallelNode) and n.threads)
+               for n in plan.root.walk())
+
+
+def _run_queued(plan: Any, rows: list[dict[str, Any]], trace: Trace, submitted: float) -> None:
+    trace.queue_s = time.perf_counter() - submitted
+    if not trace.expired:  # timed out while it waited for a thread: nobody wants the answer
+        plan.run(rows, trace)
+
+
+def _call_queued(fn: Callable[..., Any], args: tuple[Any, ...], submitted: float) -> Any:
+    _queued.value = time.perf_counter() - submitted
+    try:
+        return fn(*args)
+    finally:
+        _queued.value = 0.0
 
 
 class ServedScene:
     def __init__(self, compiled: CompiledScene, guard: Guard | None = None, workers: int = 1) -> None:
         self.compiled = compiled
         self.guard = guard or Guard(f"scene {compiled.name!r}", compiled.limits, workers)
-        self.blocking = self.guard.timeout_s is not None or any(
-            isinstance(n, FeaturesNode) or (isinstance(n, ParallelNode) and n.threads)
-            for plan in compiled.plans.values() for n in plan.root.walk())
+        # arms whose flow calls models or feature services run on their own thread pool
+        self.calls_out = {arm: _calls_out(plan) for arm, plan in compiled.plans.items()}
+        self.threads = int(compiled.limits.get("threads") or DEFAULT_THREADS)
         self.stats: dict[str, ArmStats] = {arm: ArmStats() for arm in compiled.plans}
         # mirrored calls are kept apart: a rollout judges an arm by the requests it answered
         self.shadow_stats: dict[str, ArmStats] = {arm: ArmStats() for arm in compiled.plans}
@@ -109,6 +127,7 @@ class ServedModel:
         self.latency: deque[float] = deque(maxlen=2_000)
         self.recent: deque[Any] = deque(maxlen=256)
         self.inflight = 0
+        self.counting = threading.Lock()  # calls run on several threads of the model's pool
 
     def matrix(self, records: list[Any]) -> np.ndarray:
         """Records (dicts) or rows (lists in input order) -> a float matrix, rejecting bad values by name."""
@@ -198,9 +217,10 @@ class ServingEngine:
         self._scenes: dict[str, ServedScene] = {}
         self._models: dict[tuple[str, str], ServedModel] = {}
         self._lock = threading.Lock()
-        self._pool = ThreadPoolExecutor(max_workers=32, thread_name_prefix="shipyard-scene")
+        self.pools = Pools()
         self._shadow_queue: queue.Queue[tuple[Any, ...] | None] = queue.Queue(maxsize=10_000)
         self._shadow_thread: threading.Thread | None = None
+        self._closing = False
         self.shadow_dropped = 0
 
     # -- loading ----------------------------------------------------------------------------------
@@ -280,99 +300,198 @@ class ServingEngine:
     def served_models(self) -> dict[tuple[str, str], ServedModel]:
         return dict(self._models)
 
+    def inflight(self) -> int:
+        """Prediction requests (scene and direct model calls) being answered now."""
+        return sum(s.inflight for s in list(self._scenes.values())) + \
+            sum(m.inflight for m in list(self._models.values()))
+
     # -- scenes -----------------------------------------------------------------------------------
     def predict_scene(self, name: str, records: list[dict[str, Any]], *, single: bool = False,
                       override: str | None = None, client: str | None = None,
                       request_id: str | None = None, served: ServedScene | None = None) -> dict[str, Any]:
-        """Run one request (one record, or a batch) through the scene; returns the response body."""
+        """Run one request (one record, or a batch) through the scene; returns the response body.
+
+        The flow runs in the calling thread, or with a timeout on the arm's pool while this thread
+        waits for it. A server calls ``predict_scene_async`` instead, which never blocks its loop.
+        """
         start = time.perf_counter()
         served = served or self.scene(name)
-        cs = served.compiled
         request_id = request_id or new_request_id()
-        arm = "control"
+        self._admit(served, client, request_id)
+        arm, chosen, trace = "control", False, Trace()
+        served.inflight += 1
+        try:
+            arm, rows = self._prepare(served, records, override)
+            chosen = True
+            trace = Trace(served.guard.breakers.arm(arm))
+            plan, timeout = served.compiled.plans[arm], served.guard.timeout_s
+            fallback = None
+            try:
+                if timeout is None or not served.calls_out[arm]:
+                    plan.run(rows, trace)
+                else:
+                    future = self._arm_pool(served, arm).submit(_run_queued, plan, rows, trace, time.perf_counter())
+                    try:
+                        future.result(timeout=max(0.0, timeout - (time.perf_counter() - start)))
+                    except FutureTimeout:
+                        raise self._timed_out(served, trace) from None
+            except ShipyardError as exc:
+                fallback = self._fallback_for(served, exc)
+        except ShipyardError as exc:
+            self._failed(served, arm if chosen else None, exc, time.perf_counter() - start, trace, request_id)
+            raise
+        finally:
+            served.inflight -= 1
+            served.guard.release()
+        return self._finish(served, arm, records, rows, trace, fallback, start, request_id, single)
+
+    async def predict_scene_async(self, name: str, records: list[dict[str, Any]], *, single: bool = False,
+                                  override: str | None = None, client: str | None = None,
+                                  request_id: str | None = None, served: ServedScene | None = None) -> dict[str, Any]:
+        """``predict_scene`` for an event loop: an arm whose flow calls models or feature services
+        runs it on that arm's bounded thread pool (``limits.threads``, default 16) and the loop only
+        awaits it, so a slow arm fills its own threads and nothing else waits behind it. A timeout
+        covers the wait for a thread too; a request still waiting when it passes never runs."""
+        loop = asyncio.get_running_loop()
+        if served is None:
+            served = self._scenes.get(name)
+            if served is None:  # the first request compiles the scene (registry, feature store)
+                served = await loop.run_in_executor(self.pools.get(("load", "scenes", "")), self.scene, name)
+        start = time.perf_counter()
+        request_id = request_id or new_request_id()
+        self._admit(served, client, request_id)
+        arm, chosen, trace = "control", False, Trace()
+        served.inflight += 1
+        try:
+            arm, rows = self._prepare(served, records, override)
+            chosen = True
+            trace = Trace(served.guard.breakers.arm(arm))
+            plan, timeout = served.compiled.plans[arm], served.guard.timeout_s
+            fallback = None
+            try:
+                if not served.calls_out[arm]:  # expressions and rules only: nothing to wait for
+                    plan.run(rows, trace)
+                else:
+                    future = loop.run_in_executor(self._arm_pool(served, arm), _run_queued, plan, rows, trace,
+                                                  time.perf_counter())
+                    if timeout is None:
+                        await future
+                    else:
+                        try:
+                            await asyncio.wait_for(future, max(0.0, timeout - (time.perf_counter() - start)))
+                        except TimeoutError:
+                            raise self._timed_out(served, trace) from None
+            except ShipyardError as exc:
+                fallback = self._fallback_for(served, exc)
+        except ShipyardError as exc:
+            self._failed(served, arm if chosen else None, exc, time.perf_counter() - start, trace, request_id)
+            raise
+        finally:
+            served.inflight -= 1
+            served.guard.release()
+        return self._finish(served, arm, records, rows, trace, fallback, start, request_id, single)
+
+    def _arm_pool(self, served: ServedScene, arm: str) -> Any:
+        return self.pools.get(("scene", served.name, arm), served.threads)
+
+    def _admit(self, served: ServedScene, client: str | None, request_id: str) -> None:
         try:
             served.guard.admit(client)
         except ShipyardError as exc:
             # refused before an arm was chosen: counted under arm "none", so 429/503s show in /metrics
+            cs = served.compiled
             if self.metrics is not None:
                 self.metrics.error(cs.name, str(cs.version), "none", exc.code, exc.status)
             exc.details.setdefault("scene", cs.name)
             exc.details.setdefault("request_id", request_id)
             raise
-        served.inflight += 1
-        try:
-            cs.check(records)
-            if not records:
-                raise SchemaMismatch("the batch is empty; send at least one record", {"field": "records"})
-            arm = cs.traffic.choose(records[0], override)
-            rows = [dict(r) for r in records]
-            trace, fallback = self._run(served, arm, rows)
-            total = time.perf_counter() - start
-        except ShipyardError as exc:
-            served.stats[arm].add(time.perf_counter() - start, exc.status < 500, None)
-            if self.metrics is not None:
-                self.metrics.error(cs.name, str(cs.version), arm, exc.code, exc.status)
-            exc.details.setdefault("scene", cs.name)
-            exc.details.setdefault("request_id", request_id)
-            raise
-        finally:
-            served.inflight -= 1
-            served.guard.release()
-        outputs = [cs.select(r) for r in rows] if fallback is None else [dict(cs.fallback or {}) for _ in rows]
-        score = _first_number(outputs[0])
-        served.stats[arm].add(total, True, score)
+
+    def _prepare(self, served: ServedScene, records: list[dict[str, Any]],
+                 override: str | None) -> tuple[str, list[dict[str, Any]]]:
+        cs = served.compiled
+        cs.check(records)
+        if not records:
+            raise SchemaMismatch("the batch is empty; send at least one record", {"field": "records"})
+        return cs.traffic.choose(records[0], override), [dict(r) for r in records]
+
+    def _timed_out(self, served: ServedScene, trace: Trace) -> Overloaded:
+        """The error of a request past its timeout; the dependency step it was in is charged with a
+        failure (its late answer will not count as a success)."""
+        trace.expired = True
+        running = trace.running
+        if running is not None and trace.breakers is not None:
+            trace.breakers(running.target).failure()
+        where = f"at step {running.id!r}" if running is not None else "waiting for a thread of its arm"
+        step = running.id if running is not None else "queue"
+        cs = served.compiled
+        return Overloaded(f"scene {cs.name!r} took longer than its timeout of {served.guard.timeout_s * 1000:g} ms "
+                          f"({where})", {"retry_after": 1, "step": step, "dependency": "timeout"})
+
+    def _fallback_for(self, served: ServedScene, exc: ShipyardError) -> Fallback:
+        """The fallback answer for a failed flow, or ``exc`` raised again (bad input, no fallback)."""
+        cs = served.compiled
+        step = exc.details.get("step")
+        if exc.details.get("on_missing") == "fallback" and cs.fallback:
+            # an unknown entity is the flow's own answer, not a failing dependency
+            return Fallback(f"entity not found at step {step or '?'!r}: {exc.message}", step, failure=False)
+        if exc.status < 500 or not cs.fallback:
+            raise exc
+        if exc.details.get("circuit") != "open":
+            log.warning("scene %s: fallback after %s", cs.name, exc.message)
+        what = "circuit open" if exc.details.get("circuit") == "open" else \
+            f"{exc.details.get('dependency') or 'step'} failure"
+        return Fallback(f"{what} at step {step or '?'!r}: {exc.message}", step)
+
+    def _failed(self, served: ServedScene, arm: str | None, exc: ShipyardError, elapsed: float, trace: Trace,
+                request_id: str) -> None:
+        """Record a failed request (a 5xx counts against its arm) and name scene, arm and request."""
+        cs = served.compiled
+        if arm is not None and exc.status >= 500:
+            served.stats[arm].add(elapsed, ERROR, step=exc.details.get("step"), queue_s=trace.queue_s)
+            if self.metrics is not None and exc.details.get("step"):
+                self.metrics.step_failure(cs.name, str(cs.version), arm, str(exc.details["step"]), "error")
+        if self.metrics is not None:
+            self.metrics.error(cs.name, str(cs.version), arm or "control", exc.code, exc.status)
+        exc.details.setdefault("scene", cs.name)
+        exc.details.setdefault("request_id", request_id)
+        if arm is not None:
+            exc.details.setdefault("arm", arm)
+            if exc.status >= 500 and len(cs.plans) > 1 and not exc.message.startswith("arm "):
+                exc.message = f"arm {arm!r}: {exc.message}"
+                exc.args = (exc.message,)
+
+    def _finish(self, served: ServedScene, arm: str, records: list[dict[str, Any]], rows: list[dict[str, Any]],
+                trace: Trace, fallback: Fallback | None, start: float, request_id: str,
+                single: bool) -> dict[str, Any]:
+        cs = served.compiled
+        total = time.perf_counter() - start
+        if fallback is None:
+            outputs = [cs.select(r) for r in rows]
+            served.stats[arm].add(total, OK, _first_number(outputs[0]), queue_s=trace.queue_s)
+        else:
+            outputs = [dict(cs.fallback or {}) for _ in rows]
+            # the fallback's numbers are not the arm's scores: kept out of PSI either way
+            served.stats[arm].add(total, FALLBACK if fallback.failure else OK, None, step=fallback.step,
+                                  queue_s=trace.queue_s)
         served.latency.append(total)
         served.recent.append(records[0])
         if self.metrics is not None:
             self.metrics.observe(cs.name, str(cs.version), arm, total, trace.features_s, trace.model_s,
-                                 fallback is not None)
+                                 fallback is not None, queue_s=trace.queue_s)
+            if fallback is not None and fallback.failure and fallback.step:
+                self.metrics.step_failure(cs.name, str(cs.version), arm, fallback.step, "fallback")
         body: dict[str, Any] = {
             "request_id": request_id, "scene": cs.name, "version": cs.version, "arm": arm,
             "models": trace.models or cs.plans[arm].models,
             "outputs": outputs[0] if single else outputs,
             "fallback": fallback is not None,
             "latency_ms": {"features": round(trace.features_s * 1000, 3), "model": round(trace.model_s * 1000, 3),
-                           "total": round(total * 1000, 3)},
+                           "queue": round(trace.queue_s * 1000, 3), "total": round(total * 1000, 3)},
         }
         if fallback is not None:
-            body["fallback_reason"] = fallback
+            body["fallback_reason"] = fallback.reason
         self._after(served, arm, records, rows, outputs, body)
         return body
-
-    def _run(self, served: ServedScene, arm: str, rows: list[dict[str, Any]]) -> tuple[Trace, str | None]:
-        cs, guard = served.compiled, served.guard
-        trace = Trace()
-        if not guard.breaker.allow():
-            if cs.fallback:
-                return trace, "circuit open after repeated dependency failures"
-            raise Overloaded(f"scene {cs.name!r}: circuit open after repeated dependency failures; retry later",
-                             {"retry_after": max(1, int(guard.breaker.cooldown))})
-        plan = cs.plans[arm]
-        try:
-            if guard.timeout_s is not None:
-                future = self._pool.submit(plan.run, rows, trace)
-                try:
-                    future.result(timeout=guard.timeout_s)
-                except FutureTimeout:
-                    raise Overloaded(f"scene {cs.name!r} took longer than its timeout of "
-                                     f"{guard.timeout_s * 1000:g} ms", {"retry_after": 1, "step": "timeout",
-                                                                         "dependency": "timeout"}) from None
-            else:
-                plan.run(rows, trace)
-        except ShipyardError as exc:
-            if exc.details.get("on_missing") == "fallback" and cs.fallback:
-                # an unknown entity is not a failing dependency: no breaker count
-                return trace, f"entity not found at step {exc.details.get('step', '?')!r}: {exc.message}"
-            if exc.status < 500:
-                raise
-            guard.breaker.failure()
-            if cs.fallback:
-                log.warning("scene %s: fallback after %s", cs.name, exc.message)
-                return trace, f"{exc.details.get('dependency') or 'step'} failure at step " \
-                              f"{exc.details.get('step', '?')!r}: {exc.message}"
-            raise
-        guard.breaker.success()
-        return trace, None
 
     def _after(self, served: ServedScene, arm: str, records: list[dict[str, Any]], rows: list[dict[str, Any]],
                outputs: list[dict[str, Any]], body: dict[str, Any]) -> None:
@@ -411,6 +530,10 @@ class ServingEngine:
                 self._shadow_queue.task_done()
                 return
             served, arm, records, live, body = job
+            if self._closing:
+                self.shadow_dropped += 1
+                self._shadow_queue.task_done()
+                continue
             try:
                 cs = served.compiled
                 rows = [dict(r) for r in records]
@@ -422,7 +545,8 @@ class ServingEngine:
                 except ShipyardError as exc:
                     trace, outputs, error = Trace(), None, exc.message
                 latency = time.perf_counter() - start
-                served.shadow_stats[arm].add(latency, error is None, _first_number(outputs[0]) if outputs else None)
+                served.shadow_stats[arm].add(latency, OK if error is None else ERROR,
+                                             _first_number(outputs[0]) if outputs else None)
                 if outputs:
                     served.shadow_pairs.append((time.time(), live[0], outputs[0]))
                 plog = self.prediction_log
@@ -445,13 +569,24 @@ class ServingEngine:
             self._shadow_queue.join()
 
     # -- direct model calls ---------------------------------------------------------------------
+    async def in_model_pool(self, name: str, ref: str, call: Callable[..., Any], *args: Any) -> Any:
+        """Await ``call(*args)`` (a direct model call: parse the body, load, predict) on the bounded
+        thread pool of model ``name@ref``, never on the event loop. A model not loaded yet is loaded
+        on a shared pool (an unknown name makes no pool of its own); the wait for a thread is
+        recorded as the call's queue time."""
+        key = (name, str(ref))
+        pool = self.pools.get(("model", name, str(ref)) if key in self._models else ("load", "models", ""))
+        return await asyncio.get_running_loop().run_in_executor(pool, _call_queued, call, args, time.perf_counter())
+
     def predict_model(self, name: str, ref: str, records: list[Any], *, mlflow: bool = False,
                       params: dict[str, Any] | None = None) -> tuple[Any, ServedModel, float]:
         """Score records with one model: Shipyard's outputs (``/predict``), or with ``mlflow=True``
         what MLflow's scoring server returns for the package (``/invocations``)."""
         served = self.model(name, ref)
+        queued = getattr(_queued, "value", 0.0)
         start = time.perf_counter()
-        served.inflight += 1
+        with served.counting:
+            served.inflight += 1
         try:
             predictions = served.invoke(records, params) if mlflow else served.predict(records)
         except Exception as exc:  # noqa: BLE001 - the model's code may raise anything
@@ -460,26 +595,37 @@ class ServingEngine:
                 raise
             raise failure from exc
         finally:
-            served.inflight -= 1
+            with served.counting:
+                served.inflight -= 1
         elapsed = time.perf_counter() - start
         served.latency.append(elapsed)
         if records:
             served.recent.append(records[0])
         if self.metrics is not None:
-            self.metrics.observe(f"model:{name}", str(served.version), "control", elapsed, 0.0, elapsed)
+            self.metrics.observe(f"model:{name}", str(served.version), "control", elapsed, 0.0, elapsed,
+                                 queue_s=queued)
         return predictions, served, elapsed
 
-    def close(self) -> None:
+    def close(self, phase: Callable[[str], None] | None = None) -> None:
+        """Stop: calls still queued for a thread are dropped (the server drained its requests
+        before this), mirrored calls not started are dropped, and the prediction log writes what
+        was submitted. ``phase`` is told of each step (the server's shutdown log)."""
+        self.pools.close()
         if self._shadow_thread is not None:
+            self._closing = True  # the shadow thread skips what is still queued: mirrors answer nobody
             self._shadow_queue.put(None)
             self._shadow_thread.join(5)
             self._shadow_thread = None
+            if phase is not None:
+                phase(f"shadow calls stopped ({self.shadow_dropped} dropped in total)")
         if self.prediction_log is not None:
             self.prediction_log.close()
+            if phase is not None:
+                plog = self.prediction_log
+                phase(f"prediction log flushed ({plog.written} records written, {plog.dropped} dropped)")
         close_models = getattr(self.models, "close", None)
         if callable(close_models):
             close_models()  # worker processes of models served from their own environments
-        self._pool.shutdown(wait=False)
 
 
 def _first_number(outputs: dict[str, Any] | None) -> float | None:

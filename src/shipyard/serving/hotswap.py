@@ -170,6 +170,9 @@ class Follower:
             if calls >= self.min_warmup_calls and recent <= target:
                 matched = True
                 break
+            if self._stop.is_set():  # the server is shutting down: switch now, do not hold it up
+                matched = False
+                break
             if time.monotonic() > deadline:
                 matched = False
                 log.warning("hot swap: warm-up did not reach %.3f ms within %.0f s (at %.3f ms); switching anyway",
@@ -180,7 +183,7 @@ class Follower:
 
     def _drain(self, old: Any) -> None:
         deadline = time.monotonic() + self.drain_s
-        while old.inflight > 0 and time.monotonic() < deadline:
+        while old.inflight > 0 and time.monotonic() < deadline and not self._stop.is_set():
             time.sleep(0.005)
 
     def _unload(self, versions: set[tuple[str, int]], in_use: set[tuple[str, int]]) -> None:

@@ -29,6 +29,7 @@ from shipyard.serving.codec import csv_records, dumps, model_params, model_recor
 from shipyard.serving.engine import ServingEngine, new_request_id
 from shipyard.serving.metrics import CONTENT_TYPE, ServingMetrics
 from shipyard.serving.prediction_log import PredictionLog
+from shipyard.serving.shutdown import ShutdownLog
 
 JSON = "application/json"
 log = logging.getLogger(__name__)
@@ -60,6 +61,7 @@ class ServingState:
         self.handlers: dict[str, Any] = {}
         self.predictions: Any = None
         self.started = False
+        self.shutdown_log = ShutdownLog(engine.inflight)
 
     def start_follower(self) -> None:
         if self.follower is None and self.follow_interval > 0 and self.engine.ws is not None:
@@ -283,13 +285,8 @@ class Predictions:
         try:
             payload = parse_json(call.body)
             records, single = scene_records(payload)
-            served = engine.scene(scene)
-            kwargs = {"single": single, "override": call.arm, "client": call.client, "request_id": rid,
-                      "served": served}
-            if served.blocking:
-                result = await run_in_threadpool(engine.predict_scene, scene, records, **kwargs)
-            else:
-                result = engine.predict_scene(scene, records, **kwargs)
+            result = await engine.predict_scene_async(scene, records, single=single, override=call.arm,
+                                                      client=call.client, request_id=rid)
         except ShipyardError as exc:
             return error_reply(exc, rid)
         return _reply(result, rid)
@@ -313,7 +310,8 @@ class Predictions:
 
     async def predict(self, call: Call, state: ServingState, name: str, ref: str) -> Reply:
         try:
-            rid, predictions, served, elapsed, single = self._model(call, state, name, ref)
+            rid, predictions, served, elapsed, single = await state.engine.in_model_pool(
+                name, ref, self._model, call, state, name, ref)
         except ShipyardError as exc:
             return error_reply(exc, call.request_id or new_request_id())
         body = {"request_id": rid, "model": {"name": name, "ref": ref, "version": served.version},
@@ -323,7 +321,8 @@ class Predictions:
 
     async def invocations(self, call: Call, state: ServingState, name: str, ref: str) -> Reply:
         try:
-            rid, predictions, served, _elapsed, _single = self._model(call, state, name, ref, mlflow=True)
+            rid, predictions, served, _elapsed, _single = await state.engine.in_model_pool(
+                name, ref, self._model, call, state, name, ref, True)
         except ShipyardError as exc:
             return error_reply(exc, call.request_id or new_request_id())
         return _reply({"predictions": predictions}, rid,
@@ -558,6 +557,7 @@ def install(app: FastAPI, ws: Any, **options: Any) -> None:
     fast = FastPredict(state)
 
     def startup() -> None:
+        state.shutdown_log.watch_signals()
         if state.tune_gc:
             # freeze the imported stack and anything loaded so far: full collections stop walking it
             from shipyard.serving import heap
@@ -570,12 +570,19 @@ def install(app: FastAPI, ws: Any, **options: Any) -> None:
         state.start_follower()
 
     def shutdown() -> None:
+        phase = state.shutdown_log.phase
+        phase("requests finished, rollouts stopped")  # uvicorn drained the connections, the routers' lifespans ran
         if getattr(app, "fast_path", None) is fast:
             app.fast_path = None
         for other in list(_states.values()):
             if other is not state and other.metrics is state.metrics:
                 other.stop()
-        state.stop()
+        if state.follower is not None:
+            state.follower.stop()
+            state.follower = None
+            phase("hot swap stopped")
+        state.engine.close(phase)
         state.metrics.close()
+        phase("complete")
 
     add_lifespan(app, startup, shutdown)

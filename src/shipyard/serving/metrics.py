@@ -61,6 +61,10 @@ class ServingMetrics:
                               (*labels, "code"), registry=self.registry)
         self.fallbacks = Counter("shipyard_prediction_fallbacks", "Responses served from the fallback",
                                  labels, registry=self.registry)
+        # the step whose failure made the answer a fallback or an error (a failure of its arm)
+        self.step_failures = Counter("shipyard_step_failures", "Scene steps that failed (answered by the "
+                                     "fallback or as an error)", (*labels, "step", "outcome"),
+                                     registry=self.registry)
         self.latency = Histogram("shipyard_prediction_latency_seconds", "Prediction latency by stage",
                                  (*labels, "stage"), buckets=BUCKETS, registry=self.registry)
         self.log_dropped = Counter("shipyard_prediction_log_dropped", "Prediction-log records dropped (queue full)",
@@ -78,22 +82,28 @@ class ServingMetrics:
                 self.latency.labels(scene, version, arm, "total"),
                 self.latency.labels(scene, version, arm, "features"),
                 self.latency.labels(scene, version, arm, "model"),
+                self.latency.labels(scene, version, arm, "queue"),
             )
             self._children[key] = found
         return found
 
     def observe(self, scene: str, version: str, arm: str, total_s: float, features_s: float, model_s: float,
-                fallback: bool = False) -> None:
-        ok, total, feats, model = self._for(scene, version, arm)
+                fallback: bool = False, queue_s: float = 0.0) -> None:
+        ok, total, feats, model, queue = self._for(scene, version, arm)
         ok.inc()
         total.observe(total_s)
         if features_s:
             feats.observe(features_s)
         model.observe(model_s)
+        queue.observe(queue_s)
         if fallback:
             self.fallbacks.labels(scene, version, arm).inc()
         if self.series is not None:
             self.series.observe(scene, version, arm, total_s, features_s, model_s, fallback)
+
+    def step_failure(self, scene: str, version: str, arm: str, step: str, outcome: str) -> None:
+        """A step of ``arm`` failed; ``outcome``: "fallback" (the scene's fallback answered) or "error"."""
+        self.step_failures.labels(scene, version, arm, step, outcome).inc()
 
     def error(self, scene: str, version: str, arm: str, code: str, status: int) -> None:
         self.requests.labels(scene, version, arm, str(status)).inc()

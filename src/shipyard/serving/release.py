@@ -9,8 +9,12 @@
 - ``CanaryRollout`` moves an arm through canary steps (e.g. 5 → 25 → 50 → 100 %). At each step it
   compares the arm with control over the requests since the step began and rolls back to 0 % by
   itself when the arm's error rate, p99 latency or score PSI against control breaches the scene's
-  ``limits`` (``error_rate``, ``p99_ms``, ``psi``). A release is a row in ``scene_releases``,
-  updated at every step; a scene has at most one running release.
+  ``limits`` (``error_rate``, ``p99_ms``, ``psi``). Between step checks it watches the error rate
+  and p99 of the arm's recent requests (``watch``: the last ``window_s`` seconds of the step, and
+  at least ``min_requests`` of them), so a breach rolls back within a fraction of a second, not at
+  the next step check. Error rate and p99 are never judged on fewer than ``min_requests``
+  requests. A fallback answer is a failure of the arm (see ``arms``). A release is a row in
+  ``scene_releases``, updated at every step; a scene has at most one running release.
 - ``RolloutRunner`` runs rollouts in background threads of a serving process, where the traffic
   they judge is; ``rollout_status`` and ``abort_rollout`` read and end a release through the
   metadata store, so any process can watch or abort a rollout another one runs.
@@ -38,6 +42,13 @@ log = logging.getLogger(__name__)
 FINISHED = ("promoted", "rolled_back", "aborted", "stopped", "abandoned")
 """Release statuses a rollout ends in; ``running`` is the only live one (``manual`` marks a share
 set by hand). ``abandoned``: the process running it stopped sending heartbeats (it was killed)."""
+
+WATCH_S = 0.25
+"""How often a running rollout watches its arm's recent requests for an error-rate or p99 breach."""
+
+WINDOW_S = 10.0
+"""The sliding window the watch judges: the arm's requests of the last ten seconds of the step (at
+least ``min_requests`` of them, the newest, when fewer arrived in that time)."""
 
 STALE_AFTER_S = 30.0
 """A running release whose heartbeat (``updated_at``) is older than this, and than three of its
@@ -147,6 +158,8 @@ def _num(v: Any) -> bool:
 
 
 def scene_status(engine: Any, scene: str, since: float = 0.0) -> dict[str, Any]:
+    """Per arm: requests, errors (fallbacks included), latency and queue percentiles, failed steps;
+    circuits that are not closed (``{arm: {dependency: state}}``); canary and shadow."""
     served = engine.scene(scene)
     traffic = served.compiled.traffic
     arms = {}
@@ -161,7 +174,8 @@ def scene_status(engine: Any, scene: str, since: float = 0.0) -> dict[str, Any]:
         if summary["count"]:
             mirrored[arm] = summary
     return {"scene": scene, "version": served.version, "models": served.compiled.models,
-            "arms": arms, "shadow_calls": mirrored,
+            "arms": arms, "shadow_calls": mirrored, "circuits": served.guard.breakers.states(),
+            "threads_per_arm": served.threads,
             "canary": {"arm": traffic.canary_arm, "percent": traffic.canary_percent},
             "shadow": traffic.shadow_arm, "limits": served.compiled.limits}
 
@@ -381,7 +395,7 @@ class CanaryRollout:
     """
 
     def __init__(self, ws: Any, engine: Any, scene: str, arm: str, *, steps: Sequence[float] = (5, 25, 50, 100),
-                 min_requests: int | None = None, heartbeat_s: float = 1.0) -> None:
+                 min_requests: int | None = None, heartbeat_s: float = 1.0, window_s: float = WINDOW_S) -> None:
         served = engine.scene(scene)
         if arm not in served.compiled.plans or arm == "control":
             raise InvalidInput(f"scene {scene!r} has no arm {arm!r} to roll out; its arms are "
@@ -398,6 +412,7 @@ class CanaryRollout:
         self.checks: list[dict[str, Any]] = []
         self.release_id: int | None = None
         self.heartbeat_s = float(heartbeat_s)  # how often advance() runs; recorded so others can tell a stale release
+        self.window_s = float(window_s)
         self._begin_step()
 
     @property
@@ -442,25 +457,53 @@ class CanaryRollout:
         self._traffic().set_canary(float(row.percent) if row is not None else 0.0)
 
     def evaluate(self) -> dict[str, Any]:
-        """Compare the arm with control since the step began; the breaches found (if any)."""
+        """Compare the arm with control over the whole step; the breaches found (if any). Error rate
+        and p99 are judged once the step has ``min_requests`` of the arm's requests, PSI once both
+        sides have 20 scores (fallback answers carry none)."""
         from shipyard.risk.metrics import psi
 
         served = self.engine.scene(self.scene)
         arm = served.stats[self.arm].summary(self.step_started)
         control = served.stats["control"].summary(self.step_started)
-        check: dict[str, Any] = {"percent": self.steps[self.index], "count": arm["count"],
-                                 "error_rate": arm["error_rate"], "p99_ms": arm["p99_ms"], "breaches": []}
+        check = self._judge(arm)
         limits = self.limits
-        if arm["count"] and "error_rate" in limits and arm["error_rate"] > limits["error_rate"]:
-            check["breaches"].append(f"error rate {arm['error_rate']:.3f} > {limits['error_rate']}")
-        if arm["p99_ms"] is not None and "p99_ms" in limits and arm["p99_ms"] > limits["p99_ms"]:
-            check["breaches"].append(f"p99 {arm['p99_ms']:.2f} ms > {limits['p99_ms']} ms")
         if "psi" in limits and len(arm["scores"]) >= 20 and len(control["scores"]) >= 20:
             value = float(psi(np.asarray(control["scores"]), np.asarray(arm["scores"]), bins=10))
             check["psi"] = value
             if value > limits["psi"]:
                 check["breaches"].append(f"score PSI {value:.3f} > {limits['psi']}")
         return check
+
+    def _judge(self, arm: dict[str, Any], window_s: float | None = None) -> dict[str, Any]:
+        check: dict[str, Any] = {"percent": self.steps[self.index], "count": arm["count"],
+                                 "errors": arm["errors"], "fallbacks": arm["fallbacks"],
+                                 "error_rate": arm["error_rate"], "p99_ms": arm["p99_ms"], "breaches": []}
+        if arm["failed_steps"]:
+            check["failed_steps"] = arm["failed_steps"]
+        if window_s is not None:
+            check["window_s"] = window_s
+        if arm["count"] < self.min_requests:
+            return check
+        limits = self.limits
+        if "error_rate" in limits and arm["error_rate"] > limits["error_rate"]:
+            check["breaches"].append(f"error rate {arm['error_rate']:.3f} > {limits['error_rate']}")
+        if arm["p99_ms"] is not None and "p99_ms" in limits and arm["p99_ms"] > limits["p99_ms"]:
+            check["breaches"].append(f"p99 {arm['p99_ms']:.2f} ms > {limits['p99_ms']} ms")
+        return check
+
+    def watch(self) -> str:
+        """Roll back at once when the arm's recent requests breach the error-rate or p99 limit: the
+        requests of the last ``window_s`` seconds of this step, at least ``min_requests`` of them.
+        Reads only this process's statistics (no store round trip), so it can run often."""
+        if self.status != "running" or not ({"error_rate", "p99_ms"} & set(self.limits)):
+            return self.status
+        served = self.engine.scene(self.scene)
+        recent = served.stats[self.arm].summary(self.step_started, window_s=self.window_s, at_least=self.min_requests)
+        check = self._judge(recent, self.window_s)
+        if not check["breaches"]:
+            return self.status
+        self.checks.append(check)
+        return self._finish("rolled_back", "; ".join(check["breaches"]) + f" (last {self.window_s:g} s)", 0.0)
 
     def _still_running(self) -> bool:
         """Refresh the release's heartbeat; False (and its recorded end adopted) when another
@@ -512,8 +555,9 @@ class CanaryRollout:
         return status
 
     def run(self, *, interval: float = 1.0, timeout: float = 600.0, stop: threading.Event | None = None) -> str:
-        """Advance every ``interval`` s until the rollout ends. Past ``timeout`` (without enough
-        requests to judge the last step) it stops at 0 %; so does a set ``stop`` event."""
+        """Advance every ``interval`` s, and ``watch`` every ``WATCH_S`` s in between, until the
+        rollout ends. Past ``timeout`` (without enough requests to judge the last step) it stops at
+        0 %; so does a set ``stop`` event."""
         stop = stop or threading.Event()
         deadline = time.monotonic() + timeout
         if interval != self.heartbeat_s:
@@ -521,8 +565,15 @@ class CanaryRollout:
             if self.ws is not None and self.release_id is not None:
                 _update_release(self.ws, self.release_id, self.scene, self.arm, self.percent, "running", "",
                                 self._details())
-        while not stop.wait(interval):
+        tick = min(interval, WATCH_S)
+        next_check = time.monotonic() + interval
+        while not stop.wait(tick):
             try:
+                if self.watch() != "running":
+                    return self.status
+                if time.monotonic() < next_check:
+                    continue
+                next_check = time.monotonic() + interval
                 if self.advance() != "running":
                     return self.status
             except StoreUnavailable as exc:  # a locked or unreachable store: try again next time

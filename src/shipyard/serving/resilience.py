@@ -7,6 +7,9 @@
 - ``CircuitBreaker``: after ``threshold`` consecutive dependency failures the circuit opens for
   ``cooldown`` seconds and calls fail fast (or take the scene's fallback); then one trial call
   is let through (half-open) and its outcome closes or re-opens the circuit.
+- ``Breakers``: one circuit breaker per arm and per dependency (a model version or a feature
+  service), so an arm whose model fails opens only its own circuit: the other arms keep calling
+  their dependencies and never answer from the fallback because of it.
 
 Several worker processes: a scene's limits are for the whole server. Each of N workers enforces
 1/N of the rate, burst and concurrency (``Guard(..., workers=N)``; the ``server`` command passes
@@ -103,6 +106,8 @@ class CircuitBreaker:
         return "half_open" if time.monotonic() - self.opened_at >= self.cooldown else "open"
 
     def allow(self) -> bool:
+        if self.opened_at is None:  # the usual case, without the lock
+            return True
         with self._lock:
             if self.opened_at is None:
                 return True
@@ -124,6 +129,53 @@ class CircuitBreaker:
             if self._trial or self.failures >= self.threshold:
                 self.opened_at = time.monotonic()
                 self._trial = False
+
+
+class Breakers:
+    """The circuit breakers of one scene, one per (arm, dependency), made on first use."""
+
+    def __init__(self, threshold: int = 5, cooldown: float = 10.0) -> None:
+        self.threshold = threshold
+        self.cooldown = cooldown
+        self._arms: dict[str, dict[str, CircuitBreaker]] = {}
+        self._lock = threading.Lock()
+
+    def arm(self, arm: str) -> ArmBreakers:
+        found = self._arms.get(arm)
+        if found is None:
+            with self._lock:
+                found = self._arms.setdefault(arm, {})
+        return ArmBreakers(self, found)
+
+    def states(self) -> dict[str, dict[str, str]]:
+        """``{arm: {dependency: state}}`` of every circuit that is not closed."""
+        out: dict[str, dict[str, str]] = {}
+        for arm, breakers in list(self._arms.items()):
+            for dependency, breaker in list(breakers.items()):
+                state = breaker.state
+                if state != "closed":
+                    out.setdefault(arm, {})[dependency] = state
+        return out
+
+
+class ArmBreakers:
+    """The breakers of one arm: ``breakers(dependency)`` returns (and makes) that dependency's."""
+
+    __slots__ = ("_owner", "_by_dependency")
+
+    def __init__(self, owner: Breakers, by_dependency: dict[str, CircuitBreaker]) -> None:
+        self._owner = owner
+        self._by_dependency = by_dependency
+
+    def __call__(self, dependency: str) -> CircuitBreaker:
+        breaker = self._by_dependency.get(dependency)
+        if breaker is None:
+            with self._owner._lock:
+                breaker = self._by_dependency.get(dependency)
+                if breaker is None:
+                    breaker = CircuitBreaker(self._owner.threshold, self._owner.cooldown)
+                    self._by_dependency[dependency] = breaker
+        return breaker
 
 
 class Guard:
@@ -149,7 +201,7 @@ class Guard:
             if client_rate else None
         concurrency = limits.get("max_concurrency")
         self.concurrency = ConcurrencyLimit(max(1, int(concurrency) // n)) if concurrency else None
-        self.breaker = CircuitBreaker()
+        self.breakers = Breakers()
         self.timeout_s = float(limits["timeout_ms"]) / 1000.0 if limits.get("timeout_ms") else None
 
     def admit(self, client: str | None) -> None:

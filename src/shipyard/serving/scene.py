@@ -42,7 +42,7 @@ from shipyard.store.schema import scene_versions, scenes
 
 TOP_KEYS = ("name", "description", "inputs", "outputs", "flow", "traffic", "fallback", "limits", "log")
 LIMIT_KEYS = ("timeout_ms", "max_concurrency", "rate_per_s", "burst", "client_rate_per_s", "error_rate",
-              "p99_ms", "psi", "min_requests")
+              "p99_ms", "psi", "min_requests", "threads")
 CONTROL = "control"
 
 
@@ -100,6 +100,10 @@ def normalise(spec: Mapping[str, Any]) -> dict[str, Any]:
     for key, value in limits.items():
         if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
             raise InvalidInput(f"limit {key!r} must be a non-negative number", {"field": f"limits.{key}"})
+    threads = limits.get("threads")
+    if threads is not None and (threads != int(threads) or not 1 <= threads <= 1024):
+        raise InvalidInput(f"limit 'threads' is {threads!r}; give a whole number of threads per arm from 1 to 1024",
+                           {"field": "limits.threads"})
     outputs = spec.get("outputs")
     if outputs is not None and (not isinstance(outputs, list) or not all(isinstance(o, str) for o in outputs)):
         raise InvalidInput("scene 'outputs' must be a list of field names", {"field": "outputs"})

@@ -5,6 +5,12 @@ writes its outputs into them; a model step scores all rows in one call, so a bat
 model call, not one per row. ``Node.run`` is the error boundary: any failure inside a step is
 raised as a ``ShipyardError`` whose ``details["step"]`` names the innermost failing step (and
 ``details["dependency"]`` says whether a feature store or a model failed, for fallbacks).
+
+Steps that call a dependency (a feature service, a model version) go through that dependency's
+circuit breaker for the request's arm (``Trace.breakers``): an open circuit fails the step at once
+(503, ``details["circuit"] == "open"``) without calling the dependency, a 5xx failure counts
+against it, a success closes it. A request past its timeout (``Trace.expired``) counts nothing as
+a success, so a dependency that always answers late still opens its circuit.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from shipyard.errors import ModelError, NotFound, ShipyardError
+from shipyard.errors import ModelError, NotFound, Overloaded, ShipyardError
 from shipyard.models.loaded import model_failure
 from shipyard.serving.expr import Expression
 
@@ -34,14 +40,21 @@ def _executor() -> ThreadPoolExecutor:
 
 
 class Trace:
-    """What one request did: time in feature lookups and model calls, model versions used."""
+    """What one request did: time in feature lookups and model calls, model versions used, time
+    spent waiting for a thread of the arm's pool; and what it runs under: the arm's circuit
+    breakers (``breakers(dependency)``, None to run without), whether its time is up, and the
+    dependency step it is in (a timeout is charged to that dependency)."""
 
-    __slots__ = ("features_s", "model_s", "models")
+    __slots__ = ("features_s", "model_s", "queue_s", "models", "breakers", "expired", "running")
 
-    def __init__(self) -> None:
+    def __init__(self, breakers: Callable[[str], Any] | None = None) -> None:
         self.features_s = 0.0
         self.model_s = 0.0
+        self.queue_s = 0.0
         self.models: dict[str, int] = {}
+        self.breakers = breakers
+        self.expired = False
+        self.running: Node | None = None
 
 
 def to_python(values: Any) -> list[Any]:
@@ -65,6 +78,8 @@ class Node:
 
     kind = "step"
     dependency = ""
+    # what this step calls, for its circuit breaker ("model credit v2", "features credit_scoring")
+    target = ""
 
     def __init__(self, step_id: str) -> None:
         self.id = step_id
@@ -72,19 +87,33 @@ class Node:
         self.writes: dict[str, str] = {}
 
     def run(self, rows: list[Row], trace: Trace) -> None:
+        breaker = trace.breakers(self.target) if self.target and trace.breakers is not None else None
+        if breaker is not None:
+            if not breaker.allow():
+                raise Overloaded(f"step {self.id!r}: circuit open for {self.target} after repeated failures; "
+                                 f"retry in {breaker.cooldown:g} s",
+                                 {"step": self.id, "dependency": self.dependency, "circuit": "open",
+                                  "retry_after": max(1, int(breaker.cooldown))})
+            trace.running = self
         try:
             self._run(rows, trace)
         except ShipyardError as exc:
             exc.details.setdefault("step", self.id)
             if self.dependency:
                 exc.details.setdefault("dependency", self.dependency)
+            if breaker is not None and exc.status >= 500:
+                breaker.failure()
             raise
         except Exception as exc:
+            if breaker is not None:
+                breaker.failure()
             raise ModelError(
                 f"step {self.id!r} ({self.kind}) failed: {type(exc).__name__}: {exc}",
                 {"step": self.id, "kind": self.kind, "exception": type(exc).__name__,
                  **({"dependency": self.dependency} if self.dependency else {})},
             ) from exc
+        if breaker is not None and not trace.expired:
+            breaker.success()
 
     def _run(self, rows: list[Row], trace: Trace) -> None:
         raise NotImplementedError
@@ -124,6 +153,7 @@ class FeaturesNode(Node):
         self.names = names
         self.on_missing = on_missing
         self.found = found
+        self.target = f"features {service}"
         self.reads = set(entity.values())
         self.writes = {n: "any" for n in names}
         if found:
@@ -188,6 +218,7 @@ class ModelNode(Node):
         self.output = output
         self.outputs = outputs
         self.numeric = numeric
+        self.target = f"model {name} v{version}"
         self.reads = set(fields)
         self.writes = {o: "any" for o in outputs} if outputs else {output: "double" if numeric else "any"}
 

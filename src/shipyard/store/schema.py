@@ -145,7 +145,7 @@ model_versions = Table(
     Column("tags", JSON, nullable=False, default=dict),
     # lineage slots: dataset version, feature views/services the model was trained on
     Column("lineage", JSON, nullable=False, default=dict),
-    # pending -> validating -> validated | failed
+    # pending -> validating -> validated | failed | abandoned (validation kept dying; see job_leases)
     Column("status", String(16), nullable=False),
     Column("status_reason", Text, nullable=False, default=""),
     Column("validation", JSON, nullable=False, default=dict),
@@ -194,6 +194,29 @@ events = Table(
     Column("subject", String(512), nullable=False),
     Column("details", JSON, nullable=False, default=dict),
     Index("ix_events_subject", "subject", "id"),
+)
+
+# --- job leases -----------------------------------------------------------------------------
+# Who is working on a record left in progress (a model version being validated, a materialization
+# run, later pipeline and scheduled runs): the owner process and its last heartbeat, written in the
+# same transaction that puts the record in progress and removed in the one that finishes it. A record
+# whose lease went stale (or whose owner process is gone) is resumed or marked abandoned by the
+# recovery loop (see store/leases.py).
+job_leases = Table(
+    "job_leases",
+    metadata,
+    Column("kind", String(64), primary_key=True),
+    Column("key", String(512), primary_key=True),
+    # host/pid-namespace/pid/process-start of the process holding it
+    Column("owner", String(255), nullable=False),
+    # the attempt it belongs to (a validation attempt id), so a superseded attempt cannot drop it
+    Column("token", String(64), nullable=False, default=""),
+    Column("acquired_at", BigInteger, nullable=False),
+    Column("heartbeat_at", BigInteger, nullable=False),
+    Column("ttl_ms", BigInteger, nullable=False),
+    # how many times the record was taken over from a dead owner
+    Column("recoveries", Integer, nullable=False, default=0),
+    Column("details", JSON, nullable=False, default=dict),
 )
 
 # --- serving --------------------------------------------------------------------------------
@@ -291,7 +314,7 @@ feature_materializations = Table(
     Column("start_ts", BigInteger),
     Column("end_ts", BigInteger, nullable=False),
     Column("rows", BigInteger, nullable=False, default=0),
-    # running -> succeeded | failed
+    # running -> succeeded | failed | abandoned (its process died; see job_leases)
     Column("status", String(16), nullable=False),
     Column("details", JSON, nullable=False, default=dict),
     Column("started_at", BigInteger, nullable=False),

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
-from shipyard.errors import InvalidInput, ShipyardError
+from shipyard.errors import InvalidInput
 from shipyard.features.push import PushResult, prepare_rows, write_prepared
 
 
@@ -49,6 +49,10 @@ class ConsumeStats:
     dead_lettered: int = 0
     batches: int = 0
     seconds: float = 0.0
+    # delivered before a crash and read again: own pending entries (Redis), redeliveries (NATS)
+    redelivered: int = 0
+    # entries taken over from other consumers that left them pending (Redis XAUTOCLAIM)
+    claimed: int = 0
     freshness: list[float] = field(default_factory=list)
 
     def add(self, outcome: BatchOutcome) -> None:
@@ -71,6 +75,7 @@ class ConsumeStats:
         return {
             "messages": self.messages, "written": self.written, "duplicates": self.duplicates, "stale": self.stale,
             "dead_lettered": self.dead_lettered, "batches": self.batches, "seconds": round(self.seconds, 3),
+            "redelivered": self.redelivered, "claimed": self.claimed,
             "freshness_p50_s": self.percentile(0.5), "freshness_p99_s": self.percentile(0.99),
         }
 
@@ -144,8 +149,12 @@ class StreamIngestor:
             raise InvalidInput(f"{view!r} is an on-demand feature view; stream into a feature view", {"view": view})
         self.to_offline = to_offline
 
-    def process(self, messages: Sequence[tuple[Any, Any]]) -> BatchOutcome:
-        """Handle ``(message id, payload)`` pairs; raises only when the write itself failed."""
+    def process(self, messages: Sequence[tuple[Any, Any]],
+                redelivered: Mapping[Any, int] | None = None) -> BatchOutcome:
+        """Handle ``(message id, payload)`` pairs; raises only when the write itself failed.
+        ``redelivered`` maps the ids of messages delivered before (a crash) to the time they were
+        published (ms): their rows reach the offline log even when the dead consumer had written
+        them online but not offline (see ``write_prepared``)."""
         outcome = BatchOutcome()
         rows: list[dict[str, Any]] = []
         row_ids: list[Any] = []
@@ -164,10 +173,10 @@ class StreamIngestor:
             outcome.dead.append(DeadLetter(row_ids[index], exc.message, _raw(payloads[index])))
         good_ids = [mid for index, mid in enumerate(row_ids) if index not in errors]
         if good.keys:
-            try:
-                outcome.result = write_prepared(self.store, self.view, good, to_offline=self.to_offline)
-            except ShipyardError:
-                raise
+            again = {i: redelivered[mid] for i, mid in enumerate(good_ids) if mid in redelivered} \
+                if redelivered else None
+            outcome.result = write_prepared(self.store, self.view, good, to_offline=self.to_offline,
+                                            delivered_before=again)
             done = outcome.result.details.get("online_at", time.time())
             outcome.freshness = [done - ts.timestamp() for ts in good.event_ts]
         outcome.ack = good_ids + [d.message_id for d in outcome.dead]

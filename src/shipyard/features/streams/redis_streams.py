@@ -1,12 +1,25 @@
-"""Redis Streams consumer: a consumer group, XACK after the online write, a dead-letter stream.
+"""Redis Streams consumer: a consumer group, XACK after the online write, a dead-letter stream, and
+pending entries of dead consumers claimed.
 
     consumer = RedisStreamConsumer(store, "driver_stats", "redis://127.0.0.1:6379/0", "driver-events")
     stats = consumer.run(timeout=60)
 
 Each entry carries the JSON row in its ``data`` field (``XADD driver-events * data '{...}'``).
-On start the consumer first re-reads its own pending entries (delivered before a crash but never
-acknowledged), then new ones. Malformed entries are copied to ``{stream}:dead`` with the reason and
-acknowledged.
+
+Surviving a crash. An entry is acknowledged only after its row was written, so an entry delivered
+to a consumer that dies stays pending, owned by that consumer's name:
+
+- the consumer name is stable — ``consumer=`` (``--consumer``), by default the host name — so a
+  consumer restarted under its name first re-reads its own pending entries, at once;
+- entries pending for another consumer longer than ``claim_idle_s`` (default 30 s: longer than a
+  batch ever takes) are taken over with ``XAUTOCLAIM`` at start and every ``claim_every_s`` while
+  running, so the entries of a consumer that never comes back (a pod with a new name) are written.
+
+Redelivered rows are recognised as duplicates of (entity key, event time) and skipped, so nothing is
+applied twice. ``setup()`` (``shipyard features consume --setup``) creates the stream and the group
+at the stream's start; ``run()`` does the same when the group is missing, which loses nothing since
+a Redis stream keeps its entries whether or not a group reads it. Malformed entries are copied to
+``{stream}:dead`` with the reason and acknowledged.
 """
 
 from __future__ import annotations
@@ -14,13 +27,19 @@ from __future__ import annotations
 import logging
 import socket
 import threading
-import uuid
+import time
 from typing import Any
 
 from shipyard.errors import StoreUnavailable, require
 from shipyard.features.streams.core import ConsumeStats, RunLimits, StreamIngestor, dead_letter_record
 
 log = logging.getLogger(__name__)
+
+
+def default_consumer_name() -> str:
+    """The host name: the same after a restart on the same machine (set one per consumer process
+    when a host runs several consumers of one stream and group)."""
+    return socket.gethostname()
 
 
 class RedisStreamConsumer:
@@ -36,6 +55,8 @@ class RedisStreamConsumer:
         dead_letter: str | None = None,
         batch_size: int = 1000,
         block_ms: int = 200,
+        claim_idle_s: float = 30.0,
+        claim_every_s: float = 1.0,
         to_offline: bool = True,
     ) -> None:
         redis = require("redis", "streams")
@@ -44,22 +65,35 @@ class RedisStreamConsumer:
         self._response_error = redis.exceptions.ResponseError
         self.stream = stream
         self.group = group
-        self.consumer = consumer or f"{socket.gethostname()}-{uuid.uuid4().hex[:6]}"
+        self.consumer = consumer or default_consumer_name()
         self.dead_letter = dead_letter or f"{stream}:dead"
         self.batch_size = batch_size
         self.block_ms = block_ms
+        self.claim_idle_ms = int(claim_idle_s * 1000)
+        self.claim_every_s = claim_every_s
         self.ingestor = StreamIngestor(store, view, to_offline=to_offline)
         self.view = view
 
-    def ensure_group(self) -> None:
+    def setup(self) -> dict[str, Any]:
+        """Create the stream (if missing) and the consumer group at its first entry."""
         try:
             self.client.xgroup_create(self.stream, self.group, id="0", mkstream=True)
+            created = True
         except self._response_error as exc:
             if "BUSYGROUP" not in str(exc):
                 raise
+            created = False
+        return {"stream": self.stream, "group": self.group, "group_created": created,
+                "dead_letter": self.dead_letter}
 
-    def _handle(self, entries: list[tuple[bytes, dict[bytes, bytes]]], stats: ConsumeStats) -> None:
-        outcome = self.ingestor.process(entries)
+    def ensure_group(self) -> None:
+        self.setup()
+
+    def _handle(self, entries: list[tuple[bytes, dict[bytes, bytes]]], stats: ConsumeStats,
+                redelivered: bool = False) -> None:
+        # an entry id starts with the time it was added (ms): how far back its first delivery can be
+        again = {mid: int(mid.split(b"-")[0]) for mid, _ in entries} if redelivered else None
+        outcome = self.ingestor.process(entries, again)
         if outcome.dead:
             pipe = self.client.pipeline(transaction=False)
             for letter in outcome.dead:
@@ -70,6 +104,27 @@ class RedisStreamConsumer:
         if outcome.ack:
             self.client.xack(self.stream, self.group, *outcome.ack)
         stats.add(outcome)
+
+    def claim(self, stats: ConsumeStats) -> int:
+        """Take over and write the entries pending for other consumers longer than ``claim_idle_s``."""
+        claimed, start = 0, "0-0"
+        while True:
+            reply = self.client.xautoclaim(self.stream, self.group, self.consumer, self.claim_idle_ms,
+                                           start_id=start, count=self.batch_size)
+            start, entries = reply[0], reply[1]
+            gone = reply[2] if len(reply) > 2 else []
+            if gone:  # trimmed from the stream while pending: nothing left to write
+                self.client.xack(self.stream, self.group, *gone)
+            if entries:
+                claimed += len(entries)
+                stats.claimed += len(entries)
+                self._handle(entries, stats, redelivered=True)
+            if start in (b"0-0", "0-0"):
+                break
+        if claimed:
+            log.warning("claimed %d entries of %s left pending by other consumers of group %s", claimed,
+                        self.stream, self.group)
+        return claimed
 
     def run(
         self,
@@ -84,20 +139,29 @@ class RedisStreamConsumer:
         stats = ConsumeStats()
         limits = RunLimits(self.batch_size, max_messages, timeout, idle_timeout)
         try:
-            self.ensure_group()
-            cursor = "0"  # own pending entries first, then new ones
+            self.setup()
+            if self.claim(stats):
+                limits.saw_data()
+            next_claim = time.monotonic() + self.claim_every_s
+            cursor = "0"  # own pending entries first (delivered before a crash), then new ones
             while not limits.done(stats, stop):
+                if time.monotonic() >= next_claim:
+                    if self.claim(stats):
+                        limits.saw_data()
+                    next_claim = time.monotonic() + self.claim_every_s
                 count = limits.next_count(stats)
                 reply = self.client.xreadgroup(self.group, self.consumer, {self.stream: cursor}, count=count,
                                                block=None if cursor == "0" else self.block_ms)
                 entries = reply[0][1] if reply else []
-                if cursor == "0" and not entries:
-                    cursor = ">"
-                    continue
+                if cursor == "0":
+                    if not entries:
+                        cursor = ">"
+                        continue
+                    stats.redelivered += len(entries)
                 if not entries:
                     continue
                 limits.saw_data()
-                self._handle(entries, stats)
+                self._handle(entries, stats, redelivered=cursor == "0")
         except self._errors as exc:
             raise StoreUnavailable(f"Redis stream {self.stream!r} unreachable ({exc}); check the --source URL",
                                    {"field": "source"}) from exc

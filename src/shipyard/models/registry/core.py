@@ -24,10 +24,11 @@ from shipyard.artifacts import sha256_dir
 from shipyard.errors import AlreadyExists, Conflict, IntegrityError, InvalidInput, NotFound
 from shipyard.models.registry import names
 from shipyard.models.registry.records import PENDING, ModelVersion, RegisteredModel
+from shipyard.models.registry.recovery import VERSION_JOB, VersionRecovery, lease_key
 from shipyard.models.registry.release import ReleaseWorkflow
 from shipyard.models.registry.sources import inspect_model_dir, resolve_source
 from shipyard.models.trust import refuse_pickles
-from shipyard.store import now_ms
+from shipyard.store import leases, now_ms
 from shipyard.store.events import list_events, record_event
 from shipyard.store.schema import artifacts as artifacts_table
 from shipyard.store.schema import model_aliases, model_versions, registered_models
@@ -232,7 +233,12 @@ class Registry(ReleaseWorkflow):
                 name, folder, local_sha, flavor, signature, source_run, lineage_map, tag_map, metric_map, user
             )
         log.info("registered model %s version %d (%s, sha256 %s)", name, version, flavor, local_sha[:12])
-        self.start_validation(name, version, actor=user)
+        try:
+            self.start_validation(name, version, actor=user)
+        except BaseException:
+            # stop heartbeating: the version stays pending and crash recovery validates it later
+            leases.forget(self.ws.store, VERSION_JOB, lease_key(name, version))
+            raise
         if await_validation:
             return self.wait_for_validation(name, version, timeout=validation_timeout)
         return self.get_version(name, version)
@@ -290,6 +296,8 @@ class Registry(ReleaseWorkflow):
                     "version": version, "sha256": whole.sha256, "size": whole.size, "flavor": flavor,
                     "source_run_id": source_run, "files": len(files),
                 })
+                # pending until validation starts: a crash before then leaves a lease that goes stale
+                leases.acquire(conn, VERSION_JOB, lease_key(name, version), ttl_s=self.ws.settings.lease_ttl_s)
             except BaseException:
                 # Still holding the model lock: nobody else can be writing under this prefix.
                 try:
@@ -297,6 +305,7 @@ class Registry(ReleaseWorkflow):
                 except Exception:  # noqa: BLE001 - keep the original error
                     log.warning("could not remove partial upload %s", prefix, exc_info=True)
                 raise
+        leases.keep(self.ws.store, VERSION_JOB, lease_key(name, version), self.ws.settings.lease_ttl_s)
         return version
 
     def _lock_model(self, conn: Connection, name: str) -> Mapping[str, Any]:
@@ -568,6 +577,10 @@ class Registry(ReleaseWorkflow):
             if failure is exc:
                 raise
             raise failure from exc
+
+    def recovery(self) -> VersionRecovery:
+        """The crash-recovery kind of model versions: resumes validations whose process died."""
+        return VersionRecovery(self)
 
     def _forget(self, name: str, version: int | None = None) -> None:
         with self._cache_lock:

@@ -6,10 +6,13 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-#: version status values, in the order a release moves through them
+#: version status values, in the order a release moves through them; ``abandoned``: the processes
+#: validating it kept dying (crash recovery gave up; ``validate()`` tries again)
 PENDING, VALIDATING, VALIDATED, FAILED, REJECTED = "pending", "validating", "validated", "failed", "rejected"
-STATUSES = (PENDING, VALIDATING, VALIDATED, FAILED, REJECTED)
-FINISHED = (VALIDATED, FAILED, REJECTED)
+ABANDONED = "abandoned"
+STATUSES = (PENDING, VALIDATING, VALIDATED, FAILED, REJECTED, ABANDONED)
+FINISHED = (VALIDATED, FAILED, REJECTED, ABANDONED)
+IN_PROGRESS = (PENDING, VALIDATING)
 
 
 @dataclass(frozen=True)

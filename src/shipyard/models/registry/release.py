@@ -23,15 +23,18 @@ from sqlalchemy.engine import Connection
 from shipyard.errors import Conflict, Forbidden, NotFound, ShipyardError
 from shipyard.models.registry import names
 from shipyard.models.registry.records import (
+    ABANDONED,
     FINISHED,
+    IN_PROGRESS,
     REJECTED,
     VALIDATED,
     VALIDATING,
     AliasMove,
     ModelVersion,
 )
+from shipyard.models.registry.recovery import VERSION_JOB, lease_key
 from shipyard.models.validation import ValidationJob, ValidationResult, check_package
-from shipyard.store import now_ms
+from shipyard.store import leases, now_ms
 from shipyard.store.events import record_event
 from shipyard.store.schema import model_alias_history, model_aliases, model_versions
 
@@ -64,16 +67,20 @@ class ReleaseWorkflow:
         raise NotImplementedError
 
     # -- validation ----------------------------------------------------------------------------
-    def start_validation(self, name: str, version: int | str, *, actor: str | None = None) -> str:
+    def start_validation(self, name: str, version: int | str, *, actor: str | None = None,
+                         recovered: str | None = None) -> str:
         """Mark the version ``validating`` and run the checks (in a separate process by default).
 
-        Returns the attempt id; a later attempt supersedes an earlier one still running.
+        Returns the attempt id; a later attempt supersedes an earlier one still running. The
+        attempt holds the version's lease (this process's, or the validation process's once it
+        started); ``recovered`` is why crash recovery resumes it (recorded with the event).
         """
         names.check_model_name(name)
         number = names.check_version(version)
         user = actor or self.ws.user
         attempt = uuid.uuid4().hex
         in_subprocess = self.ws.settings.validation_subprocess
+        key, ttl = lease_key(name, number), self.ws.settings.lease_ttl_s
         with self.ws.store.begin() as conn:
             self._lock_model(conn, name)
             row = self._version_row(conn, name, number, lock=True)
@@ -94,7 +101,12 @@ class ReleaseWorkflow:
                 )
             )
             record_event(conn, user, "model.validation_started", names.subject(name, str(number)),
-                         {"version": number, "attempt": attempt})
+                         {"version": number, "attempt": attempt, **({"recovered": recovered} if recovered else {})})
+            leases.acquire(conn, VERSION_JOB, key, ttl_s=ttl, token=attempt)
+        # This process holds the attempt's lease until the outcome is recorded, whether the checks run
+        # here or in the validation process (which only checks and reports back): if this process
+        # dies first, the lease shows it and recovery starts the validation again.
+        leases.keep(self.ws.store, VERSION_JOB, key, ttl)
         try:
             job = self._validation_job(name, number)
         except ShipyardError as exc:
@@ -201,6 +213,30 @@ class ReleaseWorkflow:
                          names.subject(name, str(version)),
                          {"version": version, "attempt": attempt, "reason": reason,
                           "latency_ms": report.get("latency_ms")})
+            leases.release(conn, VERSION_JOB, lease_key(name, version), token=attempt)
+        leases.forget(self.ws.store, VERSION_JOB, lease_key(name, version))
+        return True
+
+    def abandon_validation(self, name: str, version: int, reason: str) -> bool:
+        """Mark a version left pending/validating ``abandoned`` and drop its lease (crash recovery
+        gave up); False when it is no longer in progress."""
+        with self.ws.store.begin() as conn:
+            self._lock_model(conn, name)
+            try:
+                row = self._version_row(conn, name, version, lock=True)
+            except NotFound:
+                leases.release(conn, VERSION_JOB, lease_key(name, version))
+                return False
+            leases.release(conn, VERSION_JOB, lease_key(name, version))
+            if row["status"] not in IN_PROGRESS:
+                return False
+            conn.execute(
+                model_versions.update()
+                .where(model_versions.c.name == name, model_versions.c.version == version)
+                .values(status=ABANDONED, status_reason=reason)
+            )
+            record_event(conn, "shipyard", "model.validation_abandoned", names.subject(name, str(version)),
+                         {"version": version, "reason": reason})
         return True
 
     def record_stress_test(self, name: str, version: int | str, result: Mapping[str, Any], *,
