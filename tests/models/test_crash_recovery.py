@@ -144,27 +144,35 @@ def test_a_version_left_validating_by_a_dead_process_is_validated_again(project,
     ws.close()
 
 
-def test_validation_that_keeps_killing_its_process_is_abandoned(project, dying_model, monkeypatch) -> None:
-    from shipyard.recovery import recover
+RECOVER = """
+import sys
+from shipyard.config import load_settings
+from shipyard.recovery import recover
+from shipyard.workspace import Workspace
+ws = Workspace(load_settings(sys.argv[1], validation_timing_calls=5))
+print(",".join(d.outcome for d in recover(ws)))
+"""
+
+
+def test_validation_that_keeps_killing_its_process_is_abandoned(project, dying_model) -> None:
     from shipyard.workspace import Workspace
 
-    monkeypatch.setenv(DIE, "1")  # every validation process dies, the resumed ones too
-    ws = Workspace(settings(project, validation_subprocess=True))
-    ws.registry.register(dying_model, "m")
-    outcomes: list[str] = []
+    # every process that validates it in-process dies: the registering one, then each resuming one
+    die = {DIE: "1", "SHIPYARD_VALIDATION_SUBPROCESS": "0"}
+    assert run_script(REGISTER, project, dying_model, env=die) == -9
+    ws = Workspace(settings(project, validation_subprocess=False))
+    codes = []
     deadline = time.monotonic() + 240
     while statuses(ws)[1] != "abandoned":
-        assert time.monotonic() < deadline, (statuses(ws), outcomes)
-        outcomes += [d.outcome for d in recover(ws)]
-        time.sleep(0.1)
-    assert outcomes == ["resumed", "resumed", "abandoned"]
+        assert time.monotonic() < deadline, (statuses(ws), codes)
+        codes.append(run_script(RECOVER, project, env=die))
+    assert codes == [-9, -9, 0]  # resumed twice (and died), then given up
     mv = ws.registry.get_version("m", 1)
     assert "started 3 times and its process died each time" in mv.status_reason and lease_rows(ws) == []
     kinds = [e["kind"] for e in list_events(ws.store, "models/m/1")]
     assert kinds.count("model.validation_started") == 3 and "model.validation_abandoned" in kinds
     # abandoned is final for waiting, and validate() may try again once the cause is fixed
     assert ws.registry.wait_for_validation("m", 1, timeout=1).status == "abandoned"
-    monkeypatch.delenv(DIE)
     assert ws.registry.validate("m", 1, timeout=120).status == "validated"
     ws.close()
 

@@ -213,8 +213,10 @@ def test_error_bodies_name_the_arm(tmp_path) -> None:
     with pytest.raises(ModelError) as info:
         engine.predict_scene("s", [record(0)], override="chal")
     assert info.value.details["arm"] == "chal" and info.value.message.startswith("arm 'chal': step 'score_step'")
+    from tests.conftest import auth_headers
+
     ws = Workspace(load_settings(tmp_path, user="t"))
-    with TestClient(create_app(ws, engine=engine, follow_interval=0)) as client:
+    with TestClient(create_app(ws, engine=engine, follow_interval=0), headers=auth_headers(ws)) as client:
         r = client.post("/v1/scenes/s/predict", json=record(1), headers={"X-Shipyard-Arm": "chal"})
         ok = client.post("/v1/scenes/s/predict", json=record(1), headers={"X-Shipyard-Arm": "control"})
     assert r.status_code == 500 and ok.status_code == 200
@@ -258,11 +260,12 @@ def test_a_raising_challenger_with_a_fallback_is_rolled_back_on_a_running_server
         node = app.state.serving.engine.scene("credit").compiled.plans["b"].model_nodes()[0]
         node.model = RaisingSometimes(node.model)
         with Load(server.url) as load:
-            r = httpx.post(f"{server.url}/api/v1/scenes/credit/rollout",
+            r = httpx.post(f"{server.url}/api/v1/scenes/credit/rollout", headers=server.headers,
                            json={"arm": "b", "steps": [50, 100], "interval_s": 5})
             assert r.status_code == 202, r.text
             final = wait_until_ended(server.url)
-        bodies = [httpx.post(f"{server.url}/v1/scenes/credit/predict", json=credit_record(i)).json()
+        bodies = [httpx.post(f"{server.url}/v1/scenes/credit/predict", json=credit_record(i),
+                             headers=server.headers).json()
                   for i in range(10)]
     assert final["status"] == "rolled_back", final
     assert "error rate" in final["reason"] and "last 10 s" in final["reason"]

@@ -76,6 +76,7 @@ SERVER = textwrap.dedent('''
     engine = ServingEngine(models=models, scenes=lambda n, v: (1, spec))
     engine.install_scene(compile_scene(spec, 1, models=models))
     ws = Workspace(load_settings(project, user="t"))
+    ws.auth.set_public("default", "scene", "hol", True, actor="t")  # latency, not access, is under test
     uvicorn.run(create_app(ws, engine=engine, follow_interval=0), host="127.0.0.1", port=port,
                 log_level="warning", access_log=False)
 ''')

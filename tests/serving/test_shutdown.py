@@ -53,6 +53,7 @@ def project(tmp_path: Path) -> Path:
     finally:
         cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
     mv = ws.registry.register(folder, "sleepy", await_validation=True)
+    ws.auth.set_public("default", "scene", "slow", True, actor="t")  # shutdown, not access, is under test
     ws.registry.set_alias("sleepy", "champion", mv.version, force=True)
     apply_scene(ws, {"name": "slow", "inputs": {"x": "double", "delay": "double"}, "outputs": ["y"],
                      "flow": [F.model("sleepy", output="y")]})
