@@ -197,20 +197,21 @@ def client(contract):
         yield c, names
 
 
-@pytest.mark.parametrize("url", [
-    "/api/v1/scenes/seeded?version=-164822501404487741397715124224",
-    "/api/v1/scenes/seeded?version=2147483648",
-    "/api/v1/features/services/any?version=54789874707111045264954097664",
-    "/api/v1/features/views/any?version=0",
-    "/api/v1/models/credit/versions/54789874707111045264954097664",
-    "/api/v1/models/credit/versions/2147483648",
+@pytest.mark.parametrize(("url", "field"), [
+    ("/api/v1/scenes/seeded?version=-164822501404487741397715124224", "version"),
+    ("/api/v1/scenes/seeded?version=2147483648", "version"),
+    ("/api/v1/features/services/any?version=54789874707111045264954097664", "version"),
+    ("/api/v1/features/views/any?version=0", "version"),
+    ("/api/v1/models/credit/versions/54789874707111045264954097664", "version"),
+    ("/api/v1/models/credit/versions/2147483648", "version"),
+    ("/api/v1/monitoring/trend?scene=seeded&days=4400000000000000000000", "days"),
 ])
-def test_integers_outside_the_database_range_are_400(client, url) -> None:
+def test_integers_outside_the_database_range_are_400(client, url, field) -> None:
     c, _names = client
     response = c.get(url)
     assert response.status_code == 400, response.text
     assert response.json()["error"]["code"] == "invalid_input"
-    assert "version" in response.text
+    assert field in response.json()["error"]["message"]
 
 
 def test_lone_surrogates_are_refused_naming_the_field(client) -> None:
@@ -295,3 +296,49 @@ def test_every_json_body_refuses_lone_surrogates(contract) -> None:
                 break
     assert checked >= 40
     assert not failures, "\n".join(failures[:20])
+
+
+def _integer_schema(schema: dict[str, Any]) -> dict[str, Any] | None:
+    if schema.get("type") == "integer":
+        return schema
+    for option in schema.get("anyOf", []) + schema.get("oneOf", []):
+        if option.get("type") == "integer":
+            return option
+    return None
+
+
+def test_every_integer_parameter_is_bounded_and_a_huge_one_is_a_400(contract) -> None:
+    """Integer query and path parameters publish a range, and a value past any database integer is a 400."""
+    from fastapi.testclient import TestClient
+
+    app, headers, names = contract
+    spec = app.openapi()
+    unbounded: list[str] = []
+    answers: list[str] = []
+    checked = 0
+    with TestClient(app, headers=headers, raise_server_exceptions=False) as http:
+        for path, operations in spec["paths"].items():
+            for method, operation in operations.items():
+                for param in operation.get("parameters", []):
+                    schema = _integer_schema(param.get("schema", {}))
+                    if schema is None:
+                        continue
+                    label = f"{method.upper()} {path} {param['in']} {param['name']}"
+                    if "maximum" not in schema or schema["maximum"] > 2**63 - 1:
+                        unbounded.append(label)
+                    known = _known(path, names)
+                    url = path
+                    for key in (p[1:-1] for p in path.split("/") if p.startswith("{")):
+                        value = str(10**30) if key == param["name"] else known.get(key, "x")
+                        url = url.replace("{" + key + "}", value)
+                    query = {param["name"]: str(10**30)} if param["in"] == "query" else {}
+                    for other in operation.get("parameters", []):
+                        if other["in"] == "query" and other.get("required") and other["name"] not in query:
+                            query[other["name"]] = names["scene"]
+                    response = http.request(method.upper(), url, params=query)
+                    checked += 1
+                    if response.status_code != 400:
+                        answers.append(f"{label}: {response.status_code} {response.text[:150]}")
+    assert checked >= 10
+    assert not unbounded, unbounded
+    assert not answers, answers

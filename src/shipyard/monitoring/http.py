@@ -11,7 +11,7 @@ from pathlib import PurePosixPath
 from typing import Any
 
 import pandas as pd
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, FastAPI, Path, Query
 from pydantic import Field
 from starlette.responses import HTMLResponse
 
@@ -165,11 +165,12 @@ def router() -> APIRouter:
         return ctx.ws.monitoring.reports(scene)
 
     @api.get("/reports/{report_id}/html", response_class=HTMLResponse)
-    def report_html(report_id: int, ctx: RequestContext = allow(Resource.MONITORING, Action.READ)) -> HTMLResponse:
+    def report_html(report_id: int = Path(ge=1, le=2**31 - 1), *,
+                    ctx: RequestContext = allow(Resource.MONITORING, Action.READ)) -> HTMLResponse:
         return HTMLResponse(ctx.ws.monitoring.report_html(report_id))
 
     @api.get("/trend")
-    def trend(scene: str, days: int = 30, until: str | None = None,
+    def trend(scene: str, days: int = Query(30, ge=1, le=3660), until: str | None = None,
               ctx: RequestContext = allow(Resource.MONITORING, Action.READ)) -> list[dict[str, Any]]:
         from shipyard.reports import to_jsonable
 
@@ -210,7 +211,7 @@ def router() -> APIRouter:
         return {"deleted": name}
 
     @api.get("/alerts/history")
-    def history(rule: str | None = None, status: str | None = None, limit: int = 100,
+    def history(rule: str | None = None, status: str | None = None, limit: int = Query(100, ge=1, le=1000),
                 ctx: RequestContext = allow(Resource.MONITORING, Action.READ)) -> list[dict[str, Any]]:
         return ctx.ws.monitoring.alerts.history(rule=rule, status=status, limit=min(max(limit, 1), 1000))
 

@@ -140,7 +140,7 @@ def router() -> APIRouter:
         return _run_dict(ctx.ws.pipelines.get_run(run_id))
 
     @api.get("/pipelines/runs/{run_id}/nodes/{node}/logs")
-    def logs(run_id: str, node: str, offset: int = Query(0, ge=0),
+    def logs(run_id: str, node: str, offset: int = Query(0, ge=0, le=2**63 - 1),
              ctx: RequestContext = allow(Resource.PIPELINES, Action.READ)) -> dict[str, Any]:
         return ctx.ws.pipelines.logs(run_id, node, offset).to_dict()
 
