@@ -1,15 +1,27 @@
-"""HTTP client for a remote Shipyard server; server errors come back as the same error classes."""
+"""HTTP client for a remote Shipyard server; server errors come back as the same error classes.
+
+``sy.Client(url)`` offers the same Python API as a local workspace: ``.models`` (the registry),
+``.runs`` (tracking), ``.features`` and ``.scenes``. The registry, tracking and features views
+implement the same typed interfaces as their local counterparts (``RegistryAPI``, ``TrackingAPI``,
+``FeaturesAPI``), so code written against one runs against the other.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
 
-import httpx
+from shipyard.connection import Connection
+from shipyard.errors import ShipyardError
 
-from shipyard.errors import ShipyardError, StoreUnavailable, error_from_dict
+if TYPE_CHECKING:
+    from shipyard.features.remote import RemoteFeatures
+    from shipyard.models.remote import RemoteRegistry
+    from shipyard.serving.remote import RemoteServing
+    from shipyard.tracking.remote import RemoteTracking
 
 
-class Client:
+class Client(Connection):
     """A remote server, acting as a token's user.
 
     The token is ``token``, else the ``SHIPYARD_TOKEN`` environment variable, else the one
@@ -17,67 +29,38 @@ class Client:
     the token's project, else ``default``).
     """
 
-    def __init__(self, url: str = "http://127.0.0.1:8000", token: str | None = None, timeout: float = 30.0,
-                 project: str | None = None):
-        import os
-
-        from shipyard.auth.credentials import server_token
-
-        self.url = url.rstrip("/")
-        token = token or os.environ.get("SHIPYARD_TOKEN") or server_token(self.url)
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        if project:
-            headers["X-Shipyard-Project"] = project
-        self.project = project
-        self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
-
-    def request(self, method: str, path: str, **kwargs: Any) -> Any:
-        try:
-            response = self._http.request(method, path, **kwargs)
-        except httpx.TransportError as exc:
-            raise StoreUnavailable(f"cannot reach Shipyard server at {self.url}: {exc}") from exc
-        if response.status_code >= 400:
-            try:
-                payload = response.json()
-            except ValueError:
-                payload = {"error": {"code": "internal", "message": response.text[:500]}}
-            raise error_from_dict(payload, response.status_code)
-        if not response.content:
-            return None
-        if response.headers.get("content-type", "").startswith("application/json"):
-            return response.json()
-        return response.content
-
-    def get(self, path: str, **kwargs: Any) -> Any:
-        return self.request("GET", path, **kwargs)
-
-    def post(self, path: str, json: Any = None, **kwargs: Any) -> Any:
-        return self.request("POST", path, json=json, **kwargs)
-
-    def delete(self, path: str, **kwargs: Any) -> Any:
-        return self.request("DELETE", path, **kwargs)
-
-    # Subsystem views over this connection; each lives beside its subsystem as ``remote.py``.
-    @property
-    def runs(self) -> Any:
+    # Each view lives beside its subsystem (``remote.py``) and is imported on first use, so that
+    # ``import shipyard.client`` stays light; the views import only ``shipyard.connection``.
+    @cached_property
+    def runs(self) -> RemoteTracking:
         from shipyard.tracking.remote import RemoteTracking
 
         return RemoteTracking(self)
 
     @property
-    def models(self) -> Any:
+    def tracking(self) -> RemoteTracking:
+        """The same as ``runs``, under the local workspace's name."""
+        return self.runs
+
+    @cached_property
+    def models(self) -> RemoteRegistry:
         from shipyard.models.remote import RemoteRegistry
 
         return RemoteRegistry(self)
 
     @property
-    def features(self) -> Any:
+    def registry(self) -> RemoteRegistry:
+        """The same as ``models``, under the local workspace's name."""
+        return self.models
+
+    @cached_property
+    def features(self) -> RemoteFeatures:
         from shipyard.features.remote import RemoteFeatures
 
         return RemoteFeatures(self)
 
-    @property
-    def scenes(self) -> Any:
+    @cached_property
+    def scenes(self) -> RemoteServing:
         from shipyard.serving.remote import RemoteServing
 
         return RemoteServing(self)
@@ -89,8 +72,10 @@ class Client:
         """The user this client acts as, with its roles per project."""
         return self.get("/api/v1/auth/whoami")
 
-    def close(self) -> None:
-        self._http.close()
+    @property
+    def user(self) -> str:
+        """The name of the token's user, as the server knows it."""
+        return str(self.whoami()["name"])
 
     def __repr__(self) -> str:
         return f"Client(url={self.url!r}, project={self.project!r})"

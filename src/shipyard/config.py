@@ -67,6 +67,8 @@ class Settings:
     allow_pickle_models: bool = True
     prediction_log_sample_rate: float = 1.0
     max_request_bytes: int = 10 * 1024 * 1024
+    # Streamed file uploads (run artifacts as multipart) go to disk, not memory: a larger limit
+    max_upload_bytes: int = 10 * 1024**3
     # Bring the metadata schema to this Shipyard's revision when a process opens it. A fleet on
     # PostgreSQL sets it false and runs `shipyard db upgrade` once per release instead; then a schema
     # that is behind is refused, naming the command (an empty database is always created).
@@ -120,6 +122,7 @@ _BOUNDS: dict[str, tuple[float, float, bool, bool]] = {
     "validation_tolerance": (0, 1, True, True),
     "prediction_log_sample_rate": (0, 1, True, True),
     "max_request_bytes": (1, 2**40, True, True),
+    "max_upload_bytes": (1, 2**50, True, True),
     "session_hours": (0, 24 * 90, False, True),
     "model_env_timeout_s": (0, 3600, False, True),
 }

@@ -20,6 +20,7 @@ from shipyard import __version__
 from shipyard.auth.http import check_routes
 from shipyard.auth.redact import REDACTOR, RedactedJSONResponse
 from shipyard.errors import ShipyardError
+from shipyard.http_util import document_errors
 from shipyard.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -64,6 +65,12 @@ class ShipyardAPI(FastAPI):
         # Checks a deployer adds to every prediction, on the fast path and the routed path alike
         # (middleware added with add_middleware makes predictions take the full stack instead).
         self.prediction_hooks: list[Any] = []
+
+    def openapi(self) -> dict[str, Any]:
+        """The generated document, with the error answers every API route shares (http_util)."""
+        if self.openapi_schema is None:
+            self.openapi_schema = document_errors(super().openapi())
+        return self.openapi_schema
 
     def add_prediction_hook(self, hook: Any) -> None:
         """Run ``hook(PredictionRequest)`` before every prediction; it raises a ShipyardError to refuse."""

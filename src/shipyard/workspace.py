@@ -17,10 +17,11 @@ import os
 import threading
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from shipyard.artifacts import ArtifactStore
 from shipyard.config import DEFAULT_PROJECT, Settings, load_settings, redact_url
+from shipyard.errors import InvalidInput
 from shipyard.store import MetadataStore
 
 if TYPE_CHECKING:
@@ -28,12 +29,16 @@ if TYPE_CHECKING:
     from shipyard.auth.principal import Principal
     from shipyard.auth.store import AuthStore
     from shipyard.data.catalog import DataCatalog
+    from shipyard.features import FeatureStore
+    from shipyard.features.protocol import FeaturesAPI
     from shipyard.models.registry import Registry
+    from shipyard.models.registry.protocol import RegistryAPI
     from shipyard.monitoring import Monitoring
     from shipyard.pipelines.schedules import Schedules
     from shipyard.pipelines.service import Pipelines
     from shipyard.secrets import SecretStore
     from shipyard.tracking import Tracking
+    from shipyard.tracking.protocol import TrackingAPI
 
 TOKEN_ENV = "SHIPYARD_TOKEN"
 
@@ -137,7 +142,7 @@ class Workspace:
         return Registry(self)
 
     @cached_property
-    def features(self) -> Any:
+    def features(self) -> FeatureStore:
         from shipyard.features import FeatureStore
 
         return FeatureStore(self)
@@ -182,27 +187,70 @@ class Workspace:
                 f"metadata_url={redact_url(self.settings.metadata_url)!r})")
 
 
-_current: Workspace | None = None
+#: a server URL (http://, https://) or a project folder, used by ``connect()`` and ``current()`` when
+#: no project is named (as MLFLOW_TRACKING_URI is for MLflow)
+TRACKING_URI_ENV = "SHIPYARD_TRACKING_URI"
+
+class Session(Protocol):
+    """What ``connect`` opens: a local ``Workspace`` or a server's ``sy.Client``, with the same registry,
+    tracking and features interfaces."""
+
+    @property
+    def registry(self) -> RegistryAPI: ...
+
+    @property
+    def tracking(self) -> TrackingAPI: ...
+
+    @property
+    def features(self) -> FeaturesAPI: ...
+
+
+_current: Session | None = None
 _current_lock = threading.Lock()
 
 
-def connect(project_dir: str | Path | None = None, *, token: str | None = None, **overrides: Any) -> Workspace:
-    """Open the project's workspace (and make it the default for ``sy.start_run`` and friends).
+def _is_server(target: object) -> bool:
+    return isinstance(target, str) and target.startswith(("http://", "https://"))
 
-    ``token`` acts as that token's user (see the module docstring for where a token is found
-    otherwise); ``project="name"`` opens a hosted project of the server's folder.
+
+def _open(target: str | Path | None, token: str | None, overrides: dict[str, Any]) -> Session:
+    if target is None and os.environ.get(TRACKING_URI_ENV):
+        target = os.environ[TRACKING_URI_ENV]
+    if _is_server(target):
+        from shipyard.client import Client
+
+        unknown = sorted(set(overrides) - {"project", "timeout"})
+        if unknown:
+            raise InvalidInput(f"{unknown[0]!r} is a setting of a local project; a server ({target}) takes only "
+                               "project= and timeout=", {"field": unknown[0]})
+        return Client(str(target), token=token, **overrides)
+    return Workspace(load_settings(target, **overrides), token=token)
+
+
+def connect(project_dir: str | Path | None = None, *, token: str | None = None,
+            **overrides: Any) -> Session:
+    """Open the project's workspace, or a server, and make it the default for ``sy.start_run``,
+    ``sy.log_model`` and friends.
+
+    ``project_dir`` is a project folder, or a server's URL (``"http://host:8000"``): then the
+    registry, tracking and features calls go to that server (``sy.Client``), acting as the user of
+    ``token``, else of SHIPYARD_TOKEN, else of the token ``shipyard login URL`` saved. Without
+    ``project_dir``, the SHIPYARD_TRACKING_URI environment variable names either. ``token`` acts as
+    that token's user (see the module docstring for where a token is found otherwise);
+    ``project="name"`` opens a hosted project.
     """
     global _current
-    ws = Workspace(load_settings(project_dir, **overrides), token=token)
+    session = _open(project_dir, token, overrides)
     with _current_lock:
-        _current = ws
-    return ws
+        _current = session
+    return session
 
 
-def current() -> Workspace:
-    """The workspace last opened by ``connect``, opening the default project on first use."""
+def current() -> Session:
+    """The workspace or server last opened by ``connect``; on first use, SHIPYARD_TRACKING_URI's or
+    the default project."""
     global _current
     with _current_lock:
         if _current is None:
-            _current = Workspace(load_settings())
+            _current = _open(None, None, {})
         return _current

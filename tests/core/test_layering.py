@@ -52,3 +52,71 @@ def test_core_modules_do_not_import_shells() -> None:
             assert head not in ("click", "fastapi"), f"{rel} imports {name}: keep {head} in http.py/cli.py"
             assert name not in ("shipyard.cli", "shipyard.server"), f"{rel} imports {name}"
             assert not name.endswith((".cli", ".http")), f"{rel} imports the shell module {name}"
+
+
+# -- the client and the remote views -------------------------------------------------------------
+# ``sy.Client`` (client.py) builds the remote views (``*/remote.py``) over a ``Connection``
+# (connection.py). The views and the connection never import the client or the workspace, and
+# no cycle runs through any of them among module-level imports (``TYPE_CHECKING`` blocks
+# included); imports inside functions are deferred on purpose and are not edges here.
+REMOTE_SIDE = ("shipyard.client", "shipyard.connection")
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(SRC.parent).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _module_level_imports(path: Path, known: set[str]) -> set[str]:
+    """Modules imported outside function bodies (``from pkg import sub`` counts ``pkg.sub`` too)."""
+    found: set[str] = set()
+
+    def visit(body: list[ast.stmt]) -> None:
+        for node in body:
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                continue
+            if isinstance(node, ast.Import):
+                found.update(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                found.add(node.module)
+                found.update(f"{node.module}.{alias.name}" for alias in node.names)
+            for field in ("body", "orelse", "handlers", "finalbody"):
+                visit(getattr(node, field, None) or [])
+
+    visit(ast.parse(path.read_text()).body)
+    return {name for name in found if name in known}
+
+
+def _remote_side(name: str) -> bool:
+    return name in REMOTE_SIDE or name.endswith(".remote")
+
+
+def test_remote_views_never_import_the_client_or_the_workspace() -> None:
+    for path in SRC.rglob("*.py"):
+        name = _module_name(path)
+        if not (_remote_side(name) and name != "shipyard.client"):
+            continue
+        for imported in _imports(path):
+            assert imported not in ("shipyard.client", "shipyard.workspace"), (
+                f"{name} imports {imported}: remote views speak through shipyard.connection.Connection")
+
+
+def test_no_import_cycle_through_the_client_or_the_remote_views() -> None:
+    paths = {_module_name(p): p for p in SRC.rglob("*.py")}
+    graph = {name: _module_level_imports(path, set(paths)) for name, path in paths.items()}
+    for start in (n for n in graph if _remote_side(n)):
+        parent: dict[str, str] = {}
+        stack = list(graph[start])
+        for first in stack:
+            parent[first] = start
+        while stack:
+            node = stack.pop()
+            if node == start:
+                chain = [start]
+                while chain[-1] != start or len(chain) == 1:
+                    chain.append(parent[chain[-1]])
+                raise AssertionError("import cycle: " + " -> ".join(reversed(chain)))
+            for nxt in graph[node]:
+                if nxt not in parent:
+                    parent[nxt] = node
+                    stack.append(nxt)

@@ -78,7 +78,7 @@ def test_remote_client_matches_in_process(remote) -> None:
     rows = _rows(now)
     for row in rows:
         row["event_timestamp"] = now  # datetimes are sent as ISO text
-    assert client.features.push("cust_stats", rows)["written"] == 5
+    assert client.features.push("cust_stats", rows).written == 5
     got = client.features.get_online_features([{"customer_id": 3}, {"customer_id": 42}],
                                               features=["cust_stats:amount", "cust_stats:n"], full_feature_names=True)
     assert got == {"customer_id": [3, 42], "cust_stats__amount": [7.5, None], "cust_stats__n": [3, None]}
@@ -88,7 +88,7 @@ def test_remote_client_matches_in_process(remote) -> None:
         client.features.get_online_features({"customer_id": [1]}, features=["missing:x"])
     (result,) = client.features.materialize(now - dt.timedelta(days=1), now + dt.timedelta(seconds=1),
                                             views=["cust_stats"])
-    assert result["view"] == "cust_stats" and result["rows_read"] == 5
+    assert result.view == "cust_stats" and result.rows_read == 5
     report = client.features.monitor(["cust_stats"])
     assert report["views"][0]["online"]["entities"] == 5
     assert client.features.skew("cust_stats")["rows"] == 0

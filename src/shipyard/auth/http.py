@@ -20,9 +20,9 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
 from fastapi.routing import APIRoute
-from pydantic import BaseModel, Field
+from pydantic import Field
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
@@ -33,6 +33,7 @@ from shipyard.auth.permissions import ROLE_NAMES, SCOPES, Action, Resource, is_m
 from shipyard.auth.principal import ACTING, ALL_PROJECTS, ANONYMOUS, DEFAULT_PROJECT, Principal
 from shipyard.auth.projects import ProjectWorkspaces
 from shipyard.errors import Forbidden, InvalidInput, NotFound, ShipyardError, Unauthorized
+from shipyard.http_util import RequestBody
 from shipyard.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -255,7 +256,7 @@ def check_routes(app: FastAPI) -> None:
 
 
 # -- routes -----------------------------------------------------------------------------------------
-class LoginIn(BaseModel):
+class LoginIn(RequestBody):
     username: str = Field(min_length=1, max_length=128)
     password: str = Field(min_length=1, max_length=1024)
     # a named API token for a command-line client instead of a browser session
@@ -263,12 +264,17 @@ class LoginIn(BaseModel):
     expires_in_days: float | None = Field(90.0, gt=0, le=3650)
 
 
-class LinkIn(BaseModel):
+class LinkIn(RequestBody):
     token: str = Field(min_length=1, max_length=512)
 
 
-class UserIn(BaseModel):
-    name: str = Field(min_length=1, max_length=128)
+# the names AuthStore accepts (auth/store.py), published in the document
+USER_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.@+-]{0,127}$"
+ROLE_PATTERN = "^(" + "|".join(ROLE_NAMES) + ")$"
+
+
+class UserIn(RequestBody):
+    name: str = Field(pattern=USER_PATTERN)
     kind: str = Field("person", pattern="^(person|service)$")
     password: str | None = Field(None, min_length=8, max_length=1024)
     roles: dict[str, str] = Field(default_factory=dict, description="project (or '*') -> role")
@@ -276,17 +282,17 @@ class UserIn(BaseModel):
     email: str = Field("", max_length=255)
 
 
-class UserPatch(BaseModel):
+class UserPatch(RequestBody):
     disabled: bool | None = None
     password: str | None = Field(None, min_length=8, max_length=1024)
 
 
-class RoleIn(BaseModel):
-    role: str = Field(pattern="^(" + "|".join(ROLE_NAMES) + ")$")
+class RoleIn(RequestBody):
+    role: str = Field(pattern=ROLE_PATTERN)
     project: str = Field(DEFAULT_PROJECT, pattern=r"^(\*|[a-z][a-z0-9_]{0,47})$")
 
 
-class TokenIn(BaseModel):
+class TokenIn(RequestBody):
     user: str | None = Field(None, max_length=128, description="default: yourself (admins may name another)")
     name: str = Field("", max_length=255)
     scopes: list[str] = Field(default_factory=lambda: list(SCOPES))
@@ -294,12 +300,12 @@ class TokenIn(BaseModel):
     expires_in_days: float | None = Field(90.0, gt=0, le=3650)
 
 
-class ProjectIn(BaseModel):
+class ProjectIn(RequestBody):
     name: str = Field(pattern=r"^[a-z][a-z0-9_]{0,47}$")
     description: str = Field("", max_length=2000)
 
 
-class PublicIn(BaseModel):
+class PublicIn(RequestBody):
     public: bool
 
 
@@ -464,7 +470,7 @@ def router() -> APIRouter:
         return {"user": name, "roles": roles}
 
     @api.delete("/users/{name}/roles/{role}")
-    def revoke_role(name: str, role: str, project: str = Query(DEFAULT_PROJECT, pattern=r"^(\*|[a-z][a-z0-9_]{0,47})$"),
+    def revoke_role(name: str, role: str = Path(pattern=ROLE_PATTERN), project: str = Query(DEFAULT_PROJECT, pattern=r"^(\*|[a-z][a-z0-9_]{0,47})$"),
                     ctx: RequestContext = allow(Resource.USERS, Action.ADMIN)) -> dict[str, Any]:
         _admin_of(ctx, project)
         before = ctx.guard.auth.get_user(name).roles
@@ -520,7 +526,7 @@ def router() -> APIRouter:
         return created
 
     @api.put("/public/{kind}/{name}")
-    def set_public(kind: str, name: str, body: PublicIn,
+    def set_public(name: str, body: PublicIn, kind: str = Path(pattern="^(scene|model)$"),
                    ctx: RequestContext = allow(Resource.SCENES, Action.RELEASE)) -> dict[str, Any]:
         """Let a scene's or model's prediction endpoint answer without a token (or stop it)."""
         if kind == "model":

@@ -14,7 +14,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Query
-from pydantic import BaseModel, Field
+from pydantic import Field
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import HTMLResponse, JSONResponse, Response
 
@@ -24,34 +24,39 @@ from shipyard.auth.permissions import Action, Resource
 from shipyard.config import Settings
 from shipyard.data.sources import SourceRecord
 from shipyard.errors import InvalidInput
+from shipyard.http_util import RequestBody
 
 PREVIEW_MAX_ROWS = 1000
 
 
-class SourceIn(BaseModel):
-    name: str = Field(min_length=1, max_length=128)
+# the names the catalog accepts (data/sources.py), published in the document
+NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_.-]{0,127}$"
+
+
+class SourceIn(RequestBody):
+    name: str = Field(pattern=NAME_PATTERN)
     kind: str = Field(pattern="^(file|sql|spark)$")
     spec: dict[str, Any] = Field(default_factory=dict)
     description: str = Field(default="", max_length=4000)
     replace: bool = False
 
 
-class DatasetIn(BaseModel):
-    name: str = Field(min_length=1, max_length=128)
-    source: str = Field(min_length=1, max_length=128)
+class DatasetIn(RequestBody):
+    name: str = Field(pattern=NAME_PATTERN)
+    source: str = Field(pattern=NAME_PATTERN)
     spec: dict[str, Any]
     description: str = Field(default="", max_length=4000)
     replace: bool = False
 
 
-class PreviewIn(BaseModel):
+class PreviewIn(RequestBody):
     query: str | None = Field(default=None, max_length=100_000)
     table: str | None = Field(default=None, max_length=255)
     path: str | None = Field(default=None, max_length=1024)
     limit: int = Field(default=20, ge=1, le=PREVIEW_MAX_ROWS)
 
 
-class RefreshIn(BaseModel):
+class RefreshIn(RequestBody):
     force: bool = False
     chunk_rows: int = Field(default=100_000, ge=1, le=10_000_000)
 

@@ -13,12 +13,13 @@ from typing import Any
 
 import pandas as pd
 from fastapi import APIRouter, Query
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from shipyard.auth.http import RequestContext, allow
 from shipyard.auth.paths import require_project_path
 from shipyard.auth.permissions import Action, Resource
 from shipyard.errors import InvalidInput
+from shipyard.http_util import RequestBody
 from shipyard.workspace import Workspace
 
 READ = allow(Resource.FEATURES, Action.READ)
@@ -26,7 +27,7 @@ WRITE = allow(Resource.FEATURES, Action.WRITE)
 CODE = allow(Resource.FEATURES, Action.UPLOAD_CODE)
 
 
-class PlanRequest(BaseModel):
+class PlanRequest(RequestBody):
     path: str | None = Field(None, max_length=1024,
                              description="a folder or .py file inside the project's folder, relative to it "
                                          "(default: the project's features/)")
@@ -37,7 +38,7 @@ class ApplyRequest(PlanRequest):
     allow_breaking: bool = False
 
 
-class TrainingSetRequest(BaseModel):
+class TrainingSetRequest(RequestBody):
     entity_rows: list[dict[str, Any]] = Field(description="rows with join keys and a timestamp (ISO 8601)")
     features: list[str] | None = Field(None, description="'view:feature' references")
     service: str | None = None
@@ -47,7 +48,7 @@ class TrainingSetRequest(BaseModel):
     dataset: str | None = Field(None, description="write the result as this dataset instead of returning rows")
 
 
-class CompactRequest(BaseModel):
+class CompactRequest(RequestBody):
     view: str | None = Field(None, description="feature view whose offline log to compact (default: every view)")
     target_rows: int | None = Field(None, ge=2, description="rows per merged file (default 1,000,000)")
     grace_seconds: float | None = Field(None, ge=0, description="seconds replaced files stay for readers "
@@ -135,7 +136,8 @@ def router() -> APIRouter:
         for col in out.columns:
             if pd.api.types.is_datetime64_any_dtype(result[col]):
                 out[col] = [v.isoformat() if v is not None else None for v in out[col]]
-        return {"columns": [str(c) for c in result.columns], "rows": out.to_dict("records")}
+        return {"columns": [str(c) for c in result.columns], "rows": out.to_dict("records"),
+                "dtypes": {str(c): str(t) for c, t in result.dtypes.items()}}
 
     @api.post("/compact")
     def compact(body: CompactRequest, ctx: RequestContext = WRITE) -> dict[str, Any]:

@@ -34,7 +34,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import duckdb
@@ -74,6 +74,15 @@ class MaterializeResult:
         for key in ("start", "end", "max_event_ts"):
             out[key] = out[key].isoformat() if out[key] is not None else None
         return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> MaterializeResult:
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        for key in ("start", "end", "max_event_ts"):
+            if isinstance(values.get(key), str):
+                values[key] = dt.datetime.fromisoformat(values[key])
+        return cls(**values)
 
 
 def _utc(value: Any, name: str) -> dt.datetime:

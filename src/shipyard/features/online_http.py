@@ -16,15 +16,18 @@ hot path. Timestamps in responses are ISO 8601 strings.
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import datetime
+from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
+from pydantic import Field
 
 from shipyard.auth.http import RequestContext, allow
 from shipyard.auth.permissions import Action, Resource
 from shipyard.errors import InvalidInput
+from shipyard.http_util import RequestBody
 
 READ = allow(Resource.FEATURES, Action.READ)
 WRITE = allow(Resource.FEATURES, Action.WRITE)
@@ -69,18 +72,17 @@ _ONLINE_SCHEMA = {
         "required": ["entities"],
     }}}},
 }
-_PUSH_SCHEMA = {
-    "requestBody": {"required": True, "content": {"application/json": {"schema": {
-        "type": "object",
-        "properties": {
-            "view": {"type": "string"},
-            "rows": {"type": "array", "items": {"type": "object"},
-                     "description": "join keys, the timestamp field (ISO 8601) and every feature"},
-            "to_offline": {"type": "boolean", "default": True},
-        },
-        "required": ["view", "rows"],
-    }}}},
-}
+class PushIn(RequestBody):
+    view: str = Field(min_length=1, max_length=255, description="a feature view name")
+    rows: list[dict[str, Any]] = Field(description="join keys, the timestamp field (ISO 8601) and every feature")
+    to_offline: bool = True
+
+
+class MaterializeIn(RequestBody):
+    start: datetime | None = Field(None, description="ISO 8601 time (default: each view's last run)")
+    end: datetime | None = Field(None, description="ISO 8601 time; required unless incremental")
+    views: list[Annotated[str, Field(min_length=1, max_length=255)]] | None = None
+    incremental: bool = False
 
 
 def router() -> APIRouter:
@@ -102,26 +104,21 @@ def router() -> APIRouter:
                                      full_feature_names=bool(body.get("full_feature_names", False)))
         return _json({"results": result})
 
-    @api.post("/push", openapi_extra=_PUSH_SCHEMA)
-    def push_rows(body: dict[str, Any], ctx: RequestContext = WRITE) -> Response:
-        view, rows = body.get("view"), body.get("rows")
-        if not isinstance(view, str) or not isinstance(rows, list):
-            raise InvalidInput("body needs 'view' (a feature view name) and 'rows' (a list of objects)",
-                               {"field": "view" if not isinstance(view, str) else "rows"})
-        return _json(push(ctx.ws.features, view, rows, to_offline=bool(body.get("to_offline", True))).to_dict())
+    @api.post("/push")
+    def push_rows(body: PushIn, ctx: RequestContext = WRITE) -> Response:
+        return _json(push(ctx.ws.features, body.view, body.rows, to_offline=body.to_offline).to_dict())
 
     @api.post("/materialize")
-    def materialize_views(body: dict[str, Any], ctx: RequestContext = WRITE) -> Response:
+    def materialize_views(body: MaterializeIn, ctx: RequestContext = WRITE) -> Response:
         from shipyard.features.materialize import materialize, materialize_incremental
 
-        views = body.get("views")
-        if body.get("incremental"):
-            results = materialize_incremental(ctx.ws.features, end=body.get("end"), views=views)
+        if body.incremental:
+            results = materialize_incremental(ctx.ws.features, end=body.end, views=body.views)
         else:
-            if "end" not in body:
+            if body.end is None:
                 raise InvalidInput("body needs 'end' (and usually 'start'); or set 'incremental': true",
                                    {"field": "end"})
-            results = materialize(ctx.ws.features, body.get("start"), body["end"], views=views)
+            results = materialize(ctx.ws.features, body.start, body.end, views=body.views)
         return _json({"results": [r.to_dict() for r in results]})
 
     @api.get("/monitor")

@@ -56,6 +56,11 @@ class PushResult:
         return {"view": self.view, "rows": self.rows, "written": self.written, "duplicates": self.duplicates,
                 "stale": self.stale, "offline_rows": self.offline_rows}
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PushResult:
+        return cls(**{k: data[k] for k in ("view", "rows", "written", "duplicates", "stale", "offline_rows")
+                      if k in data})
+
 
 def as_records(rows: Any) -> list[dict[str, Any]]:
     """Rows from a DataFrame, Arrow table, list of dicts or dict of columns."""

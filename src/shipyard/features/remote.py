@@ -15,7 +15,11 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 if TYPE_CHECKING:
-    from shipyard.client import Client
+    import pandas as pd
+
+    from shipyard.connection import Connection
+    from shipyard.features.materialize import MaterializeResult
+    from shipyard.features.push import PushResult
 
 _OPTS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS | orjson.OPT_NAIVE_UTC
 
@@ -36,8 +40,16 @@ def _rows(rows: Any) -> Any:
     return rows
 
 
+def _results(found: list[dict[str, Any]]) -> list[MaterializeResult]:
+    from shipyard.features.materialize import MaterializeResult
+
+    return [MaterializeResult.from_dict(r) for r in found]
+
+
 class RemoteFeatures:
-    def __init__(self, client: Client) -> None:
+    """The feature store of a server (``FeaturesAPI``), acting as the connection's token's user."""
+
+    def __init__(self, client: Connection) -> None:
         self._client = client
 
     def _post(self, path: str, body: dict[str, Any]) -> Any:
@@ -53,16 +65,35 @@ class RemoteFeatures:
             body["service"] = service
         return self._post("/api/v1/features/online", body)["results"]
 
-    def push(self, view: str, rows: Any, *, to_offline: bool = True) -> dict[str, Any]:
-        return self._post("/api/v1/features/push", {"view": view, "rows": _rows(rows), "to_offline": to_offline})
+    def get_training_set(self, entity_df: pd.DataFrame, features: Sequence[str] | None = None,
+                         service: str | None = None, *, timestamp_column: str | None = None,
+                         full_feature_names: bool = False) -> pd.DataFrame:
+        """Point-in-time correct features for every entity row, computed by the server."""
+        import pandas as pd
 
-    def materialize(self, start: Any, end: Any, views: Sequence[str] | None = None) -> list[dict[str, Any]]:
+        body: dict[str, Any] = {"entity_rows": _rows(entity_df), "timestamp_column": timestamp_column,
+                                "full_feature_names": full_feature_names,
+                                "features": list(features) if features is not None else None, "service": service}
+        found = self._post("/api/v1/features/training-set", body)
+        frame = pd.DataFrame(found["rows"], columns=found["columns"])
+        for column, dtype in (found.get("dtypes") or {}).items():
+            if column in frame.columns and dtype.startswith("datetime64"):
+                frame[column] = pd.to_datetime(frame[column], format="ISO8601", utc="UTC" in dtype)
+        return frame
+
+    def push(self, view: str, rows: Any, *, to_offline: bool = True) -> PushResult:
+        from shipyard.features.push import PushResult  # the result classes import the engines: on first use
+
+        found = self._post("/api/v1/features/push", {"view": view, "rows": _rows(rows), "to_offline": to_offline})
+        return PushResult.from_dict(found)
+
+    def materialize(self, start: Any, end: Any, views: Sequence[str] | None = None) -> list[MaterializeResult]:
         body = {"start": start, "end": end, "views": list(views) if views else None}
-        return self._post("/api/v1/features/materialize", body)["results"]
+        return _results(self._post("/api/v1/features/materialize", body)["results"])
 
-    def materialize_incremental(self, end: Any = None, views: Sequence[str] | None = None) -> list[dict[str, Any]]:
+    def materialize_incremental(self, end: Any = None, views: Sequence[str] | None = None) -> list[MaterializeResult]:
         body = {"incremental": True, "end": end, "views": list(views) if views else None}
-        return self._post("/api/v1/features/materialize", body)["results"]
+        return _results(self._post("/api/v1/features/materialize", body)["results"])
 
     def compact(self, view: str | None = None, *, target_rows: int | None = None,
                 grace_seconds: float | None = None) -> list[dict[str, Any]]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import logging
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,6 +31,8 @@ from shipyard.features.types import ARROW_TYPES
 from shipyard.store import now_ms
 
 if TYPE_CHECKING:
+    from shipyard.features.materialize import MaterializeResult
+    from shipyard.features.push import PushResult
     from shipyard.features.training import TrainingSetResult
     from shipyard.workspace import Workspace
 
@@ -233,7 +236,7 @@ class FeatureStore:
     def get_training_set(
         self,
         entity_df: pd.DataFrame | pa.Table,
-        features: list[str] | None = None,
+        features: Sequence[str] | None = None,
         service: str | None = None,
         engine: str | None = None,
         output: str = "pandas",
@@ -244,7 +247,8 @@ class FeatureStore:
         """Point-in-time correct features for every entity row (see ``shipyard.features.training``)."""
         from shipyard.features.training import build_training_set
 
-        return build_training_set(self, entity_df, features=features, service=service, engine=engine,
+        return build_training_set(self, entity_df, features=None if features is None else list(features),
+                                  service=service, engine=engine,
                                   output=output, timestamp_column=timestamp_column,
                                   full_feature_names=full_feature_names, dataset=dataset)
 
@@ -259,17 +263,20 @@ class FeatureStore:
 
     # -- online serving, materialization, push, logging, skew, monitoring ------------------------
     # Thin delegating methods for the online side are added below this line.
-    def materialize(self, start: Any, end: Any, views: list[str] | None = None, **options: Any) -> list[Any]:
-        return _online("materialize").materialize(self, start, end, views, **options)
+    def materialize(self, start: Any, end: Any, views: Sequence[str] | None = None,
+                    **options: Any) -> list[MaterializeResult]:
+        return _online("materialize").materialize(self, start, end, _names(views), **options)
 
-    def materialize_incremental(self, end: Any = None, views: list[str] | None = None, **options: Any) -> list[Any]:
-        return _online("materialize").materialize_incremental(self, end, views, **options)
+    def materialize_incremental(self, end: Any = None, views: Sequence[str] | None = None,
+                                **options: Any) -> list[MaterializeResult]:
+        return _online("materialize").materialize_incremental(self, end, _names(views), **options)
 
-    def get_online_features(self, entity_rows: Any, features: list[str] | None = None, service: str | None = None,
+    def get_online_features(self, entity_rows: Any, features: Sequence[str] | None = None, service: str | None = None,
                             **options: Any) -> dict[str, list[Any]]:
-        return _online("online_features").get_online_features(self, entity_rows, features, service, **options)
+        return _online("online_features").get_online_features(self, entity_rows, _names(features), service,
+                                                               **options)
 
-    def push(self, view: str, rows: Any, **options: Any) -> Any:
+    def push(self, view: str, rows: Any, **options: Any) -> PushResult:
         return _online("push").push(self, view, rows, **options)
 
     def log_features(self, request_id: str, ts: Any, entity_keys: Any, feature_vector: Any) -> None:
@@ -280,6 +287,10 @@ class FeatureStore:
 
     def monitor(self, views: list[str] | None = None, **options: Any) -> dict[str, Any]:
         return _online("monitoring").monitor(self, views, **options)
+
+
+def _names(names: Sequence[str] | None) -> list[str] | None:
+    return None if names is None else list(names)
 
 
 def _online(module: str) -> Any:

@@ -10,19 +10,27 @@ from __future__ import annotations
 import json
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, FastAPI, Query, Request
+from fastapi import Path as PathParam
 from fastapi.responses import Response
-from pydantic import BaseModel, Field
+from pydantic import Field
 from starlette.concurrency import run_in_threadpool
 
 from shipyard.auth.http import RequestContext, allow
 from shipyard.auth.permissions import Action, Resource
 from shipyard.errors import Forbidden, InvalidInput, PayloadTooLarge
-from shipyard.http_util import add_lifespan
+from shipyard.http_util import MAX_INT32, RequestBody, add_lifespan
 from shipyard.models.registry.sources import ARTIFACT_SCHEME, RUN_SCHEME, extract_archive, pack_archive
 from shipyard.workspace import Workspace
+
+# the names the registry accepts (models/registry/names.py), published in the document
+ModelName = Annotated[str, PathParam(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$", description="a model name")]
+VersionRef = Annotated[str, PathParam(pattern=r"^([vV]?[0-9]{1,10}|[A-Za-z_][A-Za-z0-9_-]{0,63})$",
+                                 description="a version number (1 to 2^31-1), an alias, or 'latest'")]
+AliasName = Annotated[str, PathParam(pattern=r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$", description="an alias")]
+VersionStatus = Literal["pending", "validating", "validated", "failed", "rejected"]
 
 READ = allow(Resource.MODELS, Action.READ)
 WRITE = allow(Resource.MODELS, Action.WRITE)
@@ -31,36 +39,37 @@ APPROVE = allow(Resource.MODELS, Action.APPROVE)
 RELEASE = allow(Resource.MODELS, Action.RELEASE)
 
 
-class CreateModel(BaseModel):
-    name: str = Field(description="model name: letters, digits, '_', '-', '.'")
-    description: str = ""
+class CreateModel(RequestBody):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$",
+                      description="model name: letters, digits, '_', '-', '.'")
+    description: str = Field("", max_length=10_000)
     requires_approval: bool = True
-    tags: dict[str, Any] = Field(default_factory=dict)
+    tags: dict[Annotated[str, Field(min_length=1, max_length=255)], Any] = Field(default_factory=dict)
 
 
-class RegisterFromSource(BaseModel):
+class RegisterFromSource(RequestBody):
     source: str = Field(description="runs:/<run_id>/<path>, artifacts:/<path>, or a server folder under an "
                                     "admin's register_source_roots", min_length=1, max_length=4096)
-    run_id: str | None = None
+    run_id: str | None = Field(None, min_length=1, max_length=64)
     lineage: dict[str, Any] = Field(default_factory=dict)
-    tags: dict[str, Any] = Field(default_factory=dict)
-    metrics: dict[str, float] = Field(default_factory=dict)
+    tags: dict[Annotated[str, Field(min_length=1, max_length=255)], Any] = Field(default_factory=dict)
+    metrics: dict[Annotated[str, Field(min_length=1, max_length=255)], float] = Field(default_factory=dict)
     await_validation: bool = False
 
 
-class Review(BaseModel):
+class Review(RequestBody):
     model_config = {"extra": "forbid"}
     comment: str = Field("", max_length=10_000)
 
 
-class SetAlias(BaseModel):
-    version: int = Field(ge=1)
+class SetAlias(RequestBody):
+    version: int = Field(ge=1, le=MAX_INT32)
     force: bool = False
 
 
-class StressTest(BaseModel):
-    rate: float = Field(200.0, gt=0, le=100_000, description="calls per second (open loop)")
-    count: int = Field(1000, ge=1, le=1_000_000, description="number of calls")
+class StressTest(RequestBody):
+    rate: float = Field(200.0, ge=0.1, le=100_000, description="calls per second (open loop)")
+    count: int = Field(1000, ge=1, le=1_000_000, description="number of calls (count / rate at most 3600 s)")
 
 
 def router() -> APIRouter:
@@ -86,15 +95,15 @@ def router() -> APIRouter:
         return {"versions": [v.to_dict() for v in found], "total": total}
 
     @api.get("/{name}")
-    def get_model(name: str, ctx: RequestContext = READ) -> dict[str, Any]:
+    def get_model(name: ModelName, ctx: RequestContext = READ) -> dict[str, Any]:
         return ctx.ws.registry.get_model(name).to_dict()
 
     @api.get("/{name}/versions")
-    def list_versions(name: str, status: str | None = None, ctx: RequestContext = READ) -> list[dict[str, Any]]:
+    def list_versions(name: ModelName, status: VersionStatus | None = None, ctx: RequestContext = READ) -> list[dict[str, Any]]:
         return [v.to_dict() for v in ctx.ws.registry.list_versions(name, status=status)]
 
     @api.post("/{name}/versions", status_code=201)
-    def register_source(name: str, body: RegisterFromSource, ctx: RequestContext = UPLOAD) -> dict[str, Any]:
+    def register_source(name: ModelName, body: RegisterFromSource, ctx: RequestContext = UPLOAD) -> dict[str, Any]:
         """Register from a run artifact of this project, or a server folder an admin allowed."""
         source = checked_source(ctx.ws, body.source)
         ctx.audit(source=body.source, code=True)
@@ -102,13 +111,15 @@ def router() -> APIRouter:
                                         metrics=body.metrics, await_validation=body.await_validation,
                                         actor=ctx.actor).to_dict()
 
-    @api.post("/{name}/versions/upload", status_code=201)
+    @api.post("/{name}/versions/upload", status_code=201, openapi_extra={"requestBody": {
+        "required": True, "description": "the model folder as a .tar.gz or .zip archive",
+        "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}})
     async def register_upload(
-        name: str,
+        name: ModelName,
         request: Request,
-        run_id: str | None = None,
+        run_id: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
         await_validation: bool = False,
-        metadata: str | None = Query(None, description='JSON: {"tags": {}, "metrics": {}, "lineage": {}}'),
+        metadata: str | None = Query(None, max_length=1_000_000, description='JSON: {"tags": {}, "metrics": {}, "lineage": {}}'),
         ctx: RequestContext = UPLOAD,
     ) -> dict[str, Any]:
         """Register a model folder sent as a .tar.gz or .zip request body."""
@@ -129,34 +140,34 @@ def router() -> APIRouter:
         return mv.to_dict()
 
     @api.get("/{name}/versions/{version}")
-    def get_version(name: str, version: str, ctx: RequestContext = READ) -> dict[str, Any]:
+    def get_version(name: ModelName, version: VersionRef, ctx: RequestContext = READ) -> dict[str, Any]:
         return ctx.ws.registry.get_version(name, version).to_dict()
 
     @api.delete("/{name}/versions/{version}", status_code=204)
-    def delete_version(name: str, version: str, ctx: RequestContext = WRITE) -> Response:
+    def delete_version(name: ModelName, version: VersionRef, ctx: RequestContext = WRITE) -> Response:
         ctx.ws.registry.delete_version(name, version, actor=ctx.actor)
         return Response(status_code=204)
 
     @api.post("/{name}/versions/{version}/validate")
-    def validate(name: str, version: str, wait: bool = False, timeout: float = Query(300.0, gt=0, le=3600),
+    def validate(name: ModelName, version: VersionRef, wait: bool = False, timeout: float = Query(300.0, gt=0, le=3600),
                  ctx: RequestContext = WRITE) -> dict[str, Any]:
         return ctx.ws.registry.validate(name, version, wait=wait, timeout=timeout, actor=ctx.actor).to_dict()
 
     @api.post("/{name}/versions/{version}/approve")
-    def approve(name: str, version: str, body: Review, ctx: RequestContext = APPROVE) -> dict[str, Any]:
+    def approve(name: ModelName, version: VersionRef, body: Review, ctx: RequestContext = APPROVE) -> dict[str, Any]:
         """Approve as the signed-in reviewer, who must not be the version's registrant."""
         mv = ctx.ws.registry.approve(name, version, comment=body.comment, actor=ctx.actor)
         ctx.audit(after={"approved_by": mv.approved_by})
         return mv.to_dict()
 
     @api.post("/{name}/versions/{version}/reject")
-    def reject(name: str, version: str, body: Review, ctx: RequestContext = APPROVE) -> dict[str, Any]:
+    def reject(name: ModelName, version: VersionRef, body: Review, ctx: RequestContext = APPROVE) -> dict[str, Any]:
         mv = ctx.ws.registry.reject(name, version, comment=body.comment, actor=ctx.actor)
         ctx.audit(after={"status": mv.status})
         return mv.to_dict()
 
     @api.post("/{name}/versions/{version}/stress-test")
-    def stress_test(name: str, version: str, body: StressTest, ctx: RequestContext = WRITE) -> dict[str, Any]:
+    def stress_test(name: ModelName, version: VersionRef, body: StressTest, ctx: RequestContext = WRITE) -> dict[str, Any]:
         """Open-loop load on the version's input example in this server process; the latency
         percentiles are recorded on the version (validation.stress_test) and returned."""
         # serving owns the load generator and the served-model path it measures
@@ -164,8 +175,10 @@ def router() -> APIRouter:
 
         return stress_test_model(ctx.ws, name, version, rate=body.rate, count=body.count, actor=ctx.actor)
 
-    @api.get("/{name}/versions/{version}/download")
-    def download(name: str, version: str, ctx: RequestContext = READ) -> Response:
+    @api.get("/{name}/versions/{version}/download", response_class=Response, responses={200: {
+        "description": "The version's folder as .tar.gz",
+        "content": {"application/gzip": {"schema": {"type": "string", "format": "binary"}}}}})
+    def download(name: ModelName, version: VersionRef, ctx: RequestContext = READ) -> Response:
         registry = ctx.ws.registry
         with tempfile.TemporaryDirectory(prefix="shipyard-download-") as tmp:
             mv = registry.get_version(name, version)
@@ -177,40 +190,40 @@ def router() -> APIRouter:
         })
 
     @api.get("/{name}/aliases")
-    def list_aliases(name: str, ctx: RequestContext = READ) -> dict[str, int]:
+    def list_aliases(name: ModelName, ctx: RequestContext = READ) -> dict[str, int]:
         return ctx.ws.registry.list_aliases(name)
 
     @api.get("/{name}/aliases/{alias}")
-    def get_alias(name: str, alias: str, ctx: RequestContext = READ) -> dict[str, Any]:
+    def get_alias(name: ModelName, alias: AliasName, ctx: RequestContext = READ) -> dict[str, Any]:
         return ctx.ws.registry.get_alias(name, alias).to_dict()
 
     @api.put("/{name}/aliases/{alias}")
-    def set_alias(name: str, alias: str, body: SetAlias, ctx: RequestContext = RELEASE) -> dict[str, Any]:
+    def set_alias(name: ModelName, alias: AliasName, body: SetAlias, ctx: RequestContext = RELEASE) -> dict[str, Any]:
         before = ctx.ws.registry.list_aliases(name).get(alias)
         mv = ctx.ws.registry.set_alias(name, alias, body.version, force=body.force, actor=ctx.actor)
         ctx.audit(before={"version": before}, after={"version": mv.version}, forced=body.force)
         return mv.to_dict()
 
     @api.delete("/{name}/aliases/{alias}", status_code=204)
-    def delete_alias(name: str, alias: str, ctx: RequestContext = RELEASE) -> Response:
+    def delete_alias(name: ModelName, alias: AliasName, ctx: RequestContext = RELEASE) -> Response:
         before = ctx.ws.registry.list_aliases(name).get(alias)
         ctx.ws.registry.delete_alias(name, alias, actor=ctx.actor)
         ctx.audit(before={"version": before}, after={"version": None})
         return Response(status_code=204)
 
     @api.post("/{name}/aliases/{alias}/rollback")
-    def rollback(name: str, alias: str, ctx: RequestContext = RELEASE) -> dict[str, Any]:
+    def rollback(name: ModelName, alias: AliasName, ctx: RequestContext = RELEASE) -> dict[str, Any]:
         before = ctx.ws.registry.list_aliases(name).get(alias)
         mv = ctx.ws.registry.rollback(name, alias, actor=ctx.actor)
         ctx.audit(before={"version": before}, after={"version": mv.version})
         return mv.to_dict()
 
     @api.get("/{name}/aliases/{alias}/history")
-    def alias_history(name: str, alias: str, ctx: RequestContext = READ) -> list[dict[str, Any]]:
+    def alias_history(name: ModelName, alias: AliasName, ctx: RequestContext = READ) -> list[dict[str, Any]]:
         return [m.to_dict() for m in ctx.ws.registry.alias_history(name, alias)]
 
     @api.get("/{name}/events")
-    def events(name: str, limit: int = Query(200, ge=1, le=10000), ctx: RequestContext = READ) \
+    def events(name: ModelName, limit: int = Query(200, ge=1, le=10000), ctx: RequestContext = READ) \
             -> list[dict[str, Any]]:
         return ctx.ws.registry.history(name, limit=limit)
 

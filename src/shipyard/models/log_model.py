@@ -5,9 +5,12 @@ from __future__ import annotations
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from shipyard.errors import InvalidInput
+
+if TYPE_CHECKING:
+    from shipyard.models.registry.protocol import RegistryAPI
 
 
 @dataclass(frozen=True)
@@ -16,6 +19,21 @@ class LoggedModel:
     artifact_path: str
     model_uri: str  # runs:/<run_id>/<artifact_path>, accepted by registry.register
     registered_version: Any = None  # ModelVersion when registered_model_name was given
+
+
+def _registry_of(run: Any) -> RegistryAPI:
+    """The registry beside the run's tracking: the workspace's, or the server's for a remote run."""
+    from shipyard.tracking.remote import RemoteRun
+
+    if isinstance(run, RemoteRun):
+        from shipyard.models.remote import RemoteRegistry
+
+        return RemoteRegistry(run.connection)
+    tracking = getattr(run, "_tracking", None)
+    if tracking is None:
+        raise InvalidInput("registered_model_name needs a run started with sy.start_run (or a workspace's or "
+                           "client's tracking)", {"field": "registered_model_name"})
+    return tracking.ws.registry
 
 
 def log_model(
@@ -49,11 +67,6 @@ def log_model(
     uri = f"runs:/{target.id}/{artifact_path}"
     version = None
     if registered_model_name:
-        tracking = getattr(target, "_tracking", None)
-        if tracking is None:
-            raise InvalidInput("registered_model_name needs a local run (a remote run cannot register here)",
-                               {"field": "registered_model_name"})
-        registry = tracking.ws.registry
-        version = registry.register(uri, registered_model_name, run_id=target.id, lineage=lineage,
+        version = _registry_of(target).register(uri, registered_model_name, run_id=target.id, lineage=lineage,
                                     await_validation=await_validation)
     return LoggedModel(target.id, artifact_path, uri, version)

@@ -3,19 +3,29 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+from shipyard.artifacts import sha256_dir
 from shipyard.errors import IntegrityError, InvalidInput
+from shipyard.models.registry.names import LATEST
 from shipyard.models.registry.records import AliasMove, ModelVersion, RegisteredModel
 from shipyard.models.registry.sources import pack_archive
 
 if TYPE_CHECKING:
-    from shipyard.client import Client
+    from shipyard.connection import Connection
+    from shipyard.models.loaded import LoadedModel
 
 BASE = "/api/v1/models"
+
+
+def model_cache_dir() -> Path:
+    """Where downloaded versions are kept: SHIPYARD_CACHE_DIR, else ~/.cache/shipyard/models."""
+    return Path(os.environ.get("SHIPYARD_CACHE_DIR") or Path.home() / ".cache" / "shipyard") / "models"
 
 
 def _q(part: str | int) -> str:
@@ -25,7 +35,7 @@ def _q(part: str | int) -> str:
 class RemoteRegistry:
     """Acts as the client's token's user; the server decides who that is."""
 
-    def __init__(self, client: Client) -> None:
+    def __init__(self, client: Connection) -> None:
         self.client = client
 
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
@@ -40,6 +50,10 @@ class RemoteRegistry:
 
     def get_model(self, name: str) -> RegisteredModel:
         return RegisteredModel.from_dict(self._call("GET", f"/{_q(name)}"))
+
+    def get(self, name: str) -> RegisteredModel:
+        """The same as ``get_model``."""
+        return self.get_model(name)
 
     def list_models(self) -> list[RegisteredModel]:
         return [RegisteredModel.from_dict(m) for m in self._call("GET", "")]
@@ -76,8 +90,10 @@ class RemoteRegistry:
     def delete_version(self, name: str, version: int | str) -> None:
         self._call("DELETE", f"/{_q(name)}/versions/{_q(version)}")
 
-    def validate(self, name: str, version: int | str, *, wait: bool = True, timeout: float = 300.0) -> ModelVersion:
-        params = {"wait": str(bool(wait)).lower(), "timeout": timeout}
+    def validate(self, name: str, version: int | str, *, wait: bool | None = None,
+                 timeout: float = 300.0) -> ModelVersion:
+        """Run validation again; waits for the result unless ``wait=False`` (as ``ws.registry.validate``)."""
+        params = {"wait": str(wait is None or bool(wait)).lower(), "timeout": timeout}
         return ModelVersion.from_dict(self._call("POST", f"/{_q(name)}/versions/{_q(version)}/validate",
                                                  params=params, timeout=timeout + 30))
 
@@ -112,7 +128,6 @@ class RemoteRegistry:
 
     def download(self, name: str, version_or_alias: int | str, dst: str | Path) -> Path:
         """Download and unpack a version into ``dst``, checking the sha256 the server recorded."""
-        from shipyard.artifacts import sha256_dir
         from shipyard.models.registry.sources import extract_archive
 
         mv = self.get_version(name, version_or_alias)
@@ -126,6 +141,28 @@ class RemoteRegistry:
             raise IntegrityError(f"downloaded model {name!r} version {mv.version} does not match its sha256",
                                  {"expected_sha256": mv.sha256, "actual_sha256": actual})
         return target
+
+    def load(self, name: str, version_or_alias: int | str = LATEST) -> LoadedModel:
+        """Download the version (once; kept in a local cache by sha256) and load it.
+
+        The files are checked against the sha256 the server recorded before anything is loaded; the
+        server is the trust boundary, as for ``ws.registry.load`` (only roles that may upload code
+        register models)."""
+        from shipyard.models.package import load_model
+
+        mv = self.get_version(name, version_or_alias)
+        host = "".join(c if c.isalnum() else "_" for c in self.client.url.split("://", 1)[-1])
+        cache = model_cache_dir() / host / mv.name / f"{mv.version}-{mv.sha256[:16]}"
+        if not (cache.is_dir() and sha256_dir(cache)[0] == mv.sha256):
+            shutil.rmtree(cache, ignore_errors=True)
+            partial = cache.with_name(f"{cache.name}.{os.getpid()}.part")
+            shutil.rmtree(partial, ignore_errors=True)
+            self.download(name, mv.version, partial)
+            try:
+                partial.rename(cache)
+            except OSError:  # another process finished the same download first
+                shutil.rmtree(partial, ignore_errors=True)
+        return load_model(cache, trusted=True)
 
     def history(self, name: str, limit: int = 200) -> list[dict[str, Any]]:
         return self._call("GET", f"/{_q(name)}/events", params={"limit": limit})

@@ -11,20 +11,20 @@ from pathlib import PurePosixPath
 from typing import Any
 
 import pandas as pd
-from fastapi import APIRouter, FastAPI
-from pydantic import BaseModel, Field
+from fastapi import APIRouter, FastAPI, Path, Query
+from pydantic import Field
 from starlette.responses import HTMLResponse
 
 from shipyard.auth.http import RequestContext, allow
 from shipyard.auth.paths import require_project_path
 from shipyard.auth.permissions import Action, Resource
 from shipyard.errors import InvalidInput
-from shipyard.http_util import add_lifespan
+from shipyard.http_util import RequestBody, add_lifespan
 
 Record = dict[str, Any]
 
 
-class DriftIn(BaseModel):
+class DriftIn(RequestBody):
     current: list[Record] = Field(min_length=1)
     reference: list[Record] | None = Field(None, description="reference rows; or name a stored baseline")
     baseline: str | None = None
@@ -32,12 +32,12 @@ class DriftIn(BaseModel):
     bins: int = Field(10, ge=1, le=100)
 
 
-class PluginIn(BaseModel):
+class PluginIn(RequestBody):
     name: str = Field(min_length=1, max_length=255)
     path: str | None = Field(None, max_length=1024, description=".py file or module on the server (runs code)")
 
 
-class SettingsIn(BaseModel):
+class SettingsIn(RequestBody):
     baseline: str | None = None
     score: str | None = None
     decision: str | None = None
@@ -46,7 +46,7 @@ class SettingsIn(BaseModel):
     plugins: list[PluginIn] | None = None
 
 
-class BaselineIn(BaseModel):
+class BaselineIn(RequestBody):
     name: str = Field(min_length=1, max_length=255)
     scene: str | None = None
     rows: list[Record] | None = Field(None, description="reference rows; or a window of the scene's log")
@@ -56,12 +56,12 @@ class BaselineIn(BaseModel):
     bins: int = Field(10, ge=1, le=100)
 
 
-class DailyIn(BaseModel):
+class DailyIn(RequestBody):
     scene: str = Field(min_length=1, max_length=255)
     date: str | None = Field(None, description="YYYY-MM-DD, default yesterday (UTC)")
 
 
-class LabelsIn(BaseModel):
+class LabelsIn(RequestBody):
     scene: str = Field(min_length=1, max_length=255)
     labels: list[Record] = Field(min_length=1)
     id_column: str = "request_id"
@@ -72,11 +72,11 @@ class LabelsIn(BaseModel):
     tolerance: str = "30d"
 
 
-class RulesIn(BaseModel):
+class RulesIn(RequestBody):
     document: str | dict[str, Any] = Field(description="the rules YAML text, or the same as JSON")
 
 
-class SilenceIn(BaseModel):
+class SilenceIn(RequestBody):
     rule: str = Field(min_length=1, max_length=255, description="a rule name, or '*' for every rule")
     duration: str = "1h"
     scope: dict[str, str] = Field(default_factory=dict)
@@ -165,11 +165,12 @@ def router() -> APIRouter:
         return ctx.ws.monitoring.reports(scene)
 
     @api.get("/reports/{report_id}/html", response_class=HTMLResponse)
-    def report_html(report_id: int, ctx: RequestContext = allow(Resource.MONITORING, Action.READ)) -> HTMLResponse:
+    def report_html(report_id: int = Path(ge=1, le=2**31 - 1), *,
+                    ctx: RequestContext = allow(Resource.MONITORING, Action.READ)) -> HTMLResponse:
         return HTMLResponse(ctx.ws.monitoring.report_html(report_id))
 
     @api.get("/trend")
-    def trend(scene: str, days: int = 30, until: str | None = None,
+    def trend(scene: str, days: int = Query(30, ge=1, le=3660), until: str | None = None,
               ctx: RequestContext = allow(Resource.MONITORING, Action.READ)) -> list[dict[str, Any]]:
         from shipyard.reports import to_jsonable
 
@@ -210,7 +211,7 @@ def router() -> APIRouter:
         return {"deleted": name}
 
     @api.get("/alerts/history")
-    def history(rule: str | None = None, status: str | None = None, limit: int = 100,
+    def history(rule: str | None = None, status: str | None = None, limit: int = Query(100, ge=1, le=1000),
                 ctx: RequestContext = allow(Resource.MONITORING, Action.READ)) -> list[dict[str, Any]]:
         return ctx.ws.monitoring.alerts.history(rule=rule, status=status, limit=min(max(limit, 1), 1000))
 

@@ -16,7 +16,7 @@ import json
 from typing import Any
 
 from fastapi import APIRouter, FastAPI, Query
-from pydantic import BaseModel, Field
+from pydantic import Field
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import PlainTextResponse, Response, StreamingResponse
 
@@ -24,7 +24,7 @@ from shipyard.auth.http import RequestContext, allow
 from shipyard.auth.paths import project_path
 from shipyard.auth.permissions import Action, Resource
 from shipyard.errors import Forbidden
-from shipyard.http_util import add_lifespan
+from shipyard.http_util import RequestBody, add_lifespan
 from shipyard.pipelines.components import builtins
 from shipyard.pipelines.runs import PipelineRunRecord
 from shipyard.workspace import Workspace
@@ -33,12 +33,12 @@ EVENT_POLL_S = 0.5
 KEEPALIVE_S = 15.0
 
 
-class DocumentIn(BaseModel):
+class DocumentIn(RequestBody):
     document: dict[str, Any]
     params: dict[str, Any] = Field(default_factory=dict)
 
 
-class RunIn(BaseModel):
+class RunIn(RequestBody):
     params: dict[str, Any] = Field(default_factory=dict)
     start: str | None = Field(default=None, alias="from")
     stop: str | None = Field(default=None, alias="to")
@@ -47,7 +47,7 @@ class RunIn(BaseModel):
     model_config = {"populate_by_name": True}
 
 
-class ScheduleIn(BaseModel):
+class ScheduleIn(RequestBody):
     name: str = Field(min_length=1, max_length=128)
     kind: str = Field(min_length=1, max_length=64)
     target: str = Field(default="", max_length=4000)
@@ -145,7 +145,7 @@ def router() -> APIRouter:
         return out
 
     @api.get("/pipelines/runs/{run_id}/nodes/{node}/logs")
-    def logs(run_id: str, node: str, offset: int = Query(0, ge=0),
+    def logs(run_id: str, node: str, offset: int = Query(0, ge=0, le=2**63 - 1),
              ctx: RequestContext = allow(Resource.PIPELINES, Action.READ)) -> dict[str, Any]:
         return ctx.ws.pipelines.logs(run_id, node, offset).to_dict()
 

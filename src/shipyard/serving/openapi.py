@@ -51,7 +51,8 @@ _MLFLOW = {
 MODEL_PREDICT = _json_body({"oneOf": [_RECORD, {"type": "array", "items": _RECORD}, *_MLFLOW["oneOf"]]}, csv=True)
 INVOCATIONS = _json_body(_MLFLOW, csv=True)
 SCENE_APPLY = _json_body({"type": "object", "required": ["name", "inputs", "flow"], "properties": {
-    "name": {"type": "string"}, "description": {"type": "string"}, "inputs": {"type": "object"},
+    "name": {"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,200}$"}, "description": {"type": "string"},
+    "inputs": {"type": "object"},
     "outputs": {"type": "array", "items": {"type": "string"}}, "flow": {}, "traffic": {"type": "object"},
     "fallback": {"type": "object"}, "limits": {"type": "object"}, "log": {"type": "object"}}})
 

@@ -63,6 +63,10 @@ def _percentiles(samples: Sequence[float]) -> dict[str, float | None]:
             "p99_ms": float(np.percentile(arr, 99)), "max_ms": float(arr.max()), "mean_ms": float(arr.mean())}
 
 
+# a stress test holds a server worker for its whole run
+MAX_STRESS_SECONDS = 3600
+
+
 def stress_test(call: Callable[[Any], Any], records: Sequence[Any], *, rate: float = 200.0, count: int = 1000,
                 workers: int = 4) -> dict[str, Any]:
     """Open-loop load: call ``call(record)`` ``count`` times at ``rate``/s; latency from schedule time."""
@@ -72,6 +76,9 @@ def stress_test(call: Callable[[Any], Any], records: Sequence[Any], *, rate: flo
         raise InvalidInput(f"rate must be a positive number of calls per second, not {rate}", {"field": "rate"})
     if count <= 0:
         raise InvalidInput(f"count must be a positive number of calls, not {count}", {"field": "count"})
+    if count / rate > MAX_STRESS_SECONDS:
+        raise InvalidInput(f"{count} calls at {rate:g}/s would take {count / rate:.0f} s; a stress test runs at most "
+                           f"{MAX_STRESS_SECONDS} s: raise rate or lower count", {"field": "rate", "count": count})
     latencies: list[float] = []
     errors = 0
     lock = threading.Lock()

@@ -12,15 +12,16 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter, Request
-from pydantic import BaseModel, Field
+from pydantic import Field
 from starlette.concurrency import run_in_threadpool
 
 from shipyard.auth.http import RequestContext, allow
 from shipyard.auth.permissions import Action, Resource
+from shipyard.http_util import RequestBody
 from shipyard.serving import release
 
 
-class StartRollout(BaseModel):
+class StartRollout(RequestBody):
     arm: str = Field(description="the arm to roll out (not control)")
     steps: list[float] = Field(description="canary shares in percent, increasing, each in (0, 100]",
                                min_length=1, max_length=100)

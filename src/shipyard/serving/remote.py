@@ -5,14 +5,17 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from shipyard.errors import Conflict
 
+if TYPE_CHECKING:
+    from shipyard.connection import Connection
+
 
 class RemoteServing:
-    def __init__(self, client: Any) -> None:
+    def __init__(self, client: Connection) -> None:
         self.client = client
 
     def predict(self, scene: str, record: dict[str, Any] | None = None, *,

@@ -34,10 +34,11 @@ from shipyard.tracking.run import Run, RunLogger, active_run
 def start_run(
     experiment: str = DEFAULT_EXPERIMENT,
     name: str | None = None,
-    parent: Run | RunInfo | str | None = None,
+    parent: RunLogger | RunInfo | str | None = None,
     tags: Mapping[str, Any] | None = None,
-) -> Run:
-    """Start a run in the current workspace; use it as a context manager."""
+) -> RunLogger:
+    """Start a run in the current workspace, or on the server ``sy.connect(url)`` opened; use it as a
+    context manager."""
     from shipyard.workspace import current
 
     return current().tracking.start_run(experiment=experiment, name=name, parent=parent, tags=tags)

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import sqlalchemy as sa
 
 from shipyard.artifacts import ArtifactInfo, safe_relpath
-from shipyard.errors import InvalidInput, NotFound
+from shipyard.errors import Conflict, InvalidInput, NotFound
 from shipyard.store import now_ms
 from shipyard.store.schema import artifacts as artifacts_table
 from shipyard.store.schema import runs
@@ -56,13 +56,43 @@ def _check_run(tracking: Tracking, run_id: str) -> None:
         tracking._require_run(conn, run_id)
 
 
+def check_target(tracking: Tracking, run_id: str, rel: str) -> None:
+    """The run exists and ``rel`` can be a file: no artifact is a folder above it or a file below it."""
+    parents = [posixpath.dirname(rel)]
+    while parents[-1]:
+        parents.append(posixpath.dirname(parents[-1]))
+    col = artifacts_table.c.path
+    query = sa.select(col).where(
+        artifacts_table.c.owner_kind == OWNER, artifacts_table.c.owner_id == run_id,
+        sa.or_(col.in_([p for p in parents if p]), col.startswith(rel + "/", autoescape=True)),
+    ).limit(1)
+    with tracking.store.read() as conn:
+        tracking._require_run(conn, run_id)
+        clash = conn.execute(query).scalar()
+    if clash is not None:
+        kind = "a file" if len(clash) < len(rel) else "a folder holding"
+        raise Conflict(f"run {run_id!r} has {kind} artifact {clash!r}, so {rel!r} cannot be a file; pick another "
+                       "artifact path", {"field": "path", "path": rel, "existing": clash})
+
+
 def log_file(tracking: Tracking, run_id: str, local_path: str | Path, artifact_path: str | None) -> RunArtifact:
     """Store one file as ``<artifact_path>/<file name>``."""
     source = Path(local_path)
     if not source.is_file():
         raise NotFound(f"local file {source} does not exist; pass the path of a file", {"field": "local_path"})
-    _check_run(tracking, run_id)
     rel = _join(artifact_path, source.name)
+    check_target(tracking, run_id, rel)
+    info = tracking.artifacts.put_file(f"{run_prefix(run_id)}/{rel}", source)
+    return _record(tracking, run_id, rel, info)
+
+
+def log_as(tracking: Tracking, run_id: str, local_path: str | Path, artifact_file: str) -> RunArtifact:
+    """Store one local file at ``artifact_file`` (a path relative to the run's artifacts)."""
+    source = Path(local_path)
+    if not source.is_file():
+        raise NotFound(f"local file {source} does not exist; pass the path of a file", {"field": "local_path"})
+    rel = _join(artifact_file)
+    check_target(tracking, run_id, rel)
     info = tracking.artifacts.put_file(f"{run_prefix(run_id)}/{rel}", source)
     return _record(tracking, run_id, rel, info)
 
@@ -76,6 +106,7 @@ def log_dir(tracking: Tracking, run_id: str, local_dir: str | Path, artifact_pat
     out = []
     for file in sorted(p for p in folder.rglob("*") if p.is_file()):
         rel = _join(artifact_path, file.relative_to(folder).as_posix())
+        check_target(tracking, run_id, rel)
         info = tracking.artifacts.put_file(f"{run_prefix(run_id)}/{rel}", file)
         out.append(_record(tracking, run_id, rel, info))
     return out
@@ -83,7 +114,7 @@ def log_dir(tracking: Tracking, run_id: str, local_dir: str | Path, artifact_pat
 
 def log_bytes(tracking: Tracking, run_id: str, data: bytes, artifact_file: str) -> RunArtifact:
     rel = _join(artifact_file)
-    _check_run(tracking, run_id)
+    check_target(tracking, run_id, rel)
     info = tracking.artifacts.put_bytes(f"{run_prefix(run_id)}/{rel}", data)
     return _record(tracking, run_id, rel, info)
 

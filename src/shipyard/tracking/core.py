@@ -36,7 +36,7 @@ from shipyard.tracking.entities import (
     RunRecord,
     RunReport,
 )
-from shipyard.tracking.run import Run, active_run, push_active
+from shipyard.tracking.run import Run, RunLogger, active_run, push_active
 from shipyard.tracking.source import git_commit, source_name
 from shipyard.tracking.validation import MetricRow, check_key, check_metrics, check_params, check_tags
 
@@ -169,7 +169,7 @@ class Tracking:
         self,
         experiment: str = DEFAULT_EXPERIMENT,
         name: str | None = None,
-        parent: Run | RunInfo | str | None = None,
+        parent: RunLogger | RunInfo | str | None = None,
         tags: Mapping[str, Any] | None = None,
         *,
         source: str | None = None,
@@ -353,6 +353,9 @@ class Tracking:
     def log_metric(self, run_id: str, key: str, value: float, step: int | None = None, timestamp: int | None = None) -> None:
         self.log_batch(run_id, metrics=[(key, value, step, timestamp)])
 
+    def log_metrics(self, run_id: str, metrics: Mapping[str, float], step: int | None = None) -> None:
+        self.log_batch(run_id, metrics=[(key, value, step) for key, value in metrics.items()])
+
     # -- reading --------------------------------------------------------------------------------
     def get_run(self, run_id: str) -> RunRecord:
         return queries.get_run(self.store, run_id)
@@ -410,6 +413,10 @@ class Tracking:
 
     def log_artifacts(self, run_id: str, local_dir: str | Path, artifact_path: str | None = None) -> list[RunArtifact]:
         return run_artifacts.log_dir(self, run_id, local_dir, artifact_path)
+
+    def log_file(self, run_id: str, local_path: str | Path, artifact_file: str) -> RunArtifact:
+        """Store a local file under another name: ``artifact_file`` is its full path in the run."""
+        return run_artifacts.log_as(self, run_id, local_path, artifact_file)
 
     def log_bytes(self, run_id: str, data: bytes, artifact_file: str) -> RunArtifact:
         return run_artifacts.log_bytes(self, run_id, data, artifact_file)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,10 +18,14 @@ from shipyard.tracking.validation import check_metrics, check_params, check_tags
 if TYPE_CHECKING:
     import pandas as pd
 
-    from shipyard.client import Client
+    from shipyard.connection import Connection
 
 # Points per request; larger batches are split so each request stays well under the body limit.
 REQUEST_POINTS = 10_000
+
+
+# Files per upload request (each is an open file while it is sent).
+UPLOAD_FILES = 64
 
 
 class RemoteRun(RunLogger):
@@ -40,9 +45,25 @@ class RemoteRun(RunLogger):
     def log_artifact(self, local_path: str | Path, artifact_path: str | None = None) -> RunArtifact:
         return self._tracking.log_artifact(self.id, local_path, artifact_path)
 
+    def log_artifacts(self, local_dir: str | Path, artifact_path: str | None = None) -> list[RunArtifact]:
+        return self._tracking.log_artifacts(self.id, local_dir, artifact_path)
+
+    def log_bytes(self, data: bytes, artifact_file: str) -> RunArtifact:
+        return self._tracking.log_bytes(self.id, data, artifact_file)
+
+    def list_artifacts(self, path: str | None = None) -> list[RunArtifact]:
+        return self._tracking.list_artifacts(self.id, path)
+
+    @property
+    def connection(self) -> Connection:
+        """The server connection the run logs through."""
+        return self._tracking.client
+
 
 class RemoteTracking:
-    def __init__(self, client: Client) -> None:
+    """Run tracking of a server (``TrackingAPI``), acting as the connection's token's user."""
+
+    def __init__(self, client: Connection) -> None:
         self.client = client
 
     # -- experiments ----------------------------------------------------------------------------
@@ -107,7 +128,7 @@ class RemoteTracking:
 
     def search_runs(
         self,
-        experiment: str | list[str] | None = None,
+        experiment: str | int | list[str | int] | None = None,
         filter: str | None = None,  # noqa: A002 - same name as Tracking.search_runs
         order_by: list[str] | str | None = None,
         max_results: int = 1000,
@@ -128,13 +149,43 @@ class RemoteTracking:
 
     # -- artifacts ------------------------------------------------------------------------------
     def log_artifact(self, run_id: str, local_path: str | Path, artifact_path: str | None = None) -> RunArtifact:
+        """Upload one file as ``<artifact_path>/<file name>`` (streamed: it is never read whole into memory)."""
         source = Path(local_path)
         if not source.is_file():
             raise NotFound(f"local file {source} does not exist; pass the path of a file", {"field": "local_path"})
-        rel = safe_relpath("/".join(p for p in (artifact_path, source.name) if p))
-        found = self.client.request("PUT", f"/api/v1/runs/{run_id}/artifacts", params={"path": rel},
-                                    content=source.read_bytes())
-        return RunArtifact(**found)
+        return self._upload(run_id, [(source, source.name)], artifact_path)[0]
+
+    def log_artifacts(self, run_id: str, local_dir: str | Path, artifact_path: str | None = None) -> list[RunArtifact]:
+        """Upload every file under ``local_dir`` below ``artifact_path``, keeping relative paths."""
+        folder = Path(local_dir)
+        if not folder.is_dir():
+            raise NotFound(f"local folder {folder} does not exist; pass the path of a folder", {"field": "local_dir"})
+        files = [(p, p.relative_to(folder).as_posix()) for p in sorted(folder.rglob("*")) if p.is_file()]
+        out: list[RunArtifact] = []
+        for start in range(0, len(files), UPLOAD_FILES):
+            out.extend(self._upload(run_id, files[start : start + UPLOAD_FILES], artifact_path))
+        return out
+
+    def log_bytes(self, run_id: str, data: bytes, artifact_file: str) -> RunArtifact:
+        """Store ``data`` as the artifact at ``artifact_file``."""
+        rel = safe_relpath(artifact_file)
+        folder, _, name = rel.rpartition("/")
+        params = {"path": folder} if folder else None
+        found = self.client.request("POST", f"/api/v1/runs/{run_id}/artifacts", params=params,
+                                    files=[("file", (name, data, "application/octet-stream"))])
+        return RunArtifact(**found["artifacts"][0])
+
+    def _upload(self, run_id: str, files: list[tuple[Path, str]], artifact_path: str | None) -> list[RunArtifact]:
+        for _source, rel in files:
+            safe_relpath("/".join(p for p in (artifact_path, rel) if p))  # refused here as on the server
+        params = {"path": artifact_path} if artifact_path else None
+        with ExitStack() as stack:
+            # httpx reads each open file in chunks while sending: streamed multipart
+            parts = [("file", (rel, stack.enter_context(source.open("rb")), "application/octet-stream"))
+                     for source, rel in files]
+            found = self.client.request("POST", f"/api/v1/runs/{run_id}/artifacts", params=params, files=parts,
+                                        timeout=None)
+        return [RunArtifact(**a) for a in found["artifacts"]]
 
     def list_artifacts(self, run_id: str, path: str | None = None) -> list[RunArtifact]:
         params = {"path": path} if path else None

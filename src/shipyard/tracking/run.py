@@ -67,7 +67,29 @@ class RunLogger:
     def log_artifact(self, local_path: str | Path, artifact_path: str | None = None) -> RunArtifact:
         raise NotImplementedError
 
+    def log_artifacts(self, local_dir: str | Path, artifact_path: str | None = None) -> list[RunArtifact]:
+        raise NotImplementedError
+
+    def log_bytes(self, data: bytes, artifact_file: str) -> RunArtifact:
+        raise NotImplementedError
+
+    def list_artifacts(self, path: str | None = None) -> list[RunArtifact]:
+        raise NotImplementedError
+
     # -- conveniences ---------------------------------------------------------------------------
+    def log_text(self, text: str, artifact_file: str) -> RunArtifact:
+        return self.log_bytes(text.encode("utf-8"), artifact_file)
+
+    def log_dict(self, data: Any, artifact_file: str) -> RunArtifact:
+        """Write ``data`` as YAML when the file ends in .yaml/.yml, otherwise as JSON."""
+        if artifact_file.endswith((".yaml", ".yml")):
+            import yaml
+
+            payload = yaml.safe_dump(data, sort_keys=False)
+        else:
+            payload = json.dumps(data, indent=2, default=str)
+        return self.log_bytes(payload.encode("utf-8"), artifact_file)
+
     def log_param(self, key: str, value: Any) -> None:
         self.log_batch(params={key: value})
 
@@ -144,18 +166,8 @@ class Run(RunLogger):
     def log_artifacts(self, local_dir: str | Path, artifact_path: str | None = None) -> list[RunArtifact]:
         return self._tracking.log_artifacts(self.id, local_dir, artifact_path)
 
-    def log_text(self, text: str, artifact_file: str) -> RunArtifact:
-        return self._tracking.log_bytes(self.id, text.encode("utf-8"), artifact_file)
-
-    def log_dict(self, data: Any, artifact_file: str) -> RunArtifact:
-        """Write ``data`` as YAML when the file ends in .yaml/.yml, otherwise as JSON."""
-        if artifact_file.endswith((".yaml", ".yml")):
-            import yaml
-
-            payload = yaml.safe_dump(data, sort_keys=False)
-        else:
-            payload = json.dumps(data, indent=2, default=str)
-        return self._tracking.log_bytes(self.id, payload.encode("utf-8"), artifact_file)
+    def log_bytes(self, data: bytes, artifact_file: str) -> RunArtifact:
+        return self._tracking.log_bytes(self.id, data, artifact_file)
 
     def list_artifacts(self, path: str | None = None) -> list[RunArtifact]:
         return self._tracking.list_artifacts(self.id, path)

@@ -156,6 +156,10 @@ class Registry(ReleaseWorkflow):
                 raise self._model_not_found(conn, name)
             return self._model_record(conn, row._mapping)
 
+    def get(self, name: str) -> RegisteredModel:
+        """The same as ``get_model``."""
+        return self.get_model(name)
+
     def list_models(self) -> list[RegisteredModel]:
         with self.ws.store.read() as conn:
             rows = conn.execute(sa.select(registered_models).order_by(registered_models.c.name)).all()

@@ -8,6 +8,8 @@ from shipyard.errors import InvalidInput
 
 MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 ALIAS_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$")
+#: the largest version number (the metadata databases keep it in a 32-bit INTEGER column)
+MAX_VERSION = 2**31 - 1
 #: resolved by ``get_version``/``load`` to the newest live version; cannot be set as an alias
 LATEST = "latest"
 
@@ -47,9 +49,9 @@ def check_version(version: object) -> int:
         value = int(version)
     else:
         value = None
-    if value is None or value < 1:
+    if value is None or value < 1 or value > MAX_VERSION:
         raise InvalidInput(
-            f"version {version!r} is not valid: give a version number such as 3",
+            f"version {version!r} is not valid: give a version number from 1 to {MAX_VERSION}, such as 3",
             {"field": "version", "value": str(version)},
         )
     return value
