@@ -101,7 +101,7 @@ def _store_uploads(tracking: Tracking, run_id: str, folder: str | None,
     return [tracking.log_file(run_id, f.path, rel) for f, rel in zip(files, rels, strict=True)]
 
 
-class HistoriesIn(BaseModel):
+class HistoriesIn(RequestBody):
     run_ids: list[str] = Field(min_length=1, max_length=100)
     keys: list[str] = Field(min_length=1, max_length=100)
 
