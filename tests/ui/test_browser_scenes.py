@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import httpx
 import pytest
+from playwright.sync_api import expect
 
 pytestmark = pytest.mark.browser
 
@@ -74,7 +75,7 @@ def test_a_traffic_split_takes_effect_on_the_next_predictions(ui, live_url, ui_p
     split.get_by_label("Arm").select_option("challenger")
     split.get_by_label("Weight of").fill("100")
     split.get_by_label("Weight of").press("Tab")
-    assert "100.0 %" in editor.locator("table[aria-label='A/B split']").inner_text()
+    expect(editor.locator("table[aria-label='A/B split']")).to_contain_text("100.0 %")
     # a broken policy is caught before it is sent
     assert editor.locator(".alert.warn").count() == 0
     ui.shot("scene-traffic-editor")

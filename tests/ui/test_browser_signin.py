@@ -7,6 +7,7 @@ import re
 from urllib.parse import urlsplit
 
 import pytest
+from playwright.sync_api import expect
 
 from tests.ui.conftest import PASSWORD
 
@@ -83,8 +84,10 @@ def test_the_demos_link_opens_everything_it_created(ui, ui_project, live_url):
     ui.ready()
     assert page.locator(".topbar .user").inner_text() == "admin"
     assert page.locator("#sy-project").input_value() == "default"
-    overview = page.locator("main").inner_text()
-    assert "credit_apply" in overview and "scorecard" in overview and "xgboost" in overview
+    expect(page.locator("main")).to_contain_text("credit_apply")
+    page = ui.go("/runs")
+    expect(page.locator("main")).to_contain_text("scorecard")
+    expect(page.locator("main")).to_contain_text("xgboost")
     page = ui.go("/models")
     assert "credit_scorecard" in page.locator("main").inner_text() and "credit_xgb" in page.locator("main").inner_text()
     page = ui.go("/features")
