@@ -164,6 +164,13 @@ class UI:
         self.ready()
         return self.page
 
+    def follow(self, link: Any) -> Any:
+        """Click a link to another page and wait for that page, not the one still marked ready."""
+        self.page.evaluate("document.body.removeAttribute('data-ready')")
+        link.click()
+        self.ready()
+        return self.page
+
     def shot(self, name: str) -> Path:
         target = self.shots / f"{name}.png"
         self.page.screenshot(path=str(target), full_page=True)

@@ -18,8 +18,7 @@ def test_compare_two_runs(ui, ui_project):
     assert set(_rows(page)) >= {"gbm-depth-3", "gbm-depth-5", "scorecard", "xgboost"}
     for name in ("gbm-depth-3", "gbm-depth-5"):
         page.get_by_label(f"Select run {name}").check()
-    page.get_by_role("link", name="Compare selected (2)").click()
-    ui.ready()
+    ui.follow(page.get_by_role("link", name="Compare selected (2)"))
     assert page.get_by_role("heading", level=1).inner_text() == "Compare runs"
     params = page.locator("table[aria-label='Parameters'] tbody tr")
     # only the differences by default: max_depth and learning_rate differ, n_estimators does not

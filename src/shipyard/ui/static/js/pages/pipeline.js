@@ -175,10 +175,11 @@ export default async function render(view, root) {
     const up = (e) => {
       document.removeEventListener('pointermove', move);
       document.removeEventListener('pointerup', up);
-      if (!moved) { drawWires(); return; }
+      // the dragged wire goes now, not on the next frame, so a refused drop never shows it
+      drawWires();
+      if (!moved) return;
       const target = document.elementFromPoint(e.clientX, e.clientY)?.closest('[data-port^="in:"]');
       if (target) tryConnect(from, target.dataset.port.slice(3));
-      else drawWires();
     };
     document.addEventListener('pointermove', move);
     document.addEventListener('pointerup', up);
