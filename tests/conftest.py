@@ -88,10 +88,12 @@ def s3_endpoint() -> Iterator[str]:
     else:
         proc.kill()
         raise RuntimeError("moto server did not start")
-    os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
-    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
-    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
-    yield f"http://127.0.0.1:{port}"
+    with pytest.MonkeyPatch.context() as env:  # the session's credentials, removed afterwards
+        for key, value in (("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing"),
+                           ("AWS_DEFAULT_REGION", "us-east-1")):
+            if key not in os.environ:
+                env.setenv(key, value)
+        yield f"http://127.0.0.1:{port}"
     proc.terminate()
     proc.wait(timeout=10)
 

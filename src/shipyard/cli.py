@@ -84,15 +84,16 @@ def workspace_from(ctx: click.Context, **overrides: object):  # noqa: ANN201 - W
 @main.command()
 @click.argument("directory", default=".", type=click.Path(file_okay=False))
 def init(directory: str) -> None:
-    """Create a project: shipyard.yaml, features/, scenes/, pipelines/."""
+    """Create a project: shipyard.yaml and features/, scenes/, pipelines/ with a commented example each."""
     from shipyard.auth.bootstrap import FIRST_ADMIN, ensure_first_admin
     from shipyard.config import init_project
     from shipyard.workspace import connect
 
     root = init_project(directory)
     click.echo(f"initialised Shipyard project in {root}")
-    for name in ("shipyard.yaml", "features/", "scenes/", "pipelines/"):
-        click.echo(f"  {name}")
+    for name in ("shipyard.yaml", "features/example.py", "scenes/example.yaml", "pipelines/example.yaml"):
+        if (root / name).exists():
+            click.echo(f"  {name}")
     ws = connect(root)
     try:
         written = ensure_first_admin(ws.auth, root)

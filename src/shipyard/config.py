@@ -349,15 +349,103 @@ CONFIG_TEMPLATE = """\
 """
 
 
+# Commented examples written by `shipyard init`, one per folder: a newcomer sees the format and
+# the command that uses it. Commented out, they define nothing until someone edits them
+# (tests/core/test_init_examples.py uncomments each and checks that it is valid).
+EXAMPLE_FEATURES = """\
+# Feature definitions as code: `shipyard features plan` shows what would change, `shipyard features
+# apply` stores it, `shipyard features materialize` loads the online store (docs/features.md).
+# Every *.py file in this folder is read; uncomment and edit this one to start.
+#
+# from datetime import timedelta
+#
+# import pandas as pd
+#
+# from shipyard.features import (Entity, FeatureService, FeatureView, Field, FileSource, Float64, Int64,
+#                                RequestSource, on_demand_feature_view)
+#
+# customer = Entity("customer", join_keys=["customer_id"], value_types="int64")
+#
+# customer_stats = FeatureView(
+#     "customer_stats", entities=[customer],
+#     fields=[Field("amount_30d", Float64), Field("n_tx", Int64)],
+#     source=FileSource("data/customer_stats.parquet"),   # customer_id, event_timestamp, the fields
+#     ttl=timedelta(days=90),
+# )
+#
+# # values that arrive with each request, for on-demand views (a scene passes them with `request:`)
+# application = RequestSource("application", schema=[Field("amount", Float64)])
+#
+#
+# @on_demand_feature_view(sources=[customer_stats[["amount_30d"]], application],
+#                         fields=[Field("amount_ratio", Float64)])
+# def ratios(df: pd.DataFrame) -> pd.DataFrame:
+#     return pd.DataFrame({"amount_ratio": df["amount"] / df["amount_30d"]})
+#
+#
+# risk = FeatureService("risk", [customer_stats, ratios])
+"""
+
+EXAMPLE_SCENE = """\
+# A scene: the decision flow behind POST /v1/scenes/<name>/predict (docs/serving.md).
+# Apply it with `shipyard scenes apply scenes/example.yaml` once its model and feature service exist.
+#
+# name: credit_decision
+# description: Score an applicant and decide.
+# inputs: {customer_id: long, amount: double}
+# outputs: [decision, pd]
+# flow:
+#   - type: features
+#     service: risk                      # a feature service of features/
+#     entity: {customer_id: customer_id}
+#     request: {amount: amount}          # request fields of its on-demand views
+#   - {type: model, model: credit, ref: champion, output: pd}
+#   - type: rules
+#     rules:
+#       - {name: high_risk, when: "pd > 0.4", then: decline}
+#       - {name: large, when: "amount > 10000", then: review}
+#     default: approve
+#     output: decision
+# fallback: {decision: review}           # answered when a step fails
+"""
+
+EXAMPLE_PIPELINE = """\
+# A pipeline: nodes (components) and the edges between them, run with cached results
+# (docs/pipelines.md). `shipyard pipelines components` lists the components;
+# `shipyard pipelines validate pipelines/example.yaml` checks a file, `shipyard pipelines run` runs it.
+#
+# version: 1
+# name: scorecard
+# params: {dataset: applications, target: bad}
+# nodes:
+#   - {id: data, component: load_dataset, params: {dataset: "${dataset}"}}
+#   - {id: split, component: split, inputs: {data: data}, params: {target: "${target}", test_size: 0.3}}
+#   - {id: binning, component: bin_woe, inputs: {train: split.train}, params: {target: "${target}"}}
+#   - id: scorecard
+#     component: train_scorecard
+#     inputs: {train: split.train, binner: binning}
+#     params: {target: "${target}"}
+#   - {id: evaluate, component: evaluate, inputs: {model: scorecard, test: split.test, train: split.train},
+#      params: {target: "${target}"}}
+"""
+
+EXAMPLES = {"features/example.py": EXAMPLE_FEATURES, "scenes/example.yaml": EXAMPLE_SCENE,
+            "pipelines/example.yaml": EXAMPLE_PIPELINE}
+
+
 def init_project(directory: str | Path) -> Path:
-    """Create a project: shipyard.yaml and the features/, scenes/, pipelines/ folders."""
+    """Create a project: shipyard.yaml and the features/, scenes/, pipelines/ folders, each with a
+    commented example (written only into a folder that does not exist yet)."""
     root = Path(directory).resolve()
     root.mkdir(parents=True, exist_ok=True)
     config = root / CONFIG_FILE
     if not config.exists():
         config.write_text(CONFIG_TEMPLATE)
-    for sub in ("features", "scenes", "pipelines"):
-        (root / sub).mkdir(exist_ok=True)
+    for relative, text in EXAMPLES.items():
+        folder = (root / relative).parent
+        if not folder.exists():
+            folder.mkdir()
+            (root / relative).write_text(text)
     (root / ".shipyard").mkdir(exist_ok=True)
     gitignore = root / ".gitignore"
     if not gitignore.exists():

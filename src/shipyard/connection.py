@@ -40,7 +40,10 @@ class Connection:
     def request(self, method: str, path: str, **kwargs: Any) -> Any:
         """The decoded JSON answer (bytes for other content, None when empty); errors raised as ShipyardError."""
         try:
-            response = self._http.request(method, path, **kwargs)
+            # build_request + send is what Client.request does; a per-request timeout (uploads pass
+            # timeout=None) rides on the request, also when the client is Starlette's TestClient,
+            # whose request() deprecates a timeout argument
+            response = self._http.send(self._http.build_request(method, path, **kwargs))
         except httpx.TransportError as exc:
             raise StoreUnavailable(f"cannot reach Shipyard server at {self.url}: {exc}") from exc
         if response.status_code >= 400:

@@ -102,3 +102,33 @@ def _check_xgboost_quality(ws, project: Path, out: dict) -> None:
     assert out["xgb_auc"] > old_auc + 0.1
     assert out["xgb_auc"] >= ref_auc - 0.02
     assert np.isfinite(out["xgb_ks"]) and 0.3 < out["xgb_ks"] < 0.8
+
+
+def test_demo_writes_to_the_user_data_folder_unless_told(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Not into the current folder (a source checkout would get an untracked folder), and it says where."""
+    from click.testing import CliRunner
+
+    import shipyard.demo.run as demo_run
+    from shipyard.cli import main
+
+    called: list[Path] = []
+
+    def fake_run(directory, say):  # noqa: ANN001, ANN202 - stands in for the minutes-long demo
+        called.append(Path(directory))
+        return {"project": str(Path(directory).resolve())}
+
+    monkeypatch.setattr(demo_run, "run_demo", fake_run)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    (tmp_path / "checkout").mkdir()
+    monkeypatch.chdir(tmp_path / "checkout")
+    result = CliRunner().invoke(main, ["demo"])
+    assert result.exit_code == 0, result.output
+    assert called == [tmp_path / "data" / "shipyard" / "demo"]
+    assert f"The demo's project is {(tmp_path / 'data' / 'shipyard' / 'demo').resolve()}" in result.output
+    assert list((tmp_path / "checkout").iterdir()) == []  # nothing written where it ran
+    result = CliRunner().invoke(main, ["demo", "--path", str(tmp_path / "here")])
+    assert result.exit_code == 0 and called[-1] == tmp_path / "here"
+    monkeypatch.delenv("XDG_DATA_HOME")
+    monkeypatch.delenv("LOCALAPPDATA", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert demo_run.default_demo_path() == tmp_path / "home" / ".local" / "share" / "shipyard" / "demo"

@@ -16,6 +16,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
+from shipyard.arrow_util import table_from_pandas
 from shipyard.errors import NotFound
 from shipyard.features.online import OnlineStore
 from shipyard.features.online.lmdb_store import LMDBOnlineStore
@@ -116,7 +117,7 @@ class MemoryFeatureStore:
     def add(self, view: Any, data: pd.DataFrame | None = None) -> None:
         self.views[view.name] = view
         if data is not None:
-            self.offline[view.name] = pa.Table.from_pandas(data, preserve_index=False)
+            self.offline[view.name] = table_from_pandas(data)
 
     def get_view(self, name: str, version: int | None = None) -> Any:
         if name not in self.views:
@@ -143,7 +144,7 @@ class MemoryFeatureStore:
             mask &= ts >= pd.Timestamp(start)
         if end is not None:
             mask &= ts < pd.Timestamp(end)
-        return pa.Table.from_pandas(frame[mask], preserve_index=False)
+        return table_from_pandas(frame[mask])
 
     def offline_append(self, view_name: str, table: pa.Table) -> None:
         current = self.offline.get(view_name)

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from shipyard.arrow_util import table_from_pandas
 from shipyard.errors import InvalidInput
 from shipyard.features.materialize import materialize, materialize_incremental, watermark
 from shipyard.features.monitoring import materialization_summary
@@ -106,7 +107,7 @@ def test_incremental_uses_watermark(fstore: MemoryFeatureStore) -> None:
     assert first.start == t1 - TTL and watermark(fstore, "spend") == t1
     newer = _offline(4, n=500, start=T0 + dt.timedelta(days=5))
     newer = newer[newer.event_timestamp < T0 + dt.timedelta(days=7)]
-    fstore.offline_append("spend", __import__("pyarrow").Table.from_pandas(newer, preserve_index=False))
+    fstore.offline_append("spend", table_from_pandas(newer))
     t2 = T0 + dt.timedelta(days=7)
     (second,) = materialize_incremental(fstore, end=t2)
     assert second.start == t1 and watermark(fstore, "spend") == t2

@@ -13,9 +13,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 import pytest
 
+from shipyard.arrow_util import table_from_pandas
 from shipyard.config import load_settings
 from shipyard.features.materialize import materialize_incremental
 from shipyard.workspace import Workspace
@@ -117,7 +117,7 @@ def test_late_file_and_late_push_reach_the_online_store(project: Any) -> None:
     t3 = t2 + dt.timedelta(hours=6)
     pushed = pd.DataFrame({"customer_id": [3, 4], "ts": pd.to_datetime([t2 - dt.timedelta(hours=2)] * 2, utc=True),
                            "amount": [1.5, 2.5], "n": [7, 8]})
-    store.offline_append("spend", pa.Table.from_pandas(pushed, preserve_index=False))
+    store.offline_append("spend", table_from_pandas(pushed))
     rewritten = pd.concat([first, pd.DataFrame({
         "customer_id": [5], "ts": pd.to_datetime([t2 - dt.timedelta(hours=1)], utc=True), "amount": [9.5], "n": [9]})],
         ignore_index=True)

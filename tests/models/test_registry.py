@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-from sklearn.linear_model import LogisticRegression
 
 from shipyard.artifacts import sha256_dir
 from shipyard.errors import AlreadyExists, Conflict, Forbidden, InvalidInput, NotFound
@@ -16,18 +14,6 @@ from shipyard.models import save_model
 from shipyard.models.python_model import PythonModel
 from shipyard.workspace import Workspace
 from tests.conftest import as_user as signed_in
-
-
-@pytest.fixture(scope="module")
-def fitted(credit_data):
-    X, y = credit_data
-    return LogisticRegression(max_iter=500).fit(X, y), X
-
-
-@pytest.fixture(scope="module")
-def model_dir(fitted, tmp_path_factory) -> Path:
-    clf, X = fitted
-    return save_model(clf, tmp_path_factory.mktemp("saved") / "credit", input_example=X.head(8))
 
 
 def as_user(ws: Workspace, user: str, role: str = "reviewer") -> Workspace:

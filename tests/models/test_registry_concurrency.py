@@ -8,13 +8,8 @@ import subprocess
 import sys
 import textwrap
 import threading
-from pathlib import Path
-
-import pytest
-from sklearn.linear_model import LogisticRegression
 
 from shipyard.artifacts import sha256_dir
-from shipyard.models import save_model
 
 # Each worker registers (or moves an alias) in its own process; validation is switched off there
 # because these tests are about the transaction that numbers versions and moves aliases.
@@ -41,13 +36,6 @@ WORKER = textwrap.dedent(
     ws.close()
     """
 )
-
-
-@pytest.fixture(scope="module")
-def model_dir(credit_data, tmp_path_factory) -> Path:
-    X, y = credit_data
-    clf = LogisticRegression(max_iter=500).fit(X, y)
-    return save_model(clf, tmp_path_factory.mktemp("saved") / "credit", input_example=X.head(5))
 
 
 def run_workers(workspace, tmp_path, n: int, **args) -> list[list[int]]:

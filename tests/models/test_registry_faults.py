@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from sklearn.linear_model import LogisticRegression
 
 from shipyard.config import load_settings
 from shipyard.errors import Conflict, IntegrityError, InvalidInput, NotFound, StoreUnavailable
@@ -19,18 +18,6 @@ from shipyard.models import save_model
 from shipyard.store import MetadataStore
 from shipyard.store.schema import model_versions, registered_models
 from shipyard.workspace import Workspace
-
-
-@pytest.fixture(scope="module")
-def fitted(credit_data):
-    X, y = credit_data
-    return LogisticRegression(max_iter=500).fit(X, y), X
-
-
-@pytest.fixture(scope="module")
-def model_dir(fitted, tmp_path_factory) -> Path:
-    clf, X = fitted
-    return save_model(clf, tmp_path_factory.mktemp("saved") / "credit", input_example=X.head(8))
 
 
 def copy_of(model_dir: Path, tmp_path: Path) -> Path:

@@ -6,28 +6,18 @@ import io
 import json
 import tarfile
 import zipfile
-from pathlib import Path
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
 from fastapi.testclient import TestClient
-from sklearn.linear_model import LogisticRegression
 
 from shipyard.artifacts import sha256_dir
 from shipyard.client import Client
 from shipyard.errors import Conflict, Forbidden, NotFound
-from shipyard.models import save_model
 from shipyard.models.remote import RemoteRegistry
 from shipyard.server import create_app
 from tests.conftest import user_token
-
-
-@pytest.fixture(scope="module")
-def model_dir(credit_data, tmp_path_factory) -> Path:
-    X, y = credit_data
-    clf = LogisticRegression(max_iter=500).fit(X, y)
-    return save_model(clf, tmp_path_factory.mktemp("saved") / "credit", input_example=X.head(5))
 
 
 def client_as(app, ws, name: str, *roles: str) -> Client:
@@ -156,4 +146,4 @@ def test_cli_release_workflow(sqlite_workspace, model_dir, tmp_path, monkeypatch
     assert events[0]["kind"] == "model.version_validated" and events[-1]["kind"] == "model.created"
     assert "model.alias_rolled_back" in run("history", "credit")
     model = sqlite_workspace.registry.load("credit", "champion")
-    assert np.asarray(model.predict(model.input_example)).shape == (5,)
+    assert np.asarray(model.predict(model.input_example)).shape == (8,)

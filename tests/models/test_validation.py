@@ -7,18 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from sklearn.linear_model import LogisticRegression
 
 from shipyard.config import load_settings
 from shipyard.models import save_model
 from shipyard.models.validation import check_model_dir, compare_outputs
 from shipyard.workspace import Workspace
-
-
-@pytest.fixture(scope="module")
-def fitted(credit_data):
-    X, y = credit_data
-    return LogisticRegression(max_iter=500).fit(X, y), X
 
 
 def test_compare_outputs_names_the_first_differing_row():

@@ -60,14 +60,12 @@ def test_round_trip_and_listing_has_no_values(workspace: Workspace) -> None:
 def test_plaintext_never_in_sqlite_file_or_logs(sqlite_workspace: Workspace, caplog: pytest.LogCaptureFixture) -> None:
     ws = sqlite_workspace
     caplog.set_level(logging.DEBUG)
-    logging.getLogger("sqlalchemy.engine").setLevel(logging.INFO)  # echo every statement and parameter
-    try:
-        ws.secrets.put("api_key", PLAIN, actor="alice")
-        ws.secrets.get("api_key")
-        ws.secrets.rotate_key(actor="alice")
-        ws.secrets.put("api_key", PLAIN, actor="alice")
-    finally:
-        logging.getLogger("sqlalchemy.engine").setLevel(logging.WARNING)
+    # echo every statement and parameter (caplog puts the logger's level back after the test)
+    caplog.set_level(logging.INFO, logger="sqlalchemy.engine")
+    ws.secrets.put("api_key", PLAIN, actor="alice")
+    ws.secrets.get("api_key")
+    ws.secrets.rotate_key(actor="alice")
+    ws.secrets.put("api_key", PLAIN, actor="alice")
     ws.store.dispose()
     db = Path(ws.settings.metadata_url.removeprefix("sqlite:///"))
     for path in (db, db.with_name(db.name + "-wal")):

@@ -13,9 +13,12 @@ from shipyard.serving import ServingEngine, heap
 
 @pytest.fixture
 def restore_gc():
-    before = gc.get_threshold()
+    """The collector's thresholds and frozen heap as they were: both are process-wide."""
+    before, frozen = gc.get_threshold(), gc.get_freeze_count()
     yield
     gc.set_threshold(*before)
+    if frozen == 0:
+        gc.unfreeze()
 
 
 def test_tune_freezes_and_raises_gen0(restore_gc):
@@ -36,7 +39,7 @@ def test_tune_keeps_a_higher_or_disabled_threshold(restore_gc):
     assert heap.tune(collect=False)[0] == 0
 
 
-def test_settle_freezes_objects_created_by_a_load():
+def test_settle_freezes_objects_created_by_a_load(restore_gc):
     heap.settle()
     frozen = gc.get_freeze_count()
     loaded = [[i] for i in range(3_000)]

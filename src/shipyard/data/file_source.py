@@ -20,6 +20,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from shipyard.arrow_util import table_from_pandas
 from shipyard.data.sources import ConnectionTest, Masker, check_secret_refs, timed_test
 from shipyard.errors import InvalidInput, NotFound, StoreUnavailable, require
 from shipyard.secrets import SecretValue
@@ -203,6 +204,6 @@ def _excel(handle: Any, what: Mapping[str, Any], chunk_rows: int) -> Iterator[pa
 
     sheet = what.get("sheet")
     frame = pd.read_excel(handle, sheet_name=sheet if sheet is not None else 0, engine="openpyxl")
-    table = pa.Table.from_pandas(frame, preserve_index=False)
+    table = table_from_pandas(frame)
     for start in range(0, max(table.num_rows, 1), chunk_rows):
         yield table.slice(start, chunk_rows)

@@ -41,6 +41,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from shipyard.arrow_util import table_from_pandas
 from shipyard.data._columns import (
     ColumnProfile,
     categorical_profile,
@@ -63,7 +64,7 @@ def load_table(source: Any, *, sheet: str | int | None = None) -> pa.Table:
         return source
     if isinstance(source, pd.DataFrame):
         try:
-            return pa.Table.from_pandas(source, preserve_index=False)
+            return table_from_pandas(source)
         except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
             bad = [c for c in source.columns if source[c].dtype == object
                    and source[c].dropna().map(type).nunique() > 1]

@@ -7,6 +7,7 @@ XGBoost, tracked → model report → registry (validate, approve, alias) → on
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import threading
@@ -73,8 +74,19 @@ def scene_document(factor: float, offset: float) -> dict[str, Any]:
     }
 
 
-def run_demo(directory: str | Path = "shipyard-demo", say: Say = print) -> dict[str, Any]:
-    """Run every step; returns the numbers it printed (used by the tests)."""
+def default_demo_path() -> Path:
+    """Where ``shipyard demo`` writes its project unless told: ``shipyard/demo`` in the user's data
+    folder (``$XDG_DATA_HOME``, else ``~/.local/share``; ``%LOCALAPPDATA%`` on Windows), never the
+    current folder, which may be a source checkout."""
+    base = os.environ.get("XDG_DATA_HOME") or os.environ.get("LOCALAPPDATA")
+    return (Path(base) if base else Path.home() / ".local" / "share") / "shipyard" / "demo"
+
+
+def run_demo(directory: str | Path | None = None, say: Say = print) -> dict[str, Any]:
+    """Run every step in the project at ``directory`` (default ``default_demo_path()``); returns
+    the numbers it printed (used by the tests)."""
+    if directory is None:
+        directory = default_demo_path()
     from sklearn.model_selection import train_test_split
 
     from shipyard.data.profile import profile

@@ -101,7 +101,11 @@ def training_set_cmd(ctx: click.Context, entities: str, features: str | None, se
         if out.endswith(".csv"):
             result.to_csv(out, index=False)
         else:
-            result.to_parquet(out, index=False)
+            import pyarrow.parquet as pq
+
+            from shipyard.arrow_util import table_from_pandas
+
+            pq.write_table(table_from_pandas(result), out)
         click.echo(f"wrote {len(result)} rows to {out}")
     else:
         click.echo(result.to_string(max_rows=20))

@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from shipyard.arrow_util import table_from_pandas
 from shipyard.errors import Conflict, InvalidInput, NotFound, SchemaMismatch
 from shipyard.features.definitions import Entity, FeatureService, FeatureView, OnDemandFeatureView
 from shipyard.features.offline.scan import CREATED_TS, EVENT_TS, Scanner, connect, quote
@@ -321,7 +322,7 @@ def _as_arrow(table: Any, view: str) -> pa.Table:
     if isinstance(table, pa.Table):
         return table
     if isinstance(table, pd.DataFrame):
-        return pa.Table.from_pandas(table, preserve_index=False)
+        return table_from_pandas(table)
     if isinstance(table, list):
         return pa.Table.from_pylist(table) if table else pa.table({})
     raise InvalidInput(f"rows for feature view {view!r} must be a pyarrow Table, pandas DataFrame or list of dicts",

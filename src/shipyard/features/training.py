@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from shipyard.arrow_util import table_from_pandas
 from shipyard.errors import InvalidInput
 from shipyard.features.definitions import FeatureView, OnDemandFeatureView
 from shipyard.features.offline.engine import ROW, TS, ViewRequest, get_engine
@@ -176,7 +177,7 @@ def build_training_set(store: FeatureStore, entity_df: pd.DataFrame | pa.Table, 
     if dataset is not None:
         return _write_dataset(store, result, dataset, refs, lineage)
     if output == "arrow":
-        return pa.Table.from_pandas(result, preserve_index=False)
+        return table_from_pandas(result)
     return result
 
 
@@ -188,8 +189,7 @@ def _arrow_result(base: pd.DataFrame, joined: pa.Table, joined_columns: list[str
     The joined columns take the types and pandas metadata that round trip gives an empty column of
     theirs; None when that is not decided by the type alone (an empty object column on pandas 2).
     """
-    probe = pa.Table.from_pandas(joined.select(joined_columns).slice(0, 0).to_pandas(types_mapper=_PANDAS_TYPES),
-                                 preserve_index=False)
+    probe = table_from_pandas(joined.select(joined_columns).slice(0, 0).to_pandas(types_mapper=_PANDAS_TYPES))
     if any(pa.types.is_null(f.type) for f in probe.schema):
         return None
     arrays = []
@@ -200,7 +200,7 @@ def _arrow_result(base: pd.DataFrame, joined: pa.Table, joined_columns: list[str
             if pc.any(nan).as_py():  # from_pandas reads NaN as null
                 column = pc.if_else(nan, pa.scalar(None, column.type), column)
         arrays.append(column.cast(target.type))
-    entity = pa.Table.from_pandas(base.assign(**computed_columns), preserve_index=False)
+    entity = table_from_pandas(base.assign(**computed_columns))
     n_base = len(base.columns)
     fields = [*entity.schema][:n_base] + [*probe.schema] + [*entity.schema][n_base:]
     columns = entity.columns[:n_base] + arrays + entity.columns[n_base:]
@@ -306,7 +306,7 @@ def _check_timezones(store: FeatureStore, ts: pd.Series, ts_col: str, views: lis
 
 def _write_dataset(store: FeatureStore, frame: pd.DataFrame, name: str, refs: list[str],
                    lineage: dict[str, Any]) -> TrainingSetResult:
-    table = pa.Table.from_pandas(frame, preserve_index=False)
+    table = table_from_pandas(frame)
     buffer = io.BytesIO()
     pq.write_table(table, buffer, compression="zstd")
     ident = uuid.uuid4().hex

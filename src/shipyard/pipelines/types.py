@@ -96,8 +96,13 @@ def encode(kind: str, value: Any, where: str) -> Encoded:
         if not isinstance(value, pd.DataFrame):
             raise InvalidInput(f"{where} must be a table (pandas DataFrame), got {type(value).__name__}",
                                {"field": where})
+        import pyarrow.parquet as pq
+
+        from shipyard.arrow_util import table_from_pandas
+
         buffer = io.BytesIO()
-        value.to_parquet(buffer, engine="pyarrow", compression="zstd")
+        # what DataFrame.to_parquet does, without pyarrow reading Series.values of tz-aware columns
+        pq.write_table(table_from_pandas(value, preserve_index=None), buffer, compression="zstd")
         data = buffer.getvalue()
         summary = {"rows": len(value), "columns": len(value.columns)}
     elif kind == JSON:

@@ -15,6 +15,7 @@ from typing import Any
 
 import pandas as pd
 
+from shipyard.arrow_util import table_from_pandas
 from shipyard.errors import InvalidInput, NotFound
 
 Progress = Callable[[int], None]
@@ -57,10 +58,9 @@ class _Writer:
         if self.kind == "csv":
             frame.to_csv(self.path, mode="w" if self._first else "a", header=self._first, index=False)
         else:
-            import pyarrow as pa
             import pyarrow.parquet as pq
 
-            table = pa.Table.from_pandas(frame, preserve_index=False)
+            table = table_from_pandas(frame)
             if self._parquet is None:
                 self._parquet = pq.ParquetWriter(self.path, table.schema)
             self._parquet.write_table(table.cast(self._parquet.schema))

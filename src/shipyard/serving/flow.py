@@ -138,14 +138,34 @@ class _Compiler:
         if found is not None and (not isinstance(found, str) or not found.isidentifier()):
             raise _fail(step_id, "'found' names the boolean field to write (e.g. found: applicant_known)",
                         field="found")
-        node = st.FeaturesNode(step_id, self.features, service, {str(k): str(v) for k, v in entity.items()},
-                               [str(n) for n in names], on_missing=on_missing, found=found)
+        request = spec.get("request") or {}
+        if not isinstance(request, Mapping):
+            raise _fail(step_id, "'request' maps request fields of the service's on-demand views to scene fields: "
+                                 "{request_field: scene_field}", field="request")
+        entity_map = {str(k): str(v) for k, v in entity.items()}
+        request_map = {str(k): str(v) for k, v in request.items()}
+        self._check_request_fields(step_id, service, {**entity_map, **request_map})
+        node = st.FeaturesNode(step_id, self.features, service, entity_map,
+                               [str(n) for n in names], on_missing=on_missing, found=found, request=request_map)
         self.feature_names.extend(node.names)
         self.services.append(service)
         for key, source in node.entity.items():
             self.entity_fields.setdefault(key, source)
         avail.update(node.writes)
         return node
+
+    def _check_request_fields(self, step_id: str, service: str, passed: Mapping[str, str]) -> None:
+        """Every request field an on-demand view of ``service`` needs is passed by the step: without
+        it every request would fail, so the scene is refused here instead."""
+        needed = getattr(self.features, "request_fields", None)
+        if needed is None:  # a feature source that cannot tell (in-memory sources have no on-demand views)
+            return
+        for name, view in needed(service).items():
+            if name not in passed:
+                raise _fail(step_id, f"feature service {service!r} includes on-demand view {view!r}, which needs "
+                                     f"request field {name!r}; pass it from a scene field with "
+                                     f"request: {{{name}: <scene field>}} in this step",
+                            field=name, service=service, view=view)
 
     def _expr(self, step_id: str, spec: Mapping[str, Any], avail: dict[str, str]) -> st.Node:
         output = spec.get("output")
@@ -403,8 +423,11 @@ def expr(output: str, source: str, id: str | None = None) -> dict[str, Any]:  # 
 
 
 def features(service: str, entity: dict[str, str], names: list[str] | None = None,
-             id: str | None = None, on_missing: str = "null", found: str | None = None) -> dict[str, Any]:  # noqa: A002
+             id: str | None = None, on_missing: str = "null", found: str | None = None,  # noqa: A002
+             request: dict[str, str] | None = None) -> dict[str, Any]:
     spec: dict[str, Any] = {"type": "features", "service": service, "entity": entity}
+    if request:
+        spec["request"] = request
     if names:
         spec["features"] = names
     if on_missing != "null":

@@ -7,7 +7,9 @@ Two tiny interfaces keep the engine independent of the registry and the feature 
     when either is unknown) and ``load(name, version) -> LoadedModel`` returns a ready model.
 ``FeatureSource``
     ``lookup(service, entity_rows) -> list[dict]`` reads online features, one dict per entity row;
-    ``feature_names(service)`` lists what a service returns (``NotFound`` if unknown).
+    ``feature_names(service)`` lists what a service returns (``NotFound`` if unknown). A source
+    may also have ``request_fields(service) -> {field: view}``, the request fields its on-demand
+    views need, which a scene is then checked to pass when it is applied.
 
 ``RegistryModels`` and ``StoreFeatures`` adapt a workspace's registry and feature store;
 ``ModelCatalog`` and ``StaticFeatures`` hold objects in memory (notebooks, tests, edge runtimes).
@@ -159,6 +161,15 @@ class StoreFeatures:
                 # services list "view:feature" refs; rows come back keyed by the feature name
                 return [(n if isinstance(n, str) else str(getattr(n, "name", n))).split(":")[-1] for n in names]
         return None
+
+    def request_fields(self, service: str) -> dict[str, str]:
+        """The request fields the on-demand views of ``service`` need: ``{field: view}``."""
+        store = self.ws.features
+        needed: dict[str, str] = {}
+        for view_name in dict.fromkeys(ref.split(":", 1)[0] for ref in store.get_service(service).features):
+            for f in getattr(store.get_view(view_name), "request_fields", None) or []:
+                needed.setdefault(f.name, view_name)
+        return needed
 
     def log_served(self, scene: str, records: Sequence[Mapping[str, Any]]) -> int:
         """Pass the served vectors of prediction-log ``records`` to the feature store's log.

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from shipyard.errors import ModelError, NotFound, Overloaded, ShipyardError
+from shipyard.errors import InvalidInput, ModelError, NotFound, Overloaded, ShipyardError
 from shipyard.models.loaded import model_failure
 from shipyard.serving.expr import Expression
 
@@ -145,16 +145,18 @@ class FeaturesNode(Node):
     dependency = "features"
 
     def __init__(self, step_id: str, source: Any, service: str, entity: dict[str, str], names: list[str],
-                 on_missing: str = "null", found: str | None = None) -> None:
+                 on_missing: str = "null", found: str | None = None, request: dict[str, str] | None = None) -> None:
         super().__init__(step_id)
         self.source = source
         self.service = service
         self.entity = entity
+        # request fields of the service's on-demand views: {request_field: scene_field}
+        self.request = dict(request or {})
         self.names = names
         self.on_missing = on_missing
         self.found = found
         self.target = f"features {service}"
-        self.reads = set(entity.values())
+        self.reads = set(entity.values()) | set(self.request.values())
         self.writes = {n: "any" for n in names}
         if found:
             self.writes[found] = "boolean"
@@ -162,7 +164,18 @@ class FeaturesNode(Node):
     def _run(self, rows: list[Row], trace: Trace) -> None:
         start = time.perf_counter()
         keys = [{key: row.get(field) for key, field in self.entity.items()} for row in rows]
-        found = self.source.lookup(self.service, keys)
+        asked = keys if not self.request else [
+            {**key, **{name: row.get(field) for name, field in self.request.items()}} for key, row in zip(keys, rows, strict=True)]
+        try:
+            found = self.source.lookup(self.service, asked)
+        except InvalidInput as exc:
+            # the request passed the scene's input checks, so what the store refuses is the scene's
+            # (e.g. the service gained an on-demand view needing a request field the step does not pass)
+            fix = (f"; pass it with request: {{{exc.details['field']}: <scene field>}} in step {self.id!r} "
+                   "and apply the scene again") if "request field" in exc.message and "field" in exc.details else ""
+            raise ModelError(f"step {self.id!r}: feature service {self.service!r} refused the lookup: "
+                             f"{exc.message}{fix}",
+                             {**exc.details, "step": self.id, "service": self.service}) from exc
         names = self.names
         check = self.on_missing != "null" or self.found
         for row, values, key in zip(rows, found, keys, strict=True):
