@@ -91,6 +91,24 @@ def _public_settings(data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
+def _check_notifiers(ctx: RequestContext, document: str | dict[str, Any]) -> None:
+    """A notifier sends what it names to a host the caller chooses. Naming a stored secret
+    (``password_secret``) is reading it, so it needs ``secrets:read``; naming a variable of the server's
+    environment (``password_env``, ``header_env``) reads the server's own settings (its secret key,
+    database URL, cloud keys), so it needs ``secrets:admin``."""
+    from shipyard.monitoring.alerts import load_rules_document
+
+    doc = load_rules_document(document)
+    notifiers = doc.get("notifiers") if isinstance(doc, dict) else None
+    for spec in notifiers if isinstance(notifiers, list) else []:
+        if not isinstance(spec, dict):
+            continue
+        if spec.get("password_env") or spec.get("header_env"):
+            ctx.require(Resource.SECRETS, Action.ADMIN)
+        if spec.get("password_secret"):
+            ctx.require(Resource.SECRETS, Action.READ)
+
+
 def router() -> APIRouter:
     api = APIRouter(prefix="/monitoring", tags=["monitoring"])
 
@@ -192,6 +210,7 @@ def router() -> APIRouter:
 
     @api.post("/alerts/rules", status_code=201)
     def apply_rules(body: RulesIn, ctx: RequestContext = allow(Resource.MONITORING, Action.WRITE)) -> dict[str, Any]:
+        _check_notifiers(ctx, body.document)
         m = ctx.ws.monitoring
         before = [r.to_dict() for r in m.alerts.rules()]
         out = m.apply_rules(body.document, ctx.actor)
