@@ -126,3 +126,29 @@ def test_notifiers_naming_secrets_or_server_variables_need_the_permission_to_rea
     assert http.post(f"{API}/alerts/rules", json={"document": document}, headers=operator).status_code == 201
     yaml_text = "notifiers:\n  - {name: h3, type: webhook, url: 'https://a.example', header_env: {X: HOME}}\n"
     assert http.post(f"{API}/alerts/rules", json={"document": yaml_text}, headers=operator).status_code == 403
+
+
+def test_a_running_server_evaluates_the_alert_rules_on_its_own(tmp_path: Path) -> None:
+    """`shipyard server` (background=True) evaluates every project's rules on an interval; a test app
+    (background off) does not."""
+    import time
+
+    settings = load_settings(tmp_path / "project", artifact_root=str(tmp_path / "artifacts"))
+    ws = Workspace(settings, principal=SERVER)
+    try:
+        recorder = ws.monitoring.recorder(flush_interval=3600)
+        recorder.observe("s", "1", "control", 0.01, 0.001, 0.005)
+        recorder.flush()
+        ws.monitoring.apply_rules({"rules": [{"name": "traffic", "metric": "requests", "scope": {"scene": "s"},
+                                              "condition": ">= 1", "window": "1h"}]}, "alice")
+        with TestClient(create_app(ws, follow_interval=0)):
+            time.sleep(1.0)
+        assert ws.monitoring.alerts.history() == []
+        with TestClient(create_app(ws, follow_interval=0, background=True, alert_interval_s=0.2)):
+            deadline = time.monotonic() + 30
+            while not ws.monitoring.alerts.history(status="firing"):
+                assert time.monotonic() < deadline, "the server never evaluated the rules"
+                time.sleep(0.2)
+        assert [a["rule"] for a in ws.monitoring.alerts.history()] == ["traffic"]
+    finally:
+        ws.close()

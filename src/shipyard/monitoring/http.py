@@ -255,6 +255,8 @@ def router() -> APIRouter:
 
 
 def install(app: FastAPI, ws: Any, **options: Any) -> None:
+    if options.get("background"):
+        _evaluate_alerts(app, float(options.get("alert_interval_s", 60.0)))
     serving = getattr(app.state, "serving", None)
     metrics = getattr(serving, "metrics", None)
     if metrics is None or getattr(metrics, "series", None) is not None:
@@ -263,3 +265,23 @@ def install(app: FastAPI, ws: Any, **options: Any) -> None:
     metrics.series = recorder
     app.state.monitoring_recorder = recorder
     add_lifespan(app, lambda: None, recorder.close)
+
+
+def _evaluate_alerts(app: FastAPI, interval_s: float) -> None:
+    """In a running server (``background=True``), every project's alert rules are evaluated every
+    ``interval_s`` seconds. Several servers may do so at once: an open alert is unique per rule and
+    scope and sending is claimed by a conditional update, so each notification goes out once."""
+    projects = app.state.projects
+    running: list[Any] = []
+
+    def startup() -> None:
+        for name in projects.names():
+            evaluator = projects.get(name).monitoring.evaluator(interval_s=interval_s)
+            evaluator.start()
+            running.append(evaluator)
+
+    def shutdown() -> None:
+        for evaluator in running:
+            evaluator.stop(timeout=1.0)
+
+    add_lifespan(app, startup, shutdown)
