@@ -4,7 +4,9 @@ absent and all-missing columns."""
 
 from __future__ import annotations
 
+import html
 import json
+import sys
 import textwrap
 from pathlib import Path
 
@@ -244,3 +246,18 @@ def test_baseline_from_a_model_registered_with_a_dataset_version(workspace, tmp_
     with pytest.raises(InvalidInput, match="credit_train@1, other@2") as err:
         m.baseline_from_model("b", "two", "1", "alice")
     assert err.value.details["field"] == "lineage.dataset_version"
+
+
+def test_a_broken_plugins_traceback_names_no_server_path(mon, tmp_path: Path) -> None:
+    """The report is served over HTTP (GET /monitoring/reports/{id}/html), where answers carry no
+    server paths: the traceback keeps file names and lines only."""
+    ws, m, ref = mon
+    (ws.settings.project_dir / "plugins").mkdir(parents=True, exist_ok=True)
+    (ws.settings.project_dir / "plugins" / "broken.py").write_text(textwrap.dedent(BROKEN))
+    m.configure("s", "alice", plugins=[str(ws.settings.project_dir / "plugins" / "broken.py")])
+    write_day(ws, "s", DAY, frame(300, 3))
+    report = m.daily_report("s", DAY, "alice")
+    page = html.unescape(report.html)
+    assert "the plugin has a bug" in page and 'File "broken.py", line' in page
+    for root in (str(tmp_path), str(Path(__file__).resolve().parents[2]), sys.prefix):
+        assert root not in page
