@@ -177,7 +177,8 @@ class Workspace:
 
         return Monitoring(self.store, self.artifacts, feature_monitor=lambda views: self.features.monitor(views),
                           model_lineage=lambda name, version: self.registry.get_version(name, version).lineage,
-                          secrets=lambda name: self.secrets.get(name))
+                          secrets=lambda name: self.secrets.get(name),
+                          dataset_reader=lambda name, version: self.data.read(name, version))
 
     def close(self) -> None:
         self.store.dispose()

@@ -344,3 +344,29 @@ def test_two_servers_evaluating_at_once_send_once(workspace, receiver) -> None:
     assert [a["status"] for a in workspace.monitoring.alerts.history()] == ["firing"]
     for m in servers:
         m.store.dispose()
+
+
+def test_notifier_settings_of_the_wrong_type_are_refused_at_apply(workspace) -> None:
+    """A setting of the wrong type would only fail when an alert is sent, stopping the evaluation of
+    every rule after it; it is refused when applied, naming the setting."""
+    m = workspace.monitoring
+    hook = {"name": "h", "type": "webhook", "url": "https://hooks.example/x"}
+    mail = {"name": "m", "type": "smtp", "host": "mail.example", "to": ["a@example"]}
+    for spec, field in (({**hook, "retries": "many"}, "notifiers.retries"),
+                        ({**hook, "retries": -1}, "notifiers.retries"),
+                        ({**hook, "backoff_s": "soon"}, "notifiers.backoff_s"),
+                        ({**hook, "timeout_s": 0}, "notifiers.timeout_s"),
+                        ({**hook, "headers": ["X-A"]}, "notifiers.headers"),
+                        ({**hook, "header_env": {"X-A": 5}}, "notifiers.header_env"),
+                        ({**mail, "port": "abc"}, "notifiers.port"),
+                        ({**mail, "port": 70000}, "notifiers.port"),
+                        ({**mail, "starttls": "yes"}, "notifiers.starttls"),
+                        ({**mail, "to": ["a@example", 5]}, "notifiers.to"),
+                        ({**mail, "retries": True}, "notifiers.retries")):
+        with pytest.raises(InvalidInput) as err:
+            m.apply_rules({"notifiers": [spec]}, "alice")
+        assert err.value.details["field"] == field, spec
+    assert m.alerts.notifier_names() == []
+    m.apply_rules({"notifiers": [{**hook, "retries": 0, "backoff_s": 0.5, "timeout_s": 2},
+                                 {**mail, "port": 2525, "starttls": True, "to": "a@example"}]}, "alice")
+    assert m.alerts.notifier_names() == ["h", "m"]

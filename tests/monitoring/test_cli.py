@@ -70,3 +70,31 @@ def test_report_labels_and_alerts_commands(tmp_path: Path) -> None:
     code, out = _run(project, "alerts", "history")
     assert code == 0 and json.loads(out) == []
     ws.close()
+
+
+def test_drift_and_baseline_over_versioned_datasets(tmp_path: Path) -> None:
+    """REFERENCE and CURRENT (and a baseline's --data) may name a dataset, NAME or NAME@VERSION."""
+    from shipyard.monitoring import drift
+    from shipyard.workspace import connect
+
+    project = tmp_path / "p"
+    ws = connect(project)
+    ref, cur = frame(2000, 1), frame(1500, 2, shift=1.0)
+    (project / "files").mkdir()
+    ref.to_csv(project / "files" / "ref.csv", index=False)
+    ws.data.add_source("files", "file", {"root": "files"}, actor="admin")
+    ws.data.create_dataset("apps", "files", {"path": "data.csv", "profile": False}, actor="admin")
+    for frame_ in (ref, cur):
+        frame_.to_csv(project / "files" / "data.csv", index=False)
+        ws.data.refresh("apps", actor="admin")
+    expected = drift(ws.data.read("apps", 1), ws.data.read("apps", 2), columns=["x1", "x2"]).to_dict()
+    ws.close()
+    code, out = _run(project, "monitor", "drift", "apps@1", "apps", "--columns", "x1,x2", "--json",
+                     str(tmp_path / "d.json"))
+    assert code == 0, out
+    got = json.loads((tmp_path / "d.json").read_text())
+    assert [c["psi"] for c in got["columns"]] == [c["psi"] for c in expected["columns"]]
+    code, out = _run(project, "monitor", "baseline", "apps-v1", "--data", "apps@1")
+    assert code == 0 and "2,000 rows" in out, out
+    code, out = _run(project, "monitor", "drift", "nothing@1", "apps")
+    assert code != 0 and "nothing@1" in out

@@ -4,7 +4,9 @@ absent and all-missing columns."""
 
 from __future__ import annotations
 
+import html
 import json
+import sys
 import textwrap
 from pathlib import Path
 
@@ -213,3 +215,49 @@ def test_baseline_from_a_model_versions_training_data(workspace, tmp_path: Path)
     with pytest.raises(InvalidInput, match="records no training data") as err:
         m.baseline_from_model("b", "plain", "1", "alice")
     assert err.value.details["field"] == "lineage.dataset_version"
+
+
+def test_baseline_from_a_model_registered_with_a_dataset_version(workspace, tmp_path: Path) -> None:
+    """The register_model pipeline component records lineage as "dataset@version" (docs/data.md)."""
+    from sklearn.linear_model import LogisticRegression
+
+    from shipyard.errors import InvalidInput
+    from shipyard.models import save_model
+
+    train = frame(600, 5)
+    (tmp_path / "files").mkdir()
+    train.to_csv(tmp_path / "files" / "train.csv", index=False)
+    workspace.data.add_source("files", "file", {"root": str(tmp_path / "files")}, actor="alice")
+    workspace.data.create_dataset("credit_train", "files", {"path": "train.csv", "profile": False}, actor="alice")
+    workspace.data.refresh("credit_train", actor="alice")
+    X = train[["x1", "x3"]]
+    folder = save_model(LogisticRegression().fit(X, (train["pd"] > 0.3).astype(int)), tmp_path / "m",
+                        input_example=X.head(3))
+    workspace.registry.register(folder, "credit", lineage={"dataset_version": "credit_train@1"}, await_validation=True)
+    m = workspace.monitoring
+    base = m.baseline_from_model("credit-v1", "credit", "1", "alice", columns=["x1", "x2"])
+    assert base.rows == 600 and base.source["dataset_version"] == "credit_train@1"
+    cur = frame(500, 6, shift=0.4)
+    from shipyard.monitoring import drift
+
+    assert drift(m.baseline("credit-v1"), cur).column("x1").psi == pytest.approx(risk_psi(train["x1"], cur["x1"]))
+    workspace.registry.register(folder, "two", lineage={"dataset_version": "credit_train@1,other@2"},
+                                await_validation=True)
+    with pytest.raises(InvalidInput, match="credit_train@1, other@2") as err:
+        m.baseline_from_model("b", "two", "1", "alice")
+    assert err.value.details["field"] == "lineage.dataset_version"
+
+
+def test_a_broken_plugins_traceback_names_no_server_path(mon, tmp_path: Path) -> None:
+    """The report is served over HTTP (GET /monitoring/reports/{id}/html), where answers carry no
+    server paths: the traceback keeps file names and lines only."""
+    ws, m, ref = mon
+    (ws.settings.project_dir / "plugins").mkdir(parents=True, exist_ok=True)
+    (ws.settings.project_dir / "plugins" / "broken.py").write_text(textwrap.dedent(BROKEN))
+    m.configure("s", "alice", plugins=[str(ws.settings.project_dir / "plugins" / "broken.py")])
+    write_day(ws, "s", DAY, frame(300, 3))
+    report = m.daily_report("s", DAY, "alice")
+    page = html.unescape(report.html)
+    assert "the plugin has a bug" in page and 'File "broken.py", line' in page
+    for root in (str(tmp_path), str(Path(__file__).resolve().parents[2]), sys.prefix):
+        assert root not in page

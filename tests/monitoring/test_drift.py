@@ -166,3 +166,24 @@ def test_same_numbers_as_evidently_where_definitions_agree(tmp_path) -> None:
         a, _ = S.bin_counts(cur[c].to_numpy(), edges)
         if (e > 0).all() and (a > 0).all():
             assert float(S.psi_from_counts(e, a)) == pytest.approx(ev["psi"][c], abs=1e-9)
+
+
+def test_decimal_columns_are_numeric() -> None:
+    """SQL NUMERIC columns arrive as Python Decimals (object dtype); binned as numbers, not as
+    thousands of categories."""
+    from decimal import Decimal
+
+    from shipyard.monitoring import drift
+    from shipyard.risk.metrics import psi as risk_psi
+
+    rng = np.random.default_rng(3)
+    ref_values, cur_values = rng.normal(100, 10, 3000).round(2), rng.normal(108, 10, 2000).round(2)
+    ref = pd.DataFrame({"amt": [Decimal(str(v)) for v in ref_values]})
+    cur = pd.DataFrame({"amt": [Decimal(str(v)) for v in cur_values]})
+    ref.loc[5, "amt"] = None
+    column = drift(ref, cur).column("amt")
+    assert column.kind == "numeric"
+    expected = risk_psi(pd.Series(ref_values).where(ref.index != 5), pd.Series(cur_values))
+    assert column.psi == pytest.approx(expected, abs=1e-12)
+    base = drift(ref.astype({"amt": float}), cur.astype({"amt": float})).column("amt")
+    assert column.wasserstein == pytest.approx(base.wasserstein, abs=1e-12)

@@ -92,3 +92,13 @@ def test_labels_from_a_database_table(served, tmp_path) -> None:
     assert (result.matched, result.unmatched) == (3, 1)
     with pytest.raises(InvalidInput, match="table 'nope' does not exist"):
         m.ingest_labels_from_table("s", url, "nope")
+
+
+def test_metrics_window_that_is_not_a_date_is_refused(served) -> None:
+    _, m, data = served
+    m.ingest_labels("s", pd.DataFrame({"request_id": ["v1-0", "v2-0"], "bad": [1, 0]}))
+    assert m.label_metrics("s", since="2026-01-06").matched == 1
+    for bad in ({"since": "garbage"}, {"until": "01/06/2026"}, {"since": "2026-02-30"}):
+        with pytest.raises(InvalidInput) as err:
+            m.label_metrics("s", **bad)
+        assert err.value.details["field"] == next(iter(bad))

@@ -92,3 +92,63 @@ def test_roles_and_code_upload(server, tmp_path: Path) -> None:
     assert ws.monitoring.settings("s").plugins == []
     r = http.put(f"{API}/scenes/s", json={"plugins": [{"name": "p", "path": "p.py"}]})
     assert r.status_code == 200 and r.json()["plugins"] == [{"name": "p", "path": "p.py"}]  # no server path
+
+
+def test_notifiers_naming_secrets_or_server_variables_need_the_permission_to_read_them(server) -> None:
+    """A notifier sends what it names to a host of the caller's choosing: naming a stored secret is
+    reading it, and naming a variable of the server's environment reads the server's own settings."""
+    ws, http = server
+    operator, modeler, admin = (auth_headers(ws, n, r) for n, r in (("otto", "operator"), ("mo", "modeler"),
+                                                                     ("ada", "admin")))
+    rule = {"name": "r", "metric": "requests", "scope": {"scene": "s"}, "condition": ">= 0", "window": "5m"}
+    smtp = {"name": "mail", "type": "smtp", "host": "mail.example", "to": ["x@example"], "username": "u",
+            "password_secret": "warehouse_pw"}
+    hook = {"name": "hook", "type": "webhook", "url": "https://hooks.example/x",
+            "header_env": {"Authorization": "SHIPYARD_SECRET_KEY"}}
+    smtp_env = {"name": "mail2", "type": "smtp", "host": "mail.example", "to": ["x@example"],
+                "password_env": "SHIPYARD_METADATA_URL"}
+    plain = {"name": "plain", "type": "webhook", "url": "https://hooks.example/y"}
+
+    def apply(notifier: dict, headers: dict) -> int:
+        document = {"rules": [dict(rule, notify=[notifier["name"]])], "notifiers": [notifier]}
+        return http.post(f"{API}/alerts/rules", json={"document": document}, headers=headers).status_code
+
+    assert apply(plain, operator) == 201
+    for notifier in (smtp, hook, smtp_env):
+        assert apply(notifier, operator) == 403, notifier["name"]
+    assert apply(smtp, modeler) == 201          # a modeler may use the project's secrets (as in data sources)
+    assert apply(hook, modeler) == 403 and apply(smtp_env, modeler) == 403
+    assert apply(hook, admin) == 201 and apply(smtp_env, admin) == 201
+    names = {n.name for n in ws.monitoring.alerts.notifiers().values()}
+    assert names == {"plain", "mail", "hook", "mail2"}
+    # rules naming notifiers already stored stay open to any monitoring writer
+    document = {"rules": [dict(rule, name="r2", notify=["hook", "mail"])]}
+    assert http.post(f"{API}/alerts/rules", json={"document": document}, headers=operator).status_code == 201
+    yaml_text = "notifiers:\n  - {name: h3, type: webhook, url: 'https://a.example', header_env: {X: HOME}}\n"
+    assert http.post(f"{API}/alerts/rules", json={"document": yaml_text}, headers=operator).status_code == 403
+
+
+def test_a_running_server_evaluates_the_alert_rules_on_its_own(tmp_path: Path) -> None:
+    """`shipyard server` (background=True) evaluates every project's rules on an interval; a test app
+    (background off) does not."""
+    import time
+
+    settings = load_settings(tmp_path / "project", artifact_root=str(tmp_path / "artifacts"))
+    ws = Workspace(settings, principal=SERVER)
+    try:
+        recorder = ws.monitoring.recorder(flush_interval=3600)
+        recorder.observe("s", "1", "control", 0.01, 0.001, 0.005)
+        recorder.flush()
+        ws.monitoring.apply_rules({"rules": [{"name": "traffic", "metric": "requests", "scope": {"scene": "s"},
+                                              "condition": ">= 1", "window": "1h"}]}, "alice")
+        with TestClient(create_app(ws, follow_interval=0)):
+            time.sleep(1.0)
+        assert ws.monitoring.alerts.history() == []
+        with TestClient(create_app(ws, follow_interval=0, background=True, alert_interval_s=0.2)):
+            deadline = time.monotonic() + 30
+            while not ws.monitoring.alerts.history(status="firing"):
+                assert time.monotonic() < deadline, "the server never evaluated the rules"
+                time.sleep(0.2)
+        assert [a["rule"] for a in ws.monitoring.alerts.history()] == ["traffic"]
+    finally:
+        ws.close()

@@ -141,3 +141,30 @@ def test_pipelines_and_schedules_over_http(client: TestClient, server_ws: Worksp
     status = client.get("/api/v1/scheduler/status", headers=viewer).json()
     assert status["active"] is False and status["runs"] == {"queued": 1}
     assert client.delete("/api/v1/schedules/py", headers=operator).status_code == 204
+
+
+def test_a_load_file_path_from_a_run_parameter_stays_in_the_project(client: TestClient, server_ws: Workspace,
+                                                                  tmp_path: Path) -> None:
+    """The path check must see the path the run will read, not the "${param}" placeholder."""
+    secret = tmp_path / "outside.csv"
+    secret.write_text("TOPSECRET\n1\n")
+    project = server_ws.settings.project_dir
+    (project / "data").mkdir(parents=True, exist_ok=True)
+    pd.DataFrame({"x": [1, 2]}).to_csv(project / "data" / "in.csv", index=False)
+    operator = _as(server_ws, "operator")
+    doc = {"name": "by_param", "params": {"p": "data/in.csv"},
+           "nodes": [{"id": "f", "component": "load_file", "params": {"path": "${p}"}}]}
+    assert client.post("/api/v1/pipelines", json={"document": doc}, headers=operator).status_code == 201
+    for params in ({"p": str(secret)}, {"p": "../../" + secret.name}, {"p": ".shipyard/secret.key"}):
+        refused = client.post("/api/v1/pipelines/by_param/runs", json={"params": params, "workers": 0},
+                              headers=operator)
+        assert refused.status_code == 403, refused.text
+        assert refused.json()["error"]["details"] == {"field": "params.path", "node": "f"}
+    defaults = dict(doc, name="by_default", params={"p": str(secret)})
+    assert client.post("/api/v1/pipelines", json={"document": defaults}, headers=operator).status_code == 403
+    assert client.post("/api/v1/pipelines/validate", json={"document": doc, "params": {"p": str(secret)}},
+                       headers=operator).status_code == 403
+    schedule = {"name": "nightly", "kind": "pipeline", "target": "by_param", "cron": "0 2 * * *",
+                "args": {"params": {"p": str(secret)}}}
+    assert client.post("/api/v1/schedules", json=schedule, headers=operator).status_code == 403
+    assert client.post("/api/v1/pipelines/by_param/runs", json={"workers": 0}, headers=operator).status_code == 202

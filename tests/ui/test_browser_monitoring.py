@@ -77,3 +77,38 @@ def test_an_operator_writes_a_rule_and_sees_it_fire(ui):
     page = ui.go("/")
     assert "any-traffic" in page.locator("[data-card=alerts]").inner_text()
     assert ui.errors == []
+
+
+def test_editing_rules_keeps_what_the_editor_does_not_show_and_removes_what_is_left_out(ui):
+    ui.sign_in("otto")
+    page = ui.go("/")
+    document = ("notifiers:\n  - {name: ops-hook, type: webhook, url: 'http://127.0.0.1:9/hook'}\n"
+                "rules:\n"
+                "  - {name: keep-me, metric: requests, scope: {scene: credit_apply}, condition: '> 1000000',"
+                " window: 1h, severity: critical, cooldown: 2h, notify: [ops-hook], description: 'said \"so\"'}\n"
+                "  - {name: drop-me, metric: errors, scope: {scene: credit_apply}, condition: '> 1000000', window: 1h}\n")
+    status = page.evaluate("(doc) => fetch('/api/v1/monitoring/alerts/rules', {method: 'POST', headers: "
+                           "{'content-type': 'application/json'}, body: JSON.stringify({document: doc})})"
+                           ".then(r => r.status)", document)
+    assert status == 201
+    page = ui.go("/monitoring?scene=credit_apply&tab=alerts")
+    page.get_by_role("button", name="Edit rules").click()
+    dialog = page.get_by_role("dialog")
+    box = dialog.get_by_label("Rules (YAML)")
+    text = box.input_value()
+    # the hint says "rules left out are removed": take drop-me's lines out, change nothing else
+    lines = text.split("\n")
+    assert "drop-me" in text, text
+    start = next(i for i, line in enumerate(lines) if line.startswith("  - ") and "drop-me" in line)
+    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("  - ")), len(lines))
+    box.fill("\n".join(lines[:start] + lines[end:]))
+    dialog.get_by_role("button", name="Apply").click()
+    page.get_by_text("Rules applied").wait_for()
+    ui.ready()
+    rules = page.evaluate("fetch('/api/v1/monitoring/alerts/rules').then(r => r.json())")["rules"]
+    by_name = {r["name"]: r for r in rules}
+    assert "drop-me" not in by_name
+    kept_rule = by_name["keep-me"]
+    assert kept_rule["notify"] == ["ops-hook"] and kept_rule["cooldown"] == "2h"
+    assert kept_rule["severity"] == "critical" and kept_rule["description"] == 'said "so"'
+    assert ui.errors == []

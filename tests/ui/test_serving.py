@@ -219,3 +219,26 @@ def test_shipyard_ui_link_prints_a_working_link(tmp_path, monkeypatch):
         ws.close()
     refused = runner.invoke(main, ["-p", str(project), "ui", "link", "--expires-minutes", "0"])
     assert refused.exit_code == 2 and "expires-minutes" in refused.output
+
+
+def test_the_server_command_the_demo_prints_is_one_the_cli_accepts(tmp_path, monkeypatch):
+    import shlex
+
+    from shipyard.cli import main
+    from shipyard.ui import announce_login_link
+
+    runner = CliRunner()
+    project = tmp_path / "proj"
+    assert runner.invoke(main, ["init", str(project)]).exit_code == 0
+    monkeypatch.delenv("SHIPYARD_TOKEN", raising=False)
+    ws = Workspace(load_settings(project))
+    said: list[str] = []
+    try:
+        announce_login_link(ws, said.append)
+    finally:
+        ws.close()
+    command = re.search(r"`(shipyard [^`]+)`", said[0]).group(1)
+    args = shlex.split(command)[1:]
+    assert "server" in args
+    checked = runner.invoke(main, [*args, "--help"])  # parses every option, starts nothing
+    assert checked.exit_code == 0, (command, checked.output)

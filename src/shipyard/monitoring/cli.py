@@ -52,20 +52,42 @@ def monitor_group() -> None:
     """Drift, operational series, baselines and per-scene monitoring settings."""
 
 
+def _table(ctx: click.Context, value: str, field: str) -> Any:
+    """A Parquet/CSV path when such a file exists, else a versioned dataset: NAME (its latest version)
+    or NAME@VERSION."""
+    if Path(value).exists():
+        return value
+    from shipyard.errors import InvalidInput, NotFound
+
+    name, _, version = value.partition("@")
+    if not name or (version and not version.isdigit()):
+        raise InvalidInput(f"{field} {value!r} is neither a file nor a dataset (NAME or NAME@VERSION)",
+                           {"field": field})
+    ws = _ws(ctx)
+    try:
+        return ws.data.read(name, int(version) if version else None)
+    except NotFound as exc:
+        raise NotFound(f"{field} {value!r} is neither a file nor a dataset version: {exc.message}",
+                       {"field": field}) from None
+
+
 @monitor_group.command("drift")
-@click.argument("reference", type=click.Path(exists=True))
-@click.argument("current", type=click.Path(exists=True))
+@click.argument("reference")
+@click.argument("current")
 @click.option("--columns", default=None, help="Comma-separated columns (default: all shared columns).")
 @click.option("--bins", default=10, show_default=True, type=int, help="Quantile bins of the reference for PSI.")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), default=None, help="Write the JSON report here.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None, help="Write the HTML report here.")
-def drift_cmd(reference: str, current: str, columns: str | None, bins: int, json_out: str | None,
-              output: str | None) -> None:
-    """Drift of CURRENT against REFERENCE (Parquet or CSV files): PSI, JS, Wasserstein, KS, chi-square."""
+@click.pass_context
+def drift_cmd(ctx: click.Context, reference: str, current: str, columns: str | None, bins: int,
+              json_out: str | None, output: str | None) -> None:
+    """Drift of CURRENT against REFERENCE (each a Parquet or CSV file, or a dataset NAME[@VERSION]):
+    PSI, JS, Wasserstein, KS, chi-square."""
     from shipyard.monitoring.drift import drift
 
+    ref, cur = _table(ctx, reference, "reference"), _table(ctx, current, "current")
     with _bar("drift") as progress:
-        report = drift(reference, current, columns=_split(columns), bins=bins, progress=progress)
+        report = drift(ref, cur, columns=_split(columns), bins=bins, progress=progress)
     if json_out:
         report.save_json(json_out)
     if output:
@@ -111,7 +133,7 @@ def series_cmd(ctx: click.Context, scene: str, since: str, step: str, version: s
 @monitor_group.command("baseline")
 @click.argument("name")
 @click.option("--scene", default=None, help="Scene this baseline belongs to (also set as its baseline).")
-@click.option("--data", "data", type=click.Path(exists=True), default=None, help="Parquet/CSV reference data.")
+@click.option("--data", "data", default=None, help="Reference data: a Parquet/CSV file or a dataset NAME[@VERSION].")
 @click.option("--from-log", nargs=2, default=None, metavar="START END",
               help="Use the scene's own prediction log between two days (inclusive).")
 @click.option("--model", "model", default=None, metavar="NAME@VERSION",
@@ -136,7 +158,8 @@ def baseline_cmd(ctx: click.Context, name: str, scene: str | None, data: str | N
         base = ws.monitoring.baseline_from_log(name, scene, from_log[0], from_log[1], ws.user,
                                                columns=_split(columns), bins=bins)
     else:
-        base = ws.monitoring.create_baseline(name, data, ws.user, scene=scene, columns=_split(columns), bins=bins)
+        base = ws.monitoring.create_baseline(name, _table(ctx, str(data), "data"), ws.user, scene=scene,
+                                             columns=_split(columns), bins=bins)
     if scene:
         ws.monitoring.configure(scene, ws.user, baseline=name)
     click.echo(f"baseline {name}: {base.rows:,} rows, {len(base.columns)} column(s)"

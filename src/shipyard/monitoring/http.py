@@ -91,6 +91,24 @@ def _public_settings(data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
+def _check_notifiers(ctx: RequestContext, document: str | dict[str, Any]) -> None:
+    """A notifier sends what it names to a host the caller chooses. Naming a stored secret
+    (``password_secret``) is reading it, so it needs ``secrets:read``; naming a variable of the server's
+    environment (``password_env``, ``header_env``) reads the server's own settings (its secret key,
+    database URL, cloud keys), so it needs ``secrets:admin``."""
+    from shipyard.monitoring.alerts import load_rules_document
+
+    doc = load_rules_document(document)
+    notifiers = doc.get("notifiers") if isinstance(doc, dict) else None
+    for spec in notifiers if isinstance(notifiers, list) else []:
+        if not isinstance(spec, dict):
+            continue
+        if spec.get("password_env") or spec.get("header_env"):
+            ctx.require(Resource.SECRETS, Action.ADMIN)
+        if spec.get("password_secret"):
+            ctx.require(Resource.SECRETS, Action.READ)
+
+
 def router() -> APIRouter:
     api = APIRouter(prefix="/monitoring", tags=["monitoring"])
 
@@ -192,6 +210,7 @@ def router() -> APIRouter:
 
     @api.post("/alerts/rules", status_code=201)
     def apply_rules(body: RulesIn, ctx: RequestContext = allow(Resource.MONITORING, Action.WRITE)) -> dict[str, Any]:
+        _check_notifiers(ctx, body.document)
         m = ctx.ws.monitoring
         before = [r.to_dict() for r in m.alerts.rules()]
         out = m.apply_rules(body.document, ctx.actor)
@@ -236,6 +255,8 @@ def router() -> APIRouter:
 
 
 def install(app: FastAPI, ws: Any, **options: Any) -> None:
+    if options.get("background"):
+        _evaluate_alerts(app, float(options.get("alert_interval_s", 60.0)))
     serving = getattr(app.state, "serving", None)
     metrics = getattr(serving, "metrics", None)
     if metrics is None or getattr(metrics, "series", None) is not None:
@@ -244,3 +265,23 @@ def install(app: FastAPI, ws: Any, **options: Any) -> None:
     metrics.series = recorder
     app.state.monitoring_recorder = recorder
     add_lifespan(app, lambda: None, recorder.close)
+
+
+def _evaluate_alerts(app: FastAPI, interval_s: float) -> None:
+    """In a running server (``background=True``), every project's alert rules are evaluated every
+    ``interval_s`` seconds. Several servers may do so at once: an open alert is unique per rule and
+    scope and sending is claimed by a conditional update, so each notification goes out once."""
+    projects = app.state.projects
+    running: list[Any] = []
+
+    def startup() -> None:
+        for name in projects.names():
+            evaluator = projects.get(name).monitoring.evaluator(interval_s=interval_s)
+            evaluator.start()
+            running.append(evaluator)
+
+    def shutdown() -> None:
+        for evaluator in running:
+            evaluator.stop(timeout=1.0)
+
+    add_lifespan(app, startup, shutdown)

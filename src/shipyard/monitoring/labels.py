@@ -163,6 +163,8 @@ class LabelStore:
         return pd.DataFrame(rows, columns=["request_id", "row", "label"])
 
     def metrics(self, scene: str, since: str | None = None, until: str | None = None) -> LabelMetrics:
+        # days are compared as text: anything but YYYY-MM-DD would silently select nothing
+        since, until = _window_day(since, "since"), _window_day(until, "until")
         cond = L.c.scene == scene
         with self.store.read() as conn:
             unmatched = conn.execute(sa.select(sa.func.count()).select_from(L).where(cond & ~L.c.matched)).scalar_one()
@@ -176,6 +178,15 @@ class LabelStore:
         approve = SceneStore(self.store).settings(scene).approve
         return LabelMetrics(scene, per_group(frame, ["version", "day"], approve), per_group(frame, ["version"], approve),
                             len(frame), int(unmatched), per_group(frame.assign(all="all"), ["all"], approve))
+
+
+def _window_day(value: str | None, name: str) -> str | None:
+    if not value:
+        return None
+    try:
+        return dt.date.fromisoformat(str(value)).isoformat()
+    except ValueError:
+        raise InvalidInput(f"{name} {value!r} is not a date; use YYYY-MM-DD", {"field": name}) from None
 
 
 @dataclass

@@ -164,6 +164,39 @@ _SMTP_KEYS = {"name", "type", "host", "port", "to", "sender", "username", "passw
               "starttls", "ssl", "retries", "backoff_s", "timeout_s"}
 
 
+def _check_types(spec: dict[str, Any], where: str) -> None:
+    """Settings of the wrong type would fail only when an alert is sent: refuse them now."""
+    def bad(key: str, what: str) -> InvalidInput:
+        return InvalidInput(f"{where}: {key} must be {what}, got {spec[key]!r}", {"field": f"notifiers.{key}"})
+
+    def is_int(v: Any) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool)
+
+    def is_number(v: Any) -> bool:
+        return isinstance(v, int | float) and not isinstance(v, bool)
+
+    if "retries" in spec and not (is_int(spec["retries"]) and 0 <= spec["retries"] <= 100):
+        raise bad("retries", "a whole number from 0 to 100")
+    for key in ("backoff_s", "timeout_s"):
+        if key in spec and not (is_number(spec[key]) and spec[key] >= 0 and (key != "timeout_s" or spec[key] > 0)):
+            raise bad(key, "a number of seconds" + (" above 0" if key == "timeout_s" else ", 0 or more"))
+    if "port" in spec and not (is_int(spec["port"]) and 1 <= spec["port"] <= 65535):
+        raise bad("port", "a port number (1 to 65535)")
+    for key in ("starttls", "ssl"):
+        if key in spec and not isinstance(spec[key], bool):
+            raise bad(key, "true or false")
+    for key in ("headers", "header_env"):
+        if key in spec and not (isinstance(spec[key], dict)
+                                and all(isinstance(k, str) and isinstance(v, str) for k, v in spec[key].items())):
+            raise bad(key, "a mapping of header names to text")
+    to = spec.get("to")
+    if "to" in spec and not (isinstance(to, str) or (isinstance(to, list) and all(isinstance(a, str) for a in to))):
+        raise bad("to", "an address or a list of addresses")
+    for key in ("host", "sender", "username", "password_env", "password_secret", "url"):
+        if spec.get(key) is not None and not isinstance(spec[key], str):
+            raise bad(key, "text")
+
+
 def notifier_from_spec(spec: dict[str, Any], secrets: SecretResolver | None = None) -> Notifier:
     if not isinstance(spec, dict):
         raise InvalidInput("each notifier must be a mapping with name and type", {"field": "notifiers"})
@@ -183,6 +216,7 @@ def notifier_from_spec(spec: dict[str, Any], secrets: SecretResolver | None = No
     if unknown:
         raise InvalidInput(f"{where}: unknown setting(s) {unknown}; known: {sorted(keys)}",
                            {"field": f"notifiers.{unknown[0]}"})
+    _check_types(spec, where)
     args = {k: v for k, v in spec.items() if k != "type"}
     try:
         if kind == "webhook":

@@ -29,7 +29,7 @@ import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
-from pathlib import Path
+from pathlib import Path, PurePath
 from types import ModuleType
 from typing import Any
 
@@ -123,6 +123,15 @@ def available() -> dict[str, Callable[[], Plugin]]:
     return out
 
 
+def _traceback_without_paths(exc: BaseException) -> str:
+    """The last frames of the traceback with file names only: the report is served over HTTP, where
+    answers never show where the server keeps its files."""
+    tb = traceback.TracebackException.from_exception(exc, limit=-8)
+    for frame in tb.stack:
+        frame.filename = PurePath(frame.filename).name
+    return "".join(tb.format())
+
+
 def run_plugin(plugin: Plugin, history: pd.DataFrame, day_log: Any, bins: pd.DataFrame) -> PluginResult:
     """Both calls of one plugin inside an error boundary."""
     result = PluginResult(plugin.name, plugin.title)
@@ -132,7 +141,7 @@ def run_plugin(plugin: Plugin, history: pd.DataFrame, day_log: Any, bins: pd.Dat
         result.blocks = to_blocks(plugin.display_metrics(display_df))
     except Exception as exc:  # the boundary: a broken plugin shows its error in its own section
         result.error = f"{type(exc).__name__}: {exc}"
-        result.traceback = traceback.format_exc(limit=-8)
+        result.traceback = _traceback_without_paths(exc)
         result.blocks = []
         log.warning("monitoring plugin %s failed: %s", plugin.name, result.error)
     return result

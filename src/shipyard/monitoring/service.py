@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 import time
 from collections.abc import Callable, Sequence
 from functools import cached_property
@@ -29,15 +30,20 @@ from shipyard.store import MetadataStore
 Progress = Callable[[int, int], None]
 FeatureMonitor = Callable[[list[str]], dict[str, Any]]
 ModelLineage = Callable[[str, str], dict[str, Any]]
+# reads version N of a versioned dataset (the data subsystem's ``read``)
+DatasetReader = Callable[[str, int], pd.DataFrame]
+_DATASET_REF = re.compile(r"^([A-Za-z0-9_.\-]+)@(\d+)$")
 
 
 class Monitoring:
     def __init__(self, store: MetadataStore, artifacts: ArtifactStore, *, feature_monitor: FeatureMonitor | None = None,
-                 model_lineage: ModelLineage | None = None, secrets: SecretResolver | None = None) -> None:
+                 model_lineage: ModelLineage | None = None, secrets: SecretResolver | None = None,
+                 dataset_reader: DatasetReader | None = None) -> None:
         self.store = store
         self.artifacts = artifacts
         self.feature_monitor = feature_monitor
         self.model_lineage = model_lineage
+        self.dataset_reader = dataset_reader
         self.secrets = secrets
 
     @cached_property
@@ -97,7 +103,8 @@ class Monitoring:
     def baseline_from_model(self, name: str, model: str, version: str, actor: str, *, scene: str | None = None,
                             columns: Sequence[str] | None = None, bins: int = 10) -> Baseline:
         """A baseline from a model version's training data, as its lineage records it
-        (``dataset_version``: a Parquet/CSV path in the artifact store or on this machine)."""
+        (``dataset_version``: ``dataset@version`` of a versioned dataset, as pipelines record it, or a
+        Parquet/CSV path in the artifact store or on this machine)."""
         if self.model_lineage is None:
             raise InvalidInput("no model registry is connected; open monitoring from a workspace", {"field": "model"})
         lineage = self.model_lineage(model, str(version))
@@ -107,7 +114,15 @@ class Monitoring:
                                "register it with lineage={'dataset_version': PATH} or give --data",
                                {"field": "lineage.dataset_version"})
         where = str(where)
-        if self.artifacts.exists(where):
+        refs = [_DATASET_REF.match(part.strip()) for part in where.split(",")]
+        if all(refs) and self.dataset_reader is not None:
+            if len(refs) > 1:
+                raise InvalidInput(f"model {model} version {version} was trained on several datasets "
+                                   f"({', '.join(part.strip() for part in where.split(','))}); give the training "
+                                   "data with --data", {"field": "lineage.dataset_version"})
+            dataset, number = where.strip().split("@")
+            frame = self.dataset_reader(dataset, int(number))
+        elif self.artifacts.exists(where):
             import io
 
             raw = io.BytesIO(self.artifacts.get_bytes(where))

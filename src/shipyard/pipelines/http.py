@@ -90,6 +90,17 @@ def _check_document(ctx: RequestContext, document: dict[str, Any]) -> None:
                             "as a dataset instead", {"field": "params.path", "node": node.get("id")})
 
 
+def _check_files(ctx: RequestContext, document: dict[str, Any], params: dict[str, Any] | None) -> None:
+    """Every ``load_file`` path as the run will read it (``${param}`` replaced by the run's parameters
+    or the document's defaults) must lie inside the project."""
+    bound = ctx.ws.pipelines.validate(document, params or {})
+    for node_id, node in bound.nodes.items():
+        path = node.params.get("path") if node.component.name == "load_file" else None
+        if isinstance(path, str) and project_path(ctx.ws.settings, path) is None:
+            raise Forbidden(f"node {node_id!r}: load_file path {path!r} is outside the project; add the data "
+                            "as a dataset instead", {"field": "params.path", "node": node_id})
+
+
 def _check_schedule(ctx: RequestContext, body: ScheduleIn) -> None:
     if body.kind == "python":
         ctx.require(Resource.PIPELINES, Action.UPLOAD_CODE)
@@ -99,7 +110,9 @@ def _check_schedule(ctx: RequestContext, body: ScheduleIn) -> None:
         ctx.require(Resource.FEATURES, Action.WRITE)
     if body.kind in ("pipeline", "retrain") and body.target:
         # a schedule runs a stored pipeline by name, never a file the caller points at
-        ctx.ws.pipelines.get(body.target)
+        stored = ctx.ws.pipelines.get(body.target)
+        params = body.args.get("params")
+        _check_files(ctx, stored.document, params if isinstance(params, dict) else None)
 
 
 def router() -> APIRouter:
@@ -113,6 +126,7 @@ def router() -> APIRouter:
     @api.post("/pipelines/validate")
     def validate(body: DocumentIn, ctx: RequestContext = allow(Resource.PIPELINES, Action.READ)) -> dict[str, Any]:
         _check_document(ctx, body.document)
+        _check_files(ctx, body.document, body.params)
         bound = ctx.ws.pipelines.validate(body.document, body.params)
         return {"valid": True, "order": bound.order,
                 "nodes": {n: {"component": b.component.name, "params": b.params,
@@ -126,6 +140,7 @@ def router() -> APIRouter:
     @api.post("/pipelines", status_code=201)
     def save(body: DocumentIn, ctx: RequestContext = allow(Resource.PIPELINES, Action.WRITE)) -> dict[str, Any]:
         _check_document(ctx, body.document)
+        _check_files(ctx, body.document, None)
         stored = ctx.ws.pipelines.save(body.document, actor=ctx.actor)
         ctx.audit(after={"name": stored.name, "version": stored.version, "sha256": stored.sha256})
         return stored.to_dict()
@@ -165,6 +180,7 @@ def router() -> APIRouter:
                         ctx: RequestContext = allow(Resource.PIPELINES, Action.WRITE)) -> dict[str, Any]:
         options = body or RunIn()
         stored = await run_in_threadpool(ctx.ws.pipelines.get, name)
+        await run_in_threadpool(_check_files, ctx, stored.document, options.params)
         run_id = await run_in_threadpool(
             ctx.ws.pipelines.start, stored.name, actor=ctx.actor, params=options.params, start=options.start,
             stop=options.stop, workers=options.workers)

@@ -7,6 +7,7 @@ server, so it stays out of access logs and Referer headers; the UI posts it once
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 from urllib.parse import urlencode, urlsplit
@@ -79,7 +80,8 @@ def announce_login_link(ws: Workspace, say: Callable[[str], None], *, minutes: f
     returns the link."""
     settings = ws.settings
     link = login_link(ws, minutes=minutes)
-    say(f"Web UI: run `shipyard server -p {settings.project_dir}` and open this link (it works once, within "
+    # -p belongs to `shipyard` itself, before the command
+    say(f"Web UI: run `shipyard -p {shlex.quote(str(settings.project_dir))} server` and open this link (it works once, within "
         f"{minutes / 60:g} h; later, `shipyard ui link` prints a new one):")
     say(f"      {link}")
     return link

@@ -192,13 +192,26 @@ async function alertsTab(root, view) {
   }
 
   async function editRules() {
-    const text = h('textarea', { rows: 16, name: 'rules', spellcheck: 'false' },
-      `rules:\n${rules.rules.map((r) => `  - name: ${r.name}\n    metric: ${r.metric}\n    condition: "${r.condition}"\n`
-        + `${Object.keys(r.scope || {}).length ? `    scope: ${JSON.stringify(r.scope)}\n` : ''}    window: ${r.window}\n    severity: ${r.severity}\n`).join('')}`);
+    // every setting of a rule is written out (JSON is YAML), so applying the text unchanged changes nothing
+    const q = (v) => JSON.stringify(v);
+    const ruleText = (r) => `  - name: ${q(r.name)}\n    metric: ${q(r.metric)}\n    condition: ${q(r.condition)}\n`
+      + `${Object.keys(r.scope || {}).length ? `    scope: ${q(r.scope)}\n` : ''}    window: ${q(r.window)}\n`
+      + `    severity: ${q(r.severity)}\n    cooldown: ${q(r.cooldown)}\n    notify: ${q(r.notify || [])}\n`
+      + `${r.description ? `    description: ${q(r.description)}\n` : ''}${r.enabled === false ? '    enabled: false\n' : ''}`;
+    const text = h('textarea', { rows: 16, name: 'rules', spellcheck: 'false' }, `rules:\n${rules.rules.map(ruleText).join('')}`);
+    // the API adds or replaces the rules it is given; the ones taken out of the text are deleted here
+    async function apply() {
+      const applied = await api.post('/monitoring/alerts/rules', { document: text.value });
+      const kept = new Set(applied.rules);
+      for (const r of rules.rules) {
+        if (!kept.has(r.name)) await api.del(`/monitoring/alerts/rules/${encodeURIComponent(r.name)}`);
+      }
+      return applied;
+    }
     const done = await dialog({
       title: t('Alert rules'), confirm: t('Apply'),
       body: h('div', { class: 'form' }, field(t('Rules (YAML)'), text, t('The whole set: rules left out are removed.'))),
-      onSubmit: () => api.post('/monitoring/alerts/rules', { document: text.value }),
+      onSubmit: apply,
     });
     if (done) { toast(t('Rules applied')); view.refresh(); }
   }
