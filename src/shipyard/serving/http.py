@@ -25,7 +25,8 @@ from shipyard.auth.principal import DEFAULT_PROJECT
 from shipyard.errors import InvalidInput, NotFound, PayloadTooLarge, ShipyardError
 from shipyard.http_util import add_lifespan, read_body
 from shipyard.serving import openapi
-from shipyard.serving.codec import csv_records, dumps, model_params, model_records, parse_json, scene_records
+from shipyard.serving.codec import (body_request_id, csv_records, dumps, model_params, model_records, parse_json,
+                                    scene_records)
 from shipyard.serving.engine import ServingEngine, new_request_id
 from shipyard.serving.metrics import CONTENT_TYPE, ServingMetrics
 from shipyard.serving.prediction_log import PredictionLog
@@ -45,8 +46,11 @@ class ServingState:
         self.max_bytes = int(options.get("max_request_bytes") or ws.settings.max_request_bytes)
         engine = options.get("engine")
         if engine is None:
-            plog = PredictionLog(ws.artifacts, sample_rate=ws.settings.prediction_log_sample_rate,
-                                 on_drop=self.metrics.log_dropped.inc)
+            settings = ws.settings
+            plog = PredictionLog(ws.artifacts, sample_rate=settings.prediction_log_sample_rate,
+                                 on_drop=self.metrics.log_dropped.inc, spool_dir=settings.prediction_spool_dir)
+            spooled = self.metrics.log_spooled.labels(plog.instance)
+            plog.on_spooled = spooled.inc
             engine = ServingEngine(ws, prediction_log=plog, metrics=self.metrics)
         elif engine.metrics is None:
             engine.metrics = self.metrics
@@ -280,15 +284,16 @@ class Predictions:
         return state
 
     async def scene(self, call: Call, state: ServingState, scene: str) -> Reply:
-        rid = call.request_id or new_request_id()
+        rid = call.request_id
         engine = state.engine
         try:
             payload = parse_json(call.body)
             records, single = scene_records(payload)
+            rid = rid or body_request_id(payload) or new_request_id()
             result = await engine.predict_scene_async(scene, records, single=single, override=call.arm,
                                                       client=call.client, request_id=rid)
         except ShipyardError as exc:
-            return error_reply(exc, rid)
+            return error_reply(exc, rid or new_request_id())
         return _reply(result, rid)
 
     def _model(self, call: Call, state: ServingState, name: str, ref: str,
@@ -565,6 +570,9 @@ def install(app: FastAPI, ws: Any, **options: Any) -> None:
 
     def startup() -> None:
         state.shutdown_log.watch_signals()
+        plog = state.engine.prediction_log
+        if plog is not None:
+            plog.start()  # the spool, and the recovery of spools dead instances left
         if state.tune_gc:
             # freeze the imported stack and anything loaded so far: full collections stop walking it
             from shipyard.serving import heap
