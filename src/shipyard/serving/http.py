@@ -64,6 +64,7 @@ class ServingState:
         self.follower: Any = None
         self.handlers: dict[str, Any] = {}
         self.predictions: Any = None
+        self.readiness: Any = None  # a Readiness once the server installs this state (warm-up at start)
         self.started = False
         self.shutdown_log = ShutdownLog(engine.inflight)
 
@@ -567,6 +568,10 @@ def install(app: FastAPI, ws: Any, **options: Any) -> None:
 
     app.add_route("/metrics", metrics, include_in_schema=False)
     fast = FastPredict(state)
+    from shipyard.serving.readiness import Readiness
+
+    state.readiness = Readiness(state.engine, timeout_s=ws.settings.readiness_timeout_s,
+                                single_model=state.single_model)
 
     def startup() -> None:
         state.shutdown_log.watch_signals()
@@ -583,8 +588,10 @@ def install(app: FastAPI, ws: Any, **options: Any) -> None:
         if hasattr(app, "fast_path") and not app.user_middleware:
             app.fast_path = fast
         state.start_follower()
+        state.readiness.start()  # /readyz turns ready once the scenes and models served are warm
 
     def shutdown() -> None:
+        state.readiness.stop()
         phase = state.shutdown_log.phase
         phase("requests finished, rollouts stopped")  # uvicorn drained the connections, the routers' lifespans ran
         if getattr(app, "fast_path", None) is fast:

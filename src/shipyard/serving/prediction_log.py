@@ -284,6 +284,7 @@ class PredictionLog:
         self._seen: OrderedDict[tuple[str, str], None] = OrderedDict()
         self._seen_lock = threading.Lock()
         self._spool: Spool | None = None
+        self._next_recovery = 0.0
         self._incoming: deque[dict[str, Any]] = deque()
         self._wake = threading.Event()
         self._waiters: list[threading.Event] = []
@@ -300,8 +301,15 @@ class PredictionLog:
         return rate >= 1.0 or (rate > 0 and random.random() < rate)
 
     def start(self) -> None:
-        """Start the writer (and the spool, recovering dead instances' spools); idempotent."""
+        """Start the writer and the spool; spools of dead instances are written first (before this
+        returns, so a server recovers them before it answers a retry of one of their requests)."""
         if self._thread is None:
+            if self.spool_dir is not None:
+                try:
+                    self.recover()
+                except Exception:
+                    log.exception("prediction log: recovering spools failed")
+                self._next_recovery = time.monotonic() + self.recover_interval
             self._ensure_thread()
 
     def submit(self, record: dict[str, Any]) -> bool:
@@ -346,14 +354,13 @@ class PredictionLog:
     def _loop(self) -> None:
         buffer = _Buffer()
         deadline = time.monotonic() + self.flush_interval
-        next_recovery = time.monotonic()
         while True:
-            if self.spool_dir is not None and time.monotonic() >= next_recovery:
+            if self.spool_dir is not None and time.monotonic() >= self._next_recovery:
                 try:
                     self.recover()
                 except Exception:
                     log.exception("prediction log: recovering spools failed")
-                next_recovery = time.monotonic() + self.recover_interval
+                self._next_recovery = time.monotonic() + self.recover_interval
             self._wake.wait(self.encode_interval)
             self._wake.clear()
             with self._lock:  # taken before draining: they wait for everything submitted before them
@@ -470,7 +477,15 @@ class PredictionLog:
                 seen.add(key)
                 records.append(rec)
         logged = self._already_logged(records)
-        fresh = [r for r in records if (r.get("request_id") or "", r.get("kind") or "live") not in logged]
+        with self._seen_lock:
+            # not in a Parquet file, nor waiting in this instance's memory (a retry that reached it)
+            fresh = [r for r in records if (key := (r.get("request_id") or "", r.get("kind") or "live"))
+                     not in logged and key not in self._seen]
+            for r in fresh:  # a retry of one of them arriving later is then logged no more
+                if r.get("request_id"):
+                    self._seen[(r["request_id"], r.get("kind") or "live")] = None
+            while len(self._seen) > self.dedup_window:
+                self._seen.popitem(last=False)
         ok = True
         if fresh:
             buffer = _Buffer()
