@@ -42,13 +42,11 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture
-def project(tmp_path: Path) -> Path:
+def make_project(root: Path, **settings: str) -> Path:
     from shipyard.config import load_settings
     from shipyard.workspace import Workspace
 
-    root = tmp_path / "project"
-    ws = Workspace(load_settings(root, user="t"))
+    ws = Workspace(load_settings(root, user="t", **settings))
     ws.auth.set_public("default", "scene", SCENE, True, actor="t")
     apply_scene(ws, {"name": SCENE, "inputs": {"x": "double", "name": "string"}, "outputs": ["y"],
                      "flow": [F.expr("y", "x * 2 + 1")],
@@ -57,9 +55,16 @@ def project(tmp_path: Path) -> Path:
     return root
 
 
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    return make_project(tmp_path / "project")
+
+
 class Server:
-    def __init__(self, project: Path) -> None:
+    def __init__(self, project: Path, env: dict[str, str] | None = None, name: str = "server") -> None:
         self.project = project
+        self.extra_env = env or {}
+        self.name = name
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -67,7 +72,8 @@ class Server:
 
     def start(self) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("SHIPYARD_", "PROMETHEUS_"))}
-        log = (self.project.parent / f"server-{self.starts}.log").open("wb")
+        env.update(self.extra_env)
+        log = (self.project.parent / f"{self.name}-{self.starts}.log").open("wb")
         self.starts += 1
         self.proc = subprocess.Popen([sys.executable, "-m", "shipyard.cli", "--project", str(self.project), "server",
                                       "--port", str(self.port)], env=env, stdout=log, stderr=log)
@@ -183,3 +189,43 @@ def test_no_answered_record_is_lost_when_the_server_is_killed(project: Path) -> 
     # spools of the dead instances were all recovered and removed
     spool = project / ".shipyard" / "spool" / "prediction-log"
     assert not list(spool.glob("*.jsonl")) and not list(spool.glob("*.lock"))
+
+
+def test_another_server_of_the_project_recovers_a_dead_servers_spool(tmp_path: Path, postgres_url: str) -> None:
+    """Two servers on one project (PostgreSQL metadata, one spool folder): A is killed under load
+    and never restarted; B, still serving, finds A's spool on its next recovery pass."""
+    env = {"SHIPYARD_METADATA_URL": postgres_url, "SHIPYARD_RECOVERY_INTERVAL_S": "1"}
+    project = make_project(tmp_path / "project", metadata_url=postgres_url)
+    a, b = Server(project, env, "a"), Server(project, env, "b")
+    rng = random.Random(12)
+    try:
+        a.start()
+        b.start()
+        on_b = Load(b.url, "b", rng)
+        threads = [threading.Thread(target=on_b.worker, args=(k,)) for k in range(2)]
+        for t in threads:
+            t.start()
+        on_a = Load(a.url, "a", rng)
+        on_a.run_until_killed(a)
+        on_b.stop.set()
+        for t in threads:
+            t.join(30)
+        spool = project / ".shipyard" / "spool" / "prediction-log"
+        deadline = time.monotonic() + 60
+        while len(list(spool.glob("*.lock"))) > 1:  # A's lock goes once its spool is written
+            assert time.monotonic() < deadline, "B did not recover A's spool"
+            time.sleep(0.2)
+        with httpx.Client(timeout=5) as client:
+            for rid, x in on_a.failed:  # the proxy's retry of what failed with the kill, on B
+                assert on_b.send(client, rid, x), rid
+        b.stop()
+    finally:
+        a.stop()
+        b.stop()
+    frame = read_prediction_log(ArtifactStore(str(project / ".shipyard" / "artifacts")), SCENE)
+    live = frame[frame["kind"] == "live"]
+    logged = list(live["request_id"])
+    ok = on_a.ok | on_b.ok
+    assert on_a.ok and set(logged) >= ok, f"{len(ok - set(logged))} answered records lost"
+    assert len(logged) == len(set(logged)), "a request id was logged more than once"
+    assert live["instance"].nunique() == 2

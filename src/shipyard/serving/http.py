@@ -48,7 +48,8 @@ class ServingState:
         if engine is None:
             settings = ws.settings
             plog = PredictionLog(ws.artifacts, sample_rate=settings.prediction_log_sample_rate,
-                                 on_drop=self.metrics.log_dropped.inc, spool_dir=settings.prediction_spool_dir)
+                                 on_drop=self.metrics.log_dropped.inc, spool_dir=settings.prediction_spool_dir,
+                                 recover_interval=settings.recovery_interval_s)
             spooled = self.metrics.log_spooled.labels(plog.instance)
             plog.on_spooled = spooled.inc
             engine = ServingEngine(ws, prediction_log=plog, metrics=self.metrics)
