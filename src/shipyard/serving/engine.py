@@ -345,8 +345,8 @@ class ServingEngine:
             served.inflight -= 1
             served.guard.release()
         body, logged = self._finish(served, arm, records, rows, trace, fallback, start, request_id, single)
-        if isinstance(logged, Ticket):
-            logged.wait()  # the record is in the spool before the answer leaves (crash-safe log)
+        if isinstance(logged, Ticket) and not logged.wait():  # in the spool before the answer leaves
+            self.prediction_log.late += 1
         return body
 
     async def predict_scene_async(self, name: str, records: list[dict[str, Any]], *, single: bool = False,
@@ -394,8 +394,8 @@ class ServingEngine:
             served.inflight -= 1
             served.guard.release()
         body, logged = self._finish(served, arm, records, rows, trace, fallback, start, request_id, single)
-        if isinstance(logged, Ticket):
-            await logged.wait_async()  # the record is in the spool before the answer leaves (crash-safe log)
+        if isinstance(logged, Ticket) and not await logged.wait_async():  # in the spool before the answer leaves
+            self.prediction_log.late += 1
         return body
 
     def _arm_pool(self, served: ServedScene, arm: str) -> Any:

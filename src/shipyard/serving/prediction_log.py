@@ -78,7 +78,7 @@ DAY_MS = 86_400_000
 FEATURE_CHUNK = 1_000
 _JSON_OPTS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
 # how long a request waits for its group commit before answering anyway (a stuck disk must not
-# hang the server; such records are counted in ``spool_late``)
+# hang the server; such answers are counted in ``PredictionLog.late``)
 SPOOL_WAIT_S = 2.0
 
 
@@ -115,11 +115,12 @@ class Ticket:
             if self._done.is_set():
                 return True
             self._waiters.append((loop, future))
+        # a timer handle, not asyncio.wait_for (which wraps the wait in a task per request)
+        timer = loop.call_later(timeout, _expire, future)
         try:
-            await asyncio.wait_for(future, timeout)
-        except TimeoutError:
-            return False
-        return True
+            return await future
+        finally:
+            timer.cancel()
 
     def finish(self, ok: bool) -> None:
         with self._lock:
@@ -139,7 +140,12 @@ class Ticket:
 def _resolve(futures: list[Any]) -> None:
     for future in futures:
         if not future.done():
-            future.set_result(None)
+            future.set_result(True)
+
+
+def _expire(future: Any) -> None:
+    if not future.done():
+        future.set_result(False)
 
 
 class Spool:
@@ -273,6 +279,7 @@ class PredictionLog:
         self.written = 0
         self.duplicates = 0
         self.recovered = 0
+        self.late = 0  # answers sent before their record's group commit finished (SPOOL_WAIT_S)
         self.on_drop = on_drop
         self.feature_logger = feature_logger
         self.spool_dir = Path(spool_dir) if spool_dir else None
