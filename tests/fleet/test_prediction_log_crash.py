@@ -191,6 +191,7 @@ def test_no_answered_record_is_lost_when_the_server_is_killed(project: Path) -> 
     assert not list(spool.glob("*.jsonl")) and not list(spool.glob("*.lock"))
 
 
+@pytest.mark.postgres
 def test_another_server_of_the_project_recovers_a_dead_servers_spool(tmp_path: Path, postgres_url: str) -> None:
     """Two servers on one project (PostgreSQL metadata, one spool folder): A is killed under load
     and never restarted; B, still serving, finds A's spool on its next recovery pass."""
