@@ -359,6 +359,13 @@ CONFIG_TEMPLATE = """\
 
 # Share of served predictions written to the prediction log (0..1)
 # prediction_log_sample_rate: 1.0
+# Folder of the prediction log's crash-safe spool (records fsync'd before the answer; "off" to
+# keep them in memory only until the next Parquet write); default .shipyard/spool/prediction-log
+# prediction_log_spool: ""
+
+# /readyz turns ready once the server's scenes and models are loaded and warm, or after this many
+# seconds (naming what failed); 0: ready as soon as the database answers
+# readiness_timeout_s: 300
 
 # Accept model packages that unpickle something when loaded (pickle/cloudpickle files); false
 # refuses them at registration and at load (see docs/models.md)
