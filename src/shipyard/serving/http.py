@@ -25,8 +25,15 @@ from shipyard.auth.principal import DEFAULT_PROJECT
 from shipyard.errors import InvalidInput, NotFound, PayloadTooLarge, ShipyardError
 from shipyard.http_util import add_lifespan, read_body
 from shipyard.serving import openapi
-from shipyard.serving.codec import (body_request_id, csv_records, dumps, model_params, model_records, parse_json,
-                                    scene_records)
+from shipyard.serving.codec import (
+    body_request_id,
+    csv_records,
+    dumps,
+    model_params,
+    model_records,
+    parse_json,
+    scene_records,
+)
 from shipyard.serving.engine import ServingEngine, new_request_id
 from shipyard.serving.metrics import CONTENT_TYPE, ServingMetrics
 from shipyard.serving.prediction_log import PredictionLog
