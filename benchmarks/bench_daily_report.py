@@ -1,6 +1,7 @@
 """Daily model report over a large prediction log, and the 30-day trend from stored statistics.
 
-Data (seeded, generated once by DuckDB straight into the prediction log's Parquet layout):
+Data (generated once by DuckDB straight into the prediction log's Parquet layout, typed columns by
+default, ``--layout json`` for the layout written before them):
 ROWS logged requests of scene ``bench`` on 2026-01-05 in files of 500,000 rows, each with 50
 numeric features f0–f49 (uniform and sums of uniforms, 2 % missing in f0), the outputs ``pd``
 and ``decision``; the baseline is 200,000 rows of the same distributions (f1 shifted).
@@ -8,6 +9,7 @@ and ``decision``; the baseline is 200,000 rows of the same distributions (f1 shi
 Run (one process measures, a fresh child builds the report so its peak memory is its own)::
 
     PYTHONPATH=src python benchmarks/bench_daily_report.py [--rows 10000000] [--dir /tmp/sy-bench-daily]
+        [--layout typed|json]
 
 Prints: generation time (once), daily report wall time and the child's peak RSS, then the
 30-day trend (29 more stored days) read time.
@@ -38,33 +40,46 @@ def _feature_sql(j: int) -> str:
     return f"round({expr}, 4)"
 
 
-def generate(root: Path, rows: int) -> float:
+def generate(root: Path, rows: int, layout: str) -> float:
     import duckdb
 
     folder = root / "artifacts" / "prediction_logs" / f"scene={SCENE}" / f"date={DAY}"
-    if folder.exists() and len(list(folder.glob("*.parquet"))) * FILE_ROWS >= rows:
+    marker = root / "layout.txt"
+    if folder.exists() and len(list(folder.glob("*.parquet"))) * FILE_ROWS >= rows and \
+            marker.exists() and marker.read_text() == layout:
         return 0.0
+    if folder.exists():
+        for old in folder.glob("*.parquet"):
+            old.unlink()
     folder.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     con = duckdb.connect()
-    feats = ", ".join(f"'f{j}': {_feature_sql(j)}" for j in range(FEATURES))
     day0 = 1_767_571_200_000  # 2026-01-05T00:00Z in ms
+    decision = "CASE WHEN p > 0.5 THEN 'reject' WHEN p > 0.3 THEN 'review' ELSE 'approve' END"
+    if layout == "json":  # the layout written before typed columns: each request's fields as JSON text
+        feats = ", ".join(f"'f{j}': {_feature_sql(j)}" for j in range(FEATURES))
+        fields = f"""to_json([{{'applicant_id': i}}])::VARCHAR AS inputs,
+                     to_json([{{{feats}}}])::VARCHAR AS features,
+                     to_json([{{'pd': p, 'decision': {decision}}}])::VARCHAR AS outputs,"""
+        meta = "CAST(NULL AS VARCHAR) AS models,"
+    else:  # typed: one column per field, one row per served record
+        feats = ", ".join(f'{_feature_sql(j)} AS "features.f{j}"' for j in range(FEATURES))
+        fields = f"""i AS "inputs.applicant_id", {feats}, p AS "outputs.pd", {decision} AS "outputs.decision","""
+        meta = "'bench-host-1-0' AS instance, CAST(0 AS INTEGER) AS row, CAST(NULL AS VARCHAR) AS models,"
     for part, lo in enumerate(range(0, rows, FILE_ROWS)):
         hi = min(rows, lo + FILE_ROWS)
         step = 86_400_000 / rows
         con.execute(f"""
             COPY (
               SELECT CAST({day0} + i * {step} AS BIGINT) AS ts, 'r' || i AS request_id, '{SCENE}' AS scene,
-                     CAST(1 + (i % 2) AS BIGINT) AS version, 'control' AS arm, 'live' AS kind,
-                     to_json([{{'applicant_id': i}}])::VARCHAR AS inputs,
-                     to_json([{{{feats}}}])::VARCHAR AS features,
-                     to_json([{{'pd': p, 'decision': CASE WHEN p > 0.5 THEN 'reject' WHEN p > 0.3 THEN 'review'
-                                                     ELSE 'approve' END}}])::VARCHAR AS outputs,
-                     CAST(NULL AS VARCHAR) AS models, 1 + random() * 9 AS latency_ms, random() AS features_ms,
-                     random() AS model_ms, random() < 0.01 AS fallback, CAST(NULL AS VARCHAR) AS error
+                     CAST(1 + (i % 2) AS BIGINT) AS version, 'control' AS arm, 'live' AS kind, {meta}
+                     1 + random() * 9 AS latency_ms, random() AS features_ms,
+                     random() AS model_ms, random() < 0.01 AS fallback, CAST(NULL AS VARCHAR) AS error,
+                     {fields.rstrip().rstrip(",")}
               FROM (SELECT i, random() * random() AS p FROM range({lo}, {hi}) t(i))
             ) TO '{folder}/part-{part:04d}.parquet' (FORMAT parquet, COMPRESSION zstd)""")
     con.close()
+    marker.write_text(layout)
     return time.perf_counter() - start
 
 
@@ -135,6 +150,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=10_000_000)
     parser.add_argument("--dir", default="/tmp/sy-bench-daily")
+    parser.add_argument("--layout", choices=("typed", "json"), default="typed",
+                        help="the log's file layout: typed columns (written since typed logging) or JSON text")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     root = Path(args.dir)
@@ -142,8 +159,9 @@ def main() -> None:
         child(root)
         return
     root.mkdir(parents=True, exist_ok=True)
-    took = generate(root, args.rows)
-    print(f"log: {args.rows:,} rows x {FEATURES} features" + (f" generated in {took:.0f} s" if took else " (reused)"))
+    took = generate(root, args.rows, args.layout)
+    print(f"log ({args.layout} layout): {args.rows:,} rows x {FEATURES} features"
+          + (f" generated in {took:.0f} s" if took else " (reused)"))
     from shipyard.config import load_settings
     from shipyard.workspace import Workspace
 

@@ -66,6 +66,14 @@ class Settings:
     # Set to false to refuse model packages that unpickle something when loaded (pickle/cloudpickle)
     allow_pickle_models: bool = True
     prediction_log_sample_rate: float = 1.0
+    # Crash-safe prediction log: the local folder of the spool a served record is fsync'd to before
+    # the response is sent (default <project>/.shipyard/spool/prediction-log; "off": memory only,
+    # records of the last flush interval are lost if the process dies)
+    prediction_log_spool: str = ""
+    # /readyz waits this long for the scenes and models this server serves to load and warm up;
+    # past it the server reports ready with the failures named (so one broken scene cannot keep a
+    # whole fleet out of rotation forever); 0 means readiness does not wait for warm-up
+    readiness_timeout_s: float = 300.0
     max_request_bytes: int = 10 * 1024 * 1024
     # Streamed file uploads (run artifacts as multipart) go to disk, not memory: a larger limit
     max_upload_bytes: int = 10 * 1024**3
@@ -88,6 +96,14 @@ class Settings:
     @property
     def state_dir(self) -> Path:
         return self.project_dir / ".shipyard"
+
+    @property
+    def prediction_spool_dir(self) -> Path | None:
+        """The prediction log's spool folder, or None when it is off."""
+        value = self.prediction_log_spool.strip()
+        if value.lower() in ("off", "false", "none", "0"):
+            return None
+        return Path(value) if value else self.state_dir / "spool" / "prediction-log"
 
     def to_dict(self, *, redact: bool = True) -> dict[str, Any]:
         """Every setting; passwords in URLs and artifact options replaced by *** unless ``redact=False``."""
@@ -121,6 +137,7 @@ _BOUNDS: dict[str, tuple[float, float, bool, bool]] = {
     "validation_timing_calls": (1, 1_000_000, True, True),
     "validation_tolerance": (0, 1, True, True),
     "prediction_log_sample_rate": (0, 1, True, True),
+    "readiness_timeout_s": (0, 86_400, True, True),
     "max_request_bytes": (1, 2**40, True, True),
     "max_upload_bytes": (1, 2**50, True, True),
     "session_hours": (0, 24 * 90, False, True),
@@ -342,6 +359,13 @@ CONFIG_TEMPLATE = """\
 
 # Share of served predictions written to the prediction log (0..1)
 # prediction_log_sample_rate: 1.0
+# Folder of the prediction log's crash-safe spool (records fsync'd before the answer; "off" to
+# keep them in memory only until the next Parquet write); default .shipyard/spool/prediction-log
+# prediction_log_spool: ""
+
+# /readyz turns ready once the server's scenes and models are loaded and warm, or after this many
+# seconds (naming what failed); 0: ready as soon as the database answers
+# readiness_timeout_s: 300
 
 # Accept model packages that unpickle something when loaded (pickle/cloudpickle files); false
 # refuses them at registration and at load (see docs/models.md)

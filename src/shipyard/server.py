@@ -162,12 +162,23 @@ def create_app(ws: Workspace, **options: Any) -> FastAPI:
 
     @app.get("/readyz", tags=["health"])
     def readyz() -> JSONResponse:
+        """Ready when the metadata database answers (never migrating it) and the scenes and models
+        this server serves are loaded and warm; 503 with the reason otherwise."""
+        serving = getattr(app.state, "serving", None)
+        instance = getattr(getattr(getattr(serving, "engine", None), "prediction_log", None), "instance", None)
+        extra = {"instance": instance} if instance else {}
         try:
             with ws.store.read() as conn:
                 conn.exec_driver_sql("SELECT 1")
         except ShipyardError as exc:
-            return JSONResponse({"status": "unavailable", "reason": exc.message}, status_code=503)
-        return JSONResponse({"status": "ready"})
+            return JSONResponse({"status": "unavailable", "reason": exc.message, **extra}, status_code=503)
+        readiness = getattr(serving, "readiness", None)
+        if readiness is not None:
+            ready, details = readiness.report()
+            if not ready:
+                return JSONResponse({"status": "warming", **details, **extra}, status_code=503)
+            return JSONResponse({"status": "ready", **details, **extra})
+        return JSONResponse({"status": "ready", **extra})
 
     for name in API_MODULES:
         module = importlib.import_module(name)

@@ -30,9 +30,10 @@ def frame(n: int, seed: int = 0, shift: float = 0.0) -> pd.DataFrame:
 
 
 def write_day(ws: Any, scene: str, day: str, data: pd.DataFrame, *, version: int = 1, arm: str = "control",
-              prefix: str = "r", drop: tuple[str, ...] = ()) -> list[str]:
-    """One logged request per row of ``data`` spread over the day; returns the request ids."""
-    log = PredictionLog(ws.artifacts, flush_interval=3600)
+              prefix: str = "r", drop: tuple[str, ...] = (), layout: str = "typed") -> list[str]:
+    """One logged request per row of ``data`` spread over the day; returns the request ids.
+    ``layout="json"`` writes the file layout of logs written before typed columns."""
+    log: Any = PredictionLog(ws.artifacts, flush_interval=3600) if layout == "typed" else _Legacy(ws, scene, day)
     ids = []
     n = len(data)
     inputs = [c for c in data.columns if c not in ("pd", "decision") and c not in drop]
@@ -48,3 +49,25 @@ def write_day(ws: Any, scene: str, day: str, data: pd.DataFrame, *, version: int
             "error": None})
     log.close()
     return ids
+
+
+class _Legacy:
+    """Collects records and writes them as one file of the older layout (JSON text per request)."""
+
+    def __init__(self, ws: Any, scene: str, day: str) -> None:
+        self.ws, self.scene, self.day, self.records = ws, scene, day, []
+
+    def submit(self, record: dict[str, Any]) -> None:
+        self.records.append(record)
+
+    def close(self) -> None:
+        import io
+
+        import pyarrow.parquet as pq
+
+        from shipyard.monitoring.logread import scene_dir
+        from shipyard.serving.prediction_log import legacy_table
+
+        sink = io.BytesIO()
+        pq.write_table(legacy_table(self.records), sink)
+        self.ws.artifacts.put_bytes(f"{scene_dir(self.scene)}/date={self.day}/part-0-legacy.parquet", sink.getvalue())

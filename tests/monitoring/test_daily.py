@@ -59,6 +59,24 @@ def test_report_numbers_match_the_rows(mon, tmp_path: Path) -> None:
     assert len(m.reports("s")) == 2  # every generation is kept
 
 
+def test_a_day_of_old_json_files_and_typed_files_reads_as_one(mon) -> None:
+    ws, m, ref = mon
+    cur = frame(3000, 2, shift=0.3)
+    cur.loc[::10, "x3"] = np.nan
+    old, new = cur.iloc[:1000].reset_index(drop=True), cur.iloc[1000:].reset_index(drop=True)
+    write_day(ws, "s", DAY, old, layout="json", prefix="old")
+    write_day(ws, "s", DAY, new, prefix="new")
+    report = m.daily_report("s", DAY, "alice")
+    s = report.data["day_stats"]["summary"]
+    assert report.rows == 3000 and not report.warnings
+    assert s["decisions"] == cur["decision"].value_counts().to_dict()
+    assert s["score_psi"] == pytest.approx(risk_psi(ref["pd"], cur["pd"]), abs=1e-12)
+    for col in ("x1", "x2", "x3"):
+        assert s["columns"][col]["psi"] == pytest.approx(risk_psi(ref[col], cur[col]), abs=1e-12)
+    assert s["columns"]["x3"]["missing_rate"] == pytest.approx(0.1)
+    assert s["score_mean"] == pytest.approx(cur["pd"].mean(), rel=1e-12)
+
+
 def test_empty_day_says_so(mon) -> None:
     _, m, _ = mon
     report = m.daily_report("s", "2026-02-01", "alice")

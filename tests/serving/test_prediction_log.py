@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 import threading
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,6 +21,15 @@ def record(i: int, scene: str = "a", ts: int = DAY1, **extra: Any) -> dict[str, 
             "kind": "live", "inputs": [{"x": i / 7, "name": f"n{i}"}], "features": [{"v:f": i * 0.5, "k": None}],
             "outputs": [{"score": i / 3}], "models": {"m": 1}, "latency_ms": i / 10, "features_ms": 0.25,
             "model_ms": None, "fallback": i % 2 == 0, "error": None, **extra}
+
+
+def logged(rec: dict[str, Any]) -> dict[str, Any]:
+    """What reading a record back gives: a field logged as null reads back as absent (typed columns)."""
+    out = dict(rec)
+    for source in ("inputs", "features", "outputs"):
+        if out[source] is not None:
+            out[source] = [{k: v for k, v in item.items() if v is not None} for item in out[source]]
+    return out
 
 
 @pytest.fixture
@@ -46,6 +58,7 @@ def test_everything_submitted_from_many_threads_is_written_on_close(artifacts):
         got = frame.sort_values("request_id").to_dict("records")
         assert len(got) == len(expected)
         for row, rec in zip(got, sorted(expected, key=lambda r: r["request_id"]), strict=True):
+            rec = logged(rec)
             for column in COLUMNS:
                 value = row[column]
                 assert (value is None or value != value) if rec[column] is None else value == rec[column], column
@@ -93,3 +106,63 @@ def test_a_bad_record_costs_its_chunk_only_and_features_reach_the_feature_logger
     assert sorted(read_prediction_log(artifacts, "a")["request_id"]) == sorted(
         f"r{i}" for i in (0, 1, 2, 3, 8, 9, 10, 11))
     assert sorted(handed["a"]) == sorted(f"r{i}" for i in (0, 1, 2, 3, 8, 9, 10, 11))
+
+
+def test_a_retried_request_id_is_logged_once_per_instance(artifacts):
+    plog = PredictionLog(artifacts, flush_interval=3600, encode_interval=3600)
+    assert plog.submit(record(1)) and not plog.submit(record(1))  # the retry
+    assert plog.submit(record(1, kind="shadow"))  # the mirrored call of the same request is its own record
+    plog.close()
+    frame = read_prediction_log(artifacts, "a")
+    assert sorted(zip(frame["request_id"], frame["kind"], strict=True)) == [("r1", "live"), ("r1", "shadow")]
+    assert plog.duplicates == 1 and set(frame["instance"]) == {plog.instance}
+
+
+def _crash_after_spooling(spool: str, root: str, ids: list[int]) -> None:
+    """A process that spools records, gets their group commits, and dies without a flush."""
+    plog = PredictionLog(ArtifactStore(root), flush_interval=3600, encode_interval=3600, spool_dir=spool,
+                         instance="dead-1")
+    plog.start()
+    for i in ids:
+        ticket = plog.append(record(i))
+        assert ticket.wait()
+    os._exit(0)  # no close(): the memory buffer is lost, the flock released by the kernel
+
+
+def test_a_dead_instances_spool_is_recovered_once_and_skips_what_is_already_written(tmp_path):
+    root, spool = str(tmp_path / "artifacts"), str(tmp_path / "spool")
+    artifacts = ArtifactStore(root)
+    child = multiprocessing.get_context("fork").Process(target=_crash_after_spooling,
+                                                        args=(spool, root, list(range(40))))
+    child.start()
+    child.join(60)
+    assert child.exitcode == 0
+    assert read_prediction_log(artifacts, "a").empty  # nothing reached Parquet before the death
+    # a retry of r3 that reached another server, written before the recovery: not logged again
+    other = PredictionLog(artifacts, flush_interval=3600, encode_interval=3600)
+    other.submit(record(3))
+    other.close()
+    live = PredictionLog(artifacts, flush_interval=3600, encode_interval=3600, spool_dir=spool)
+    live.start()  # recovers synchronously
+    assert live.recovered == 39
+    assert not live.submit(record(5))  # a later retry of a recovered id is a duplicate here too
+    live.close()
+    frame = read_prediction_log(artifacts, "a")
+    assert sorted(frame["request_id"]) == sorted(f"r{i}" for i in range(40))
+    assert (frame.set_index("request_id")["instance"].drop("r3") == "dead-1").all()
+    assert not list(Path(spool).iterdir())  # the dead spool and the live one (closed cleanly) are gone
+    rec = frame.set_index("request_id").loc["r7"]
+    assert rec["outputs"] == [{"score": 7 / 3}] and rec["inputs"] == [{"x": 1.0, "name": "n7"}]
+
+
+def test_a_live_instances_spool_is_left_alone(tmp_path):
+    artifacts = ArtifactStore(str(tmp_path / "artifacts"))
+    first = PredictionLog(artifacts, flush_interval=3600, encode_interval=3600, spool_dir=tmp_path / "spool")
+    first.start()
+    assert first.append(record(1)).wait()
+    second = PredictionLog(artifacts, flush_interval=3600, encode_interval=3600, spool_dir=tmp_path / "spool")
+    second.start()
+    assert second.recovered == 0 and read_prediction_log(artifacts, "a").empty
+    first.close()
+    second.close()
+    assert list(read_prediction_log(artifacts, "a")["request_id"]) == ["r1"]

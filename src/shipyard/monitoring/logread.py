@@ -1,6 +1,10 @@
 """Reading a scene's prediction log file by file, one served record per row.
 
-A log row is one request; its ``inputs``, ``features`` and ``outputs`` are JSON lists with one
+Typed files (the current layout) already have one row per served record and a typed column per
+field (``inputs.<name>``, ``features.<name>``, ``outputs.<name>``): they are read as they are,
+columns cast to the wanted type with ``TRY_CAST`` (a value of the wrong type becomes null).
+
+In files of the older layout a row is one request; its ``inputs``, ``features`` and ``outputs`` are JSON lists with one
 object per record. DuckDB's ``from_json`` decodes them (vectorised C++, a value of the wrong type
 becomes null instead of failing) and ``unnest`` gives one row per record with the columns
 ``ts, request_id, row, version, arm, fallback, latency_ms`` followed by the inputs, features and
@@ -22,7 +26,7 @@ import orjson
 import pyarrow as pa
 
 from shipyard.artifacts import ArtifactStore
-from shipyard.serving.prediction_log import PREFIX
+from shipyard.serving.prediction_log import PREFIX, is_typed
 
 log = logging.getLogger(__name__)
 
@@ -82,8 +86,34 @@ class Fields:
         return Fields(fix(self.inputs), fix(self.features), fix(self.outputs))
 
 
+_NUMERIC = ("DOUBLE", "FLOAT", "BIGINT", "INTEGER", "SMALLINT", "TINYINT", "HUGEINT", "UBIGINT", "UINTEGER",
+            "BOOLEAN", "DECIMAL")
+
+
+def typed_layout(columns: list[str]) -> bool:
+    """Whether a relation's columns are the typed layout (one row per served record)."""
+    return "row" in columns and not any(c in columns for c in SOURCES)
+
+
+def discover_typed(columns: list[tuple[str, str]]) -> Fields:
+    """Fields of a typed file from its (column, DuckDB type) pairs: numbers and booleans DOUBLE."""
+    found: dict[str, dict[str, str]] = {s: {} for s in SOURCES}
+    for name, typ in columns:
+        source, dot, field_name = name.partition(".")
+        if dot and source in found:
+            found[source][field_name] = "DOUBLE" if typ.upper().startswith(_NUMERIC) else "VARCHAR"
+    return Fields(found["inputs"], found["features"], found["outputs"])
+
+
+_ARROW_NUMERIC = ("int", "uint", "double", "float", "bool", "decimal")
+
+
 def discover(table: pa.Table) -> Fields:
-    """Field names and types from a sample of rows (numbers and booleans DOUBLE, the rest VARCHAR)."""
+    """Field names and types: from the schema of a typed table, else from a sample of the JSON
+    rows (numbers and booleans DOUBLE, the rest VARCHAR)."""
+    if is_typed(table.schema):
+        return discover_typed([(f.name, "DOUBLE" if str(f.type).startswith(_ARROW_NUMERIC) else "VARCHAR")
+                               for f in table.schema])
     found: dict[str, dict[str, str]] = {s: {} for s in SOURCES}
     for source in SOURCES:
         if source not in table.column_names:
@@ -125,6 +155,8 @@ def _quote(name: str) -> str:
 
 def flat_sql(columns: list[str], fields: Fields, relation: str = "log") -> str:
     """SELECT giving one row per served record of ``relation`` (a prediction-log file)."""
+    if typed_layout(columns):
+        return _typed_sql(columns, fields, relation)
     where = "WHERE kind = 'live'" if "kind" in columns else ""
     unnests = []
     for source, alias in (("inputs", "i"), ("features", "f"), ("outputs", "o")):
@@ -151,6 +183,20 @@ def flat_sql(columns: list[str], fields: Fields, relation: str = "log") -> str:
     outer = ", ".join(["ts", "request_id", "CAST(row AS INTEGER) AS row", "version", "arm", "fallback",
                        "latency_ms", *cols])
     return f"SELECT {outer} FROM ({sub})"
+
+
+def _typed_sql(columns: list[str], fields: Fields, relation: str) -> str:
+    where = "WHERE kind = 'live'" if "kind" in columns else ""
+    meta = [c if c in columns else f"NULL AS {c}" for c in ("ts", "request_id", "version", "arm")]
+    meta += ["CAST(row AS INTEGER) AS row", "fallback" if "fallback" in columns else "false AS fallback",
+             "latency_ms" if "latency_ms" in columns else "CAST(NULL AS DOUBLE) AS latency_ms"]
+    cols = []
+    for source, name, column in fields.columns():
+        wanted = getattr(fields, source)[name]
+        physical = f"{source}.{name}"
+        expr = f"TRY_CAST({_quote(physical)} AS {wanted})" if physical in columns else f"CAST(NULL AS {wanted})"
+        cols.append(f"{expr} AS {_quote(column)}")
+    return f"SELECT {', '.join([*meta, *cols])} FROM {relation} {where}"
 
 
 def flatten(table: pa.Table, fields: Fields) -> pa.Table:
@@ -194,21 +240,28 @@ class LogBatch:
 
     def __init__(self, artifacts: ArtifactStore, paths: list[str]) -> None:
         import duckdb
+        import pyarrow.parquet as pq
 
         self.paths = list(paths)
         self.con = duckdb.connect()
         try:
             if artifacts.is_local:
+                _one_layout([pq.read_schema(artifacts.local_path(p)) for p in self.paths])
                 files = ", ".join("'" + str(artifacts.local_path(p)).replace("'", "''") + "'" for p in self.paths)
                 self.con.execute(f"CREATE VIEW log AS SELECT * FROM read_parquet([{files}], union_by_name = true)")
                 samples = ["read_parquet('" + str(artifacts.local_path(p)).replace("'", "''") + "')"
                            for p in dict.fromkeys([self.paths[0], self.paths[-1]])]
             else:
                 tables = [read_file(artifacts, p) for p in self.paths]
-                self.con.register("log", pa.concat_tables(tables, promote_options="default"))
+                _one_layout([t.schema for t in tables])
+                self.con.register("log", pa.concat_tables(tables, promote_options="permissive"))
                 samples = ["log"]
-            self.columns = [r[0] for r in self.con.execute("DESCRIBE log").fetchall()]
+            described = [(r[0], str(r[1])) for r in self.con.execute("DESCRIBE log").fetchall()]
+            self.columns = [name for name, _ in described]
             _check_columns(self.columns)
+            if typed_layout(self.columns):
+                self.fields = discover_typed(described)
+                return
             sources = [c for c in SOURCES if c in self.columns]
             fields = Fields({}, {}, {})
             for relation in samples if sources else []:
@@ -227,6 +280,12 @@ class LogBatch:
 
     def close(self) -> None:
         self.con.close()
+
+
+def _one_layout(schemas: list[pa.Schema]) -> None:
+    # a batch is read as one relation: files of the two layouts go file by file (iter_batches)
+    if len({is_typed(s) for s in schemas}) > 1:
+        raise ValueError("typed and JSON-layout prediction-log files in one batch")
 
 
 def _batches(artifacts: ArtifactStore, paths: list[str]) -> list[list[str]]:

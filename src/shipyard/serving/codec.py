@@ -78,16 +78,36 @@ def _path_of(doc: Any, prefix: str) -> str | None:
     return None
 
 
+def _records_envelope(payload: dict[str, Any]) -> bool:
+    return isinstance(payload.get("records"), list) and (
+        len(payload) == 1 or (len(payload) == 2 and "request_id" in payload))
+
+
 def scene_records(payload: Any) -> tuple[list[Any], bool]:
-    """A scene body is one record (an object), ``{"records": [...]}`` or a list of records."""
+    """A scene body is one record (an object), ``{"records": [...]}`` (optionally with a
+    ``"request_id"``) or a list of records."""
     if isinstance(payload, list):
         return payload, False
     if isinstance(payload, dict):
-        if len(payload) == 1 and isinstance(payload.get("records"), list):
+        if _records_envelope(payload):
             return payload["records"], False
         return [payload], True
     raise InvalidInput("the body must be a JSON object (one record), a list of records or {\"records\": [...]}",
                        {"field": "body"})
+
+
+MAX_REQUEST_ID = 128
+
+
+def body_request_id(payload: Any) -> str | None:
+    """The request id of a ``{"records": [...], "request_id": "..."}`` body, else None."""
+    if not isinstance(payload, dict) or "request_id" not in payload or not _records_envelope(payload):
+        return None
+    rid = payload["request_id"]
+    if not isinstance(rid, str) or not 0 < len(rid) <= MAX_REQUEST_ID:
+        raise InvalidInput(f"request_id must be a string of 1 to {MAX_REQUEST_ID} characters",
+                           {"field": "request_id"})
+    return rid
 
 
 def model_records(payload: Any, names: Sequence[str]) -> tuple[list[Any], bool]:

@@ -32,6 +32,7 @@ from shipyard.models.loaded import model_failure
 from shipyard.serving import heap
 from shipyard.serving.arms import DEFAULT_THREADS, ERROR, FALLBACK, OK, ArmStats, Pools
 from shipyard.serving.codec import mlflow_jsonable
+from shipyard.serving.prediction_log import Ticket
 from shipyard.serving.resilience import Guard
 from shipyard.serving.scene import CompiledScene, compile_scene, scene_loader
 from shipyard.serving.sources import RegistryModels, StoreFeatures
@@ -343,7 +344,10 @@ class ServingEngine:
         finally:
             served.inflight -= 1
             served.guard.release()
-        return self._finish(served, arm, records, rows, trace, fallback, start, request_id, single)
+        body, logged = self._finish(served, arm, records, rows, trace, fallback, start, request_id, single)
+        if isinstance(logged, Ticket) and not logged.wait():  # in the spool before the answer leaves
+            self.prediction_log.late += 1
+        return body
 
     async def predict_scene_async(self, name: str, records: list[dict[str, Any]], *, single: bool = False,
                                   override: str | None = None, client: str | None = None,
@@ -389,7 +393,10 @@ class ServingEngine:
         finally:
             served.inflight -= 1
             served.guard.release()
-        return self._finish(served, arm, records, rows, trace, fallback, start, request_id, single)
+        body, logged = self._finish(served, arm, records, rows, trace, fallback, start, request_id, single)
+        if isinstance(logged, Ticket) and not await logged.wait_async():  # in the spool before the answer leaves
+            self.prediction_log.late += 1
+        return body
 
     def _arm_pool(self, served: ServedScene, arm: str) -> Any:
         return self.pools.get(("scene", served.name, arm), served.threads)
@@ -462,7 +469,9 @@ class ServingEngine:
 
     def _finish(self, served: ServedScene, arm: str, records: list[dict[str, Any]], rows: list[dict[str, Any]],
                 trace: Trace, fallback: Fallback | None, start: float, request_id: str,
-                single: bool) -> dict[str, Any]:
+                single: bool) -> tuple[dict[str, Any], Any]:
+        """The response body, and the prediction log's receipt of its record (a ``Ticket`` to
+        wait on when the log spools, else None or True)."""
         cs = served.compiled
         total = time.perf_counter() - start
         if fallback is None:
@@ -490,13 +499,14 @@ class ServingEngine:
         }
         if fallback is not None:
             body["fallback_reason"] = fallback.reason
-        self._after(served, arm, records, rows, outputs, body)
-        return body
+        logged = self._after(served, arm, records, rows, outputs, body)
+        return body, logged
 
     def _after(self, served: ServedScene, arm: str, records: list[dict[str, Any]], rows: list[dict[str, Any]],
-               outputs: list[dict[str, Any]], body: dict[str, Any]) -> None:
+               outputs: list[dict[str, Any]], body: dict[str, Any]) -> Any:
         cs = served.compiled
         plog = self.prediction_log
+        logged = None
         if plog is not None and plog.sampled(cs.sample_rate):
             plan = cs.plans[arm]
             feats = plan.feature_names
@@ -505,7 +515,7 @@ class ServingEngine:
             if feats and plan.entity_fields and not body["fallback"]:
                 # the entity keys of each served vector, for the feature store's log (skew checks)
                 record["feature_entities"] = [{k: r.get(f) for k, f in plan.entity_fields.items()} for r in rows]
-            plog.submit(record)
+            logged = plog.append(record)
         shadow = cs.traffic.shadow() if cs.traffic.shadow_arm else None
         if shadow is not None and shadow != arm:
             self._ensure_shadow_thread()
@@ -513,6 +523,7 @@ class ServingEngine:
                 self._shadow_queue.put_nowait((served, shadow, records, outputs, body))
             except queue.Full:
                 self.shadow_dropped += 1
+        return logged
 
     # -- shadow traffic ---------------------------------------------------------------------------
     def _ensure_shadow_thread(self) -> None:

@@ -135,10 +135,7 @@ class Follower:
     def swap_model(self, name: str, ref: str, version: int) -> dict[str, Any]:
         old = self.engine.model(name, ref)
         new = ServedModel(name, ref, version, self.engine.models.load(name, version))
-        examples = list(old.recent)
-        if not examples and getattr(new.model, "input_example", None) is not None:
-            example = new.model.input_example
-            examples = example.to_dict(orient="records") if hasattr(example, "to_dict") else list(example)
+        examples = list(old.recent) or model_examples(new.model)
         warm = self._warm(lambda rows: new.predict(rows), examples, _mean(old.latency, 0.0), batch=False)
         self.engine.install_model(new)
         heap.settle()
@@ -150,36 +147,8 @@ class Follower:
 
     # -- steps ----------------------------------------------------------------------------------
     def _warm(self, call: Any, examples: list[Any], baseline_s: float, batch: bool = False) -> dict[str, Any]:
-        """Call the new object on recent requests until it is as fast as the old one."""
-        if not examples:
-            return {"warmup_calls": 0, "warm_latency_ms": None, "baseline_ms": baseline_s * 1000}
-        deadline = time.monotonic() + self.max_warmup_s
-        timings: list[float] = []
-        calls = 0
-        while True:
-            for example in examples:
-                start = time.perf_counter()
-                try:
-                    call([example])
-                except ShipyardError:
-                    pass
-                timings.append(time.perf_counter() - start)
-                calls += 1
-            recent = statistics.fmean(timings[-20:])
-            target = baseline_s * self.tolerance if baseline_s > 0 else float("inf")
-            if calls >= self.min_warmup_calls and recent <= target:
-                matched = True
-                break
-            if self._stop.is_set():  # the server is shutting down: switch now, do not hold it up
-                matched = False
-                break
-            if time.monotonic() > deadline:
-                matched = False
-                log.warning("hot swap: warm-up did not reach %.3f ms within %.0f s (at %.3f ms); switching anyway",
-                            target * 1000, self.max_warmup_s, recent * 1000)
-                break
-        return {"warmup_calls": calls, "warm_latency_ms": recent * 1000, "baseline_ms": baseline_s * 1000,
-                "latency_matched": matched}
+        return warm_up(call, examples, baseline_s, tolerance=self.tolerance, min_calls=self.min_warmup_calls,
+                       max_s=self.max_warmup_s, stop=self._stop)
 
     def _drain(self, old: Any) -> None:
         deadline = time.monotonic() + self.drain_s
@@ -206,6 +175,51 @@ class Follower:
                 record_event(conn, ws.user, kind, subject, info)
         except ShipyardError:
             log.warning("hot swap: could not record %s for %s", kind, subject)
+
+
+def model_examples(model: Any) -> list[Any]:
+    """The records of a loaded model's input example (empty without one)."""
+    example = getattr(model, "input_example", None)
+    if example is None:
+        return []
+    return example.to_dict(orient="records") if hasattr(example, "to_dict") else list(example)
+
+
+def warm_up(call: Any, examples: list[Any], baseline_s: float, *, tolerance: float = 1.5, min_calls: int = 20,
+            max_s: float = 10.0, stop: threading.Event | None = None) -> dict[str, Any]:
+    """Call ``call([example])`` over ``examples`` until the last 20 calls average within
+    ``tolerance`` x ``baseline_s`` (any speed when there is no baseline) after at least
+    ``min_calls`` calls, or ``max_s`` passes, or ``stop`` is set. Errors of the calls are ignored
+    (a warm-up example may be refused by a rule; the code paths are warm all the same)."""
+    if not examples:
+        return {"warmup_calls": 0, "warm_latency_ms": None, "baseline_ms": baseline_s * 1000}
+    deadline = time.monotonic() + max_s
+    timings: list[float] = []
+    calls = 0
+    while True:
+        for example in examples:
+            start = time.perf_counter()
+            try:
+                call([example])
+            except ShipyardError:
+                pass
+            timings.append(time.perf_counter() - start)
+            calls += 1
+        recent = statistics.fmean(timings[-20:])
+        target = baseline_s * tolerance if baseline_s > 0 else float("inf")
+        if calls >= min_calls and recent <= target:
+            matched = True
+            break
+        if stop is not None and stop.is_set():  # the server is shutting down: do not hold it up
+            matched = False
+            break
+        if time.monotonic() > deadline:
+            matched = False
+            log.warning("warm-up did not reach %.3f ms within %.0f s (at %.3f ms); going on",
+                        target * 1000, max_s, recent * 1000)
+            break
+    return {"warmup_calls": calls, "warm_latency_ms": recent * 1000, "baseline_ms": baseline_s * 1000,
+            "latency_matched": matched}
 
 
 def _versions(compiled: CompiledScene) -> set[tuple[str, int]]:

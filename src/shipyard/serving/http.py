@@ -25,7 +25,15 @@ from shipyard.auth.principal import DEFAULT_PROJECT
 from shipyard.errors import InvalidInput, NotFound, PayloadTooLarge, ShipyardError
 from shipyard.http_util import add_lifespan, read_body
 from shipyard.serving import openapi
-from shipyard.serving.codec import csv_records, dumps, model_params, model_records, parse_json, scene_records
+from shipyard.serving.codec import (
+    body_request_id,
+    csv_records,
+    dumps,
+    model_params,
+    model_records,
+    parse_json,
+    scene_records,
+)
 from shipyard.serving.engine import ServingEngine, new_request_id
 from shipyard.serving.metrics import CONTENT_TYPE, ServingMetrics
 from shipyard.serving.prediction_log import PredictionLog
@@ -45,8 +53,12 @@ class ServingState:
         self.max_bytes = int(options.get("max_request_bytes") or ws.settings.max_request_bytes)
         engine = options.get("engine")
         if engine is None:
-            plog = PredictionLog(ws.artifacts, sample_rate=ws.settings.prediction_log_sample_rate,
-                                 on_drop=self.metrics.log_dropped.inc)
+            settings = ws.settings
+            plog = PredictionLog(ws.artifacts, sample_rate=settings.prediction_log_sample_rate,
+                                 on_drop=self.metrics.log_dropped.inc, spool_dir=settings.prediction_spool_dir,
+                                 recover_interval=settings.recovery_interval_s)
+            spooled = self.metrics.log_spooled.labels(plog.instance)
+            plog.on_spooled = spooled.inc
             engine = ServingEngine(ws, prediction_log=plog, metrics=self.metrics)
         elif engine.metrics is None:
             engine.metrics = self.metrics
@@ -60,6 +72,7 @@ class ServingState:
         self.follower: Any = None
         self.handlers: dict[str, Any] = {}
         self.predictions: Any = None
+        self.readiness: Any = None  # a Readiness once the server installs this state (warm-up at start)
         self.started = False
         self.shutdown_log = ShutdownLog(engine.inflight)
 
@@ -280,15 +293,16 @@ class Predictions:
         return state
 
     async def scene(self, call: Call, state: ServingState, scene: str) -> Reply:
-        rid = call.request_id or new_request_id()
+        rid = call.request_id
         engine = state.engine
         try:
             payload = parse_json(call.body)
             records, single = scene_records(payload)
+            rid = rid or body_request_id(payload) or new_request_id()
             result = await engine.predict_scene_async(scene, records, single=single, override=call.arm,
                                                       client=call.client, request_id=rid)
         except ShipyardError as exc:
-            return error_reply(exc, rid)
+            return error_reply(exc, rid or new_request_id())
         return _reply(result, rid)
 
     def _model(self, call: Call, state: ServingState, name: str, ref: str,
@@ -562,9 +576,16 @@ def install(app: FastAPI, ws: Any, **options: Any) -> None:
 
     app.add_route("/metrics", metrics, include_in_schema=False)
     fast = FastPredict(state)
+    from shipyard.serving.readiness import Readiness
+
+    state.readiness = Readiness(state.engine, timeout_s=ws.settings.readiness_timeout_s,
+                                single_model=state.single_model)
 
     def startup() -> None:
         state.shutdown_log.watch_signals()
+        plog = state.engine.prediction_log
+        if plog is not None:
+            plog.start()  # the spool, and the recovery of spools dead instances left
         if state.tune_gc:
             # freeze the imported stack and anything loaded so far: full collections stop walking it
             from shipyard.serving import heap
@@ -575,8 +596,10 @@ def install(app: FastAPI, ws: Any, **options: Any) -> None:
         if hasattr(app, "fast_path") and not app.user_middleware:
             app.fast_path = fast
         state.start_follower()
+        state.readiness.start()  # /readyz turns ready once the scenes and models served are warm
 
     def shutdown() -> None:
+        state.readiness.stop()
         phase = state.shutdown_log.phase
         phase("requests finished, rollouts stopped")  # uvicorn drained the connections, the routers' lifespans ran
         if getattr(app, "fast_path", None) is fast:

@@ -69,6 +69,9 @@ class ServingMetrics:
                                  (*labels, "stage"), buckets=BUCKETS, registry=self.registry)
         self.log_dropped = Counter("shipyard_prediction_log_dropped", "Prediction-log records dropped (queue full)",
                                    registry=self.registry)
+        # by the process's instance id (host-pid-start), the same id every record of the log carries
+        self.log_spooled = Counter("shipyard_prediction_log_spooled", "Prediction-log records fsync'd to the "
+                                   "local spool", ("instance",), registry=self.registry)
         self._children: dict[tuple[str, str, str], tuple] = {}
         # monitoring's per-minute recorder (SeriesRecorder), fed by the same two calls when set
         self.series: Any = None

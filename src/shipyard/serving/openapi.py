@@ -26,7 +26,11 @@ SCENE_PREDICT = _json_body({
     "oneOf": [
         _RECORD,
         {"type": "array", "items": _RECORD, "description": "A batch of records"},
-        {"type": "object", "properties": {"records": {"type": "array", "items": _RECORD}},
+        {"type": "object", "properties": {
+            "records": {"type": "array", "items": _RECORD},
+            "request_id": {"type": "string", "minLength": 1, "maxLength": 128,
+                           "description": "The request's id (else X-Request-Id, else a new one); a retry with "
+                                          "the same id is logged once"}},
          "required": ["records"], "additionalProperties": False},
     ],
 })
