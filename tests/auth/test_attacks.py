@@ -190,3 +190,25 @@ def test_project_paths_stay_in_the_project_and_out_of_its_state_folder(tmp_path)
     for bad in (".shipyard", ".shipyard/artifacts/x.py", "features/link/x.py", "features/../../x", "/etc/passwd",
                 str(tmp_path), "file:///etc"):
         assert project_path(settings, bad) is None, bad
+
+
+def test_the_default_project_never_reaches_a_hosted_projects_artifacts(client, server_ws, tmp_path):
+    # hosted projects keep their artifacts under <artifact_root>/projects/<name>, inside the default
+    # project's artifact root: a modeler of the default project must not copy one out by its key
+    admin = {"Authorization": f"Bearer {user_token(server_ws)}"}
+    assert client.post("/api/v1/projects", json={"name": "other"}, headers=admin).status_code == 201
+    folder = save_model(Doubler(), tmp_path / "secret", input_example=pd.DataFrame({"x": [1.0]}))
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+        archive.add(folder, arcname="model")
+    made = client.post("/api/v1/models/secret/versions/upload", content=buffer.getvalue(),
+                       headers={**admin, "X-Shipyard-Project": "other"})
+    assert made.status_code == 201, made.text
+    mia = _as(server_ws, "mia", "modeler")
+    for source in ("artifacts:/projects/other/models/secret/1", "artifacts:/./projects/other/models/secret/1",
+                   "artifacts://projects/other/models/secret/1", "artifacts:/projects"):
+        refused = client.post("/api/v1/models/copied/versions", json={"source": source}, headers=mia)
+        assert refused.status_code == 403, (source, refused.text)
+        assert refused.json()["error"]["details"]["field"] == "source"
+    assert client.get("/api/v1/models", headers=mia).json() == []
+
