@@ -212,3 +212,17 @@ def test_the_default_project_never_reaches_a_hosted_projects_artifacts(client, s
         assert refused.json()["error"]["details"]["field"] == "source"
     assert client.get("/api/v1/models", headers=mia).json() == []
 
+
+def test_the_default_project_never_loads_code_from_a_hosted_projects_folder(tmp_path):
+    from shipyard.auth.paths import project_path
+    from shipyard.config import load_settings, project_settings
+
+    settings = load_settings(tmp_path / "p")
+    hosted = project_settings(settings, "other")
+    (hosted.project_dir / "features").mkdir(parents=True)
+    (hosted.project_dir / ".shipyard").mkdir()
+    for bad in ("projects", "projects/other", "projects/other/features", "projects/other/.shipyard",
+                "./projects/other/features", "features/../projects/other"):
+        assert project_path(settings, bad) is None, bad
+    # the hosted project itself reads its own folder
+    assert project_path(hosted, "features") == (hosted.project_dir / "features").resolve()
