@@ -226,3 +226,31 @@ def test_the_default_project_never_loads_code_from_a_hosted_projects_folder(tmp_
         assert project_path(settings, bad) is None, bad
     # the hosted project itself reads its own folder
     assert project_path(hosted, "features") == (hosted.project_dir / "features").resolve()
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+def test_a_json_body_past_max_request_bytes_is_refused_before_it_is_read_whole(server_ws, chunked):
+    # FastAPI reads a JSON body whole before any permission check: without a cap an anonymous
+    # client made the server hold (and parse) hundreds of megabytes
+    from dataclasses import replace
+
+    from fastapi.testclient import TestClient
+
+    from shipyard.server import create_app
+    from shipyard.workspace import Workspace
+
+    ws = Workspace(replace(server_ws.settings, max_request_bytes=1000), principal=server_ws.principal)
+    def body():  # sent without a length
+        for _ in range(100):
+            yield b" " * 500
+
+    with TestClient(create_app(ws, follow_interval=0)) as http:
+        content = body() if chunked else b" " * 50_000
+        for headers in ({}, {"Authorization": f"Bearer {user_token(ws)}"}):
+            r = http.post("/api/v1/runs/search", content=content, headers={**headers, "content-type": "application/json"})
+            assert r.status_code == 413, r.text
+            assert r.json()["error"]["code"] == "payload_too_large" and "max_request_bytes" in r.json()["error"]["message"]
+            content = body() if chunked else content
+        small = http.post("/api/v1/runs/search", json={}, headers={"Authorization": f"Bearer {user_token(ws)}"})
+        assert small.status_code == 200
+    ws.close()
