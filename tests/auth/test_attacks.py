@@ -254,3 +254,57 @@ def test_a_json_body_past_max_request_bytes_is_refused_before_it_is_read_whole(s
         small = http.post("/api/v1/runs/search", json={}, headers={"Authorization": f"Bearer {user_token(ws)}"})
         assert small.status_code == 200
     ws.close()
+
+
+def _serve(project: Path, *flags: str):
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    from tests.serving.conftest import free_port
+
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SHIPYARD_", "PROMETHEUS_", "FORWARDED_"))}
+    log = (project / "server.log").open("wb")
+    proc = subprocess.Popen([sys.executable, "-m", "shipyard.cli", "--project", str(project), "server", "--port",
+                             str(port), *flags], env=env, stdout=log, stderr=log)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
+                return proc, url
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    proc.kill()
+    raise AssertionError((project / "server.log").read_text())
+
+
+@pytest.mark.parametrize("flags, seen", [((), "127.0.0.1"), (("--forwarded-allow-ips", "127.0.0.1"), "10.9.9.9")])
+def test_a_forwarded_for_header_is_trusted_only_from_a_proxy_the_admin_named(tmp_path, flags, seen):
+    # the audit log's "from where" and the per-client sign-in limit read the client address; a
+    # client must not choose it by sending X-Forwarded-For unless the admin named a proxy
+    import subprocess
+    import sys
+
+    import httpx
+
+    subprocess.run([sys.executable, "-m", "shipyard.cli", "init", str(tmp_path / "p")], check=True,
+                   capture_output=True, env={k: v for k, v in os.environ.items() if not k.startswith("SHIPYARD_")})
+    project = tmp_path / "p"
+    token = json.loads((project / ".shipyard" / "credentials").read_text())["token"]
+    proc, url = _serve(project, *flags)
+    try:
+        r = httpx.post(f"{url}/api/v1/auth/login", json={"username": "admin", "password": "not-it-at-all"},
+                       headers={"X-Forwarded-For": "10.9.9.9"})
+        assert r.status_code == 401
+        records = httpx.get(f"{url}/api/v1/audit", params={"limit": 5},
+                            headers={"Authorization": f"Bearer {token}"}).json()
+        records = records if isinstance(records, list) else records["records"]
+        login = next(rec for rec in records if rec["route"] == "POST /api/v1/auth/login")
+        assert login["client"] == seen
+    finally:
+        proc.terminate()
+        proc.wait(30)
