@@ -308,3 +308,18 @@ def test_a_forwarded_for_header_is_trusted_only_from_a_proxy_the_admin_named(tmp
     finally:
         proc.terminate()
         proc.wait(30)
+
+
+def test_prediction_errors_never_show_where_the_package_lives(client, server_ws, tmp_path):
+    # the prediction routes write their own error bodies (fast path included): they must be
+    # rewritten like every other response, or a failing load names the artifact folder
+    admin = {"Authorization": f"Bearer {user_token(server_ws)}"}
+    folder = save_model(Doubler(), tmp_path / "m", input_example=pd.DataFrame({"x": [1.0]}))
+    # changed after saving, before registering: the package's own sha256 no longer matches
+    (folder / "python_model.pkl").write_bytes((folder / "python_model.pkl").read_bytes() + b"tampered")
+    server_ws.registry.register(folder, "doubler", await_validation=True)
+    for route, body in (("invocations", {"dataframe_records": [{"x": 1.0}]}), ("predict", {"x": 1.0})):
+        r = client.post(f"/v1/models/doubler/1/{route}", json=body, headers=admin)
+        assert r.status_code >= 400 and r.json()["error"]["code"] == "integrity_error", r.text
+        assert str(tmp_path) not in r.text and server_ws.settings.artifact_root not in r.text, r.text
+        assert "artifacts:/models/doubler/1" in r.json()["error"]["message"]
