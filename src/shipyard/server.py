@@ -110,8 +110,8 @@ def _content_type(scope: Any) -> bytes:
 
 
 def _too_large(limit: int, size: int | None = None) -> PayloadTooLarge:
-    said = f"is {size} bytes" if size is not None else "is larger than that"
-    return PayloadTooLarge(f"the JSON body {said}; the limit is {limit} bytes (max_request_bytes); send less per "
+    said = f"is {size} bytes, over" if size is not None else "is larger than"
+    return PayloadTooLarge(f"the JSON body {said} the limit of {limit} bytes (max_request_bytes); send less per "
                            "request or raise the setting", {"limit": limit})
 
 
