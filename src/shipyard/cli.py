@@ -113,7 +113,8 @@ def init(directory: str) -> None:
 @click.option("--ssl-keyfile", type=click.Path(exists=True, dir_okay=False), default=None,
               help="The certificate's private key (PEM).")
 @click.option("--forwarded-allow-ips", default=None,
-              help="Proxies whose X-Forwarded-For/-Proto to trust (comma-separated IPs, or '*').")
+              help="Proxies whose X-Forwarded-For/-Proto to trust (comma-separated IPs, or '*'; default: "
+                   "none, or FORWARDED_ALLOW_IPS).")
 @click.pass_context
 def server(ctx: click.Context, host: str | None, port: int | None, workers: int | None, model: str | None,
            ssl_certfile: str | None, ssl_keyfile: str | None, forwarded_allow_ips: str | None) -> None:
@@ -145,6 +146,7 @@ def server(ctx: click.Context, host: str | None, port: int | None, workers: int 
         raise ConfigError("--ssl-certfile and --ssl-keyfile go together; give both or neither",
                           {"field": "--ssl-keyfile"})
     scheme = "https" if ssl_certfile else "http"
+    proxies = forwarded_allow_ips if forwarded_allow_ips is not None else os.environ.get("FORWARDED_ALLOW_IPS", "")
     click.echo(f"Shipyard {__version__} on {scheme}://{settings.server_host}:{settings.server_port} "
                f"({workers} worker(s)), project {settings.project_dir}")
     try:
@@ -161,7 +163,10 @@ def server(ctx: click.Context, host: str | None, port: int | None, workers: int 
             timeout_worker_healthcheck=60,
             ssl_certfile=ssl_certfile,
             ssl_keyfile=ssl_keyfile,
-            forwarded_allow_ips=forwarded_allow_ips,
+            # uvicorn trusts X-Forwarded-For from 127.0.0.1 unless told otherwise, so any local client
+            # (the default bind) could choose the address the audit log and sign-in limit see
+            proxy_headers=bool(proxies),
+            forwarded_allow_ips=proxies or None,
             server_header=False,
             log_config=_log_config(),
         )

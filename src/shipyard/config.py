@@ -279,7 +279,16 @@ def load_settings(project_dir: str | Path | None = None, **overrides: Any) -> Se
     return settings if project == DEFAULT_PROJECT else project_settings(settings, project)
 
 
+def in_hosted_projects(settings: Settings, key: str) -> bool:
+    """Whether artifact key ``key`` of the default project lies under the hosted projects' prefix."""
+    parts = [p for p in key.split("/") if p not in ("", ".")]
+    return settings.project == DEFAULT_PROJECT and parts[:1] == [HOSTED_PROJECTS_DIR]
+
+
 DEFAULT_PROJECT = "default"
+# Hosted projects live in this folder of the default project and under this prefix of its artifact
+# root, so the default project must never resolve a path or artifact key inside it.
+HOSTED_PROJECTS_DIR = "projects"
 PROJECT_NAME = re.compile(r"^[a-z][a-z0-9_]{0,47}$")
 
 
@@ -296,7 +305,7 @@ def project_settings(root: Settings, name: str) -> Settings:
     if not PROJECT_NAME.match(name):
         raise ConfigError(f"project name {name!r} is not valid; use 1-48 lowercase letters, digits and '_', "
                           "starting with a letter", {"field": "project"})
-    folder = root.project_dir / "projects" / name
+    folder = root.project_dir / HOSTED_PROJECTS_DIR / name
     metadata_url, schema = root.metadata_url, ""
     if metadata_url.startswith("sqlite"):
         metadata_url = f"sqlite:///{folder / '.shipyard' / 'shipyard.db'}"
@@ -306,7 +315,7 @@ def project_settings(root: Settings, name: str) -> Settings:
     if online.startswith(("redis://", "rediss://")):
         online = _with_prefix(online, name)
     return dataclasses.replace(root, project_dir=folder, metadata_url=metadata_url, metadata_schema=schema,
-                               artifact_root=root.artifact_root.rstrip("/") + f"/projects/{name}",
+                               artifact_root=root.artifact_root.rstrip("/") + f"/{HOSTED_PROJECTS_DIR}/{name}",
                                online_store=online, project=name)
 
 

@@ -19,7 +19,7 @@ from starlette.responses import JSONResponse
 from shipyard import __version__
 from shipyard.auth.http import check_routes
 from shipyard.auth.redact import REDACTOR, RedactedJSONResponse
-from shipyard.errors import ShipyardError
+from shipyard.errors import PayloadTooLarge, ShipyardError
 from shipyard.http_util import document_errors
 from shipyard.workspace import Workspace
 
@@ -83,11 +83,53 @@ class ShipyardAPI(FastAPI):
             return
         if scope["type"] == "http" and scope["method"] in _BODY_METHODS:
             scope = _json_unless_typed(scope)
+            if _content_type(scope) == b"application/json":
+                # FastAPI reads a JSON body whole, before any permission check: cap it here
+                limit = self.state.workspace.settings.max_request_bytes
+                declared = _header(scope, b"content-length")
+                if declared.isdigit() and int(declared) > limit:
+                    await _error_response(_too_large(limit, int(declared)))(scope, receive, send)
+                    return
+                receive = _capped(receive, limit)
         await super().__call__(scope, receive, send)
 
 
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 _UNTYPED = (b"", b"application/x-www-form-urlencoded")
+
+
+def _header(scope: Any, name: bytes) -> bytes:
+    for key, value in scope["headers"]:
+        if key == name:
+            return bytes(value)
+    return b""
+
+
+def _content_type(scope: Any) -> bytes:
+    return _header(scope, b"content-type").split(b";", 1)[0].strip().lower()
+
+
+def _too_large(limit: int, size: int | None = None) -> PayloadTooLarge:
+    said = f"is {size} bytes, over" if size is not None else "is larger than"
+    return PayloadTooLarge(f"the JSON body {said} the limit of {limit} bytes (max_request_bytes); send less per "
+                           "request or raise the setting", {"limit": limit})
+
+
+def _capped(receive: Any, limit: int) -> Any:
+    """``receive`` that stops a body (one without a length, or lying about it) once past ``limit``."""
+    seen = 0
+
+    async def capped() -> Any:
+        nonlocal seen
+        message = await receive()
+        if message["type"] == "http.request":
+            seen += len(message.get("body", b""))
+            if seen > limit:
+                # FastAPI turns any other exception raised while reading a body into a 400
+                raise StarletteHTTPException(413, _too_large(limit).message)
+        return message
+
+    return capped
 
 
 def _json_unless_typed(scope: Any) -> Any:
@@ -140,7 +182,8 @@ def create_app(ws: Workspace, **options: Any) -> FastAPI:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        code = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}.get(exc.status_code,
+                                                                                             "http_error")
         return JSONResponse(
             {"error": {"code": code, "message": str(exc.detail), "details": {}}},
             status_code=exc.status_code,

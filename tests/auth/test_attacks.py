@@ -190,3 +190,136 @@ def test_project_paths_stay_in_the_project_and_out_of_its_state_folder(tmp_path)
     for bad in (".shipyard", ".shipyard/artifacts/x.py", "features/link/x.py", "features/../../x", "/etc/passwd",
                 str(tmp_path), "file:///etc"):
         assert project_path(settings, bad) is None, bad
+
+
+def test_the_default_project_never_reaches_a_hosted_projects_artifacts(client, server_ws, tmp_path):
+    # hosted projects keep their artifacts under <artifact_root>/projects/<name>, inside the default
+    # project's artifact root: a modeler of the default project must not copy one out by its key
+    admin = {"Authorization": f"Bearer {user_token(server_ws)}"}
+    assert client.post("/api/v1/projects", json={"name": "other"}, headers=admin).status_code == 201
+    folder = save_model(Doubler(), tmp_path / "secret", input_example=pd.DataFrame({"x": [1.0]}))
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+        archive.add(folder, arcname="model")
+    made = client.post("/api/v1/models/secret/versions/upload", content=buffer.getvalue(),
+                       headers={**admin, "X-Shipyard-Project": "other"})
+    assert made.status_code == 201, made.text
+    mia = _as(server_ws, "mia", "modeler")
+    for source in ("artifacts:/projects/other/models/secret/1", "artifacts:/./projects/other/models/secret/1",
+                   "artifacts://projects/other/models/secret/1", "artifacts:/projects"):
+        refused = client.post("/api/v1/models/copied/versions", json={"source": source}, headers=mia)
+        assert refused.status_code == 403, (source, refused.text)
+        assert refused.json()["error"]["details"]["field"] == "source"
+    assert client.get("/api/v1/models", headers=mia).json() == []
+
+
+def test_the_default_project_never_loads_code_from_a_hosted_projects_folder(tmp_path):
+    from shipyard.auth.paths import project_path
+    from shipyard.config import load_settings, project_settings
+
+    settings = load_settings(tmp_path / "p")
+    hosted = project_settings(settings, "other")
+    (hosted.project_dir / "features").mkdir(parents=True)
+    (hosted.project_dir / ".shipyard").mkdir()
+    for bad in ("projects", "projects/other", "projects/other/features", "projects/other/.shipyard",
+                "./projects/other/features", "features/../projects/other"):
+        assert project_path(settings, bad) is None, bad
+    # the hosted project itself reads its own folder
+    assert project_path(hosted, "features") == (hosted.project_dir / "features").resolve()
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+def test_a_json_body_past_max_request_bytes_is_refused_before_it_is_read_whole(server_ws, chunked):
+    # FastAPI reads a JSON body whole before any permission check: without a cap an anonymous
+    # client made the server hold (and parse) hundreds of megabytes
+    from dataclasses import replace
+
+    from fastapi.testclient import TestClient
+
+    from shipyard.server import create_app
+    from shipyard.workspace import Workspace
+
+    ws = Workspace(replace(server_ws.settings, max_request_bytes=1000), principal=server_ws.principal)
+    def body():  # sent without a length
+        for _ in range(100):
+            yield b" " * 500
+
+    with TestClient(create_app(ws, follow_interval=0)) as http:
+        content = body() if chunked else b" " * 50_000
+        for headers in ({}, {"Authorization": f"Bearer {user_token(ws)}"}):
+            r = http.post("/api/v1/runs/search", content=content, headers={**headers, "content-type": "application/json"})
+            assert r.status_code == 413, r.text
+            assert r.json()["error"]["code"] == "payload_too_large" and "max_request_bytes" in r.json()["error"]["message"]
+            content = body() if chunked else content
+        small = http.post("/api/v1/runs/search", json={}, headers={"Authorization": f"Bearer {user_token(ws)}"})
+        assert small.status_code == 200
+    ws.close()
+
+
+def _serve(project: Path, *flags: str):
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    from tests.serving.conftest import free_port
+
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SHIPYARD_", "PROMETHEUS_", "FORWARDED_"))}
+    log = (project / "server.log").open("wb")
+    proc = subprocess.Popen([sys.executable, "-m", "shipyard.cli", "--project", str(project), "server", "--port",
+                             str(port), *flags], env=env, stdout=log, stderr=log)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
+                return proc, url
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    proc.kill()
+    raise AssertionError((project / "server.log").read_text())
+
+
+@pytest.mark.parametrize("flags, seen", [((), "127.0.0.1"), (("--forwarded-allow-ips", "127.0.0.1"), "10.9.9.9")])
+def test_a_forwarded_for_header_is_trusted_only_from_a_proxy_the_admin_named(tmp_path, flags, seen):
+    # the audit log's "from where" and the per-client sign-in limit read the client address; a
+    # client must not choose it by sending X-Forwarded-For unless the admin named a proxy
+    import subprocess
+    import sys
+
+    import httpx
+
+    subprocess.run([sys.executable, "-m", "shipyard.cli", "init", str(tmp_path / "p")], check=True,
+                   capture_output=True, env={k: v for k, v in os.environ.items() if not k.startswith("SHIPYARD_")})
+    project = tmp_path / "p"
+    token = json.loads((project / ".shipyard" / "credentials").read_text())["token"]
+    proc, url = _serve(project, *flags)
+    try:
+        r = httpx.post(f"{url}/api/v1/auth/login", json={"username": "admin", "password": "not-it-at-all"},
+                       headers={"X-Forwarded-For": "10.9.9.9"})
+        assert r.status_code == 401
+        records = httpx.get(f"{url}/api/v1/audit", params={"limit": 5},
+                            headers={"Authorization": f"Bearer {token}"}).json()
+        records = records if isinstance(records, list) else records["records"]
+        login = next(rec for rec in records if rec["route"] == "POST /api/v1/auth/login")
+        assert login["client"] == seen
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+def test_prediction_errors_never_show_where_the_package_lives(client, server_ws, tmp_path):
+    # the prediction routes write their own error bodies (fast path included): they must be
+    # rewritten like every other response, or a failing load names the artifact folder
+    admin = {"Authorization": f"Bearer {user_token(server_ws)}"}
+    folder = save_model(Doubler(), tmp_path / "m", input_example=pd.DataFrame({"x": [1.0]}))
+    # changed after saving, before registering: the package's own sha256 no longer matches
+    (folder / "python_model.pkl").write_bytes((folder / "python_model.pkl").read_bytes() + b"tampered")
+    server_ws.registry.register(folder, "doubler", await_validation=True)
+    for route, body in (("invocations", {"dataframe_records": [{"x": 1.0}]}), ("predict", {"x": 1.0})):
+        r = client.post(f"/v1/models/doubler/1/{route}", json=body, headers=admin)
+        assert r.status_code >= 400 and r.json()["error"]["code"] == "integrity_error", r.text
+        assert str(tmp_path) not in r.text and server_ws.settings.artifact_root not in r.text, r.text
+        assert "artifacts:/models/doubler/1" in r.json()["error"]["message"]

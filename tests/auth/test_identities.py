@@ -195,3 +195,20 @@ def test_the_audit_log_is_append_only_and_chained(client, server_ws):
         conn.exec_driver_sql("UPDATE audit_log SET actor = 'mallory' WHERE id = 2")
     assert client.get("/api/v1/audit/verify", headers=admin).json() == {
         "checked": 1, "intact": False, "first_broken_id": 2}
+
+
+def test_a_token_never_mints_a_broader_token(client, server_ws):
+    # a leaked predict-only or project-bound token must not buy a full-scope or unbound one
+    user_token(server_ws, "ana", "admin", "*")
+    predict_only = _bearer(server_ws.auth.create_token("ana", scopes=["predict"], actor="test").token)
+    refused = client.post("/api/v1/tokens", json={"scopes": ["read", "write", "predict"]}, headers=predict_only)
+    assert refused.status_code == 403 and refused.json()["error"]["details"]["field"] == "scopes"
+    assert "read" in refused.json()["error"]["message"]
+    same = client.post("/api/v1/tokens", json={}, headers=predict_only)
+    assert same.status_code == 201 and same.json()["scopes"] == ["predict"]
+    bound = _bearer(server_ws.auth.create_token("ana", project="default", actor="test").token)
+    refused = client.post("/api/v1/tokens", json={}, headers=bound)
+    assert refused.status_code == 403 and refused.json()["error"]["details"]["field"] == "project"
+    assert client.post("/api/v1/tokens", json={"project": "default"}, headers=bound).status_code == 201
+    # user_token's, predict_only, bound and the two narrow ones: the refused calls made nothing
+    assert len(server_ws.auth.list_tokens("ana")) == 5

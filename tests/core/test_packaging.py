@@ -29,3 +29,15 @@ def test_xgboost_without_cuda_where_a_cpu_build_exists(extra: str) -> None:
 def test_the_xgboost_module_imports() -> None:
     xgboost = pytest.importorskip("xgboost")
     assert hasattr(xgboost, "XGBClassifier") and hasattr(xgboost, "Booster")
+
+
+def test_python_dash_m_shipyard_runs_the_command_line() -> None:
+    # `python -m shipyard` is how a venv without its scripts on PATH reaches the CLI
+    import subprocess
+    import sys
+
+    import shipyard
+
+    done = subprocess.run([sys.executable, "-m", "shipyard", "--version"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert shipyard.__version__ in done.stdout

@@ -15,6 +15,7 @@ from typing import Any
 import click
 
 from shipyard.auth.permissions import ROLE_NAMES, SCOPES, Action, Resource
+from shipyard.auth.store import check_scopes
 from shipyard.errors import Forbidden
 
 
@@ -167,7 +168,10 @@ def create_token(ctx: click.Context, user: str | None, name: str, scopes: tuple[
     target = user or ws.user
     if target != ws.user:
         _require(ws, Resource.USERS, Action.ADMIN)
-    made = ws.auth.create_token(target, name=name, scopes=list(scopes) or None, project=project,
+    chosen = check_scopes(list(scopes)) if scopes else sorted(ws.principal.scopes)
+    if target == ws.user:
+        ws.principal.check_can_mint(chosen, project)
+    made = ws.auth.create_token(target, name=name, scopes=chosen, project=project,
                                 expires_in_days=None if no_expiry else expires_days, actor=ws.user)
     _audit(ws, "write", "users", f"/tokens/{made.record.id}", after={"user": target, "scopes": made.record.scopes})
     click.echo(made.token)

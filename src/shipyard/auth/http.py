@@ -29,9 +29,10 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from shipyard.auth.audit import AuditEntry
 from shipyard.auth.guard import PROJECT_HEADER, SESSION_COOKIE, AccessGuard
 from shipyard.auth.oidc import LOGIN_PATH, STATE_COOKIE, STATE_SECONDS, SingleSignOn
-from shipyard.auth.permissions import ROLE_NAMES, SCOPES, Action, Resource, is_mutation
+from shipyard.auth.permissions import ROLE_NAMES, Action, Resource, is_mutation
 from shipyard.auth.principal import ACTING, ALL_PROJECTS, ANONYMOUS, DEFAULT_PROJECT, Principal
 from shipyard.auth.projects import ProjectWorkspaces
+from shipyard.auth.store import check_scopes
 from shipyard.errors import Forbidden, InvalidInput, NotFound, ShipyardError, Unauthorized
 from shipyard.http_util import RequestBody
 from shipyard.workspace import Workspace
@@ -295,7 +296,7 @@ class RoleIn(RequestBody):
 class TokenIn(RequestBody):
     user: str | None = Field(None, max_length=128, description="default: yourself (admins may name another)")
     name: str = Field("", max_length=255)
-    scopes: list[str] = Field(default_factory=lambda: list(SCOPES))
+    scopes: list[str] | None = Field(None, description="default: the scopes of the token making it")
     project: str | None = Field(None, pattern=r"^[a-z][a-z0-9_]{0,47}$")
     expires_in_days: float | None = Field(90.0, gt=0, le=3650)
 
@@ -495,7 +496,10 @@ def router() -> APIRouter:
             ctx.require(Resource.USERS, Action.ADMIN)
         elif ctx.principal.kind == "oidc" and ctx.principal.token_id is None:
             raise Forbidden("sign in first", {})
-        made = ctx.guard.auth.create_token(target, name=body.name, scopes=body.scopes, project=body.project,
+        scopes = sorted(ctx.principal.scopes) if body.scopes is None else check_scopes(body.scopes)
+        if target == ctx.actor:
+            ctx.principal.check_can_mint(scopes, body.project)
+        made = ctx.guard.auth.create_token(target, name=body.name, scopes=scopes, project=body.project,
                                            expires_in_days=body.expires_in_days, actor=ctx.actor)
         ctx.audit(after={"token_id": made.record.id, "user": target, "scopes": made.record.scopes,
                          "project": made.record.project, "expires_at": made.record.expires_at})

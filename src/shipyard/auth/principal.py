@@ -7,6 +7,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 
 from shipyard.auth.permissions import DEFAULT_SCOPES, Action, Resource, role_allows, scope_of
+from shipyard.errors import Forbidden
 
 ALL_PROJECTS = "*"
 DEFAULT_PROJECT = "default"
@@ -43,6 +44,17 @@ class Principal:
         if self.token_project is not None:
             return [self.token_project]
         return sorted(p for p, roles in self.roles.items() if roles)
+
+    def check_can_mint(self, scopes: list[str], project: str | None) -> None:
+        """Refuse a token for oneself broader than the token making it: a leaked predict-only or
+        project-bound token must not buy a full-scope or unbound one."""
+        wider = sorted(set(scopes) - self.scopes)
+        if wider:
+            raise Forbidden(f"this token's scopes {sorted(self.scopes)} do not include {wider}; a token can only "
+                            "make tokens with its own scopes or fewer (sign in again for more)", {"field": "scopes"})
+        if self.token_project is not None and project != self.token_project:
+            raise Forbidden(f"this token is bound to project {self.token_project!r}; a token it makes must be "
+                            f"bound to it too (project: {self.token_project!r})", {"field": "project"})
 
     def to_dict(self) -> dict[str, object]:
         return {"name": self.name, "kind": self.kind,

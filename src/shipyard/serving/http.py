@@ -22,6 +22,7 @@ from shipyard.auth.guard import SESSION_COOKIE, AccessGuard
 from shipyard.auth.http import RequestContext, allow
 from shipyard.auth.permissions import Action, Resource
 from shipyard.auth.principal import DEFAULT_PROJECT
+from shipyard.auth.redact import REDACTOR
 from shipyard.errors import InvalidInput, NotFound, PayloadTooLarge, ShipyardError
 from shipyard.http_util import add_lifespan, read_body
 from shipyard.serving import openapi
@@ -124,8 +125,9 @@ def _reply(body: Any, request_id: str, status: int = 200, extra: list[tuple[byte
 
 
 def error_reply(exc: ShipyardError, request_id: str) -> Reply:
-    body = exc.to_dict()
-    body["error"]["details"] = {**exc.details, "request_id": request_id}
+    # written here, not by the app's handlers: rewrite server paths as every response does
+    body = REDACTOR.redact(exc.to_dict())
+    body["error"]["details"] = {**REDACTOR.redact(exc.details), "request_id": request_id}
     extra = [(b"www-authenticate", b"Bearer")] if exc.status == 401 else []
     retry = exc.details.get("retry_after")
     if retry is not None or exc.status in (429, 503):

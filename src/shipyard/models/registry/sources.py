@@ -16,7 +16,8 @@ from pathlib import Path, PurePosixPath
 from tempfile import TemporaryDirectory
 from typing import TYPE_CHECKING, Any
 
-from shipyard.errors import InvalidInput, NotFound, PayloadTooLarge
+from shipyard.config import in_hosted_projects
+from shipyard.errors import Forbidden, InvalidInput, NotFound, PayloadTooLarge
 
 if TYPE_CHECKING:
     from shipyard.workspace import Workspace
@@ -96,7 +97,11 @@ def resolve_source(ws: Workspace, source: str | Path, run_id: str | None) -> Ite
             yield _run_artifact(ws, found_run, sub, Path(tmp) / "model"), run_id or found_run
         return
     if text.startswith(ARTIFACT_SCHEME):
-        with _downloaded(ws, text[len(ARTIFACT_SCHEME):].strip("/"), text) as folder:
+        key = text[len(ARTIFACT_SCHEME):].strip("/")
+        if in_hosted_projects(ws.settings, key):
+            raise Forbidden(f"source {text!r} names another project's artifacts; register from artifacts of "
+                            "this project, or ask that project's modeler", {"field": "source"})
+        with _downloaded(ws, key, text) as folder:
             yield folder, run_id
         return
     yield Path(source).expanduser().resolve(), run_id
