@@ -52,6 +52,10 @@ class ServingState:
             engine.metrics = self.metrics
         # worker processes of this server: each enforces its share of every scene's limits
         engine.workers = int(options.get("workers") or getattr(getattr(ws, "settings", None), "server_workers", 1) or 1)
+        if engine.fleet_limits is None and getattr(ws, "settings", None) is not None:
+            from shipyard.serving.global_limits import fleet_limits_for
+
+            engine.fleet_limits = fleet_limits_for(ws.settings, on_state=self.metrics.global_limits_degraded.set)
         self.engine: ServingEngine = engine
         self.single_model = _parse_single(options.get("single_model"))
         self.follow_interval = float(options.get("follow_interval", 5.0))
