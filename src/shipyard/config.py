@@ -89,6 +89,9 @@ class Settings:
     # balancer, used to split a global limit while Redis is down (0: the count last seen in Redis).
     limits_store: str = ""
     fleet_servers: int = 0
+    # How often each server writes its per-minute operational series (the current minute included);
+    # fleet-wide scene status and rollout step checks lag the traffic by at most this.
+    series_flush_s: float = 5.0
 
     @property
     def state_dir(self) -> Path:
@@ -125,6 +128,7 @@ _BOUNDS: dict[str, tuple[float, float, bool, bool]] = {
     "server_port": (1, 65535, True, True),
     "server_workers": (1, 64, True, True),
     "fleet_servers": (0, 10_000, True, True),
+    "series_flush_s": (0, 3600, False, True),
     "validation_timing_calls": (1, 1_000_000, True, True),
     "validation_tolerance": (0, 1, True, True),
     "prediction_log_sample_rate": (0, 1, True, True),

@@ -256,6 +256,15 @@ def test_a_new_scene_version_starts_from_its_own_canary_share(registry_ws):
     assert engine.scene("credit").compiled.traffic.canary_percent == 20.0
 
 
+def _lease_dies(ws) -> None:
+    """The rollout's driving process is gone (another host's, silent for more than two ttls)."""
+    from shipyard.store.schema import job_leases
+
+    with ws.store.begin() as conn:
+        conn.execute(job_leases.update().values(owner="elsewhere/0/1/1",
+                                                heartbeat_at=job_leases.c.heartbeat_at - 3 * job_leases.c.ttl_ms))
+
+
 def test_a_rollout_whose_server_died_is_abandoned(registry_ws):
     """A server killed mid-rollout leaves a running release behind. Its heartbeat stops, so another
     worker's poll abandons it (share back to 0 %), and a new rollout may start; a live rollout's
@@ -293,6 +302,7 @@ def test_a_rollout_whose_server_died_is_abandoned(registry_ws):
     silent_ms = int(1000 * (STALE_AFTER_S + 5))
     with ws.store.begin() as conn:
         conn.execute(scene_releases.update().values(updated_at=scene_releases.c.updated_at - silent_ms))
+    _lease_dies(ws)
     assert rollout_status(ws, "credit")["stale"] is True
     follower = Follower(alive, interval=3600)
     assert follower.sync_canaries() == ["credit"]  # abandoned on the poll, and the share follows
@@ -308,6 +318,7 @@ def test_a_rollout_whose_server_died_is_abandoned(registry_ws):
     with ws.store.begin() as conn:
         conn.execute(scene_releases.update().where(scene_releases.c.id == again.release_id)
                      .values(updated_at=scene_releases.c.updated_at - silent_ms))
+    _lease_dies(ws)
     third = CanaryRollout(ws, alive, "credit", "b", steps=(50, 100))
     assert [r["status"] for r in list_releases(ws, "credit")] == ["abandoned", "abandoned", "running"]
     assert third.release_id == rollout_status(ws, "credit")["release"]
