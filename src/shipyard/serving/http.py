@@ -27,6 +27,7 @@ from shipyard.http_util import add_lifespan, read_body
 from shipyard.serving import openapi
 from shipyard.serving.codec import csv_records, dumps, model_params, model_records, parse_json, scene_records
 from shipyard.serving.engine import ServingEngine, new_request_id
+from shipyard.serving.fleet import fleet_series
 from shipyard.serving.metrics import CONTENT_TYPE, ServingMetrics
 from shipyard.serving.prediction_log import PredictionLog
 from shipyard.serving.shutdown import ShutdownLog
@@ -503,13 +504,15 @@ def router() -> APIRouter:
     @api.get("/{name}/status")
     def status(name: str, request: Request, ctx: RequestContext = READ) -> dict[str, Any]:
         """Served version, arms, canary share and recent per-arm statistics."""
-        return release.scene_status(engine_for(request, ctx.ws), name)
+        engine = engine_for(request, ctx.ws)
+        return release.scene_status(engine, name, fleet=fleet_series(ctx.ws, engine))
 
     @api.get("/{name}/shadow-report")
     def shadow_report(name: str, request: Request, cutoff: float = Query(0.5, ge=0, le=1),
                       ctx: RequestContext = READ) -> dict[str, Any]:
         """Live vs shadow outputs: difference distribution and agreement at the cut-off."""
-        return release.shadow_report(engine_for(request, ctx.ws), name, cutoff=cutoff)
+        engine = engine_for(request, ctx.ws)
+        return release.shadow_report(engine, name, cutoff=cutoff, ws=ctx.ws if fleet_series(ctx.ws, engine) else None)
 
     @api.get("/{name}/releases")
     def releases(name: str, ctx: RequestContext = READ) -> list[dict[str, Any]]:

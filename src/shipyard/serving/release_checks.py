@@ -98,17 +98,29 @@ def stress_test_model(ws: Any, name: str, version: int | str, *, rate: float = 2
     return {"name": mv.name, "version": mv.version, **result}
 
 
-def shadow_report(engine: Any, scene: str, *, cutoff: float = 0.5, field: str | None = None) -> dict[str, Any]:
-    """Live vs shadow: score differences (quantiles) and decision agreement at ``cutoff``."""
+def shadow_report(engine: Any, scene: str, *, cutoff: float = 0.5, field: str | None = None, ws: Any = None,
+                  window_s: float = 3600.0) -> dict[str, Any]:
+    """Live vs shadow: score differences (quantiles) and decision agreement at ``cutoff``.
+
+    With ``ws``, the pairs come from the prediction log of the last ``window_s`` seconds, which every
+    server writes (live and shadow records joined by request id): the fleet's pairs, as far as the
+    scene's log sample rate keeps them and the servers have flushed them (``source: "fleet"``).
+    Without it, or when the log holds no pair yet, the pairs this server keeps in memory
+    (``source: "this server"``)."""
     served = engine.scene(scene)
-    pairs = list(served.shadow_pairs)
     arm = served.compiled.traffic.shadow_arm
+    pairs = _logged_pairs(ws, scene, window_s) if ws is not None else []
+    source = "fleet"
     if not pairs:
-        return {"scene": scene, "shadow_arm": arm, "count": 0}
-    key = field or next((k for k, v in pairs[0][1].items() if type(v) in (int, float)), None)
-    live = np.array([p[1].get(key) for p in pairs if _num(p[1].get(key)) and _num(p[2].get(key))], dtype=float)
-    shadow = np.array([p[2].get(key) for p in pairs if _num(p[1].get(key)) and _num(p[2].get(key))], dtype=float)
-    out: dict[str, Any] = {"scene": scene, "shadow_arm": arm, "count": len(pairs), "field": key, "cutoff": cutoff}
+        pairs = [(p[1], p[2]) for p in list(served.shadow_pairs)]
+        source = "this server"
+    if not pairs:
+        return {"scene": scene, "shadow_arm": arm, "count": 0, "source": source}
+    key = field or next((k for k, v in pairs[0][0].items() if type(v) in (int, float)), None)
+    live = np.array([p[0].get(key) for p in pairs if _num(p[0].get(key)) and _num(p[1].get(key))], dtype=float)
+    shadow = np.array([p[1].get(key) for p in pairs if _num(p[0].get(key)) and _num(p[1].get(key))], dtype=float)
+    out: dict[str, Any] = {"scene": scene, "shadow_arm": arm, "count": len(pairs), "field": key, "cutoff": cutoff,
+                           "source": source}
     if live.size:
         diff = shadow - live
         out["difference"] = {q: float(np.quantile(diff, p)) for q, p in
@@ -118,18 +130,45 @@ def shadow_report(engine: Any, scene: str, *, cutoff: float = 0.5, field: str | 
         out["agreement_at_cutoff"] = float(np.mean((live >= cutoff) == (shadow >= cutoff)))
         out["live_above_cutoff"] = float(np.mean(live >= cutoff))
         out["shadow_above_cutoff"] = float(np.mean(shadow >= cutoff))
-    others = [k for k, v in pairs[0][1].items() if k != key and isinstance(v, str)]
-    out["field_agreement"] = {k: float(np.mean([p[1].get(k) == p[2].get(k) for p in pairs])) for k in others}
+    others = [k for k, v in pairs[0][0].items() if k != key and isinstance(v, str)]
+    out["field_agreement"] = {k: float(np.mean([p[0].get(k) == p[1].get(k) for p in pairs])) for k in others}
     return out
+
+
+def _logged_pairs(ws: Any, scene: str, window_s: float) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """(live output, shadow output) of the first record of each request logged in the window."""
+    import datetime as dt
+
+    from shipyard.serving.prediction_log import read_prediction_log
+
+    now = time.time()
+    first = dt.datetime.fromtimestamp(now - window_s, dt.UTC).date()
+    frame = read_prediction_log(ws.artifacts, scene, start=first, end=dt.datetime.fromtimestamp(now, dt.UTC).date())
+    if frame.empty:
+        return []
+    frame = frame[frame["ts"] >= int((now - window_s) * 1000)]
+    live: dict[str, dict[str, Any]] = {}
+    shadow: dict[str, dict[str, Any]] = {}
+    for request_id, kind, outputs in zip(frame["request_id"], frame["kind"], frame["outputs"], strict=True):
+        if not outputs or not isinstance(outputs, list) or not isinstance(outputs[0], dict):
+            continue
+        (live if kind == "live" else shadow if kind == "shadow" else {}).setdefault(str(request_id), outputs[0])
+    return [(live[r], shadow[r]) for r in live if r in shadow]
 
 
 def _num(v: Any) -> bool:
     return type(v) in (int, float)
 
 
-def scene_status(engine: Any, scene: str, since: float = 0.0) -> dict[str, Any]:
+def scene_status(engine: Any, scene: str, since: float = 0.0, *, fleet: Any = None) -> dict[str, Any]:
     """Per arm: requests, errors (fallbacks included), latency and queue percentiles, failed steps;
-    circuits that are not closed (``{arm: {dependency: state}}``); canary and shadow."""
+    circuits that are not closed (``{arm: {dependency: state}}``); canary and shadow.
+
+    With ``fleet`` (a ``fleet.FleetSeries``), ``arms`` holds the whole fleet's figures since the
+    minute of ``since`` (default: the last five minutes) with the number of servers that reported,
+    and ``this_server`` the figures of this process. ``global_limits`` says whether a scene with
+    ``limits.scope: global`` is enforced in Redis or, Redis being unavailable, by each server's
+    share (``state: "fallback"``)."""
     served = engine.scene(scene)
     traffic = served.compiled.traffic
     arms = {}
@@ -143,9 +182,29 @@ def scene_status(engine: Any, scene: str, since: float = 0.0) -> dict[str, Any]:
         summary.pop("scores")
         if summary["count"]:
             mirrored[arm] = summary
-    return {"scene": scene, "version": served.version, "models": served.compiled.models,
-            "arms": arms, "shadow_calls": mirrored, "circuits": served.guard.breakers.states(),
-            "threads_per_arm": served.threads,
-            "canary": {"arm": traffic.canary_arm, "percent": traffic.canary_percent},
-            "shadow": traffic.shadow_arm, "limits": served.compiled.limits}
-
+    out: dict[str, Any] = {
+        "scene": scene, "version": served.version, "models": served.compiled.models,
+        "arms": arms, "shadow_calls": mirrored, "circuits": served.guard.breakers.states(),
+        "threads_per_arm": served.threads,
+        "canary": {"arm": traffic.canary_arm, "percent": traffic.canary_percent},
+        "shadow": traffic.shadow_arm, "limits": served.compiled.limits, "source": "this server"}
+    if fleet is not None:
+        window_start = since or time.time() - 300
+        fleet_arms = fleet.arms(scene, window_start)
+        out["this_server"] = arms
+        out["arms"] = {arm: fleet_arms.get(arm, {"count": 0, "errors": 0, "fallbacks": 0, "error_rate": 0.0,
+                                                 "p50_ms": None, "p99_ms": None, "failed_steps": {},
+                                                 "instances": 0})
+                       for arm in sorted(set(arms) | set(fleet_arms))}
+        out["source"] = "fleet"
+        out["fleet_since"] = window_start
+    scope = served.guard.scope
+    out["limits_scope"] = scope
+    fleet_limits = getattr(engine, "fleet_limits", None)
+    if scope == "global":
+        if served.guard.shared is not None and fleet_limits is not None:
+            out["global_limits"] = fleet_limits.status()
+        else:
+            out["global_limits"] = {"state": "server", "reason": "this process has no fleet limits (not a server): "
+                                    "the limits apply to it alone"}
+    return out
