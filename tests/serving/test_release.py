@@ -58,6 +58,11 @@ def test_shadow_mirrors_without_changing_the_response(registry_ws, live_server, 
 
     frame = read_prediction_log(ws.artifacts, "credit")
     assert (frame["kind"] == "shadow").sum() == n and (frame["kind"] == "live").sum() == n
+    # the fleet's report pairs the logged live and shadow records (every server's log) by request id
+    logged = shadow_report(engine, "credit", cutoff=0.5, ws=ws)
+    assert logged["source"] == "fleet" and report["source"] == "this server"
+    assert logged["count"] == n and logged["agreement_at_cutoff"] == report["agreement_at_cutoff"]
+    assert logged["difference"]["median"] == pytest.approx(report["difference"]["median"])
     assert httpx.get(f"{server.url}/api/v1/scenes/credit/shadow-report", headers=auth_for(server.url)).json()["count"] == n
     # mirrored calls are counted apart from the arm's own traffic, which a rollout judges
     from shipyard.serving.release import scene_status

@@ -369,7 +369,11 @@ class ServingEngine:
                 served = await loop.run_in_executor(self.pools.get(("load", "scenes", "")), self.scene, name)
         start = time.perf_counter()
         request_id = request_id or new_request_id()
-        lease = self._admit(served, client, request_id)
+        if served.guard.shared is None:
+            lease = self._admit(served, client, request_id)
+        else:  # a global limit is a Redis round trip: off the loop, so other requests go on meanwhile
+            lease = await loop.run_in_executor(self.pools.get(("limits", served.name, "")), self._admit, served,
+                                               client, request_id)
         arm, chosen, trace = "control", False, Trace()
         served.inflight += 1
         try:
@@ -398,7 +402,10 @@ class ServingEngine:
             raise
         finally:
             served.inflight -= 1
-            served.guard.release(lease)
+            if served.guard.shared is None:
+                served.guard.release(lease)
+            else:  # giving a global concurrency lease back is a round trip too; nobody waits for it
+                loop.run_in_executor(self.pools.get(("limits", served.name, "")), served.guard.release, lease)
         return self._finish(served, arm, records, rows, trace, fallback, start, request_id, single)
 
     def _arm_pool(self, served: ServedScene, arm: str) -> Any:
