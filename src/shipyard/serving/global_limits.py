@@ -22,8 +22,8 @@ parameter (default ``shipyard:``).
 
 When Redis cannot be reached (or no Redis is configured) a server falls back to the local limiter
 with its share of the limits: the rates and the concurrency divided by the number of servers
-(``fleet_servers`` when set, else the count this server last saw heartbeating in Redis, else 1)
-and by its worker processes. The fallback is flagged: ``shipyard_global_limits_degraded`` is 1,
+(``fleet_servers`` x its worker processes when set, else the number of processes it last saw
+heartbeating in Redis, where every worker records itself, else its worker count). The fallback is flagged: ``shipyard_global_limits_degraded`` is 1,
 the scene status shows ``global_limits.state: "fallback"`` with the reason, and one warning is
 logged when it starts (and one line when Redis is back). Redis is tried again every ``retry_s``.
 """
@@ -118,6 +118,14 @@ class FleetLimits:
         """The number of servers sharing the limits: configured, else observed, else 1."""
         return self.configured_servers or self.observed_servers or 1
 
+    def share(self, workers: int) -> int:
+        """How many processes split a limit while Redis is down: ``fleet_servers`` x ``workers`` when
+        configured; else the processes seen in Redis (every worker records itself), at least
+        ``workers``; else ``workers``."""
+        if self.configured_servers:
+            return self.configured_servers * workers
+        return max(self.observed_servers, workers)
+
     def _servers_key(self) -> str:
         return f"{self.prefix}limits:servers"
 
@@ -155,8 +163,8 @@ class FleetLimits:
         if not self.degraded:
             self.degraded = True
             self.reason = f"Redis unavailable ({type(exc).__name__}: {exc})"
-            log.warning("global limits: %s; each server enforces its share (1/%d of each limit) until Redis is "
-                        "back", self.reason, self.servers())
+            log.warning("global limits: %s; each server enforces its share of each limit (%d servers) until "
+                        "Redis is back", self.reason, self.servers())
             if self.on_state is not None:
                 self.on_state(True)
 
@@ -203,7 +211,7 @@ class FleetLimits:
         if self._connect is None and not self._announced:  # flagged once a scene asks for global limits
             self._announced = True
             log.warning("global limits: scene %r asks for scope: global but %s; each server enforces its share "
-                        "(1/%d of each limit)", scene, self.reason, self.servers())
+                        "of each limit (%d servers)", scene, self.reason, self.servers())
             if self.on_state is not None:
                 self.on_state(True)
         return GlobalLimiter(self, f"{self.prefix}limits:{{{project}/{scene}}}", limits, workers, local)
@@ -238,7 +246,7 @@ class GlobalLimiter:
         self._lock = threading.Lock()
 
     def _fallback(self) -> Any:
-        n = self.fleet.servers() * self.workers
+        n = self.fleet.share(self.workers)
         if self._local is None or self._local_n != n:
             with self._lock:
                 if self._local is None or self._local_n != n:
