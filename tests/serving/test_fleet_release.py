@@ -102,3 +102,18 @@ def test_a_rollout_whose_process_died_is_continued_by_another_runner(sqlite_work
     assert [c["percent"] for c in final["checks"]] == [20, 60, 100]
     with ws.store.read() as conn:
         assert leases.get(conn, ROLLOUT_LEASE, str(rollout.release_id)) is None  # dropped with the end
+
+
+def test_this_process_sees_its_own_requests_before_they_are_written(sqlite_workspace) -> None:
+    ws = sqlite_workspace
+    store = ws.monitoring.series_store
+    recorder = ws.monitoring.recorder(instance="me", flush_interval=3600, live=True)
+    store.write([_row("b", 4, 1, {"40": 4})], "other")
+    for _ in range(3):
+        recorder.observe("ab", "1", "b", 0.002, 0.0, 0.001)
+    fleet = FleetSeries(store, recorder)
+    counts = fleet.counts("ab", "b", time.time())
+    assert (counts.requests, counts.errors, counts.instances) == (7, 1, 2)
+    recorder.flush()
+    assert fleet.counts("ab", "b", time.time()).requests == 7  # written now, and not counted twice
+    recorder.close()

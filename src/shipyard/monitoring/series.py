@@ -276,6 +276,16 @@ class SeriesRecorder:
         if self._thread is None:
             self.start()
 
+    def pending(self, scene: str) -> list[SeriesRow]:
+        """This instance's rows of ``scene`` not written yet (a copy), so that a reader in this
+        process sees its own latest requests before the next flush."""
+        with self._lock:
+            cells = [(k, c.requests, c.errors, c.fallbacks, [dict(h) for h in c.hists])
+                     for k, c in self._cells.items() if k[1] == scene]
+        return [SeriesRow(sc, version, arm, minute, requests, errors, fallbacks,
+                          *({str(b): v for b, v in h.items()} for h in hists))
+                for (minute, sc, version, arm), requests, errors, fallbacks, hists in cells]
+
     def _take(self, everything: bool) -> list[SeriesRow]:
         now_minute = int(time.time() // 60) * MINUTE_MS
         with self._lock:

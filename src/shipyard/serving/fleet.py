@@ -63,36 +63,48 @@ def minute_of(ts_s: float) -> int:
 
 
 class FleetSeries:
-    """Reads a scene's series summed over every server instance (``ws.monitoring.series_store``)."""
+    """Reads a scene's series summed over every server instance (``ws.monitoring.series_store``),
+    plus the rows this process's ``recorder`` has not written yet (it sees its own latest requests
+    at once; a flush running at that moment can leave them out of one reading)."""
 
-    def __init__(self, series_store: Any) -> None:
+    def __init__(self, series_store: Any, recorder: Any = None) -> None:
         self.store = series_store
+        self.recorder = recorder
+
+    def _merged(self, scene: str, since_s: float, arm: str | None = None) -> dict[str, Counts]:
+        since = minute_of(since_s)
+        result = self.store.query(scene, since, minute_of(time.time()) + MINUTE_MS, arm=arm, by=("arm",))
+        merged: dict[str, Counts] = {}
+        instances: dict[str, set[str]] = {}
+
+        def add(arm_name: str, requests: int, errors: int, fallbacks: int, hist: dict[str, int],
+                names: set[str]) -> None:
+            c = merged.setdefault(arm_name, Counts())
+            c.requests += int(requests)
+            c.errors += int(errors)
+            c.fallbacks += int(fallbacks)
+            for k, v in hist.items():
+                c.hist[str(k)] = c.hist.get(str(k), 0) + int(v)
+            instances.setdefault(arm_name, set()).update(names)
+
+        for point in result.points:
+            add(str(point.group["arm"]), point.requests, point.errors, point.fallbacks, point.hists["total"],
+                point.instances)
+        if self.recorder is not None:
+            for row in self.recorder.pending(scene):
+                if row.minute >= since and (arm is None or row.arm == arm):
+                    add(row.arm, row.requests, row.errors, row.fallbacks, row.latency_total, {self.recorder.instance})
+        for name, c in merged.items():
+            c.instances = len(instances[name])
+        return merged
 
     def counts(self, scene: str, arm: str, since_s: float) -> Counts:
         """The arm's rows from the minute of ``since_s`` up to now, every instance added."""
-        since = minute_of(since_s)
-        total = self.store.query(scene, since, minute_of(time.time()) + MINUTE_MS, arm=arm).total()
-        return Counts(int(total.requests), int(total.errors), int(total.fallbacks), dict(total.hists["total"]),
-                      len(total.instances))
+        return self._merged(scene, since_s, arm).get(arm, Counts())
 
     def arms(self, scene: str, since_s: float) -> dict[str, dict[str, Any]]:
         """Per arm, the fleet's figures since the minute of ``since_s``."""
-        since = minute_of(since_s)
-        result = self.store.query(scene, since, minute_of(time.time()) + MINUTE_MS, by=("arm",))
-        merged: dict[str, Counts] = {}
-        instances: dict[str, set[str]] = {}
-        for point in result.points:
-            arm = str(point.group["arm"])
-            c = merged.setdefault(arm, Counts())
-            c.requests += point.requests
-            c.errors += point.errors
-            c.fallbacks += point.fallbacks
-            for k, v in point.hists["total"].items():
-                c.hist[k] = c.hist.get(k, 0) + v
-            instances.setdefault(arm, set()).update(point.instances)
-        for arm, c in merged.items():
-            c.instances = len(instances[arm])
-        return {arm: c.summary() for arm, c in sorted(merged.items())}
+        return {arm: c.summary() for arm, c in sorted(self._merged(scene, since_s).items())}
 
 
 def fleet_series(ws: Any, engine: Any) -> FleetSeries | None:
@@ -101,4 +113,4 @@ def fleet_series(ws: Any, engine: Any) -> FleetSeries | None:
     metrics = getattr(engine, "metrics", None)
     if ws is None or metrics is None or getattr(metrics, "series", None) is None:
         return None
-    return FleetSeries(ws.monitoring.series_store)
+    return FleetSeries(ws.monitoring.series_store, metrics.series)

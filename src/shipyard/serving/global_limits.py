@@ -36,6 +36,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from shipyard.config import Settings
 from shipyard.errors import Overloaded, RateLimited
 
 log = logging.getLogger(__name__)
@@ -291,7 +292,7 @@ class GlobalLimiter:
             self.fleet.release(self.keys[2], lease)
 
 
-def fleet_limits_for(settings: Any, *, on_state: Callable[[bool], None] | None = None,
+def fleet_limits_for(settings: Settings, *, on_state: Callable[[bool], None] | None = None,
                      timeout_s: float = 0.25) -> FleetLimits:
     """The server's ``FleetLimits`` from its settings: ``limits_store``, else the online store when it
     is a Redis URL; no Redis -> always the local share (flagged). Socket timeouts are capped at
@@ -301,12 +302,12 @@ def fleet_limits_for(settings: Any, *, on_state: Callable[[bool], None] | None =
     import socket
     import uuid
 
-    url = str(getattr(settings, "limits_store", "") or "")
-    online = str(getattr(settings, "online_store", "") or "")
+    url = settings.limits_store
+    online = settings.online_store
     if not url and online.startswith(("redis://", "rediss://", "unix://", "redis+", "rediss+")):
         url = online
     instance = f"{socket.gethostname()[:32]}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-    servers = int(getattr(settings, "fleet_servers", 0) or 0)
+    servers = settings.fleet_servers
     state = (lambda degraded: on_state(1 if degraded else 0)) if on_state is not None else None
     if not url:
         return FleetLimits(None, instance=instance, servers=servers, on_state=state)

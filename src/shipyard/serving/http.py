@@ -22,6 +22,7 @@ from shipyard.auth.guard import SESSION_COOKIE, AccessGuard
 from shipyard.auth.http import RequestContext, allow
 from shipyard.auth.permissions import Action, Resource
 from shipyard.auth.principal import DEFAULT_PROJECT
+from shipyard.config import Settings
 from shipyard.errors import InvalidInput, NotFound, PayloadTooLarge, ShipyardError
 from shipyard.http_util import add_lifespan, read_body
 from shipyard.serving import openapi
@@ -53,10 +54,11 @@ class ServingState:
             engine.metrics = self.metrics
         # worker processes of this server: each enforces its share of every scene's limits
         engine.workers = int(options.get("workers") or getattr(getattr(ws, "settings", None), "server_workers", 1) or 1)
-        if engine.fleet_limits is None and getattr(ws, "settings", None) is not None:
+        settings = getattr(ws, "settings", None)
+        if engine.fleet_limits is None and isinstance(settings, Settings):
             from shipyard.serving.global_limits import fleet_limits_for
 
-            engine.fleet_limits = fleet_limits_for(ws.settings, on_state=self.metrics.global_limits_degraded.set)
+            engine.fleet_limits = fleet_limits_for(settings, on_state=self.metrics.global_limits_degraded.set)
         self.engine: ServingEngine = engine
         self.single_model = _parse_single(options.get("single_model"))
         self.follow_interval = float(options.get("follow_interval", 5.0))
