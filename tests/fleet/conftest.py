@@ -278,15 +278,17 @@ def fleet(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
 class Load:
     """Requests from ``threads`` threads, each on its own keep-alive connection, until stopped:
     ``results`` holds (status, body) of each answer. ``body`` is a JSON body, or a function of the
-    request number that makes one."""
+    request number that makes one. ``pause_s`` between a thread's requests bounds the rate."""
 
-    def __init__(self, port: int, path: str, body: Any, headers: dict[str, str], threads: int = 6) -> None:
+    def __init__(self, port: int, path: str, body: Any, headers: dict[str, str], threads: int = 6,
+                 pause_s: float = 0.0) -> None:
         import itertools
         import threading
 
         self.port, self.path, self.headers = port, path, headers
         self.body = body if callable(body) else (lambda _i, fixed=json.dumps(body): fixed)
         self._numbers = itertools.count()
+        self.pause_s = pause_s
         self.results: list[tuple[int, Any]] = []
         self.started = self.ended = 0.0
         self._stop = threading.Event()
@@ -302,6 +304,8 @@ class Load:
                 resp = conn.getresponse()
                 raw = resp.read()
                 self.results.append((resp.status, json.loads(raw) if resp.status == 200 else None))
+                if self.pause_s:
+                    time.sleep(self.pause_s)
             except (OSError, http.client.HTTPException, ValueError):
                 self.results.append((0, None))
                 conn.close()
