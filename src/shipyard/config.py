@@ -92,6 +92,14 @@ class Settings:
     # records left by dead processes at start and every recovery_interval_s seconds.
     lease_ttl_s: float = 30.0
     recovery_interval_s: float = 30.0
+    # Global scene limits (limits.scope: global) live in this Redis (redis://host:6379/0?prefix=...);
+    # empty: the online store's Redis when it is one. fleet_servers: the number of servers behind the
+    # balancer, used to split a global limit while Redis is down (0: the count last seen in Redis).
+    limits_store: str = ""
+    fleet_servers: int = 0
+    # How often each server writes its per-minute operational series (the current minute included);
+    # fleet-wide scene status and rollout step checks lag the traffic by at most this.
+    series_flush_s: float = 5.0
 
     @property
     def state_dir(self) -> Path:
@@ -113,6 +121,7 @@ class Settings:
             return out
         out["metadata_url"] = redact_url(self.metadata_url)
         out["online_store"] = redact_url(self.online_store)
+        out["limits_store"] = redact_url(self.limits_store)
         out["artifact_options"] = {k: ("***" if _secret_key(k) else v) for k, v in self.artifact_options.items()}
         # a secret wrongly written into oidc (the server refuses it) is not echoed either
         out["oidc"] = {k: ("***" if _secret_key(k) and k != "client_secret_env" else v) for k, v in self.oidc.items()}
@@ -134,6 +143,8 @@ def _secret_key(key: str) -> bool:
 _BOUNDS: dict[str, tuple[float, float, bool, bool]] = {
     "server_port": (1, 65535, True, True),
     "server_workers": (1, 64, True, True),
+    "fleet_servers": (0, 10_000, True, True),
+    "series_flush_s": (0, 3600, False, True),
     "validation_timing_calls": (1, 1_000_000, True, True),
     "validation_tolerance": (0, 1, True, True),
     "prediction_log_sample_rate": (0, 1, True, True),

@@ -57,6 +57,11 @@ def test_shadow_mirrors_without_changing_the_response(registry_ws, live_server, 
 
     frame = read_prediction_log(ws.artifacts, "credit")
     assert (frame["kind"] == "shadow").sum() == n and (frame["kind"] == "live").sum() == n
+    # the fleet's report pairs the logged live and shadow records (every server's log) by request id
+    logged = shadow_report(engine, "credit", cutoff=0.5, ws=ws)
+    assert logged["source"] == "fleet" and report["source"] == "this server"
+    assert logged["count"] == n and logged["agreement_at_cutoff"] == report["agreement_at_cutoff"]
+    assert logged["difference"]["median"] == pytest.approx(report["difference"]["median"])
     assert httpx.get(f"{server.url}/api/v1/scenes/credit/shadow-report", headers=auth_for(server.url)).json()["count"] == n
     # mirrored calls are counted apart from the arm's own traffic, which a rollout judges
     from shipyard.serving.release import scene_status
@@ -236,6 +241,15 @@ def test_a_new_scene_version_starts_from_its_own_canary_share(registry_ws):
     assert engine.scene("credit").compiled.traffic.canary_percent == 20.0
 
 
+def _lease_dies(ws) -> None:
+    """The rollout's driving process is gone (another host's, silent for more than two ttls)."""
+    from shipyard.store.schema import job_leases
+
+    with ws.store.begin() as conn:
+        conn.execute(job_leases.update().values(owner="elsewhere/0/1/1",
+                                                heartbeat_at=job_leases.c.heartbeat_at - 3 * job_leases.c.ttl_ms))
+
+
 def test_a_rollout_whose_server_died_is_abandoned(registry_ws):
     """A server killed mid-rollout leaves a running release behind. Its heartbeat stops, so another
     worker's poll abandons it (share back to 0 %), and a new rollout may start; a live rollout's
@@ -273,6 +287,7 @@ def test_a_rollout_whose_server_died_is_abandoned(registry_ws):
     silent_ms = int(1000 * (STALE_AFTER_S + 5))
     with ws.store.begin() as conn:
         conn.execute(scene_releases.update().values(updated_at=scene_releases.c.updated_at - silent_ms))
+    _lease_dies(ws)
     assert rollout_status(ws, "credit")["stale"] is True
     follower = Follower(alive, interval=3600)
     assert follower.sync_canaries() == ["credit"]  # abandoned on the poll, and the share follows
@@ -288,6 +303,7 @@ def test_a_rollout_whose_server_died_is_abandoned(registry_ws):
     with ws.store.begin() as conn:
         conn.execute(scene_releases.update().where(scene_releases.c.id == again.release_id)
                      .values(updated_at=scene_releases.c.updated_at - silent_ms))
+    _lease_dies(ws)
     third = CanaryRollout(ws, alive, "credit", "b", steps=(50, 100))
     assert [r["status"] for r in list_releases(ws, "credit")] == ["abandoned", "abandoned", "running"]
     assert third.release_id == rollout_status(ws, "credit")["release"]

@@ -261,7 +261,9 @@ def install(app: FastAPI, ws: Any, **options: Any) -> None:
     metrics = getattr(serving, "metrics", None)
     if metrics is None or getattr(metrics, "series", None) is not None:
         return
-    recorder = ws.monitoring.recorder(flush_interval=float(options.get("series_flush_interval", 10.0)))
+    # the current minute is written too: scene status and rollouts read the fleet's numbers from these rows
+    every = options.get("series_flush_interval") or getattr(ws.settings, "series_flush_s", 5.0)
+    recorder = ws.monitoring.recorder(flush_interval=float(every), live=True)
     metrics.series = recorder
     app.state.monitoring_recorder = recorder
     add_lifespan(app, lambda: None, recorder.close)

@@ -229,10 +229,14 @@ class SeriesResult:
 class SeriesRecorder:
     """In-memory per-minute aggregation for one server instance, flushed by a background thread."""
 
-    def __init__(self, store: SeriesStore, *, instance: str | None = None, flush_interval: float = 10.0) -> None:
+    def __init__(self, store: SeriesStore, *, instance: str | None = None, flush_interval: float = 10.0,
+                 live: bool = False) -> None:
         self.store = store
         self.instance = instance or default_instance()
         self.flush_interval = flush_interval
+        # live: the background flush writes the current minute too (rows are summed), so readers of the
+        # fleet's numbers (scene status, rollouts) see it within one flush interval
+        self.live = live
         self._cells: dict[tuple[int, str, str, str], _Cell] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -271,6 +275,16 @@ class SeriesRecorder:
             cell.errors += 1
         if self._thread is None:
             self.start()
+
+    def pending(self, scene: str) -> list[SeriesRow]:
+        """This instance's rows of ``scene`` not written yet (a copy), so that a reader in this
+        process sees its own latest requests before the next flush."""
+        with self._lock:
+            cells = [(k, c.requests, c.errors, c.fallbacks, [dict(h) for h in c.hists])
+                     for k, c in self._cells.items() if k[1] == scene]
+        return [SeriesRow(sc, version, arm, minute, requests, errors, fallbacks,
+                          *({str(b): v for b, v in h.items()} for h in hists))
+                for (minute, sc, version, arm), requests, errors, fallbacks, hists in cells]
 
     def _take(self, everything: bool) -> list[SeriesRow]:
         now_minute = int(time.time() // 60) * MINUTE_MS
@@ -315,7 +329,7 @@ class SeriesRecorder:
 
     def _loop(self) -> None:
         while not self._stop.wait(self.flush_interval):
-            self.flush(everything=False)
+            self.flush(everything=self.live)
 
     def close(self) -> None:
         """Stop the thread and write everything, the current minute included."""

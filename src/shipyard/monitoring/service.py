@@ -159,8 +159,9 @@ class Monitoring:
         return self.scenes.settings(scene)
 
     # -- series ---------------------------------------------------------------------------------------
-    def recorder(self, *, instance: str | None = None, flush_interval: float = 10.0) -> SeriesRecorder:
-        return SeriesRecorder(self.series_store, instance=instance, flush_interval=flush_interval)
+    def recorder(self, *, instance: str | None = None, flush_interval: float = 10.0,
+                 live: bool = False) -> SeriesRecorder:
+        return SeriesRecorder(self.series_store, instance=instance, flush_interval=flush_interval, live=live)
 
     def series(self, scene: str, since: str | float | None = "1h", until: float | None = None, *,
                step: str = "1m", version: str | None = None, arm: str | None = None,

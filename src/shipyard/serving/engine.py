@@ -33,7 +33,7 @@ from shipyard.serving import heap
 from shipyard.serving.arms import DEFAULT_THREADS, ERROR, FALLBACK, OK, ArmStats, Pools
 from shipyard.serving.codec import mlflow_jsonable
 from shipyard.serving.prediction_log import Ticket
-from shipyard.serving.resilience import Guard
+from shipyard.serving.resilience import Guard, SharedLimits
 from shipyard.serving.scene import CompiledScene, compile_scene, scene_loader
 from shipyard.serving.sources import RegistryModels, StoreFeatures
 from shipyard.serving.steps import FeaturesNode, ModelNode, ParallelNode, Trace, to_python
@@ -81,9 +81,10 @@ def _call_queued(fn: Callable[..., Any], args: tuple[Any, ...], submitted: float
 
 
 class ServedScene:
-    def __init__(self, compiled: CompiledScene, guard: Guard | None = None, workers: int = 1) -> None:
+    def __init__(self, compiled: CompiledScene, guard: Guard | None = None, workers: int = 1,
+                 shared: SharedLimits | None = None) -> None:
         self.compiled = compiled
-        self.guard = guard or Guard(f"scene {compiled.name!r}", compiled.limits, workers)
+        self.guard = guard or Guard(f"scene {compiled.name!r}", compiled.limits, workers, shared)
         # arms whose flow calls models or feature services run on their own thread pool
         self.calls_out = {arm: _calls_out(plan) for arm, plan in compiled.plans.items()}
         self.threads = int(compiled.limits.get("threads") or DEFAULT_THREADS)
@@ -215,6 +216,8 @@ class ServingEngine:
         self.metrics = metrics
         # server processes sharing each scene's limits (each enforces its share; see resilience)
         self.workers = 1
+        # global limits (limits.scope: global): a server sets this to its FleetLimits (Redis)
+        self.fleet_limits: Any = None
         self._scenes: dict[str, ServedScene] = {}
         self._models: dict[tuple[str, str], ServedModel] = {}
         self._lock = threading.Lock()
@@ -236,7 +239,7 @@ class ServingEngine:
         old = self._scenes.get(compiled.name)
         keep = old.guard if old and old.compiled.limits == compiled.limits and old.guard.workers == self.workers \
             else None
-        served = ServedScene(compiled, keep, self.workers)
+        served = ServedScene(compiled, keep, self.workers, self._shared_limits(compiled.name))
         if old is not None:
             before, after = old.compiled.traffic, compiled.traffic
             # the same document rebuilt (a model alias moved) keeps its share; a new version
@@ -254,6 +257,13 @@ class ServingEngine:
                     served.shadow_stats[arm] = stats
         self._scenes[compiled.name] = served
         return served
+
+    def _shared_limits(self, scene: str) -> SharedLimits | None:
+        fleet = self.fleet_limits
+        if fleet is None:
+            return None
+        project = str(getattr(getattr(self.ws, "settings", None), "project", "default"))
+        return lambda limits, workers, local: fleet.limiter(project, scene, limits, workers, local)
 
     def scene(self, name: str) -> ServedScene:
         served = self._scenes.get(name)
@@ -318,7 +328,7 @@ class ServingEngine:
         start = time.perf_counter()
         served = served or self.scene(name)
         request_id = request_id or new_request_id()
-        self._admit(served, client, request_id)
+        lease = self._admit(served, client, request_id)
         arm, chosen, trace = "control", False, Trace()
         served.inflight += 1
         try:
@@ -343,7 +353,7 @@ class ServingEngine:
             raise
         finally:
             served.inflight -= 1
-            served.guard.release()
+            served.guard.release(lease)
         body, logged = self._finish(served, arm, records, rows, trace, fallback, start, request_id, single)
         if isinstance(logged, Ticket) and not logged.wait():  # in the spool before the answer leaves
             self.prediction_log.late += 1
@@ -363,7 +373,11 @@ class ServingEngine:
                 served = await loop.run_in_executor(self.pools.get(("load", "scenes", "")), self.scene, name)
         start = time.perf_counter()
         request_id = request_id or new_request_id()
-        self._admit(served, client, request_id)
+        if served.guard.shared is None:
+            lease = self._admit(served, client, request_id)
+        else:  # a global limit is a Redis round trip: off the loop, so other requests go on meanwhile
+            lease = await loop.run_in_executor(self.pools.get(("limits", served.name, "")), self._admit, served,
+                                               client, request_id)
         arm, chosen, trace = "control", False, Trace()
         served.inflight += 1
         try:
@@ -392,7 +406,10 @@ class ServingEngine:
             raise
         finally:
             served.inflight -= 1
-            served.guard.release()
+            if served.guard.shared is None:
+                served.guard.release(lease)
+            else:  # giving a global concurrency lease back is a round trip too; nobody waits for it
+                loop.run_in_executor(self.pools.get(("limits", served.name, "")), served.guard.release, lease)
         body, logged = self._finish(served, arm, records, rows, trace, fallback, start, request_id, single)
         if isinstance(logged, Ticket) and not await logged.wait_async():  # in the spool before the answer leaves
             self.prediction_log.late += 1
@@ -401,9 +418,9 @@ class ServingEngine:
     def _arm_pool(self, served: ServedScene, arm: str) -> Any:
         return self.pools.get(("scene", served.name, arm), served.threads)
 
-    def _admit(self, served: ServedScene, client: str | None, request_id: str) -> None:
+    def _admit(self, served: ServedScene, client: str | None, request_id: str) -> str | None:
         try:
-            served.guard.admit(client)
+            return served.guard.admit(client)
         except ShipyardError as exc:
             # refused before an arm was chosen: counted under arm "none", so 429/503s show in /metrics
             cs = served.compiled

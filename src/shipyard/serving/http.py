@@ -23,6 +23,7 @@ from shipyard.auth.http import RequestContext, allow
 from shipyard.auth.permissions import Action, Resource
 from shipyard.auth.principal import DEFAULT_PROJECT
 from shipyard.auth.redact import REDACTOR
+from shipyard.config import Settings
 from shipyard.errors import InvalidInput, NotFound, PayloadTooLarge, ShipyardError
 from shipyard.http_util import add_lifespan, read_body
 from shipyard.serving import openapi
@@ -36,6 +37,7 @@ from shipyard.serving.codec import (
     scene_records,
 )
 from shipyard.serving.engine import ServingEngine, new_request_id
+from shipyard.serving.fleet import fleet_series
 from shipyard.serving.metrics import CONTENT_TYPE, ServingMetrics
 from shipyard.serving.prediction_log import PredictionLog
 from shipyard.serving.shutdown import ShutdownLog
@@ -65,6 +67,11 @@ class ServingState:
             engine.metrics = self.metrics
         # worker processes of this server: each enforces its share of every scene's limits
         engine.workers = int(options.get("workers") or getattr(getattr(ws, "settings", None), "server_workers", 1) or 1)
+        settings = getattr(ws, "settings", None)
+        if engine.fleet_limits is None and isinstance(settings, Settings):
+            from shipyard.serving.global_limits import fleet_limits_for
+
+            engine.fleet_limits = fleet_limits_for(settings, on_state=self.metrics.global_limits_degraded.set)
         self.engine: ServingEngine = engine
         self.single_model = _parse_single(options.get("single_model"))
         self.follow_interval = float(options.get("follow_interval", 5.0))
@@ -515,13 +522,15 @@ def router() -> APIRouter:
     @api.get("/{name}/status")
     def status(name: str, request: Request, ctx: RequestContext = READ) -> dict[str, Any]:
         """Served version, arms, canary share and recent per-arm statistics."""
-        return release.scene_status(engine_for(request, ctx.ws), name)
+        engine = engine_for(request, ctx.ws)
+        return release.scene_status(engine, name, fleet=fleet_series(ctx.ws, engine))
 
     @api.get("/{name}/shadow-report")
     def shadow_report(name: str, request: Request, cutoff: float = Query(0.5, ge=0, le=1),
                       ctx: RequestContext = READ) -> dict[str, Any]:
         """Live vs shadow outputs: difference distribution and agreement at the cut-off."""
-        return release.shadow_report(engine_for(request, ctx.ws), name, cutoff=cutoff)
+        engine = engine_for(request, ctx.ws)
+        return release.shadow_report(engine, name, cutoff=cutoff, ws=ctx.ws if fleet_series(ctx.ws, engine) else None)
 
     @api.get("/{name}/releases")
     def releases(name: str, ctx: RequestContext = READ) -> list[dict[str, Any]]:

@@ -18,7 +18,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from shipyard.errors import ConfigError
@@ -72,6 +72,10 @@ class ServingMetrics:
         # by the process's instance id (host-pid-start), the same id every record of the log carries
         self.log_spooled = Counter("shipyard_prediction_log_spooled", "Prediction-log records fsync'd to the "
                                    "local spool", ("instance",), registry=self.registry)
+        # 1 while global limits (limits.scope: global) fall back to this server's share (Redis down)
+        self.global_limits_degraded = Gauge("shipyard_global_limits_degraded", "1 while global scene limits "
+                                            "fall back to each server's share because Redis is unavailable",
+                                            registry=self.registry, multiprocess_mode="max")
         self._children: dict[tuple[str, str, str], tuple] = {}
         # monitoring's per-minute recorder (SeriesRecorder), fed by the same two calls when set
         self.series: Any = None

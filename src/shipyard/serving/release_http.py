@@ -1,13 +1,17 @@
 """Canary rollouts on a running server, under /api/v1/scenes/{name}/rollout.
 
-``POST`` starts a rollout in a background thread of the worker that receives it (that worker's
-engine judges the traffic it serves); ``GET`` and ``DELETE`` go through the metadata store, so any
-worker answers them and an abort reaches the runner wherever it is. Runner threads stop, recording
-'stopped' at 0 %, when the server shuts down.
+``POST`` starts a rollout in a background thread of the worker that receives it; that worker holds
+the rollout's lease and judges the fleet's traffic (every server's series, when the server writes
+its own; else the traffic it serves). ``GET`` and ``DELETE`` go through the metadata store, so any
+worker answers them and an abort reaches the runner wherever it is. Every worker looks for running
+rollouts whose driving process died every ``ADOPT_S`` seconds and continues them. Runner threads
+stop, recording 'stopped' at 0 %, when the server shuts down.
 """
 
 from __future__ import annotations
 
+import logging
+import threading
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -19,6 +23,12 @@ from shipyard.auth.http import RequestContext, allow
 from shipyard.auth.permissions import Action, Resource
 from shipyard.http_util import RequestBody
 from shipyard.serving import release
+from shipyard.serving.fleet import fleet_series
+
+log = logging.getLogger(__name__)
+
+ADOPT_S = 2.0
+"""How often a server looks for rollouts left by a dead process (and continues them)."""
 
 
 class StartRollout(RequestBody):
@@ -35,14 +45,32 @@ def router() -> APIRouter:
 
     runners: dict[int, release.RolloutRunner] = {}
 
-    def runner_for(ws: Any) -> release.RolloutRunner:
+    def runner_for(ws: Any, engine: Any) -> release.RolloutRunner:
         found = runners.get(id(ws))
         if found is None:
-            found = runners[id(ws)] = release.RolloutRunner(ws)
+            found = runners[id(ws)] = release.RolloutRunner(ws, fleet_series(ws, engine))
         return found
 
-    async def lifespan(_app: Any) -> AsyncIterator[None]:
+    async def lifespan(app: Any) -> AsyncIterator[None]:
+        stop = threading.Event()
+        state = getattr(app.state, "serving", None)
+        adopter = None
+        if state is not None and state.engine.ws is not None:
+            ws, engine = state.ws, state.engine
+
+            def adopt_loop() -> None:
+                while not stop.wait(ADOPT_S):
+                    try:
+                        runner_for(ws, engine).adopt(engine)
+                    except Exception:  # noqa: BLE001 - a store outage: look again next time
+                        log.exception("rollouts: looking for rollouts to continue failed")
+
+            adopter = threading.Thread(target=adopt_loop, name="shipyard-adopt-rollouts", daemon=True)
+            adopter.start()
         yield
+        stop.set()
+        if adopter is not None:
+            await run_in_threadpool(adopter.join, 10)
         for runner in list(runners.values()):
             await run_in_threadpool(runner.stop_all)
 
@@ -52,7 +80,8 @@ def router() -> APIRouter:
     def start_rollout(name: str, body: StartRollout, request: Request,
                       ctx: RequestContext = allow(Resource.SCENES, Action.RELEASE)) -> dict[str, Any]:
         """Start a canary rollout of an arm through its steps; 409 while one is running."""
-        rollout = runner_for(ctx.ws).start(engine_for(request, ctx.ws), name, body.arm, steps=body.steps,
+        engine = engine_for(request, ctx.ws)
+        rollout = runner_for(ctx.ws, engine).start(engine, name, body.arm, steps=body.steps,
                                            min_requests=body.min_requests, interval_s=body.interval_s,
                                            timeout_s=body.timeout_s)
         ctx.audit(after={"arm": body.arm, "steps": body.steps})

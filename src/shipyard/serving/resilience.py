@@ -19,6 +19,11 @@ connection meets that worker's share of its per-client rate: per-client limits a
 Circuit breakers stay per worker: each one sees its own calls to the dependency, opens after its
 own run of failures and probes recovery by itself, which needs no coordination and at worst costs
 N trial calls against a dependency that is still down.
+
+Several servers: ``limits.scope: global`` keeps the rate, per-client and concurrency limits in
+Redis for the whole fleet (``global_limits``); ``Guard`` then asks its shared limiter instead of
+its local buckets, and the shared limiter falls back to a local ``Guard`` holding this process's
+share while Redis is unavailable.
 """
 
 from __future__ import annotations
@@ -26,6 +31,8 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any, Protocol
 
 from shipyard.errors import Overloaded, RateLimited
 
@@ -87,7 +94,7 @@ class ConcurrencyLimit:
 
     def leave(self) -> None:
         with self._lock:
-            self.active -= 1
+            self.active = max(0, self.active - 1)
 
 
 class CircuitBreaker:
@@ -178,14 +185,30 @@ class ArmBreakers:
         return breaker
 
 
+class SharedLimiter(Protocol):
+    """A scene's limits kept for the whole fleet (``global_limits.GlobalLimiter``)."""
+
+    def admit(self, what: str, client: str | None) -> str | None: ...
+
+    def release(self, lease: str | None) -> None: ...
+
+
+SharedLimits = Callable[[dict[str, Any], int, Callable[[int], "Guard"]], SharedLimiter]
+"""Makes a scene's shared limiter from its limits, the worker count and a factory of local guards
+(``Guard`` enforcing 1/n of the limits, the fallback while the shared store is unavailable)."""
+
+
 class Guard:
     """The limits of one scene (or model endpoint), built from its ``limits`` mapping.
 
     ``workers`` is the number of server processes sharing these limits; this one enforces its
-    share (rates and bursts divided by it, concurrency rounded down, never below one).
+    share (rates and bursts divided by it, concurrency rounded down, never below one). With
+    ``limits.scope: global`` and a ``shared`` maker, the rate, per-client and concurrency limits
+    are checked in the shared store instead (timeouts and circuit breakers stay per process).
     """
 
-    def __init__(self, name: str, limits: dict[str, float], workers: int = 1) -> None:
+    def __init__(self, name: str, limits: dict[str, Any], workers: int = 1,
+                 shared: SharedLimits | None = None) -> None:
         if int(workers) < 1:
             raise ValueError(f"workers must be at least 1, got {workers!r}")
         self.name = name
@@ -203,8 +226,25 @@ class Guard:
         self.concurrency = ConcurrencyLimit(max(1, int(concurrency) // n)) if concurrency else None
         self.breakers = Breakers()
         self.timeout_s = float(limits["timeout_ms"]) / 1000.0 if limits.get("timeout_ms") else None
+        self.scope = str(limits.get("scope") or "server")
+        self.shared: SharedLimiter | None = None
+        if self.scope == "global" and shared is not None and (rate or client_rate or concurrency):
+            self.shared = shared(dict(limits), n, lambda share: Guard(name, limits, share))
 
-    def admit(self, client: str | None) -> None:
+    def admit(self, client: str | None) -> str | None:
+        """Admit one request or raise RateLimited / Overloaded; returns the lease to ``release``."""
+        if self.shared is not None:
+            return self.shared.admit(self.name, client)
+        self.admit_local(client)
+        return None
+
+    def release(self, lease: str | None = None) -> None:
+        if self.shared is not None:
+            self.shared.release(lease)
+        else:
+            self.release_local()
+
+    def admit_local(self, client: str | None) -> None:
         if self.bucket is not None:
             wait = self.bucket.take()
             if wait:
@@ -218,6 +258,6 @@ class Guard:
         if self.concurrency is not None:
             self.concurrency.enter(self.name)
 
-    def release(self) -> None:
+    def release_local(self) -> None:
         if self.concurrency is not None:
             self.concurrency.leave()

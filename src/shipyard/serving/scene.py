@@ -13,7 +13,7 @@ A scene document (YAML or JSON, or built in Python)::
       arms: {challenger: {models: {credit_gbm: "5"}}}
     fallback: {decision: review}            # served (flagged) when a feature store or model fails
     limits: {timeout_ms: 200, max_concurrency: 64, rate_per_s: 500, client_rate_per_s: 50,
-             error_rate: 0.05, p99_ms: 50, psi: 0.25}
+             error_rate: 0.05, p99_ms: 50, psi: 0.25, scope: server}   # scope: global -> Redis, fleet-wide
     log: {sample_rate: 1.0}
 
 ``apply_scene`` validates the document by compiling every arm against the registry and feature
@@ -42,7 +42,10 @@ from shipyard.store.schema import scene_versions, scenes
 
 TOP_KEYS = ("name", "description", "inputs", "outputs", "flow", "traffic", "fallback", "limits", "log")
 LIMIT_KEYS = ("timeout_ms", "max_concurrency", "rate_per_s", "burst", "client_rate_per_s", "error_rate",
-              "p99_ms", "psi", "min_requests", "threads")
+              "p99_ms", "psi", "min_requests", "threads", "scope")
+LIMIT_SCOPES = ("server", "global")
+"""``limits.scope``: ``server`` (default) splits the rate, per-client and concurrency limits over one
+server's workers; ``global`` keeps them for the whole fleet in Redis (see serving.global_limits)."""
 CONTROL = "control"
 
 
@@ -97,7 +100,16 @@ def normalise(spec: Mapping[str, Any]) -> dict[str, Any]:
     bad = sorted(set(limits) - set(LIMIT_KEYS))
     if bad:
         raise InvalidInput(f"unknown limit(s) {bad}; allowed: {', '.join(LIMIT_KEYS)}", {"field": "limits"})
+    scope = limits.get("scope", "server")
+    if scope not in LIMIT_SCOPES:
+        raise InvalidInput(f"limits.scope is {scope!r}; use 'server' (each server enforces the limits by itself) "
+                           "or 'global' (the whole fleet shares them through Redis)", {"field": "limits.scope"})
+    if scope == "global" and not any(limits.get(k) for k in ("rate_per_s", "client_rate_per_s", "max_concurrency")):
+        raise InvalidInput("limits.scope is 'global' but the scene sets none of rate_per_s, client_rate_per_s or "
+                           "max_concurrency; set one of them or drop the scope", {"field": "limits.scope"})
     for key, value in limits.items():
+        if key == "scope":
+            continue
         if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
             raise InvalidInput(f"limit {key!r} must be a non-negative number", {"field": f"limits.{key}"})
     threads = limits.get("threads")
@@ -148,7 +160,7 @@ class CompiledScene:
     traffic: TrafficPolicy
     outputs: list[str]
     fallback: dict[str, Any] | None
-    limits: dict[str, float] = field(default_factory=dict)
+    limits: dict[str, Any] = field(default_factory=dict)
     sample_rate: float | None = None
 
     def __post_init__(self) -> None:

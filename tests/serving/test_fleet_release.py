@@ -1,0 +1,119 @@
+"""Fleet-wide judgement without a fleet: the series rows another server would write are written
+directly, and a rollout whose driving process is gone is continued by another runner.
+
+References: the merged counts are the naive sums of the rows; the merged p99 is the quantile of
+the histogram added bucket by bucket; a continued rollout records every step exactly once.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from shipyard.monitoring.series import SeriesRow, quantile
+from shipyard.serving import ServingEngine, apply_scene
+from shipyard.serving import flow as F
+from shipyard.serving.fleet import Counts, FleetSeries, minute_of
+from shipyard.serving.release import ROLLOUT_LEASE, CanaryRollout, RolloutRunner, rollout_status
+from shipyard.store import leases
+from shipyard.store.schema import job_leases
+
+SCENE = {"name": "ab", "inputs": {"user_id": "string", "x": "double"}, "outputs": ["score"],
+         "flow": [F.expr("score", "x * 0.5")],
+         "traffic": {"key": "user_id", "arms": {"b": {"flow": [F.expr("score", "x * 0.5")]}}},
+         "limits": {"min_requests": 5, "error_rate": 0.1}}
+
+
+def _row(arm: str, requests: int, errors: int = 0, hist: dict[str, int] | None = None) -> SeriesRow:
+    return SeriesRow("ab", "1", arm, minute_of(time.time()), requests, errors, 0, hist or {})
+
+
+def test_fleet_series_adds_every_instance(sqlite_workspace) -> None:
+    ws = sqlite_workspace
+    store = ws.monitoring.series_store
+    a = {"40": 10, "44": 5}
+    b = {"44": 3, "60": 2}
+    store.write([_row("b", 15, 1, a)], "server-a")
+    store.write([_row("b", 5, 2, b)], "server-b")
+    counts = FleetSeries(store).counts("ab", "b", time.time())
+    assert (counts.requests, counts.errors, counts.instances) == (20, 3, 2)
+    merged = {"40": 10, "44": 8, "60": 2}
+    assert counts.hist == merged
+    assert counts.summary()["p99_ms"] == quantile(merged, 0.99)
+    assert counts.summary()["error_rate"] == pytest.approx(3 / 20)
+    later = Counts(25, 3, 0, {"40": 12, "44": 8, "60": 5})
+    assert later.minus(counts).to_dict() == {"requests": 5, "errors": 0, "fallbacks": 0,
+                                             "hist": {"40": 2, "60": 3}, "instances": 0}
+    assert FleetSeries(store).arms("ab", time.time())["b"]["count"] == 20
+
+
+def test_a_rollout_rolls_back_on_errors_another_server_saw(sqlite_workspace) -> None:
+    ws = sqlite_workspace
+    apply_scene(ws, SCENE)
+    engine = ServingEngine(ws)
+    fleet = FleetSeries(ws.monitoring.series_store)
+    ws.monitoring.series_store.write([_row("b", 7, 0)], "server-b")  # before the step: the baseline holds it
+    rollout = CanaryRollout(ws, engine, "ab", "b", steps=(50, 100), fleet=fleet)
+    for i in range(40):  # this server's share of the arm is healthy
+        engine.predict_scene("ab", [{"user_id": f"u{i}", "x": 1.0}])
+    ws.monitoring.series_store.write([_row("b", 100, 50)], "server-b")  # the other server's is not
+    assert rollout.advance() == "rolled_back"
+    check = rollout.checks[-1]
+    assert check["judged_on"] == "fleet" and check["count"] == 100 and check["errors"] == 50
+    assert "error rate 0.500" in rollout.reason
+    assert rollout_status(ws, "ab")["judged_on"] == "fleet"
+
+
+def test_a_rollout_whose_process_died_is_continued_by_another_runner(sqlite_workspace) -> None:
+    ws = sqlite_workspace
+    apply_scene(ws, SCENE)
+    dead, alive = ServingEngine(ws), ServingEngine(ws)
+    rollout = CanaryRollout(ws, dead, "ab", "b", steps=(20, 60, 100), heartbeat_s=0.2)
+    for i in range(200):
+        dead.predict_scene("ab", [{"user_id": f"u{i}", "x": 1.0}])
+    assert rollout.advance() == "running" and rollout.percent == 60  # one step judged by the first process
+    status = rollout_status(ws, "ab")
+    assert status["driven_by"] == leases.this_process() and status["takeovers"] == 0
+    runner = RolloutRunner(ws)
+    assert runner.adopt(alive) == []  # its lease is alive: nothing to continue
+    # the first process dies (another host's, silent for longer than the ttl)
+    leases.forget(ws.store, ROLLOUT_LEASE, str(rollout.release_id))
+    with ws.store.begin() as conn:
+        conn.execute(job_leases.update().values(owner="elsewhere/0/1/1",
+                                                heartbeat_at=job_leases.c.heartbeat_at - 2 * job_leases.c.ttl_ms))
+    try:
+        assert runner.adopt(alive) == [rollout.release_id]
+        assert alive.scene("ab").compiled.traffic.canary_percent == 60  # from the recorded step
+        assert runner.adopt(alive) == []  # taken once
+        status = rollout_status(ws, "ab")
+        assert status["driven_by"] == leases.this_process() and status["takeovers"] == 1
+        deadline = time.monotonic() + 60
+        i = 1000
+        while rollout_status(ws, "ab")["status"] == "running" and time.monotonic() < deadline:
+            alive.predict_scene("ab", [{"user_id": f"u{i}", "x": 1.0}])
+            i += 1
+            if i % 50 == 0:
+                time.sleep(0.05)
+    finally:
+        runner.stop_all()
+    final = rollout_status(ws, "ab")
+    assert final["status"] == "promoted", final
+    assert [c["percent"] for c in final["checks"]] == [20, 60, 100]
+    with ws.store.read() as conn:
+        assert leases.get(conn, ROLLOUT_LEASE, str(rollout.release_id)) is None  # dropped with the end
+
+
+def test_this_process_sees_its_own_requests_before_they_are_written(sqlite_workspace) -> None:
+    ws = sqlite_workspace
+    store = ws.monitoring.series_store
+    recorder = ws.monitoring.recorder(instance="me", flush_interval=3600, live=True)
+    store.write([_row("b", 4, 1, {"40": 4})], "other")
+    for _ in range(3):
+        recorder.observe("ab", "1", "b", 0.002, 0.0, 0.001)
+    fleet = FleetSeries(store, recorder)
+    counts = fleet.counts("ab", "b", time.time())
+    assert (counts.requests, counts.errors, counts.instances) == (7, 1, 2)
+    recorder.flush()
+    assert fleet.counts("ab", "b", time.time()).requests == 7  # written now, and not counted twice
+    recorder.close()
