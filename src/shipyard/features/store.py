@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 from shipyard.errors import Conflict, InvalidInput, NotFound, SchemaMismatch
 from shipyard.features.definitions import Entity, FeatureService, FeatureView, OnDemandFeatureView
 from shipyard.features.offline.scan import CREATED_TS, EVENT_TS, Scanner, connect, quote
-from shipyard.features.plan import Plan, make_plan
+from shipyard.features.plan import ApplyPlan, make_plan
 from shipyard.features.registry import Registry
 from shipyard.features.repo import load_repo
 from shipyard.features.timeutil import naive_utc, to_utc
@@ -51,7 +51,7 @@ class FeatureStore:
         self.opened_online_store: Any = None
 
     # -- definitions ---------------------------------------------------------------------------
-    def plan(self, path: str | Path | None = None, check_sources: bool = True) -> Plan:
+    def plan(self, path: str | Path | None = None, check_sources: bool = True) -> ApplyPlan:
         """What ``apply(path)`` would change; validates definitions (and their sources when asked)."""
         repo = load_repo(path or self.ws.settings.project_dir)
         if check_sources:
@@ -62,7 +62,7 @@ class FeatureStore:
         return make_plan(repo.definitions, self.registry.current_specs(), str(repo.root))
 
     def apply(self, path: str | Path | None = None, allow_breaking: bool = False,
-              check_sources: bool = True) -> Plan:
+              check_sources: bool = True) -> ApplyPlan:
         """Register the definitions under ``path`` as new versions, all in one transaction."""
         plan = self.plan(path, check_sources)
         if plan.breaking and not allow_breaking:

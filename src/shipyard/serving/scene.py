@@ -34,7 +34,7 @@ import sqlalchemy as sa
 import yaml
 
 from shipyard.errors import InvalidInput, NotFound, SchemaMismatch
-from shipyard.serving.flow import Plan, compile_flow, parse_type
+from shipyard.serving.flow import CompiledFlow, compile_flow, parse_type
 from shipyard.serving.traffic import TrafficPolicy
 from shipyard.store.database import now_ms
 from shipyard.store.events import record_event
@@ -144,7 +144,7 @@ class CompiledScene:
     name: str
     version: int
     spec: dict[str, Any]
-    plans: dict[str, Plan]
+    plans: dict[str, CompiledFlow]
     traffic: TrafficPolicy
     outputs: list[str]
     fallback: dict[str, Any] | None
@@ -206,7 +206,7 @@ def compile_scene(spec: Mapping[str, Any], version: int, *, models: Any, feature
     """Compile every arm of a normalised scene; raises ``InvalidInput`` naming the step or arm."""
     spec = normalise(spec)
     traffic = TrafficPolicy.from_spec(spec.get("traffic"), spec["name"])
-    plans: dict[str, Plan] = {}
+    plans: dict[str, CompiledFlow] = {}
     for arm in traffic.arm_names():
         arm_spec = traffic.arm_spec(arm)
         try:
