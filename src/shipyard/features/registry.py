@@ -29,7 +29,7 @@ _LABEL = {
 }
 
 
-class Registry:
+class FeatureRegistry:
     def __init__(self, store: MetadataStore) -> None:
         self.store = store
         self._cache: dict[tuple[str, str, int], Definition] = {}

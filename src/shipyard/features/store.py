@@ -24,7 +24,7 @@ from shipyard.errors import Conflict, InvalidInput, NotFound, SchemaMismatch
 from shipyard.features.definitions import Entity, FeatureService, FeatureView, OnDemandFeatureView
 from shipyard.features.offline.scan import CREATED_TS, EVENT_TS, Scanner, connect, quote
 from shipyard.features.plan import ApplyPlan, make_plan
-from shipyard.features.registry import Registry
+from shipyard.features.registry import FeatureRegistry
 from shipyard.features.repo import load_repo
 from shipyard.features.timeutil import naive_utc, to_utc
 from shipyard.features.types import ARROW_TYPES
@@ -44,7 +44,7 @@ OFFLINE_LOG_PREFIX = "features/offline"
 class FeatureStore:
     def __init__(self, ws: Workspace) -> None:
         self.ws = ws
-        self.registry = Registry(ws.store)
+        self.registry = FeatureRegistry(ws.store)
         # online read plans by feature list, kept here by online_features (see its _cached_plan),
         # and the online store once online_store_of has opened it
         self.online_plans: dict[Any, Any] = {}

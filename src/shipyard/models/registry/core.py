@@ -86,7 +86,7 @@ def _check_lineage(value: Any) -> dict[str, Any]:
     return lineage
 
 
-class Registry(ReleaseWorkflow):
+class ModelRegistry(ReleaseWorkflow):
     """``ws.registry``: register, validate, approve, alias, roll back and load model versions."""
 
     def __init__(self, ws: Workspace) -> None:

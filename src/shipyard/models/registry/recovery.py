@@ -21,7 +21,7 @@ from shipyard.store.leases import Lease
 from shipyard.store.schema import model_versions
 
 if TYPE_CHECKING:
-    from shipyard.models.registry.core import Registry
+    from shipyard.models.registry.core import ModelRegistry
 
 VERSION_JOB = "model_version"
 
@@ -35,7 +35,7 @@ class VersionRecovery:
 
     kind = VERSION_JOB
 
-    def __init__(self, registry: Registry, max_resumes: int = 2) -> None:
+    def __init__(self, registry: ModelRegistry, max_resumes: int = 2) -> None:
         self.registry = registry
         self.max_resumes = max_resumes
 

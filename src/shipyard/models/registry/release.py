@@ -45,7 +45,7 @@ log = logging.getLogger(__name__)
 
 
 class ReleaseWorkflow:
-    """Release steps of :class:`~shipyard.models.registry.Registry` (mixed into it)."""
+    """Release steps of :class:`~shipyard.models.registry.ModelRegistry` (mixed into it)."""
 
     ws: Workspace
 
@@ -53,7 +53,7 @@ class ReleaseWorkflow:
         self._validators: dict[tuple[str, int], Future[ValidationResult]] = {}
         self._validators_lock = threading.Lock()
 
-    # Provided by Registry.
+    # Provided by ModelRegistry.
     def _lock_model(self, conn: Connection, name: str) -> Mapping[str, Any]:  # pragma: no cover
         raise NotImplementedError
 
