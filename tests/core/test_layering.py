@@ -120,3 +120,15 @@ def test_no_import_cycle_through_the_client_or_the_remote_views() -> None:
                 if nxt not in parent:
                     parent[nxt] = node
                     stack.append(nxt)
+
+
+def test_no_two_public_classes_share_a_name() -> None:
+    """A class name says what it is: two public classes called the same (``Plan``, ``Registry``)
+    make imports, tracebacks and docs ambiguous."""
+    seen: dict[str, list[str]] = {}
+    for path in sorted(SRC.rglob("*.py")):
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, ast.ClassDef) and not node.name.startswith("_"):
+                seen.setdefault(node.name, []).append(_module_name(path))
+    shared = {name: modules for name, modules in seen.items() if len(modules) > 1}
+    assert not shared, f"public classes sharing a name (rename them after what they are): {shared}"

@@ -165,7 +165,7 @@ def _record_end(store: Any, run_id: int | None, status: str, rows: int, details:
 
 
 class MaterializationRecovery:
-    """Crash recovery of materialization runs (a ``JobKind``, see ``shipyard.store.leases``): a run
+    """Crash recovery of materialization runs (a ``RecoverableKind``, see ``shipyard.store.leases``): a run
     left ``running`` by a process that died is marked ``abandoned``. Nothing is resumed: online
     writes are conditional on event time, so the next run (``materialize-incremental`` starts from
     the last *successful* run) writes whatever the abandoned one did not."""

@@ -31,7 +31,7 @@ def lease_key(name: str, version: int) -> str:
 
 
 class VersionRecovery:
-    """The ``JobKind`` of model versions (``shipyard.store.leases.recover``)."""
+    """The ``RecoverableKind`` of model versions (``shipyard.store.leases.recover``)."""
 
     kind = VERSION_JOB
 
