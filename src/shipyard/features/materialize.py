@@ -47,6 +47,7 @@ from shipyard.errors import InvalidInput, NotFound
 from shipyard.features.monitoring import column_stats
 from shipyard.features.offline.scan import connect
 from shipyard.features.online import online_store_of, workspace_of
+from shipyard.features.paths import OFFLINE_LOG_PREFIX
 from shipyard.store import leases, now_ms
 from shipyard.store.schema import feature_materializations as runs
 
@@ -404,7 +405,6 @@ def arrival_files(store: Any, view: Any) -> dict[str, str] | None:
     artifacts = getattr(ws, "artifacts", None)
     if patterns is None or artifacts is None:
         return None
-    from shipyard.features.store import OFFLINE_LOG_PREFIX
 
     try:
         files: dict[str, str] = {}
@@ -487,7 +487,6 @@ def _without_recompacted(store: Any, view: Any, arrived: list[str], before: dict
     """``arrived`` less the compacted offline-log files whose inputs the last run had all seen:
     a compaction moves rows into a new file without adding any, so it alone triggers no re-read."""
     from shipyard.features.compaction import is_compacted, resolve_log
-    from shipyard.features.store import OFFLINE_LOG_PREFIX
 
     compacted = [p for p in arrived if p.startswith("log:") and is_compacted(p[4:])]
     if not compacted:

@@ -29,6 +29,7 @@ import pyarrow as pa
 
 from shipyard.errors import InvalidInput
 from shipyard.features.online import online_store_of
+from shipyard.features.paths import OFFLINE_LOG_PREFIX
 
 # How long (entity key, event time) pairs are remembered to recognise replayed late events.
 DEDUPE_WINDOW = dt.timedelta(days=7)
@@ -346,7 +347,6 @@ def _logged_pairs(store: Any, view: Any, since_ms: int) -> set[tuple[tuple[Any, 
     import pyarrow.parquet as pq
 
     from shipyard.features.online import workspace_of
-    from shipyard.features.store import OFFLINE_LOG_PREFIX
 
     try:
         artifacts = workspace_of(store).artifacts

@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 from shipyard.errors import Conflict, InvalidInput, NotFound, SchemaMismatch
 from shipyard.features.definitions import Entity, FeatureService, FeatureView, OnDemandFeatureView
 from shipyard.features.offline.scan import CREATED_TS, EVENT_TS, Scanner, connect, quote
+from shipyard.features.paths import OFFLINE_LOG_PREFIX
 from shipyard.features.plan import ApplyPlan, make_plan
 from shipyard.features.registry import FeatureRegistry
 from shipyard.features.repo import load_repo
@@ -38,7 +39,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-OFFLINE_LOG_PREFIX = "features/offline"
 
 
 class FeatureStore:
