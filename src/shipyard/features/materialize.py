@@ -35,7 +35,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 import orjson
@@ -50,6 +50,10 @@ from shipyard.features.online import online_store_of, workspace_of
 from shipyard.features.paths import OFFLINE_LOG_PREFIX
 from shipyard.store import leases, now_ms
 from shipyard.store.schema import feature_materializations as runs
+
+if TYPE_CHECKING:
+    from shipyard.workspace import Workspace
+
 
 log = logging.getLogger(__name__)
 
@@ -173,7 +177,7 @@ class MaterializationRecovery:
 
     kind = MATERIALIZATION_JOB
 
-    def __init__(self, ws: Any) -> None:
+    def __init__(self, ws: Workspace) -> None:
         self.ws = ws
 
     def open_keys(self, conn: Any) -> list[str]:
