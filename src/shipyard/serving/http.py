@@ -53,9 +53,10 @@ class ServingState:
         # worker processes of this server: each enforces its share of every scene's limits
         engine.workers = int(options.get("workers") or getattr(getattr(ws, "settings", None), "server_workers", 1) or 1)
         self.engine: ServingEngine = engine
-        self.single_model = _parse_single(options.get("single_model"))
-        self.follow_interval = float(options.get("follow_interval", 5.0))
-        self.tune_gc = bool(options.get("tune_gc", True))
+        self.single_model = _parse_single(options.get("single_model") or ws.settings.serve_model)
+        self.follow_interval = float(options.get("follow_interval", ws.settings.serving_follow_interval_s))
+        # process-wide, so only the server process asks for it (shipyard.server.app_factory)
+        self.tune_gc = bool(options.get("tune_gc", False))
         self.gc_thresholds: tuple[int, int, int] | None = None
         self.follower: Any = None
         self.handlers: dict[str, Any] = {}
