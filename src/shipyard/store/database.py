@@ -32,6 +32,15 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
+def upsert(dialect: str) -> Any:
+    """The dialect's INSERT with ``on_conflict_do_update`` (SQLite and PostgreSQL share the API)."""
+    if dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert
+    else:
+        from sqlalchemy.dialects.postgresql import insert
+    return insert
+
+
 def _sqlite_path(url: sa.URL) -> Path | None:
     if url.database and url.database != ":memory:":
         return Path(url.database)
