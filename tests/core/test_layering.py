@@ -2,6 +2,10 @@
 
 - store/, artifacts/, config.py, errors.py sit at the bottom: they import no subsystem.
 - A subsystem's core modules never import the shells (cli, server, http modules, click, fastapi).
+- The remote views never import the client or the workspace.
+- No import cycle among the imports executed at import time (``if TYPE_CHECKING:`` blocks and
+  imports inside functions are not edges): a shared name moves to a small module both sides import.
+- No two public classes share a name.
 """
 
 from __future__ import annotations

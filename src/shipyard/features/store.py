@@ -34,6 +34,7 @@ from shipyard.store import now_ms
 if TYPE_CHECKING:
     from shipyard.features.materialize import MaterializeResult
     from shipyard.features.push import PushResult
+    from shipyard.features.skew import SkewReport
     from shipyard.features.training import TrainingSetResult
     from shipyard.workspace import Workspace
 
@@ -282,7 +283,7 @@ class FeatureStore:
     def log_features(self, request_id: str, ts: Any, entity_keys: Any, feature_vector: Any) -> None:
         return _online("logging").log_features(self, request_id, ts, entity_keys, feature_vector)
 
-    def skew(self, view_or_service: str, start: Any = None, end: Any = None, **options: Any) -> Any:
+    def skew(self, view_or_service: str, start: Any = None, end: Any = None, **options: Any) -> SkewReport:
         return _online("skew").skew(self, view_or_service, start, end, **options)
 
     def monitor(self, views: list[str] | None = None, **options: Any) -> dict[str, Any]:
