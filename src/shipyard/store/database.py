@@ -34,11 +34,9 @@ def now_ms() -> int:
 
 def upsert(dialect: str) -> Any:
     """The dialect's INSERT with ``on_conflict_do_update`` (SQLite and PostgreSQL share the API)."""
-    if dialect == "sqlite":
-        from sqlalchemy.dialects.sqlite import insert
-    else:
-        from sqlalchemy.dialects.postgresql import insert
-    return insert
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    return sqlite.insert if dialect == "sqlite" else postgresql.insert
 
 
 def _sqlite_path(url: sa.URL) -> Path | None:
