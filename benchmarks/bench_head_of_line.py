@@ -67,8 +67,9 @@ SERVER = textwrap.dedent('''
     if inline:  # every flow on the event loop
         served.calls_out = {arm: False for arm in served.calls_out}
     ws = Workspace(load_settings(project, user="bench"))
-    uvicorn.run(create_app(ws, engine=engine, follow_interval=0, recover=False), host="127.0.0.1", port=port,
-                log_level="warning", access_log=False)
+    # a server process, tuned like `shipyard server` (app_factory) tunes it
+    app = create_app(ws, engine=engine, follow_interval=0, recover=False, tune_gc=True)
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
 ''')
 
 

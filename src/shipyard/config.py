@@ -75,6 +75,10 @@ class Settings:
     # whole fleet out of rotation forever); 0 means readiness does not wait for warm-up
     readiness_timeout_s: float = 300.0
     max_request_bytes: int = 10 * 1024 * 1024
+    # Serve one model as NAME@ALIAS on /invocations and /ping (`shipyard server --model`)
+    serve_model: str = ""
+    # How often a server checks whether an alias or a scene it serves moved (0: never; hot swap)
+    serving_follow_interval_s: float = 5.0
     # Streamed file uploads (run artifacts as multipart) go to disk, not memory: a larger limit
     max_upload_bytes: int = 10 * 1024**3
     # Bring the metadata schema to this Shipyard's revision when a process opens it. A fleet on
@@ -150,6 +154,7 @@ _BOUNDS: dict[str, tuple[float, float, bool, bool]] = {
     "prediction_log_sample_rate": (0, 1, True, True),
     "readiness_timeout_s": (0, 86_400, True, True),
     "max_request_bytes": (1, 2**40, True, True),
+    "serving_follow_interval_s": (0, 86_400, True, True),
     "max_upload_bytes": (1, 2**50, True, True),
     "session_hours": (0, 24 * 90, False, True),
     "model_env_timeout_s": (0, 3600, False, True),
@@ -372,6 +377,9 @@ CONFIG_TEMPLATE = """\
 # server_host: 127.0.0.1
 # server_port: 8000
 # server_workers: 1
+
+# Seconds between a server's checks for moved aliases and changed scenes (0: never)
+# serving_follow_interval_s: 5.0
 
 # Upgrade the metadata schema when a process opens it; several servers on PostgreSQL set false
 # and run `shipyard db upgrade` once per release instead

@@ -1,7 +1,7 @@
 """Crash recovery for a workspace: records left in progress by processes that died are resumed or
 marked abandoned (the mechanism: ``shipyard.store.leases``).
 
-Each subsystem with job records contributes a ``JobKind``: model versions left ``pending`` or
+Each subsystem with job records contributes a ``RecoverableKind``: model versions left ``pending`` or
 ``validating`` are validated again (``abandoned`` after repeated deaths), materialization runs left
 ``running`` are marked ``abandoned``. Pipeline and scheduled runs join this list the same way.
 
@@ -24,7 +24,7 @@ from shipyard.workspace import Workspace
 log = logging.getLogger(__name__)
 
 
-def job_kinds(ws: Workspace) -> list[leases.JobKind]:
+def job_kinds(ws: Workspace) -> list[leases.RecoverableKind]:
     from shipyard.features.materialize import MaterializationRecovery
 
     return [ws.registry.recovery(), MaterializationRecovery(ws)]

@@ -1,13 +1,20 @@
 """The one ASGI app: REST API under /api/v1, prediction under /v1, health, metrics, UI.
 
-This module only assembles: each subsystem's ``http.py`` exposes ``router(ws)`` (an APIRouter whose
-paths are relative to /api/v1) and, for serving, ``prediction_router(ws)`` mounted at the root.
+This module only assembles: each subsystem's ``http.py`` exposes ``router()`` (an APIRouter whose
+paths are relative to /api/v1), ``install(app, ws, **options)`` for what it adds to the app itself,
+and, for serving, ``prediction_router(ws, **options)`` mounted at the root.
+
+Building the app has no process-wide side effects: it neither migrates the database (opening the
+workspace does that, when ``auto_migrate`` allows it; ``/readyz`` only asks the database for
+``SELECT 1``) nor tunes the garbage collector, which only the server process does (``app_factory``,
+what ``shipyard server`` runs).
 """
 
 from __future__ import annotations
 
 import importlib
 import logging
+from types import ModuleType
 from typing import Any
 
 from fastapi import FastAPI
@@ -19,15 +26,16 @@ from starlette.responses import JSONResponse
 from shipyard import __version__
 from shipyard.auth.http import check_routes
 from shipyard.auth.redact import REDACTOR, RedactedJSONResponse
-from shipyard.errors import PayloadTooLarge, ShipyardError
+from shipyard.errors import ConfigError, PayloadTooLarge, ShipyardError
 from shipyard.http_util import document_errors
 from shipyard.workspace import Workspace
 
 log = logging.getLogger(__name__)
 
 # Subsystem route modules, mounted in this order. Each exposes ``router()`` (paths relative to
-# /api/v1, every route declaring its permission), and may expose ``prediction_router(ws, **options)``
-# and ``install(app, ws, **options)``. A name here that does not import stops the server.
+# /api/v1, every route declaring its permission), ``prediction_router(ws, **options)`` or
+# ``install(app, ws, **options)``. A name here that does not import, or that exposes none of the
+# three, stops the app from being built (``route_modules``).
 API_MODULES = [
     "shipyard.auth.http",
     "shipyard.tracking.http",
@@ -40,6 +48,27 @@ API_MODULES = [
     # the web UI (page, static files, /docs on vendored Swagger UI); it calls the routes above
     "shipyard.ui.http",
 ]
+
+
+ROUTE_HOOKS = ("router", "prediction_router", "install")
+
+
+def route_modules(names: list[str] | None = None) -> list[ModuleType]:
+    """The modules of ``API_MODULES`` (or ``names``), imported; a typo fails here, naming the entry."""
+    modules = []
+    for name in API_MODULES if names is None else names:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name is None or not name.startswith(exc.name):
+                raise  # the module exists; something it imports is missing
+            raise ConfigError(f"API_MODULES names {name!r}, which is not a module; fix the name in shipyard/server.py",
+                              {"field": "API_MODULES", "module": name}) from exc
+        if not any(hasattr(module, hook) for hook in ROUTE_HOOKS):
+            raise ConfigError(f"API_MODULES names {name!r}, which exposes none of {', '.join(ROUTE_HOOKS)}; "
+                              "name the subsystem's http module", {"field": "API_MODULES", "module": name})
+        modules.append(module)
+    return modules
 
 
 def _error_response(err: ShipyardError) -> JSONResponse:
@@ -223,8 +252,7 @@ def create_app(ws: Workspace, **options: Any) -> FastAPI:
             return JSONResponse({"status": "ready", **details, **extra})
         return JSONResponse({"status": "ready", **extra})
 
-    for name in API_MODULES:
-        module = importlib.import_module(name)
+    for module in route_modules():
         if hasattr(module, "router"):
             app.include_router(module.router(), prefix="/api/v1")
         if hasattr(module, "prediction_router"):
@@ -239,15 +267,15 @@ def create_app(ws: Workspace, **options: Any) -> FastAPI:
 
 
 def app_factory() -> FastAPI:
-    """Entry point for ``uvicorn --factory`` and multi-worker servers: settings from the environment."""
-    import os
+    """The server process: what ``shipyard server`` runs in each worker (``uvicorn --factory``).
 
+    Settings come from the environment and ``shipyard.yaml`` (``serve_model``,
+    ``serving_follow_interval_s``, ``server_workers``, ...). Unlike an app built with ``create_app``
+    inside another program, this process is the server's own, so it also runs the projects'
+    schedulers and tunes the garbage collector for serving at startup (``serving.heap``).
+    """
     from shipyard.auth.principal import SERVER
     from shipyard.config import load_settings
 
-    options: dict[str, Any] = {}
-    if os.environ.get("SHIPYARD_SERVE_MODEL"):
-        options["single_model"] = os.environ["SHIPYARD_SERVE_MODEL"]
-    # the server acts as itself outside requests; inside one, as the caller (never as a local token);
-    # background=True runs the schedulers of its projects
-    return create_app(Workspace(load_settings(), principal=SERVER), background=True, **options)
+    # the server acts as itself outside requests; inside one, as the caller (never as a local token)
+    return create_app(Workspace(load_settings(), principal=SERVER), background=True, tune_gc=True)

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from shipyard.data.catalog import DataCatalog
     from shipyard.features import FeatureStore
     from shipyard.features.protocol import FeaturesAPI
-    from shipyard.models.registry import Registry
+    from shipyard.models.registry import ModelRegistry
     from shipyard.models.registry.protocol import RegistryAPI
     from shipyard.monitoring import Monitoring
     from shipyard.pipelines.schedules import Schedules
@@ -136,10 +136,10 @@ class Workspace:
         return Tracking(self)
 
     @cached_property
-    def registry(self) -> Registry:
-        from shipyard.models.registry import Registry
+    def registry(self) -> ModelRegistry:
+        from shipyard.models.registry import ModelRegistry
 
-        return Registry(self)
+        return ModelRegistry(self)
 
     @cached_property
     def features(self) -> FeatureStore:

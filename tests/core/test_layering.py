@@ -2,6 +2,10 @@
 
 - store/, artifacts/, config.py, errors.py sit at the bottom: they import no subsystem.
 - A subsystem's core modules never import the shells (cli, server, http modules, click, fastapi).
+- The remote views never import the client or the workspace.
+- No import cycle among the imports executed at import time (``if TYPE_CHECKING:`` blocks and
+  imports inside functions are not edges): a shared name moves to a small module both sides import.
+- No two public classes share a name.
 """
 
 from __future__ import annotations
@@ -120,3 +124,124 @@ def test_no_import_cycle_through_the_client_or_the_remote_views() -> None:
                 if nxt not in parent:
                     parent[nxt] = node
                     stack.append(nxt)
+
+
+def test_no_two_public_classes_share_a_name() -> None:
+    """A class name says what it is: two public classes called the same (``Plan``, ``Registry``)
+    make imports, tracebacks and docs ambiguous."""
+    seen: dict[str, list[str]] = {}
+    for path in sorted(SRC.rglob("*.py")):
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, ast.ClassDef) and not node.name.startswith("_"):
+                seen.setdefault(node.name, []).append(_module_name(path))
+    shared = {name: modules for name, modules in seen.items() if len(modules) > 1}
+    assert not shared, f"public classes sharing a name (rename them after what they are): {shared}"
+
+
+# -- no import cycle at all among the imports Python executes at import time ------------------------
+# Imports inside functions run later, on first use, and ``if TYPE_CHECKING:`` blocks never run, so
+# neither is an edge. Any other import is, and a cycle among them means the result depends on which
+# module a user happens to import first.
+def _is_type_checking(test: ast.expr) -> bool:
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+
+
+def _import_time_imports(name: str, path: Path, known: set[str]) -> set[str]:
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found: set[str] = set()
+
+    def visit(body: list[ast.stmt]) -> None:
+        for node in body:
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                continue
+            if isinstance(node, ast.If) and _is_type_checking(node.test):
+                visit(node.orelse)
+                continue
+            if isinstance(node, ast.Import):
+                found.update(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom):
+                if node.level:
+                    base = package.split(".")[: len(package.split(".")) - (node.level - 1)]
+                    module = ".".join(base + ([node.module] if node.module else []))
+                else:
+                    module = node.module or ""
+                subs = {f"{module}.{alias.name}" for alias in node.names} & known
+                found.update(subs)
+                if len(subs) < len(node.names):
+                    found.add(module)
+            for field in ("body", "orelse", "handlers", "finalbody"):
+                value = getattr(node, field, None)
+                if isinstance(value, list):
+                    visit(value)
+
+    visit(ast.parse(path.read_text()).body)
+    return {imported for imported in found if imported in known and imported != name}
+
+
+def import_time_graph() -> dict[str, set[str]]:
+    paths = {_module_name(p): p for p in SRC.rglob("*.py")}
+    return {name: _import_time_imports(name, path, set(paths)) for name, path in paths.items()}
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One cycle of ``graph`` as ``[a, b, ..., a]``, or None (iterative depth-first search)."""
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    for root in sorted(graph):
+        if root in state:
+            continue
+        path: list[str] = [root]
+        state[root] = 1
+        iters = [iter(sorted(graph[root]))]
+        while iters:
+            nxt = next(iters[-1], None)
+            if nxt is None:
+                state[path.pop()] = 2
+                iters.pop()
+            elif state.get(nxt) == 1:
+                return path[path.index(nxt):] + [nxt]
+            elif nxt not in state:
+                state[nxt] = 1
+                path.append(nxt)
+                iters.append(iter(sorted(graph[nxt])))
+    return None
+
+
+def test_find_cycle_sees_a_cycle_and_only_a_cycle() -> None:
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b", "c"}, "b": {"c"}, "c": set()}) is None
+
+
+def test_import_time_graph_skips_type_checking_and_function_bodies(tmp_path: Path) -> None:
+    mod = tmp_path / "m.py"
+    mod.write_text("from typing import TYPE_CHECKING\nimport shipyard.errors\nif TYPE_CHECKING:\n"
+                   "    import shipyard.config\nelse:\n    import shipyard.store\n"
+                   "def f():\n    import shipyard.workspace\n")
+    known = {"shipyard.errors", "shipyard.config", "shipyard.store", "shipyard.workspace"}
+    assert _import_time_imports("shipyard.m", mod, known) == {"shipyard.errors", "shipyard.store"}
+
+
+def test_no_import_cycle_among_modules_at_import_time() -> None:
+    cycle = find_cycle(import_time_graph())
+    assert cycle is None, ("import cycle at import time: " + " -> ".join(cycle or [])
+                           + " (annotate through TYPE_CHECKING, or move the shared names to a small module)")
+
+
+# -- typed boundaries ------------------------------------------------------------------------------
+# Modules being rewritten elsewhere at the time this rule came in; drop each once it types its ws.
+WS_ANY_PENDING = {"shipyard.serving.http", "shipyard.serving.release", "shipyard.serving.release_http"}
+
+
+def test_the_workspace_is_never_typed_any() -> None:
+    """A function taking the workspace says so (``ws: Workspace`` under TYPE_CHECKING, or a Protocol
+    of what it uses): ``ws: Any`` hides every cross-subsystem call it makes from the type checker."""
+    found = []
+    for path in sorted(SRC.rglob("*.py")):
+        name = _module_name(path)
+        if name in WS_ANY_PENDING:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.arg) and node.arg in ("ws", "workspace") \
+                    and isinstance(node.annotation, ast.Name) and node.annotation.id == "Any":
+                found.append(f"{name}:{node.lineno}: {node.arg}: Any")
+    assert not found, "\n".join(found)

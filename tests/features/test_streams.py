@@ -49,6 +49,19 @@ def test_parse_source() -> None:
         parse_source("kafka://x/y")
 
 
+def test_both_transports_share_the_consumer_base(embedded_feature_store) -> None:
+    # no server is contacted when a consumer is made: redis-py connects lazily, NATS on run()
+    from shipyard.features.streams import StreamConsumer
+
+    redis_consumer = consumer_for(embedded_feature_store, "redis://127.0.0.1:1/0/events", "cust_stats")
+    nats_consumer = consumer_for(embedded_feature_store, "nats://127.0.0.1:1/cust.events", "cust_stats")
+    for consumer, name, dead in ((redis_consumer, "events", "events:dead"),
+                                 (nats_consumer, "cust.events", "dead.cust.events")):
+        assert isinstance(consumer, StreamConsumer)
+        assert (consumer.view, consumer.source_name, consumer.dead_letter) == ("cust_stats", name, dead)
+        consumer.close()
+
+
 def _assert_latest(store: Any, expected: dict[int, float]) -> None:
     keys = sorted(expected)
     got = online_store_of(store).read("cust_stats", ["amount"], [(k,) for k in keys])["amount"]

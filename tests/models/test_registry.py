@@ -258,3 +258,13 @@ def test_release_check_figures_are_recorded_on_the_version(workspace, model_dir)
     assert mv.validation["latency_ms"]["calls"] == 20  # validation figures are kept
     event = reg.history("credit")[0]
     assert (event["kind"], event["details"]["p99_ms"]) == ("model.stress_tested", 2.5)
+
+
+def test_the_registry_is_composed_not_mixed_in(workspace) -> None:
+    # the release workflow is a part with its own dependencies, not a base class with placeholders
+    from shipyard.models.registry import ModelRegistry
+    from shipyard.models.registry.release import ReleaseWorkflow
+
+    registry = workspace.registry
+    assert ReleaseWorkflow not in ModelRegistry.__mro__
+    assert isinstance(registry.release, ReleaseWorkflow) and registry.release.versions is registry

@@ -17,11 +17,11 @@ WORKER = textwrap.dedent(
     """
     import json, sys
     from shipyard.config import load_settings
-    from shipyard.models.registry import Registry
+    from shipyard.models.registry import ModelRegistry
     from shipyard.workspace import Workspace
 
     args = json.loads(sys.argv[1])
-    Registry.start_validation = lambda *a, **k: None
+    ModelRegistry.start_validation = lambda *a, **k: None
     ws = Workspace(load_settings(args["project"], metadata_url=args["url"], artifact_root=args["root"],
                                  user=args["user"]))
     out = []

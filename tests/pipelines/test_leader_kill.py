@@ -94,9 +94,9 @@ def test_killing_the_active_scheduler(metadata_url: str, tmp_path: Path) -> None
                 proc.kill()
                 proc.wait(10)
     runs = ws.schedules.history("tick", 1000)
-    from shipyard.pipelines.lease import Lease
+    from shipyard.pipelines.lease import SchedulerLease
 
-    state = Lease(ws.store, "", 0).state()
+    state = SchedulerLease(ws.store, "", 0).state()
     assert state is not None and state.token == 2 and state.holder == holder_b
     # the interrupted run is marked, not lost
     interrupted = ws.schedules.get_run(victim.id)

@@ -12,9 +12,10 @@ from shipyard.serving import ServingEngine, heap
 
 
 @pytest.fixture
-def restore_gc():
-    """The collector's thresholds and frozen heap as they were: both are process-wide."""
+def restore_gc(monkeypatch):
+    """The collector is the whole test process's: put its thresholds, freeze and tuned state back."""
     before, frozen = gc.get_threshold(), gc.get_freeze_count()
+    monkeypatch.setattr(heap, "_tuned", heap._tuned)
     yield
     gc.set_threshold(*before)
     if frozen == 0:
@@ -39,7 +40,15 @@ def test_tune_keeps_a_higher_or_disabled_threshold(restore_gc):
     assert heap.tune(collect=False)[0] == 0
 
 
+def test_settle_does_nothing_in_a_process_that_was_never_tuned(restore_gc):
+    heap._tuned = False
+    gc.unfreeze()
+    heap.settle()
+    assert gc.get_freeze_count() == 0
+
+
 def test_settle_freezes_objects_created_by_a_load(restore_gc):
+    heap.tune(collect=False)
     heap.settle()
     frozen = gc.get_freeze_count()
     loaded = [[i] for i in range(3_000)]
@@ -47,18 +56,36 @@ def test_settle_freezes_objects_created_by_a_load(restore_gc):
     assert gc.get_freeze_count() >= frozen + len(loaded)
 
 
-def test_server_startup_tunes_gc_unless_disabled(module_workspace, restore_gc):
+def test_an_embedded_app_leaves_the_collector_alone(module_workspace, restore_gc):
     gc.set_threshold(700, 10, 10)
+    heap._tuned = False
+    gc.unfreeze()
     app = create_app(module_workspace, engine=ServingEngine(models=None, features=None), follow_interval=0)
+    assert gc.get_threshold() == (700, 10, 10)  # building it
+    with TestClient(app):  # and running it
+        assert app.state.serving.gc_thresholds is None
+        assert gc.get_threshold() == (700, 10, 10) and gc.get_freeze_count() == 0
+
+
+def test_the_server_process_tunes_the_collector_at_startup(module_workspace, restore_gc):
+    gc.set_threshold(700, 10, 10)
+    app = create_app(module_workspace, engine=ServingEngine(models=None, features=None), follow_interval=0,
+                     tune_gc=True)
+    assert gc.get_threshold() == (700, 10, 10)  # not while building
     with TestClient(app):
         assert app.state.serving.gc_thresholds == (heap.GEN0_THRESHOLD, 10, 10)
         assert gc.get_threshold()[0] == heap.GEN0_THRESHOLD
-    gc.set_threshold(700, 10, 10)
-    app = create_app(module_workspace, engine=ServingEngine(models=None, features=None), follow_interval=0,
-                     tune_gc=False)
-    with TestClient(app):
-        assert app.state.serving.gc_thresholds is None
-        assert gc.get_threshold()[0] == 700
+
+
+def test_app_factory_is_the_one_that_asks_for_it(monkeypatch):
+    # what `shipyard server` runs in each worker
+    from shipyard import server
+
+    seen = {}
+    monkeypatch.setattr(server, "Workspace", lambda settings, principal: "ws")
+    monkeypatch.setattr(server, "create_app", lambda ws, **options: seen.update(options) or "app")
+    assert server.app_factory() == "app"
+    assert seen == {"background": True, "tune_gc": True}
 
 
 def test_frozen_heap_is_thawed_at_exit_so_duckdb_reports_no_leaks():

@@ -10,13 +10,16 @@ import json
 import socket
 import sys
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from shipyard.auth.permissions import ROLE_NAMES, SCOPES, Action, Resource
 from shipyard.auth.store import check_scopes
 from shipyard.errors import Forbidden
+
+if TYPE_CHECKING:
+    from shipyard.workspace import Workspace
 
 
 def _ws(ctx: click.Context) -> Any:
@@ -37,7 +40,7 @@ def _table(rows: list[list[str]], header: list[str]) -> None:
         click.echo("  ".join(str(v).ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
 
 
-def _require(ws: Any, resource: Resource, action: Action, project: str | None = None) -> None:
+def _require(ws: Workspace, resource: Resource, action: Action, project: str | None = None) -> None:
     """A token's user needs the permission; an unauthenticated local user owns the database anyway."""
     principal = ws.principal
     if principal.kind == "local":
@@ -48,7 +51,7 @@ def _require(ws: Any, resource: Resource, action: Action, project: str | None = 
                         {"permission": f"{resource}:{action}"})
 
 
-def _audit(ws: Any, action: str, resource: str, subject: str, **details: Any) -> None:
+def _audit(ws: Workspace, action: str, resource: str, subject: str, **details: Any) -> None:
     from shipyard.auth.audit import AuditEntry
 
     ws.audit.record(AuditEntry(project=ws.settings.project, actor=ws.user, action=action, resource=resource,

@@ -28,14 +28,13 @@ from shipyard.data.datasets import (
     DatasetVersions,
     RefreshResult,
 )
+from shipyard.data.source_kinds import open_source, validate_spec
 from shipyard.data.sources import (
     ConnectionTest,
     DataSource,
     Progress,
     SourceRecord,
     check_name,
-    open_source,
-    validate_spec,
 )
 from shipyard.errors import AlreadyExists, Conflict, InvalidInput, NotFound
 from shipyard.secrets import SecretStore

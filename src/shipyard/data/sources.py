@@ -8,7 +8,7 @@ Three kinds, one small interface (:class:`DataSource`), one module each:
 
 A source's spec never holds a credential: ``secrets`` maps a connection option to the *name* of a
 secret (``{"password": "warehouse_pw"}``), resolved only when the source is opened. Errors raised
-while a source is open have every resolved secret value masked.
+while a source is open have every resolved secret value masked. ``source_kinds`` opens one by kind.
 """
 
 from __future__ import annotations
@@ -132,41 +132,6 @@ def resolve_secrets(spec: Mapping[str, Any], secrets: SecretStore | None, mask: 
         mask.add(value.reveal())
         values[option] = value
     return values
-
-
-def validate_spec(kind: str, spec: Mapping[str, Any]) -> dict[str, Any]:
-    """Check a source spec without opening it; returns the normalised spec."""
-    if kind not in KINDS:
-        raise InvalidInput(f"source kind {kind!r} is not known; use one of {list(KINDS)}", {"field": "kind"})
-    if not isinstance(spec, Mapping):
-        raise InvalidInput("spec must be a mapping", {"field": "spec"})
-    if kind == "file":
-        from shipyard.data.file_source import validate
-
-        return validate(spec)
-    if kind == "sql":
-        from shipyard.data.sql_source import validate
-
-        return validate(spec)
-    from shipyard.data.spark_source import validate
-
-    return validate(spec)
-
-
-def open_source(kind: str, spec: Mapping[str, Any], secrets: SecretStore | None) -> DataSource:
-    mask = Masker()
-    values = resolve_secrets(spec, secrets, mask)
-    if kind == "file":
-        from shipyard.data.file_source import FileDataSource
-
-        return FileDataSource(spec, values, mask)
-    if kind == "sql":
-        from shipyard.data.sql_source import SqlDataSource
-
-        return SqlDataSource(spec, values, mask)
-    from shipyard.data.spark_source import SparkDataSource
-
-    return SparkDataSource(spec, values, mask)
 
 
 def timed_test(probe: Callable[[], dict[str, Any]], mask: Masker, describe: str) -> ConnectionTest:

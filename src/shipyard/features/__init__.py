@@ -16,12 +16,13 @@ from shipyard.features.definitions import (
     OnDemandFeatureView,
     on_demand_feature_view,
 )
-from shipyard.features.plan import Change, Plan
+from shipyard.features.plan import ApplyPlan, Change
 from shipyard.features.sources import DuckDBSource, FileSource, PushSource, RequestSource, Source, SqlSource
 from shipyard.features.store import FeatureStore
 from shipyard.features.types import Bool, Field, Float64, Int64, String, Timestamp
 
 __all__ = [
+    "ApplyPlan",
     "Bool",
     "Change",
     "DuckDBSource",
@@ -35,7 +36,6 @@ __all__ = [
     "Float64",
     "Int64",
     "OnDemandFeatureView",
-    "Plan",
     "PushSource",
     "RequestSource",
     "Source",

@@ -35,7 +35,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 import orjson
@@ -47,8 +47,13 @@ from shipyard.errors import InvalidInput, NotFound
 from shipyard.features.monitoring import column_stats
 from shipyard.features.offline.scan import connect
 from shipyard.features.online import online_store_of, workspace_of
+from shipyard.features.paths import OFFLINE_LOG_PREFIX
 from shipyard.store import leases, now_ms
 from shipyard.store.schema import feature_materializations as runs
+
+if TYPE_CHECKING:
+    from shipyard.workspace import Workspace
+
 
 log = logging.getLogger(__name__)
 
@@ -165,14 +170,14 @@ def _record_end(store: Any, run_id: int | None, status: str, rows: int, details:
 
 
 class MaterializationRecovery:
-    """Crash recovery of materialization runs (a ``JobKind``, see ``shipyard.store.leases``): a run
+    """Crash recovery of materialization runs (a ``RecoverableKind``, see ``shipyard.store.leases``): a run
     left ``running`` by a process that died is marked ``abandoned``. Nothing is resumed: online
     writes are conditional on event time, so the next run (``materialize-incremental`` starts from
     the last *successful* run) writes whatever the abandoned one did not."""
 
     kind = MATERIALIZATION_JOB
 
-    def __init__(self, ws: Any) -> None:
+    def __init__(self, ws: Workspace) -> None:
         self.ws = ws
 
     def open_keys(self, conn: Any) -> list[str]:
@@ -404,7 +409,6 @@ def arrival_files(store: Any, view: Any) -> dict[str, str] | None:
     artifacts = getattr(ws, "artifacts", None)
     if patterns is None or artifacts is None:
         return None
-    from shipyard.features.store import OFFLINE_LOG_PREFIX
 
     try:
         files: dict[str, str] = {}
@@ -487,7 +491,6 @@ def _without_recompacted(store: Any, view: Any, arrived: list[str], before: dict
     """``arrived`` less the compacted offline-log files whose inputs the last run had all seen:
     a compaction moves rows into a new file without adding any, so it alone triggers no re-read."""
     from shipyard.features.compaction import is_compacted, resolve_log
-    from shipyard.features.store import OFFLINE_LOG_PREFIX
 
     compacted = [p for p in arrived if p.startswith("log:") and is_compacted(p[4:])]
     if not compacted:

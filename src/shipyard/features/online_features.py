@@ -44,7 +44,7 @@ class _OnDemand:
 
 
 @dataclass
-class Plan:
+class OnlineReadPlan:
     reads: list[_ViewRead] = field(default_factory=list)
     on_demand: list[_OnDemand] = field(default_factory=list)
     outputs: list[str] = field(default_factory=list)
@@ -54,7 +54,7 @@ class Plan:
     reader: tuple[Any, Any] | None = None
 
 
-_PLANS: weakref.WeakKeyDictionary[Any, dict[Any, tuple[float, Plan]]] = weakref.WeakKeyDictionary()
+_PLANS: weakref.WeakKeyDictionary[Any, dict[Any, tuple[float, OnlineReadPlan]]] = weakref.WeakKeyDictionary()
 _PLANS_LOCK = threading.Lock()
 
 
@@ -69,9 +69,9 @@ def _is_on_demand(definition: Any) -> bool:
     return hasattr(definition, "execute") and hasattr(definition, "feature_inputs")
 
 
-def build_plan(store: Any, refs: Sequence[str], full_feature_names: bool = False) -> Plan:
+def build_plan(store: Any, refs: Sequence[str], full_feature_names: bool = False) -> OnlineReadPlan:
     """Resolve feature references into per-view reads and on-demand steps."""
-    plan = Plan()
+    plan = OnlineReadPlan()
     reads: dict[str, _ViewRead] = {}
     definitions: dict[str, Any] = {}
 
@@ -138,7 +138,7 @@ def build_plan(store: Any, refs: Sequence[str], full_feature_names: bool = False
     return plan
 
 
-def _plans_of(store: Any) -> dict[Any, tuple[float, Plan]] | None:
+def _plans_of(store: Any) -> dict[Any, tuple[float, OnlineReadPlan]] | None:
     """The plan cache of ``store``: a FeatureStore keeps its own (a plain attribute is cheaper to
     reach than a weak map); other objects get one in a weak map."""
     own = getattr(store, "online_plans", None)
@@ -155,7 +155,7 @@ def _plans_of(store: Any) -> dict[Any, tuple[float, Plan]] | None:
 
 
 def _cached_plan(store: Any, cache_key: Any, refs: Sequence[str] | None, service: str | None,
-                 full_feature_names: bool) -> Plan:
+                 full_feature_names: bool) -> OnlineReadPlan:
     """The plan of feature references ``refs`` or of a ``service``, built at most every
     ``PLAN_CACHE_S`` seconds per store."""
     now = time.monotonic()
@@ -275,7 +275,7 @@ def _entity_keys(read: _ViewRead, columns: dict[str, list[Any]]) -> list[tuple[A
     return list(zip(*key_columns, strict=True))
 
 
-def _apply_on_demand(plan: Plan, columns: dict[str, list[Any]], inputs: dict[str, list[Any]],
+def _apply_on_demand(plan: OnlineReadPlan, columns: dict[str, list[Any]], inputs: dict[str, list[Any]],
                      out: dict[str, list[Any]], n: int) -> None:
     import pandas as pd
 

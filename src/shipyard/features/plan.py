@@ -42,7 +42,7 @@ class Change:
 
 
 @dataclass
-class Plan:
+class ApplyPlan:
     changes: list[Change]
     repo_path: str = ""
     applied: bool = False
@@ -107,7 +107,7 @@ class Plan:
 
 
 def make_plan(definitions: list[Definition], current: dict[tuple[str, str], dict[str, Any]],
-              repo_path: str = "") -> Plan:
+              repo_path: str = "") -> ApplyPlan:
     changes: list[Change] = []
     seen: set[tuple[str, str]] = set()
     for obj in definitions:
@@ -130,7 +130,7 @@ def make_plan(definitions: list[Definition], current: dict[tuple[str, str], dict
             breaking = [f"{kind.replace('_', ' ')} removed"] if kind != "feature_service" else []
             changes.append(Change(kind, name, "removed", old["version"], old["spec"], breaking=breaking))
     changes.sort(key=lambda c: (_ORDER.get(c.kind, 9), c.name))
-    return Plan(changes, repo_path)
+    return ApplyPlan(changes, repo_path)
 
 
 def _fields(spec: dict[str, Any]) -> dict[str, str]:

@@ -23,12 +23,17 @@ import numbers
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
 from shipyard.errors import InvalidInput
+from shipyard.features.definitions import FeatureView
 from shipyard.features.online import online_store_of
+from shipyard.features.paths import OFFLINE_LOG_PREFIX
+
+if TYPE_CHECKING:
+    from shipyard.features.store import FeatureStore
 
 # How long (entity key, event time) pairs are remembered to recognise replayed late events.
 DEDUPE_WINDOW = dt.timedelta(days=7)
@@ -299,7 +304,7 @@ def offline_table(view: Any, records: Sequence[Mapping[str, Any]]) -> pa.Table:
     return pa.table(columns)
 
 
-def write_prepared(store: Any, view: Any, prepared: Prepared, *, to_offline: bool = True,
+def write_prepared(store: FeatureStore, view: FeatureView, prepared: Prepared, *, to_offline: bool = True,
                    delivered_before: Mapping[int, int] | None = None) -> PushResult:
     """Online write (conditional on event time), then the offline append of the non-duplicates.
 
@@ -346,7 +351,6 @@ def _logged_pairs(store: Any, view: Any, since_ms: int) -> set[tuple[tuple[Any, 
     import pyarrow.parquet as pq
 
     from shipyard.features.online import workspace_of
-    from shipyard.features.store import OFFLINE_LOG_PREFIX
 
     try:
         artifacts = workspace_of(store).artifacts
@@ -366,10 +370,10 @@ def _logged_pairs(store: Any, view: Any, since_ms: int) -> set[tuple[tuple[Any, 
     return found
 
 
-def push(store: Any, view: str, rows: Any, *, to_offline: bool = True) -> PushResult:
+def push(store: FeatureStore, view: str, rows: Any, *, to_offline: bool = True) -> PushResult:
     """Validate ``rows`` for feature view ``view``, write them online and append them offline."""
     definition = store.get_view(view)
-    if not hasattr(definition, "timestamp_field"):
+    if not isinstance(definition, FeatureView):
         raise InvalidInput(f"{view!r} is an on-demand feature view; push to the feature views it reads from",
                            {"view": view})
     prepared = prepare_rows(definition, as_records(rows))

@@ -18,7 +18,7 @@ from shipyard.store.events import record_event
 from shipyard.store.schema import feature_applies, feature_object_versions, feature_objects
 
 if TYPE_CHECKING:
-    from shipyard.features.plan import Plan
+    from shipyard.features.plan import ApplyPlan
     from shipyard.store import MetadataStore
 
 _LABEL = {
@@ -29,7 +29,7 @@ _LABEL = {
 }
 
 
-class Registry:
+class FeatureRegistry:
     def __init__(self, store: MetadataStore) -> None:
         self.store = store
         self._cache: dict[tuple[str, str, int], Definition] = {}
@@ -110,7 +110,7 @@ class Registry:
             return [dict(r._mapping) for r in rows]
 
     # -- writes --------------------------------------------------------------------------------
-    def apply(self, plan: Plan, actor: str, repo_path: str = "") -> str:
+    def apply(self, plan: ApplyPlan, actor: str, repo_path: str = "") -> str:
         """Record ``plan`` atomically; returns the apply id. Raises Conflict if the registry moved."""
         apply_id = uuid.uuid4().hex
         ts = now_ms()

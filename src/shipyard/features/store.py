@@ -24,8 +24,9 @@ from shipyard.arrow_util import table_from_pandas
 from shipyard.errors import Conflict, InvalidInput, NotFound, SchemaMismatch
 from shipyard.features.definitions import Entity, FeatureService, FeatureView, OnDemandFeatureView
 from shipyard.features.offline.scan import CREATED_TS, EVENT_TS, Scanner, connect, quote
-from shipyard.features.plan import Plan, make_plan
-from shipyard.features.registry import Registry
+from shipyard.features.paths import OFFLINE_LOG_PREFIX
+from shipyard.features.plan import ApplyPlan, make_plan
+from shipyard.features.registry import FeatureRegistry
 from shipyard.features.repo import load_repo
 from shipyard.features.timeutil import naive_utc, to_utc
 from shipyard.features.types import ARROW_TYPES
@@ -34,25 +35,25 @@ from shipyard.store import now_ms
 if TYPE_CHECKING:
     from shipyard.features.materialize import MaterializeResult
     from shipyard.features.push import PushResult
+    from shipyard.features.skew import SkewReport
     from shipyard.features.training import TrainingSetResult
     from shipyard.workspace import Workspace
 
 log = logging.getLogger(__name__)
 
-OFFLINE_LOG_PREFIX = "features/offline"
 
 
 class FeatureStore:
     def __init__(self, ws: Workspace) -> None:
         self.ws = ws
-        self.registry = Registry(ws.store)
+        self.registry = FeatureRegistry(ws.store)
         # online read plans by feature list, kept here by online_features (see its _cached_plan),
         # and the online store once online_store_of has opened it
         self.online_plans: dict[Any, Any] = {}
         self.opened_online_store: Any = None
 
     # -- definitions ---------------------------------------------------------------------------
-    def plan(self, path: str | Path | None = None, check_sources: bool = True) -> Plan:
+    def plan(self, path: str | Path | None = None, check_sources: bool = True) -> ApplyPlan:
         """What ``apply(path)`` would change; validates definitions (and their sources when asked)."""
         repo = load_repo(path or self.ws.settings.project_dir)
         if check_sources:
@@ -63,7 +64,7 @@ class FeatureStore:
         return make_plan(repo.definitions, self.registry.current_specs(), str(repo.root))
 
     def apply(self, path: str | Path | None = None, allow_breaking: bool = False,
-              check_sources: bool = True) -> Plan:
+              check_sources: bool = True) -> ApplyPlan:
         """Register the definitions under ``path`` as new versions, all in one transaction."""
         plan = self.plan(path, check_sources)
         if plan.breaking and not allow_breaking:
@@ -283,7 +284,7 @@ class FeatureStore:
     def log_features(self, request_id: str, ts: Any, entity_keys: Any, feature_vector: Any) -> None:
         return _online("logging").log_features(self, request_id, ts, entity_keys, feature_vector)
 
-    def skew(self, view_or_service: str, start: Any = None, end: Any = None, **options: Any) -> Any:
+    def skew(self, view_or_service: str, start: Any = None, end: Any = None, **options: Any) -> SkewReport:
         return _online("skew").skew(self, view_or_service, start, end, **options)
 
     def monitor(self, views: list[str] | None = None, **options: Any) -> dict[str, Any]:

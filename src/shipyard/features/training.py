@@ -22,8 +22,9 @@ import pyarrow.parquet as pq
 from shipyard.arrow_util import table_from_pandas
 from shipyard.errors import InvalidInput
 from shipyard.features.definitions import FeatureView, OnDemandFeatureView
-from shipyard.features.offline.engine import ROW, TS, ViewRequest, get_engine
+from shipyard.features.offline import ROW, TS, ViewRequest, get_engine
 from shipyard.features.offline.scan import Scanner, connect
+from shipyard.features.paths import OFFLINE_LOG_PREFIX
 from shipyard.features.timeutil import naive_utc, to_utc
 from shipyard.features.types import ARROW_TYPES
 from shipyard.features.udf import PANDAS_TYPES, input_frame
@@ -135,7 +136,6 @@ def build_training_set(store: FeatureStore, entity_df: pd.DataFrame | pa.Table, 
         names = [out_name(view.name, f) if f in wanted.get(view.name, []) else f"__in__{view.name}__{f}"
                  for f in feats]
         requests.append(ViewRequest(view, feats, names))
-    from shipyard.features.store import OFFLINE_LOG_PREFIX
 
     eng = get_engine(engine or store.ws.settings.offline_engine, store.ws.artifacts, OFFLINE_LOG_PREFIX)
     joined = eng.point_in_time_join(entity, requests) if requests else pa.table({ROW: entity.column(ROW)})
@@ -279,7 +279,6 @@ def _entity_table(frame: pd.DataFrame, ts_col: str, keys: list[str], views: list
 
 def _check_timezones(store: FeatureStore, ts: pd.Series, ts_col: str, views: list[FeatureView]) -> None:
     entity_aware = getattr(ts.dt, "tz", None) is not None
-    from shipyard.features.store import OFFLINE_LOG_PREFIX
 
     con = connect()
     try:

@@ -16,7 +16,7 @@ import pandas as pd
 from shipyard.monitoring import stats as S
 from shipyard.monitoring.baseline import compare
 from shipyard.monitoring.drift import DriftThresholds, bin_rows
-from shipyard.monitoring.plugins import Plugin
+from shipyard.monitoring.plugin import Plugin
 from shipyard.reports import Chart, Metrics, Table, Text, bar_chart
 
 THRESHOLDS = DriftThresholds()

@@ -10,11 +10,15 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from shipyard.monitoring.service import Monitoring
+
+if TYPE_CHECKING:
+    from shipyard.workspace import Workspace
+
 
 Say = Callable[[str], None]
 
@@ -27,7 +31,7 @@ def _serve(engine: Any, scene: str, entity: str, ids: list[int]) -> pd.DataFrame
     return pd.DataFrame(rows)
 
 
-def daily_report_step(ws: Any, scene: str, train: pd.DataFrame, test: pd.DataFrame, features: list[str],
+def daily_report_step(ws: Workspace, scene: str, train: pd.DataFrame, test: pd.DataFrame, features: list[str],
                       reports: Path, say: Say, *, entity: str = "applicant_id", score: str = "pd",
                       decision: str = "decision") -> dict[str, Any]:
     """Baseline from ``train``, traffic from ``test``, today's daily report into ``reports``."""

@@ -8,7 +8,7 @@ its last minutes when the app shuts down.
 from __future__ import annotations
 
 from pathlib import PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 from fastapi import APIRouter, FastAPI, Path, Query
@@ -20,6 +20,10 @@ from shipyard.auth.paths import require_project_path
 from shipyard.auth.permissions import Action, Resource
 from shipyard.errors import InvalidInput
 from shipyard.http_util import RequestBody, add_lifespan
+
+if TYPE_CHECKING:
+    from shipyard.workspace import Workspace
+
 
 Record = dict[str, Any]
 
@@ -254,7 +258,7 @@ def router() -> APIRouter:
     return api
 
 
-def install(app: FastAPI, ws: Any, **options: Any) -> None:
+def install(app: FastAPI, ws: Workspace, **options: Any) -> None:
     if options.get("background"):
         _evaluate_alerts(app, float(options.get("alert_interval_s", 60.0)))
     serving = getattr(app.state, "serving", None)

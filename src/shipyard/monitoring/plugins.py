@@ -36,21 +36,13 @@ from typing import Any
 import pandas as pd
 
 from shipyard.errors import InvalidInput, NotFound
+from shipyard.monitoring.plugin import Plugin
 from shipyard.reports import Chart, Metrics, Section, Table, Text
 
 log = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "shipyard.monitoring_plugins"
 Block = Text | Metrics | Table | Chart
-
-
-@dataclass
-class Plugin:
-    name: str
-    calculate_metrics: Callable[[pd.DataFrame, Any, pd.DataFrame], tuple[Any, Any]]
-    display_metrics: Callable[[Any], Any]
-    title: str = ""
-    origin: str = "builtin"
 
 
 @dataclass

@@ -29,7 +29,7 @@ _LAZY = {
     "builtins": "shipyard.pipelines.components",
     "component": "shipyard.pipelines.components",
     "Edge": "shipyard.pipelines.dag",
-    "Node": "shipyard.pipelines.dag",
+    "PipelineNode": "shipyard.pipelines.dag",
     "Pipeline": "shipyard.pipelines.dag",
     "load_pipeline": "shipyard.pipelines.dag",
     "NodeRecord": "shipyard.pipelines.runs",

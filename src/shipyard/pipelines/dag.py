@@ -55,7 +55,7 @@ DOC_KEYS = {"version", "name", "description", "experiment", "params", "defaults"
 
 
 @dataclass
-class Node:
+class PipelineNode:
     id: str
     component: str
     params: dict[str, Any] = field(default_factory=dict)
@@ -119,22 +119,22 @@ class Pipeline:
         self.experiment = experiment
         self.defaults = dict(defaults or {})
         self.base_dir = Path(base_dir).resolve() if base_dir else Path.cwd()
-        self.nodes: dict[str, Node] = {}
+        self.nodes: dict[str, PipelineNode] = {}
         self.edges: list[Edge] = []
 
     # -- building --------------------------------------------------------------------------------
     def add(self, id: str, component: Any, *, label: str = "", position: Mapping[str, float] | None = None,  # noqa: A002
             timeout_s: float | None = None, retries: int | None = None, cache: bool = True,
-            **values: Any) -> Node:
+            **values: Any) -> PipelineNode:
         """Add a node; keyword values that are nodes or ``node["output"]`` become edges, others params."""
         ref = component if isinstance(component, str) else _ref_of(component)
         params = {}
-        node = Node(id, ref, params, label, "", dict(position) if position else None, timeout_s, retries, cache)
+        node = PipelineNode(id, ref, params, label, "", dict(position) if position else None, timeout_s, retries, cache)
         if id in self.nodes:
             raise InvalidInput(f"node id {id!r} is used twice; give every node its own id", {"node": id})
         self.nodes[id] = node
         for key, value in values.items():
-            if isinstance(value, Node):
+            if isinstance(value, PipelineNode):
                 self.edges.append(Edge(value.id, None, id, key))
             elif isinstance(value, NodeOutput):
                 self.edges.append(Edge(value.node, value.output, id, key))
@@ -204,7 +204,7 @@ class Pipeline:
         params = raw.get("params") or {}
         if not isinstance(params, Mapping):
             raise InvalidInput(f"node {node_id!r}: params must be a mapping", {"node": node_id, "field": "params"})
-        self.nodes[node_id] = Node(
+        self.nodes[node_id] = PipelineNode(
             node_id, str(raw.get("component") or ""), dict(params), str(raw.get("label") or ""),
             str(raw.get("description") or ""), raw.get("position"), raw.get("timeout_s"), raw.get("retries"),
             bool(raw.get("cache", True)))
@@ -337,7 +337,7 @@ def substitute(value: Any, params: Mapping[str, Any], node: str) -> Any:
 
 @dataclass
 class BoundNode:
-    node: Node
+    node: PipelineNode
     component: Component
     params: dict[str, Any]  # after substitution, with defaults
     inputs: dict[str, tuple[str, str]]  # input -> (source node, source output)
@@ -409,7 +409,7 @@ def bind(pipeline: Pipeline, overrides: Mapping[str, Any] | None = None) -> Boun
     return BoundPipeline(pipeline, params, nodes, order)
 
 
-def _check_params(node: Node, comp: Component, values: dict[str, Any],
+def _check_params(node: PipelineNode, comp: Component, values: dict[str, Any],
                   problems: list[dict[str, Any]]) -> dict[str, Any]:
     out = {}
     for name in values:
@@ -436,7 +436,7 @@ def _check_params(node: Node, comp: Component, values: dict[str, Any],
     return out
 
 
-def _check_node_options(node: Node, defaults: Mapping[str, Any], problems: list[dict[str, Any]]) -> None:
+def _check_node_options(node: PipelineNode, defaults: Mapping[str, Any], problems: list[dict[str, Any]]) -> None:
     timeout = node.timeout_s if node.timeout_s is not None else defaults.get("timeout_s")
     if timeout is not None and (not isinstance(timeout, int | float) or isinstance(timeout, bool) or timeout <= 0):
         _problem(problems, node.id, "timeout_s", f"node {node.id!r}: timeout_s must be a positive number of seconds")

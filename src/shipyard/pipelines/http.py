@@ -38,7 +38,7 @@ class DocumentIn(RequestBody):
     params: dict[str, Any] = Field(default_factory=dict)
 
 
-class RunIn(RequestBody):
+class PipelineRunIn(RequestBody):
     params: dict[str, Any] = Field(default_factory=dict)
     start: str | None = Field(default=None, alias="from")
     stop: str | None = Field(default=None, alias="to")
@@ -176,9 +176,9 @@ def router() -> APIRouter:
         return ctx.ws.pipelines.get(name).to_dict()
 
     @api.post("/pipelines/{name}/runs", status_code=202)
-    async def start_run(name: str, body: RunIn | None = None,
+    async def start_run(name: str, body: PipelineRunIn | None = None,
                         ctx: RequestContext = allow(Resource.PIPELINES, Action.WRITE)) -> dict[str, Any]:
-        options = body or RunIn()
+        options = body or PipelineRunIn()
         stored = await run_in_threadpool(ctx.ws.pipelines.get, name)
         await run_in_threadpool(_check_files, ctx, stored.document, options.params)
         run_id = await run_in_threadpool(

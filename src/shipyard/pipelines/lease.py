@@ -3,7 +3,7 @@
 A scheduler becomes active by taking the row when it is free or expired; the token grows by one at
 every change of holder. The holder renews well before expiry. Every write that starts work
 (recording a slot, starting a run) happens in a transaction that first locks the lease row and
-checks that this scheduler still holds it with its token (:meth:`Lease.fence`), so a scheduler that
+checks that this scheduler still holds it with its token (:meth:`SchedulerLease.fence`), so a scheduler that
 lost the lease — paused, partitioned, or too slow to renew — can no longer start anything, even if it
 does not know yet. On SQLite the transaction's ``BEGIN IMMEDIATE`` serialises this; on PostgreSQL the
 row lock does.
@@ -35,7 +35,7 @@ class LostLease(Exception):
     """This scheduler no longer holds the lease (raised inside a fenced transaction, which rolls back)."""
 
 
-class Lease:
+class SchedulerLease:
     def __init__(self, store: MetadataStore, holder: str, duration_s: float, name: str = LEASE_NAME) -> None:
         self.store = store
         self.holder = holder

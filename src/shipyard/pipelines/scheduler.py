@@ -40,7 +40,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from shipyard.pipelines.jobs import JobContext, job_kinds
-from shipyard.pipelines.lease import Lease, LostLease
+from shipyard.pipelines.lease import LostLease, SchedulerLease
 from shipyard.pipelines.pool import WorkerPool
 from shipyard.pipelines.schedules import (
     FAILED,
@@ -70,7 +70,7 @@ class Scheduler:
                  max_workers: int = 4, pipeline_workers: int = 2, warm_workers: bool = True) -> None:
         self.ws = ws
         self.holder = holder or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
-        self.lease = Lease(ws.store, self.holder, lease_s)
+        self.lease = SchedulerLease(ws.store, self.holder, lease_s)
         self.lease_s = lease_s
         self.tick_s = tick_s
         self.max_workers = max_workers
@@ -311,7 +311,7 @@ def _plain(value: object) -> dict:
 
 def scheduler_status(ws: Workspace) -> dict[str, object]:
     """Who holds the lease, until when, and the run counts by status."""
-    lease = Lease(ws.store, "", 0).state()
+    lease = SchedulerLease(ws.store, "", 0).state()
     with ws.store.read() as conn:
         counts = dict(conn.execute(sa.select(schedule_runs.c.status, sa.func.count())
                                    .group_by(schedule_runs.c.status)).all())

@@ -18,7 +18,7 @@
 from shipyard.serving import flow
 from shipyard.serving.engine import ServedModel, ServedScene, ServingEngine
 from shipyard.serving.expr import Expression, compile_expression
-from shipyard.serving.flow import Plan, compile_flow
+from shipyard.serving.flow import CompiledFlow, compile_flow
 from shipyard.serving.prediction_log import PredictionLog, read_prediction_log
 from shipyard.serving.scene import (
     CompiledScene,
@@ -34,10 +34,10 @@ from shipyard.serving.sources import ModelCatalog, RegistryModels, StaticFeature
 from shipyard.serving.traffic import TrafficPolicy, bucket
 
 __all__ = [
+    "CompiledFlow",
     "CompiledScene",
     "Expression",
     "ModelCatalog",
-    "Plan",
     "PredictionLog",
     "RegistryModels",
     "SceneVersion",

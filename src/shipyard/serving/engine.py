@@ -23,7 +23,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import TimeoutError as FutureTimeout
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
@@ -37,6 +37,14 @@ from shipyard.serving.resilience import Guard, SharedLimits
 from shipyard.serving.scene import CompiledScene, compile_scene, scene_loader
 from shipyard.serving.sources import RegistryModels, StoreFeatures
 from shipyard.serving.steps import FeaturesNode, ModelNode, ParallelNode, Trace, to_python
+
+if TYPE_CHECKING:
+    from shipyard.serving.flow import SceneLoader
+    from shipyard.serving.metrics import ServingMetrics
+    from shipyard.serving.prediction_log import PredictionLog
+    from shipyard.serving.sources import FeatureSource, ModelSource
+    from shipyard.workspace import Workspace
+
 
 log = logging.getLogger(__name__)
 _FLOAT_ONLY = {float}
@@ -202,8 +210,9 @@ class ServedModel:
 class ServingEngine:
     """Scenes and models served from one workspace (or from in-memory sources)."""
 
-    def __init__(self, ws: Any = None, *, models: Any = None, features: Any = None, scenes: Any = None,
-                 prediction_log: Any = None, metrics: Any = None) -> None:
+    def __init__(self, ws: Workspace | None = None, *, models: ModelSource | None = None,
+                 features: FeatureSource | None = None, scenes: SceneLoader | None = None,
+                 prediction_log: PredictionLog | None = None, metrics: ServingMetrics | None = None) -> None:
         self.ws = ws
         self.models = models if models is not None else RegistryModels(ws)
         self.features = features if features is not None else (StoreFeatures(ws) if ws is not None else None)

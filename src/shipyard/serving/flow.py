@@ -20,7 +20,7 @@ scene       ``scene`` (+ ``version``): another scene's flow inlined as a sub-sce
 ``compile_flow`` validates the whole tree before anything runs — unknown models, feature services
 and fields, type mismatches between scene inputs and model signatures, duplicate step ids, branches
 that read each other's outputs and sub-scene cycles — and raises ``InvalidInput`` naming the step.
-The result is a :class:`Plan` of ready objects: the request path never parses anything.
+The result is a :class:`CompiledFlow` of ready objects: the request path never parses anything.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ SceneLoader = Callable[[str, int | None], tuple[int, Mapping[str, Any]]]
 
 
 @dataclass
-class Plan:
+class CompiledFlow:
     """A compiled flow: ``root.run(rows, trace)`` scores rows in place."""
 
     root: st.Node
@@ -354,14 +354,14 @@ class _Compiler:
 
 def compile_flow(flow: Any, *, inputs: Mapping[str, str], models: Any, features: Any = None,
                  scenes: SceneLoader | None = None, overrides: Mapping[str, str] | None = None,
-                 scene_name: str = "") -> Plan:
+                 scene_name: str = "") -> CompiledFlow:
     """Validate ``flow`` against the scene ``inputs`` and compile it (see the module doc)."""
     field_types = {name: parse_type(t, name)[0] for name, t in inputs.items()}
     compiler = _Compiler(models, features, scenes, overrides or {}, (scene_name,) if scene_name else ())
     avail = dict(field_types)
     root = compiler.step(flow, avail, "flow")
     writes = {k: v for k, v in avail.items() if k not in field_types}
-    return Plan(root, field_types, writes, dict(compiler.versions), compiler.feature_names, compiler.services,
+    return CompiledFlow(root, field_types, writes, dict(compiler.versions), compiler.feature_names, compiler.services,
                 compiler.entity_fields)
 
 

@@ -6,12 +6,16 @@ process. CPython's full (generation 2) collection walks all of them: measured on
 server it paused every thread for 12-130 ms several times a minute, which is what put 1-2% of
 requests tens of milliseconds behind.
 
-``settle`` moves every object alive at that point into the collector's permanent generation
-(``gc.freeze``), so later collections only walk objects created since. The server settles once at
-startup (after a full collection) and again after each model or scene load, when a load has
-created another batch of long-lived objects. Reference counting still frees frozen objects; only
-reference cycles among them are kept until exit, which for loaded models and imported modules is
-the case anyway.
+``tune`` moves every object alive at that point into the collector's permanent generation
+(``gc.freeze``), so later collections only walk objects created since: the server tunes once at
+startup (after a full collection), and ``settle`` freezes again after each model or scene load,
+when a load has created another batch of long-lived objects. Reference counting still frees frozen
+objects; only reference cycles among them are kept until exit, which for loaded models and imported
+modules is the case anyway.
+
+Only the server process tunes (``shipyard server``; ``create_app(..., tune_gc=True)``): the collector
+belongs to the whole process, so an app or engine embedded in another program leaves it alone, and
+``settle`` does nothing in a process that was never tuned.
 
 ``GEN0_THRESHOLD`` raises the youngest generation's threshold from CPython's 700 allocations, so
 collections of young objects run several times less often; it stays moderate because a young
@@ -28,6 +32,7 @@ GEN0_THRESHOLD = 5_000
 
 _lock = threading.Lock()
 _unfreeze_at_exit = False
+_tuned = False
 
 
 def _freeze() -> None:
@@ -46,10 +51,12 @@ def tune(collect: bool = True) -> tuple[int, int, int]:
 
     Returns the thresholds now in effect.
     """
+    global _tuned
     with _lock:
         if collect:
             gc.collect()
         _freeze()
+        _tuned = True
         gen0, gen1, gen2 = gc.get_threshold()
         if 0 < gen0 < GEN0_THRESHOLD:
             gc.set_threshold(GEN0_THRESHOLD, gen1, gen2)
@@ -58,6 +65,7 @@ def tune(collect: bool = True) -> tuple[int, int, int]:
 
 def settle() -> None:
     """After loading a model or scene: freeze the objects the load created (no collection, so
-    no pause for requests served meanwhile on other threads)."""
+    no pause for requests served meanwhile on other threads). Nothing unless ``tune`` ran."""
     with _lock:
-        _freeze()
+        if _tuned:
+            _freeze()

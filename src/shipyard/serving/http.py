@@ -73,9 +73,10 @@ class ServingState:
 
             engine.fleet_limits = fleet_limits_for(settings, on_state=self.metrics.global_limits_degraded.set)
         self.engine: ServingEngine = engine
-        self.single_model = _parse_single(options.get("single_model"))
-        self.follow_interval = float(options.get("follow_interval", 5.0))
-        self.tune_gc = bool(options.get("tune_gc", True))
+        self.single_model = _parse_single(options.get("single_model") or ws.settings.serve_model)
+        self.follow_interval = float(options.get("follow_interval", ws.settings.serving_follow_interval_s))
+        # process-wide, so only the server process asks for it (shipyard.server.app_factory)
+        self.tune_gc = bool(options.get("tune_gc", False))
         self.gc_thresholds: tuple[int, int, int] | None = None
         self.follower: Any = None
         self.handlers: dict[str, Any] = {}

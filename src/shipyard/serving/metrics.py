@@ -141,7 +141,7 @@ def _check_multiprocess_values() -> None:
     # leave this process counting in private memory that no scrape reads
     from prometheus_client import values
 
-    if not getattr(values.ValueClass, "_multiprocess", False):
+    if values.ValueClass is values.MutexValue:  # the in-memory storage, chosen without the variable
         raise ConfigError(f"{MULTIPROC_ENV} is set but prometheus_client was imported before it; set the "
                             "variable before the server process starts (shipyard server --workers N does this)",
                             {"field": MULTIPROC_ENV})

@@ -28,17 +28,23 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 import yaml
 
 from shipyard.errors import InvalidInput, NotFound, SchemaMismatch
-from shipyard.serving.flow import Plan, compile_flow, parse_type
+from shipyard.serving.flow import CompiledFlow, compile_flow, parse_type
 from shipyard.serving.traffic import TrafficPolicy
 from shipyard.store.database import now_ms
 from shipyard.store.events import record_event
 from shipyard.store.schema import scene_versions, scenes
+
+if TYPE_CHECKING:
+    from shipyard.serving.flow import SceneLoader
+    from shipyard.serving.sources import FeatureSource, ModelSource
+    from shipyard.workspace import Workspace
+
 
 TOP_KEYS = ("name", "description", "inputs", "outputs", "flow", "traffic", "fallback", "limits", "log")
 LIMIT_KEYS = ("timeout_ms", "max_concurrency", "rate_per_s", "burst", "client_rate_per_s", "error_rate",
@@ -156,7 +162,7 @@ class CompiledScene:
     name: str
     version: int
     spec: dict[str, Any]
-    plans: dict[str, Plan]
+    plans: dict[str, CompiledFlow]
     traffic: TrafficPolicy
     outputs: list[str]
     fallback: dict[str, Any] | None
@@ -218,7 +224,7 @@ def compile_scene(spec: Mapping[str, Any], version: int, *, models: Any, feature
     """Compile every arm of a normalised scene; raises ``InvalidInput`` naming the step or arm."""
     spec = normalise(spec)
     traffic = TrafficPolicy.from_spec(spec.get("traffic"), spec["name"])
-    plans: dict[str, Plan] = {}
+    plans: dict[str, CompiledFlow] = {}
     for arm in traffic.arm_names():
         arm_spec = traffic.arm_spec(arm)
         try:
@@ -257,7 +263,7 @@ def _row_to_version(row: Any) -> SceneVersion:
     return SceneVersion(m["scene"], m["version"], m["spec"], m["sha256"], m["created_at"], m["created_by"], m["comment"])
 
 
-def get_scene(ws: Any, name: str, version: int | None = None) -> SceneVersion:
+def get_scene(ws: Workspace, name: str, version: int | None = None) -> SceneVersion:
     """The latest (or a given) version of a scene; ``NotFound`` names what exists."""
     query = sa.select(scene_versions).where(scene_versions.c.scene == name)
     if version is not None:
@@ -270,42 +276,44 @@ def get_scene(ws: Any, name: str, version: int | None = None) -> SceneVersion:
     return _row_to_version(row)
 
 
-def latest_versions(ws: Any) -> dict[str, int]:
+def latest_versions(ws: Workspace) -> dict[str, int]:
     with ws.store.read() as conn:
         return {r.name: r.latest_version for r in conn.execute(sa.select(scenes.c.name, scenes.c.latest_version))}
 
 
-def list_scenes(ws: Any) -> list[dict[str, Any]]:
+def list_scenes(ws: Workspace) -> list[dict[str, Any]]:
     with ws.store.read() as conn:
         rows = conn.execute(sa.select(scenes).order_by(scenes.c.name)).all()
     return [dict(r._mapping) for r in rows]
 
 
-def list_versions(ws: Any, name: str) -> list[SceneVersion]:
+def list_versions(ws: Workspace, name: str) -> list[SceneVersion]:
     query = sa.select(scene_versions).where(scene_versions.c.scene == name).order_by(scene_versions.c.version)
     with ws.store.read() as conn:
         return [_row_to_version(r) for r in conn.execute(query)]
 
 
-def scene_loader(ws: Any):  # noqa: ANN201 - SceneLoader
+def scene_loader(ws: Workspace) -> SceneLoader:
     def load(name: str, version: int | None) -> tuple[int, Mapping[str, Any]]:
         found = get_scene(ws, name, version)
         return found.version, found.spec
     return load
 
 
-def apply_scene(ws: Any, spec: Mapping[str, Any], *, models: Any = None, features: Any = None,
-                comment: str = "") -> SceneVersion:
+def apply_scene(ws: Workspace, spec: Mapping[str, Any], *, models: ModelSource | None = None,
+                features: FeatureSource | None = None, comment: str = "") -> SceneVersion:
     """Validate and store ``spec`` as the scene's next version (unchanged documents are not re-stored)."""
     from shipyard.serving.sources import RegistryModels, StoreFeatures
 
     doc = normalise(spec)
-    source = models or RegistryModels(ws)
+    own: RegistryModels | None = None  # made here, so closed here
+    if models is None:
+        own = models = RegistryModels(ws)
     try:
-        compile_scene(doc, 0, models=source, features=features or StoreFeatures(ws), scenes=scene_loader(ws))
+        compile_scene(doc, 0, models=models, features=features or StoreFeatures(ws), scenes=scene_loader(ws))
     finally:
-        if models is None:
-            source.close()  # stops the workers of models served from their own environments
+        if own is not None:
+            own.close()  # stops the workers of models served from their own environments
     digest = spec_sha256(doc)
     name, now, actor = doc["name"], now_ms(), ws.user
     with ws.store.begin() as conn:

@@ -20,9 +20,12 @@ from __future__ import annotations
 import datetime as dt
 import threading
 from collections.abc import Mapping, Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from shipyard.errors import NotFound
+
+if TYPE_CHECKING:
+    from shipyard.workspace import Workspace
 
 
 class ModelSource(Protocol):
@@ -46,7 +49,7 @@ def _version_of(record: Any) -> int:
 class RegistryModels:
     """Models from the workspace registry (loads are sha256-checked and cached by the registry)."""
 
-    def __init__(self, ws: Any) -> None:
+    def __init__(self, ws: Workspace) -> None:
         self.ws = ws
         self._cache: dict[tuple[str, int], Any] = {}
         self._lock = threading.Lock()
@@ -144,7 +147,7 @@ def _rows_from(result: Any, n: int) -> list[dict[str, Any]]:
 class StoreFeatures:
     """Online features through the workspace feature store's feature services."""
 
-    def __init__(self, ws: Any) -> None:
+    def __init__(self, ws: Workspace) -> None:
         self.ws = ws
 
     def lookup(self, service: str, entity_rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:

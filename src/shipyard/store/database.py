@@ -32,6 +32,13 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
+def upsert(dialect: str) -> Any:
+    """The dialect's INSERT with ``on_conflict_do_update`` (SQLite and PostgreSQL share the API)."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    return sqlite.insert if dialect == "sqlite" else postgresql.insert
+
+
 def _sqlite_path(url: sa.URL) -> Path | None:
     if url.database and url.database != ":memory:":
         return Path(url.database)

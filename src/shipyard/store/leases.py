@@ -12,7 +12,7 @@ A lease is dead when its owner process is known to be gone — same host and pid
 pid no longer runs the process that took it (Linux ``/proc``) — or when its heartbeat is older than
 its ttl (another host, or a process that hangs). Never by the age of the record alone.
 
-``recover(store, kinds)`` is what a server runs at start and periodically: for each ``JobKind`` it
+``recover(store, kinds)`` is what a server runs at start and periodically: for each ``RecoverableKind`` it
 finds records in progress whose lease is dead or missing, takes the lease over with one
 compare-and-set (two servers never recover the same record; ``recoveries`` counts the takeovers),
 heartbeats it, and asks the kind to resume the job or to mark the record abandoned. Heartbeats are
@@ -267,7 +267,7 @@ def held(store: MetadataStore) -> list[tuple[str, str]]:
 
 
 # -- recovery ------------------------------------------------------------------------------------
-class JobKind(Protocol):
+class RecoverableKind(Protocol):
     """One kind of job record that can be left in progress (model versions, materialization runs)."""
 
     kind: str
@@ -321,7 +321,7 @@ def _claim_orphan(store: MetadataStore, kind: str, key: str, ttl_s: float) -> Le
     return Lease(kind, key, me, "", now, now, int(ttl_s * 1000), 1)
 
 
-def recover(store: MetadataStore, kinds: Sequence[JobKind], *, ttl_s: float = DEFAULT_TTL_S) -> list[Recovery]:
+def recover(store: MetadataStore, kinds: Sequence[RecoverableKind], *, ttl_s: float = DEFAULT_TTL_S) -> list[Recovery]:
     """Resume or abandon every record in progress whose lease is dead or missing (see module doc)."""
     done: list[Recovery] = []
     for job in kinds:

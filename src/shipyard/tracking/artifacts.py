@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from shipyard.artifacts import ArtifactInfo, safe_relpath
 from shipyard.errors import Conflict, InvalidInput, NotFound
 from shipyard.store import now_ms
+from shipyard.store.database import upsert
 from shipyard.store.schema import artifacts as artifacts_table
 from shipyard.store.schema import runs
 from shipyard.tracking.entities import RunArtifact, RunReport
@@ -33,8 +34,6 @@ def _join(*parts: str | None) -> str:
 
 
 def _record(tracking: Tracking, run_id: str, rel: str, info: ArtifactInfo) -> RunArtifact:
-    from shipyard.tracking.core import upsert
-
     insert = upsert(tracking.store.dialect)
     stmt = insert(artifacts_table).values(
         owner_kind=OWNER, owner_id=run_id, path=rel, uri=info.uri, sha256=info.sha256, size=info.size,

@@ -21,6 +21,7 @@ from sqlalchemy.engine import Connection
 
 from shipyard.errors import AlreadyExists, Conflict, InvalidInput, NotFound
 from shipyard.store import now_ms
+from shipyard.store.database import upsert
 from shipyard.store.events import record_event
 from shipyard.store.schema import experiments, run_latest_metrics, run_metrics, run_params, run_tags, runs
 from shipyard.tracking import artifacts as run_artifacts
@@ -51,15 +52,6 @@ DEFAULT_EXPERIMENT = "default"
 _IN_CHUNK = 500
 _ADJECTIVES = ("amber", "brisk", "calm", "deft", "eager", "fair", "keen", "lucid", "noble", "quick", "steady", "true")
 _NOUNS = ("anchor", "brig", "cutter", "dory", "frigate", "galley", "hull", "keel", "mast", "schooner", "sloop", "yawl")
-
-
-def upsert(dialect: str) -> Any:
-    """The dialect's INSERT with ``on_conflict_do_update`` (SQLite and PostgreSQL share the API)."""
-    if dialect == "sqlite":
-        from sqlalchemy.dialects.sqlite import insert
-    else:
-        from sqlalchemy.dialects.postgresql import insert
-    return insert
 
 
 def _run_name() -> str:

@@ -1,4 +1,4 @@
-"""The offline engine interface and how one is chosen.
+"""The offline engine interface (``shipyard.features.offline.get_engine`` chooses one).
 
 An engine receives the entity rows as an Arrow table with a row number (``__row``), the join keys
 and the row timestamp (``__ts``, TIMESTAMP in UTC), plus one ``ViewRequest`` per feature view. It
@@ -14,15 +14,11 @@ duplicates: any one of them may be chosen.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 import pyarrow as pa
 
-from shipyard.errors import ConfigError
 from shipyard.features.definitions import FeatureView
-
-if TYPE_CHECKING:
-    from shipyard.artifacts import ArtifactStore
 
 ROW = "__row"
 TS = "__ts"
@@ -39,15 +35,3 @@ class OfflineEngine(Protocol):
     name: str
 
     def point_in_time_join(self, entity: pa.Table, requests: list[ViewRequest]) -> pa.Table: ...
-
-
-def get_engine(name: str, artifacts: ArtifactStore, log_prefix: str) -> OfflineEngine:
-    if name == "duckdb":
-        from shipyard.features.offline.duckdb_engine import DuckDBEngine
-
-        return DuckDBEngine(artifacts, log_prefix)
-    if name == "spark":
-        from shipyard.features.offline.spark_engine import SparkEngine
-
-        return SparkEngine(artifacts, log_prefix)
-    raise ConfigError(f"offline engine {name!r} is not known; use 'duckdb' or 'spark'", {"field": "offline_engine"})

@@ -12,11 +12,15 @@ from __future__ import annotations
 import threading
 import weakref
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from shipyard.config import Settings
 from shipyard.errors import ConfigError
 from shipyard.features.online.base import OnlineStore, ViewStats, WriteResult
+
+if TYPE_CHECKING:
+    from shipyard.workspace import Workspace
+
 
 __all__ = ["OnlineStore", "ViewStats", "WriteResult", "online_store_of", "open_online_store", "workspace_of"]
 
@@ -53,14 +57,14 @@ _OPEN: weakref.WeakKeyDictionary[Any, OnlineStore] = weakref.WeakKeyDictionary()
 _OPEN_LOCK = threading.Lock()
 
 
-def workspace_of(store: Any) -> Any:
+def workspace_of(store: object) -> Workspace:
     """The workspace behind a FeatureStore (or the workspace itself)."""
     for name in ("ws", "workspace", "_ws"):
         ws = getattr(store, name, None)
         if ws is not None:
-            return ws
+            return cast("Workspace", ws)
     if hasattr(store, "settings") and hasattr(store, "artifacts"):
-        return store
+        return cast("Workspace", store)
     raise ConfigError(f"{type(store).__name__} does not expose its workspace (.ws)")
 
 

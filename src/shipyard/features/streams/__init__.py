@@ -8,13 +8,18 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 from shipyard.errors import ConfigError
+from shipyard.features.streams.base import StreamConsumer
 from shipyard.features.streams.core import BatchOutcome, ConsumeStats, DeadLetter, StreamIngestor
 
-__all__ = ["BatchOutcome", "ConsumeStats", "DeadLetter", "StreamIngestor", "consumer_for", "parse_source"]
+if TYPE_CHECKING:
+    from shipyard.features.store import FeatureStore
+
+__all__ = ["BatchOutcome", "ConsumeStats", "DeadLetter", "StreamConsumer", "StreamIngestor", "consumer_for",
+           "parse_source"]
 
 
 def parse_source(source: str) -> tuple[str, str, str]:
@@ -33,7 +38,7 @@ def parse_source(source: str) -> tuple[str, str, str]:
     )
 
 
-def consumer_for(store: Any, source: str, view: str, **options: Any) -> Any:
+def consumer_for(store: FeatureStore, source: str, view: str, **options: Any) -> StreamConsumer:
     kind, url, name = parse_source(source)
     if kind == "redis":
         from shipyard.features.streams.redis_streams import RedisStreamConsumer

@@ -14,12 +14,16 @@ import datetime as dt
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from shipyard.errors import InvalidInput
+from shipyard.features.definitions import FeatureView
 from shipyard.features.push import PushResult, prepare_rows, write_prepared
+
+if TYPE_CHECKING:
+    from shipyard.features.store import FeatureStore
 
 
 @dataclass
@@ -142,11 +146,12 @@ def _raw(payload: Any) -> bytes:
 class StreamIngestor:
     """Turns batches of raw messages into online/offline writes for one feature view."""
 
-    def __init__(self, store: Any, view: str, *, to_offline: bool = True) -> None:
+    def __init__(self, store: FeatureStore, view: str, *, to_offline: bool = True) -> None:
         self.store = store
-        self.view = store.get_view(view)
-        if not hasattr(self.view, "timestamp_field"):
+        found = store.get_view(view)
+        if not isinstance(found, FeatureView):
             raise InvalidInput(f"{view!r} is an on-demand feature view; stream into a feature view", {"view": view})
+        self.view = found
         self.to_offline = to_offline
 
     def process(self, messages: Sequence[tuple[Any, Any]],

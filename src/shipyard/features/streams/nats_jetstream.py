@@ -23,27 +23,28 @@ duplicates of (entity key, event time) and skipped.
 from __future__ import annotations
 
 import asyncio
-import logging
 import re
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from shipyard.errors import ConfigError, StoreUnavailable, require
-from shipyard.features.streams.core import ConsumeStats, RunLimits, StreamIngestor, dead_letter_record
+from shipyard.features.streams.base import StreamConsumer
+from shipyard.features.streams.core import ConsumeStats, RunLimits, dead_letter_record
 
-log = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    from shipyard.features.store import FeatureStore
 
 
 def stream_name_for(subject: str) -> str:
     return re.sub(r"[^A-Za-z0-9_-]", "_", subject).upper()
 
 
-class NatsStreamConsumer:
+class NatsStreamConsumer(StreamConsumer):
     def __init__(
         self,
-        store: Any,
+        store: FeatureStore,
         view: str,
         url: str,
         subject: str,
@@ -60,16 +61,14 @@ class NatsStreamConsumer:
         if not ack_wait > 0:
             raise ConfigError(f"ack_wait is {ack_wait}; give the seconds after which an unacknowledged message "
                               "is delivered again (more than a batch takes, e.g. 10)", {"field": "ack_wait"})
+        super().__init__(store, view, dead_letter=dead_letter or f"dead.{subject}", batch_size=batch_size,
+                         to_offline=to_offline)
         self.url = url
-        self.subject = subject
+        self.subject = self.source_name = subject
         self.durable = durable
         self.stream = stream
-        self.dead_letter = dead_letter or f"dead.{subject}"
-        self.batch_size = batch_size
         self.fetch_timeout = fetch_timeout
         self.ack_wait = ack_wait
-        self.view = view
-        self.ingestor = StreamIngestor(store, view, to_offline=to_offline)
 
     async def _connect(self) -> Any:
         import nats
@@ -123,12 +122,9 @@ class NatsStreamConsumer:
 
         return asyncio.run(go())
 
-    async def _run(self, max_messages: int | None, timeout: float | None, idle_timeout: float | None,
-                   stop: threading.Event | None) -> ConsumeStats:
+    async def _run(self, stats: ConsumeStats, limits: RunLimits, stop: threading.Event | None) -> None:
         from nats.errors import TimeoutError as NatsTimeout
 
-        stats = ConsumeStats()
-        limits = RunLimits(self.batch_size, max_messages, timeout, idle_timeout)
         nc = await self._connect()
         try:
             js = nc.jetstream()
@@ -163,25 +159,13 @@ class NatsStreamConsumer:
                               dead_letter_record(letter, f"nats:{self.subject}", self.view).items()}
                     record["message_id"] = str(by_id[letter.message_id].metadata.sequence.stream)
                     await js.publish(self.dead_letter, orjson.dumps(record))
-                if outcome.dead:
-                    log.warning("%d message(s) from %s dead-lettered to %s; first: %s", len(outcome.dead),
-                                self.subject, self.dead_letter, outcome.dead[0].reason)
+                self._log_dead_letters(outcome)
                 for i in outcome.ack:
                     await by_id[i].ack()
                 stats.add(outcome)
             await nc.flush()
         finally:
             await nc.close()
-        stats.seconds = limits.elapsed()
-        return stats
 
-    def run(
-        self,
-        *,
-        max_messages: int | None = None,
-        timeout: float | None = None,
-        idle_timeout: float | None = None,
-        stop: threading.Event | None = None,
-    ) -> ConsumeStats:
-        """Consume until ``max_messages``, ``timeout``, ``idle_timeout`` seconds without data, or ``stop``."""
-        return asyncio.run(self._run(max_messages, timeout, idle_timeout, stop))
+    def _consume(self, stats: ConsumeStats, limits: RunLimits, stop: threading.Event | None) -> None:
+        asyncio.run(self._run(stats, limits, stop))

@@ -28,10 +28,14 @@ import logging
 import socket
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from shipyard.errors import StoreUnavailable, require
-from shipyard.features.streams.core import ConsumeStats, RunLimits, StreamIngestor, dead_letter_record
+from shipyard.features.streams.base import StreamConsumer
+from shipyard.features.streams.core import ConsumeStats, RunLimits, dead_letter_record
+
+if TYPE_CHECKING:
+    from shipyard.features.store import FeatureStore
 
 log = logging.getLogger(__name__)
 
@@ -42,10 +46,10 @@ def default_consumer_name() -> str:
     return socket.gethostname()
 
 
-class RedisStreamConsumer:
+class RedisStreamConsumer(StreamConsumer):
     def __init__(
         self,
-        store: Any,
+        store: FeatureStore,
         view: str,
         url: str,
         stream: str,
@@ -59,20 +63,18 @@ class RedisStreamConsumer:
         claim_every_s: float = 1.0,
         to_offline: bool = True,
     ) -> None:
+        super().__init__(store, view, dead_letter=dead_letter or f"{stream}:dead", batch_size=batch_size,
+                         to_offline=to_offline)
         redis = require("redis", "streams")
         self.client = redis.Redis.from_url(url)
         self._errors = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
         self._response_error = redis.exceptions.ResponseError
-        self.stream = stream
+        self.stream = self.source_name = stream
         self.group = group
         self.consumer = consumer or default_consumer_name()
-        self.dead_letter = dead_letter or f"{stream}:dead"
-        self.batch_size = batch_size
         self.block_ms = block_ms
         self.claim_idle_ms = int(claim_idle_s * 1000)
         self.claim_every_s = claim_every_s
-        self.ingestor = StreamIngestor(store, view, to_offline=to_offline)
-        self.view = view
 
     def setup(self) -> dict[str, Any]:
         """Create the stream (if missing) and the consumer group at its first entry."""
@@ -99,8 +101,7 @@ class RedisStreamConsumer:
             for letter in outcome.dead:
                 pipe.xadd(self.dead_letter, dead_letter_record(letter, f"redis:{self.stream}", self.view))
             pipe.execute()
-            log.warning("%d message(s) from %s dead-lettered to %s; first: %s", len(outcome.dead), self.stream,
-                        self.dead_letter, outcome.dead[0].reason)
+            self._log_dead_letters(outcome)
         if outcome.ack:
             self.client.xack(self.stream, self.group, *outcome.ack)
         stats.add(outcome)
@@ -126,18 +127,7 @@ class RedisStreamConsumer:
                         self.stream, self.group)
         return claimed
 
-    def run(
-        self,
-        *,
-        max_messages: int | None = None,
-        timeout: float | None = None,
-        idle_timeout: float | None = None,
-        stop: threading.Event | None = None,
-    ) -> ConsumeStats:
-        """Consume until ``max_messages`` were handled, ``timeout`` seconds passed, the stream stayed
-        empty for ``idle_timeout`` seconds, or ``stop`` was set."""
-        stats = ConsumeStats()
-        limits = RunLimits(self.batch_size, max_messages, timeout, idle_timeout)
+    def _consume(self, stats: ConsumeStats, limits: RunLimits, stop: threading.Event | None) -> None:
         try:
             self.setup()
             if self.claim(stats):
@@ -165,8 +155,6 @@ class RedisStreamConsumer:
         except self._errors as exc:
             raise StoreUnavailable(f"Redis stream {self.stream!r} unreachable ({exc}); check the --source URL",
                                    {"field": "source"}) from exc
-        stats.seconds = limits.elapsed()
-        return stats
 
     def close(self) -> None:
         self.client.close()

@@ -1,6 +1,6 @@
-"""The model registry with its release workflow: ``ws.registry`` or ``Registry(ws)``."""
+"""The model registry with its release workflow: ``ws.registry`` or ``ModelRegistry(ws)``."""
 
-from shipyard.models.registry.core import Registry
+from shipyard.models.registry.core import ModelRegistry
 from shipyard.models.registry.records import AliasMove, ModelVersion, RegisteredModel
 
-__all__ = ["AliasMove", "ModelVersion", "RegisteredModel", "Registry"]
+__all__ = ["AliasMove", "ModelRegistry", "ModelVersion", "RegisteredModel"]

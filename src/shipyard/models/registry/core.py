@@ -22,8 +22,15 @@ from sqlalchemy.engine import Connection
 
 from shipyard.artifacts import sha256_dir
 from shipyard.errors import AlreadyExists, Conflict, IntegrityError, InvalidInput, NotFound
-from shipyard.models.registry import names
-from shipyard.models.registry.records import PENDING, STATUSES, VALIDATED, ModelVersion, RegisteredModel
+from shipyard.models.registry import names, queries
+from shipyard.models.registry.records import (
+    PENDING,
+    STATUSES,
+    VALIDATED,
+    AliasMove,
+    ModelVersion,
+    RegisteredModel,
+)
 from shipyard.models.registry.recovery import VERSION_JOB, VersionRecovery, lease_key
 from shipyard.models.registry.release import ReleaseWorkflow
 from shipyard.models.registry.sources import inspect_model_dir, resolve_source
@@ -40,7 +47,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-LIVE = "active"
+LIVE = queries.LIVE
 DELETED = "deleted"
 OWNER_KIND = "model_version"
 
@@ -86,14 +93,76 @@ def _check_lineage(value: Any) -> dict[str, Any]:
     return lineage
 
 
-class Registry(ReleaseWorkflow):
-    """``ws.registry``: register, validate, approve, alias, roll back and load model versions."""
+class ModelRegistry:
+    """``ws.registry``: register, validate, approve, alias, roll back and load model versions.
+
+    Composed of the version catalogue (this class: models, versions, verified files and loading) and
+    the release workflow (``self.release``, see ``release.py``), whose steps are offered here too.
+    """
 
     def __init__(self, ws: Workspace) -> None:
         self.ws = ws
         self._cache: dict[tuple[str, int], tuple[str, LoadedModel]] = {}
         self._cache_lock = threading.Lock()
-        super().__init__()
+        self.release = ReleaseWorkflow(ws, self)
+
+    # -- the release workflow (validation, approval, aliases, rollback) -------------------------
+    def start_validation(self, name: str, version: int | str, *, actor: str | None = None,
+                         recovered: str | None = None) -> str:
+        """Mark the version ``validating`` and run the checks; the attempt id (see ``ReleaseWorkflow``)."""
+        return self.release.start_validation(name, version, actor=actor, recovered=recovered)
+
+    def validate(self, name: str, version: int | str, *, wait: bool | None = None, timeout: float = 300.0,
+                 actor: str | None = None) -> ModelVersion:
+        """Run validation again (e.g. after a failure caused by the environment)."""
+        return self.release.validate(name, version, wait=wait, timeout=timeout, actor=actor)
+
+    def wait_for_validation(self, name: str, version: int | str, timeout: float = 300.0) -> ModelVersion:
+        """Block until the version is validated or failed; Conflict when ``timeout`` seconds pass."""
+        return self.release.wait_for_validation(name, version, timeout)
+
+    def abandon_validation(self, name: str, version: int, reason: str) -> bool:
+        """Mark a version left pending/validating ``abandoned`` and drop its lease (crash recovery
+        gave up); False when it is no longer in progress."""
+        return self.release.abandon_validation(name, version, reason)
+
+    def record_stress_test(self, name: str, version: int | str, result: Mapping[str, Any], *,
+                           actor: str | None = None) -> ModelVersion:
+        """Store a release check's figures (e.g. serving's stress test) on the version, audited."""
+        return self.release.record_stress_test(name, version, result, actor=actor)
+
+    def approve(self, name: str, version: int | str, comment: str = "", *, actor: str | None = None) -> ModelVersion:
+        """Approve a validated version as the acting reviewer, who must not be its registrant."""
+        return self.release.approve(name, version, comment, actor=actor)
+
+    def reject(self, name: str, version: int | str, comment: str = "", *, actor: str | None = None) -> ModelVersion:
+        """Reject a version: it can no longer be approved or take an alias (unless forced)."""
+        return self.release.reject(name, version, comment, actor=actor)
+
+    def set_alias(self, name: str, alias: str, version: int | str, force: bool = False, *,
+                  actor: str | None = None) -> ModelVersion:
+        """Point ``alias`` at ``version`` (validated, and approved when the model requires it, unless forced)."""
+        return self.release.set_alias(name, alias, version, force, actor=actor)
+
+    def get_alias(self, name: str, alias: str) -> ModelVersion:
+        """The version ``alias`` points at."""
+        return self.release.get_alias(name, alias)
+
+    def list_aliases(self, name: str) -> dict[str, int]:
+        """The model's aliases and the version each points at."""
+        return self.release.list_aliases(name)
+
+    def delete_alias(self, name: str, alias: str, *, actor: str | None = None) -> None:
+        """Remove an alias (its history is kept)."""
+        self.release.delete_alias(name, alias, actor=actor)
+
+    def alias_history(self, name: str, alias: str | None = None) -> list[AliasMove]:
+        """Every move of the model's aliases (or one alias), oldest first."""
+        return self.release.alias_history(name, alias)
+
+    def rollback(self, name: str, alias: str, *, actor: str | None = None) -> ModelVersion:
+        """Move ``alias`` back to the version it pointed at before its current one."""
+        return self.release.rollback(name, alias, actor=actor)
 
     # -- models --------------------------------------------------------------------------------
     def create_model(
@@ -153,7 +222,7 @@ class Registry(ReleaseWorkflow):
         with self.ws.store.read() as conn:
             row = conn.execute(sa.select(registered_models).where(registered_models.c.name == name)).first()
             if row is None:
-                raise self._model_not_found(conn, name)
+                raise queries.model_not_found(conn, name)
             return self._model_record(conn, row._mapping)
 
     def get(self, name: str) -> RegisteredModel:
@@ -188,14 +257,6 @@ class Registry(ReleaseWorkflow):
             created_by=row["created_by"],
             latest_version=latest,
             aliases=aliases,
-        )
-
-    def _model_not_found(self, conn: Connection, name: str) -> NotFound:
-        known = [r[0] for r in conn.execute(sa.select(registered_models.c.name).order_by(registered_models.c.name).limit(20))]
-        return NotFound(
-            f"model {name!r} is not registered; known models: {known or 'none'} "
-            "(register a version with registry.register(path, name))",
-            {"name": name},
         )
 
     # -- registration --------------------------------------------------------------------------
@@ -258,7 +319,7 @@ class Registry(ReleaseWorkflow):
     ) -> int:
         store = self.ws.artifacts
         with self.ws.store.begin() as conn:
-            self._lock_model(conn, name)
+            queries.lock_model(conn, name)
             version = (
                 conn.execute(sa.select(sa.func.max(model_versions.c.version)).where(model_versions.c.name == name)).scalar()
                 or 0
@@ -308,28 +369,19 @@ class Registry(ReleaseWorkflow):
         leases.keep(self.ws.store, VERSION_JOB, lease_key(name, version), self.ws.settings.lease_ttl_s)
         return version
 
-    def _lock_model(self, conn: Connection, name: str) -> Mapping[str, Any]:
-        """Serialize changes to one model: row lock on PostgreSQL (SQLite already holds the write lock)."""
-        row = conn.execute(
-            sa.select(registered_models).where(registered_models.c.name == name).with_for_update()
-        ).first()
-        if row is None:
-            raise self._model_not_found(conn, name)
-        return row._mapping
-
     # -- versions ------------------------------------------------------------------------------
     def get_version(self, name: str, version_or_alias: int | str) -> ModelVersion:
         names.check_model_name(name)
         ref = names.parse_ref(version_or_alias)
         with self.ws.store.read() as conn:
-            row = self._version_row(conn, name, ref)
+            row = queries.version_row(conn, name, ref)
             return self._version_record(conn, row)
 
     def list_versions(self, name: str, status: str | None = None) -> list[ModelVersion]:
         names.check_model_name(name)
         with self.ws.store.read() as conn:
             if not conn.execute(sa.select(registered_models.c.name).where(registered_models.c.name == name)).first():
-                raise self._model_not_found(conn, name)
+                raise queries.model_not_found(conn, name)
             query = (
                 sa.select(model_versions)
                 .where(model_versions.c.name == name, model_versions.c.lifecycle == LIVE)
@@ -337,7 +389,7 @@ class Registry(ReleaseWorkflow):
             )
             if status:
                 query = query.where(model_versions.c.status == status)
-            aliases = self._aliases_by_version(conn, name)
+            aliases = queries.aliases_by_version(conn, name)
             return [self._version_record(conn, row._mapping, aliases) for row in conn.execute(query)]
 
     def search_versions(self, *, status: str | None = None, awaiting_approval: bool = False, limit: int = 100,
@@ -373,65 +425,11 @@ class Registry(ReleaseWorkflow):
                     aliases.setdefault(name, {}).setdefault(version, []).append(alias)
             return [self._version_record(conn, r, aliases.get(r["name"], {})) for r in rows], total
 
-    def _aliases_by_version(self, conn: Connection, name: str) -> dict[int, list[str]]:
-        out: dict[int, list[str]] = {}
-        for alias, version in conn.execute(
-            sa.select(model_aliases.c.alias, model_aliases.c.version)
-            .where(model_aliases.c.name == name)
-            .order_by(model_aliases.c.alias)
-        ):
-            out.setdefault(version, []).append(alias)
-        return out
-
-    def _version_row(self, conn: Connection, name: str, ref: int | str, *, lock: bool = False) -> Mapping[str, Any]:
-        if ref == names.LATEST:
-            version = conn.execute(
-                sa.select(sa.func.max(model_versions.c.version)).where(
-                    model_versions.c.name == name, model_versions.c.lifecycle == LIVE
-                )
-            ).scalar()
-            if version is None:
-                raise NotFound(f"model {name!r} has no versions yet; register one first", {"name": name})
-        elif isinstance(ref, str):
-            version = conn.execute(
-                sa.select(model_aliases.c.version).where(model_aliases.c.name == name, model_aliases.c.alias == ref)
-            ).scalar()
-            if version is None:
-                if not conn.execute(sa.select(registered_models.c.name).where(registered_models.c.name == name)).first():
-                    raise self._model_not_found(conn, name)
-                known = sorted(self._aliases_by_version(conn, name).items())
-                raise NotFound(
-                    f"model {name!r} has no alias {ref!r}; its aliases: "
-                    f"{[a for _, aliases in known for a in aliases] or 'none'} (set one with `shipyard models alias` or registry.set_alias)",
-                    {"name": name, "alias": ref},
-                )
-        else:
-            version = ref
-        query = sa.select(model_versions).where(
-            model_versions.c.name == name, model_versions.c.version == version, model_versions.c.lifecycle == LIVE
-        )
-        if lock:
-            query = query.with_for_update()
-        row = conn.execute(query).first()
-        if row is None:
-            if not conn.execute(sa.select(registered_models.c.name).where(registered_models.c.name == name)).first():
-                raise self._model_not_found(conn, name)
-            live = [r[0] for r in conn.execute(
-                sa.select(model_versions.c.version)
-                .where(model_versions.c.name == name, model_versions.c.lifecycle == LIVE)
-                .order_by(model_versions.c.version)
-            )]
-            raise NotFound(
-                f"model {name!r} has no version {version}; its versions: {live or 'none'}",
-                {"name": name, "version": version},
-            )
-        return row._mapping
-
     def _version_record(
         self, conn: Connection, row: Mapping[str, Any], aliases: dict[int, list[str]] | None = None
     ) -> ModelVersion:
         if aliases is None:
-            aliases = self._aliases_by_version(conn, row["name"])
+            aliases = queries.aliases_by_version(conn, row["name"])
         return ModelVersion(
             name=row["name"],
             version=row["version"],
@@ -461,8 +459,8 @@ class Registry(ReleaseWorkflow):
         number = names.check_version(version)
         user = actor or self.ws.user
         with self.ws.store.begin() as conn:
-            self._lock_model(conn, name)
-            row = self._version_row(conn, name, number, lock=True)
+            queries.lock_model(conn, name)
+            row = queries.version_row(conn, name, number, lock=True)
             pointing = [a for (a,) in conn.execute(
                 sa.select(model_aliases.c.alias)
                 .where(model_aliases.c.name == name, model_aliases.c.version == number)

@@ -21,7 +21,7 @@ from shipyard.store.leases import Lease
 from shipyard.store.schema import model_versions
 
 if TYPE_CHECKING:
-    from shipyard.models.registry.core import Registry
+    from shipyard.models.registry.core import ModelRegistry
 
 VERSION_JOB = "model_version"
 
@@ -31,11 +31,11 @@ def lease_key(name: str, version: int) -> str:
 
 
 class VersionRecovery:
-    """The ``JobKind`` of model versions (``shipyard.store.leases.recover``)."""
+    """The ``RecoverableKind`` of model versions (``shipyard.store.leases.recover``)."""
 
     kind = VERSION_JOB
 
-    def __init__(self, registry: Registry, max_resumes: int = 2) -> None:
+    def __init__(self, registry: ModelRegistry, max_resumes: int = 2) -> None:
         self.registry = registry
         self.max_resumes = max_resumes
 

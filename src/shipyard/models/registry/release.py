@@ -15,13 +15,13 @@ import uuid
 from collections.abc import Mapping
 from concurrent.futures import Future
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from shipyard.errors import Conflict, Forbidden, NotFound, ShipyardError
-from shipyard.models.registry import names
+from shipyard.models.registry import names, queries
 from shipyard.models.registry.records import (
     ABANDONED,
     FINISHED,
@@ -44,27 +44,27 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+class VersionFiles(Protocol):
+    """What the release workflow reads from the registry: version records and their verified files."""
+
+    def get_version(self, name: str, version_or_alias: int | str) -> ModelVersion: ...
+
+    def local_model_dir(self, mv: ModelVersion) -> Path: ...
+
+
 class ReleaseWorkflow:
-    """Release steps of :class:`~shipyard.models.registry.Registry` (mixed into it)."""
+    """Release steps of a model registry: validation, approval, aliases and rollback.
 
-    ws: Workspace
+    A part of :class:`~shipyard.models.registry.ModelRegistry` (``registry.release``), which also
+    offers each step as its own method. It writes through ``ws.store`` and reads versions and their
+    files through ``versions``.
+    """
 
-    def __init__(self) -> None:
+    def __init__(self, ws: Workspace, versions: VersionFiles) -> None:
+        self.ws = ws
+        self.versions = versions
         self._validators: dict[tuple[str, int], Future[ValidationResult]] = {}
         self._validators_lock = threading.Lock()
-
-    # Provided by Registry.
-    def _lock_model(self, conn: Connection, name: str) -> Mapping[str, Any]:  # pragma: no cover
-        raise NotImplementedError
-
-    def _version_row(self, conn: Connection, name: str, ref: int | str, *, lock: bool = False) -> Mapping[str, Any]:  # pragma: no cover
-        raise NotImplementedError
-
-    def get_version(self, name: str, version_or_alias: int | str) -> ModelVersion:  # pragma: no cover
-        raise NotImplementedError
-
-    def local_model_dir(self, mv: ModelVersion) -> Path:  # pragma: no cover
-        raise NotImplementedError
 
     # -- validation ----------------------------------------------------------------------------
     def start_validation(self, name: str, version: int | str, *, actor: str | None = None,
@@ -82,8 +82,8 @@ class ReleaseWorkflow:
         in_subprocess = self.ws.settings.validation_subprocess
         key, ttl = lease_key(name, number), self.ws.settings.lease_ttl_s
         with self.ws.store.begin() as conn:
-            self._lock_model(conn, name)
-            row = self._version_row(conn, name, number, lock=True)
+            queries.lock_model(conn, name)
+            row = queries.version_row(conn, name, number, lock=True)
             if row["status"] == REJECTED:
                 raise Conflict(
                     f"model {name!r} version {number} was rejected ({row['status_reason']}); a rejected "
@@ -131,11 +131,11 @@ class ReleaseWorkflow:
     def _validation_job(self, name: str, version: int) -> ValidationJob:
         """What the checks get: a local folder of the stored files and the sha256 recorded at upload
         (the checks verify their own copy against it), never the stores or their credentials."""
-        mv = self.get_version(name, version)
+        mv = self.versions.get_version(name, version)
         if self.ws.artifacts.is_local:
             folder = self.ws.artifacts.local_path(mv.artifact_path)
         else:
-            folder = self.local_model_dir(mv)  # downloaded to the cache, checked on the way
+            folder = self.versions.local_model_dir(mv)  # downloaded to the cache, checked on the way
         logs = self.ws.settings.state_dir / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         settings = self.ws.settings
@@ -151,7 +151,7 @@ class ReleaseWorkflow:
         self.start_validation(name, number, actor=actor)
         if wait is None or wait:
             return self.wait_for_validation(name, number, timeout=timeout)
-        return self.get_version(name, number)
+        return self.versions.get_version(name, number)
 
     def wait_for_validation(self, name: str, version: int | str, timeout: float = 300.0) -> ModelVersion:
         """Block until the version is validated or failed; Conflict when ``timeout`` seconds pass."""
@@ -159,13 +159,13 @@ class ReleaseWorkflow:
         deadline = time.monotonic() + timeout
         delay = 0.02
         while True:
-            mv = self.get_version(name, number)
+            mv = self.versions.get_version(name, number)
             if mv.status in FINISHED:
                 return mv
             with self._validators_lock:
                 future = self._validators.get((name, number))
             if future is not None and future.done():
-                mv = self.get_version(name, number)  # the outcome is recorded before the future completes
+                mv = self.versions.get_version(name, number)  # the outcome is recorded before the future completes
                 if mv.status in FINISHED:
                     return mv
                 attempt = mv.validation.get("attempt", "")
@@ -175,7 +175,7 @@ class ReleaseWorkflow:
                            f"{self.ws.settings.state_dir / 'logs'} and run validate() again",
                     report={"error": "unrecorded"},
                 )
-                return self.get_version(name, number)
+                return self.versions.get_version(name, number)
             if time.monotonic() >= deadline:
                 raise Conflict(
                     f"model {name!r} version {number} is still {mv.status} after {timeout:g} s; wait longer "
@@ -194,9 +194,9 @@ class ReleaseWorkflow:
         """Write a validation outcome unless a newer attempt (or a rejection) superseded it."""
         status = VALIDATED if ok else "failed"
         with self.ws.store.begin() as conn:
-            self._lock_model(conn, name)
+            queries.lock_model(conn, name)
             try:
-                row = self._version_row(conn, name, version, lock=True)
+                row = queries.version_row(conn, name, version, lock=True)
             except NotFound:
                 return False  # deleted meanwhile
             current = dict(row["validation"] or {})
@@ -221,9 +221,9 @@ class ReleaseWorkflow:
         """Mark a version left pending/validating ``abandoned`` and drop its lease (crash recovery
         gave up); False when it is no longer in progress."""
         with self.ws.store.begin() as conn:
-            self._lock_model(conn, name)
+            queries.lock_model(conn, name)
             try:
-                row = self._version_row(conn, name, version, lock=True)
+                row = queries.version_row(conn, name, version, lock=True)
             except NotFound:
                 leases.release(conn, VERSION_JOB, lease_key(name, version))
                 return False
@@ -247,8 +247,8 @@ class ReleaseWorkflow:
         user = actor or self.ws.user
         figures = {**dict(result), "recorded_at": now_ms()}
         with self.ws.store.begin() as conn:
-            self._lock_model(conn, name)
-            row = self._version_row(conn, name, number, lock=True)
+            queries.lock_model(conn, name)
+            row = queries.version_row(conn, name, number, lock=True)
             conn.execute(
                 model_versions.update()
                 .where(model_versions.c.name == name, model_versions.c.version == number)
@@ -256,7 +256,7 @@ class ReleaseWorkflow:
             )
             record_event(conn, user, "model.stress_tested", names.subject(name, str(number)),
                          {"version": number, **figures})
-        return self.get_version(name, number)
+        return self.versions.get_version(name, number)
 
     # -- review --------------------------------------------------------------------------------
     def _reviewer(self) -> str:
@@ -287,8 +287,8 @@ class ReleaseWorkflow:
         number = names.check_version(version)
         who = actor or self._reviewer()
         with self.ws.store.begin() as conn:
-            self._lock_model(conn, name)
-            row = self._version_row(conn, name, number, lock=True)
+            queries.lock_model(conn, name)
+            row = queries.version_row(conn, name, number, lock=True)
             if who == row["created_by"]:
                 raise Forbidden(
                     f"{who!r} registered model {name!r} version {number} and cannot also approve it; a "
@@ -314,7 +314,7 @@ class ReleaseWorkflow:
             )
             record_event(conn, who, "model.version_approved", names.subject(name, str(number)),
                          {"version": number, "comment": comment})
-        return self.get_version(name, number)
+        return self.versions.get_version(name, number)
 
     def reject(self, name: str, version: int | str, comment: str = "", *, actor: str | None = None) -> ModelVersion:
         """Reject a version: it can no longer be approved or take an alias (unless forced)."""
@@ -322,8 +322,8 @@ class ReleaseWorkflow:
         number = names.check_version(version)
         who = actor or self._reviewer()
         with self.ws.store.begin() as conn:
-            self._lock_model(conn, name)
-            self._version_row(conn, name, number, lock=True)
+            queries.lock_model(conn, name)
+            queries.version_row(conn, name, number, lock=True)
             pointing = self._aliases_at(conn, name, number)
             if pointing:
                 raise Conflict(
@@ -339,7 +339,7 @@ class ReleaseWorkflow:
             )
             record_event(conn, who, "model.version_rejected", names.subject(name, str(number)),
                          {"version": number, "comment": comment})
-        return self.get_version(name, number)
+        return self.versions.get_version(name, number)
 
     # -- aliases -------------------------------------------------------------------------------
     def set_alias(self, name: str, alias: str, version: int | str, force: bool = False, *,
@@ -351,8 +351,8 @@ class ReleaseWorkflow:
         number = names.check_version(version)
         user = actor or self.ws.user
         with self.ws.store.begin() as conn:
-            model = self._lock_model(conn, name)
-            row = self._version_row(conn, name, number, lock=True)
+            model = queries.lock_model(conn, name)
+            row = queries.version_row(conn, name, number, lock=True)
             if not force:
                 self._check_releasable(model, row, alias)
             previous = _alias_version(conn, name, alias)
@@ -360,7 +360,7 @@ class ReleaseWorkflow:
                 self._move(conn, name, alias, number, previous, user, action="set", forced=bool(force))
                 record_event(conn, user, "model.alias_set", names.subject(name, "@" + alias),
                              {"alias": alias, "version": number, "previous": previous, "forced": bool(force)})
-        return self.get_version(name, number)
+        return self.versions.get_version(name, number)
 
     def _check_releasable(self, model: Mapping[str, Any], row: Mapping[str, Any], alias: str) -> None:
         name, number = row["name"], row["version"]
@@ -404,7 +404,7 @@ class ReleaseWorkflow:
 
     def get_alias(self, name: str, alias: str) -> ModelVersion:
         names.check_alias(alias)
-        return self.get_version(name, alias)
+        return self.versions.get_version(name, alias)
 
     def list_aliases(self, name: str) -> dict[str, int]:
         names.check_model_name(name)
@@ -420,7 +420,7 @@ class ReleaseWorkflow:
         names.check_alias(alias)
         user = actor or self.ws.user
         with self.ws.store.begin() as conn:
-            self._lock_model(conn, name)
+            queries.lock_model(conn, name)
             current = _alias_version(conn, name, alias)
             if current is None:
                 raise NotFound(f"model {name!r} has no alias {alias!r}", {"name": name, "alias": alias})
@@ -450,7 +450,7 @@ class ReleaseWorkflow:
         names.check_alias(alias)
         user = actor or self.ws.user
         with self.ws.store.begin() as conn:
-            self._lock_model(conn, name)
+            queries.lock_model(conn, name)
             current = _alias_version(conn, name, alias)
             if current is None:
                 raise NotFound(f"model {name!r} has no alias {alias!r} to roll back", {"name": name, "alias": alias})
@@ -474,7 +474,7 @@ class ReleaseWorkflow:
                 )
             target = stack[-2]
             try:
-                self._version_row(conn, name, target, lock=True)
+                queries.version_row(conn, name, target, lock=True)
             except NotFound:
                 raise Conflict(
                     f"alias {alias!r} of model {name!r} would roll back to version {target}, which was deleted; "
@@ -484,7 +484,7 @@ class ReleaseWorkflow:
             self._move(conn, name, alias, target, current, user, action="rollback", forced=False)
             record_event(conn, user, "model.alias_rolled_back", names.subject(name, "@" + alias),
                          {"alias": alias, "version": target, "previous": current})
-        return self.get_version(name, target)
+        return self.versions.get_version(name, target)
 
 
 def _alias_version(conn: Connection, name: str, alias: str) -> int | None:
