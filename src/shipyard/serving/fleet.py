@@ -16,7 +16,10 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from shipyard.workspace import Workspace
 
 MINUTE_MS = 60_000
 
@@ -107,7 +110,7 @@ class FleetSeries:
         return {arm: c.summary() for arm, c in sorted(self._merged(scene, since_s).items())}
 
 
-def fleet_series(ws: Any, engine: Any) -> FleetSeries | None:
+def fleet_series(ws: Workspace, engine: Any) -> FleetSeries | None:
     """The fleet's series when this server writes its own (monitoring installed), else None: an
     in-process engine judges what it served itself."""
     metrics = getattr(engine, "metrics", None)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import weakref
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, FastAPI, Query
 from starlette.concurrency import run_in_threadpool
@@ -42,6 +42,9 @@ from shipyard.serving.metrics import CONTENT_TYPE, ServingMetrics
 from shipyard.serving.prediction_log import PredictionLog
 from shipyard.serving.shutdown import ShutdownLog
 
+if TYPE_CHECKING:
+    from shipyard.workspace import Workspace
+
 JSON = "application/json"
 log = logging.getLogger(__name__)
 
@@ -50,7 +53,7 @@ class ServingState:
     """What one server instance shares between its routes for one project: engine, metrics, log,
     follower. A server keeps one per project it serves (``state_for``), sharing one metrics set."""
 
-    def __init__(self, ws: Any, **options: Any) -> None:
+    def __init__(self, ws: Workspace, **options: Any) -> None:
         self.ws = ws
         self.metrics = options.get("metrics") or ServingMetrics()
         self.max_bytes = int(options.get("max_request_bytes") or ws.settings.max_request_bytes)
@@ -110,7 +113,7 @@ def _parse_single(ref: str | None) -> tuple[str, str] | None:
     return name, alias or "champion"
 
 
-def state_for(ws: Any, **options: Any) -> ServingState:
+def state_for(ws: Workspace, **options: Any) -> ServingState:
     state = _states.get(ws)
     if state is None:
         state = ServingState(ws, **options)
@@ -353,7 +356,7 @@ class Predictions:
                       extra=[(b"x-shipyard-model-version", str(served.version).encode())])
 
 
-def prediction_router(ws: Any, **options: Any) -> APIRouter:
+def prediction_router(ws: Workspace, **options: Any) -> APIRouter:
     state = ServingState(ws, **options)
     _states[ws] = state
     api = APIRouter(tags=["prediction"])
@@ -552,7 +555,7 @@ def router() -> APIRouter:
     return api
 
 
-def engine_for(request: Request, ws: Any) -> ServingEngine:
+def engine_for(request: Request, ws: Workspace) -> ServingEngine:
     """The serving engine of ``ws`` in this server (created for a project on first use)."""
     default = getattr(request.app.state, "serving", None)
     if default is not None and default.ws is ws:
@@ -566,7 +569,7 @@ def engine_for(request: Request, ws: Any) -> ServingEngine:
     return state.engine
 
 
-def install(app: FastAPI, ws: Any, **options: Any) -> None:
+def install(app: FastAPI, ws: Workspace, **options: Any) -> None:
     """/metrics, access checks on predictions, the alias/scene follower and a clean shutdown
     (flushes the prediction log)."""
     state = _states.get(ws) or state_for(ws, **options)

@@ -18,11 +18,14 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from shipyard.errors import InvalidInput, ShipyardError
+
+if TYPE_CHECKING:
+    from shipyard.workspace import Workspace
 
 
 def _percentiles(samples: Sequence[float]) -> dict[str, float | None]:
@@ -79,7 +82,7 @@ def stress_test(call: Callable[[Any], Any], records: Sequence[Any], *, rate: flo
             **_percentiles(latencies)}
 
 
-def stress_test_model(ws: Any, name: str, version: int | str, *, rate: float = 200.0, count: int = 1000,
+def stress_test_model(ws: Workspace, name: str, version: int | str, *, rate: float = 200.0, count: int = 1000,
                       records: Sequence[dict[str, Any]] | None = None, actor: str | None = None) -> dict[str, Any]:
     """Stress-test a registered version on its input example (or ``records``) and record the figures."""
     from shipyard.serving.engine import ServedModel
@@ -98,7 +101,7 @@ def stress_test_model(ws: Any, name: str, version: int | str, *, rate: float = 2
     return {"name": mv.name, "version": mv.version, **result}
 
 
-def shadow_report(engine: Any, scene: str, *, cutoff: float = 0.5, field: str | None = None, ws: Any = None,
+def shadow_report(engine: Any, scene: str, *, cutoff: float = 0.5, field: str | None = None, ws: Workspace = None,
                   window_s: float = 3600.0) -> dict[str, Any]:
     """Live vs shadow: score differences (quantiles) and decision agreement at ``cutoff``.
 
@@ -135,7 +138,7 @@ def shadow_report(engine: Any, scene: str, *, cutoff: float = 0.5, field: str | 
     return out
 
 
-def _logged_pairs(ws: Any, scene: str, window_s: float) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+def _logged_pairs(ws: Workspace, scene: str, window_s: float) -> list[tuple[dict[str, Any], dict[str, Any]]]:
     """(live output, shadow output) of the first record of each request logged in the window."""
     import datetime as dt
 

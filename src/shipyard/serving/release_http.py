@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Request
 from pydantic import Field
@@ -24,6 +24,9 @@ from shipyard.auth.permissions import Action, Resource
 from shipyard.http_util import RequestBody
 from shipyard.serving import release
 from shipyard.serving.fleet import fleet_series
+
+if TYPE_CHECKING:
+    from shipyard.workspace import Workspace
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +48,7 @@ def router() -> APIRouter:
 
     runners: dict[int, release.RolloutRunner] = {}
 
-    def runner_for(ws: Any, engine: Any) -> release.RolloutRunner:
+    def runner_for(ws: Workspace, engine: Any) -> release.RolloutRunner:
         found = runners.get(id(ws))
         if found is None:
             found = runners[id(ws)] = release.RolloutRunner(ws, fleet_series(ws, engine))

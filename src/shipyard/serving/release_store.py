@@ -13,7 +13,7 @@ lease over and continues the rollout (``rollout.RolloutRunner.adopt``). ``rollou
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
@@ -22,6 +22,9 @@ from shipyard.store import leases
 from shipyard.store.database import now_ms
 from shipyard.store.events import record_event
 from shipyard.store.schema import scene_releases, scene_versions, scenes
+
+if TYPE_CHECKING:
+    from shipyard.workspace import Workspace
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +57,7 @@ def _stale_for_ms(row: Any, now: int) -> int | None:
     return silent if silent > limit_ms else None
 
 
-def _abandon(conn: Any, ws: Any, row: Any, now: int) -> bool:
+def _abandon(conn: Any, ws: Workspace, row: Any, now: int) -> bool:
     """Record a stale running release as abandoned at 0 % (in ``conn``'s transaction)."""
     reason = (f"abandoned: no heartbeat for {(now - int(row.updated_at)) / 1000:.0f} s from the server running "
               f"it (at {row.percent:g} %); the arm is back to 0 %")
@@ -79,11 +82,11 @@ def _lease_alive(lease: leases.Lease | None, now: int) -> bool:
     return lease.dead(now) is None or now - lease.heartbeat_at < 2 * lease.ttl_ms
 
 
-def lease_ttl_s(ws: Any) -> float:
+def lease_ttl_s(ws: Workspace) -> float:
     return float(getattr(getattr(ws, "settings", None), "lease_ttl_s", leases.DEFAULT_TTL_S) or leases.DEFAULT_TTL_S)
 
 
-def abandon_stale_releases(ws: Any) -> list[int]:
+def abandon_stale_releases(ws: Workspace) -> list[int]:
     """Abandon every running release whose server stopped sending heartbeats; returns their ids.
     Serving processes call this on their hot-swap poll, so a rollout whose server was killed ends
     (and its arm's share drops to 0 %) without anyone having to abort it."""
@@ -103,7 +106,7 @@ def abandon_stale_releases(ws: Any) -> list[int]:
     return done
 
 
-def insert_release(ws: Any, scene: str, arm: str, percent: float, status: str, reason: str,
+def insert_release(ws: Workspace, scene: str, arm: str, percent: float, status: str, reason: str,
                     details: dict[str, Any]) -> int:
     """A new release row; refused while the scene's newest release is still running, since the
     newest row is the share every worker applies. A running release gone stale is abandoned first."""
@@ -134,7 +137,7 @@ def insert_release(ws: Any, scene: str, arm: str, percent: float, status: str, r
     return release_id
 
 
-def update_release(ws: Any, release_id: int, scene: str, arm: str, percent: float, status: str, reason: str,
+def update_release(ws: Workspace, release_id: int, scene: str, arm: str, percent: float, status: str, reason: str,
                     details: dict[str, Any] | None = None) -> bool:
     """Move a running release on; False when it is no longer running (ended by another process)."""
     values: dict[str, Any] = {"percent": percent, "status": status, "reason": reason, "updated_at": now_ms()}
@@ -169,18 +172,18 @@ def release_view(row: Any) -> dict[str, Any]:
     return view
 
 
-def running_releases(ws: Any) -> list[Any]:
+def running_releases(ws: Workspace) -> list[Any]:
     """Every running release row (any scene)."""
     with ws.store.read() as conn:
         return list(conn.execute(sa.select(scene_releases).where(scene_releases.c.status == "running")))
 
 
-def release_row(ws: Any, release_id: int) -> Any:
+def release_row(ws: Workspace, release_id: int) -> Any:
     with ws.store.read() as conn:
         return conn.execute(sa.select(scene_releases).where(scene_releases.c.id == release_id)).first()
 
 
-def lease_holder(ws: Any, release_id: int) -> str | None:
+def lease_holder(ws: Workspace, release_id: int) -> str | None:
     """The process that holds the rollout's lease (``leases.this_process()`` form), None when none does."""
     with ws.store.read() as conn:
         found = leases.get(conn, ROLLOUT_LEASE, str(release_id))
@@ -193,7 +196,7 @@ def _scene_exists(conn: Any, scene: str) -> None:
                        {"scene": scene})
 
 
-def rollout_status(ws: Any, scene: str) -> dict[str, Any]:
+def rollout_status(ws: Workspace, scene: str) -> dict[str, Any]:
     """The scene's newest release (status, percent, steps, checks, reason), read from the store."""
     with ws.store.read() as conn:
         _scene_exists(conn, scene)
@@ -211,7 +214,7 @@ def rollout_status(ws: Any, scene: str) -> dict[str, Any]:
     return view
 
 
-def abort_rollout(ws: Any, scene: str, *, engine: Any = None, reason: str = "") -> dict[str, Any]:
+def abort_rollout(ws: Workspace, scene: str, *, engine: Any = None, reason: str = "") -> dict[str, Any]:
     """End the scene's running rollout at 0 %. The process running it stops on its next step check;
     ``engine`` (when it serves the scene) drops the canary at once, the others on their next poll."""
     with ws.store.read() as conn:
@@ -230,7 +233,7 @@ def abort_rollout(ws: Any, scene: str, *, engine: Any = None, reason: str = "") 
     return rollout_status(ws, scene)
 
 
-def latest_canaries(ws: Any, served: dict[str, int] | None = None) -> dict[str, tuple[str, float]]:
+def latest_canaries(ws: Workspace, served: dict[str, int] | None = None) -> dict[str, tuple[str, float]]:
     """The canary share each scene's newest release row records: ``{scene: (arm, percent)}``.
 
     Every server worker applies these on its hot-swap poll, so a canary step, promotion or rollback
@@ -253,7 +256,7 @@ def latest_canaries(ws: Any, served: dict[str, int] | None = None) -> dict[str, 
             if r.status == "running" or int(r.updated_at) >= applied.get(r.scene, 0)}
 
 
-def list_releases(ws: Any, scene: str) -> list[dict[str, Any]]:
+def list_releases(ws: Workspace, scene: str) -> list[dict[str, Any]]:
     query = sa.select(scene_releases).where(scene_releases.c.scene == scene).order_by(scene_releases.c.id)
     with ws.store.read() as conn:
         return [dict(r._mapping) for r in conn.execute(query)]

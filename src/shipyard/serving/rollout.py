@@ -24,7 +24,7 @@ import logging
 import threading
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import sqlalchemy as sa
@@ -43,6 +43,9 @@ from shipyard.store import leases
 from shipyard.store.database import now_ms
 from shipyard.store.schema import scene_releases
 
+if TYPE_CHECKING:
+    from shipyard.workspace import Workspace
+
 log = logging.getLogger(__name__)
 
 WATCH_S = 0.25
@@ -53,7 +56,7 @@ WINDOW_S = 10.0
 least ``min_requests`` of them, the newest, when fewer arrived in that time)."""
 
 
-def set_canary(ws: Any, engine: Any, scene: str, percent: float, *, arm: str | None = None) -> dict[str, Any]:
+def set_canary(ws: Workspace, engine: Any, scene: str, percent: float, *, arm: str | None = None) -> dict[str, Any]:
     served = engine.scene(scene)
     traffic = served.compiled.traffic
     arm = arm or traffic.canary_arm
@@ -97,7 +100,7 @@ class CanaryRollout:
     With ``fleet``, step checks judge the whole fleet's requests of the arm (see ``fleet``).
     """
 
-    def __init__(self, ws: Any, engine: Any, scene: str, arm: str, *, steps: Sequence[float] = (5, 25, 50, 100),
+    def __init__(self, ws: Workspace, engine: Any, scene: str, arm: str, *, steps: Sequence[float] = (5, 25, 50, 100),
                  min_requests: int | None = None, heartbeat_s: float = 1.0, window_s: float = WINDOW_S,
                  fleet: FleetSeries | None = None, timeout_s: float | None = None,
                  _resume: Any = None) -> None:
@@ -128,7 +131,7 @@ class CanaryRollout:
             self._adopt_row(_resume)
 
     @classmethod
-    def resume(cls, ws: Any, engine: Any, row: Any, *, fleet: FleetSeries | None = None) -> CanaryRollout:
+    def resume(cls, ws: Workspace, engine: Any, row: Any, *, fleet: FleetSeries | None = None) -> CanaryRollout:
         """Continue a running release recorded by another process, from its recorded step."""
         details = dict(row.details or {})
         return cls(ws, engine, row.scene, row.arm, steps=details.get("steps") or [row.percent],
@@ -353,7 +356,7 @@ class RolloutRunner:
     calls it every few seconds (``release_http`` does), so a rollout survives its server.
     """
 
-    def __init__(self, ws: Any, fleet: FleetSeries | None = None) -> None:
+    def __init__(self, ws: Workspace, fleet: FleetSeries | None = None) -> None:
         self.ws = ws
         self.fleet = fleet
         self._lock = threading.Lock()
