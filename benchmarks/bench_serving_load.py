@@ -13,8 +13,8 @@ fixed timetable and sends over a pool of keep-alive HTTP/1.1 connections (plain 
 Latency counts from the scheduled send time, so a generator or server that falls behind shows up
 as latency rather than as a lower rate. Runs are bounded by ``--seconds`` (and so in count).
 
-    PATH=/work/venv/bin:$PATH python benchmarks/bench_serving_load.py --case model --rate 1000
-    PATH=/work/venv/bin:$PATH python benchmarks/bench_serving_load.py --case scene --rate 200 \
+    PYTHONPATH=src python benchmarks/bench_serving_load.py --case model --rate 1000
+    PYTHONPATH=src python benchmarks/bench_serving_load.py --case scene --rate 200 \
         --redis redis://127.0.0.1:6379/0
 """
 
