@@ -206,7 +206,14 @@ def main() -> None:
     args = parser.parse_args()
     rate = args.rate or (1000.0 if args.case == "model" else 200.0)
     work = Path(tempfile.mkdtemp(prefix="bench-load-"))
-    model_dir, _, names, row = train(work)
+    try:
+        run(args, rate, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def run(args: argparse.Namespace, rate: float, work: Path) -> None:
+    model_dir, *_, names, _row, _label = train(work)
     project = work / "project"
     prefix = f"shipyard-bench-{uuid.uuid4().hex[:8]}:"
     redis_url = f"{args.redis}?prefix={prefix}" if args.case == "scene" else None
@@ -244,7 +251,6 @@ def main() -> None:
     print(f"{args.case}: {path} at {rate:.0f} req/s for {args.seconds:g} s from {args.procs} generator "
           f"process(es), {os.cpu_count()} CPUs, log sample_rate {args.log_rate:g}")
     print(json.dumps(result, indent=1))
-    shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
