@@ -105,6 +105,8 @@ def main() -> None:
             raise SystemExit("Evidently's python is needed (SHIPYARD_EVIDENTLY_PYTHON or --evidently-python): "
                              "python3 -m venv VENV && VENV/bin/pip install evidently==0.7.23 'pandas<3' pyarrow; "
                              "or pass --skip-evidently")
+        if not Path(evidently).exists():
+            raise SystemExit(f"Evidently's python {evidently} does not exist")
         probe = subprocess.run([evidently, "-c", "import evidently; print(evidently.__version__)"],
                                capture_output=True, text=True)
         if probe.returncode != 0:
