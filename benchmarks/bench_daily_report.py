@@ -8,8 +8,10 @@ and ``decision``; the baseline is 200,000 rows of the same distributions (f1 shi
 
 Run (one process measures, a fresh child builds the report so its peak memory is its own)::
 
-    PYTHONPATH=src python benchmarks/bench_daily_report.py [--rows 10000000] [--dir /tmp/sy-bench-daily]
-        [--layout typed|json]
+    PYTHONPATH=src python benchmarks/bench_daily_report.py [--rows 10000000] [--dir DIR] [--layout typed|json]
+
+Without ``--dir`` the data goes to a fresh temporary folder, removed at the end; with it, the
+folder is kept and a log generated earlier there is reused.
 
 Prints: generation time (once), daily report wall time and the child's peak RSS, then the
 30-day trend (29 more stored days) read time.
@@ -21,8 +23,10 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -149,15 +153,23 @@ def trend(root: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=10_000_000)
-    parser.add_argument("--dir", default="/tmp/sy-bench-daily")
+    parser.add_argument("--dir", default="", help="keep the data here for later runs (default: a temporary folder)")
     parser.add_argument("--layout", choices=("typed", "json"), default="typed",
                         help="the log's file layout: typed columns (written since typed logging) or JSON text")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    root = Path(args.dir)
     if args.child:
-        child(root)
+        child(Path(args.dir))
         return
+    root = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="bench-daily-"))
+    try:
+        run(args, root)
+    finally:
+        if not args.dir:
+            shutil.rmtree(root, ignore_errors=True)
+
+
+def run(args: argparse.Namespace, root: Path) -> None:
     root.mkdir(parents=True, exist_ok=True)
     took = generate(root, args.rows, args.layout)
     print(f"log ({args.layout} layout): {args.rows:,} rows x {FEATURES} features"

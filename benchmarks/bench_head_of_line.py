@@ -67,10 +67,19 @@ SERVER = textwrap.dedent('''
     if inline:  # every flow on the event loop
         served.calls_out = {arm: False for arm in served.calls_out}
     ws = Workspace(load_settings(project, user="bench"))
+    # the clients' credentials: a predict-only token of a service account, handed over in a file
+    from pathlib import Path
+    from shipyard.auth.bootstrap import ensure_first_admin
+    ensure_first_admin(ws.auth, Path(project))
+    ws.auth.create_user("bench-app", kind="service", roles={"default": "predictor"}, actor="bench")
+    Path(project, "token.txt").write_text(ws.auth.create_token("bench-app", scopes=["predict"], actor="bench").token)
     # a server process, tuned like `shipyard server` (app_factory) tunes it
-    app = create_app(ws, engine=engine, follow_interval=0, recover=False, tune_gc=True)
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+    uvicorn.run(create_app(ws, engine=engine, follow_interval=0, recover=False, tune_gc=True), host="127.0.0.1", port=port,
+                log_level="warning", access_log=False)
 ''')
+
+
+HEADERS: dict[str, str] = {}  # the token, once the server has made it
 
 
 def free_port() -> int:
@@ -94,6 +103,7 @@ def start(inline: bool) -> tuple[subprocess.Popen[bytes], str, tempfile.Temporar
     while True:
         try:
             if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                HEADERS["Authorization"] = "Bearer " + (Path(tmp.name) / "project" / "token.txt").read_text()
                 return proc, url, tmp
         except httpx.HTTPError:
             pass
@@ -110,7 +120,7 @@ def open_loop(url: str, args: argparse.Namespace) -> dict[tuple[str, str], list[
     def post(arm: str, delay: float) -> float:
         client = getattr(local, "client", None)
         if client is None:
-            client = local.client = httpx.Client(base_url=url, timeout=60)
+            client = local.client = httpx.Client(base_url=url, timeout=60, headers=HEADERS)
         began = time.perf_counter()
         r = client.post("/v1/scenes/hol/predict", json={"x": 1.0, "delay": delay}, headers={"X-Shipyard-Arm": arm})
         r.raise_for_status()
@@ -145,9 +155,10 @@ def closed_loop(url: str, connections: int, seconds: float) -> float:
     stop = time.perf_counter() + seconds
 
     def run(k: int) -> None:
-        with httpx.Client(base_url=url, timeout=60) as client:
+        with httpx.Client(base_url=url, timeout=60, headers=HEADERS) as client:
             while time.perf_counter() < stop:
-                client.post("/v1/scenes/hol/predict", json={"x": 1.0, "delay": 0.0}, headers={"X-Shipyard-Arm": "control"})
+                client.post("/v1/scenes/hol/predict", json={"x": 1.0, "delay": 0.0},
+                            headers={"X-Shipyard-Arm": "control"}).raise_for_status()
                 done[k] += 1
 
     threads = [threading.Thread(target=run, args=(k,)) for k in range(connections)]

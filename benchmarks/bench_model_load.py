@@ -7,7 +7,7 @@ through ``LoadedModel.predict_array`` (NumPy row in signature order) and through
 (a JSON-like record validated against the signature); MLflow through
 ``mlflow.pyfunc.load_model(...).predict(<one-row DataFrame>)``, the call its scoring server makes.
 
-Run: ``/work/venv/bin/python benchmarks/bench_model_load.py [--calls 3000]``.
+Run: ``PYTHONPATH=src python benchmarks/bench_model_load.py [--calls 3000]``.
 """
 
 from __future__ import annotations

@@ -16,6 +16,9 @@ parallel and Feast one after the other), then read 10 features (5 from each view
 100 entities: in-process (``get_online_features``, both sides' answers as a dict of Python lists:
 Feast's ``.to_dict()``) and over HTTP (``shipyard server`` vs ``feast serve``, the same client).
 
+Shipyard's HTTP requests carry a read-only bearer token (its server refuses anonymous reads);
+``feast serve`` has no authentication, so Feast's carry none.
+
 Every answer is checked, on both sides, against the latest values computed from the Parquet files
 with pandas: every key and feature of every timed request (re-run after the timing), plus entities
 that do not exist (which must be null, not 0). Any mismatch fails the run. HTTP payloads differ
@@ -144,10 +147,11 @@ def timed(fn, n: int) -> dict:
 class Http:
     """Keep-alive JSON POSTs over the standard library (the same client on both sides)."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, headers: dict[str, str] | None = None) -> None:
         import http.client
 
         self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        self.headers = {"Content-Type": "application/json", **(headers or {})}
 
     def get_ok(self, path: str) -> bool:
         try:
@@ -160,7 +164,7 @@ class Http:
             return False
 
     def post(self, path: str, body: dict) -> bytes:
-        self.conn.request("POST", path, json.dumps(body).encode(), {"Content-Type": "application/json"})
+        self.conn.request("POST", path, json.dumps(body).encode(), self.headers)
         response = self.conn.getresponse()
         data = response.read()
         if response.status != 200:
@@ -249,13 +253,20 @@ def run_shipyard(project: Path, meta: dict, online_url: str, reads: int, materia
         checked += check("shipyard in-process 100", [(hundred_keys(keys, i), hundred(i)) for i in range(n_hundred)]
                          + [(unknown, ask(unknown)), *[([k], ask([k])) for k in unknown]], want, problems)
 
+        # the server refuses anonymous reads: a read-only service account's token, as a client would use
+        from shipyard.auth.bootstrap import ensure_first_admin
+
+        auth = opened[0].auth
+        ensure_first_admin(auth, project / "materialize_s")
+        auth.create_user("bench-reader", kind="service", roles={"default": "viewer"}, actor="bench")
+        token = auth.create_token("bench-reader", scopes=["read"], actor="bench").token
         port = free_port()
         env = {**os.environ, "SHIPYARD_ONLINE_STORE": online_url}
         cli = Path(sys.executable).parent / "shipyard"  # the console script of this interpreter's install
         server = subprocess.Popen([str(cli), "--project", str(project / "materialize_s"), "server", "--port", str(port)],
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
         try:
-            client = Http(port)
+            client = Http(port, {"Authorization": f"Bearer {token}"})
             deadline = time.time() + 60
             while not client.get_ok("/healthz"):
                 if time.time() > deadline or server.poll() is not None:

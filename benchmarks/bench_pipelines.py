@@ -25,6 +25,7 @@ import argparse
 import json
 import logging
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -224,11 +225,14 @@ def bench_kedro(repeat: int) -> dict[str, float]:
         node(evaluate, ["xgb", "test", "train"], "metrics_xgb", name="evaluate_xgboost"),
     ])
     times = []
-    for _ in range(repeat + 1):
-        catalog = DataCatalog({"raw": MemoryDataset(pd.read_csv(csv))})
-        start = time.perf_counter()
-        SequentialRunner().run(pipe, catalog)
-        times.append(time.perf_counter() - start)
+    try:
+        for _ in range(repeat + 1):
+            catalog = DataCatalog({"raw": MemoryDataset(pd.read_csv(csv))})
+            start = time.perf_counter()
+            SequentialRunner().run(pipe, catalog)
+            times.append(time.perf_counter() - start)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     return {"first_s": times[0], "median_s": statistics.median(times[1:])}
 
 
@@ -241,6 +245,13 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     folder = Path(tempfile.mkdtemp(prefix="bench-pipelines-"))
+    try:
+        run(args, folder)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def run(args: argparse.Namespace, folder: Path) -> None:
     cached = bench_cached(folder, args.repeat)
     kedro = bench_kedro(args.repeat)
     for handler in list(logging.getLogger().handlers):  # importing Kedro installs its own root handler

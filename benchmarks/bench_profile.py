@@ -2,7 +2,7 @@
 
 Data (seeded): 1,000,000 rows × 50 columns — x0–x9 normal, x10–x14 lognormal, x15–x19 Poisson,
 x20–x39 normal, c0–c9 categorical (5–200 levels), 5 % missing in x0–x4, a logistic target with about
-19 % bad. Run: ``/work/venv/bin/python benchmarks/bench_profile.py [--rows N]``.
+19 % bad. Run: ``PYTHONPATH=src python benchmarks/bench_profile.py [--rows N]``.
 """
 
 from __future__ import annotations

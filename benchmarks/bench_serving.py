@@ -6,13 +6,20 @@ routes with the check on and off (a public model; the REST permission dependency
 a fixed request rate is measured by `bench_serving_load.py` (an open-loop generator).
 
 The bare app and Shipyard run under the same `uvicorn` command line (it uses httptools and uvloop when
-they are installed). BentoML runs from its own virtualenv (``--bentoml-python``; its row is skipped
-without one), serving the same booster saved as a LightGBM model file:
+they are installed). Every server serves the same LightGBM booster (MLflow's model is saved from
+``clf.booster_``, so both answer the probability of class 1) and each server's answer to the timed
+request is checked against ``Booster.predict`` in this process before it is timed: a wrong or missing
+answer fails the run. The request bodies differ as each protocol requires (MLflow and Shipyard's
+``/invocations``: ``dataframe_split``; Shipyard's predict route: a plain record; BentoML: the record
+under ``record``); their sizes and the answers' sizes are printed.
 
-    python3 -m venv /work/venv-bentoml
-    /work/venv-bentoml/bin/pip install bentoml lightgbm pandas httptools uvloop
-    python benchmarks/bench_serving.py [--seconds 10] [--connections 32] [--auth-only] \
-        [--bentoml-python <venv>/bin/python]
+MLflow must be importable here (it is in the dev extra). BentoML runs from its own virtualenv, named
+by ``--bentoml-python`` or BENTOML_PYTHON; without one the run stops unless ``--skip-bentoml`` says
+to leave BentoML out:
+
+    python3 -m venv VENV && VENV/bin/pip install bentoml lightgbm pandas httptools uvloop
+    PYTHONPATH=src python benchmarks/bench_serving.py [--seconds 10] [--connections 32] [--auth-only] \
+        (--bentoml-python VENV/bin/python | --skip-bentoml)
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ import re
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -57,7 +65,7 @@ def wait_ready(url: str, timeout: float = 120.0) -> None:
     raise RuntimeError(f"{url} did not come up")
 
 
-def train(work: Path) -> tuple[Path, Path, list[str], list[float]]:
+def train(work: Path) -> tuple[Path, Path, Path, list[str], list[float], float]:
     import lightgbm as lgb
     import pandas as pd
 
@@ -73,8 +81,14 @@ def train(work: Path) -> tuple[Path, Path, list[str], list[float]]:
     import mlflow.lightgbm
 
     mlflow_dir = work / "mlflow_model"
-    mlflow.lightgbm.save_model(clf, str(mlflow_dir), input_example=X.head(5))
-    return Path(shipyard_dir), mlflow_dir, names, X.iloc[0].tolist()
+    # the booster, not the wrapper: MLflow's pyfunc then answers Booster.predict (the probability),
+    # the same quantity Shipyard and BentoML answer, so every answer can be checked against one value
+    mlflow.lightgbm.save_model(clf.booster_, str(mlflow_dir), input_example=X.head(5))
+    # the scikit-learn wrapper as most MLflow users log it: its pyfunc answers the class label
+    # (LGBMClassifier.predict), a second MLflow row so the reader sees what the choice moves
+    mlflow_clf_dir = work / "mlflow_classifier"
+    mlflow.lightgbm.save_model(clf, str(mlflow_clf_dir), input_example=X.head(5))
+    return Path(shipyard_dir), mlflow_dir, mlflow_clf_dir, names, X.iloc[0].tolist(), float(clf.predict(X.head(1))[0])
 
 
 def start(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
@@ -163,20 +177,15 @@ class Bench:
 '''
 
 
-def bentoml_server(python: str | None, work: Path, workers: int) -> tuple[list[str], dict[str, str]] | None:
-    """The command and environment for `bentoml serve`, or None (with the reason printed) to skip it."""
-    if not python:
-        print("BentoML skipped: no --bentoml-python (a virtualenv with bentoml, lightgbm, pandas)", flush=True)
-        return None
+def bentoml_server(python: str, work: Path, workers: int) -> tuple[list[str], dict[str, str]]:
+    """The command and environment for `bentoml serve`; a missing or broken environment stops the run."""
     if not Path(python).exists():
-        print(f"BentoML skipped: {python} does not exist", flush=True)
-        return None
+        raise SystemExit(f"--bentoml-python {python} does not exist")
     probe = subprocess.run([python, "-c", "import bentoml, lightgbm; print(bentoml.__version__)"],
                            capture_output=True, text=True)
     if probe.returncode != 0:
-        print(f"BentoML skipped: {python} cannot import bentoml and lightgbm: {probe.stderr.strip()[-300:]}",
-              flush=True)
-        return None
+        raise SystemExit(f"--bentoml-python {python} cannot import bentoml and lightgbm: "
+                         f"{probe.stderr.strip()[-300:]}")
     (work / "bench_bentoml_service.py").write_text(BENTOML_SERVICE.format(workers=workers))
     # its own virtualenv only: nothing from this process's PYTHONPATH or virtualenv
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
@@ -226,6 +235,42 @@ def token_check_us(project: Path, headers: dict[str, str], calls: int = 200_000)
     return 1e6 * (time.perf_counter() - start) / calls
 
 
+def answer(label: str, url: str, body: bytes | None, headers: dict[str, str]) -> tuple[object, int]:
+    """One request as the timed ones; its decoded JSON answer and the answer's size in bytes."""
+    import httpx
+
+    if body is None:
+        response = httpx.get(url, headers=headers, timeout=30)
+    else:
+        response = httpx.post(url, content=body, headers={**headers, "Content-Type": "application/json"}, timeout=30)
+    if response.status_code != 200:
+        raise RuntimeError(f"{label}: HTTP {response.status_code}: {response.text[:300]}")
+    return response.json(), len(response.content)
+
+
+def prediction_of(label: str, payload: object) -> float:
+    """The single prediction in a server's answer, whatever its envelope."""
+    value = payload["predictions"] if isinstance(payload, dict) else payload
+    while isinstance(value, list):
+        if len(value) != 1:
+            raise RuntimeError(f"{label}: expected one prediction, got {payload!r:.300}")
+        value = value[0]
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        raise RuntimeError(f"{label}: the answer holds no number: {payload!r:.300}")
+    return float(value)
+
+
+def check_answer(label: str, payload: object, expected: float | None) -> None:
+    """Fail the run when a server answers something other than the model's prediction."""
+    if expected is None:  # the bare app (a constant) and the REST read are checked by their own rules
+        if "GET /api/v1/models" in label and "bench" not in json.dumps(payload):
+            raise RuntimeError(f"{label}: the model list does not name the model 'bench': {payload!r:.300}")
+        return
+    got = prediction_of(label, payload)
+    if abs(got - expected) > 1e-9:
+        raise RuntimeError(f"{label}: answered {got!r}, the model gives {expected!r}")
+
+
 def uvicorn_stack() -> str:
     """What uvicorn's `auto` settings pick in this environment."""
     import importlib.util
@@ -240,14 +285,32 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--rounds", type=int, default=3, help="timed runs of every server, interleaved")
     parser.add_argument("--auth-only", action="store_true", help="only the auth on/off comparison")
-    parser.add_argument("--bentoml-python", default=None,
-                        help="python of a virtualenv with bentoml, lightgbm and pandas (its row is skipped without it)")
+    parser.add_argument("--bentoml-python", default=os.environ.get("BENTOML_PYTHON", ""),
+                        help="python of a virtualenv with bentoml, lightgbm and pandas (or BENTOML_PYTHON)")
+    parser.add_argument("--skip-bentoml", action="store_true", help="leave BentoML's row out")
     args = parser.parse_args()
     if not shutil.which("wrk"):
         sys.exit("wrk is required: apt-get install wrk")
+    if not args.auth_only:
+        if not args.skip_bentoml and not args.bentoml_python:
+            sys.exit("BentoML's python is needed (--bentoml-python or BENTOML_PYTHON): python3 -m venv VENV && "
+                     "VENV/bin/pip install bentoml lightgbm pandas httptools uvloop; or pass --skip-bentoml")
+        if not shutil.which("mlflow", path=f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"):
+            sys.exit("`mlflow` is needed beside this python (pip install mlflow) for the anchor row")
     work = Path(tempfile.mkdtemp(prefix="bench-serving-"))
-    shipyard_dir, mlflow_dir, names, row = train(work)
+    try:
+        run(args, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def run(args: argparse.Namespace, work: Path) -> None:
+    shipyard_dir, mlflow_dir, mlflow_clf_dir, names, row, label_expected = train(work)
+    import lightgbm as lgb
+
+    expected = float(lgb.Booster(model_file=str(work / BOOSTER_FILE)).predict(np.array([row]))[0])
     record = dict(zip(names, row, strict=True))
     split = json.dumps({"dataframe_split": {"columns": names, "data": [row]}}).encode()
     plain = json.dumps(record).encode()
@@ -286,37 +349,67 @@ def main() -> None:
                                                  env, "/ping", "/api/v1/models", None, {}),
         "MLflow models serve": (["mlflow", "models", "serve", "-m", str(mlflow_dir), "--env-manager", "local",
                                  "-w", str(args.workers)], env, "/ping", "/invocations", split, {}),
+        "MLflow serve, LGBMClassifier": (["mlflow", "models", "serve", "-m", str(mlflow_clf_dir), "--env-manager",
+                                          "local", "-w", str(args.workers)], env, "/ping", "/invocations", split, {}),
     }
-    bentoml = bentoml_server(args.bentoml_python, work, args.workers)
-    if bentoml is not None:
+    if not args.auth_only and not args.skip_bentoml:
+        bentoml = bentoml_server(args.bentoml_python, work, args.workers)
         servers["BentoML /predict"] = (bentoml[0], bentoml[1], "/readyz", "/predict",
                                        json.dumps({"record": record}).encode(), {})
     if args.auth_only:
         servers = {k: v for k, v in servers.items() if k.startswith("Shipyard") and "invocations" not in k}
-    for label, (cmd, cmd_env, ready, path, body, headers) in servers.items():
-        port = free_port()
-        if cmd[0] == "uvicorn":
-            cmd = [*cmd, "--host", "127.0.0.1", "--port", str(port), "--workers", str(args.workers),
-                   "--log-level", "warning", "--no-access-log"]
-        elif "bentoml" in cmd:
-            cmd = [*cmd, "--host", "127.0.0.1", "--port", str(port)]
-        else:
-            cmd = [*cmd, "-h", "127.0.0.1", "-p", str(port)]
-        proc = start(cmd, cmd_env, work / f"{port}.log")
-        try:
+    # what each server must answer: the booster's probability, the wrapper's class label for the
+    # second MLflow row; the bare app (a constant) and the REST reads have their own checks
+    expect = {label: (None if label.startswith("bare") or body is None
+                      else label_expected if label == "MLflow serve, LGBMClassifier" else expected)
+              for label, (_c, _e, _r, _p, body, _h) in servers.items()}
+    # Every server is started first and stays up; then each round times every server once, in turn,
+    # so that other work on a shared machine touches every row alike; the medians over rounds are kept.
+    procs: dict[str, tuple[subprocess.Popen, str, bytes | None, dict[str, str]]] = {}
+    samples: dict[str, list[dict[str, float]]] = {label: [] for label in servers}
+    try:
+        for label, (cmd, cmd_env, ready, path, body, headers) in servers.items():
+            port = free_port()
+            if cmd[0] == "uvicorn":
+                cmd = [*cmd, "--host", "127.0.0.1", "--port", str(port), "--workers", str(args.workers),
+                       "--log-level", "warning", "--no-access-log"]
+            elif "bentoml" in cmd:
+                cmd = [*cmd, "--host", "127.0.0.1", "--port", str(port)]
+            else:
+                cmd = [*cmd, "-h", "127.0.0.1", "-p", str(port)]
+            procs[label] = (start(cmd, cmd_env, work / f"{port}.log"), f"http://127.0.0.1:{port}{path}", body, headers)
             wait_ready(f"http://127.0.0.1:{port}{ready}")
-            url = f"http://127.0.0.1:{port}{path}"
+        sizes: dict[str, tuple[int, int]] = {}
+        print(f"all servers up; load average {' '.join(Path('/proc/loadavg').read_text().split()[:3])}", flush=True)
+        for label, (_proc, url, body, headers) in procs.items():
+            payload, answer_bytes = answer(label, url, body, headers)
+            check_answer(label, payload, expect[label])
+            sizes[label] = (len(body or b""), answer_bytes)
             wrk(url, body, 2, args.connections, work, headers)  # warm-up
-            before = cpu_seconds(proc.pid)
-            results[label] = wrk(url, body, args.seconds, args.connections, work, headers)
-            if results[label]["non_2xx"]:
-                raise RuntimeError(f"{label}: {results[label]['non_2xx']} requests failed; see {work}")
-            # server CPU per request: less sensitive than req/s to other work on a shared machine
-            served = results[label]["rps"] * args.seconds
-            results[label]["cpu_us"] = 1e6 * (cpu_seconds(proc.pid) - before) / served if served else float("nan")
-        finally:
+        for round_no in range(args.rounds):
+            for label, (proc, url, body, headers) in procs.items():
+                before = cpu_seconds(proc.pid)
+                sample = wrk(url, body, args.seconds, args.connections, work, headers)
+                if sample["non_2xx"]:
+                    raise RuntimeError(f"{label}: {sample['non_2xx']} requests failed; see {work}")
+                # server CPU per request: less sensitive than req/s to other work on a shared machine
+                served = sample["rps"] * args.seconds
+                sample["cpu_us"] = 1e6 * (cpu_seconds(proc.pid) - before) / served if served else float("nan")
+                samples[label].append(sample)
+                print(f"round {round_no + 1} {label:34s} {sample}", flush=True)
+        for label, (_proc, url, body, headers) in procs.items():
+            # the timed answers were counted, not read: the same request once more must still be right
+            check_answer(label, answer(label, url, body, headers)[0], expect[label])
+    finally:
+        for proc, *_ in procs.values():
             stop(proc)
-        print(f"{label:34s} {results[label]}", flush=True)
+    for label, runs in samples.items():
+        results[label] = {key: statistics.median(run[key] for run in runs) for key in runs[0]}
+        results[label]["request_bytes"], results[label]["answer_bytes"] = sizes[label]
+    # the ratio to MLflow within each round, so a round's load touches both sides of each ratio alike
+    per_round = {label: [run["rps"] / mlf["rps"] for run, mlf in zip(runs, samples["MLflow models serve"],
+                                                                     strict=True)]
+                 for label, runs in samples.items()} if "MLflow models serve" in samples else {}
 
     print()
     for on, off in (("Shipyard /v1/models/.../predict", "Shipyard predict, public model"),
@@ -326,22 +419,26 @@ def main() -> None:
               f"CPU {a['cpu_us'] - b['cpu_us']:+.1f} us/request")
     print(f"in-process token check (cached): {token_check_us(project, token):.2f} us")
     if args.auth_only:
-        shutil.rmtree(work, ignore_errors=True)
         return
     mlflow_rps = results["MLflow models serve"]["rps"]
     ceiling = results["bare ASGI (ceiling)"]["rps"]
     print()
     print(f"LightGBM {N_TREES} trees x {N_FEATURES} features, single-row JSON, {args.workers} worker(s), "
-          f"wrk -t1 -c{args.connections} -d{args.seconds}s, {os.cpu_count()} CPUs, {uvicorn_stack()}")
+          f"wrk -t1 -c{args.connections} -d{args.seconds}s, median of {args.rounds} interleaved round(s), "
+          f"{os.cpu_count()} CPUs, {uvicorn_stack()}, "
+          f"load average {' '.join(Path('/proc/loadavg').read_text().split()[:3])}")
+    print(f"every prediction answer checked: Booster.predict = {expected!r} (the LGBMClassifier row: its "
+          f"class label {label_expected!r}); ratios 'vs MLflow' are against the booster row (same answer)")
     bento_rps = results.get("BentoML /predict", {}).get("rps")
     print(f"{'server':34s} {'req/s':>9s} {'p50 ms':>8s} {'p99 ms':>8s} {'vs MLflow':>10s} {'of ceiling':>10s}"
-          f" {'CPU us/req':>10s}"
+          f" {'CPU us/req':>10s} {'req B':>6s} {'ans B':>6s} {'per-round vs MLflow':>22s}"
           + (f" {'vs BentoML':>10s}" if bento_rps else ""))
     for label, res in results.items():
         print(f"{label:34s} {res['rps']:9.0f} {res['p50_ms']:8.2f} {res['p99_ms']:8.2f} "
               f"{res['rps'] / mlflow_rps:9.1f}x {100 * res['rps'] / ceiling:9.0f}% {res['cpu_us']:10.0f}"
+              f" {res['request_bytes']:6.0f} {res['answer_bytes']:6.0f} "
+              f"{' '.join(f'{r:.1f}x' for r in per_round[label]):>22s}"
               + (f" {res['rps'] / bento_rps:9.1f}x" if bento_rps else ""))
-    shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -10,11 +10,12 @@ Two cases, each against one uvicorn worker on 127.0.0.1:
 
 The generator runs in ``--procs`` processes (default 2); each schedules its share of the rate on a
 fixed timetable and sends over a pool of keep-alive HTTP/1.1 connections (plain asyncio streams).
+Every request carries a predict-only bearer token of a service account, as a client's would.
 Latency counts from the scheduled send time, so a generator or server that falls behind shows up
 as latency rather than as a lower rate. Runs are bounded by ``--seconds`` (and so in count).
 
-    PATH=/work/venv/bin:$PATH python benchmarks/bench_serving_load.py --case model --rate 1000
-    PATH=/work/venv/bin:$PATH python benchmarks/bench_serving_load.py --case scene --rate 200 \
+    PYTHONPATH=src python benchmarks/bench_serving_load.py --case model --rate 1000
+    PYTHONPATH=src python benchmarks/bench_serving_load.py --case scene --rate 200 \
         --redis redis://127.0.0.1:6379/0
 """
 
@@ -59,7 +60,7 @@ async def _send(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, head
 
 
 async def _run(port: int, path: str, bodies: list[bytes], rate: float, seconds: float, offset: float,
-               t0: float) -> tuple[list[float], int, int]:
+               t0: float, token: str) -> tuple[list[float], int, int]:
     idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
     opened = 0
     available = asyncio.Condition()
@@ -84,7 +85,7 @@ async def _run(port: int, path: str, bodies: list[bytes], rate: float, seconds: 
         nonlocal errors
         conn = await connection()
         head = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                f"Content-Length: {len(body)}\r\n\r\n").encode()
+                f"Authorization: Bearer {token}\r\nContent-Length: {len(body)}\r\n\r\n").encode()
         try:
             try:
                 status = await _send(*conn, head, body)
@@ -122,22 +123,24 @@ async def _run(port: int, path: str, bodies: list[bytes], rate: float, seconds: 
 
 
 def _proc(port: int, path: str, bodies: list[bytes], rate: float, seconds: float, offset: float, t0_wall: float,
-          out: Any) -> None:
+          token: str, out: Any) -> None:
     # processes share a wall-clock start, then each keeps its own monotonic timetable
     t0 = time.perf_counter() + (t0_wall - time.time())
     # plain asyncio, not uvloop: uvloop rounds timers to whole milliseconds and wakes up to 1 ms early,
     # which would send before the scheduled time and understate latency
-    latencies, errors, total = asyncio.run(_run(port, path, bodies, rate, seconds, offset, t0))
+    latencies, errors, total = asyncio.run(_run(port, path, bodies, rate, seconds, offset, t0, token))
     out.put((latencies, errors, total))
 
 
-def fixed_rate(port: int, path: str, bodies: list[bytes], rate: float, seconds: float, procs: int) -> dict[str, Any]:
+def fixed_rate(port: int, path: str, bodies: list[bytes], rate: float, seconds: float, procs: int,
+               token: str) -> dict[str, Any]:
     """Open-loop load from ``procs`` processes; latency percentiles from the scheduled send times."""
     queue: Any = mp.get_context("fork").Queue()
     t0_wall = time.time() + 1.0
     share = rate / procs
     workers = [mp.get_context("fork").Process(target=_proc, args=(port, path, bodies, share, seconds,
-                                                                 k / rate, t0_wall, queue)) for k in range(procs)]
+                                                                 k / rate, t0_wall, token, queue))
+               for k in range(procs)]
     for w in workers:
         w.start()
     parts = [queue.get(timeout=seconds + 90) for _ in workers]
@@ -164,7 +167,8 @@ profile_service = FeatureService("profile_service", [profile])
 
 
 def setup_project(project: Path, model_dir: Path, names: list[str], redis_url: str | None,
-                  log_rate: float = 0.0) -> None:
+                  log_rate: float = 0.0) -> str:
+    """The project with the model (and the scene); returns a predict-only token, as a client uses."""
     import datetime as dt
 
     import shipyard as sy
@@ -191,7 +195,13 @@ def setup_project(project: Path, model_dir: Path, names: list[str], redis_url: s
                          "flow": [F.features("profile_service", {"customer_id": "customer_id"}),
                                   F.model("bench", "champion", output="score")],
                          "log": {"sample_rate": log_rate}})
+    from shipyard.auth.bootstrap import ensure_first_admin
+
+    ensure_first_admin(ws.auth, project)
+    ws.auth.create_user("bench-app", kind="service", roles={"default": "predictor"}, actor="bench")
+    token = ws.auth.create_token("bench-app", scopes=["predict"], actor="bench").token
     ws.close()
+    return token
 
 
 def main() -> None:
@@ -206,11 +216,18 @@ def main() -> None:
     args = parser.parse_args()
     rate = args.rate or (1000.0 if args.case == "model" else 200.0)
     work = Path(tempfile.mkdtemp(prefix="bench-load-"))
-    model_dir, _, names, row = train(work)
+    try:
+        run(args, rate, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def run(args: argparse.Namespace, rate: float, work: Path) -> None:
+    model_dir, *_, names, _row, _label = train(work)
     project = work / "project"
     prefix = f"shipyard-bench-{uuid.uuid4().hex[:8]}:"
     redis_url = f"{args.redis}?prefix={prefix}" if args.case == "scene" else None
-    setup_project(project, model_dir, names, redis_url, args.log_rate)
+    token = setup_project(project, model_dir, names, redis_url, args.log_rate)
     rng = np.random.default_rng(2)
     if args.case == "model":
         path = "/v1/models/bench/champion/predict"
@@ -230,9 +247,9 @@ def main() -> None:
                   "--workers", "1", "--log-level", "warning", "--no-access-log"], env, work / "server.log")
     try:
         wait_ready(f"http://127.0.0.1:{port}/ping")
-        warm = fixed_rate(port, path, bodies, min(rate, 200.0), 2.0, 1)
+        warm = fixed_rate(port, path, bodies, min(rate, 200.0), 2.0, 1, token)
         assert warm["errors"] == 0, (warm, (work / "server.log").read_text()[-2000:])
-        result = fixed_rate(port, path, bodies, rate, args.seconds, args.procs)
+        result = fixed_rate(port, path, bodies, rate, args.seconds, args.procs, token)
     finally:
         stop(proc)
         if redis_url:
@@ -244,7 +261,6 @@ def main() -> None:
     print(f"{args.case}: {path} at {rate:.0f} req/s for {args.seconds:g} s from {args.procs} generator "
           f"process(es), {os.cpu_count()} CPUs, log sample_rate {args.log_rate:g}")
     print(json.dumps(result, indent=1))
-    shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -34,7 +34,8 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def make_project(root: Path) -> None:
+def make_project(root: Path) -> str:
+    """The scene's project; returns a predict-only token, as a client uses."""
     from shipyard.config import load_settings
     from shipyard.serving import apply_scene
     from shipyard.serving import flow as F
@@ -42,10 +43,16 @@ def make_project(root: Path) -> None:
 
     ws = Workspace(load_settings(root, user="bench"))
     apply_scene(ws, {"name": "double", "inputs": {"x": "double"}, "outputs": ["y"], "flow": [F.expr("y", "x * 2")]})
+    from shipyard.auth.bootstrap import ensure_first_admin
+
+    ensure_first_admin(ws.auth, root)
+    ws.auth.create_user("bench-app", kind="service", roles={"default": "predictor"}, actor="bench")
+    token = ws.auth.create_token("bench-app", scopes=["predict"], actor="bench").token
     ws.close()
+    return token
 
 
-def one_run(project: Path, workers: int, clients: int) -> tuple[float, list[tuple[str, float]]]:
+def one_run(project: Path, workers: int, clients: int, token: str) -> tuple[float, list[tuple[str, float]]]:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SHIPYARD_", "PROMETHEUS_"))}
     proc = subprocess.Popen([sys.executable, "-m", "shipyard.cli", "--project", str(project), "server", "--port",
@@ -64,13 +71,17 @@ def one_run(project: Path, workers: int, clients: int) -> tuple[float, list[tupl
         time.sleep(0.1)
     time.sleep(2.0 if workers > 1 else 0.5)  # every worker up
     stop = threading.Event()
+    refused: list[int] = []
 
     def load() -> None:
-        with httpx.Client(base_url=url, timeout=30) as client:
+        with httpx.Client(base_url=url, timeout=30, headers={"Authorization": f"Bearer {token}"}) as client:
             while not stop.is_set():
                 try:
-                    client.post("/v1/scenes/double/predict", json={"x": 1.0})
+                    status = client.post("/v1/scenes/double/predict", json={"x": 1.0}).status_code
                 except httpx.HTTPError:
+                    return
+                if status not in (200, 503):  # 503: the server is draining
+                    refused.append(status)
                     return
 
     threads = [threading.Thread(target=load) for _ in range(clients)]
@@ -84,6 +95,8 @@ def one_run(project: Path, workers: int, clients: int) -> tuple[float, list[tupl
     stop.set()
     for t in threads:
         t.join(10)
+    if refused:
+        raise RuntimeError(f"requests were answered with HTTP {sorted(set(refused))}, not predictions")
     phases = [(m.group(2), float(m.group(1))) for m in re.finditer(r"shutdown \+(\d+) ms: ([^\n(;]+)", proc.stderr.read())]
     return elapsed, phases
 
@@ -95,12 +108,12 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         project = Path(tmp) / "project"
-        make_project(project)
+        token = make_project(project)
         print(f"{'workers':>7} {'exit s p50':>11} {'exit s max':>11}   worker phases, ms after its signal (median)")
         for workers in (1, 2):
             exits, phases = [], {}
             for _ in range(args.runs):
-                elapsed, found = one_run(project, workers, args.clients)
+                elapsed, found = one_run(project, workers, args.clients, token)
                 exits.append(elapsed)
                 for name, ms in found:
                     phases.setdefault(name.strip(), []).append(ms)

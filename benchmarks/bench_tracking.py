@@ -7,7 +7,7 @@ tracking store, with the same batch sizes: MLflow caps a call at 1,000 metrics a
 migration are outside the timed section, starting and ending the run are inside it. The figure
 reported is the median of the repetitions.
 
-    /work/venv/bin/python benchmarks/bench_tracking.py [--repeat 3] [--points 100000]
+    PYTHONPATH=src python benchmarks/bench_tracking.py [--repeat 3] [--points 100000]
 """
 
 from __future__ import annotations

@@ -17,7 +17,9 @@ slowest page load over the goal (below 1 is met). A second table compares the UI
 a server-rendered version of the same table (one HTML response per page, as htmx-style server
 rendering would send), on bytes and time to interactive, for docs/ui.md.
 
-    SHIPYARD_CHROMIUM=/usr/bin/chromium python benchmarks/bench_ui.py [--loads 5] [--runs 10000]
+    PYTHONPATH=src python benchmarks/bench_ui.py [--loads 5] [--runs 10000]
+
+(SHIPYARD_CHROMIUM names the browser when ``chromium`` is not on PATH.)
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import gzip
 import html
 import os
 import random
+import shutil
 import socket
 import statistics
 import tempfile
@@ -36,7 +39,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-CHROMIUM = os.environ.get("SHIPYARD_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM = os.environ.get("SHIPYARD_CHROMIUM") or shutil.which("chromium") or "chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--no-first-run", "--disable-sync"]
 PASSWORD = "bench password"
