@@ -266,7 +266,7 @@ def install(app: FastAPI, ws: Workspace, **options: Any) -> None:
     if metrics is None or getattr(metrics, "series", None) is not None:
         return
     # the current minute is written too: scene status and rollouts read the fleet's numbers from these rows
-    every = options.get("series_flush_interval") or getattr(ws.settings, "series_flush_s", 5.0)
+    every = options.get("series_flush_interval") or ws.settings.series_flush_s
     recorder = ws.monitoring.recorder(flush_interval=float(every), live=True)
     metrics.series = recorder
     app.state.monitoring_recorder = recorder

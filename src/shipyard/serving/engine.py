@@ -35,7 +35,7 @@ from shipyard.serving.codec import mlflow_jsonable
 from shipyard.serving.prediction_log import Ticket
 from shipyard.serving.resilience import Guard, SharedLimits
 from shipyard.serving.scene import CompiledScene, compile_scene, scene_loader
-from shipyard.serving.sources import RegistryModels, StoreFeatures
+from shipyard.serving.sources import ModelCatalog, RegistryModels, StoreFeatures
 from shipyard.serving.steps import FeaturesNode, ModelNode, ParallelNode, Trace, to_python
 
 if TYPE_CHECKING:
@@ -148,7 +148,7 @@ class ServedModel:
             if type(rec) is dict:
                 if len(rec) != n or rec.keys() != self.name_set:
                     self._shape_error(rec, where, i)
-                values = list(map(rec.get, names))
+                values: list[Any] = list(map(rec.get, names))
             elif type(rec) is list:
                 if len(rec) != n:
                     raise SchemaMismatch(f"{where}row has {len(rec)} values; model {self.name} takes {n} "
@@ -214,14 +214,17 @@ class ServingEngine:
                  features: FeatureSource | None = None, scenes: SceneLoader | None = None,
                  prediction_log: PredictionLog | None = None, metrics: ServingMetrics | None = None) -> None:
         self.ws = ws
-        self.models = models if models is not None else RegistryModels(ws)
+        # no workspace and no model source: an empty catalog, so a model reference is NotFound by name
+        self.models: ModelSource = models if models is not None else (
+            RegistryModels(ws) if ws is not None else ModelCatalog())
         self.features = features if features is not None else (StoreFeatures(ws) if ws is not None else None)
         self.scene_source = scenes if scenes is not None else (scene_loader(ws) if ws is not None else None)
         self.prediction_log = prediction_log
+        log_served = getattr(self.features, "log_served", None)  # StoreFeatures has it, a FeatureSource need not
         if prediction_log is not None and getattr(prediction_log, "feature_logger", False) is None \
-                and hasattr(self.features, "log_served"):
+                and log_served is not None:
             # served feature vectors reach the feature store's log from the prediction log's writer
-            prediction_log.feature_logger = self.features.log_served
+            prediction_log.feature_logger = log_served
         self.metrics = metrics
         # server processes sharing each scene's limits (each enforces its share; see resilience)
         self.workers = 1
@@ -365,6 +368,7 @@ class ServingEngine:
             served.guard.release(lease)
         body, logged = self._finish(served, arm, records, rows, trace, fallback, start, request_id, single)
         if isinstance(logged, Ticket) and not logged.wait():  # in the spool before the answer leaves
+            assert self.prediction_log is not None  # a ticket comes from the prediction log
             self.prediction_log.late += 1
         return body
 
@@ -421,6 +425,7 @@ class ServingEngine:
                 loop.run_in_executor(self.pools.get(("limits", served.name, "")), served.guard.release, lease)
         body, logged = self._finish(served, arm, records, rows, trace, fallback, start, request_id, single)
         if isinstance(logged, Ticket) and not await logged.wait_async():  # in the spool before the answer leaves
+            assert self.prediction_log is not None  # a ticket comes from the prediction log
             self.prediction_log.late += 1
         return body
 
@@ -456,8 +461,9 @@ class ServingEngine:
             trace.breakers(running.target).failure()
         where = f"at step {running.id!r}" if running is not None else "waiting for a thread of its arm"
         step = running.id if running is not None else "queue"
-        cs = served.compiled
-        return Overloaded(f"scene {cs.name!r} took longer than its timeout of {served.guard.timeout_s * 1000:g} ms "
+        cs, timeout_s = served.compiled, served.guard.timeout_s
+        assert timeout_s is not None  # only a scene with a timeout times out
+        return Overloaded(f"scene {cs.name!r} took longer than its timeout of {timeout_s * 1000:g} ms "
                           f"({where})", {"retry_after": 1, "step": step, "dependency": "timeout"})
 
     def _fallback_for(self, served: ServedScene, exc: ShipyardError) -> Fallback:

@@ -258,7 +258,8 @@ class _Compiler:
         return st.SerialNode(step_id, nodes)
 
     def _branches(self, step_id: str, specs: list[Any], avail: dict[str, str]) -> list[st.Node]:
-        nodes, written = [], {}
+        nodes: list[st.Node] = []
+        written: dict[str, str] = {}  # output -> the branch writing it
         for i, child in enumerate(specs):
             local = dict(avail)
             node = self.step(child, local, f"{step_id}[{i}]")

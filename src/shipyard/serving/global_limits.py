@@ -292,10 +292,11 @@ class GlobalLimiter:
             self.fleet.release(self.keys[2], lease)
 
 
-def fleet_limits_for(settings: Settings, *, on_state: Callable[[bool], None] | None = None,
+def fleet_limits_for(settings: Settings, *, on_state: Callable[[float], None] | None = None,
                      timeout_s: float = 0.25) -> FleetLimits:
     """The server's ``FleetLimits`` from its settings: ``limits_store``, else the online store when it
-    is a Redis URL; no Redis -> always the local share (flagged). Socket timeouts are capped at
+    is a Redis URL; no Redis -> always the local share (flagged). ``on_state`` takes a gauge's value:
+    1 while degraded to the local share, 0 once Redis answers again. Socket timeouts are capped at
     ``timeout_s`` so that a Redis that hangs costs a request at most that, once per ``retry_s``."""
     import dataclasses
     import os

@@ -75,12 +75,12 @@ class Follower:
         for name, served in self.engine.served_scenes().items():
             if latest.get(name, served.version) != served.version or self._models_moved(served):
                 done.append(self.swap_scene(name))
-        for (name, ref), served in self.engine.served_models().items():
+        for (name, ref), model in self.engine.served_models().items():
             try:
                 version = self.engine.models.resolve(name, ref)
             except ShipyardError:
                 continue
-            if version != served.version:
+            if version != model.version:
                 done.append(self.swap_model(name, ref, version))
         if ws is not None:
             self.sync_canaries()
@@ -88,13 +88,16 @@ class Follower:
 
     def sync_canaries(self) -> list[str]:
         """Apply the canary shares recorded in the metadata store (set by any worker); returns the
-        scenes whose share changed here."""
+        scenes whose share changed here (none for an engine without a workspace: nothing is recorded)."""
         from shipyard.serving.release import abandon_stale_releases, latest_canaries
 
-        abandon_stale_releases(self.engine.ws)  # a rollout whose server died must not hold its share
+        ws = self.engine.ws
+        if ws is None:
+            return []
+        abandon_stale_releases(ws)  # a rollout whose server died must not hold its share
         changed = []
         scenes = self.engine.served_scenes()
-        recorded = latest_canaries(self.engine.ws, {name: s.compiled.version for name, s in scenes.items()})
+        recorded = latest_canaries(ws, {name: s.compiled.version for name, s in scenes.items()})
         for name, served in scenes.items():
             if name not in recorded:
                 continue

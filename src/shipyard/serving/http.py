@@ -70,11 +70,11 @@ class ServingState:
             engine.metrics = self.metrics
         # worker processes of this server: each enforces its share of every scene's limits
         engine.workers = int(options.get("workers") or getattr(getattr(ws, "settings", None), "server_workers", 1) or 1)
-        settings = getattr(ws, "settings", None)
-        if engine.fleet_limits is None and isinstance(settings, Settings):
+        limits_settings = getattr(ws, "settings", None)
+        if engine.fleet_limits is None and isinstance(limits_settings, Settings):
             from shipyard.serving.global_limits import fleet_limits_for
 
-            engine.fleet_limits = fleet_limits_for(settings, on_state=self.metrics.global_limits_degraded.set)
+            engine.fleet_limits = fleet_limits_for(limits_settings, on_state=self.metrics.global_limits_degraded.set)
         self.engine: ServingEngine = engine
         self.single_model = _parse_single(options.get("single_model") or ws.settings.serve_model)
         self.follow_interval = float(options.get("follow_interval", ws.settings.serving_follow_interval_s))
@@ -617,7 +617,7 @@ def install(app: FastAPI, ws: Workspace, **options: Any) -> None:
         state.readiness.stop()
         phase = state.shutdown_log.phase
         phase("requests finished, rollouts stopped")  # uvicorn drained the connections, the routers' lifespans ran
-        if getattr(app, "fast_path", None) is fast:
+        if hasattr(app, "fast_path") and app.fast_path is fast:
             app.fast_path = None
         for other in list(_states.values()):
             if other is not state and other.metrics is state.metrics:

@@ -58,14 +58,15 @@ class Readiness:
             self.items[key] = {"status": status, **info}
 
     def _run(self) -> None:
+        ws = self.engine.ws
         try:
-            names = sorted(latest_versions(self.engine.ws)) if self.engine.ws is not None else []
+            names = sorted(latest_versions(ws)) if ws is not None else []
         except Exception as exc:  # the metadata store is down: readiness says so, and tries again
             log.warning("warm-up: could not list scenes: %s", exc)
             names = None
         while names is None and not self._stop.wait(self.retry_s):
             try:
-                names = sorted(latest_versions(self.engine.ws))
+                names = sorted(latest_versions(ws)) if ws is not None else []
             except Exception:
                 names = None
         if names is None:

@@ -101,8 +101,8 @@ def stress_test_model(ws: Workspace, name: str, version: int | str, *, rate: flo
     return {"name": mv.name, "version": mv.version, **result}
 
 
-def shadow_report(engine: Any, scene: str, *, cutoff: float = 0.5, field: str | None = None, ws: Workspace = None,
-                  window_s: float = 3600.0) -> dict[str, Any]:
+def shadow_report(engine: Any, scene: str, *, cutoff: float = 0.5, field: str | None = None,
+                  ws: Workspace | None = None, window_s: float = 3600.0) -> dict[str, Any]:
     """Live vs shadow: score differences (quantiles) and decision agreement at ``cutoff``.
 
     With ``ws``, the pairs come from the prediction log of the last ``window_s`` seconds, which every
@@ -120,8 +120,11 @@ def shadow_report(engine: Any, scene: str, *, cutoff: float = 0.5, field: str | 
     if not pairs:
         return {"scene": scene, "shadow_arm": arm, "count": 0, "source": source}
     key = field or next((k for k, v in pairs[0][0].items() if type(v) in (int, float)), None)
-    live = np.array([p[0].get(key) for p in pairs if _num(p[0].get(key)) and _num(p[1].get(key))], dtype=float)
-    shadow = np.array([p[1].get(key) for p in pairs if _num(p[0].get(key)) and _num(p[1].get(key))], dtype=float)
+    # no numeric field: no scores to compare, only the string fields' agreement below
+    both = [(p[0].get(key), p[1].get(key)) for p in pairs] if key is not None else []
+    both = [(a, b) for a, b in both if _num(a) and _num(b)]
+    live = np.array([a for a, _ in both], dtype=np.float64)
+    shadow = np.array([b for _, b in both], dtype=np.float64)
     out: dict[str, Any] = {"scene": scene, "shadow_arm": arm, "count": len(pairs), "field": key, "cutoff": cutoff,
                            "source": source}
     if live.size:

@@ -127,7 +127,9 @@ def insert_release(ws: Workspace, scene: str, arm: str, percent: float, status: 
         result = conn.execute(scene_releases.insert().values(
             scene=scene, arm=arm, percent=percent, status=status, reason=reason, details=details,
             started_at=now, updated_at=now, actor=ws.user))
-        release_id = int(result.inserted_primary_key[0])
+        key = result.inserted_primary_key
+        assert key is not None  # a single-row insert returns its key
+        release_id = int(key[0])
         if status == "running":  # this process drives it: the lease goes with the row
             leases.acquire(conn, ROLLOUT_LEASE, str(release_id), ttl_s=lease_ttl_s(ws))
         record_event(conn, ws.user, f"scene.release_{status}", f"scene:{scene}",

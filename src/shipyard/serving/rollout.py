@@ -308,10 +308,12 @@ class CanaryRollout:
         traffic = self._traffic()
         if percent == 0.0:
             traffic.set_canary(0.0)  # off this process at once; recording comes second
-        if self.ws is not None and not update_release(self.ws, self.release_id, self.scene, self.arm, percent,
-                                                      status, reason, self._details()):
-            self._ended_elsewhere()
-            return self.status
+        if self.ws is not None:
+            assert self.release_id is not None  # recorded by the first step (or the row it resumed)
+            if not update_release(self.ws, self.release_id, self.scene, self.arm, percent, status, reason,
+                                  self._details()):
+                self._ended_elsewhere()
+                return self.status
         self.status, self.reason = status, reason
         traffic.set_canary(percent)
         return status

@@ -83,7 +83,7 @@ class TrafficPolicy:
         split = spec.get("split") or {}
         if split:
             total = 0.0
-            weights = []
+            weights: list[tuple[str, float]] = []
             for arm, weight in split.items():
                 if not isinstance(weight, (int, float)) or isinstance(weight, bool) or weight < 0:
                     raise InvalidInput(f"traffic.split weight of {arm!r} must be a non-negative number",
@@ -93,9 +93,9 @@ class TrafficPolicy:
             if total <= 0:
                 raise InvalidInput("traffic.split weights must add up to more than 0", {"field": "traffic.split"})
             running = 0.0
-            for arm, weight in weights:
-                running += weight / total
-                policy.split.append((arm, running))
+            for arm_name, share in weights:
+                running += share / total
+                policy.split.append((arm_name, running))
         for i, rule in enumerate(spec.get("whitelist") or []):
             if not isinstance(rule, Mapping) or not {"field", "values", "arm"} <= set(rule):
                 raise InvalidInput(f"traffic.whitelist[{i}] needs field, values and arm", {"field": "traffic.whitelist"})
