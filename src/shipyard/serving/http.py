@@ -9,7 +9,6 @@ the request id; 429/503 carry ``Retry-After``.
 from __future__ import annotations
 
 import logging
-import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -23,7 +22,6 @@ from shipyard.auth.http import RequestContext, allow
 from shipyard.auth.permissions import Action, Resource
 from shipyard.auth.principal import DEFAULT_PROJECT
 from shipyard.auth.redact import REDACTOR
-from shipyard.config import Settings
 from shipyard.errors import InvalidInput, NotFound, PayloadTooLarge, ShipyardError
 from shipyard.http_util import add_lifespan, read_body
 from shipyard.serving import openapi
@@ -36,89 +34,17 @@ from shipyard.serving.codec import (
     parse_json,
     scene_records,
 )
-from shipyard.serving.engine import ServingEngine, new_request_id
+from shipyard.serving.engine import new_request_id
 from shipyard.serving.fleet import fleet_series
-from shipyard.serving.metrics import CONTENT_TYPE, ServingMetrics
-from shipyard.serving.prediction_log import PredictionLog
-from shipyard.serving.shutdown import ShutdownLog
+from shipyard.serving.metrics import CONTENT_TYPE
+from shipyard.serving.state import ServingState, engine_for, state_for
+from shipyard.serving.state import states as _states
 
 if TYPE_CHECKING:
     from shipyard.workspace import Workspace
 
 JSON = "application/json"
 log = logging.getLogger(__name__)
-
-
-class ServingState:
-    """What one server instance shares between its routes for one project: engine, metrics, log,
-    follower. A server keeps one per project it serves (``state_for``), sharing one metrics set."""
-
-    def __init__(self, ws: Workspace, **options: Any) -> None:
-        self.ws = ws
-        self.metrics = options.get("metrics") or ServingMetrics()
-        self.max_bytes = int(options.get("max_request_bytes") or ws.settings.max_request_bytes)
-        engine = options.get("engine")
-        if engine is None:
-            settings = ws.settings
-            plog = PredictionLog(ws.artifacts, sample_rate=settings.prediction_log_sample_rate,
-                                 on_drop=self.metrics.log_dropped.inc, spool_dir=settings.prediction_spool_dir,
-                                 recover_interval=settings.recovery_interval_s)
-            spooled = self.metrics.log_spooled.labels(plog.instance)
-            plog.on_spooled = spooled.inc
-            engine = ServingEngine(ws, prediction_log=plog, metrics=self.metrics)
-        elif engine.metrics is None:
-            engine.metrics = self.metrics
-        # worker processes of this server: each enforces its share of every scene's limits
-        engine.workers = int(options.get("workers") or getattr(getattr(ws, "settings", None), "server_workers", 1) or 1)
-        limits_settings = getattr(ws, "settings", None)
-        if engine.fleet_limits is None and isinstance(limits_settings, Settings):
-            from shipyard.serving.global_limits import fleet_limits_for
-
-            engine.fleet_limits = fleet_limits_for(limits_settings, on_state=self.metrics.global_limits_degraded.set)
-        self.engine: ServingEngine = engine
-        self.single_model = _parse_single(options.get("single_model") or ws.settings.serve_model)
-        self.follow_interval = float(options.get("follow_interval", ws.settings.serving_follow_interval_s))
-        # process-wide, so only the server process asks for it (shipyard.server.app_factory)
-        self.tune_gc = bool(options.get("tune_gc", False))
-        self.gc_thresholds: tuple[int, int, int] | None = None
-        self.follower: Any = None
-        self.handlers: dict[str, Any] = {}
-        self.predictions: Any = None
-        self.readiness: Any = None  # a Readiness once the server installs this state (warm-up at start)
-        self.started = False
-        self.shutdown_log = ShutdownLog(engine.inflight)
-
-    def start_follower(self) -> None:
-        if self.follower is None and self.follow_interval > 0 and self.engine.ws is not None:
-            from shipyard.serving.hotswap import Follower
-
-            self.follower = Follower(self.engine, interval=self.follow_interval)
-            self.follower.start()
-        self.started = True
-
-    def stop(self) -> None:
-        if self.follower is not None:
-            self.follower.stop()
-            self.follower = None
-        self.engine.close()
-
-
-_states: weakref.WeakKeyDictionary[Any, ServingState] = weakref.WeakKeyDictionary()
-
-
-def _parse_single(ref: str | None) -> tuple[str, str] | None:
-    if not ref:
-        return None
-    name, _, alias = str(ref).partition("@")
-    return name, alias or "champion"
-
-
-def state_for(ws: Workspace, **options: Any) -> ServingState:
-    state = _states.get(ws)
-    if state is None:
-        state = ServingState(ws, **options)
-        _states[ws] = state
-    return state
 
 
 # -- helpers --------------------------------------------------------------------------------------
@@ -553,20 +479,6 @@ def router() -> APIRouter:
 
     api.include_router(rollout_router())
     return api
-
-
-def engine_for(request: Request, ws: Workspace) -> ServingEngine:
-    """The serving engine of ``ws`` in this server (created for a project on first use)."""
-    default = getattr(request.app.state, "serving", None)
-    if default is not None and default.ws is ws:
-        return default.engine
-    state = _states.get(ws)
-    if state is None:
-        predictions = default.predictions if default is not None else None
-        state = state_for(ws, **(predictions.options if predictions is not None else {}))
-        if default is not None and default.started:
-            state.start_follower()
-    return state.engine
 
 
 def install(app: FastAPI, ws: Workspace, **options: Any) -> None:

@@ -24,6 +24,7 @@ from shipyard.auth.permissions import Action, Resource
 from shipyard.http_util import RequestBody
 from shipyard.serving import release
 from shipyard.serving.fleet import fleet_series
+from shipyard.serving.state import engine_for
 
 if TYPE_CHECKING:
     from shipyard.workspace import Workspace
@@ -44,8 +45,6 @@ class StartRollout(RequestBody):
 
 
 def router() -> APIRouter:
-    from shipyard.serving.http import engine_for
-
     runners: dict[int, release.RolloutRunner] = {}
 
     def runner_for(ws: Workspace, engine: Any) -> release.RolloutRunner:
