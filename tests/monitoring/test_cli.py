@@ -53,6 +53,9 @@ def test_report_labels_and_alerts_commands(tmp_path: Path) -> None:
     assert json.loads((tmp_path / "r.json").read_text())["day_stats"]["summary"]["rows"] == 400
     code, out = _run(project, "reports", "list", "--scene", "s")
     assert code == 0 and out.startswith(DAY)
+    code, out = _run(project, "reports", "daily", "--scene", "nope", "--date", "2026-12-01")
+    assert code == 1 and "scene 'nope' does not exist" in out and "shipyard scenes list" in out
+    assert _run(project, "reports", "list", "--scene", "nope") == (0, "")
     labels = pd.DataFrame({"request_id": ids[:100] + ["ghost"], "bad": np.r_[np.arange(100) % 2, 1]})
     labels.to_csv(tmp_path / "labels.csv", index=False)
     code, out = _run(project, "labels", "ingest", str(tmp_path / "labels.csv"), "--scene", "s",

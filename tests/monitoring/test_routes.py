@@ -51,6 +51,9 @@ def test_routes_end_to_end(server, tmp_path: Path) -> None:
     html = http.get(f"{API}/reports/{listed[0]['id']}/html")
     assert html.status_code == 200 and "Daily report" in html.text
     assert http.get(f"{API}/reports/999/html").status_code == 404
+    r = http.post(f"{API}/reports/daily", json={"scene": "nope", "date": "2026-12-01"})
+    assert r.status_code == 404 and "scene 'nope' does not exist" in r.json()["error"]["message"]
+    assert http.get(f"{API}/reports", params={"scene": "nope"}).json() == []
     assert http.get(f"{API}/trend", params={"scene": "s", "until": DAY}).json()[0]["rows"] == 600
     r = http.post(f"{API}/labels", json={"scene": "s", "labels": [{"request_id": i, "bad": n % 2}
                                                                  for n, i in enumerate(ids[:50])] +

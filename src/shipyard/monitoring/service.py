@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import sqlalchemy as sa
 
 from shipyard.artifacts import ArtifactStore
 from shipyard.errors import InvalidInput, NotFound
@@ -26,6 +27,8 @@ from shipyard.monitoring.plugins import available
 from shipyard.monitoring.scenes import PluginRef, SceneSettings, SceneStore
 from shipyard.monitoring.series import MINUTE_MS, SeriesRecorder, SeriesResult, SeriesStore
 from shipyard.store import MetadataStore
+from shipyard.store.schema import monitoring_scenes as MONITORING_SCENES
+from shipyard.store.schema import scenes as SERVING_SCENES
 
 Progress = Callable[[int, int], None]
 FeatureMonitor = Callable[[list[str]], dict[str, Any]]
@@ -181,7 +184,21 @@ class Monitoring:
     # -- daily reports --------------------------------------------------------------------------------
     def daily_report(self, scene: str, day: str | dt.date | None = None, actor: str = "system", *,
                      save: bool = True, progress: Progress | None = None) -> DailyReport:
+        self.require_scene(scene)
         return self.daily.build(scene, day, actor, save=save, progress=progress)
+
+    def require_scene(self, scene: str) -> None:
+        """Refuse a scene nothing knows: one that was never applied to serving, configured for monitoring
+        or served (a mistyped name would otherwise get a stored report of zero records)."""
+        with self.store.read() as conn:
+            applied = conn.execute(sa.select(SERVING_SCENES.c.name).where(SERVING_SCENES.c.name == scene)).first()
+            configured = conn.execute(sa.select(MONITORING_SCENES.c.scene)
+                                      .where(MONITORING_SCENES.c.scene == scene)).first()
+        if applied or configured or log_days(self.artifacts, scene):
+            return
+        raise NotFound(f"scene {scene!r} does not exist: it was never applied, configured for monitoring or "
+                       "served; list the scenes with 'shipyard scenes list' (GET /api/v1/scenes)",
+                       {"field": "scene", "scene": scene})
 
     def trend(self, scene: str, days: int = 30, until: str | None = None) -> pd.DataFrame:
         return self.daily.trend(scene, days, until)
