@@ -679,6 +679,8 @@ export default {
  "paused": "已暂停",
  "pending": "待处理",
  "person": "个人",
+ "precision narrowed": "精度缩小",
+ "precision widened": "精度扩大",
  "promoted": "已全量",
  "queued": "排队中",
  "random per request": "每个请求随机",
