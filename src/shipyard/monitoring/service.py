@@ -142,8 +142,12 @@ class Monitoring:
     def baseline(self, name: str) -> Baseline:
         return self.scenes.baseline(name)
 
-    def configure(self, scene: str, actor: str, **changes: Any) -> SceneSettings:
-        """Set a scene's baseline, score, decision, approve values, entity field or plugins."""
+    def configure(self, scene: str, actor: str, *, add_plugins: Sequence[Any] = (),
+                  remove_plugins: Sequence[str] = (), **changes: Any) -> SceneSettings:
+        """Set a scene's baseline, score, decision, approve values, entity field or plugins.
+
+        ``plugins`` replaces the scene's plugin list; ``add_plugins`` then adds to it (a plugin of the
+        same name is replaced, not listed twice) and ``remove_plugins`` takes plugins out by name."""
         current = self.scenes.settings(scene)
         allowed = {"baseline", "score", "decision", "approve", "entity", "plugins"}
         unknown = sorted(set(changes) - allowed)
@@ -156,6 +160,18 @@ class Monitoring:
             if k == "plugins":
                 v = [_plugin_ref(p) for p in v]
             data[k] = list(v) if k == "approve" else v
+        plugins = list(data.get("plugins") or [])
+        for p in add_plugins:
+            ref = _plugin_ref(p)
+            plugins = [q for q in plugins if q["name"] != ref["name"]] + [ref]
+        for given in remove_plugins:
+            name = str(_plugin_ref(given)["name"])  # a plugin named by its .py path or module works too
+            if not any(q["name"] == name for q in plugins):
+                listed = ", ".join(str(q["name"]) for q in plugins) or "none"
+                raise InvalidInput(f"plugin {name!r} is not configured for scene {scene!r} (configured: {listed})",
+                                   {"field": "remove_plugins"})
+            plugins = [q for q in plugins if q["name"] != name]
+        data["plugins"] = plugins
         return self.scenes.save_settings(SceneSettings.from_dict(data), actor)
 
     def settings(self, scene: str) -> SceneSettings:
