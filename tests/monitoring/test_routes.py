@@ -75,6 +75,20 @@ def test_routes_end_to_end(server, tmp_path: Path) -> None:
     assert http.get(f"{API}/series", params={"scene": "s", "since": "1h"}).status_code == 200
 
 
+def test_a_log_window_that_is_not_a_date_is_refused_naming_the_field(server) -> None:
+    ws, http = server
+    write_day(ws, "s", DAY, frame(50, 1))
+    for start, end, field in (("2026-99-01", DAY, "start"), (DAY, "2026-01-32", "end"), ("2026-01-09", DAY, "start")):
+        r = http.post(f"{API}/baselines", json={"name": "w", "scene": "s", "start": start, "end": end})
+        assert r.status_code == 400 and r.json()["error"]["details"]["field"] == field, r.text
+    r = http.post(f"{API}/baselines", json={"name": "w", "scene": "s", "start": "2026-99-01", "end": DAY})
+    assert r.json()["error"]["message"] == "start '2026-99-01' is not a date; use YYYY-MM-DD"
+    # a scene without any logged day: still a date error, not "no traffic"
+    r = http.post(f"{API}/baselines", json={"name": "w", "scene": "quiet", "start": "2026-99-01", "end": DAY})
+    assert r.status_code == 400 and r.json()["error"]["details"]["field"] == "start" and "not a date" in r.text
+    assert http.get(f"{API}/baselines").json() == []
+
+
 def test_roles_and_code_upload(server, tmp_path: Path) -> None:
     ws, http = server
     viewer = auth_headers(ws, "vic", "viewer")

@@ -90,7 +90,11 @@ class Monitoring:
         """A baseline from a reference window of the scene's own prediction log (days inclusive)."""
         from shipyard.monitoring.daylog import read_columns
 
-        days = [d for d in log_days(self.artifacts, scene) if parse_day(start) <= d <= parse_day(end)]
+        first, last = _day(start, "start"), _day(end, "end")
+        if first > last:
+            raise InvalidInput(f"start {first} is after end {last}; give the window's first day first",
+                               {"field": "start"})
+        days = [d for d in log_days(self.artifacts, scene) if first <= d <= last]
         frames = [read_columns(self.artifacts, scene, d, None, None) for d in days]
         frames = [f for f in frames if len(f)]
         if not frames:
@@ -354,6 +358,16 @@ def _plugin_ref(p: Any) -> dict[str, str | None]:
         return {"name": Path(text).stem, "path": text}
     # a dotted name is a module; a bare name an entry point or a built-in
     return {"name": text, "path": text if "." in text else None}
+
+
+def _day(value: Any, field: str) -> str:
+    """A day given as text (YYYY-MM-DD), refused naming the field it came in."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        raise InvalidInput(f"{field} is missing; give a day as YYYY-MM-DD", {"field": field})
+    try:
+        return parse_day(value)
+    except InvalidInput:
+        raise InvalidInput(f"{field} {value!r} is not a date; use YYYY-MM-DD", {"field": field}) from None
 
 
 def _num(v: Any) -> float | None:
