@@ -312,8 +312,10 @@ def apply_cmd(ctx: click.Context, rules: str) -> None:
 def rules_cmd(ctx: click.Context) -> None:
     """Stored rules and notifiers (without secrets)."""
     m = _ws(ctx).monitoring
+    usable, invalid = m.alerts.load_notifiers()
     _print({"rules": [r.to_dict() for r in m.alerts.rules()],
-            "notifiers": [n.describe() for n in m.alerts.notifiers().values()],
+            "notifiers": [n.describe() for n in usable.values()],
+            "invalid_notifiers": [{"name": k, "error": v} for k, v in invalid.items()],
             "silences": m.alerts.silences()})
 
 
