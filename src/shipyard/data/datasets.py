@@ -354,9 +354,14 @@ class DatasetVersions:
         if reader_kind not in READER_KINDS:
             raise InvalidInput(f"reader_kind {reader_kind!r} is not known; use one of {list(READER_KINDS)}",
                                {"field": "reader_kind"})
+        edge = ((dataset_reads.c.dataset == name) & (dataset_reads.c.version == int(version))
+                & (dataset_reads.c.reader_kind == reader_kind) & (dataset_reads.c.reader_id == str(reader_id)))
         with self.store.begin() as conn:
-            conn.execute(dataset_reads.insert().values(dataset=name, version=int(version), reader_kind=reader_kind,
-                                                       reader_id=str(reader_id), created_at=now_ms(), actor=actor))
+            # one edge per reader and version: a view materialized every minute is listed once
+            if conn.execute(sa.select(dataset_reads.c.id).where(edge).limit(1)).first() is None:
+                conn.execute(dataset_reads.insert().values(dataset=name, version=int(version),
+                                                           reader_kind=reader_kind, reader_id=str(reader_id),
+                                                           created_at=now_ms(), actor=actor))
 
     def reads(self, name: str) -> list[dict[str, Any]]:
         query = (sa.select(dataset_reads).where(dataset_reads.c.dataset == name)
