@@ -1,4 +1,4 @@
-"""Arrow tables from pandas frames.
+"""Arrow tables from pandas frames, and pandas frames of Arrow decimals that compute as numbers.
 
 pyarrow converts a pandas column by reading ``Series.values``, which pandas 3.1 deprecates for
 timezone-aware columns (a ``Pandas4Warning`` per column and call). ``table_from_pandas`` hands
@@ -48,3 +48,24 @@ def table_from_pandas(frame: pd.DataFrame, **options: Any) -> pa.Table:
                 column["metadata"] = {"timezone": aware[column["field_name"]]}
         meta[b"pandas"] = json.dumps(pandas_meta).encode()
     return table.cast(schema.with_metadata(meta))
+
+
+def decimals_as_floats(frame: pd.DataFrame) -> pd.DataFrame:
+    """SQL NUMERIC/DECIMAL columns (Arrow ``decimal128``) arrive in pandas as Python ``Decimal`` objects:
+    numbers, to be binned as such (as object columns they would be counted as thousands of categories
+    and hide any shift). Returns ``frame`` itself when it has no such column."""
+    from decimal import Decimal
+
+    out = frame
+    for name in frame.columns:
+        col = frame[name]
+        if col.dtype != object:
+            continue
+        present = col.dropna()
+        if not len(present) or not isinstance(present.iloc[0], Decimal):
+            continue
+        if all(isinstance(v, Decimal) for v in present):
+            if out is frame:
+                out = frame.copy()
+            out[name] = col.astype("float64")
+    return out

@@ -125,6 +125,37 @@ def test_unchanged_content_adds_no_version_and_diff_reports_schema_rows_and_psi(
     assert [v.version for v in workspace.data.list_versions("loans")] == [1, 2, 3]
 
 
+def _decimal_file(path: Path, values: np.ndarray, precision: int) -> None:
+    """A Parquet file whose ``amt`` column is decimal128(precision, 1), as a NUMERIC query result is."""
+    from decimal import Decimal
+
+    amt = pa.array([Decimal(f"{v:.1f}") for v in values], type=pa.decimal128(precision, 1))
+    pa.parquet.write_table(pa.table({"amt": amt, "n": pa.array(np.arange(len(values)))}), path)
+
+
+def test_decimal_precision_change_is_not_a_retype_and_drift_bins_decimals_as_numbers(workspace: Workspace,
+                                                                                     landing: Path) -> None:
+    import pyarrow.parquet  # noqa: F401 - pa.parquet
+
+    rng = np.random.default_rng(7)
+    first = np.round(rng.normal(5000, 1500, 3000).clip(100, 9999), 1)
+    second = np.round(rng.normal(5600, 1500, 3000).clip(100, 99999), 1)
+    second[:5] = 12345.6  # one more digit: the source types the column decimal128(6, 1)
+    _decimal_file(landing / "amt.parquet", first, 5)
+    _file_dataset(workspace, landing, "amt.parquet")
+    workspace.data.refresh("loans", actor="alice")
+    _decimal_file(landing / "amt.parquet", second, 6)
+    workspace.data.refresh("loans", actor="alice")
+    diff = workspace.data.diff("loans")
+    assert diff.type_changed == []
+    assert diff.precision_changed == [{"name": "amt", "from": "decimal128(5, 1)", "to": "decimal128(6, 1)",
+                                       "change": "widened"}]
+    drift = {d["column"]: d for d in diff.drift}
+    assert drift["amt"]["psi"] == pytest.approx(_naive_psi(first, second), rel=1e-9)
+    narrowed = workspace.data.diff("loans", 2, 1).precision_changed
+    assert [c["change"] for c in narrowed] == ["narrowed"]
+
+
 class _Failing:
     """A source that dies after its first chunk, like a database connection dropping mid-read."""
 

@@ -72,6 +72,44 @@ def test_postgres_source(ws: Workspace, postgres_url: str, caplog: pytest.LogCap
     _check_sql_source(ws, postgres_url, caplog)
 
 
+@pytest.mark.postgres
+def test_postgres_numeric_refreshed_twice_diffs_as_numbers(ws: Workspace, postgres_url: str) -> None:
+    """A NUMERIC column without declared precision: each refresh types it from its values, so a value
+    with one more digit turns decimal128(5, 1) into decimal128(6, 1). That is no retype, and drift
+    compares the amounts as numbers (deciles of the first version), not as thousands of categories."""
+    import numpy as np
+    from click.testing import CliRunner
+
+    from shipyard.cli import main
+    from tests.data.test_datasets import _naive_psi
+
+    rng = np.random.default_rng(11)
+    first = np.round(rng.normal(5000, 1500, 2000).clip(100, 9999), 1)
+    second = np.round(rng.normal(5600, 1500, 2000).clip(100, 99999), 1)
+    second[:3] = 12345.6
+    engine = sa.create_engine(postgres_url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE pay (id integer, amt numeric)")
+        conn.execute(sa.text("INSERT INTO pay VALUES (:id, :amt)"),
+                     [{"id": i, "amt": str(v)} for i, v in enumerate(first)])
+    ws.data.add_source("db", "sql", {"url": postgres_url}, actor="alice")
+    ws.data.create_dataset("pay", "db", {"query": "SELECT amt FROM pay ORDER BY id"}, actor="alice")
+    ws.data.refresh("pay", actor="alice")
+    with engine.begin() as conn:
+        conn.exec_driver_sql("DELETE FROM pay")
+        conn.execute(sa.text("INSERT INTO pay VALUES (:id, :amt)"),
+                     [{"id": i, "amt": str(v)} for i, v in enumerate(second)])
+    engine.dispose()
+    ws.data.refresh("pay", actor="alice")
+    diff = ws.data.diff("pay")
+    assert diff.type_changed == []
+    assert [(c["from"], c["to"], c["change"]) for c in diff.precision_changed] == [
+        ("decimal128(5, 1)", "decimal128(6, 1)", "widened")]
+    assert diff.drift[0]["psi"] == pytest.approx(_naive_psi(first, second), rel=1e-9)
+    out = CliRunner().invoke(main, ["-p", str(ws.settings.project_dir), "datasets", "diff", "pay"]).output
+    assert "~ amt" not in out and "precision widened, not a type change" in out
+
+
 @pytest.mark.mariadb
 def test_mariadb_source(ws: Workspace, mariadb_url: str, caplog: pytest.LogCaptureFixture) -> None:
     url = sa.make_url(mariadb_url)

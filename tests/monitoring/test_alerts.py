@@ -370,3 +370,40 @@ def test_notifier_settings_of_the_wrong_type_are_refused_at_apply(workspace) -> 
     m.apply_rules({"notifiers": [{**hook, "retries": 0, "backoff_s": 0.5, "timeout_s": 2},
                                  {**mail, "port": 2525, "starttls": True, "to": "a@example"}]}, "alice")
     assert m.alerts.notifier_names() == ["h", "m"]
+
+
+def test_a_notifier_stored_with_wrong_types_is_skipped_and_the_rest_evaluated(workspace, receiver, caplog) -> None:
+    """Notifiers stored before apply checked types: the bad one is skipped with a warning naming it
+    and a failed delivery in the alert's history; the other notifiers and rules still work."""
+    import logging
+
+    import sqlalchemy as sa
+
+    from shipyard.store.schema import monitoring_notifiers as N
+
+    m = workspace.monitoring
+    m.apply_rules({"rules": [{"name": "errors", "metric": "errors", "scope": {"scene": "credit"},
+                              "condition": ">= 1", "notify": ["old", "hook"]},
+                             {"name": "requests", "metric": "requests", "scope": {"scene": "credit"},
+                              "condition": ">= 1", "notify": ["hook"]}],
+                   "notifiers": [{"name": "hook", "type": "webhook", "url": receiver.url, "retries": 0},
+                                 {"name": "old", "type": "webhook", "url": receiver.url}]}, "alice")
+    with workspace.store.begin() as conn:  # as an older release stored it, with no type checks
+        conn.execute(N.update().where(N.c.name == "old").values(spec={
+            "name": "old", "type": "webhook", "url": receiver.url, "retries": "many",
+            "headers": {"Authorization": "Bearer tok-123"}}))
+    assert list(m.alerts.notifiers()) == ["hook"] and list(m.alerts.load_notifiers()[1]) == ["old"]
+    _traffic(workspace, errors=1)
+    with caplog.at_level(logging.WARNING, logger="shipyard.monitoring.alerts"):
+        events = {e.rule: e for e in m.evaluator().evaluate_once()}
+    assert set(events) == {"errors", "requests"}
+    old, hook = events["errors"].deliveries
+    assert (old.notifier, old.ok, hook.ok) == ("old", False, True)
+    assert "notifier 'old' is stored with an invalid setting (retries)" in old.error
+    assert [d.ok for d in events["requests"].deliveries] == [True] and len(receiver.received) == 2
+    assert any("notifier 'old'" in r.getMessage() for r in caplog.records)
+    [entry] = m.alerts.history(rule="errors")
+    assert [(d["notifier"], d["ok"]) for d in entry["notifications"]] == [("old", False), ("hook", True)]
+    assert "tok-123" not in json.dumps(m.alerts.history(), default=str) + old.error
+    with workspace.store.read() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(N)).scalar() == 2  # kept, to be re-applied

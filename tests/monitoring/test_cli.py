@@ -53,6 +53,9 @@ def test_report_labels_and_alerts_commands(tmp_path: Path) -> None:
     assert json.loads((tmp_path / "r.json").read_text())["day_stats"]["summary"]["rows"] == 400
     code, out = _run(project, "reports", "list", "--scene", "s")
     assert code == 0 and out.startswith(DAY)
+    code, out = _run(project, "reports", "daily", "--scene", "nope", "--date", "2026-12-01")
+    assert code == 1 and "scene 'nope' does not exist" in out and "shipyard scenes list" in out
+    assert _run(project, "reports", "list", "--scene", "nope") == (0, "")
     labels = pd.DataFrame({"request_id": ids[:100] + ["ghost"], "bad": np.r_[np.arange(100) % 2, 1]})
     labels.to_csv(tmp_path / "labels.csv", index=False)
     code, out = _run(project, "labels", "ingest", str(tmp_path / "labels.csv"), "--scene", "s",
@@ -98,3 +101,28 @@ def test_drift_and_baseline_over_versioned_datasets(tmp_path: Path) -> None:
     assert code == 0 and "2,000 rows" in out, out
     code, out = _run(project, "monitor", "drift", "nothing@1", "apps")
     assert code != 0 and "nothing@1" in out
+
+
+def test_configure_adds_removes_or_replaces_plugins(tmp_path: Path) -> None:
+    from shipyard.workspace import connect
+
+    project = tmp_path / "p"
+    connect(project).close()
+    for name in ("a", "b", "c"):
+        (tmp_path / f"{name}.py").write_text("def calculate_metrics(h, d, b):\n    return None, {}\n")
+
+    def plugins(*args: str) -> list[str]:
+        code, out = _run(project, "monitor", "configure", "--scene", "s", *args)
+        assert code == 0, out
+        return [p["name"] for p in json.loads(out)["plugins"]]
+
+    assert plugins("--plugin", str(tmp_path / "a.py"), "--plugin", str(tmp_path / "b.py")) == ["a", "b"]
+    assert plugins("--add-plugin", str(tmp_path / "c.py")) == ["a", "b", "c"]
+    assert plugins("--add-plugin", str(tmp_path / "a.py")) == ["b", "c", "a"]  # same name: not listed twice
+    assert plugins("--remove-plugin", "b", "--remove-plugin", str(tmp_path / "c.py")) == ["a"]
+    assert plugins("--score", "pd") == ["a"]  # settings not given keep their values
+    code, out = _run(project, "monitor", "configure", "--scene", "s", "--remove-plugin", "zzz")
+    assert code == 1 and "plugin 'zzz' is not configured for scene 's' (configured: a)" in out
+    assert plugins("--plugin", str(tmp_path / "c.py")) == ["c"]  # --plugin replaces the list
+    code, out = _run(project, "monitor", "configure", "--help")
+    assert "Replaces the scene's whole plugin list" in " ".join(out.split())

@@ -279,3 +279,19 @@ def test_a_broken_plugins_traceback_names_no_server_path(mon, tmp_path: Path) ->
     assert "the plugin has a bug" in page and 'File "broken.py", line' in page
     for root in (str(tmp_path), str(Path(__file__).resolve().parents[2]), sys.prefix):
         assert root not in page
+
+
+def test_a_scene_that_does_not_exist_is_refused_and_nothing_is_stored(workspace) -> None:
+    from shipyard.errors import NotFound
+
+    m = workspace.monitoring
+    with pytest.raises(NotFound) as err:
+        m.daily_report("nope", "2026-12-01", "alice")
+    assert "'nope'" in err.value.message and "shipyard scenes list" in err.value.message
+    assert err.value.details["field"] == "scene"
+    assert m.reports("nope") == [] and m.daily.stored("nope", "2026-01-01", "2026-12-31") == []
+    # a scene known only by its logged traffic, or only by its monitoring settings, still gets its report
+    write_day(workspace, "logged", DAY, frame(20, 1))
+    assert m.daily_report("logged", DAY, "alice").rows == 20
+    m.configure("configured", "alice", score="pd")
+    assert m.daily_report("configured", DAY, "alice").rows == 0

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from shipyard.pipelines.jobs import job_kinds
 from shipyard.pipelines.scheduler import Scheduler
 from tests.monitoring.support import frame, write_day
@@ -39,3 +41,36 @@ def test_the_scheduler_runs_daily_reports_and_alert_evaluation(workspace) -> Non
     # the scheduled report has the numbers a report built by hand has
     by_hand = m.daily_report("s", DAY, "alice", save=False)
     assert by_hand.rows == 300
+
+
+def test_schedule_arguments_are_checked_when_the_schedule_is_added(sqlite_workspace, tmp_path) -> None:
+    from click.testing import CliRunner
+
+    from shipyard.cli import main
+    from shipyard.errors import InvalidInput
+
+    schedules = sqlite_workspace.schedules
+    cases = [("series_retention", "", {"keep_days": "forever"}, "args.keep_days"),
+             ("series_retention", "", {"keep_days": -1}, "args.keep_days"),
+             ("series_retention", "", {"keep_days": True}, "args.keep_days"),
+             ("series_retention", "", {"keep_dayz": 7}, "args.keep_dayz"),
+             ("daily_report", "s", {"date": "2026-99-01"}, "args.date"),
+             ("daily_report", "", {}, "target"),
+             ("alert_evaluation", "", {"scene": "s"}, "args.scene")]
+    for kind, target, args, field in cases:
+        with pytest.raises(InvalidInput) as err:
+            schedules.add("x", kind, target, actor="alice", interval_s=3600, args=args)
+        assert err.value.details["field"] == field, (kind, args)
+    assert schedules.list() == []
+    assert schedules.add("keep", "series_retention", actor="alice", interval_s=3600,
+                         args={"keep_days": 7.5}).args == {"keep_days": 7.5}
+    # over the CLI: YAML values, so a date is a date (stored as its text) and "forever" a string
+    project = str(sqlite_workspace.settings.project_dir)
+    run = CliRunner().invoke
+    out = run(main, ["-p", project, "schedules", "add", "r", "--kind", "series_retention", "--every", "3600",
+                     "--arg", "keep_days=forever"])
+    assert out.exit_code == 1 and "args.keep_days must be a positive number of days, got 'forever'" in out.output
+    out = run(main, ["-p", project, "schedules", "add", "d", "--kind", "daily_report", "--target", "s",
+                     "--every", "3600", "--arg", "date=2026-03-02"])
+    assert out.exit_code == 0, out.output
+    assert schedules.get("d").args == {"date": "2026-03-02"}

@@ -51,6 +51,9 @@ def test_routes_end_to_end(server, tmp_path: Path) -> None:
     html = http.get(f"{API}/reports/{listed[0]['id']}/html")
     assert html.status_code == 200 and "Daily report" in html.text
     assert http.get(f"{API}/reports/999/html").status_code == 404
+    r = http.post(f"{API}/reports/daily", json={"scene": "nope", "date": "2026-12-01"})
+    assert r.status_code == 404 and "scene 'nope' does not exist" in r.json()["error"]["message"]
+    assert http.get(f"{API}/reports", params={"scene": "nope"}).json() == []
     assert http.get(f"{API}/trend", params={"scene": "s", "until": DAY}).json()[0]["rows"] == 600
     r = http.post(f"{API}/labels", json={"scene": "s", "labels": [{"request_id": i, "bad": n % 2}
                                                                  for n, i in enumerate(ids[:50])] +
@@ -70,6 +73,20 @@ def test_routes_end_to_end(server, tmp_path: Path) -> None:
     assert http.get(f"{API}/alerts/history").status_code == 200
     assert http.delete(f"{API}/alerts/rules/vol").status_code == 200
     assert http.get(f"{API}/series", params={"scene": "s", "since": "1h"}).status_code == 200
+
+
+def test_a_log_window_that_is_not_a_date_is_refused_naming_the_field(server) -> None:
+    ws, http = server
+    write_day(ws, "s", DAY, frame(50, 1))
+    for start, end, field in (("2026-99-01", DAY, "start"), (DAY, "2026-01-32", "end"), ("2026-01-09", DAY, "start")):
+        r = http.post(f"{API}/baselines", json={"name": "w", "scene": "s", "start": start, "end": end})
+        assert r.status_code == 400 and r.json()["error"]["details"]["field"] == field, r.text
+    r = http.post(f"{API}/baselines", json={"name": "w", "scene": "s", "start": "2026-99-01", "end": DAY})
+    assert r.json()["error"]["message"] == "start '2026-99-01' is not a date; use YYYY-MM-DD"
+    # a scene without any logged day: still a date error, not "no traffic"
+    r = http.post(f"{API}/baselines", json={"name": "w", "scene": "quiet", "start": "2026-99-01", "end": DAY})
+    assert r.status_code == 400 and r.json()["error"]["details"]["field"] == "start" and "not a date" in r.text
+    assert http.get(f"{API}/baselines").json() == []
 
 
 def test_roles_and_code_upload(server, tmp_path: Path) -> None:

@@ -112,3 +112,47 @@ def test_editing_rules_keeps_what_the_editor_does_not_show_and_removes_what_is_l
     assert kept_rule["notify"] == ["ops-hook"] and kept_rule["cooldown"] == "2h"
     assert kept_rule["severity"] == "critical" and kept_rule["description"] == 'said "so"'
     assert ui.errors == []
+
+
+
+def test_a_rule_is_deleted_from_the_rules_table_after_confirming(ui_factory):
+    otto = ui_factory()
+    otto.sign_in("otto")
+    page = otto.go("/")
+    document = ("rules:\n  - {name: delete-me, metric: errors, scope: {scene: credit_apply}, condition: '> 1000000',"
+                " window: 1h}\n")
+    status = page.evaluate("(doc) => fetch('/api/v1/monitoring/alerts/rules', {method: 'POST', headers: "
+                           "{'content-type': 'application/json'}, body: JSON.stringify({document: doc})})"
+                           ".then(r => r.status)", document)
+    assert status == 201
+
+    # a viewer sees the rule and no button to change it
+    vic = ui_factory()
+    vic.sign_in("vic")
+    seen = vic.go("/monitoring?scene=credit_apply&tab=alerts").locator("table[aria-label='Alert rules']")
+    seen.get_by_text("delete-me").wait_for()
+    assert seen.get_by_role("button").count() == 0
+    assert vic.errors == []
+
+    page = otto.go("/monitoring?scene=credit_apply&tab=alerts")
+    table = page.locator("table[aria-label='Alert rules']")
+    button = table.get_by_role("button", name="Delete rule delete-me")
+
+    def names() -> list[str]:
+        return [r["name"] for r in page.evaluate("fetch('/api/v1/monitoring/alerts/rules').then(r => r.json())")
+                ["rules"]]
+
+    # cancelling the confirmation keeps the rule
+    button.click()
+    dialog = page.get_by_role("dialog")
+    assert "no longer evaluated" in dialog.inner_text()
+    dialog.get_by_role("button", name="Cancel").click()
+    assert "delete-me" in names()
+    button.click()
+    page.get_by_role("dialog").get_by_role("button", name="Delete").click()
+    page.get_by_text("Rule delete-me deleted").wait_for()
+    otto.ready()
+    assert "delete-me" not in names()
+    assert "delete-me" not in page.locator("table[aria-label='Alert rules']").inner_text()
+    otto.shot("monitoring-rule-deleted")
+    assert otto.errors == []

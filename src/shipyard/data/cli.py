@@ -296,6 +296,8 @@ def datasets_diff(ctx: click.Context, name: str, a: str | None, b: str | None, a
         click.echo(f"  - {c['name']} ({c['type']})")
     for c in diff.type_changed:
         click.echo(f"  ~ {c['name']}: {c['from']} → {c['to']}")
+    for c in diff.precision_changed:
+        click.echo(f"  = {c['name']}: {c['from']} → {c['to']} (precision {c['change']}, not a type change)")
     for d in diff.drift:
         value = "n/a" if d["psi"] is None else f"{d['psi']:.4f}"
         click.echo(f"  PSI {value:>8}  {d['level']:11} {d['column']}")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import logging
 import math
+import re
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
@@ -23,6 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import sqlalchemy as sa
 
+from shipyard.arrow_util import decimals_as_floats
 from shipyard.artifacts import ArtifactStore, sha256_file
 from shipyard.errors import InvalidInput, NotFound
 from shipyard.store import MetadataStore, now_ms
@@ -94,6 +96,9 @@ class DatasetDiff:
     removed: list[dict[str, str]]
     type_changed: list[dict[str, str]]
     drift: list[dict[str, Any]] = field(default_factory=list)
+    # decimal columns whose precision or scale changed: not a retype. A PostgreSQL NUMERIC without a
+    # declared precision is typed from the values read, so a refresh with one more digit changes it.
+    precision_changed: list[dict[str, str]] = field(default_factory=list)
 
     @property
     def row_delta(self) -> int:
@@ -324,9 +329,14 @@ class DatasetVersions:
         removed = [{"name": n, "type": t} for n, t in types_a.items() if n not in types_b]
         changed = [{"name": n, "from": types_a[n], "to": types_b[n]} for n in types_a
                    if n in types_b and types_a[n] != types_b[n]]
+        resized = [c for c in changed if _is_decimal(c["from"]) and _is_decimal(c["to"])]
+        for c in resized:
+            c["change"] = "widened" if _widens(c["from"], c["to"]) else "narrowed"
+        changed = [c for c in changed if c not in resized]
         common = [n for n in types_a if n in types_b]
-        frame_a = _sample(self.read(a, common))
-        frame_b = _sample(self.read(b, common))
+        # decimals compare as numbers (deciles of the reference), as monitoring's drift does
+        frame_a = _sample(decimals_as_floats(self.read(a, common)))
+        frame_b = _sample(decimals_as_floats(self.read(b, common)))
         drift = []
         for column in common:
             entry: dict[str, Any] = {"column": column}
@@ -337,22 +347,41 @@ class DatasetVersions:
                 entry.update(psi=None, level="n/a", note=str(getattr(exc, "message", exc)))
             drift.append(entry)
         drift.sort(key=lambda d: -(d["psi"] if d["psi"] is not None else -1.0))
-        return DatasetDiff(a.dataset, a.version, b.version, a.rows, b.rows, added, removed, changed, drift)
+        return DatasetDiff(a.dataset, a.version, b.version, a.rows, b.rows, added, removed, changed, drift, resized)
 
     # -- lineage ---------------------------------------------------------------------------------
     def record_read(self, name: str, version: int, reader_kind: str, reader_id: str, actor: str) -> None:
         if reader_kind not in READER_KINDS:
             raise InvalidInput(f"reader_kind {reader_kind!r} is not known; use one of {list(READER_KINDS)}",
                                {"field": "reader_kind"})
+        edge = ((dataset_reads.c.dataset == name) & (dataset_reads.c.version == int(version))
+                & (dataset_reads.c.reader_kind == reader_kind) & (dataset_reads.c.reader_id == str(reader_id)))
         with self.store.begin() as conn:
-            conn.execute(dataset_reads.insert().values(dataset=name, version=int(version), reader_kind=reader_kind,
-                                                       reader_id=str(reader_id), created_at=now_ms(), actor=actor))
+            # one edge per reader and version: a view materialized every minute is listed once
+            if conn.execute(sa.select(dataset_reads.c.id).where(edge).limit(1)).first() is None:
+                conn.execute(dataset_reads.insert().values(dataset=name, version=int(version),
+                                                           reader_kind=reader_kind, reader_id=str(reader_id),
+                                                           created_at=now_ms(), actor=actor))
 
     def reads(self, name: str) -> list[dict[str, Any]]:
         query = (sa.select(dataset_reads).where(dataset_reads.c.dataset == name)
                  .order_by(dataset_reads.c.id))
         with self.store.read() as conn:
             return [dict(r._mapping) for r in conn.execute(query)]
+
+
+_DECIMAL = re.compile(r"^decimal(?:32|64|128|256)\((\d+), (-?\d+)\)$")
+
+
+def _is_decimal(type_name: str) -> bool:
+    return _DECIMAL.match(type_name) is not None
+
+
+def _widens(old: str, new: str) -> bool:
+    """Every value of decimal type ``old`` fits ``new`` (no fewer integer digits, no fewer decimals)."""
+    p0, s0 = map(int, _DECIMAL.match(old).groups())  # type: ignore[union-attr]
+    p1, s1 = map(int, _DECIMAL.match(new).groups())  # type: ignore[union-attr]
+    return s1 >= s0 and p1 - s1 >= p0 - s0
 
 
 def _sample(frame: pd.DataFrame) -> pd.DataFrame:

@@ -17,7 +17,15 @@ from shipyard.features.definitions import (
     on_demand_feature_view,
 )
 from shipyard.features.plan import ApplyPlan, Change
-from shipyard.features.sources import DuckDBSource, FileSource, PushSource, RequestSource, Source, SqlSource
+from shipyard.features.sources import (
+    DatasetSource,
+    DuckDBSource,
+    FileSource,
+    PushSource,
+    RequestSource,
+    Source,
+    SqlSource,
+)
 from shipyard.features.store import FeatureStore
 from shipyard.features.types import Bool, Field, Float64, Int64, String, Timestamp
 
@@ -25,6 +33,7 @@ __all__ = [
     "ApplyPlan",
     "Bool",
     "Change",
+    "DatasetSource",
     "DuckDBSource",
     "Entity",
     "FeatureSelection",

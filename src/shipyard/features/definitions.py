@@ -179,7 +179,8 @@ class FeatureView(_Selectable):
             raise InvalidInput(f"{where} has no fields; give fields=[Field('name', Float64), ...]",
                                {"view": name, "field": "fields"})
         if not isinstance(source, Source) or isinstance(source, RequestSource):
-            raise InvalidInput(f"{where}: source must be a FileSource, SqlSource, DuckDBSource or PushSource",
+            raise InvalidInput(f"{where}: source must be a FileSource, SqlSource, DuckDBSource, DatasetSource or "
+                               "PushSource",
                                {"view": name, "field": "source"})
         self.source = source
         self.timestamp_field = timestamp_field

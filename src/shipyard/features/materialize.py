@@ -261,6 +261,9 @@ def materialize_view(
         "seconds": round(result.seconds, 6), "max_event_ts": _ms(result.max_event_ts), "stats": result.stats,
     })
     _write_state(store, view.name, run_id, files)
+    record = getattr(store, "record_dataset_reads", None)
+    if record is not None:  # lineage: the dataset versions this run read name the view
+        record([view])
     log.info("materialized %s: %d rows read, %d written in %.2fs", view.name, result.rows_read,
              result.rows_written, result.seconds)
     return result
@@ -364,8 +367,11 @@ def _watermark_run(store: Any, view: str) -> tuple[int, dt.datetime] | None:
 
 def _source_file_paths(source: Any) -> list[str] | None:
     """The file patterns a source reads, or None when it reads something other than files."""
-    from shipyard.features.sources import DuckDBSource, FileSource, PushSource
+    from shipyard.features.sources import DatasetSource, DuckDBSource, FileSource, PushSource
 
+    if isinstance(source, DatasetSource):
+        # the version's file: a new version is a new file, so incremental runs see it as arrived
+        return [source.path] if source.path else None
     if isinstance(source, FileSource):
         path = source.path
         if not any(ch in path for ch in "*?[") and "://" not in path and not path.lower().endswith(_FILE_SUFFIXES):

@@ -6,6 +6,9 @@
 - ``PushSource``: rows pushed by ``store.push`` or a stream consumer; kept in the view's offline log,
   optionally on top of a batch source holding history.
 - ``RequestSource``: values that arrive with an online request (inputs to on-demand views).
+- ``DatasetSource``: a versioned dataset (``shipyard datasets``), its latest version or a pinned one.
+  The feature store reads it as that version's Parquet file and records the read in the dataset's
+  lineage when the view is materialized or joined into a training set.
 
 Sources are plain values: they are stored inside the feature view's spec and compared by value.
 """
@@ -147,6 +150,38 @@ class RequestSource(Source):
         return {"type": self.kind, "name": self.name, "schema": [f.to_spec() for f in self.schema]}
 
 
+@dataclass(frozen=True)
+class DatasetSource(Source):
+    """A versioned dataset: ``version`` pins one, None reads the latest at each materialization or
+    training set. ``path`` and ``read_version`` are filled by the feature store when it resolves the
+    source for a read (they are not part of the view's spec)."""
+
+    dataset: str
+    version: int | None = None
+    name: str = ""
+    path: str = field(default="", compare=False)
+    read_version: int | None = field(default=None, compare=False)
+    kind = "dataset"
+
+    def __post_init__(self) -> None:
+        if not self.dataset or not isinstance(self.dataset, str):
+            raise InvalidInput("DatasetSource needs the dataset's name (see 'shipyard datasets list')",
+                               {"field": "dataset"})
+        if self.version is not None and (isinstance(self.version, bool) or not isinstance(self.version, int)
+                                         or self.version < 1):
+            raise InvalidInput(f"DatasetSource {self.dataset!r}: version must be a version number (1, 2, ...) or "
+                               f"None for the latest, got {self.version!r}", {"field": "version"})
+
+    @property
+    def ref(self) -> str:
+        """``dataset@version`` as read, or as pinned (``dataset@latest`` before a read)."""
+        number = self.read_version or self.version
+        return f"{self.dataset}@{number if number is not None else 'latest'}"
+
+    def to_spec(self) -> dict[str, Any]:
+        return {"type": self.kind, "dataset": self.dataset, "version": self.version, "name": self.name}
+
+
 def _check_file_options(path: str, fmt: str, options: dict[str, Any]) -> None:
     if not isinstance(options, dict):
         raise InvalidInput(f"FileSource {path!r}: options must be a dict", {"field": "options"})
@@ -179,6 +214,17 @@ def _guess_format(path: str) -> str:
     return "parquet"
 
 
+def dataset_sources(source: Source | None) -> list[DatasetSource]:
+    """The versioned datasets a source reads, directly or inside a push or DuckDB source."""
+    if isinstance(source, DatasetSource):
+        return [source]
+    if isinstance(source, PushSource):
+        return dataset_sources(source.batch_source)
+    if isinstance(source, DuckDBSource):
+        return [found for inner in source.sources.values() for found in dataset_sources(inner)]
+    return []
+
+
 def source_from_spec(spec: dict[str, Any]) -> Source:
     kind = spec.get("type")
     if kind == "file":
@@ -193,4 +239,6 @@ def source_from_spec(spec: dict[str, Any]) -> Source:
         return PushSource(spec["name"], source_from_spec(batch) if batch else None)
     if kind == "request":
         return RequestSource(spec["name"], [Field.from_spec(f) for f in spec.get("schema", [])])
+    if kind == "dataset":
+        return DatasetSource(spec["dataset"], spec.get("version"), spec.get("name", ""))
     raise InvalidInput(f"unknown source type {kind!r}", {"field": "source"})

@@ -7,6 +7,8 @@ materialization, push, logging, skew and monitoring are delegated at the end of 
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import io
 import logging
 import uuid
@@ -27,6 +29,7 @@ from shipyard.features.offline.scan import CREATED_TS, EVENT_TS, Scanner, connec
 from shipyard.features.paths import OFFLINE_LOG_PREFIX
 from shipyard.features.plan import ApplyPlan, make_plan
 from shipyard.features.registry import FeatureRegistry
+from shipyard.features.sources import DatasetSource, DuckDBSource, PushSource, Source, dataset_sources
 from shipyard.features.repo import load_repo
 from shipyard.features.timeutil import naive_utc, to_utc
 from shipyard.features.types import ARROW_TYPES
@@ -60,7 +63,9 @@ class FeatureStore:
             scanner = Scanner(connect(), self.ws.artifacts, OFFLINE_LOG_PREFIX)
             for obj in repo.definitions:
                 if isinstance(obj, FeatureView):
-                    scanner.view_relation(obj)
+                    for source in dataset_sources(obj.source):
+                        self.ws.data.version(source.dataset, source.version)  # names a missing dataset or version
+                    scanner.view_relation(self._with_dataset_versions(obj))  # type: ignore[arg-type]
         return make_plan(repo.definitions, self.registry.current_specs(), str(repo.root))
 
     def apply(self, path: str | Path | None = None, allow_breaking: bool = False,
@@ -102,15 +107,64 @@ class FeatureStore:
             if version is None and self.registry.current_version(kind, name) is None:
                 continue
             try:
-                return self.registry.get(kind, name, version)  # type: ignore[return-value]
+                view = self.registry.get(kind, name, version)
             except NotFound:
                 continue
+            return self._with_dataset_versions(view)  # type: ignore[arg-type]
         known = ", ".join(self.registry.names("feature_view") + self.registry.names("on_demand_feature_view"))
         raise NotFound(
             f"feature view {name!r} is not registered (known: {known or 'none applied yet'}); define it under "
             "features/ and run 'shipyard features apply'",
             {"view": name, "version": version},
         )
+
+    def _with_dataset_versions(self, view: FeatureView | OnDemandFeatureView) -> FeatureView | OnDemandFeatureView:
+        """A view reading versioned datasets, as a copy whose dataset sources name the version read now
+        (the pinned one, else the latest) and its Parquet file; other views as they are."""
+        if not isinstance(view, FeatureView):
+            return view
+        source = self._resolve_source(view.source)
+        if source is view.source:
+            return view
+        resolved = copy.copy(view)  # the registry's object stays as applied
+        resolved.source = source
+        return resolved
+
+    def _resolve_source(self, source: Source) -> Source:
+        if isinstance(source, DatasetSource):
+            try:
+                found = self.ws.data.version(source.dataset, source.version)
+            except (NotFound, InvalidInput) as exc:
+                # left unresolved: reading it fails naming the dataset; describing the view still works
+                log.warning("dataset source %s: %s", source.ref, exc)
+                return source
+            artifacts = self.ws.artifacts
+            path = str(artifacts.local_path(found.path)) if artifacts.is_local else artifacts.uri(found.path)
+            return dataclasses.replace(source, path=path, read_version=found.version)
+        if isinstance(source, PushSource) and source.batch_source is not None:
+            batch = self._resolve_source(source.batch_source)
+            return source if batch is source.batch_source else PushSource(source.name, batch)
+        if isinstance(source, DuckDBSource):
+            inner = {alias: self._resolve_source(src) for alias, src in source.sources.items()}
+            if all(inner[alias] is src for alias, src in source.sources.items()):
+                return source
+            return DuckDBSource(source.sql, inner, source.name)
+        return source
+
+    def record_dataset_reads(self, views: Sequence[FeatureView | OnDemandFeatureView]) -> list[str]:
+        """Lineage: each versioned dataset the views read (as resolved by ``get_view``) records the
+        view as a reader of that version; returns the ``dataset@version`` refs."""
+        refs: list[str] = []
+        for view in views:
+            if not isinstance(view, FeatureView):
+                continue
+            for source in dataset_sources(view.source):
+                if source.read_version is None:
+                    continue
+                self.ws.data.record_read(source.dataset, source.read_version, "feature_view", view.name,
+                                         actor=self.ws.user)
+                refs.append(source.ref)
+        return list(dict.fromkeys(refs))
 
     def get_feature_view(self, name: str, version: int | None = None) -> FeatureView:
         view = self.get_view(name, version)

@@ -141,6 +141,9 @@ def build_training_set(store: FeatureStore, entity_df: pd.DataFrame | pa.Table, 
     joined = eng.point_in_time_join(entity, requests) if requests else pa.table({ROW: entity.column(ROW)})
     if joined.num_rows != len(frame):
         raise RuntimeError(f"offline engine returned {joined.num_rows} rows for {len(frame)} entity rows")
+    read = store.record_dataset_reads(fvs)  # lineage: the dataset versions joined name their views
+    if read:
+        lineage["datasets"] = read
 
     base = frame.reset_index(drop=True)
     joined_columns = [out_name(name, f) for name, feats in wanted.items() if isinstance(views[name], FeatureView)

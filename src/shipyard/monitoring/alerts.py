@@ -294,9 +294,28 @@ class AlertStore:
             return [r[0] for r in conn.execute(sa.select(N.c.name).order_by(N.c.name))]
 
     def notifiers(self) -> dict[str, Notifier]:
+        """The stored notifiers that can be used (see ``load_notifiers`` for the others)."""
+        return self.load_notifiers()[0]
+
+    def load_notifiers(self) -> tuple[dict[str, Notifier], dict[str, str]]:
+        """The stored notifiers by name, and the error of each one whose stored settings are not valid
+        (stored before apply checked their types): skipped with a warning naming it, so one bad
+        notifier does not stop the evaluation of every rule."""
         with self.store.read() as conn:
-            rows = conn.execute(sa.select(N.c.spec)).all()
-        return {r[0]["name"]: notifier_from_spec(r[0], self.secrets) for r in rows}
+            rows = conn.execute(sa.select(N.c.name, N.c.spec).order_by(N.c.name)).all()
+        usable: dict[str, Notifier] = {}
+        invalid: dict[str, str] = {}
+        for name, spec in rows:
+            try:
+                usable[name] = notifier_from_spec(spec, self.secrets)
+            except Exception as exc:  # noqa: BLE001 - any stored shape; reported, never raised
+                # the setting is named, its value is not: it may be a header holding a token
+                details = getattr(exc, "details", None) or {}
+                what = str(details.get("field", "")).removeprefix("notifiers.") or type(exc).__name__
+                invalid[name] = (f"notifier {name!r} is stored with an invalid setting ({what}); it is skipped "
+                                 "until it is applied again with valid settings")
+                log.warning("%s", invalid[name])
+        return usable, invalid
 
     # -- silences ------------------------------------------------------------------------------------
     def silence(self, rule: str, duration: str, actor: str, *, scope: dict[str, str] | None = None,
@@ -415,7 +434,7 @@ class AlertEvaluator:
     def evaluate_once(self, now: float | None = None) -> list[AlertEvent]:
         now_ms_ = int((now if now is not None else self.clock()) * 1000)
         silences = self.alerts.silences(active_at=now_ms_)
-        notifiers = self.alerts.notifiers()
+        notifiers, invalid = self.alerts.load_notifiers()
         events = []
         for rule in self.alerts.rules():
             if not rule.enabled:
@@ -439,7 +458,8 @@ class AlertEvaluator:
                 for name in rule.notify:
                     notifier = notifiers.get(name)
                     if notifier is None:
-                        event.deliveries.append(Delivery(name, False, 0, "notifier no longer defined", now_ms_))
+                        error = invalid.get(name, "notifier no longer defined")
+                        event.deliveries.append(Delivery(name, False, 0, error, now_ms_))
                         continue
                     event.deliveries.append(notifier.send(payload))
                 self.alerts.add_deliveries(alert_id, event.deliveries)

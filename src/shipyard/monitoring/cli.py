@@ -173,14 +173,23 @@ def baseline_cmd(ctx: click.Context, name: str, scene: str | None, data: str | N
 @click.option("--decision", default=None, help="Categorical output counted as decisions.")
 @click.option("--approve", default=None, help="Comma-separated decision values that mean approved.")
 @click.option("--entity", default=None, help="Input field identifying the entity (labels by entity and time).")
-@click.option("--plugin", "plugins", multiple=True, help="A plugin: entry-point name, module or .py path.")
+@click.option("--plugin", "plugins", multiple=True, metavar="PLUGIN",
+              help="Repeatable. Replaces the scene's whole plugin list with these plugins (entry-point name, "
+                   "module or .py path); to keep the others use --add-plugin.")
+@click.option("--add-plugin", "add_plugins", multiple=True, metavar="PLUGIN",
+              help="Repeatable. Adds a plugin to the scene's list (one of the same name is replaced).")
+@click.option("--remove-plugin", "remove_plugins", multiple=True, metavar="NAME",
+              help="Repeatable. Takes a plugin out of the scene's list by name.")
 @click.pass_context
 def configure_cmd(ctx: click.Context, scene: str, baseline: str | None, score: str | None, decision: str | None,
-                  approve: str | None, entity: str | None, plugins: tuple[str, ...]) -> None:
-    """Set what the daily report of SCENE uses."""
+                  approve: str | None, entity: str | None, plugins: tuple[str, ...], add_plugins: tuple[str, ...],
+                  remove_plugins: tuple[str, ...]) -> None:
+    """Set what the daily report of SCENE uses; settings not given keep their values. Prints the
+    scene's settings."""
     ws = _ws(ctx)
     settings = ws.monitoring.configure(scene, ws.user, baseline=baseline, score=score, decision=decision,
-                                       approve=_split(approve), entity=entity, plugins=list(plugins) or None)
+                                       approve=_split(approve), entity=entity, plugins=list(plugins) or None,
+                                       add_plugins=add_plugins, remove_plugins=remove_plugins)
     _print(settings.to_dict())
 
 
@@ -303,8 +312,10 @@ def apply_cmd(ctx: click.Context, rules: str) -> None:
 def rules_cmd(ctx: click.Context) -> None:
     """Stored rules and notifiers (without secrets)."""
     m = _ws(ctx).monitoring
+    usable, invalid = m.alerts.load_notifiers()
     _print({"rules": [r.to_dict() for r in m.alerts.rules()],
-            "notifiers": [n.describe() for n in m.alerts.notifiers().values()],
+            "notifiers": [n.describe() for n in usable.values()],
+            "invalid_notifiers": [{"name": k, "error": v} for k, v in invalid.items()],
             "silences": m.alerts.silences()})
 
 

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from shipyard.arrow_util import decimals_as_floats
 from shipyard.errors import InvalidInput
 from shipyard.monitoring import stats as S
 from shipyard.monitoring.baseline import (
@@ -166,30 +167,10 @@ class DriftReport:
         return out
 
 
-def _decimals_as_floats(frame: pd.DataFrame) -> pd.DataFrame:
-    """SQL NUMERIC/DECIMAL columns arrive as Python ``Decimal`` objects: numbers, to be binned as such
-    (as object columns they would be counted as thousands of categories and hide any shift)."""
-    from decimal import Decimal
-
-    out = frame
-    for name in frame.columns:
-        col = frame[name]
-        if col.dtype != object:
-            continue
-        present = col.dropna()
-        if not len(present) or not isinstance(present.iloc[0], Decimal):
-            continue
-        if all(isinstance(v, Decimal) for v in present):
-            if out is frame:
-                out = frame.copy()
-            out[name] = col.astype("float64")
-    return out
-
-
 def read_table(source: Any, field_name: str) -> pd.DataFrame:
     """A DataFrame from a DataFrame, a Parquet/CSV path or a folder of Parquet files."""
     if isinstance(source, pd.DataFrame):
-        return _decimals_as_floats(source)
+        return decimals_as_floats(source)
     if isinstance(source, str | Path):
         path = Path(source)
         if not path.exists():
@@ -197,7 +178,7 @@ def read_table(source: Any, field_name: str) -> pd.DataFrame:
                                {"field": field_name})
         suffix = path.suffix.lower()
         if path.is_dir() or suffix in (".parquet", ".pq"):
-            return _decimals_as_floats(pd.read_parquet(path))
+            return decimals_as_floats(pd.read_parquet(path))
         if suffix in (".csv", ".txt", ".gz"):
             return pd.read_csv(path)
         raise InvalidInput(f"{field_name} {str(source)!r}: only .parquet and .csv files are read",

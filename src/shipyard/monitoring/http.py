@@ -224,8 +224,10 @@ def router() -> APIRouter:
     @api.get("/alerts/rules")
     def rules(ctx: RequestContext = allow(Resource.MONITORING, Action.READ)) -> dict[str, Any]:
         m = ctx.ws.monitoring
+        usable, invalid = m.alerts.load_notifiers()
         return {"rules": [r.to_dict() for r in m.alerts.rules()],
-                "notifiers": [n.describe() for n in m.alerts.notifiers().values()]}
+                "notifiers": [n.describe() for n in usable.values()],
+                "invalid_notifiers": [{"name": k, "error": v} for k, v in invalid.items()]}
 
     @api.delete("/alerts/rules/{name}")
     def delete_rule(name: str, ctx: RequestContext = allow(Resource.MONITORING, Action.WRITE)) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import sqlalchemy as sa
 
 from shipyard.artifacts import ArtifactStore
 from shipyard.errors import InvalidInput, NotFound
@@ -26,6 +27,8 @@ from shipyard.monitoring.plugins import available
 from shipyard.monitoring.scenes import PluginRef, SceneSettings, SceneStore
 from shipyard.monitoring.series import MINUTE_MS, SeriesRecorder, SeriesResult, SeriesStore
 from shipyard.store import MetadataStore
+from shipyard.store.schema import monitoring_scenes as MONITORING_SCENES
+from shipyard.store.schema import scenes as SERVING_SCENES
 
 Progress = Callable[[int, int], None]
 FeatureMonitor = Callable[[list[str]], dict[str, Any]]
@@ -87,7 +90,11 @@ class Monitoring:
         """A baseline from a reference window of the scene's own prediction log (days inclusive)."""
         from shipyard.monitoring.daylog import read_columns
 
-        days = [d for d in log_days(self.artifacts, scene) if parse_day(start) <= d <= parse_day(end)]
+        first, last = _day(start, "start"), _day(end, "end")
+        if first > last:
+            raise InvalidInput(f"start {first} is after end {last}; give the window's first day first",
+                               {"field": "start"})
+        days = [d for d in log_days(self.artifacts, scene) if first <= d <= last]
         frames = [read_columns(self.artifacts, scene, d, None, None) for d in days]
         frames = [f for f in frames if len(f)]
         if not frames:
@@ -139,8 +146,12 @@ class Monitoring:
     def baseline(self, name: str) -> Baseline:
         return self.scenes.baseline(name)
 
-    def configure(self, scene: str, actor: str, **changes: Any) -> SceneSettings:
-        """Set a scene's baseline, score, decision, approve values, entity field or plugins."""
+    def configure(self, scene: str, actor: str, *, add_plugins: Sequence[Any] = (),
+                  remove_plugins: Sequence[str] = (), **changes: Any) -> SceneSettings:
+        """Set a scene's baseline, score, decision, approve values, entity field or plugins.
+
+        ``plugins`` replaces the scene's plugin list; ``add_plugins`` then adds to it (a plugin of the
+        same name is replaced, not listed twice) and ``remove_plugins`` takes plugins out by name."""
         current = self.scenes.settings(scene)
         allowed = {"baseline", "score", "decision", "approve", "entity", "plugins"}
         unknown = sorted(set(changes) - allowed)
@@ -153,6 +164,18 @@ class Monitoring:
             if k == "plugins":
                 v = [_plugin_ref(p) for p in v]
             data[k] = list(v) if k == "approve" else v
+        plugins = list(data.get("plugins") or [])
+        for p in add_plugins:
+            ref = _plugin_ref(p)
+            plugins = [q for q in plugins if q["name"] != ref["name"]] + [ref]
+        for given in remove_plugins:
+            name = str(_plugin_ref(given)["name"])  # a plugin named by its .py path or module works too
+            if not any(q["name"] == name for q in plugins):
+                listed = ", ".join(str(q["name"]) for q in plugins) or "none"
+                raise InvalidInput(f"plugin {name!r} is not configured for scene {scene!r} (configured: {listed})",
+                                   {"field": "remove_plugins"})
+            plugins = [q for q in plugins if q["name"] != name]
+        data["plugins"] = plugins
         return self.scenes.save_settings(SceneSettings.from_dict(data), actor)
 
     def settings(self, scene: str) -> SceneSettings:
@@ -181,7 +204,21 @@ class Monitoring:
     # -- daily reports --------------------------------------------------------------------------------
     def daily_report(self, scene: str, day: str | dt.date | None = None, actor: str = "system", *,
                      save: bool = True, progress: Progress | None = None) -> DailyReport:
+        self.require_scene(scene)
         return self.daily.build(scene, day, actor, save=save, progress=progress)
+
+    def require_scene(self, scene: str) -> None:
+        """Refuse a scene nothing knows: one that was never applied to serving, configured for monitoring
+        or served (a mistyped name would otherwise get a stored report of zero records)."""
+        with self.store.read() as conn:
+            applied = conn.execute(sa.select(SERVING_SCENES.c.name).where(SERVING_SCENES.c.name == scene)).first()
+            configured = conn.execute(sa.select(MONITORING_SCENES.c.scene)
+                                      .where(MONITORING_SCENES.c.scene == scene)).first()
+        if applied or configured or log_days(self.artifacts, scene):
+            return
+        raise NotFound(f"scene {scene!r} does not exist: it was never applied, configured for monitoring or "
+                       "served; list the scenes with 'shipyard scenes list' (GET /api/v1/scenes)",
+                       {"field": "scene", "scene": scene})
 
     def trend(self, scene: str, days: int = 30, until: str | None = None) -> pd.DataFrame:
         return self.daily.trend(scene, days, until)
@@ -321,6 +358,16 @@ def _plugin_ref(p: Any) -> dict[str, str | None]:
         return {"name": Path(text).stem, "path": text}
     # a dotted name is a module; a bare name an entry point or a built-in
     return {"name": text, "path": text if "." in text else None}
+
+
+def _day(value: Any, field: str) -> str:
+    """A day given as text (YYYY-MM-DD), refused naming the field it came in."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        raise InvalidInput(f"{field} is missing; give a day as YYYY-MM-DD", {"field": field})
+    try:
+        return parse_day(value)
+    except InvalidInput:
+        raise InvalidInput(f"{field} {value!r} is not a date; use YYYY-MM-DD", {"field": field}) from None
 
 
 def _num(v: Any) -> float | None:

@@ -18,7 +18,7 @@ import pyarrow as pa
 
 from shipyard.errors import InvalidInput
 from shipyard.features.definitions import FeatureView
-from shipyard.features.sources import DuckDBSource, FileSource, PushSource, Source, SqlSource
+from shipyard.features.sources import DatasetSource, DuckDBSource, FileSource, PushSource, Source, SqlSource
 from shipyard.features.types import DUCKDB_TYPES
 
 if TYPE_CHECKING:
@@ -118,6 +118,12 @@ class Scanner:
             if source.format == "csv":
                 return f"read_csv({literal(path)}, {source.duckdb_csv_args()})"
             return f"read_parquet({literal(path)}, union_by_name=true)"
+        if isinstance(source, DatasetSource):
+            if not source.path:
+                raise InvalidInput(f"feature view {view!r}: dataset {source.ref} has no version to read; create and "
+                                   f"refresh it ('shipyard datasets refresh {source.dataset}') or pin a version "
+                                   "that exists", {"view": view, "field": "source"})
+            return f"read_parquet({literal(source.path)})"
         if isinstance(source, SqlSource):
             return self._register(_run_sql_source(source, view))
         if isinstance(source, DuckDBSource):

@@ -19,6 +19,7 @@ function diffView(diff) {
     ...diff.added.map((c) => [t('column added'), c.name, c.type]),
     ...diff.removed.map((c) => [t('column removed'), c.name, c.type]),
     ...diff.type_changed.map((c) => [t('type changed'), c.name, `${c.a || c.from || ''} → ${c.b || c.to || ''}`]),
+    ...(diff.precision_changed || []).map((c) => [c.change === 'widened' ? t('precision widened') : t('precision narrowed'), c.name, `${c.from} → ${c.to}`]),
   ];
   return h('div', null, kv([[t('Rows'), `${num(diff.rows_a)} → ${num(diff.rows_b)} (${diff.row_delta >= 0 ? '+' : ''}${num(diff.row_delta)})`]]),
     changes.length ? table({ label: t('Schema changes'), columns: [{ label: t('Change'), key: 0 }, { label: t('Column'), key: 1 }, { label: t('Type'), key: 2 }], rows: changes })

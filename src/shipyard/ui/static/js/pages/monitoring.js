@@ -191,6 +191,15 @@ async function alertsTab(root, view) {
     if (done) view.refresh();
   }
 
+  async function deleteRule(rule) {
+    const done = await dialog({
+      title: t('Delete rule {rule}', { rule }), confirm: t('Delete'), danger: true,
+      body: h('p', null, t('The rule is no longer evaluated; its alert history is kept.')),
+      onSubmit: () => api.del(`/monitoring/alerts/rules/${encodeURIComponent(rule)}`),
+    });
+    if (done) { toast(t('Rule {rule} deleted', { rule })); view.refresh(); }
+  }
+
   async function editRules() {
     // every setting of a rule is written out (JSON is YAML), so applying the text unchanged changes nothing
     const q = (v) => JSON.stringify(v);
@@ -244,6 +253,7 @@ async function alertsTab(root, view) {
         { label: t('Scope'), render: (r) => Object.entries(r.scope || {}).map(([k, v]) => `${k}=${v}`).join(', ') || t('all') },
         { label: t('Severity'), render: (r) => r.severity }, { label: t('Notify'), render: (r) => (r.notify || []).join(', ') || '–' },
         { label: t('State'), render: (r) => (r.enabled === false ? statusBadge('disabled') : statusBadge('active')) },
+        ...(mayWrite ? [{ label: '', render: (r) => h('button', { type: 'button', class: 'small danger', 'aria-label': t('Delete rule {rule}', { rule: r.name }), on: { click: () => deleteRule(r.name) } }, t('Delete')) }] : []),
       ],
       rows: rules.rules,
       emptyState: empty(t('No alert rules.'), t('Write them in YAML here or apply a file with {command}.', { command: 'shipyard alerts apply rules.yaml' })),
