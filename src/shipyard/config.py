@@ -65,6 +65,9 @@ class Settings:
     validation_subprocess: bool = True
     # Set to false to refuse model packages that unpickle something when loaded (pickle/cloudpickle)
     allow_pickle_models: bool = True
+    # Where the kernel cannot confine the validation process (no Landlock), packages that run code
+    # when loaded fail validation unless this is true (their code could then read .shipyard/)
+    allow_unconfined_validation: bool = False
     prediction_log_sample_rate: float = 1.0
     # Crash-safe prediction log: the local folder of the spool a served record is fsync'd to before
     # the response is sent (default <project>/.shipyard/spool/prediction-log; "off": memory only,
@@ -379,6 +382,11 @@ CONFIG_TEMPLATE = """\
 # Accept model packages that unpickle something when loaded (pickle/cloudpickle files); false
 # refuses them at registration and at load (see docs/models.md)
 # allow_pickle_models: true
+
+# Validation confines the model's code with Landlock (Linux 5.13+) so it cannot read .shipyard/;
+# on a system without Landlock, models that run code when loaded fail validation unless this is
+# true (docs/security.md)
+# allow_unconfined_validation: false
 """
 
 

@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 
 from shipyard.models import save_model
+from shipyard.models.mlmodel import file_digests
 from shipyard.models.python_model import PythonModel
 from tests.conftest import user_token
 
@@ -323,3 +324,75 @@ def test_prediction_errors_never_show_where_the_package_lives(client, server_ws,
         assert r.status_code >= 400 and r.json()["error"]["code"] == "integrity_error", r.text
         assert str(tmp_path) not in r.text and server_ws.settings.artifact_root not in r.text, r.text
         assert "artifacts:/models/doubler/1" in r.json()["error"]["message"]
+
+
+class Snoop:
+    """Unpickling this runs ``exec``: it tries to read ``targets`` and prints what it got (or why not)
+    on stdout, which the validation process sends to the version's validation log."""
+
+    def __init__(self, targets: list[str]) -> None:
+        self.targets = targets
+
+    def __reduce__(self):  # noqa: ANN204
+        code = (
+            "import json\n"
+            "seen = {}\n"
+            f"for path in {self.targets!r}:\n"
+            "    try:\n"
+            "        seen[path] = open(path).read()\n"
+            "    except OSError as exc:\n"
+            "        seen[path] = 'refused: ' + type(exc).__name__\n"
+            "print('SNOOPED ' + json.dumps(seen), flush=True)\n"
+        )
+        return (exec, (code,))
+
+
+def test_uploaded_model_code_never_reads_the_projects_credentials_or_secret_key(tmp_path):
+    """A modeler's pickle, validated by the real validation subprocess, reads neither the admin's
+    token (.shipyard/credentials) nor the secrets key (.shipyard/secret.key)."""
+    from fastapi.testclient import TestClient
+
+    from shipyard.auth.bootstrap import ensure_first_admin
+    from shipyard.auth.principal import SERVER
+    from shipyard.config import load_settings
+    from shipyard.models.confine import landlock_abi
+    from shipyard.secrets.keys import load_keyring
+    from shipyard.server import create_app
+    from shipyard.workspace import Workspace
+
+    project = tmp_path / "project"
+    ws = Workspace(load_settings(project, validation_subprocess=True, validation_timing_calls=5), principal=SERVER)
+    try:
+        credentials = ensure_first_admin(ws.auth, project)
+        assert credentials is not None
+        admin_token = json.loads(credentials.read_text())["token"]
+        key_file = ws.settings.state_dir / "secret.key"
+        load_keyring(ws.settings.state_dir)  # the key file `shipyard secrets` creates on first use
+        key = key_file.read_text().strip()
+        folder = save_model(Doubler(), tmp_path / "evil", input_example=pd.DataFrame({"x": [1.0, 2.0]}))
+        (folder / "python_model.pkl").write_bytes(pickle.dumps(Snoop([str(credentials), str(key_file)])))
+        record = json.loads((folder / "shipyard.json").read_text())
+        record["files"] = file_digests(folder)  # the attacker's package is self-consistent
+        (folder / "shipyard.json").write_text(json.dumps(record))
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+            archive.add(folder, arcname="model")
+        with TestClient(create_app(ws, follow_interval=0), raise_server_exceptions=False) as http:
+            made = http.post("/api/v1/models/evil/versions/upload?await_validation=true", content=buffer.getvalue(),
+                             headers=_as(ws, "mia", "modeler"))
+            assert made.status_code == 201, made.text
+            shown = http.get("/api/v1/models/evil/versions/1", headers=_as(ws, "mia", "modeler")).text
+        version = ws.registry.get_version("evil", 1)
+        log = (ws.settings.state_dir / "logs" / "validation-evil-1.log").read_text()
+    finally:
+        ws.close()
+    for text in (made.text, shown, log, version.status_reason, json.dumps(version.validation)):
+        assert admin_token not in text and key not in text
+    assert version.status == "failed"
+    if landlock_abi() > 0:  # confined: the code ran and was refused both files
+        assert version.validation["confinement"].startswith("landlock")
+        snooped = json.loads(log.split("SNOOPED ", 1)[1].splitlines()[0])
+        assert snooped == {str(credentials): "refused: PermissionError", str(key_file): "refused: PermissionError"}
+    else:  # no Landlock: code-running packages are refused before anything is loaded
+        assert "allow_unconfined_validation" in version.status_reason
+        assert "SNOOPED" not in log

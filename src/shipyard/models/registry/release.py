@@ -9,6 +9,7 @@ the order in which changes committed. An alias's history is a stack: ``set`` pus
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 import uuid
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from shipyard.config import HOSTED_PROJECTS_DIR
 from shipyard.errors import Conflict, Forbidden, NotFound, ShipyardError
 from shipyard.models.registry import names
 from shipyard.models.registry.records import (
@@ -39,6 +41,7 @@ from shipyard.store.events import record_event
 from shipyard.store.schema import model_alias_history, model_aliases, model_versions
 
 if TYPE_CHECKING:
+    from shipyard.config import Settings
     from shipyard.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -142,7 +145,9 @@ class ReleaseWorkflow:
         return ValidationJob(folder=str(folder), sha256=mv.sha256, tolerance=settings.validation_tolerance,
                              timing_calls=settings.validation_timing_calls,
                              allow_pickle=settings.allow_pickle_models, label=f"model {name} version {version}",
-                             log=str(logs / f"validation-{name}-{version}.log"))
+                             log=str(logs / f"validation-{name}-{version}.log"),
+                             unconfined_code=settings.allow_unconfined_validation or not settings.validation_subprocess,
+                             private=private_paths(settings))
 
     def validate(self, name: str, version: int | str, *, wait: bool | None = None, timeout: float = 300.0,
                  actor: str | None = None) -> ModelVersion:
@@ -485,6 +490,20 @@ class ReleaseWorkflow:
             record_event(conn, user, "model.alias_rolled_back", names.subject(name, "@" + alias),
                          {"alias": alias, "version": target, "previous": current})
         return self.get_version(name, target)
+
+
+def private_paths(settings: Settings) -> tuple[str, ...]:
+    """What the validation process must never read: the project's ``.shipyard/`` folder (the admin's
+    token, the secret key, the database), the server project's one for a hosted project, the local
+    artifact root (the other models) and the user's own credentials."""
+    paths = [settings.state_dir, Path.home() / ".shipyard"]
+    if settings.project_dir.parent.name == HOSTED_PROJECTS_DIR:
+        paths.append(settings.project_dir.parents[1] / ".shipyard")
+    if settings.artifact_root and "://" not in settings.artifact_root:
+        paths.append(Path(settings.artifact_root))
+    if os.environ.get("SHIPYARD_CREDENTIALS"):
+        paths.append(Path(os.environ["SHIPYARD_CREDENTIALS"]))
+    return tuple(str(p) for p in paths)
 
 
 def _alias_version(conn: Connection, name: str, alias: str) -> int | None:
