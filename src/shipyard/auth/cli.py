@@ -169,10 +169,13 @@ def create_token(ctx: click.Context, user: str | None, name: str, scopes: tuple[
     if target != ws.user:
         _require(ws, Resource.USERS, Action.ADMIN)
     chosen = check_scopes(list(scopes)) if scopes else sorted(ws.principal.scopes)
+    limit = None
     if target == ws.user:
         ws.principal.check_can_mint(chosen, project)
+        limit = ws.principal.mint_expiry_limit()  # never outlives the API token making it
     made = ws.auth.create_token(target, name=name, scopes=chosen, project=project,
-                                expires_in_days=None if no_expiry else expires_days, actor=ws.user)
+                                expires_in_days=None if no_expiry else expires_days, actor=ws.user,
+                                expires_at_most=limit)
     _audit(ws, "write", "users", f"/tokens/{made.record.id}", after={"user": target, "scopes": made.record.scopes})
     click.echo(made.token)
     click.echo(f"token {made.record.id} for {target!r} (scopes {', '.join(made.record.scopes)}; "

@@ -497,10 +497,13 @@ def router() -> APIRouter:
         elif ctx.principal.kind == "oidc" and ctx.principal.token_id is None:
             raise Forbidden("sign in first", {})
         scopes = sorted(ctx.principal.scopes) if body.scopes is None else check_scopes(body.scopes)
+        limit = None
         if target == ctx.actor:
             ctx.principal.check_can_mint(scopes, body.project)
+            limit = ctx.principal.mint_expiry_limit()  # never outlives the API token making it
         made = ctx.guard.auth.create_token(target, name=body.name, scopes=scopes, project=body.project,
-                                           expires_in_days=body.expires_in_days, actor=ctx.actor)
+                                           expires_in_days=body.expires_in_days, actor=ctx.actor,
+                                           expires_at_most=limit)
         ctx.audit(after={"token_id": made.record.id, "user": target, "scopes": made.record.scopes,
                          "project": made.record.project, "expires_at": made.record.expires_at})
         return made.to_dict()
