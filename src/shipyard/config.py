@@ -487,7 +487,10 @@ def init_project(directory: str | Path) -> Path:
         if not folder.exists():
             folder.mkdir()
             (root / relative).write_text(text)
-    (root / ".shipyard").mkdir(exist_ok=True)
+    state = root / ".shipyard"
+    if not state.exists():
+        state.mkdir()
+        os.chmod(state, 0o700)  # credentials, secret key, metadata: the owner's only
     gitignore = root / ".gitignore"
     if not gitignore.exists():
         gitignore.write_text(".shipyard/\n")

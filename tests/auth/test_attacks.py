@@ -396,3 +396,28 @@ def test_uploaded_model_code_never_reads_the_projects_credentials_or_secret_key(
     else:  # no Landlock: code-running packages are refused before anything is loaded
         assert "allow_unconfined_validation" in version.status_reason
         assert "SNOOPED" not in log
+
+
+def test_the_state_folder_and_sqlite_metadata_are_the_owners_only(tmp_path):
+    import stat
+
+    from shipyard.config import init_project, load_settings
+    from shipyard.workspace import Workspace
+
+    previous = os.umask(0o022)  # a common umask: files world-readable unless made otherwise
+    try:
+        root = init_project(tmp_path / "init")
+        assert stat.S_IMODE((root / ".shipyard").stat().st_mode) == 0o700
+        ws = Workspace(load_settings(tmp_path / "plain"))
+        try:
+            ws.registry.list_models()  # writes through the WAL
+            state = ws.settings.state_dir
+            assert stat.S_IMODE(state.stat().st_mode) == 0o700
+            files = [state / name for name in ("shipyard.db", "shipyard.db-wal", "shipyard.db-shm")]
+            assert files[0].exists()
+            for file in (f for f in files if f.exists()):
+                assert stat.S_IMODE(file.stat().st_mode) & 0o077 == 0, file.name
+        finally:
+            ws.close()
+    finally:
+        os.umask(previous)
