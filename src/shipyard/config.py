@@ -301,7 +301,8 @@ def project_settings(root: Settings, name: str) -> Settings:
     Its definitions and embedded state live in ``<root project>/projects/<name>/``; its metadata
     in its own SQLite file there or, on PostgreSQL, its own schema ``project_<name>`` of the same
     database; its artifacts under ``<artifact_root>/projects/<name>``; its Redis online rows under
-    the key prefix ``<prefix><name>:``. Nothing of one project is reachable through another's keys.
+    the key prefix ``<prefix>@<name>:`` (``hosted_prefix``). Nothing of one project is reachable
+    through another's keys.
     """
     if name == DEFAULT_PROJECT:
         return root
@@ -322,11 +323,20 @@ def project_settings(root: Settings, name: str) -> Settings:
                                online_store=online, project=name)
 
 
+def hosted_prefix(prefix: str, name: str) -> str:
+    """The Redis key prefix of hosted project ``name`` under the server's ``prefix``:
+    ``<prefix>@<name>:``. The default project's keys continue the prefix with a kind
+    (``row:``, ``meta:``, ``seen:``), never with ``@``, and a project name holds neither ``@`` nor
+    ``:``, so no key (or key pattern) of one project is a key of another — a project named ``row``
+    included."""
+    return f"{prefix}@{name}:"
+
+
 def _with_prefix(url: str, name: str) -> str:
     parts = urlsplit(url)
     query = parse_qsl(parts.query, keep_blank_values=True)
     prefix = next((v for k, v in query if k == "prefix"), "shipyard:")
-    rest = [(k, v) for k, v in query if k != "prefix"] + [("prefix", f"{prefix}{name}:")]
+    rest = [(k, v) for k, v in query if k != "prefix"] + [("prefix", hosted_prefix(prefix, name))]
     return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(rest), parts.fragment))
 
 

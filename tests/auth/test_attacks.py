@@ -421,3 +421,36 @@ def test_the_state_folder_and_sqlite_metadata_are_the_owners_only(tmp_path):
             ws.close()
     finally:
         os.umask(previous)
+
+
+@pytest.mark.redis
+@pytest.mark.skipif(not os.environ.get("SHIPYARD_TEST_REDIS_URL"), reason="set SHIPYARD_TEST_REDIS_URL")
+@pytest.mark.parametrize("hosted_name", ["row", "seen", "meta"])
+def test_a_hosted_project_named_like_a_redis_key_kind_shares_no_key_with_the_default_project(tmp_path, hosted_name):
+    """The default project's per-view key patterns (``<prefix>row:<view>:*``) never reach a hosted
+    project's keys, whatever the project is called."""
+    import datetime as dt
+    import uuid
+
+    from shipyard.config import load_settings, project_settings
+    from shipyard.features.online.redis_store import RedisOnlineStore
+
+    base = f"sytest-{uuid.uuid4().hex[:8]}:"
+    url = os.environ["SHIPYARD_TEST_REDIS_URL"] + f"?prefix={base}"
+    root = load_settings(tmp_path / "project", online_store=url)
+    default = RedisOnlineStore(root.online_store)
+    hosted = RedisOnlineStore(project_settings(root, hosted_name).online_store)
+    when = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    try:
+        hosted.write_batch("x", [(2,)], [{"f": 2.0}], [when])
+        default.write_batch("row", [(1,)], [{"f": 1.0}], [when])
+        # the default project's view "row" sees only its own row...
+        assert [key for key, _, _ in default.scan("row")] == [(1,)]
+        # ...and deleting it (rows and dedupe sets) leaves the hosted project's rows alone
+        default.delete_view("row")
+        assert [(key, row) for key, _, row in hosted.scan("x")] == [((2,), {"f": 2.0})]
+    finally:
+        hosted.delete_prefix()
+        default.delete_prefix()
+        hosted.close()
+        default.close()
