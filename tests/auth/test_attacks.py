@@ -454,3 +454,16 @@ def test_a_hosted_project_named_like_a_redis_key_kind_shares_no_key_with_the_def
         default.delete_prefix()
         hosted.close()
         default.close()
+
+
+def test_making_a_missing_model_or_scene_public_is_refused(client, server_ws):
+    admin = _as(server_ws, "ada", "admin")
+    for kind in ("model", "scene"):
+        refused = client.put(f"/api/v1/public/{kind}/nope", json={"public": True}, headers=admin)
+        assert refused.status_code == 404, refused.text
+        assert "nope" in refused.json()["error"]["message"]
+        allowed = client.put(f"/api/v1/public/{kind}/nope?allow_missing=true", json={"public": True}, headers=admin)
+        assert allowed.status_code == 200, allowed.text
+        # taking it back needs nothing to exist
+        assert client.put(f"/api/v1/public/{kind}/nope", json={"public": False}, headers=admin).status_code == 200
+    assert server_ws.auth.public_set() == frozenset()
