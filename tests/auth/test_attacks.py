@@ -316,14 +316,23 @@ def test_prediction_errors_never_show_where_the_package_lives(client, server_ws,
     # rewritten like every other response, or a failing load names the artifact folder
     admin = {"Authorization": f"Bearer {user_token(server_ws)}"}
     folder = save_model(Doubler(), tmp_path / "m", input_example=pd.DataFrame({"x": [1.0]}))
-    # changed after saving, before registering: the package's own sha256 no longer matches
+    server_ws.registry.create_model("doubler", requires_approval=False)
+    mv = server_ws.registry.register(folder, "doubler", await_validation=True)
+    assert mv.status == "validated", mv.status_reason
+    # changed in the artifact store after validation: the load in the server refuses it
+    stored = server_ws.artifacts.local_path(mv.artifact_path) / "python_model.pkl"
+    stored.write_bytes(stored.read_bytes() + b"tampered")
+    # changed after saving, before registering: validation fails, and serving refuses the version
     (folder / "python_model.pkl").write_bytes((folder / "python_model.pkl").read_bytes() + b"tampered")
-    server_ws.registry.register(folder, "doubler", await_validation=True)
+    assert server_ws.registry.register(folder, "doubler", await_validation=True).status == "failed"
     for route, body in (("invocations", {"dataframe_records": [{"x": 1.0}]}), ("predict", {"x": 1.0})):
         r = client.post(f"/v1/models/doubler/1/{route}", json=body, headers=admin)
         assert r.status_code >= 400 and r.json()["error"]["code"] == "integrity_error", r.text
         assert str(tmp_path) not in r.text and server_ws.settings.artifact_root not in r.text, r.text
-        assert "artifacts:/models/doubler/1" in r.json()["error"]["message"]
+        assert "models/doubler/1" in r.json()["error"]["message"]
+        r = client.post(f"/v1/models/doubler/2/{route}", json=body, headers=admin)
+        assert r.status_code == 409 and r.json()["error"]["details"]["status"] == "failed", r.text
+        assert str(tmp_path) not in r.text and server_ws.settings.artifact_root not in r.text, r.text
 
 
 class Snoop:
@@ -398,31 +407,6 @@ def test_uploaded_model_code_never_reads_the_projects_credentials_or_secret_key(
         assert "SNOOPED" not in log
 
 
-def test_the_state_folder_and_sqlite_metadata_are_the_owners_only(tmp_path):
-    import stat
-
-    from shipyard.config import init_project, load_settings
-    from shipyard.workspace import Workspace
-
-    previous = os.umask(0o022)  # a common umask: files world-readable unless made otherwise
-    try:
-        root = init_project(tmp_path / "init")
-        assert stat.S_IMODE((root / ".shipyard").stat().st_mode) == 0o700
-        ws = Workspace(load_settings(tmp_path / "plain"))
-        try:
-            ws.registry.list_models()  # writes through the WAL
-            state = ws.settings.state_dir
-            assert stat.S_IMODE(state.stat().st_mode) == 0o700
-            files = [state / name for name in ("shipyard.db", "shipyard.db-wal", "shipyard.db-shm")]
-            assert files[0].exists()
-            for file in (f for f in files if f.exists()):
-                assert stat.S_IMODE(file.stat().st_mode) & 0o077 == 0, file.name
-        finally:
-            ws.close()
-    finally:
-        os.umask(previous)
-
-
 @pytest.mark.redis
 @pytest.mark.skipif(not os.environ.get("SHIPYARD_TEST_REDIS_URL"), reason="set SHIPYARD_TEST_REDIS_URL")
 @pytest.mark.parametrize("hosted_name", ["row", "seen", "meta"])
@@ -454,6 +438,31 @@ def test_a_hosted_project_named_like_a_redis_key_kind_shares_no_key_with_the_def
         default.delete_prefix()
         hosted.close()
         default.close()
+
+
+def test_the_state_folder_and_sqlite_metadata_are_the_owners_only(tmp_path):
+    import stat
+
+    from shipyard.config import init_project, load_settings
+    from shipyard.workspace import Workspace
+
+    previous = os.umask(0o022)  # a common umask: files world-readable unless made otherwise
+    try:
+        root = init_project(tmp_path / "init")
+        assert stat.S_IMODE((root / ".shipyard").stat().st_mode) == 0o700
+        ws = Workspace(load_settings(tmp_path / "plain"))
+        try:
+            ws.registry.list_models()  # writes through the WAL
+            state = ws.settings.state_dir
+            assert stat.S_IMODE(state.stat().st_mode) == 0o700
+            files = [state / name for name in ("shipyard.db", "shipyard.db-wal", "shipyard.db-shm")]
+            assert files[0].exists()
+            for file in (f for f in files if f.exists()):
+                assert stat.S_IMODE(file.stat().st_mode) & 0o077 == 0, file.name
+        finally:
+            ws.close()
+    finally:
+        os.umask(previous)
 
 
 def test_making_a_missing_model_or_scene_public_is_refused(client, server_ws):

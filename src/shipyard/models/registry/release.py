@@ -33,6 +33,7 @@ from shipyard.models.registry.records import (
     VALIDATING,
     AliasMove,
     ModelVersion,
+    RegisteredModel,
 )
 from shipyard.models.registry.recovery import VERSION_JOB, lease_key
 from shipyard.models.validation import ValidationJob, ValidationResult, check_package
@@ -490,6 +491,37 @@ class ReleaseWorkflow:
             record_event(conn, user, "model.alias_rolled_back", names.subject(name, "@" + alias),
                          {"alias": alias, "version": target, "previous": current})
         return self.get_version(name, target)
+
+
+def serving_refusal(model: RegisteredModel, mv: ModelVersion, ref: int | str) -> Conflict | None:
+    """Why ``mv`` may not be served when a caller names it by ``ref``, or None when it may.
+
+    An alias serves whatever it points at: moving it was the release decision (checked then, or
+    recorded as forced by an operator). A version number or ``latest`` names a version nobody
+    released, so it serves only a ``validated`` version — never a failed, rejected, abandoned or
+    unfinished one, whose code was never vouched for — and, when the model requires approval, only
+    an approved one."""
+    if isinstance(names.parse_ref(ref), str) and names.parse_ref(ref) != names.LATEST:
+        return None
+    name, number = mv.name, mv.version
+    details: dict[str, Any] = {"name": name, "version": number, "status": mv.status,
+                               "requires_approval": model.requires_approval, "approved": mv.approved}
+    why = f" ({mv.status_reason})" if mv.status_reason else ""
+    if mv.status == REJECTED:
+        return Conflict(f"model {name!r} version {number} was rejected{why} and is never served; register a new "
+                        "version (or call the alias that serves the released one)", details)
+    if mv.status in IN_PROGRESS:
+        return Conflict(f"model {name!r} version {number} is {mv.status}: it is served once validation has "
+                        f"passed; wait for it (shipyard models get {name} {number})", details)
+    if mv.status != VALIDATED:
+        return Conflict(f"model {name!r} version {number} is {mv.status}{why}; only validated versions are served "
+                        f"by number — fix the model and register a new version, or run validate({name!r}, {number}) "
+                        "if the environment caused the failure", details)
+    if model.requires_approval and not mv.approved:
+        return Conflict(f"model {name!r} requires approval and version {number} is not approved, so it is not "
+                        f"served by number; a reviewer other than {mv.created_by!r} approves it (shipyard models "
+                        f"approve {name} {number}), or an operator points an alias at it", details)
+    return None
 
 
 def private_paths(settings: Settings) -> tuple[str, ...]:
