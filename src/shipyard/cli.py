@@ -149,6 +149,12 @@ def server(ctx: click.Context, host: str | None, port: int | None, workers: int 
     proxies = forwarded_allow_ips if forwarded_allow_ips is not None else os.environ.get("FORWARDED_ALLOW_IPS", "")
     click.echo(f"Shipyard {__version__} on {scheme}://{settings.server_host}:{settings.server_port} "
                f"({workers} worker(s)), project {settings.project_dir}")
+    from shipyard.models.confine import describe, landlock_abi
+
+    confined = settings.validation_subprocess and landlock_abi() > 0
+    click.echo(("" if confined else "warning: ") + describe(subprocess=settings.validation_subprocess,
+                                                            allow_unconfined=settings.allow_unconfined_validation),
+               err=not confined)
     try:
         uvicorn.run(
             "shipyard.server:app_factory",

@@ -65,6 +65,9 @@ class Settings:
     validation_subprocess: bool = True
     # Set to false to refuse model packages that unpickle something when loaded (pickle/cloudpickle)
     allow_pickle_models: bool = True
+    # Where the kernel cannot confine the validation process (no Landlock), packages that run code
+    # when loaded fail validation unless this is true (their code could then read .shipyard/)
+    allow_unconfined_validation: bool = False
     prediction_log_sample_rate: float = 1.0
     # Crash-safe prediction log: the local folder of the spool a served record is fsync'd to before
     # the response is sent (default <project>/.shipyard/spool/prediction-log; "off": memory only,
@@ -314,7 +317,8 @@ def project_settings(root: Settings, name: str) -> Settings:
     Its definitions and embedded state live in ``<root project>/projects/<name>/``; its metadata
     in its own SQLite file there or, on PostgreSQL, its own schema ``project_<name>`` of the same
     database; its artifacts under ``<artifact_root>/projects/<name>``; its Redis online rows under
-    the key prefix ``<prefix><name>:``. Nothing of one project is reachable through another's keys.
+    the key prefix ``<prefix>@<name>:`` (``hosted_prefix``). Nothing of one project is reachable
+    through another's keys.
     """
     if name == DEFAULT_PROJECT:
         return root
@@ -335,11 +339,20 @@ def project_settings(root: Settings, name: str) -> Settings:
                                online_store=online, project=name)
 
 
+def hosted_prefix(prefix: str, name: str) -> str:
+    """The Redis key prefix of hosted project ``name`` under the server's ``prefix``:
+    ``<prefix>@<name>:``. The default project's keys continue the prefix with a kind
+    (``row:``, ``meta:``, ``seen:``), never with ``@``, and a project name holds neither ``@`` nor
+    ``:``, so no key (or key pattern) of one project is a key of another — a project named ``row``
+    included."""
+    return f"{prefix}@{name}:"
+
+
 def _with_prefix(url: str, name: str) -> str:
     parts = urlsplit(url)
     query = parse_qsl(parts.query, keep_blank_values=True)
     prefix = next((v for k, v in query if k == "prefix"), "shipyard:")
-    rest = [(k, v) for k, v in query if k != "prefix"] + [("prefix", f"{prefix}{name}:")]
+    rest = [(k, v) for k, v in query if k != "prefix"] + [("prefix", hosted_prefix(prefix, name))]
     return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(rest), parts.fragment))
 
 
@@ -398,6 +411,11 @@ CONFIG_TEMPLATE = """\
 # Accept model packages that unpickle something when loaded (pickle/cloudpickle files); false
 # refuses them at registration and at load (see docs/models.md)
 # allow_pickle_models: true
+
+# Validation confines the model's code with Landlock (Linux 5.13+) so it cannot read .shipyard/;
+# on a system without Landlock, models that run code when loaded fail validation unless this is
+# true (docs/security.md)
+# allow_unconfined_validation: false
 """
 
 
@@ -498,7 +516,10 @@ def init_project(directory: str | Path) -> Path:
         if not folder.exists():
             folder.mkdir()
             (root / relative).write_text(text)
-    (root / ".shipyard").mkdir(exist_ok=True)
+    state = root / ".shipyard"
+    if not state.exists():
+        state.mkdir()
+        os.chmod(state, 0o700)  # credentials, secret key, metadata: the owner's only
     gitignore = root / ".gitignore"
     if not gitignore.exists():
         gitignore.write_text(".shipyard/\n")

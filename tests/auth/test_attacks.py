@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 
 from shipyard.models import save_model
+from shipyard.models.mlmodel import file_digests
 from shipyard.models.python_model import PythonModel
 from tests.conftest import user_token
 
@@ -315,11 +316,163 @@ def test_prediction_errors_never_show_where_the_package_lives(client, server_ws,
     # rewritten like every other response, or a failing load names the artifact folder
     admin = {"Authorization": f"Bearer {user_token(server_ws)}"}
     folder = save_model(Doubler(), tmp_path / "m", input_example=pd.DataFrame({"x": [1.0]}))
-    # changed after saving, before registering: the package's own sha256 no longer matches
+    server_ws.registry.create_model("doubler", requires_approval=False)
+    mv = server_ws.registry.register(folder, "doubler", await_validation=True)
+    assert mv.status == "validated", mv.status_reason
+    # changed in the artifact store after validation: the load in the server refuses it
+    stored = server_ws.artifacts.local_path(mv.artifact_path) / "python_model.pkl"
+    stored.write_bytes(stored.read_bytes() + b"tampered")
+    # changed after saving, before registering: validation fails, and serving refuses the version
     (folder / "python_model.pkl").write_bytes((folder / "python_model.pkl").read_bytes() + b"tampered")
-    server_ws.registry.register(folder, "doubler", await_validation=True)
+    assert server_ws.registry.register(folder, "doubler", await_validation=True).status == "failed"
     for route, body in (("invocations", {"dataframe_records": [{"x": 1.0}]}), ("predict", {"x": 1.0})):
         r = client.post(f"/v1/models/doubler/1/{route}", json=body, headers=admin)
         assert r.status_code >= 400 and r.json()["error"]["code"] == "integrity_error", r.text
         assert str(tmp_path) not in r.text and server_ws.settings.artifact_root not in r.text, r.text
-        assert "artifacts:/models/doubler/1" in r.json()["error"]["message"]
+        assert "models/doubler/1" in r.json()["error"]["message"]
+        r = client.post(f"/v1/models/doubler/2/{route}", json=body, headers=admin)
+        assert r.status_code == 409 and r.json()["error"]["details"]["status"] == "failed", r.text
+        assert str(tmp_path) not in r.text and server_ws.settings.artifact_root not in r.text, r.text
+
+
+class Snoop:
+    """Unpickling this runs ``exec``: it tries to read ``targets`` and prints what it got (or why not)
+    on stdout, which the validation process sends to the version's validation log."""
+
+    def __init__(self, targets: list[str]) -> None:
+        self.targets = targets
+
+    def __reduce__(self):  # noqa: ANN204
+        code = (
+            "import json\n"
+            "seen = {}\n"
+            f"for path in {self.targets!r}:\n"
+            "    try:\n"
+            "        seen[path] = open(path).read()\n"
+            "    except OSError as exc:\n"
+            "        seen[path] = 'refused: ' + type(exc).__name__\n"
+            "print('SNOOPED ' + json.dumps(seen), flush=True)\n"
+        )
+        return (exec, (code,))
+
+
+def test_uploaded_model_code_never_reads_the_projects_credentials_or_secret_key(tmp_path):
+    """A modeler's pickle, validated by the real validation subprocess, reads neither the admin's
+    token (.shipyard/credentials) nor the secrets key (.shipyard/secret.key)."""
+    from fastapi.testclient import TestClient
+
+    from shipyard.auth.bootstrap import ensure_first_admin
+    from shipyard.auth.principal import SERVER
+    from shipyard.config import load_settings
+    from shipyard.models.confine import landlock_abi
+    from shipyard.secrets.keys import load_keyring
+    from shipyard.server import create_app
+    from shipyard.workspace import Workspace
+
+    project = tmp_path / "project"
+    ws = Workspace(load_settings(project, validation_subprocess=True, validation_timing_calls=5), principal=SERVER)
+    try:
+        credentials = ensure_first_admin(ws.auth, project)
+        assert credentials is not None
+        admin_token = json.loads(credentials.read_text())["token"]
+        key_file = ws.settings.state_dir / "secret.key"
+        load_keyring(ws.settings.state_dir)  # the key file `shipyard secrets` creates on first use
+        key = key_file.read_text().strip()
+        folder = save_model(Doubler(), tmp_path / "evil", input_example=pd.DataFrame({"x": [1.0, 2.0]}))
+        (folder / "python_model.pkl").write_bytes(pickle.dumps(Snoop([str(credentials), str(key_file)])))
+        record = json.loads((folder / "shipyard.json").read_text())
+        record["files"] = file_digests(folder)  # the attacker's package is self-consistent
+        (folder / "shipyard.json").write_text(json.dumps(record))
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+            archive.add(folder, arcname="model")
+        with TestClient(create_app(ws, follow_interval=0), raise_server_exceptions=False) as http:
+            made = http.post("/api/v1/models/evil/versions/upload?await_validation=true", content=buffer.getvalue(),
+                             headers=_as(ws, "mia", "modeler"))
+            assert made.status_code == 201, made.text
+            shown = http.get("/api/v1/models/evil/versions/1", headers=_as(ws, "mia", "modeler")).text
+        version = ws.registry.get_version("evil", 1)
+        log = (ws.settings.state_dir / "logs" / "validation-evil-1.log").read_text()
+    finally:
+        ws.close()
+    for text in (made.text, shown, log, version.status_reason, json.dumps(version.validation)):
+        assert admin_token not in text and key not in text
+    assert version.status == "failed"
+    if landlock_abi() > 0:  # confined: the code ran and was refused both files
+        assert version.validation["confinement"].startswith("landlock")
+        snooped = json.loads(log.split("SNOOPED ", 1)[1].splitlines()[0])
+        assert snooped == {str(credentials): "refused: PermissionError", str(key_file): "refused: PermissionError"}
+    else:  # no Landlock: code-running packages are refused before anything is loaded
+        assert "allow_unconfined_validation" in version.status_reason
+        assert "SNOOPED" not in log
+
+
+@pytest.mark.redis
+@pytest.mark.skipif(not os.environ.get("SHIPYARD_TEST_REDIS_URL"), reason="set SHIPYARD_TEST_REDIS_URL")
+@pytest.mark.parametrize("hosted_name", ["row", "seen", "meta"])
+def test_a_hosted_project_named_like_a_redis_key_kind_shares_no_key_with_the_default_project(tmp_path, hosted_name):
+    """The default project's per-view key patterns (``<prefix>row:<view>:*``) never reach a hosted
+    project's keys, whatever the project is called."""
+    import datetime as dt
+    import uuid
+
+    from shipyard.config import load_settings, project_settings
+    from shipyard.features.online.redis_store import RedisOnlineStore
+
+    base = f"sytest-{uuid.uuid4().hex[:8]}:"
+    url = os.environ["SHIPYARD_TEST_REDIS_URL"] + f"?prefix={base}"
+    root = load_settings(tmp_path / "project", online_store=url)
+    default = RedisOnlineStore(root.online_store)
+    hosted = RedisOnlineStore(project_settings(root, hosted_name).online_store)
+    when = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    try:
+        hosted.write_batch("x", [(2,)], [{"f": 2.0}], [when])
+        default.write_batch("row", [(1,)], [{"f": 1.0}], [when])
+        # the default project's view "row" sees only its own row...
+        assert [key for key, _, _ in default.scan("row")] == [(1,)]
+        # ...and deleting it (rows and dedupe sets) leaves the hosted project's rows alone
+        default.delete_view("row")
+        assert [(key, row) for key, _, row in hosted.scan("x")] == [((2,), {"f": 2.0})]
+    finally:
+        hosted.delete_prefix()
+        default.delete_prefix()
+        hosted.close()
+        default.close()
+
+
+def test_the_state_folder_and_sqlite_metadata_are_the_owners_only(tmp_path):
+    import stat
+
+    from shipyard.config import init_project, load_settings
+    from shipyard.workspace import Workspace
+
+    previous = os.umask(0o022)  # a common umask: files world-readable unless made otherwise
+    try:
+        root = init_project(tmp_path / "init")
+        assert stat.S_IMODE((root / ".shipyard").stat().st_mode) == 0o700
+        ws = Workspace(load_settings(tmp_path / "plain"))
+        try:
+            ws.registry.list_models()  # writes through the WAL
+            state = ws.settings.state_dir
+            assert stat.S_IMODE(state.stat().st_mode) == 0o700
+            files = [state / name for name in ("shipyard.db", "shipyard.db-wal", "shipyard.db-shm")]
+            assert files[0].exists()
+            for file in (f for f in files if f.exists()):
+                assert stat.S_IMODE(file.stat().st_mode) & 0o077 == 0, file.name
+        finally:
+            ws.close()
+    finally:
+        os.umask(previous)
+
+
+def test_making_a_missing_model_or_scene_public_is_refused(client, server_ws):
+    admin = _as(server_ws, "ada", "admin")
+    for kind in ("model", "scene"):
+        refused = client.put(f"/api/v1/public/{kind}/nope", json={"public": True}, headers=admin)
+        assert refused.status_code == 404, refused.text
+        assert "nope" in refused.json()["error"]["message"]
+        allowed = client.put(f"/api/v1/public/{kind}/nope?allow_missing=true", json={"public": True}, headers=admin)
+        assert allowed.status_code == 200, allowed.text
+        # taking it back needs nothing to exist
+        assert client.put(f"/api/v1/public/{kind}/nope", json={"public": False}, headers=admin).status_code == 200
+    assert server_ws.auth.public_set() == frozenset()

@@ -212,3 +212,39 @@ def test_a_token_never_mints_a_broader_token(client, server_ws):
     assert client.post("/api/v1/tokens", json={"project": "default"}, headers=bound).status_code == 201
     # user_token's, predict_only, bound and the two narrow ones: the refused calls made nothing
     assert len(server_ws.auth.list_tokens("ana")) == 5
+
+
+def test_an_expiring_token_never_mints_one_that_outlives_it(client, server_ws):
+    # a leaked 1-day token must not buy a token that never expires (or expires later)
+    user_token(server_ws, "ana", "admin", "*")
+    short = server_ws.auth.create_token("ana", expires_in_days=1, actor="test")
+    limit = short.record.expires_at
+    headers = _bearer(short.token)
+    for body in ({"expires_in_days": None}, {"expires_in_days": 90}, {}):
+        made = client.post("/api/v1/tokens", json=body, headers=headers)
+        assert made.status_code == 201, made.text
+        assert made.json()["expires_at"] == limit, body
+    # a shorter expiry than the caller's is kept as asked
+    sooner = client.post("/api/v1/tokens", json={"expires_in_days": 0.5}, headers=headers).json()["expires_at"]
+    assert sooner < limit
+    # the new token cannot extend the chain either
+    child = client.post("/api/v1/tokens", json={"expires_in_days": None}, headers=headers).json()["token"]
+    grandchild = client.post("/api/v1/tokens", json={"expires_in_days": None}, headers=_bearer(child))
+    assert grandchild.json()["expires_at"] == limit
+    # an admin making a token for someone else (a service account) is not capped by their own
+    server_ws.auth.create_user("svc", kind="service", actor="test")
+    other = client.post("/api/v1/tokens", json={"user": "svc", "expires_in_days": None}, headers=headers)
+    assert other.status_code == 201 and other.json()["expires_at"] is None
+    # a token that never expires makes tokens as before
+    forever = _bearer(server_ws.auth.create_token("ana", expires_in_days=None, actor="test").token)
+    assert client.post("/api/v1/tokens", json={"expires_in_days": None}, headers=forever).json()["expires_at"] is None
+
+
+def test_a_browser_session_mints_tokens_as_asked(client, server_ws):
+    server_ws.auth.create_user("ana", password="correct horse", roles={"default": "viewer"}, actor="test")
+    assert client.post("/api/v1/auth/login", json={"username": "ana", "password": "correct horse"}).status_code == 200
+    made = client.post("/api/v1/tokens", json={"expires_in_days": None})
+    assert made.status_code == 201, made.text
+    assert made.json()["expires_at"] is None
+    later = client.post("/api/v1/tokens", json={"expires_in_days": 90}).json()["expires_at"]
+    assert later > time.time() * 1000 + 80 * 86_400_000  # beyond the 12-hour session

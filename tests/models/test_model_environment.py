@@ -172,6 +172,8 @@ def test_serving_refuses_an_unbuilt_environment_naming_the_command(tmp_path: Pat
                                  model_env_build_on_load=False))
     X = pd.DataFrame({"a": [0.0, 1.0, 2.0, 3.0]})
     path = save_model(LogisticRegression().fit(X, [0, 0, 1, 1]), tmp_path / "m", input_example=X)
+    for name in ("own", "plain"):  # served by version number: no approval needed for these
+        ws.registry.create_model(name, requires_approval=False)
     ws.registry.register(str(path), "own", tags={"serve_env": "own"})
     ws.registry.register(str(path), "plain")
     engine = ServingEngine(ws)

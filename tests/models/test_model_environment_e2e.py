@@ -74,6 +74,8 @@ def test_a_model_with_another_scikit_learn_serves_from_its_own_environment(tmp_p
 
     # 3. registered, marked to serve from its own environment; the same requirements reuse the build
     ws = Workspace(settings)
+    # served by version number below: a model that requires no approval serves any validated version
+    ws.registry.create_model("credit_old", requires_approval=False)
     mv = ws.registry.register(str(model_dir), "credit_old", tags={"serve_env": "own"})
     assert environment_key(environment_requirements(model_dir), sys.version) == env.key
     built = CliRunner().invoke(main, ["--project", str(project), "models", "build-env", f"credit_old@{mv.version}"])

@@ -1,8 +1,10 @@
 """The validation process: it loads only files that match the sha256 the registry recorded at
 upload, and it holds no secret of the registry process (environment, metadata URL, settings).
 
-The attacker's package is a pickle that, when unpickled, writes a marker file describing the
-process that ran it (pid, environment, command line, the parent's environment)."""
+The attacker's package is a pickle that, when unpickled, describes the process that ran it (pid,
+environment, command line, the parent's environment) on stdout — which the validation process
+sends to the version's validation log — and in a marker file when it may write one (a confined
+validation process may not)."""
 
 from __future__ import annotations
 
@@ -45,10 +47,14 @@ class Crafted:
             "        return open(p, 'rb').read().replace(b'\\0', b' ').decode('utf-8', 'replace')\n"
             "    except OSError as exc:\n"
             "        return str(exc)\n"
-            "json.dump({'pid': os.getpid(), 'cwd': os.getcwd(), 'environ': dict(os.environ),\n"
-            "           'cmdline': _read('/proc/self/cmdline'),\n"
-            "           'parent_environ': _read('/proc/%d/environ' % os.getppid())},\n"
-            f"          open({self.marker!r}, 'w'))\n"
+            "seen = {'pid': os.getpid(), 'cwd': os.getcwd(), 'environ': dict(os.environ),\n"
+            "        'cmdline': _read('/proc/self/cmdline'),\n"
+            "        'parent_environ': _read('/proc/%d/environ' % os.getppid())}\n"
+            "print('MARKER ' + json.dumps(seen), flush=True)\n"
+            "try:\n"
+            f"    json.dump(seen, open({self.marker!r}, 'w'))\n"
+            "except OSError:\n"
+            "    pass\n"
         )
         return (exec, (code,))
 
@@ -62,6 +68,10 @@ def crafted_package(root: Path, marker: Path, credit_data) -> Path:
     record["files"] = file_digests(folder)
     (folder / "shipyard.json").write_text(json.dumps(record))
     return folder
+
+
+def _log(project: Path, name: str = "evil", version: int = 1) -> Path:
+    return project / ".shipyard" / "logs" / f"validation-{name}-{version}.log"
 
 
 def _workspace(root: Path, subprocess: bool = True, **overrides) -> Workspace:
@@ -83,10 +93,20 @@ def secrets(monkeypatch) -> list[str]:
     return values
 
 
-def _assert_clean(marker: Path, secrets: list[str], project: Path) -> dict:
-    text = marker.read_text()
+def _ran(marker: Path, log: Path) -> str | None:
+    """What the attacker's code recorded (the marker file, else its line in the validation log)."""
+    if marker.exists():
+        return marker.read_text()
+    if log.exists() and "MARKER " in log.read_text():
+        return log.read_text().split("MARKER ", 1)[1].splitlines()[0]
+    return None
+
+
+def _assert_clean(marker: Path, secrets: list[str], project: Path, log: Path) -> dict:
+    text = _ran(marker, log)
+    assert text is not None, "the attacker's code did not run"
     for secret in secrets:
-        assert secret not in text
+        assert secret not in text and secret not in log.read_text()
     seen = json.loads(text)
     assert seen["pid"] != os.getpid()
     # the validator's own variables, and two that scikit-learn sets for OpenMP when imported
@@ -117,8 +137,7 @@ def test_uploaded_pickle_runs_only_in_a_clean_process(tmp_path, credit_data, sec
     # the package's files matched what was uploaded, so the validator loaded them: in its own
     # process, with none of the registry's secrets (the version fails: the pickle is no model)
     assert mv.status == "failed"
-    assert marker.exists()
-    _assert_clean(marker, [*secrets, token], tmp_path / "project")
+    _assert_clean(marker, [*secrets, token], tmp_path / "project", _log(tmp_path / "project"))
 
 
 @pytest.mark.postgres
@@ -136,7 +155,7 @@ def test_metadata_password_never_reaches_the_validator(tmp_path, credit_data, po
         validation = json.dumps(mv.validation)
     finally:
         ws.close()
-    _assert_clean(marker, [*secrets, password], tmp_path / "project")
+    _assert_clean(marker, [*secrets, password], tmp_path / "project", _log(tmp_path / "project"))
     assert password not in validation
 
 
@@ -160,7 +179,7 @@ def test_files_changed_after_registration_are_refused_before_loading(tmp_path, c
             ws.registry.load("credit", 1)
     finally:
         ws.close()
-    assert not marker.exists()
+    assert _ran(marker, _log(tmp_path / "project", "credit")) is None
 
 
 def test_pickles_refused_by_setting_never_run(tmp_path, credit_data):
@@ -172,7 +191,7 @@ def test_pickles_refused_by_setting_never_run(tmp_path, credit_data):
             ws.registry.register(folder, "evil")
     finally:
         ws.close()
-    assert not marker.exists()
+    assert _ran(marker, _log(tmp_path / "project")) is None
 
 
 def test_each_version_runs_in_a_fresh_process(tmp_path, credit_data):
@@ -213,3 +232,129 @@ def test_mlflow_pyfunc_with_a_signature_and_no_example_is_validated(tmp_path, cr
     assert mv.status == "validated", mv.status_reason
     assert mv.validation["example"] == "generated from the signature"
     assert mv.validation["baseline_output"] == [float(i) * float(i) for i in range(5)]
+
+
+# -- confinement (Landlock) ------------------------------------------------------------------------
+def _normal_models(credit_data):
+    import lightgbm as lgb
+    import xgboost as xgb
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.linear_model import LogisticRegression
+
+    X, y = credit_data
+    return {
+        "sklearn": LogisticRegression(max_iter=500).fit(X, y),
+        "sklearn_forest": RandomForestClassifier(n_estimators=10, random_state=0).fit(X, y),
+        "lightgbm": lgb.LGBMClassifier(n_estimators=20, verbose=-1, random_state=0).fit(X, y),
+        "lightgbm_booster": lgb.train({"objective": "binary", "verbose": -1}, lgb.Dataset(X, y), 10),
+        "xgboost": xgb.XGBClassifier(n_estimators=20, max_depth=3).fit(X, y),
+        "pyfunc": doubler(),
+    }
+
+
+def test_normal_models_validate_in_the_confined_process(tmp_path, credit_data):
+    from shipyard.models.confine import landlock_abi
+
+    X, _ = credit_data
+    ws = _workspace(tmp_path / "project")
+    try:
+        for name, model in _normal_models(credit_data).items():
+            folder = save_model(model, tmp_path / name, input_example=X.head(5))
+            mv = ws.registry.register(folder, name, await_validation=True, validation_timeout=180)
+            assert mv.status == "validated", (name, mv.status_reason)
+            if landlock_abi() > 0:
+                assert mv.validation["confinement"].startswith("landlock"), name
+    finally:
+        ws.close()
+
+
+def _fingerprint(folder: Path) -> str:
+    """The artifact store's sha256 of a folder (what the registry records at upload)."""
+    import hashlib
+
+    lines = [f"{p.relative_to(folder).as_posix()}\t{hashlib.sha256(p.read_bytes()).hexdigest()}\n"
+             for p in sorted(q for q in folder.rglob("*") if q.is_file())]
+    return hashlib.sha256("".join(lines).encode()).hexdigest()
+
+
+def test_without_confinement_packages_that_run_code_are_refused_unless_allowed(tmp_path, credit_data, model_dir):
+    """Where the kernel cannot confine the validation process, a package that runs code when
+    loaded is refused before it is loaded; one that runs none validates; the setting allows both."""
+    from shipyard.models.validation import ValidationJob, check_package
+
+    marker = tmp_path / "marker.json"
+    evil = crafted_package(tmp_path / "evil", marker, credit_data)
+
+    def job(folder: Path, unconfined_code: bool) -> ValidationJob:
+        return ValidationJob(folder=str(folder), sha256=_fingerprint(folder), tolerance=1e-6,
+                             timing_calls=2, unconfined_code=unconfined_code)
+
+    refused = check_package(job(evil, False), confinement="")
+    assert not refused.ok and "allow_unconfined_validation" in refused.reason
+    assert refused.report["confinement"] == "none"
+    assert not marker.exists()
+    plain = check_package(job(model_dir, False), confinement="")  # scikit-learn in skops: no code
+    assert plain.ok, plain.reason
+    allowed = check_package(job(evil, True), confinement="")
+    assert not allowed.ok and marker.exists()  # it ran: the setting accepted the risk
+
+
+def test_confine_keeps_private_files_and_other_processes_out_of_reach(tmp_path):
+    """A confined process reads allowed folders and writes its work folder; it cannot read a
+    private folder, a folder it was not given, or another process's environment."""
+    import subprocess
+    import sys
+
+    from shipyard.models.confine import landlock_abi
+
+    if landlock_abi() == 0:
+        pytest.skip("this kernel has no Landlock")
+    private = tmp_path / "project" / ".shipyard"
+    private.mkdir(parents=True)
+    (private / "credentials").write_text("token-canary")
+    model, work, elsewhere = tmp_path / "model", tmp_path / "work", tmp_path / "elsewhere"
+    for folder in (model, work, elsewhere):
+        folder.mkdir()
+    (model / "MLmodel").write_text("flavors: {}")
+    (elsewhere / "file").write_text("x")
+    script = f"""
+import json, os, sys
+from shipyard.models.confine import confine, validation_rules
+read, write, left_out = validation_rules({str(model)!r}, {str(work)!r}, [{str(private)!r}])
+applied = confine(read=read, write=write)
+out = {{}}
+def attempt(label, fn):
+    try:
+        fn()
+        out[label] = "ok"
+    except OSError as exc:
+        out[label] = type(exc).__name__
+attempt("model", lambda: open({str(model / "MLmodel")!r}).read())
+attempt("work", lambda: open({str(work / "out")!r}, "w").write("x"))
+attempt("credentials", lambda: open({str(private / "credentials")!r}).read())
+attempt("elsewhere", lambda: open({str(elsewhere / "file")!r}).read())
+attempt("parent_environ", lambda: open("/proc/%d/environ" % os.getppid()).read())
+attempt("etc_shadow", lambda: open("/etc/shadow").read())
+import numpy, sklearn  # the libraries still import
+print(json.dumps(out))
+"""
+    env = {**os.environ, "SHIPYARD_CANARY": "environ-canary"}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    assert seen["model"] == seen["work"] == "ok"
+    denied = {"credentials", "elsewhere", "parent_environ", "etc_shadow"}
+    assert all(seen[k] in ("PermissionError", "FileNotFoundError") for k in denied), seen
+    assert "token-canary" not in done.stdout and "environ-canary" not in done.stdout
+
+
+def test_a_read_root_containing_a_private_path_is_left_out(tmp_path, monkeypatch):
+    import sys
+
+    from shipyard.models.confine import validation_rules
+
+    project = tmp_path / "project"
+    (project / ".shipyard").mkdir(parents=True)
+    monkeypatch.setattr(sys, "path", [*sys.path, str(project)])  # e.g. PYTHONPATH=<project>
+    read, write, left_out = validation_rules(tmp_path / "model", tmp_path / "work", [project / ".shipyard"])
+    assert str(project) in left_out and str(project.resolve()) not in read

@@ -107,7 +107,7 @@ def test_remote_client(ws, live_server):
         assert body["outputs"]["decision"] in ("approve", "reject") and body["version"] == 1
         assert len(client.scenes.predict("credit", records=[{"income": 1.0, "debt": 1.0, "age": 30.0}] * 3)
                    ["outputs"]) == 3
-        assert client.scenes.predict_model("credit", "1", {"income": 4.0, "debt": 2.5, "age": 40.0}) == \
+        assert client.scenes.predict_model("credit", "champion", {"income": 4.0, "debt": 2.5, "age": 40.0}) == \
             body["outputs"]["score"]
         with pytest.raises(SchemaMismatch, match="'age'"):
             client.scenes.predict("credit", {"income": 4.0, "debt": 2.5})

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from shipyard.auth.permissions import ROLE_NAMES, SCOPES, Action, Resource
+from shipyard.auth.projects import check_public_target
 from shipyard.auth.store import check_scopes
 from shipyard.errors import Forbidden
 
@@ -172,10 +173,13 @@ def create_token(ctx: click.Context, user: str | None, name: str, scopes: tuple[
     if target != ws.user:
         _require(ws, Resource.USERS, Action.ADMIN)
     chosen = check_scopes(list(scopes)) if scopes else sorted(ws.principal.scopes)
+    limit = None
     if target == ws.user:
         ws.principal.check_can_mint(chosen, project)
+        limit = ws.principal.mint_expiry_limit()  # never outlives the API token making it
     made = ws.auth.create_token(target, name=name, scopes=chosen, project=project,
-                                expires_in_days=None if no_expiry else expires_days, actor=ws.user)
+                                expires_in_days=None if no_expiry else expires_days, actor=ws.user,
+                                expires_at_most=limit)
     _audit(ws, "write", "users", f"/tokens/{made.record.id}", after={"user": target, "scopes": made.record.scopes})
     click.echo(made.token)
     click.echo(f"token {made.record.id} for {target!r} (scopes {', '.join(made.record.scopes)}; "
@@ -292,10 +296,13 @@ def public() -> None:
 @click.argument("kind", type=click.Choice(["scene", "model"]))
 @click.argument("name")
 @click.option("--off", is_flag=True, help="Require a token again.")
+@click.option("--allow-missing", is_flag=True, help="Even if no scene or model of that name exists yet.")
 @click.pass_context
-def set_public(ctx: click.Context, kind: str, name: str, off: bool) -> None:
+def set_public(ctx: click.Context, kind: str, name: str, off: bool, allow_missing: bool) -> None:
     ws = _ws(ctx)
     _require(ws, Resource.SCENES if kind == "scene" else Resource.MODELS, Action.RELEASE)
+    if not off and not allow_missing:
+        check_public_target(ws, kind, name)
     was = ws.auth.set_public(ws.settings.project, kind, name, not off, actor=ws.user)
     _audit(ws, "release", "scenes" if kind == "scene" else "models", f"/public/{kind}/{name}",
            before={"public": was}, after={"public": not off})

@@ -31,7 +31,7 @@ from shipyard.auth.guard import PROJECT_HEADER, SESSION_COOKIE, AccessGuard
 from shipyard.auth.oidc import LOGIN_PATH, STATE_COOKIE, STATE_SECONDS, SingleSignOn
 from shipyard.auth.permissions import ROLE_NAMES, Action, Resource, is_mutation
 from shipyard.auth.principal import ACTING, ALL_PROJECTS, ANONYMOUS, DEFAULT_PROJECT, Principal
-from shipyard.auth.projects import ProjectWorkspaces
+from shipyard.auth.projects import ProjectWorkspaces, check_public_target
 from shipyard.auth.store import check_scopes
 from shipyard.errors import Forbidden, InvalidInput, NotFound, ShipyardError, Unauthorized
 from shipyard.http_util import RequestBody
@@ -497,10 +497,13 @@ def router() -> APIRouter:
         elif ctx.principal.kind == "oidc" and ctx.principal.token_id is None:
             raise Forbidden("sign in first", {})
         scopes = sorted(ctx.principal.scopes) if body.scopes is None else check_scopes(body.scopes)
+        limit = None
         if target == ctx.actor:
             ctx.principal.check_can_mint(scopes, body.project)
+            limit = ctx.principal.mint_expiry_limit()  # never outlives the API token making it
         made = ctx.guard.auth.create_token(target, name=body.name, scopes=scopes, project=body.project,
-                                           expires_in_days=body.expires_in_days, actor=ctx.actor)
+                                           expires_in_days=body.expires_in_days, actor=ctx.actor,
+                                           expires_at_most=limit)
         ctx.audit(after={"token_id": made.record.id, "user": target, "scopes": made.record.scopes,
                          "project": made.record.project, "expires_at": made.record.expires_at})
         return made.to_dict()
@@ -531,10 +534,14 @@ def router() -> APIRouter:
 
     @api.put("/public/{kind}/{name}")
     def set_public(name: str, body: PublicIn, kind: str = Path(pattern="^(scene|model)$"),
+                   allow_missing: bool = False,
                    ctx: RequestContext = allow(Resource.SCENES, Action.RELEASE)) -> dict[str, Any]:
-        """Let a scene's or model's prediction endpoint answer without a token (or stop it)."""
+        """Let a scene's or model's prediction endpoint answer without a token (or stop it). The scene
+        or model must exist (404 otherwise) unless ``allow_missing=true``, e.g. before it is applied."""
         if kind == "model":
             ctx.require(Resource.MODELS, Action.RELEASE)
+        if body.public and not allow_missing:
+            check_public_target(ctx.ws, kind, name)
         was = ctx.guard.auth.set_public(ctx.project, kind, name, body.public, actor=ctx.actor)
         ctx.guard.forget()
         ctx.audit(before={"public": was}, after={"public": body.public})

@@ -25,6 +25,8 @@ class Principal:
     token_project: str | None = None
     # milliseconds since the epoch; None never expires
     expires_at: int | None = None
+    # what authenticated it: "api" (an API token), "session" (a browser session), None (no token)
+    token_kind: str | None = None
 
     def roles_in(self, project: str) -> frozenset[str]:
         if self.token_project is not None and project != self.token_project:
@@ -56,11 +58,18 @@ class Principal:
             raise Forbidden(f"this token is bound to project {self.token_project!r}; a token it makes must be "
                             f"bound to it too (project: {self.token_project!r})", {"field": "project"})
 
+    def mint_expiry_limit(self) -> int | None:
+        """The latest expiry (ms) a token this principal makes for itself may have: an API token's own,
+        so a token that expires cannot buy one that expires later or never. None (no limit) for a
+        browser session, whose user signed in with a password or single sign-on, and for an API
+        token that never expires."""
+        return self.expires_at if self.token_kind == "api" else None
+
     def to_dict(self) -> dict[str, object]:
         return {"name": self.name, "kind": self.kind,
                 "roles": {p: sorted(r) for p, r in sorted(self.roles.items())},
                 "scopes": sorted(self.scopes), "token_id": self.token_id, "token_project": self.token_project,
-                "expires_at": self.expires_at}
+                "expires_at": self.expires_at, "token_kind": self.token_kind}
 
 
 ANONYMOUS = Principal(name="anonymous", kind="anonymous", scopes=frozenset())

@@ -63,3 +63,15 @@ class ProjectWorkspaces:
             if name != DEFAULT_PROJECT:
                 ws.close()
 
+
+
+def check_public_target(ws: Workspace, kind: str, name: str) -> None:
+    """``NotFound`` unless the scene or model ``name`` exists in ``ws``'s project: an endpoint is
+    made public for something that is there (a typo would otherwise open nothing now and, later, a
+    model or scene of that name nobody meant to open)."""
+    if kind == "model":
+        ws.registry.get_model(name)
+    else:
+        from shipyard.serving.scene import get_scene
+
+        get_scene(ws, name)

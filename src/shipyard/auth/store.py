@@ -302,7 +302,9 @@ class AuthStore:
     # -- tokens -------------------------------------------------------------------------------------
     def create_token(self, user: str, *, name: str = "", scopes: list[str] | None = None,
                      project: str | None = None, expires_in_days: float | None = 90.0, kind: str = "api",
-                     actor: str) -> NewToken:
+                     actor: str, expires_at_most: int | None = None) -> NewToken:
+        """A new token of ``user``. ``expires_at_most`` (ms since the epoch) caps its expiry: the
+        token gets the earlier of that and ``expires_in_days`` (``None``: never) from now."""
         if kind not in TOKEN_KINDS:
             raise InvalidInput(f"token kind {kind!r} is not valid", {"field": "kind"})
         chosen = check_scopes(scopes)
@@ -313,6 +315,8 @@ class AuthStore:
                                {"field": "expires_in_days"})
         now = now_ms()
         expires = None if expires_in_days is None else now + int(expires_in_days * DAY_MS)
+        if expires_at_most is not None:
+            expires = expires_at_most if expires is None else min(expires, expires_at_most)
         token_id, token, digest = tk.new_token()
         with self.store.begin() as conn:
             row = self._user_row(conn, user)
@@ -375,7 +379,7 @@ class AuthStore:
         return Principal(name=row["user"], kind=user["kind"],
                          roles={p: frozenset(r) for p, r in roles.items()},
                          scopes=frozenset(row["scopes"] or DEFAULT_SCOPES), token_id=token_id,
-                         token_project=row["project"], expires_at=row["expires_at"])
+                         token_project=row["project"], expires_at=row["expires_at"], token_kind=row["kind"])
 
     def use_login_link(self, token: str) -> str:
         """Spend a one-time login link; returns its user. A link works once."""

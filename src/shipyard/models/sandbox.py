@@ -12,6 +12,12 @@ have finished.
 
 The template starts with the environment ``validator.clean_environment`` builds (no settings,
 no credentials) and in a scratch folder; each child writes its output to the job's log file.
+Before it reads the model, each child confines itself with Landlock (``confine.py``): it can then
+read only the Python installation, a few system files and the model's stored folder, and write
+only its own working folder (``work`` of the job, made and removed by the template) — never the
+project's ``.shipyard/`` folder with the admin token and the secret key. Where the kernel cannot
+confine it, the child says so in its result and ``check_package`` refuses packages that run code
+unless the job allows unconfined validation.
 
 ``python -m shipyard.models.sandbox --once`` runs a single job read from stdin in-process, for
 platforms without ``fork``.
@@ -23,8 +29,10 @@ import importlib
 import json
 import os
 import selectors
+import shutil
 import signal
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -50,14 +58,37 @@ def _import(name: str) -> None:
         pass
 
 
-def run_job(doc: dict[str, Any]) -> dict[str, Any]:
-    """One job in this process: the result document (``ValidationResult.to_dict``)."""
+def run_job(doc: dict[str, Any], confinement: str = "") -> dict[str, Any]:
+    """One job in this process: the result document (``ValidationResult.to_dict``). ``confinement``
+    describes the restriction this process is under ("" when it is under none)."""
     from shipyard.models.validation import ValidationJob, check_package
 
     job = ValidationJob.from_dict(doc)
-    result = check_package(job)
+    result = check_package(job, confinement=confinement)
     print(f"{job.label}: {'validated' if result.ok else 'failed'} {result.reason}".rstrip(), flush=True)
     return result.to_dict()
+
+
+def enter_confinement(doc: dict[str, Any]) -> str:
+    """Make the job's working folder this process's home, temporary and current folder, then
+    confine the process to what validating the job's model needs (see ``confine.py``). Returns
+    the confinement's summary, or "" (the reason printed to the job's log) when there is none."""
+    from shipyard.models.confine import confine, validation_rules
+
+    work = str(doc.get("work") or "") or tempfile.mkdtemp(prefix="shipyard-job-")
+    os.environ["HOME"] = os.environ["TMPDIR"] = work
+    tempfile.tempdir = work
+    os.chdir(work)
+    read, write, left_out = validation_rules(str(doc.get("folder") or ""), work, list(doc.get("private") or ()))
+    if left_out:
+        print(f"left out of the validation's reach (they contain the project's private files): {left_out}",
+              flush=True)
+    try:
+        applied = confine(read=read, write=write)
+    except OSError as exc:
+        print(f"the validation process is not confined: {exc.strerror or exc}", flush=True)
+        return ""
+    return applied.summary()
 
 
 @dataclass
@@ -66,6 +97,7 @@ class _Child:
     pid: int
     fd: int
     deadline: float
+    work: str = ""
     chunks: list[bytes] = field(default_factory=list)
 
 
@@ -114,13 +146,16 @@ class Template:
                 self._start(json.loads(line))
 
     def _start(self, doc: dict[str, Any]) -> None:
+        # the job's working folder: the confined child may write only there, so the template
+        # (unconfined) makes it and removes it when the child is done
+        doc = {**doc, "work": tempfile.mkdtemp(prefix="shipyard-job-")}
         read_fd, write_fd = os.pipe()
         pid = os.fork()
         if pid == 0:  # the child: never returns
             os.close(read_fd)
             self._child(doc, write_fd)
         os.close(write_fd)
-        child = _Child(str(doc.get("id", "")), pid, read_fd, time.monotonic() + JOB_TIMEOUT_S)
+        child = _Child(str(doc.get("id", "")), pid, read_fd, time.monotonic() + JOB_TIMEOUT_S, doc["work"])
         self.children[read_fd] = child
         self.selector.register(read_fd, selectors.EVENT_READ, child)
 
@@ -134,7 +169,8 @@ class Template:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             signal.signal(signal.SIGINT, signal.SIG_DFL)
             _redirect_output(str(doc.get("log") or ""))
-            payload = json.dumps(run_job(doc)).encode()
+            confinement = enter_confinement(doc)
+            payload = json.dumps(run_job(doc, confinement)).encode()
             view = memoryview(payload)
             while view:
                 view = view[os.write(write_fd, view):]
@@ -159,6 +195,7 @@ class Template:
         os.close(child.fd)
         del self.children[child.fd]
         _, status = os.waitpid(child.pid, 0)
+        shutil.rmtree(child.work, ignore_errors=True)
         message: dict[str, Any] = {"id": child.job_id}
         body = b"".join(child.chunks)
         if error is None and body:
@@ -198,7 +235,8 @@ def main(argv: list[str] | None = None) -> int:
         doc = json.loads(sys.stdin.read())
         answer = os.fdopen(os.dup(1), "w")
         _redirect_output(str(doc.get("log") or ""))
-        answer.write(json.dumps({"id": doc.get("id", ""), "result": run_job(doc)}) + "\n")
+        confinement = enter_confinement(doc)  # the caller made doc["work"] and removes it
+        answer.write(json.dumps({"id": doc.get("id", ""), "result": run_job(doc, confinement)}) + "\n")
         answer.flush()
         return 0
     out = os.fdopen(os.dup(1), "wb")

@@ -11,8 +11,11 @@ and N single-row fast-path predictions are timed (p50/p99/mean, in milliseconds)
 A check is one ``ValidationJob``: the local folder holding the stored files, the recorded
 sha256 and the settings the checks use — no database, no credentials. By default the registry
 hands it to a separate, clean process (``shipyard.models.sandbox``, see ``validator.py``) so a
-model that crashes, hangs or misbehaves never touches the caller or its secrets;
-``validation_subprocess: false`` runs it in-process.
+model that crashes, hangs or misbehaves never touches the caller or its secrets; that process
+confines itself with Landlock (``confine.py``) before it reads the model, so the model's code
+cannot read the project's ``.shipyard/`` folder either. Where it cannot be confined, packages that
+run code when loaded are refused unless ``allow_unconfined_validation: true``.
+``validation_subprocess: false`` runs the checks in-process, unconfined, by the caller's choice.
 """
 
 from __future__ import annotations
@@ -67,13 +70,22 @@ class ValidationJob:
     allow_pickle: bool = True
     label: str = ""
     log: str = ""
+    # packages that run code when loaded may be validated by a process that could not be confined
+    # (allow_unconfined_validation, or validation in-process by choice)
+    unconfined_code: bool = False
+    # paths the validation process must never be able to read (the project's .shipyard/ folder...):
+    # a read root that contains one is left out of its confinement
+    private: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, doc: dict[str, Any]) -> ValidationJob:
-        return cls(**{k: doc[k] for k in cls.__dataclass_fields__ if k in doc})
+        values = {k: doc[k] for k in cls.__dataclass_fields__ if k in doc}
+        if "private" in values:
+            values["private"] = tuple(str(p) for p in values["private"])
+        return cls(**values)
 
 
 # -- the checks --------------------------------------------------------------------------------
@@ -273,8 +285,33 @@ def verified_copy(source: Path, dest: Path, expected_sha256: str) -> Path:
     return dest
 
 
-def check_package(job: ValidationJob) -> ValidationResult:
-    """Run one job: verify a private copy of the files, then load and check that copy."""
+UNCONFINED_SETTING = "allow_unconfined_validation"
+
+
+def refuse_unconfined_code(folder: Path) -> None:
+    """``Forbidden`` naming the fix when the package in ``folder`` runs code when loaded (this
+    process could not be confined, so that code could read the project's secrets)."""
+    from shipyard.errors import Forbidden
+    from shipyard.models.trust import code_parts
+
+    parts = code_parts(folder)
+    if parts:
+        first = parts[0]
+        raise Forbidden(
+            f"this system cannot confine the validation process (the kernel has no Landlock), and the model "
+            f"holds {first.path!r}, {first.reason}: its code could read the project's credentials and secret "
+            "key, so it was not loaded. Re-save the model in a format that runs no code when loaded (skops for "
+            "scikit-learn, XGBoost's or LightGBM's own files, ONNX), run the server on Linux 5.13 or later with "
+            f"Landlock enabled, or set {UNCONFINED_SETTING}: true to validate such models unconfined",
+            {"field": UNCONFINED_SETTING, "file": first.path, "kind": first.kind},
+        )
+
+
+def check_package(job: ValidationJob, *, confinement: str = "") -> ValidationResult:
+    """Run one job: verify a private copy of the files, then load and check that copy.
+
+    ``confinement`` says how this process is confined ("" when it is not): an unconfined process
+    loads a package that runs code only when the job allows it (``unconfined_code``)."""
     from shipyard.models.trust import refuse_pickles
 
     started = time.perf_counter()
@@ -282,6 +319,8 @@ def check_package(job: ValidationJob) -> ValidationResult:
     try:
         folder = verified_copy(Path(job.folder), scratch / "model", job.sha256)
         refuse_pickles(folder, job.allow_pickle)
+        if not confinement and not job.unconfined_code:
+            refuse_unconfined_code(folder)
         result = check_model_dir(folder, tolerance=job.tolerance, timing_calls=job.timing_calls)
     except ShipyardError as exc:
         result = ValidationResult(False, exc.message, {"error": exc.code})
@@ -292,4 +331,5 @@ def check_package(job: ValidationJob) -> ValidationResult:
         shutil.rmtree(scratch, ignore_errors=True)
     result.report["duration_ms"] = round((time.perf_counter() - started) * 1000, 3)
     result.report["pid"] = os.getpid()
+    result.report["confinement"] = confinement or "none"
     return result

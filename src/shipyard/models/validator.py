@@ -8,7 +8,8 @@ fresh interpreter's imports. ``submit(job)`` returns a ``Future`` of the ``Valid
 What the validation process gets: the ``ValidationJob`` (a local folder, the recorded sha256, the
 checks' settings) and ``clean_environment()`` — the locale, ``PATH``, thread-count variables and
 the ``PYTHONPATH`` that finds this Shipyard, nothing else: no ``SHIPYARD_*`` setting, no database
-URL, no token or cloud credential. It starts in an empty scratch folder.
+URL, no token or cloud credential. It starts in an empty scratch folder, and each job confines
+its process with Landlock before reading the model (``sandbox.enter_confinement``).
 
 On platforms without ``fork`` each job runs in its own clean interpreter
 (``python -m shipyard.models.sandbox --once``).
@@ -20,6 +21,7 @@ import atexit
 import json
 import logging
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -138,9 +140,15 @@ class ValidationWorker:
                                               "reporting a result; run validate() again", {"exit_code": code}))
 
     def _run_once(self, job_id: str, line: bytes) -> None:
-        done = subprocess.run([sys.executable, "-m", "shipyard.models.sandbox", "--once"], input=line,
-                              capture_output=True, env=clean_environment(self._scratch), cwd=self._scratch,
-                              check=False)
+        # the job's working folder, the only one the (confined) validation process may write to
+        work = tempfile.mkdtemp(prefix="shipyard-job-", dir=self._scratch)
+        doc = {**json.loads(line), "work": work}
+        try:
+            done = subprocess.run([sys.executable, "-m", "shipyard.models.sandbox", "--once"],
+                                  input=json.dumps(doc).encode(), capture_output=True,
+                                  env=clean_environment(self._scratch), cwd=self._scratch, check=False)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
         answer = done.stdout.strip().splitlines()[-1:] if done.stdout else []
         message = json.loads(answer[0]) if answer else {
             "error": f"the validation process exited with code {done.returncode} before reporting a result",

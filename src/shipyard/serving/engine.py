@@ -320,6 +320,11 @@ class ServingEngine:
     def install_model(self, served: ServedModel) -> None:
         self._models[(served.name, served.ref)] = served
 
+    def remove_model(self, name: str, ref: str) -> ServedModel | None:
+        """Stop serving ``name@ref`` (the next request loads it again, or is refused)."""
+        with self._lock:
+            return self._models.pop((name, str(ref)), None)
+
     def served_models(self) -> dict[tuple[str, str], ServedModel]:
         return dict(self._models)
 

@@ -9,6 +9,9 @@ one of its model steps (or a directly served ``name@alias``) points at has moved
 3. switches atomically (one dict assignment; requests in flight finish on the old object);
 4. waits for the old one to drain, then unloads model versions nothing serves any more.
 
+A directly served model whose version may no longer be served (a version served by number that
+was rejected since) is withdrawn: dropped after its requests in flight, and refused from then on.
+
 Each swap is recorded as an audit event (``scene.swapped`` / ``model.swapped``).
 """
 
@@ -20,7 +23,7 @@ import threading
 import time
 from typing import Any
 
-from shipyard.errors import ShipyardError
+from shipyard.errors import Conflict, ShipyardError
 from shipyard.serving import heap
 from shipyard.serving.engine import ServedModel, ServedScene, ServingEngine
 from shipyard.serving.scene import CompiledScene, latest_versions
@@ -78,6 +81,9 @@ class Follower:
         for (name, ref), model in self.engine.served_models().items():
             try:
                 version = self.engine.models.resolve(name, ref)
+            except Conflict as exc:  # e.g. a version served by number was rejected since it loaded
+                done.append(self.withdraw_model(name, ref, exc.message))
+                continue
             except ShipyardError:
                 continue
             if version != model.version:
@@ -146,6 +152,18 @@ class Follower:
         self._unload({(name, old.version)}, _in_use(self.engine))
         info = {"kind": "model", "name": name, "ref": ref, "from": old.version, "to": version, **warm}
         self._record("model.swapped", f"model:{name}@{ref}", info)
+        return info
+
+    def withdraw_model(self, name: str, ref: str, reason: str) -> dict[str, Any]:
+        """Stop serving ``name@ref`` (its version may no longer be served): later requests resolve
+        it again and are refused with the reason; requests in flight finish."""
+        old = self.engine.remove_model(name, ref)
+        if old is not None:
+            self._drain(old)
+            self._unload({(name, old.version)}, _in_use(self.engine))
+        info = {"kind": "model", "name": name, "ref": ref, "from": old.version if old else None, "to": None,
+                "reason": reason}
+        self._record("model.withdrawn", f"model:{name}@{ref}", info)
         return info
 
     # -- steps ----------------------------------------------------------------------------------

@@ -47,7 +47,11 @@ def _version_of(record: Any) -> int:
 
 
 class RegistryModels:
-    """Models from the workspace registry (loads are sha256-checked and cached by the registry)."""
+    """Models from the workspace registry (loads are sha256-checked and cached by the registry).
+
+    ``resolve`` refuses (``Conflict``) a version named by number or ``latest`` that was not
+    released for serving: not validated, rejected, or unapproved when the model requires approval
+    (``registry.release.serving_refusal``); an alias serves what it points at."""
 
     def __init__(self, ws: Workspace) -> None:
         self.ws = ws
@@ -55,7 +59,14 @@ class RegistryModels:
         self._lock = threading.Lock()
 
     def resolve(self, name: str, ref: str) -> int:
-        return _version_of(self.ws.registry.get_version(name, str(ref)))
+        from shipyard.models.registry.release import serving_refusal
+
+        registry = self.ws.registry
+        mv = registry.get_version(name, str(ref))
+        refusal = serving_refusal(registry.get_model(name), mv, str(ref))
+        if refusal is not None:
+            raise refusal
+        return _version_of(mv)
 
     def load(self, name: str, version: int) -> Any:
         key = (name, int(version))

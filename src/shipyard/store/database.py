@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import logging
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -45,6 +46,21 @@ def _sqlite_path(url: sa.URL) -> Path | None:
     return None
 
 
+def _private_sqlite_file(path: Path) -> None:
+    """Create a missing SQLite file readable by its owner only (0600; SQLite gives its -wal and -shm
+    files the same mode), in a folder made 0700 when this creates it: the metadata holds users,
+    token hashes, the audit log and encrypted secrets, none of them for other local accounts."""
+    if not path.parent.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.parent.name == ".shipyard":
+            os.chmod(path.parent, 0o700)
+    if not path.exists():
+        try:
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        except FileExistsError:  # another process created it meanwhile
+            pass
+
+
 def create_engine_for(url: str, busy_timeout_s: float = DEFAULT_BUSY_TIMEOUT_S, schema: str = "") -> Engine:
     """An engine for ``url``; on PostgreSQL, ``schema`` puts every table of this store in that schema."""
     try:
@@ -59,7 +75,7 @@ def create_engine_for(url: str, busy_timeout_s: float = DEFAULT_BUSY_TIMEOUT_S, 
     if backend == "sqlite":
         path = _sqlite_path(parsed)
         if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            _private_sqlite_file(path)
         engine = sa.create_engine(
             parsed,
             connect_args={"timeout": busy_timeout_s, "check_same_thread": False},

@@ -9,6 +9,7 @@ the order in which changes committed. An alias's history is a stack: ``set`` pus
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 import uuid
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from shipyard.config import HOSTED_PROJECTS_DIR
 from shipyard.errors import Conflict, Forbidden, NotFound, ShipyardError
 from shipyard.models.registry import names, queries
 from shipyard.models.registry.records import (
@@ -31,6 +33,7 @@ from shipyard.models.registry.records import (
     VALIDATING,
     AliasMove,
     ModelVersion,
+    RegisteredModel,
 )
 from shipyard.models.registry.recovery import VERSION_JOB, lease_key
 from shipyard.models.validation import ValidationJob, ValidationResult, check_package
@@ -39,6 +42,7 @@ from shipyard.store.events import record_event
 from shipyard.store.schema import model_alias_history, model_aliases, model_versions
 
 if TYPE_CHECKING:
+    from shipyard.config import Settings
     from shipyard.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -142,7 +146,9 @@ class ReleaseWorkflow:
         return ValidationJob(folder=str(folder), sha256=mv.sha256, tolerance=settings.validation_tolerance,
                              timing_calls=settings.validation_timing_calls,
                              allow_pickle=settings.allow_pickle_models, label=f"model {name} version {version}",
-                             log=str(logs / f"validation-{name}-{version}.log"))
+                             log=str(logs / f"validation-{name}-{version}.log"),
+                             unconfined_code=settings.allow_unconfined_validation or not settings.validation_subprocess,
+                             private=private_paths(settings))
 
     def validate(self, name: str, version: int | str, *, wait: bool | None = None, timeout: float = 300.0,
                  actor: str | None = None) -> ModelVersion:
@@ -485,6 +491,51 @@ class ReleaseWorkflow:
             record_event(conn, user, "model.alias_rolled_back", names.subject(name, "@" + alias),
                          {"alias": alias, "version": target, "previous": current})
         return self.versions.get_version(name, target)
+
+
+def serving_refusal(model: RegisteredModel, mv: ModelVersion, ref: int | str) -> Conflict | None:
+    """Why ``mv`` may not be served when a caller names it by ``ref``, or None when it may.
+
+    An alias serves whatever it points at: moving it was the release decision (checked then, or
+    recorded as forced by an operator). A version number or ``latest`` names a version nobody
+    released, so it serves only a ``validated`` version — never a failed, rejected, abandoned or
+    unfinished one, whose code was never vouched for — and, when the model requires approval, only
+    an approved one."""
+    if isinstance(names.parse_ref(ref), str) and names.parse_ref(ref) != names.LATEST:
+        return None
+    name, number = mv.name, mv.version
+    details: dict[str, Any] = {"name": name, "version": number, "status": mv.status,
+                               "requires_approval": model.requires_approval, "approved": mv.approved}
+    why = f" ({mv.status_reason})" if mv.status_reason else ""
+    if mv.status == REJECTED:
+        return Conflict(f"model {name!r} version {number} was rejected{why} and is never served; register a new "
+                        "version (or call the alias that serves the released one)", details)
+    if mv.status in IN_PROGRESS:
+        return Conflict(f"model {name!r} version {number} is {mv.status}: it is served once validation has "
+                        f"passed; wait for it (shipyard models get {name} {number})", details)
+    if mv.status != VALIDATED:
+        return Conflict(f"model {name!r} version {number} is {mv.status}{why}; only validated versions are served "
+                        f"by number — fix the model and register a new version, or run validate({name!r}, {number}) "
+                        "if the environment caused the failure", details)
+    if model.requires_approval and not mv.approved:
+        return Conflict(f"model {name!r} requires approval and version {number} is not approved, so it is not "
+                        f"served by number; a reviewer other than {mv.created_by!r} approves it (shipyard models "
+                        f"approve {name} {number}), or an operator points an alias at it", details)
+    return None
+
+
+def private_paths(settings: Settings) -> tuple[str, ...]:
+    """What the validation process must never read: the project's ``.shipyard/`` folder (the admin's
+    token, the secret key, the database), the server project's one for a hosted project, the local
+    artifact root (the other models) and the user's own credentials."""
+    paths = [settings.state_dir, Path.home() / ".shipyard"]
+    if settings.project_dir.parent.name == HOSTED_PROJECTS_DIR:
+        paths.append(settings.project_dir.parents[1] / ".shipyard")
+    if settings.artifact_root and "://" not in settings.artifact_root:
+        paths.append(Path(settings.artifact_root))
+    if os.environ.get("SHIPYARD_CREDENTIALS"):
+        paths.append(Path(os.environ["SHIPYARD_CREDENTIALS"]))
+    return tuple(str(p) for p in paths)
 
 
 def _alias_version(conn: Connection, name: str, alias: str) -> int | None:
