@@ -54,9 +54,22 @@ _queued = threading.local()  # the queue time of the direct model call running i
 __all__ = ["ArmStats", "ServedModel", "ServedScene", "ServingEngine", "new_request_id"]
 
 
+_ID_BATCH = 256
+_ids: list[str] = []  # ready request ids; list.pop and list.extend are atomic, so threads share it
+os.register_at_fork(after_in_child=_ids.clear)  # a forked worker must not repeat its parent's ids
+
+
 def new_request_id() -> str:
-    """20 random hex digits (80 bits), without building a UUID object per request."""
-    return os.urandom(10).hex()
+    """20 random hex digits (80 bits) from ``os.urandom``, read for 256 ids at a time: one system
+    call (which also lets go of the GIL in a pool thread) per 256 requests instead of one each."""
+    try:
+        return _ids.pop()
+    except IndexError:
+        block = os.urandom(10 * _ID_BATCH).hex()
+        fresh = [block[i:i + 20] for i in range(0, len(block), 20)]
+        rid = fresh.pop()
+        _ids.extend(fresh)
+        return rid
 
 
 class Fallback(NamedTuple):
