@@ -154,6 +154,8 @@ class ServedModel:
         self.ref = ref
         self.version = version
         self.model = model
+        # the metrics' labels of this model's requests, made once rather than per request
+        self.series_name, self.version_label = f"model:{name}", str(version)
         self.names = list(model.input_names or [])
         self.name_set = frozenset(self.names)
         sig = getattr(model, "signature", None)
@@ -682,7 +684,7 @@ class ServingEngine:
         if records:
             served.recent.append(records[0])
         if self.metrics is not None:
-            self.metrics.observe(f"model:{name}", str(served.version), "control", elapsed, 0.0, elapsed,
+            self.metrics.observe(served.series_name, served.version_label, "control", elapsed, 0.0, elapsed,
                                  queue_s=queued)
         return predictions, served, elapsed
 
