@@ -126,3 +126,17 @@ def test_the_installed_lightgbm_is_one_the_private_path_was_checked_on() -> None
     assert private_allowed(lgb.__version__), (
         f"LightGBM {lgb.__version__} is outside PRIVATE_VERSIONS {PRIVATE_VERSIONS}: serving uses the public "
         "Booster.predict; check the private path on it and raise the bound in lightgbm_fast.py")
+
+
+@pytest.mark.parametrize("trees", [20, 1_050])
+def test_single_rows_match_booster_predict_with_and_without_the_gil_held(trees: int) -> None:
+    from shipyard.models.flavors.lightgbm_fast import GIL_HELD_TREES, single_row_predictor
+
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(300, 6))
+    y = (X[:, 0] + rng.normal(size=300) > 0).astype(int)
+    booster = lgb.train({"objective": "binary", "num_leaves": 4, "verbose": -1}, lgb.Dataset(X, y), trees)
+    assert (booster.num_trees() <= GIL_HELD_TREES) == (trees < GIL_HELD_TREES)
+    one = single_row_predictor(booster)
+    for row in X[:20]:
+        np.testing.assert_array_equal(one(row[None, :]), booster.predict(row[None, :], num_threads=1))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 from typing import Any
 
@@ -127,6 +128,25 @@ def test_request_ids_are_20_random_hex_digits():
     ids = {new_request_id() for _ in range(10_000)}
     assert len(ids) == 10_000
     assert all(re.fullmatch(r"[0-9a-f]{20}", i) for i in ids)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_request_ids_of_a_forked_worker_are_its_own():
+    new_request_id()  # the parent now holds unused ids
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its ids, then leave without running the parent's cleanup
+        os.write(write, "".join(new_request_id() for _ in range(300)).encode())
+        os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    text = b""
+    while chunk := os.read(read, 65536):
+        text += chunk
+    os.close(read)
+    child = {text[i:i + 20].decode() for i in range(0, len(text), 20)}
+    parent = {new_request_id() for _ in range(300)}
+    assert len(child) == 300 and not child & parent
 
 
 def test_fast_path_refuses_before_reading_the_body(app):

@@ -258,12 +258,13 @@ class SeriesRecorder:
             if fallback:
                 cell.fallbacks += 1
             h = cell.hists
-            b = bucket_of(total_s * 1000)
+            b = total_bucket = bucket_of(total_s * 1000)
             h[0][b] = h[0].get(b, 0) + 1
             if features_s:
                 b = bucket_of(features_s * 1000)
                 h[1][b] = h[1].get(b, 0) + 1
-            b = bucket_of(model_s * 1000)
+            # a direct model call's model time is its total time: one bucket computed, not two
+            b = total_bucket if model_s == total_s else bucket_of(model_s * 1000)
             h[2][b] = h[2].get(b, 0) + 1
         if self._thread is None:
             self.start()

@@ -144,7 +144,10 @@ class Call:
 
     @property
     def is_csv(self) -> bool:
-        return self.content_type.split(b";", 1)[0].strip().lower() == b"text/csv"
+        content_type = self.content_type
+        if content_type == b"application/json":  # what nearly every client sends: no parsing
+            return False
+        return content_type.split(b";", 1)[0].strip().lower() == b"text/csv"
 
     def check_declared(self, limit: int) -> None:
         declared = self.length

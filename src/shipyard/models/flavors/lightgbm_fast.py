@@ -22,6 +22,8 @@ import numpy as np
 PRIVATE_VERSIONS = ((4, 0), (4, 7))
 
 Predict = Callable[[np.ndarray], np.ndarray]
+# Up to this many trees a single-row prediction holds the GIL (about 10 µs for 300 trees here).
+GIL_HELD_TREES = 1000
 
 
 def private_allowed(version: str) -> bool:
@@ -90,8 +92,14 @@ def single_row_predictor(booster: Any, private: bool | None = None) -> Predict:
         from lightgbm.basic import _C_API_DTYPE_FLOAT64, _C_API_PREDICT_NORMAL, _LIB, _c_str, _safe_call
 
         handle = booster._handle
-        init, run, free = (_LIB.LGBM_BoosterPredictForMatSingleRowFastInit,
-                           _LIB.LGBM_BoosterPredictForMatSingleRowFast, _LIB.LGBM_FastConfigFree)
+        init, free = _LIB.LGBM_BoosterPredictForMatSingleRowFastInit, _LIB.LGBM_FastConfigFree
+        run = _LIB.LGBM_BoosterPredictForMatSingleRowFast
+        if booster.num_trees() <= GIL_HELD_TREES:
+            # One row through a few hundred trees takes a few µs: the call keeps the GIL (a PyDLL
+            # function of the same library) rather than giving it up and then competing for it
+            # again with the server's event loop; a larger model lets other threads run meanwhile.
+            run = ctypes.PyDLL(_LIB._name).LGBM_BoosterPredictForMatSingleRowFast
+            run.restype = ctypes.c_int
     except (ImportError, AttributeError):
         return public_predictor(booster)
     ncol = booster.num_feature()
