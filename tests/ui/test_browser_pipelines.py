@@ -5,6 +5,7 @@ reports them; a type mismatch refused; re-run from a node; the demo's pipeline d
 from __future__ import annotations
 
 import pytest
+from playwright.sync_api import expect
 
 pytestmark = pytest.mark.browser
 
@@ -40,11 +41,11 @@ def test_build_a_pipeline_by_drag_and_drop_and_run_it(ui):
     kinds = {"data": "table", "train": "table", "binner": "binner"}
     for out, src, inp, dst in WIRES:
         _port(page, "out", out, src, kinds[out]).drag_to(_port(page, "in", inp, dst, kinds[inp]))
-    assert page.locator("svg.wires path").count() == 4
+    expect(page.locator("svg.wires path:not(.pending)")).to_have_count(4)  # wires are drawn on the next frame
     # a table cannot feed a binner input: refused with the types named, nothing connected
     _port(page, "out", "test", "split", "table").drag_to(_port(page, "in", "binner", "train_model", "binner"))
     page.get_by_text("split.test gives a table, but train_model.binner takes a binner.").wait_for()
-    assert page.locator("svg.wires path").count() == 4
+    expect(page.locator("svg.wires path:not(.pending)")).to_have_count(4)  # wires are drawn on the next frame
     _set(page, "load_dataset", {"dataset * (str)": "german_credit"})
     _set(page, "split", {"target * (str)": "creditability"})
     _set(page, "bin_woe", {"target * (str)": "creditability", "bad_value (any)": "bad"})
