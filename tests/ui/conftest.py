@@ -108,7 +108,9 @@ def live_url(ui_project: Project) -> Iterator[str]:
     ws.close()
 
 
-@pytest.fixture(scope="session")
+# package scope: Playwright's sync API keeps an event loop on the main thread while it runs, which
+# would break later tests that call asyncio.run()
+@pytest.fixture(scope="package")
 def chromium() -> Iterator[Any]:
     if not BROWSER_ENABLED:
         pytest.skip("set SHIPYARD_TEST_BROWSER=1 (and install chromium) to run browser tests")
