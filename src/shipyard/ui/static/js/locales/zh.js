@@ -147,6 +147,7 @@ export default {
  "Drift between the versions": "版本间漂移",
  "Drift by day": "每日漂移",
  "Drifted": "是否漂移",
+ "A column has drifted at a PSI of 0.25 or more against version {version}.": "相对于版本 {version}，PSI 不低于 0.25 的列视为已漂移。",
  "Drifted inputs": "漂移的输入",
  "Drop a component from the palette, then connect an output (right) to an input (left).": "从组件面板拖入组件，然后把输出（右）连接到输入（左）。",
  "Duration": "耗时",
