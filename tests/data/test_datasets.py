@@ -125,6 +125,38 @@ def test_unchanged_content_adds_no_version_and_diff_reports_schema_rows_and_psi(
     assert [v.version for v in workspace.data.list_versions("loans")] == [1, 2, 3]
 
 
+def test_drifted_says_whether_each_column_drifted_and_is_stored_for_the_next_comparison(
+        workspace: Workspace, landing: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """v2 draws the same distributions as v1, v3 shifts ``amount``: ``drifted`` follows an independent
+    PSI (and KS agrees); the result of a pair is read back without reading the versions again."""
+    from scipy.stats import ks_2samp
+
+    frames = [loans_frame(4000, seed=1), loans_frame(4000, seed=2), loans_frame(4000, seed=3, shift=0.4)]
+    _file_dataset(workspace, landing, "loans.parquet")
+    for frame in frames:
+        frame.to_parquet(landing / "loans.parquet")
+        workspace.data.refresh("loans", actor="alice")
+    same = {d["column"]: d for d in workspace.data.diff("loans", 1, 2).drift}
+    shifted = {d["column"]: d for d in workspace.data.diff("loans", 2, 3).drift}
+    for (ref, cur), drift in (((frames[0], frames[1]), same), ((frames[1], frames[2]), shifted)):
+        for column in ("amount", "term", "bad"):
+            expected = _naive_psi(ref[column].to_numpy(float), cur[column].to_numpy(float))
+            assert drift[column]["psi"] == pytest.approx(expected, rel=1e-9)
+            assert drift[column]["drifted"] is bool(expected >= 0.25), column
+    assert not same["amount"]["drifted"] and shifted["amount"]["drifted"]
+    assert ks_2samp(frames[0]["amount"], frames[1]["amount"]).pvalue > 0.01
+    assert ks_2samp(frames[1]["amount"], frames[2]["amount"]).pvalue < 1e-6
+    assert [c for c, d in shifted.items() if d["drifted"]] == ["amount"]
+    assert [c for c, d in same.items() if d["drifted"]] == []
+
+    def no_reading(*_args: object, **_kwargs: object) -> None:
+        raise AssertionError("a stored comparison read a version again")
+
+    monkeypatch.setattr(DatasetVersions, "read", no_reading)
+    assert workspace.data.diff("loans", 2, 3).to_dict()["drift"] == list(shifted.values())
+    assert len(workspace.artifacts.list("datasets/loans/drift/")) == 2  # one per compared pair
+
+
 def _decimal_file(path: Path, values: np.ndarray, precision: int) -> None:
     """A Parquet file whose ``amt`` column is decimal128(precision, 1), as a NUMERIC query result is."""
     from decimal import Decimal

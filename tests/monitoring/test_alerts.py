@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from shipyard.errors import InvalidInput
+from shipyard.errors import InvalidInput, NotFound
 from shipyard.monitoring.series import SeriesRecorder
 from tests.monitoring.support import frame, write_day
 
@@ -407,3 +407,118 @@ def test_a_notifier_stored_with_wrong_types_is_skipped_and_the_rest_evaluated(wo
     assert "tok-123" not in json.dumps(m.alerts.history(), default=str) + old.error
     with workspace.store.read() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(N)).scalar() == 2  # kept, to be re-applied
+
+
+def _store_rule(ws: Any, name: str, spec: Any) -> None:
+    """A rule row as an older release (or a hand edit) left it, bypassing apply's checks."""
+    from shipyard.store.database import now_ms
+    from shipyard.store.schema import monitoring_alert_rules as RULES
+
+    with ws.store.begin() as conn:
+        conn.execute(RULES.delete().where(RULES.c.name == name))
+        conn.execute(RULES.insert().values(name=name, spec=spec, enabled=True, created_at=now_ms(),
+                                           updated_at=now_ms(), updated_by="old-release"))
+
+
+BROKEN = {
+    "bad-condition": {"name": "bad-condition", "metric": "errors", "scope": {"scene": "credit"},
+                      "condition": "above 1", "notify": ["hook"]},
+    "gone-metric": {"name": "gone-metric", "metric": "latency_p42_ms", "scope": {"scene": "credit"},
+                    "condition": "> 1", "notify": ["hook"]},
+    "gone-plugin": {"name": "gone-plugin", "metric": "custom:gone.score", "scope": {"scene": "credit"},
+                    "condition": "> 1", "notify": ["hook"]},
+    "no-condition": {"name": "no-condition", "metric": "errors", "scope": {"scene": "credit"}},
+    "old-keys": {"name": "old-keys", "metric": "errors", "scope": {"scene": "credit"}, "condition": "> 1",
+                 "threshold": 3},
+    "not-a-mapping": ["errors", "> 1"],
+}
+
+
+def test_a_malformed_stored_rule_is_skipped_named_and_the_rest_evaluated(workspace, receiver, caplog) -> None:
+    """The server's evaluator thread skips each stored rule that no longer validates, with a warning
+    naming it and the fix, lists it as invalid, and still evaluates and notifies every other rule."""
+    import logging
+
+    m = workspace.monitoring
+    m.apply_rules({"rules": [{"name": "errors", "metric": "errors", "scope": {"scene": "credit"},
+                              "condition": ">= 1", "notify": ["hook"]},
+                             {"name": "requests", "metric": "requests", "scope": {"scene": "credit"},
+                              "condition": ">= 1", "notify": ["hook"]}],
+                   "notifiers": [{"name": "hook", "type": "webhook", "url": receiver.url, "retries": 0}]}, "alice")
+    for name, spec in BROKEN.items():
+        _store_rule(workspace, name, spec)
+    _traffic(workspace, errors=1)
+    usable, invalid = m.alerts.load_rules()
+    assert [r.name for r in usable] == ["errors", "requests"] and sorted(invalid) == sorted(BROKEN)
+    assert "condition 'above 1' is not understood" in invalid["bad-condition"]
+    assert "metric 'latency_p42_ms' is not known" in invalid["gone-metric"]
+    assert "plugin 'gone', which is not registered" in invalid["gone-plugin"]
+    assert "unknown key(s) ['threshold']" in invalid["old-keys"]
+    assert all("applied again" in e and f"shipyard alerts delete {n}" in e for n, e in invalid.items())
+
+    ev = m.evaluator(interval_s=0.05)
+    with caplog.at_level(logging.WARNING, logger="shipyard.monitoring.alerts"):
+        ev.start()
+        deadline = time.time() + 10
+        while len(receiver.received) < 2 and time.time() < deadline:
+            time.sleep(0.05)
+        ev.stop()
+    assert ev.last_error is None
+    assert sorted(r["rule"] for r in receiver.received) == ["errors", "requests"]
+    assert sorted(ev.invalid_rules) == sorted(BROKEN)
+    warned = {n for n in BROKEN for r in caplog.records if f"alert rule {n!r}" in r.getMessage()}
+    assert warned == set(BROKEN)
+    assert {a["rule"] for a in m.alerts.history()} == {"errors", "requests"}
+    # kept until fixed or deleted: re-applying it makes it valid, deleting it removes it
+    m.apply_rules({"rules": [{**BROKEN["bad-condition"], "condition": "> 100"}]}, "alice")
+    m.delete_rule("not-a-mapping", "alice")
+    assert set(m.alerts.load_rules()[1]) == set(BROKEN) - {"bad-condition", "not-a-mapping"}
+
+
+def test_deleting_or_disabling_a_firing_rule_closes_its_alert_and_sends_nothing_more(workspace, receiver) -> None:
+    m = workspace.monitoring
+    hook = {"name": "hook", "type": "webhook", "url": receiver.url, "retries": 0}
+    errors = {"name": "errors", "metric": "errors", "scope": {"scene": "credit"}, "condition": ">= 1",
+              "cooldown": "1m", "notify": ["hook"]}
+    requests = {**errors, "name": "requests", "metric": "requests"}
+    m.apply_rules({"rules": [errors, requests], "notifiers": [hook]}, "alice")
+    _traffic(workspace, errors=1)
+    now = time.time()
+    assert {e.rule: e.status for e in m.evaluator().evaluate_once(now=now)} == {"errors": "firing",
+                                                                                "requests": "firing"}
+    assert len(receiver.received) == 2
+    firing = {a["rule"]: a for a in m.alerts.history(status="firing")}
+
+    assert m.delete_rule("errors", "bob") == [firing["errors"]["id"]]
+    m.apply_rules({"rules": [{**requests, "enabled": False}]}, "carol")
+    assert m.alerts.history(status="firing") == []
+    closed = {a["rule"]: a for a in m.alerts.history(status="closed")}
+    assert closed["errors"]["message"].endswith("(closed: rule deleted by bob)")
+    assert closed["requests"]["message"].endswith("(closed: rule disabled by carol)")
+    assert all(a["resolved_at"] is not None for a in closed.values())
+    # the condition still holds and the cool-down is over: nothing reopens, nothing is sent
+    later = now + 5 * 60
+    _traffic_at(workspace, later, errors=3)
+    assert m.evaluator().evaluate_once(now=later) == []
+    assert len(receiver.received) == 2 and m.alerts.history(status="firing") == []
+    # an evaluation that read the rule just before it was deleted neither reopens nor sends
+    m.apply_rules({"rules": [errors]}, "alice")
+    [rule] = [r for r in m.alerts.rules() if r.name == "errors"]
+    m.delete_rule("errors", "bob")
+    assert m.alerts.record(rule, 3.0, True, int(later * 1000), []) == (None, None, False)
+    with pytest.raises(NotFound, match="no alert rule named 'errors'"):
+        m.delete_rule("errors", "bob")
+
+
+def test_a_rule_applied_with_another_scope_closes_the_old_scope_alert(workspace, receiver) -> None:
+    m = workspace.monitoring
+    rule = {"name": "errors", "metric": "errors", "scope": {"scene": "credit"}, "condition": ">= 1"}
+    m.apply_rules({"rules": [rule]}, "alice")
+    _traffic(workspace, errors=1)
+    [event] = m.evaluator().evaluate_once()
+    assert event.status == "firing"
+    m.apply_rules({"rules": [rule]}, "alice")  # the same rule again: its alert stays open
+    assert [a["status"] for a in m.alerts.history()] == ["firing"]
+    m.apply_rules({"rules": [{**rule, "scope": {"scene": "other"}}]}, "dan")
+    [alert] = m.alerts.history()
+    assert alert["status"] == "closed" and alert["message"].endswith("(closed: rule's scope changed by dan)")

@@ -126,3 +126,34 @@ def test_configure_adds_removes_or_replaces_plugins(tmp_path: Path) -> None:
     assert plugins("--plugin", str(tmp_path / "c.py")) == ["c"]  # --plugin replaces the list
     code, out = _run(project, "monitor", "configure", "--help")
     assert "Replaces the scene's whole plugin list" in " ".join(out.split())
+
+
+def test_alerts_list_names_an_invalid_stored_rule_and_delete_closes_the_open_alerts(tmp_path: Path) -> None:
+    from shipyard.monitoring.series import SeriesRecorder
+    from shipyard.store.database import now_ms
+    from shipyard.store.schema import monitoring_alert_rules as RULES
+    from shipyard.workspace import connect
+
+    project = tmp_path / "p"
+    ws = connect(project)
+    rec = SeriesRecorder(ws.monitoring.series_store, instance="t")
+    rec.observe("s", "1", "control", 0.01, 0.002, 0.005)
+    rec.close()
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("rules:\n  - {name: traffic, metric: requests, scope: {scene: s}, condition: '>= 1'}\n")
+    assert _run(project, "alerts", "apply", str(rules))[0] == 0
+    with ws.store.begin() as conn:  # as an older release stored it
+        conn.execute(RULES.insert().values(name="legacy", spec={"name": "legacy", "metric": "p42", "condition": "> 1"},
+                                           enabled=True,
+                                           created_at=now_ms(), updated_at=now_ms(), updated_by="old"))
+    code, out = _run(project, "alerts", "evaluate")
+    assert code == 0 and [e["rule"] for e in json.loads(out)] == ["traffic"]
+    code, out = _run(project, "alerts", "list")
+    listed = json.loads(out)
+    assert [r["name"] for r in listed["rules"]] == ["traffic"]
+    assert [r["name"] for r in listed["invalid_rules"]] == ["legacy"]
+    assert "metric 'p42' is not known" in listed["invalid_rules"][0]["error"]
+    assert _run(project, "alerts", "delete", "traffic") == (0, "deleted rule traffic; closed 1 open alert(s)\n")
+    code, out = _run(project, "alerts", "history", "--status", "closed")
+    assert code == 0 and [a["rule"] for a in json.loads(out)] == ["traffic"]
+    ws.close()

@@ -9,6 +9,7 @@ import pytest
 
 from shipyard.pipelines.jobs import job_kinds
 from shipyard.pipelines.scheduler import Scheduler
+from shipyard.store.schema import monitoring_alert_rules as RULES
 from tests.monitoring.support import frame, write_day
 
 DAY = "2026-03-02"
@@ -20,6 +21,9 @@ def test_the_scheduler_runs_daily_reports_and_alert_evaluation(workspace) -> Non
     m.create_baseline("train", frame(2000, 1), "alice", scene="s")
     m.configure("s", "alice", baseline="train", score="pd", decision="decision")
     write_day(workspace, "s", DAY, frame(300, 3))
+    with workspace.store.begin() as conn:  # a rule as an older release stored it: skipped, named
+        conn.execute(RULES.insert().values(name="legacy", spec={"name": "legacy", "metric": "volume"},
+                                           enabled=True, created_at=0, updated_at=0, updated_by="old"))
     schedules = workspace.schedules
     schedules.add("daily", "daily_report", "s", actor="alice", cron="0 6 * * *", args={"date": DAY})
     schedules.add("alerts", "alert_evaluation", actor="alice", interval_s=3600)
@@ -36,6 +40,8 @@ def test_the_scheduler_runs_daily_reports_and_alert_evaluation(workspace) -> Non
             time.sleep(0.2)
     finally:
         scheduler.stop(timeout=5)
+    [run] = schedules.history("alerts", status="succeeded")
+    assert run.result["invalid_rules"] == ["legacy"] and "alert rule 'legacy'" in run.log
     [report] = m.reports("s")
     assert report["day"] == DAY
     # the scheduled report has the numbers a report built by hand has

@@ -169,3 +169,55 @@ def test_a_running_server_evaluates_the_alert_rules_on_its_own(tmp_path: Path) -
         assert [a["rule"] for a in ws.monitoring.alerts.history()] == ["traffic"]
     finally:
         ws.close()
+
+
+def test_the_server_skips_a_malformed_rule_and_deleting_a_firing_rule_closes_its_alert(tmp_path: Path) -> None:
+    """Through a running server: its own evaluator skips a stored rule that no longer parses and
+    evaluates the other; the API lists the broken one as invalid; deleting the firing rule over the
+    API closes its alert for good, and the audit record names who deleted it and what was closed."""
+    import time
+
+    from shipyard.store.database import now_ms
+    from shipyard.store.schema import monitoring_alert_rules as RULES
+
+    settings = load_settings(tmp_path / "project", artifact_root=str(tmp_path / "artifacts"))
+    ws = Workspace(settings, principal=SERVER)
+    try:
+        recorder = ws.monitoring.recorder(flush_interval=3600)
+        recorder.observe("s", "1", "control", 0.01, 0.001, 0.005)
+        recorder.flush()
+        ws.monitoring.apply_rules({"rules": [{"name": "traffic", "metric": "requests", "scope": {"scene": "s"},
+                                              "condition": ">= 1", "window": "1h"}]}, "alice")
+        with ws.store.begin() as conn:  # as an older release stored it
+            conn.execute(RULES.insert().values(name="legacy", spec={"name": "legacy", "metric": "requests",
+                                                                    "scope": {"scene": "s"}, "condition": "at least 1"},
+                                               enabled=True, created_at=now_ms(), updated_at=now_ms(),
+                                               updated_by="old"))
+        app = create_app(ws, follow_interval=0, background=True, alert_interval_s=0.2)
+        with TestClient(app, headers=auth_headers(ws, "ann", "modeler")) as http:
+            deadline = time.monotonic() + 30
+            while not ws.monitoring.alerts.history(status="firing"):
+                assert time.monotonic() < deadline, "the server never evaluated the valid rule"
+                time.sleep(0.2)
+            listed = http.get(f"{API}/alerts/rules").json()
+            assert [r["name"] for r in listed["rules"]] == ["traffic"]
+            [invalid] = listed["invalid_rules"]
+            assert invalid["name"] == "legacy" and "condition 'at least 1' is not understood" in invalid["error"]
+            [alert] = ws.monitoring.alerts.history(status="firing")
+            assert http.delete(f"{API}/alerts/rules/traffic", headers=auth_headers(ws, "otto", "viewer")
+                               ).status_code == 403
+            r = http.delete(f"{API}/alerts/rules/traffic")
+            assert r.status_code == 200 and r.json() == {"deleted": "traffic", "closed_alerts": [alert["id"]]}
+            time.sleep(1.0)  # several rounds of the server's evaluator
+            assert ws.monitoring.alerts.history(status="firing") == []
+            [closed] = ws.monitoring.alerts.history(rule="traffic")
+            assert closed["status"] == "closed" and closed["message"].endswith("(closed: rule deleted by ann)")
+            records = http.get("/api/v1/audit", params={"limit": 50},
+                               headers=auth_headers(ws)).json()
+            [record] = [x for x in records if x["route"] == "DELETE /api/v1/monitoring/alerts/rules/{name}"
+                        and x["outcome"] == "ok"]
+            assert record["actor"] == "ann" and record["subject"] == "/monitoring/alerts/rules/traffic"
+            assert record["details"]["after"] == {"closed_alerts": [alert["id"]]}
+            assert record["details"]["before"] == {"rule": "traffic"}
+    finally:
+        ws.close()

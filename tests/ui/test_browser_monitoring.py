@@ -156,3 +156,37 @@ def test_a_rule_is_deleted_from_the_rules_table_after_confirming(ui_factory):
     assert "delete-me" not in page.locator("table[aria-label='Alert rules']").inner_text()
     otto.shot("monitoring-rule-deleted")
     assert otto.errors == []
+
+
+def test_a_stored_rule_that_no_longer_validates_is_marked_invalid_and_can_be_deleted(ui, ui_project):
+    from shipyard.auth.principal import SERVER
+    from shipyard.config import load_settings
+    from shipyard.store.database import now_ms
+    from shipyard.store.schema import monitoring_alert_rules as RULES
+    from shipyard.workspace import Workspace
+
+    ws = Workspace(load_settings(ui_project.path), principal=SERVER)
+    try:
+        with ws.store.begin() as conn:  # as an older release stored it
+            conn.execute(RULES.insert().values(
+                name="legacy-rule", spec={"name": "legacy-rule", "metric": "latency_p42_ms",
+                                          "scope": {"scene": "credit_apply"}, "condition": "> 1"},
+                enabled=True, created_at=now_ms(), updated_at=now_ms(), updated_by="old"))
+    finally:
+        ws.close()
+    ui.sign_in("otto")
+    page = ui.go("/monitoring?scene=credit_apply&tab=alerts")
+    row = page.locator("table[aria-label='Alert rules'] tbody tr", has_text="legacy-rule")
+    row.wait_for()
+    text = row.inner_text()
+    assert row.locator(".badge.bad").inner_text() == "invalid"
+    assert "metric 'latency_p42_ms' is not known" in text
+    assert "shipyard alerts delete legacy-rule" in text
+    ui.shot("monitoring-rule-invalid")
+    row.get_by_role("button", name="Delete rule legacy-rule").click()
+    page.get_by_role("dialog").get_by_role("button", name="Delete").click()
+    page.get_by_text("Rule legacy-rule deleted").wait_for()
+    ui.ready()
+    listed = page.evaluate("fetch('/api/v1/monitoring/alerts/rules').then(r => r.json())")
+    assert "legacy-rule" not in [r["name"] for r in listed["invalid_rules"]]
+    assert ui.errors == []

@@ -11,6 +11,7 @@ version is added unless ``force`` is given.
 from __future__ import annotations
 
 import io
+import json
 import logging
 import math
 import re
@@ -44,6 +45,13 @@ ROW_GROUP_ROWS = 131_072
 READER_KINDS = ("run", "pipeline_run", "model_version", "feature_view", "job")
 # PSI rule of thumb (docs/data.md): < 0.1 stable, 0.1-0.25 moderate, > 0.25 significant
 PSI_LEVELS = ((0.1, "stable"), (0.25, "moderate"), (math.inf, "significant"))
+# a column has drifted between two versions at a significant PSI (monitoring's drift threshold too)
+DRIFTED_LEVEL = "significant"
+# bump when the per-column drift of a diff is computed differently: stored results are then recomputed
+DRIFT_FORMAT = 1
+# module-level aliases: inside DatasetVersions, ``list`` names its method
+_Names = list[str]
+_DriftRows = list[dict[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -321,8 +329,6 @@ class DatasetVersions:
 
     # -- comparing -------------------------------------------------------------------------------
     def diff(self, a: DatasetVersion, b: DatasetVersion, bins: int = 10) -> DatasetDiff:
-        from shipyard.risk.metrics import psi
-
         types_a = {c["name"]: c["type"] for c in a.schema}
         types_b = {c["name"]: c["type"] for c in b.schema}
         added = [{"name": n, "type": t} for n, t in types_b.items() if n not in types_a]
@@ -334,6 +340,18 @@ class DatasetVersions:
             c["change"] = "widened" if _widens(c["from"], c["to"]) else "narrowed"
         changed = [c for c in changed if c not in resized]
         common = [n for n in types_a if n in types_b]
+        return DatasetDiff(a.dataset, a.version, b.version, a.rows, b.rows, added, removed, changed,
+                           self._drift(a, b, common, bins), resized)
+
+    def _drift(self, a: DatasetVersion, b: DatasetVersion, common: _Names, bins: int) -> _DriftRows:
+        """PSI of every common column of ``b`` against ``a``. Versions never change (their path is their
+        content hash), so the result of a pair is stored beside the data and read back the next time:
+        the dataset page shows a comparison on every visit without reading both versions again."""
+        stored = f"datasets/{a.dataset}/drift/v{DRIFT_FORMAT}/{a.sha256}-{b.sha256}-{bins}.json"
+        if self.artifacts.exists(stored):
+            return list(json.loads(self.artifacts.get_bytes(stored)))
+        from shipyard.risk.metrics import psi
+
         # decimals compare as numbers (deciles of the reference), as monitoring's drift does
         frame_a = _sample(decimals_as_floats(self.read(a, common)))
         frame_b = _sample(decimals_as_floats(self.read(b, common)))
@@ -342,12 +360,14 @@ class DatasetVersions:
             entry: dict[str, Any] = {"column": column}
             try:
                 value = psi(frame_a[column], frame_b[column], bins)
-                entry.update(psi=value, level=next(lvl for limit, lvl in PSI_LEVELS if value < limit))
+                level = next(lvl for limit, lvl in PSI_LEVELS if value < limit)
+                entry.update(psi=value, level=level, drifted=level == DRIFTED_LEVEL)
             except Exception as exc:  # noqa: BLE001 - an unsupported column gets a note, not a failed diff
-                entry.update(psi=None, level="n/a", note=str(getattr(exc, "message", exc)))
+                entry.update(psi=None, level="n/a", drifted=None, note=str(getattr(exc, "message", exc)))
             drift.append(entry)
         drift.sort(key=lambda d: -(d["psi"] if d["psi"] is not None else -1.0))
-        return DatasetDiff(a.dataset, a.version, b.version, a.rows, b.rows, added, removed, changed, drift, resized)
+        self.artifacts.put_bytes(stored, json.dumps(drift).encode())
+        return drift
 
     # -- lineage ---------------------------------------------------------------------------------
     def record_read(self, name: str, version: int, reader_kind: str, reader_id: str, actor: str) -> None:

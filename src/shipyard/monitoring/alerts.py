@@ -22,6 +22,11 @@ one alert per scope (its fingerprint) that stays open until the condition clears
 for one fingerprint are at least the cool-down apart, whichever server evaluates (the claim is a
 conditional UPDATE, so two servers never both send). A matching silence records the alert but
 sends nothing.
+
+A stored rule that no longer validates (written by an older release, or naming a plugin that is gone)
+is skipped with a warning and listed as invalid; every other rule is still evaluated. Deleting or
+disabling a rule closes its open alerts (status ``closed``, the reason and actor in the message), so
+nothing stays firing for a rule nobody evaluates.
 """
 
 from __future__ import annotations
@@ -215,6 +220,22 @@ def rule_from_spec(spec: Any, known_plugins: Callable[[str | None], set[str]],
     return rule
 
 
+def stored_rule(name: str, spec: Any, known_plugins: Callable[[str | None], set[str]]) -> AlertRule:
+    """A stored rule row, checked as ``apply`` checks it; raises InvalidInput (or the error of the
+    malformed value) when it no longer validates."""
+    if not isinstance(spec, dict):
+        raise InvalidInput(f"rule {name!r}: the stored definition is a {type(spec).__name__}, not a mapping",
+                           {"field": "rules", "rule": name})
+    notify = spec.get("notify") or []
+    # a notifier removed since is reported on each delivery, it does not make the rule invalid
+    listed = {notify} if isinstance(notify, str) else {str(n) for n in notify} if isinstance(notify, list) else set()
+    return rule_from_spec({**spec, "name": name}, known_plugins, listed)
+
+
+def _no_plugins(_scene: str | None) -> set[str]:
+    return set()
+
+
 def load_rules_document(source: str | dict[str, Any]) -> dict[str, Any]:
     if isinstance(source, dict):
         return source
@@ -247,9 +268,11 @@ class AlertEvent:
 class AlertStore:
     """Rules, notifiers, silences and the alert history in the metadata database."""
 
-    def __init__(self, store: MetadataStore, secrets: SecretResolver | None = None) -> None:
+    def __init__(self, store: MetadataStore, secrets: SecretResolver | None = None,
+                 known_plugins: Callable[[str | None], set[str]] = _no_plugins) -> None:
         self.store = store
         self.secrets = secrets
+        self.known_plugins = known_plugins  # the plugins a scene's custom metrics may name
 
     # -- rules and notifiers -------------------------------------------------------------------------
     def apply(self, document: str | dict[str, Any], actor: str,
@@ -277,17 +300,62 @@ class AlertStore:
                 conn.execute(RULES.delete().where(RULES.c.name == r.name))
                 conn.execute(RULES.insert().values(name=r.name, spec=r.to_dict(), enabled=r.enabled,
                                                    created_at=old[0] if old else now, updated_at=now, updated_by=actor))
+                # nobody evaluates a disabled rule's alerts, nor those of a scope the rule no longer has
+                if not r.enabled:
+                    self._close_open_alerts(conn, r.name, f"rule disabled by {actor}", now)
+                elif old:
+                    self._close_open_alerts(conn, r.name, f"rule's scope changed by {actor}", now,
+                                            keep=r.fingerprint())
         return {"rules": [r.name for r in rules], "notifiers": [n.name for n in built]}
 
     def rules(self) -> list[AlertRule]:
-        with self.store.read() as conn:
-            rows = conn.execute(sa.select(RULES.c.spec).order_by(RULES.c.name)).all()
-        return [AlertRule(**r[0]) for r in rows]
+        """The stored rules that validate (see ``load_rules`` for the others)."""
+        return self.load_rules()[0]
 
-    def delete_rule(self, name: str) -> None:
+    def load_rules(self) -> tuple[list[AlertRule], dict[str, str]]:
+        """The stored rules that validate, and the error of each one that does not (stored by an older
+        release, or naming a metric or plugin that no longer exists), by rule name. An invalid rule is
+        not evaluated; it stays stored until it is applied again or deleted."""
+        with self.store.read() as conn:
+            rows = conn.execute(sa.select(RULES.c.name, RULES.c.spec).order_by(RULES.c.name)).all()
+        usable: list[AlertRule] = []
+        invalid: dict[str, str] = {}
+        for name, spec in rows:
+            try:
+                usable.append(stored_rule(name, spec, self.known_plugins))
+            except (InvalidInput, TypeError, ValueError, AttributeError, KeyError) as exc:
+                reason = (exc.message.removeprefix(f"rule {name!r}: ") if isinstance(exc, InvalidInput)
+                          else f"{type(exc).__name__}: {exc}")
+                invalid[name] = (f"alert rule {name!r} is stored with an invalid definition ({reason}); it is not "
+                                 f"evaluated until it is applied again with a valid definition, or deleted with "
+                                 f"'shipyard alerts delete {name}'")
+        return usable, invalid
+
+    def delete_rule(self, name: str, actor: str) -> list[int]:
+        """Delete the rule (valid or not) and close its open alerts; returns the ids of the closed alerts."""
+        now = now_ms()
         with self.store.begin() as conn:
             if not conn.execute(RULES.delete().where(RULES.c.name == name)).rowcount:
                 raise NotFound(f"no alert rule named {name!r}", {"field": "rule"})
+            return self._close_open_alerts(conn, name, f"rule deleted by {actor}", now)
+
+    def _close_open_alerts(self, conn: Any, rule: str, reason: str, now: int, keep: str | None = None) -> list[int]:
+        """Close the rule's firing alerts (but the one of fingerprint ``keep``): status ``closed``, the
+        reason at the end of the message. Nothing is sent for them."""
+        query = sa.select(A.c.id, A.c.message).where((A.c.rule == rule) & (A.c.status == "firing"))
+        if keep is not None:
+            query = query.where(A.c.fingerprint != keep)
+        closed = []
+        for alert_id, message in conn.execute(query).all():
+            conn.execute(A.update().where(A.c.id == alert_id).values(
+                status="closed", resolved_at=now, updated_at=now, message=f"{message} (closed: {reason})"))
+            closed.append(int(alert_id))
+        return closed
+
+    def rule_names(self) -> list[str]:
+        """Every stored rule, valid or not."""
+        with self.store.read() as conn:
+            return [r[0] for r in conn.execute(sa.select(RULES.c.name).order_by(RULES.c.name))]
 
     def notifier_names(self) -> list[str]:
         with self.store.read() as conn:
@@ -321,7 +389,7 @@ class AlertStore:
     def silence(self, rule: str, duration: str, actor: str, *, scope: dict[str, str] | None = None,
                 reason: str = "") -> dict[str, Any]:
         seconds = parse_duration(duration, "duration")
-        if rule != "*" and rule not in {r.name for r in self.rules()}:
+        if rule != "*" and rule not in self.rule_names():
             raise NotFound(f"no alert rule named {rule!r}; silence an existing rule or '*' for all",
                            {"field": "rule"})
         now = now_ms()
@@ -364,6 +432,12 @@ class AlertStore:
         fp = rule.fingerprint()
         silenced = self._silenced(rule, silences)
         with self.store.begin() as conn:
+            # the rule's row is locked: a rule deleted or disabled meanwhile (its alerts closed) is left
+            # alone, neither reopened nor notified
+            current = conn.execute(sa.select(RULES.c.enabled).where(RULES.c.name == rule.name)
+                                   .with_for_update()).first()
+            if current is None or not current[0]:
+                return None, None, False
             last = self._open(conn, fp)
             if firing:
                 if last is not None and last["status"] == "firing":
@@ -430,13 +504,18 @@ class AlertEvaluator:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.last_error: str | None = None
+        self.invalid_rules: dict[str, str] = {}  # of the last evaluation: rule name -> why it was skipped
 
     def evaluate_once(self, now: float | None = None) -> list[AlertEvent]:
         now_ms_ = int((now if now is not None else self.clock()) * 1000)
         silences = self.alerts.silences(active_at=now_ms_)
         notifiers, invalid = self.alerts.load_notifiers()
+        rules, broken = self.alerts.load_rules()
+        for error in broken.values():
+            log.warning("%s", error)
+        self.invalid_rules = broken
         events = []
-        for rule in self.alerts.rules():
+        for rule in rules:
             if not rule.enabled:
                 continue
             try:

@@ -310,18 +310,30 @@ def apply_cmd(ctx: click.Context, rules: str) -> None:
 @alerts_group.command("list")
 @click.pass_context
 def rules_cmd(ctx: click.Context) -> None:
-    """Stored rules and notifiers (without secrets)."""
+    """Stored rules and notifiers (without secrets); invalid ones with the reason and the fix."""
     m = _ws(ctx).monitoring
     usable, invalid = m.alerts.load_notifiers()
-    _print({"rules": [r.to_dict() for r in m.alerts.rules()],
+    rules, broken = m.alerts.load_rules()
+    _print({"rules": [r.to_dict() for r in rules],
+            "invalid_rules": [{"name": k, "error": v} for k, v in broken.items()],
             "notifiers": [n.describe() for n in usable.values()],
             "invalid_notifiers": [{"name": k, "error": v} for k, v in invalid.items()],
             "silences": m.alerts.silences()})
 
 
+@alerts_group.command("delete")
+@click.argument("rule")
+@click.pass_context
+def delete_cmd(ctx: click.Context, rule: str) -> None:
+    """Delete RULE and close its open alerts."""
+    ws = _ws(ctx)
+    closed = ws.monitoring.delete_rule(rule, ws.user)
+    click.echo(f"deleted rule {rule}; closed {len(closed)} open alert(s)")
+
+
 @alerts_group.command("history")
 @click.option("--rule", default=None)
-@click.option("--status", type=click.Choice(["firing", "resolved"]), default=None)
+@click.option("--status", type=click.Choice(["firing", "resolved", "closed"]), default=None)
 @click.option("--limit", default=50, show_default=True, type=int)
 @click.pass_context
 def history_cmd(ctx: click.Context, rule: str | None, status: str | None, limit: int) -> None:

@@ -225,15 +225,17 @@ def router() -> APIRouter:
     def rules(ctx: RequestContext = allow(Resource.MONITORING, Action.READ)) -> dict[str, Any]:
         m = ctx.ws.monitoring
         usable, invalid = m.alerts.load_notifiers()
-        return {"rules": [r.to_dict() for r in m.alerts.rules()],
+        rules, broken = m.alerts.load_rules()
+        return {"rules": [r.to_dict() for r in rules],
+                "invalid_rules": [{"name": k, "error": v} for k, v in broken.items()],
                 "notifiers": [n.describe() for n in usable.values()],
                 "invalid_notifiers": [{"name": k, "error": v} for k, v in invalid.items()]}
 
     @api.delete("/alerts/rules/{name}")
     def delete_rule(name: str, ctx: RequestContext = allow(Resource.MONITORING, Action.WRITE)) -> dict[str, Any]:
-        ctx.ws.monitoring.alerts.delete_rule(name)
-        ctx.audit(before={"rule": name})
-        return {"deleted": name}
+        closed = ctx.ws.monitoring.delete_rule(name, ctx.actor)
+        ctx.audit(before={"rule": name}, after={"closed_alerts": closed})
+        return {"deleted": name, "closed_alerts": closed}
 
     @api.get("/alerts/history")
     def history(rule: str | None = None, status: str | None = None, limit: int = Query(100, ge=1, le=1000),

@@ -65,10 +65,13 @@ def run_daily_report(job: JobContext) -> dict[str, Any]:
 
 
 def run_alert_evaluation(job: JobContext) -> dict[str, Any]:
-    events = job.ws.monitoring.evaluator().evaluate_once(now=job.slot_at / 1000)
+    evaluator = job.ws.monitoring.evaluator()
+    events = evaluator.evaluate_once(now=job.slot_at / 1000)
     fired = [e.rule for e in events if e.status == "firing"]
     job.log.info("%d alert rule(s) evaluated, %d firing", len(events), len(fired))
-    return {"evaluated": len(events), "firing": fired}
+    for error in evaluator.invalid_rules.values():
+        job.log.warning("%s", error)
+    return {"evaluated": len(events), "firing": fired, "invalid_rules": sorted(evaluator.invalid_rules)}
 
 
 def run_series_retention(job: JobContext) -> dict[str, Any]:

@@ -67,7 +67,7 @@ class Monitoring:
 
     @cached_property
     def alerts(self) -> al.AlertStore:
-        return al.AlertStore(self.store, self.secrets)
+        return al.AlertStore(self.store, self.secrets, self.known_plugins)
 
     # -- drift ----------------------------------------------------------------------------------------
     @staticmethod
@@ -284,6 +284,10 @@ class Monitoring:
 
     def apply_rules(self, document: str | dict[str, Any], actor: str) -> dict[str, Any]:
         return self.alerts.apply(document, actor, self.known_plugins)
+
+    def delete_rule(self, name: str, actor: str) -> list[int]:
+        """Delete an alert rule and close its open alerts (ids returned); nothing more is sent for them."""
+        return self.alerts.delete_rule(name, actor)
 
     def evaluator(self, interval_s: float = 60.0) -> al.AlertEvaluator:
         return al.AlertEvaluator(self.alerts, self.read_metric, interval_s=interval_s)

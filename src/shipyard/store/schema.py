@@ -780,7 +780,7 @@ monitoring_alerts = Table(
     Column("rule", String(255), nullable=False),
     Column("fingerprint", String(512), nullable=False),
     Column("scope", JSON, nullable=False, default=dict),
-    # firing -> resolved
+    # firing -> resolved (the condition cleared) or closed (the rule was deleted or disabled)
     Column("status", String(16), nullable=False),
     Column("severity", String(16), nullable=False),
     Column("value", Float),

@@ -46,7 +46,7 @@ const TONES = {
   FINISHED: 'ok', RUNNING: 'info', FAILED: 'bad', KILLED: 'warn', SCHEDULED: '',
   validated: 'ok', validating: 'info', pending: '', failed: 'bad', rejected: 'bad', approved: 'ok',
   running: 'info', promoted: 'ok', rolled_back: 'bad', aborted: 'warn', stopped: 'warn', abandoned: 'warn', manual: '',
-  succeeded: 'ok', cached: 'ok', skipped: '', queued: '', cancelled: 'warn', firing: 'bad', resolved: 'ok', ok: 'ok', denied: 'bad',
+  succeeded: 'ok', cached: 'ok', skipped: '', queued: '', cancelled: 'warn', firing: 'bad', resolved: 'ok', closed: '', invalid: 'bad', ok: 'ok', denied: 'bad',
   active: 'ok', paused: 'warn', disabled: 'bad',
 };
 

@@ -27,9 +27,11 @@ function diffView(diff) {
     diff.drift && diff.drift.length ? table({
       label: t('Drift between the versions'),
       columns: [{ label: t('Column'), render: (d) => d.column || d.name }, { label: 'PSI', num: true, render: (d) => num(d.psi) },
-        { label: t('Drifted'), render: (d) => (d.drifted ? badge(t('yes'), 'bad') : badge(t('no'), 'ok')) }],
+        // the server's verdict; no PSI (an unsupported column) is no verdict, not "no"
+        { label: t('Drifted'), render: (d) => (d.drifted === true ? badge(t('yes'), 'bad') : d.drifted === false ? badge(t('no'), 'ok') : '–') }],
       rows: diff.drift,
-    }) : null);
+    }) : null,
+    diff.drift && diff.drift.length ? h('p', { class: 'muted small' }, t('A column has drifted at a PSI of 0.25 or more against version {version}.', { version: diff.a })) : null);
 }
 
 export default async function render(view, root) {

@@ -194,7 +194,7 @@ async function alertsTab(root, view) {
   async function deleteRule(rule) {
     const done = await dialog({
       title: t('Delete rule {rule}', { rule }), confirm: t('Delete'), danger: true,
-      body: h('p', null, t('The rule is no longer evaluated; its alert history is kept.')),
+      body: h('p', null, t('The rule is no longer evaluated and its open alerts are closed; its alert history is kept.')),
       onSubmit: () => api.del(`/monitoring/alerts/rules/${encodeURIComponent(rule)}`),
     });
     if (done) { toast(t('Rule {rule} deleted', { rule })); view.refresh(); }
@@ -248,14 +248,16 @@ async function alertsTab(root, view) {
     card(t('Alert rules'), mayWrite ? [h('button', { type: 'button', class: 'small primary', on: { click: editRules } }, t('Edit rules'))] : null, table({
       label: t('Alert rules'),
       columns: [
-        { label: t('Rule'), render: (r) => h('strong', null, r.name) }, { label: t('Metric'), render: (r) => h('span', { class: 'mono' }, r.metric) },
-        { label: t('Condition'), render: (r) => `${r.condition} ${t('over')} ${r.window}` },
-        { label: t('Scope'), render: (r) => Object.entries(r.scope || {}).map(([k, v]) => `${k}=${v}`).join(', ') || t('all') },
-        { label: t('Severity'), render: (r) => r.severity }, { label: t('Notify'), render: (r) => (r.notify || []).join(', ') || '–' },
-        { label: t('State'), render: (r) => (r.enabled === false ? statusBadge('disabled') : statusBadge('active')) },
+        { label: t('Rule'), render: (r) => h('strong', null, r.name) }, { label: t('Metric'), render: (r) => (r.invalid ? '–' : h('span', { class: 'mono' }, r.metric)) },
+        { label: t('Condition'), render: (r) => (r.invalid ? '–' : `${r.condition} ${t('over')} ${r.window}`) },
+        { label: t('Scope'), render: (r) => (r.invalid ? '–' : Object.entries(r.scope || {}).map(([k, v]) => `${k}=${v}`).join(', ') || t('all')) },
+        { label: t('Severity'), render: (r) => r.severity || '–' }, { label: t('Notify'), render: (r) => (r.notify || []).join(', ') || '–' },
+        // a stored rule that no longer validates is not evaluated: marked, with the reason and the fix
+        { label: t('State'), render: (r) => (r.invalid ? h('span', null, statusBadge('invalid'), ' ', h('span', { class: 'small muted' }, r.invalid))
+          : r.enabled === false ? statusBadge('disabled') : statusBadge('active')) },
         ...(mayWrite ? [{ label: '', render: (r) => h('button', { type: 'button', class: 'small danger', 'aria-label': t('Delete rule {rule}', { rule: r.name }), on: { click: () => deleteRule(r.name) } }, t('Delete')) }] : []),
       ],
-      rows: rules.rules,
+      rows: [...rules.rules, ...(rules.invalid_rules || []).map((r) => ({ name: r.name, invalid: r.error }))],
       emptyState: empty(t('No alert rules.'), t('Write them in YAML here or apply a file with {command}.', { command: 'shipyard alerts apply rules.yaml' })),
     })),
     h('div', { class: 'grid two' },
