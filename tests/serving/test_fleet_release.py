@@ -94,6 +94,8 @@ def test_a_rollout_whose_process_died_is_continued_by_another_runner(sqlite_work
         assert runner.adopt(alive) == []  # taken once
         status = rollout_status(ws, "ab")
         assert status["driven_by"] == leases.this_process() and status["takeovers"] == 1
+        [taken] = status["takeover_log"]  # who took it over, and why
+        assert taken["by"] == leases.this_process() and taken["reason"].startswith("no heartbeat from elsewhere/")
         deadline = time.monotonic() + 60
         i = 1000
         while rollout_status(ws, "ab")["status"] == "running" and time.monotonic() < deadline:
@@ -177,6 +179,7 @@ def test_a_freed_lease_is_taken_over_at_once_and_never_abandoned_while_it_waits(
         assert later.scene("ab").compiled.traffic.canary_percent == 60  # from the recorded step
         status = rollout_status(ws, "ab")
         assert status["driven_by"] == me and status["takeovers"] == 1 and "freed_by" not in status
+        assert [(t["by"], t["reason"]) for t in status["takeover_log"]] == [(me, f"{me} gave it up")]
         final = _drive_to_the_end(ws, later)
     finally:
         runner.stop_all()

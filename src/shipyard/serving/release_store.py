@@ -225,6 +225,7 @@ def rollout_status(ws: Workspace, scene: str) -> dict[str, Any]:
     view = release_view(row)
     details = dict(row.details or {})
     view["judged_on"] = details.get("judged_on", "this server")
+    view["takeover_log"] = details.get("takeover_log", [])  # when another process took it over, and why
     if lease is not None:  # which process drives it, and how often it changed hands
         view["driven_by"] = lease.owner or None
         view["takeovers"] = lease.recoveries

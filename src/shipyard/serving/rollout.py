@@ -126,6 +126,7 @@ class CanaryRollout:
         self.window_s = float(window_s)
         self.deadline_ms = now_ms() + int(1000 * timeout_s) if timeout_s else None
         self.baseline: dict[str, Counts] = {}
+        self.takeover_log: list[dict[str, Any]] = []  # each time another process took it over, and why
         self.driving = True  # False once another process holds the lease (this one stops acting)
         if _resume is None:
             self._begin_step()
@@ -148,6 +149,7 @@ class CanaryRollout:
         self.index = min(range(len(self.steps)), key=lambda i: abs(self.steps[i] - percent))
         self.step_started = float(details.get("step_started") or time.time())
         self.baseline = {arm: Counts.from_dict(c) for arm, c in (details.get("baseline") or {}).items()}
+        self.takeover_log = list(details.get("takeover_log") or [])
         self.deadline_ms = details.get("deadline_ms")
         traffic = self._traffic()
         traffic.canary_arm = self.arm
@@ -168,7 +170,8 @@ class CanaryRollout:
         return {"steps": self.steps, "checks": self.checks, "min_requests": self.min_requests,
                 "heartbeat_s": self.heartbeat_s, "window_s": self.window_s, "step_started": self.step_started,
                 "baseline": {arm: c.to_dict() for arm, c in self.baseline.items()},
-                "deadline_ms": self.deadline_ms, "judged_on": "fleet" if self.fleet else "this server"}
+                "deadline_ms": self.deadline_ms, "judged_on": "fleet" if self.fleet else "this server",
+                "takeover_log": self.takeover_log}
 
     def _traffic(self) -> Any:
         return self.engine.scene(self.scene).compiled.traffic
@@ -305,6 +308,14 @@ class CanaryRollout:
         if self.status != "running" or not self.driving:
             return self.status
         return self._finish("stopped", reason, 0.0)
+
+    def record_takeover(self, reason: str) -> bool:
+        """Record in the release that this process took it over, when and why (``takeover_log``);
+        False when it is no longer running."""
+        assert self.ws is not None and self.release_id is not None  # a resumed release
+        self.takeover_log.append({"at": now_ms(), "by": leases.this_process(), "reason": reason})
+        return update_release(self.ws, self.release_id, self.scene, self.arm, self.percent, "running", "",
+                              self._details())
 
     def free_lease(self) -> str:
         """Stop driving without ending the rollout (this server shuts down): its lease is freed, so
@@ -453,6 +464,8 @@ class RolloutRunner:
             if current is not None and current[1].is_alive() and current[0].release_id == release_id:
                 return "resumed"  # already ours (a lease that went quiet for a moment)
             rollout = CanaryRollout.resume(self.ws, engine, row, fleet=self.fleet)
+            if not rollout.record_takeover(reason):
+                return "finished"  # ended by another process meanwhile
             interval = float(details.get("heartbeat_s") or 5.0)
             remaining = max(1.0, ((rollout.deadline_ms or now_ms()) - now_ms()) / 1000)
             self._launch(rollout, interval, remaining)
