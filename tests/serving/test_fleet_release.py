@@ -1,6 +1,6 @@
 """Fleet-wide judgement without a fleet: the series rows another server would write are written
 directly, and a rollout whose driving process is gone, or freed its lease, is continued by another
-runner.
+runner, in whichever project the server hosts.
 
 References: the merged counts are the naive sums of the rows; the merged p99 is the quantile of
 the histogram added bucket by bucket; a continued rollout records every step exactly once; the
@@ -186,3 +186,43 @@ def test_a_freed_lease_is_taken_over_at_once_and_never_abandoned_while_it_waits(
     assert final["status"] == "promoted", final
     assert [c["percent"] for c in final["checks"]] == [20, 60, 100]  # none lost or judged twice
 
+
+def test_a_server_continues_dead_rollouts_in_every_project_it_hosts(sqlite_workspace) -> None:
+    """The server's project and a hosted one each have a rollout of a scene of the same name, with
+    the same release id (the same lease key, each in its project's store), whose driver died: the
+    server's takeover loop continues both, each from its own record; shutting down frees both."""
+    from shipyard.server import create_app
+    from shipyard.serving.state import project_engine
+    from tests.serving.conftest import LiveServer
+
+    ws = sqlite_workspace
+    app = create_app(ws, follow_interval=0)
+    app.state.projects.create("credit", "", actor="test")
+    hosted = app.state.projects.get("credit")
+    steps = {"default": [20.0, 100.0], "credit": [10.0, 50.0, 100.0]}
+    for project_ws in (ws, hosted):
+        apply_scene(project_ws, {**SCENE, "limits": {"min_requests": 10**6}})  # never judged: stays running
+        rollout = CanaryRollout(project_ws, ServingEngine(project_ws), "ab", "b", steps=steps[project_ws.project],
+                                heartbeat_s=0.2, timeout_s=600)
+        assert rollout.release_id == 1
+        _driver_dies(project_ws, rollout.release_id)
+    me = leases.this_process()
+    with LiveServer(app):
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and any(rollout_status(w, "ab")["driven_by"] != me for w in (ws, hosted)):
+            time.sleep(0.1)
+        for project_ws in (ws, hosted):
+            status = rollout_status(project_ws, "ab")
+            assert status["driven_by"] == me and status["takeovers"] == 1, (project_ws.project, status)
+            [taken] = status["takeover_log"]
+            assert taken["by"] == me and taken["reason"].startswith("no heartbeat from elsewhere/")
+            assert status["status"] == "running" and status["steps"] == steps[project_ws.project]
+            # the server writes its series to its own project's store: a hosted one judges this server's
+            assert status["judged_on"] == ("fleet" if project_ws is ws else "this server")
+            engine = project_engine(app.state.serving, project_ws)
+            assert engine.scene("ab").compiled.traffic.canary_percent == steps[project_ws.project][0]
+        assert project_engine(app.state.serving, hosted) is not app.state.serving.engine
+    for project_ws in (ws, hosted):  # the server shut down: both wait for the next one
+        status = rollout_status(project_ws, "ab")
+        assert status["status"] == "running" and status["driven_by"] is None and status["freed_by"] == me
+    app.state.projects.close()
