@@ -76,12 +76,12 @@ def router() -> APIRouter:
                     return [default_ws]
                 found = [default_ws]
                 for name in projects.names():
+                    if name == default_ws.project:
+                        continue
                     try:
-                        ws = projects.get(name)
+                        found.append(projects.get(name))
                     except NotFound:  # deleted meanwhile
                         continue
-                    if ws is not default_ws:
-                        found.append(ws)
                 return found
 
             def adopt(ws: Workspace) -> None:
