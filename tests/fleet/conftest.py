@@ -6,8 +6,11 @@ whose global limits live in Redis under a key prefix of its own, and whose artif
 loopback ports and Debian's nginx in front of them (config, pid, logs and temp folders in a tmp
 dir, run as the current user). Skipped, with the reason, without SHIPYARD_TEST_POSTGRES_URL and
 SHIPYARD_TEST_REDIS_URL or without nginx. Tests add their scenes with ``fleet.apply``, talk to the
-proxy (``fleet.url``) or to one server (``fleet.servers[i].url``), and ``fleet.kill(i)`` SIGKILLs
-one; everything is torn down (database dropped, Redis keys deleted) at the end of the module.
+proxy (``fleet.url``) or to one server (``fleet.servers[i].url``); ``fleet.kill(i)`` SIGKILLs
+one, ``fleet.terminate(i)`` shuts one down with SIGTERM and ``fleet.start(i)`` starts it again;
+``fleet.project_ws(name)`` creates a hosted project (every server hosts it). A test module's
+``FLEET_SETTINGS`` dict overrides the project's settings. Everything is torn down (database
+dropped, Redis keys deleted) at the end of the module.
 
 nginx retries a request on the other server when one does not answer (``proxy_next_upstream
 error timeout non_idempotent``): predictions are safe to retry (they change nothing but the log).
@@ -92,6 +95,7 @@ class Fleet:
     proxy_port: int
     servers: list[FleetServer] = field(default_factory=list)
     redis_prefix: str = ""
+    _projects: Any = None
 
     @property
     def url(self) -> str:
@@ -113,6 +117,35 @@ class Fleet:
         assert srv.proc is not None
         srv.proc.send_signal(signal.SIGKILL)
         srv.proc.wait(30)
+
+    def terminate(self, index: int) -> int:
+        """SIGTERM one server and wait for its graceful shutdown; its exit status (uvicorn ends by
+        raising the signal again, so -15)."""
+        srv = self.servers[index]
+        assert srv.proc is not None
+        srv.proc.send_signal(signal.SIGTERM)
+        return srv.proc.wait(60)
+
+    def start(self, index: int) -> None:
+        """Start a stopped server again, on its port (nginx sends it requests again)."""
+        srv = self.servers[index]
+        assert not srv.alive()
+        _start_server(self.project, srv)
+
+    def project_ws(self, name: str) -> Any:
+        """The workspace of hosted project ``name``, created on first use (the servers read the
+        project list from the database, so they host it without a restart)."""
+        from shipyard.auth.projects import ProjectWorkspaces
+
+        if self._projects is None:
+            self._projects = ProjectWorkspaces(self.ws)
+        if name not in self._projects.names():
+            self._projects.create(name, "", actor="fleet-test")
+        return self._projects.get(name)
+
+    def close(self) -> None:
+        if self._projects is not None:
+            self._projects.close()
 
 
 def _write_nginx(folder: Path, port: int, upstreams: list[int]) -> Path:
@@ -222,6 +255,7 @@ def fleet(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
         "lease_ttl_s": 10.0,
         "validation_subprocess": False,
         "prediction_log_sample_rate": 0.0,
+        **getattr(request.module, "FLEET_SETTINGS", {}),
     }
     bucket = None
     if S3_ENABLED:
@@ -257,6 +291,7 @@ def fleet(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
         _stop(nginx, signal.SIGQUIT)
         for srv in servers:
             _stop(srv.proc)
+        fleet.close()
         ws.close()
         client = redis.Redis.from_url(REDIS_URL)
         keys = list(client.scan_iter(f"{prefix}*"))

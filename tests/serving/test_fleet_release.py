@@ -1,8 +1,10 @@
 """Fleet-wide judgement without a fleet: the series rows another server would write are written
-directly, and a rollout whose driving process is gone is continued by another runner.
+directly, and a rollout whose driving process is gone, or freed its lease, is continued by another
+runner, in whichever project the server hosts.
 
 References: the merged counts are the naive sums of the rows; the merged p99 is the quantile of
-the histogram added bucket by bucket; a continued rollout records every step exactly once.
+the histogram added bucket by bucket; a continued rollout records every step exactly once; the
+lease record names who holds it (or who freed it) and how often it changed hands.
 """
 
 from __future__ import annotations
@@ -23,6 +25,14 @@ SCENE = {"name": "ab", "inputs": {"user_id": "string", "x": "double"}, "outputs"
          "flow": [F.expr("score", "x * 0.5")],
          "traffic": {"key": "user_id", "arms": {"b": {"flow": [F.expr("score", "x * 0.5")]}}},
          "limits": {"min_requests": 5, "error_rate": 0.1}}
+
+
+def _driver_dies(ws, release_id: int) -> None:
+    """The process driving the release dies: another host's, silent for longer than the ttl."""
+    leases.forget(ws.store, ROLLOUT_LEASE, str(release_id))
+    with ws.store.begin() as conn:
+        conn.execute(job_leases.update().values(owner="elsewhere/0/1/1",
+                                                heartbeat_at=job_leases.c.heartbeat_at - 2 * job_leases.c.ttl_ms))
 
 
 def _row(arm: str, requests: int, errors: int = 0, hist: dict[str, int] | None = None) -> SeriesRow:
@@ -77,17 +87,15 @@ def test_a_rollout_whose_process_died_is_continued_by_another_runner(sqlite_work
     assert status["driven_by"] == leases.this_process() and status["takeovers"] == 0
     runner = RolloutRunner(ws)
     assert runner.adopt(alive) == []  # its lease is alive: nothing to continue
-    # the first process dies (another host's, silent for longer than the ttl)
-    leases.forget(ws.store, ROLLOUT_LEASE, str(rollout.release_id))
-    with ws.store.begin() as conn:
-        conn.execute(job_leases.update().values(owner="elsewhere/0/1/1",
-                                                heartbeat_at=job_leases.c.heartbeat_at - 2 * job_leases.c.ttl_ms))
+    _driver_dies(ws, rollout.release_id)
     try:
         assert runner.adopt(alive) == [rollout.release_id]
         assert alive.scene("ab").compiled.traffic.canary_percent == 60  # from the recorded step
         assert runner.adopt(alive) == []  # taken once
         status = rollout_status(ws, "ab")
         assert status["driven_by"] == leases.this_process() and status["takeovers"] == 1
+        [taken] = status["takeover_log"]  # who took it over, and why
+        assert taken["by"] == leases.this_process() and taken["reason"].startswith("no heartbeat from elsewhere/")
         deadline = time.monotonic() + 60
         i = 1000
         while rollout_status(ws, "ab")["status"] == "running" and time.monotonic() < deadline:
@@ -117,3 +125,104 @@ def test_this_process_sees_its_own_requests_before_they_are_written(sqlite_works
     recorder.flush()
     assert fleet.counts("ab", "b", time.time()).requests == 7  # written now, and not counted twice
     recorder.close()
+
+
+def _drive_to_the_end(ws, engine, scene: str = "ab") -> dict:
+    deadline = time.monotonic() + 60
+    i = 1000
+    while rollout_status(ws, scene)["status"] == "running" and time.monotonic() < deadline:
+        engine.predict_scene(scene, [{"user_id": f"u{i}", "x": 1.0}])
+        i += 1
+        if i % 50 == 0:
+            time.sleep(0.05)
+    return rollout_status(ws, scene)
+
+
+def test_a_freed_lease_is_taken_over_at_once_and_never_abandoned_while_it_waits(sqlite_workspace) -> None:
+    """A server shutting down frees its rollout's lease: the rollout stays running, its lease is
+    dead at once (no ttl to wait for), it is not abandoned however long no server runs, and the
+    next server to look continues it from its recorded step."""
+    from shipyard.serving.release import STALE_AFTER_S, abandon_stale_releases
+    from shipyard.store.schema import scene_releases
+
+    ws = sqlite_workspace
+    apply_scene(ws, SCENE)
+    first, later = ServingEngine(ws), ServingEngine(ws)
+    rollout = CanaryRollout(ws, first, "ab", "b", steps=(20, 60, 100), heartbeat_s=0.2, timeout_s=600)
+    for i in range(200):
+        first.predict_scene("ab", [{"user_id": f"u{i}", "x": 1.0}])
+    assert rollout.advance() == "running" and rollout.percent == 60
+    me = leases.this_process()
+
+    assert rollout.free_lease() == "running" and not rollout.driving
+    assert (ROLLOUT_LEASE, str(rollout.release_id)) not in leases.held(ws.store)  # no more heartbeats
+    status = rollout_status(ws, "ab")
+    assert (status["status"], status["percent"]) == ("running", 60)
+    assert status["driven_by"] is None and status["freed_by"] == me and status["takeovers"] == 0
+    with ws.store.read() as conn:
+        lease = leases.get(conn, ROLLOUT_LEASE, str(rollout.release_id))
+    assert lease is not None and lease.owner == leases.FREE
+    assert lease.dead(lease.heartbeat_at) is not None  # dead at once, not after its ttl
+    assert rollout.advance() == "running" and rollout.percent == 60  # the freeing runner acts no more
+
+    # no server runs for longer than a release may stay silent: still waiting, not abandoned
+    silent_ms = int(1000 * (STALE_AFTER_S + 5))
+    with ws.store.begin() as conn:
+        conn.execute(scene_releases.update().values(updated_at=scene_releases.c.updated_at - silent_ms))
+        conn.execute(job_leases.update().values(heartbeat_at=job_leases.c.heartbeat_at - silent_ms))
+    assert abandon_stale_releases(ws) == []
+    assert rollout_status(ws, "ab")["status"] == "running"
+
+    runner = RolloutRunner(ws)  # a server starts again
+    try:
+        assert runner.adopt(later) == [rollout.release_id]
+        assert later.scene("ab").compiled.traffic.canary_percent == 60  # from the recorded step
+        status = rollout_status(ws, "ab")
+        assert status["driven_by"] == me and status["takeovers"] == 1 and "freed_by" not in status
+        assert [(t["by"], t["reason"]) for t in status["takeover_log"]] == [(me, f"{me} gave it up")]
+        final = _drive_to_the_end(ws, later)
+    finally:
+        runner.stop_all()
+    assert final["status"] == "promoted", final
+    assert [c["percent"] for c in final["checks"]] == [20, 60, 100]  # none lost or judged twice
+
+
+def test_a_server_continues_dead_rollouts_in_every_project_it_hosts(sqlite_workspace) -> None:
+    """The server's project and a hosted one each have a rollout of a scene of the same name, with
+    the same release id (the same lease key, each in its project's store), whose driver died: the
+    server's takeover loop continues both, each from its own record; shutting down frees both."""
+    from shipyard.server import create_app
+    from shipyard.serving.state import project_engine
+    from tests.serving.conftest import LiveServer
+
+    ws = sqlite_workspace
+    app = create_app(ws, follow_interval=0)
+    app.state.projects.create("credit", "", actor="test")
+    hosted = app.state.projects.get("credit")
+    steps = {"default": [20.0, 100.0], "credit": [10.0, 50.0, 100.0]}
+    for project_ws in (ws, hosted):
+        apply_scene(project_ws, {**SCENE, "limits": {"min_requests": 10**6}})  # never judged: stays running
+        rollout = CanaryRollout(project_ws, ServingEngine(project_ws), "ab", "b", steps=steps[project_ws.project],
+                                heartbeat_s=0.2, timeout_s=600)
+        assert rollout.release_id == 1
+        _driver_dies(project_ws, rollout.release_id)
+    me = leases.this_process()
+    with LiveServer(app):
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and any(rollout_status(w, "ab")["driven_by"] != me for w in (ws, hosted)):
+            time.sleep(0.1)
+        for project_ws in (ws, hosted):
+            status = rollout_status(project_ws, "ab")
+            assert status["driven_by"] == me and status["takeovers"] == 1, (project_ws.project, status)
+            [taken] = status["takeover_log"]
+            assert taken["by"] == me and taken["reason"].startswith("no heartbeat from elsewhere/")
+            assert status["status"] == "running" and status["steps"] == steps[project_ws.project]
+            # the server writes its series to its own project's store: a hosted one judges this server's
+            assert status["judged_on"] == ("fleet" if project_ws is ws else "this server")
+            engine = project_engine(app.state.serving, project_ws)
+            assert engine.scene("ab").compiled.traffic.canary_percent == steps[project_ws.project][0]
+        assert project_engine(app.state.serving, hosted) is not app.state.serving.engine
+    for project_ws in (ws, hosted):  # the server shut down: both wait for the next one
+        status = rollout_status(project_ws, "ab")
+        assert status["status"] == "running" and status["driven_by"] is None and status["freed_by"] == me
+    app.state.projects.close()

@@ -17,7 +17,8 @@ from shipyard.errors import Conflict
 from shipyard.server import create_app
 from shipyard.serving import apply_scene
 from shipyard.serving import flow as F
-from shipyard.serving.release import list_releases
+from shipyard.serving.release import list_releases, rollout_status
+from shipyard.store import leases
 from tests.conftest import user_token
 from tests.serving.conftest import CREDIT_INPUTS as INPUTS
 from tests.serving.conftest import FailingModel as Failing
@@ -126,7 +127,8 @@ def test_failing_challenger_is_rolled_back_and_gets_no_more_requests(served):
 
 def test_abort_from_another_worker_stops_the_runner_and_a_second_start_gets_409(ws, tmp_path):
     """Two servers on one metadata store stand for two workers: the rollout runs in the first,
-    the abort arrives at the second, and the first one's runner notices it and stops."""
+    the abort arrives at the second, and the first one's runner notices it and stops. A rollout
+    left running by servers that shut down is continued by the next server to start."""
     from shipyard.config import load_settings
     from shipyard.workspace import Workspace
 
@@ -161,15 +163,32 @@ def test_abort_from_another_worker_stops_the_runner_and_a_second_start_gets_409(
             rows = list_releases(ws, "credit")
             assert [(r["status"], r["percent"], r["reason"]) for r in rows] == [("aborted", 0, "aborted by bob")]
             assert httpx.delete(f"{one.url}/api/v1/scenes/credit/rollout", headers=auth_for(one.url)).status_code == 409  # nothing to abort
-            # a new rollout may start now; the server shutting down stops it at 0 %
+            # a new rollout may start now; the servers shutting down leave it running, its lease freed
             r = httpx.post(f"{one.url}/api/v1/scenes/credit/rollout", headers=auth_for(one.url), json=body)
             assert r.status_code == 202 and r.json()["release"] != started["release"]
             assert len(rollout_threads()) == 1
+        assert not rollout_threads()
+        last = list_releases(ws, "credit")[-1]
+        assert (last["id"], last["status"], last["percent"]) == (r.json()["release"], "running", 10)
+        waiting = rollout_status(ws, "credit")
+        assert waiting["driven_by"] is None and waiting["freed_by"] == leases.this_process()
+        # no server ran meanwhile; the next one to start continues the rollout at its recorded step
+        again_app = create_app(other_ws, follow_interval=0)
+        with LiveServer(again_app) as again:
+            deadline = time.monotonic() + WAIT_S
+            while rollout_status(ws, "credit").get("driven_by") is None and time.monotonic() < deadline:
+                time.sleep(0.05)
+            status = rollout_status(ws, "credit")
+            assert status["driven_by"] == leases.this_process() and status["takeovers"] == 1
+            assert status["release"] == last["id"] and status["status"] == "running"
+            assert again_app.state.serving.engine.scene("credit").compiled.traffic.canary_percent == 10
+            assert len(rollout_threads()) == 1
+            r = httpx.delete(f"{again.url}/api/v1/scenes/credit/rollout", headers=auth_for(again.url))
+            assert r.status_code == 200 and r.json()["status"] == "aborted"
     finally:
         other_ws.close()
     assert not rollout_threads()
-    last = list_releases(ws, "credit")[-1]
-    assert (last["status"], last["percent"]) == ("stopped", 0) and "shut down" in last["reason"]
+    assert [(r["status"], r["percent"]) for r in list_releases(ws, "credit")] == [("aborted", 0), ("aborted", 0)]
 
 
 BAD_STARTS = [

@@ -118,7 +118,7 @@ def test_sigterm_answers_the_request_in_flight_flushes_the_log_and_logs_each_pha
     print("\n".join(lines))
     phases = [re.sub(r".*shutdown \+\d+ ms: ", "", line) for line in lines]
     assert phases[0] == "SIGTERM received; no new connections, 1 prediction request(s) in flight"
-    assert phases[1:3] == ["requests finished, rollouts stopped", "hot swap stopped"]
+    assert phases[1:3] == ["requests finished, rollout leases freed", "hot swap stopped"]
     assert re.fullmatch(r"prediction log flushed \((\d+) records written, 0 dropped\)", phases[3])
     assert phases[4:] == ["complete"]
     elapsed = [int(re.search(r"shutdown \+(\d+) ms", line).group(1)) for line in lines]

@@ -113,6 +113,31 @@ def test_two_recoverers_never_recover_the_same_record(workspace) -> None:
     assert recovered == sorted(keys) and sorted(c[0] for c in jobs.calls) == sorted(keys)
 
 
+def test_a_freed_lease_is_dead_at_once_and_taken_over_by_the_next_recovery(workspace) -> None:
+    store, me = workspace.store, leases.this_process()
+    put(store, "mine", me, now_ms(), ttl_s=3600)
+    put(store, "theirs", "other-host/1/123/456", now_ms())
+    with store.begin() as conn:
+        assert leases.free(conn, Jobs.kind, "mine")
+        assert not leases.free(conn, Jobs.kind, "theirs")  # only the holder frees a lease
+        assert not leases.free(conn, Jobs.kind, "missing")
+    freed = rows(store)["mine"]
+    assert (freed.owner, freed.details) == (leases.FREE, {"freed_by": me})
+    assert freed.dead(freed.heartbeat_at) == f"{me} gave it up"  # no ttl to wait for
+    assert rows(store)["theirs"].owner == "other-host/1/123/456"
+
+    class Resumes(Jobs):
+        def recover(self, key: str, lease: leases.Lease, reason: str) -> str:
+            self.calls.append((key, lease.recoveries, reason))
+            return "resumed"
+
+    jobs = Resumes(store, ["mine", "theirs"])
+    done = leases.recover(store, [jobs])
+    assert [(d.key, d.outcome, d.recoveries) for d in done] == [("mine", "resumed", 1)]
+    taken = rows(store)["mine"]
+    assert taken.owner == me and taken.details == {}  # held again: no longer marked freed
+
+
 def test_a_kept_lease_is_heartbeated_and_a_lost_one_is_let_go(workspace) -> None:
     store = workspace.store
     with store.begin() as conn:

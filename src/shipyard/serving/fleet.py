@@ -111,9 +111,12 @@ class FleetSeries:
 
 
 def fleet_series(ws: Workspace, engine: Any) -> FleetSeries | None:
-    """The fleet's series when this server writes its own (monitoring installed), else None: an
-    in-process engine judges what it served itself."""
+    """The fleet's series when this server writes its own into ``ws``'s store (monitoring
+    installed), else None: an in-process engine judges what it served itself. The server writes its
+    series into its own project's store only, so a hosted project's scenes are judged on this
+    server's requests (their rows are not in that project's store)."""
     metrics = getattr(engine, "metrics", None)
-    if ws is None or metrics is None or getattr(metrics, "series", None) is None:
+    recorder = getattr(metrics, "series", None)
+    if ws is None or recorder is None or getattr(recorder, "store", None) is not ws.monitoring.series_store:
         return None
-    return FleetSeries(ws.monitoring.series_store, metrics.series)
+    return FleetSeries(ws.monitoring.series_store, recorder)

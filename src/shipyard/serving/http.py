@@ -531,7 +531,7 @@ def install(app: FastAPI, ws: Workspace, **options: Any) -> None:
     def shutdown() -> None:
         state.readiness.stop()
         phase = state.shutdown_log.phase
-        phase("requests finished, rollouts stopped")  # uvicorn drained the connections, the routers' lifespans ran
+        phase("requests finished, rollout leases freed")  # uvicorn drained the connections, the routers' lifespans ran
         if hasattr(app, "fast_path") and app.fast_path is fast:
             app.fast_path = None
         for other in list(_states.values()):

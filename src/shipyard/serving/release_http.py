@@ -3,9 +3,11 @@
 ``POST`` starts a rollout in a background thread of the worker that receives it; that worker holds
 the rollout's lease and judges the fleet's traffic (every server's series, when the server writes
 its own; else the traffic it serves). ``GET`` and ``DELETE`` go through the metadata store, so any
-worker answers them and an abort reaches the runner wherever it is. Every worker looks for running
-rollouts whose driving process died every ``ADOPT_S`` seconds and continues them. Runner threads
-stop, recording 'stopped' at 0 %, when the server shuts down.
+worker answers them and an abort reaches the runner wherever it is. Every ``ADOPT_S`` seconds every
+worker looks, in each project the server hosts (its own and every hosted one, each in its own
+store), for running rollouts whose driving process died or freed its lease, and continues them.
+When the server shuts down its runner threads stop and free their leases: the rollouts stay
+running, for another server (or the next one to start) to continue.
 """
 
 from __future__ import annotations
@@ -21,10 +23,12 @@ from starlette.concurrency import run_in_threadpool
 
 from shipyard.auth.http import RequestContext, allow
 from shipyard.auth.permissions import Action, Resource
+from shipyard.errors import NotFound
 from shipyard.http_util import RequestBody
 from shipyard.serving import release
 from shipyard.serving.fleet import fleet_series
-from shipyard.serving.state import engine_for
+from shipyard.serving.release_store import running_releases
+from shipyard.serving.state import engine_for, project_engine
 
 if TYPE_CHECKING:
     from shipyard.workspace import Workspace
@@ -45,12 +49,16 @@ class StartRollout(RequestBody):
 
 
 def router() -> APIRouter:
-    runners: dict[int, release.RolloutRunner] = {}
+    runners: dict[int, release.RolloutRunner] = {}  # by project workspace
+    runners_lock = threading.Lock()
 
     def runner_for(ws: Workspace, engine: Any) -> release.RolloutRunner:
         found = runners.get(id(ws))
         if found is None:
-            found = runners[id(ws)] = release.RolloutRunner(ws, fleet_series(ws, engine))
+            with runners_lock:  # a route and the takeover loop may ask at once: one runner per project
+                found = runners.get(id(ws))
+                if found is None:
+                    found = runners[id(ws)] = release.RolloutRunner(ws, fleet_series(ws, engine))
         return found
 
     async def lifespan(app: Any) -> AsyncIterator[None]:
@@ -58,14 +66,46 @@ def router() -> APIRouter:
         state = getattr(app.state, "serving", None)
         adopter = None
         if state is not None and state.engine.ws is not None:
-            ws, engine = state.ws, state.engine
+            default_ws: Workspace = state.ws
+            projects = getattr(app.state, "projects", None)  # the hosted projects (auth installs them)
+
+            def served() -> list[Workspace]:
+                """The server's own project and every hosted one, read on each pass (a project
+                created since the server started included)."""
+                if projects is None:
+                    return [default_ws]
+                found = [default_ws]
+                for name in projects.names():
+                    if name == default_ws.project:
+                        continue
+                    try:
+                        found.append(projects.get(name))
+                    except NotFound:  # deleted meanwhile
+                        continue
+                return found
+
+            def adopt(ws: Workspace) -> None:
+                # a hosted project gets an engine on this server only when it has a rollout running
+                if ws is not default_ws and not running_releases(ws):
+                    return
+                engine = project_engine(state, ws)
+                runner_for(ws, engine).adopt(engine)
 
             def adopt_loop() -> None:
                 while not stop.wait(ADOPT_S):
                     try:
-                        runner_for(ws, engine).adopt(engine)
+                        workspaces = served()
                     except Exception:  # noqa: BLE001 - a store outage: look again next time
-                        log.exception("rollouts: looking for rollouts to continue failed")
+                        log.exception("rollouts: listing the projects to look in failed")
+                        continue
+                    for ws in workspaces:
+                        if stop.is_set():
+                            return
+                        try:
+                            adopt(ws)
+                        except Exception:  # noqa: BLE001 - a store outage: look again next time
+                            log.exception("rollouts of project %s: looking for rollouts to continue failed",
+                                          ws.project)
 
             adopter = threading.Thread(target=adopt_loop, name="shipyard-adopt-rollouts", daemon=True)
             adopter.start()

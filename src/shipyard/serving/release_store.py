@@ -6,7 +6,9 @@ release, and the newest row is the share every server applies (``latest_canaries
 hot-swap poll). A running rollout also holds a lease in ``job_leases`` (kind ``ROLLOUT_LEASE``, key
 the release id), taken in the transaction that inserts the row and dropped in the one that ends
 it: exactly one process drives a rollout, and when that process dies another server takes the
-lease over and continues the rollout (``rollout.RolloutRunner.adopt``). ``rollout_status`` and
+lease over and continues the rollout (``rollout.RolloutRunner.adopt``). A server shutting down
+frees the leases of the rollouts it drives (``free_rollout_lease``) rather than ending them: the
+next server to look continues each at once, or the first to start when none runs. ``rollout_status`` and
 ``abort_rollout`` go through the store, so any process can watch or abort a rollout.
 """
 
@@ -79,6 +81,8 @@ def _lease_alive(lease: leases.Lease | None, now: int) -> bool:
     server to take it over before the release is given up)."""
     if lease is None:
         return False
+    if lease.owner == leases.FREE:  # freed by a server that shut down: the next server to look continues it
+        return True
     return lease.dead(now) is None or now - lease.heartbeat_at < 2 * lease.ttl_ms
 
 
@@ -160,6 +164,17 @@ def update_release(ws: Workspace, release_id: int, scene: str, arm: str, percent
     return True
 
 
+def free_rollout_lease(ws: Workspace, release_id: int) -> bool:
+    """Stop driving a running release without ending it (this process shuts down): its lease is
+    freed, so another server takes it over on its next look instead of after the lease's ttl.
+    False when this process no longer held it."""
+    key = str(release_id)
+    with ws.store.begin() as conn:
+        freed = leases.free(conn, ROLLOUT_LEASE, key)
+    leases.forget(ws.store, ROLLOUT_LEASE, key)
+    return freed
+
+
 def release_view(row: Any) -> dict[str, Any]:
     details = dict(row.details or {})
     view = {"release": row.id, "scene": row.scene, "arm": row.arm, "status": row.status,
@@ -210,9 +225,12 @@ def rollout_status(ws: Workspace, scene: str) -> dict[str, Any]:
     view = release_view(row)
     details = dict(row.details or {})
     view["judged_on"] = details.get("judged_on", "this server")
+    view["takeover_log"] = details.get("takeover_log", [])  # when another process took it over, and why
     if lease is not None:  # which process drives it, and how often it changed hands
-        view["driven_by"] = lease.owner
+        view["driven_by"] = lease.owner or None
         view["takeovers"] = lease.recoveries
+        if lease.owner == leases.FREE:  # its server shut down; the next server to look continues it
+            view["freed_by"] = lease.details.get("freed_by")
     return view
 
 

@@ -14,8 +14,9 @@ another when that one dies.
   fallback answer is a failure of the arm (see ``arms``).
 - ``RolloutRunner`` runs rollouts in background threads of a serving process. Each running
   rollout holds a lease (``release_store.ROLLOUT_LEASE``) heartbeated by the process; ``adopt``
-  (every server calls it periodically) takes over the lease of a rollout whose process died and
-  continues it from its recorded step, baseline and checks.
+  (every server calls it periodically) takes over the lease of a rollout whose process died, or
+  whose server shut down and freed it (``stop_all``), and continues it from its recorded step,
+  baseline and checks.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from shipyard.serving.fleet import Counts, FleetSeries
 from shipyard.serving.release_checks import scene_status
 from shipyard.serving.release_store import (
     ROLLOUT_LEASE,
+    free_rollout_lease,
     insert_release,
     lease_ttl_s,
     release_row,
@@ -124,6 +126,7 @@ class CanaryRollout:
         self.window_s = float(window_s)
         self.deadline_ms = now_ms() + int(1000 * timeout_s) if timeout_s else None
         self.baseline: dict[str, Counts] = {}
+        self.takeover_log: list[dict[str, Any]] = []  # each time another process took it over, and why
         self.driving = True  # False once another process holds the lease (this one stops acting)
         if _resume is None:
             self._begin_step()
@@ -146,6 +149,7 @@ class CanaryRollout:
         self.index = min(range(len(self.steps)), key=lambda i: abs(self.steps[i] - percent))
         self.step_started = float(details.get("step_started") or time.time())
         self.baseline = {arm: Counts.from_dict(c) for arm, c in (details.get("baseline") or {}).items()}
+        self.takeover_log = list(details.get("takeover_log") or [])
         self.deadline_ms = details.get("deadline_ms")
         traffic = self._traffic()
         traffic.canary_arm = self.arm
@@ -166,7 +170,8 @@ class CanaryRollout:
         return {"steps": self.steps, "checks": self.checks, "min_requests": self.min_requests,
                 "heartbeat_s": self.heartbeat_s, "window_s": self.window_s, "step_started": self.step_started,
                 "baseline": {arm: c.to_dict() for arm, c in self.baseline.items()},
-                "deadline_ms": self.deadline_ms, "judged_on": "fleet" if self.fleet else "this server"}
+                "deadline_ms": self.deadline_ms, "judged_on": "fleet" if self.fleet else "this server",
+                "takeover_log": self.takeover_log}
 
     def _traffic(self) -> Any:
         return self.engine.scene(self.scene).compiled.traffic
@@ -304,6 +309,32 @@ class CanaryRollout:
             return self.status
         return self._finish("stopped", reason, 0.0)
 
+    def record_takeover(self, reason: str) -> bool:
+        """Record in the release that this process took it over, when and why (``takeover_log``);
+        False when it is no longer running."""
+        assert self.ws is not None and self.release_id is not None  # a resumed release
+        self.takeover_log.append({"at": now_ms(), "by": leases.this_process(), "reason": reason})
+        return update_release(self.ws, self.release_id, self.scene, self.arm, self.percent, "running", "",
+                              self._details())
+
+    def free_lease(self) -> str:
+        """Stop driving without ending the rollout (this server shuts down): its lease is freed, so
+        another server continues it from the recorded step at once, or the first server to start
+        when none runs. A rollout without a store (nothing another server could read) stops at 0 %."""
+        if self.status != "running" or not self.driving:
+            return self.status
+        if self.ws is None or self.release_id is None:
+            return self.stop("the server running the rollout shut down")
+        self.driving = False
+        try:
+            if free_rollout_lease(self.ws, self.release_id):
+                log.info("rollout of %s/%s (release %s): lease freed at %g %% for another server to continue",
+                         self.scene, self.arm, self.release_id, self.percent)
+        except StoreUnavailable as exc:  # then the lease expires by itself
+            log.warning("rollout of %s/%s (release %s): could not free its lease: %s", self.scene, self.arm,
+                        self.release_id, exc)
+        return self.status
+
     def _finish(self, status: str, reason: str, percent: float) -> str:
         traffic = self._traffic()
         if percent == 0.0:
@@ -321,7 +352,8 @@ class CanaryRollout:
     def run(self, *, interval: float = 1.0, timeout: float = 600.0, stop: threading.Event | None = None) -> str:
         """Advance every ``interval`` s, and ``watch`` every ``WATCH_S`` s in between, until the
         rollout ends. Past ``timeout`` (without enough requests to judge the last step) it stops at
-        0 %; so does a set ``stop`` event. A resumed rollout keeps the deadline it was started with."""
+        0 %. A set ``stop`` event (the server shutting down) frees its lease for another server
+        (``free_lease``). A resumed rollout keeps the deadline it was started with."""
         stop = stop or threading.Event()
         if self.deadline_ms is None:
             self.deadline_ms = now_ms() + int(1000 * timeout)
@@ -346,7 +378,7 @@ class CanaryRollout:
             if now_ms() >= self.deadline_ms:
                 return self.stop(f"timed out at {self.percent:g} % with fewer than {self.min_requests} requests "
                                  f"to judge the step (the rollout's deadline passed)")
-        return self.stop("the server running the rollout shut down")
+        return self.free_lease()
 
 
 class RolloutRunner:
@@ -425,12 +457,15 @@ class RolloutRunner:
             return "finished"
         details = dict(row.details or {})
         with self._lock:
-            if self._stop.is_set():
+            if self._stop.is_set():  # shutting down: leave it to another server at once
+                free_rollout_lease(self.ws, release_id)
                 return "abandoned"
             current = self._threads.get(row.scene)
             if current is not None and current[1].is_alive() and current[0].release_id == release_id:
                 return "resumed"  # already ours (a lease that went quiet for a moment)
             rollout = CanaryRollout.resume(self.ws, engine, row, fleet=self.fleet)
+            if not rollout.record_takeover(reason):
+                return "finished"  # ended by another process meanwhile
             interval = float(details.get("heartbeat_s") or 5.0)
             remaining = max(1.0, ((rollout.deadline_ms or now_ms()) - now_ms()) / 1000)
             self._launch(rollout, interval, remaining)
@@ -443,7 +478,8 @@ class RolloutRunner:
             return [r for r, t in self._threads.values() if t.is_alive()]
 
     def stop_all(self, timeout: float = 30.0) -> None:
-        """Stop every rollout thread (each records 'stopped' at 0 %) and wait for them."""
+        """Stop every rollout thread and wait for them: each frees its lease, leaving its rollout
+        running for another server to continue (see ``CanaryRollout.free_lease``)."""
         self._stop.set()
         with self._lock:
             threads = [t for _, t in self._threads.values()]

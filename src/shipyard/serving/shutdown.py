@@ -1,14 +1,15 @@
 """A serving process's graceful shutdown, phase by phase, in its own log.
 
 On SIGTERM (or Ctrl-C) uvicorn stops accepting connections, closes idle ones and lets the requests
-in flight finish; then the application shuts down: rollout runners record ``stopped``, hot swap
-stops polling, queued calls and mirrored (shadow) calls still waiting are dropped, and the
-prediction log writes everything submitted. ``ShutdownLog`` logs each phase (logger
-``shipyard.serving.shutdown``, INFO; ``shipyard server`` prints it on stderr) with the time since
-the signal, so the order and the duration of a shutdown can be read from the server's own output::
+in flight finish; then the application shuts down: rollout runners free their leases (another
+server continues their rollouts), hot swap stops polling, queued calls and mirrored (shadow) calls
+still waiting are dropped, and the prediction log writes everything submitted. ``ShutdownLog``
+logs each phase (logger ``shipyard.serving.shutdown``, INFO; ``shipyard server`` prints it on
+stderr) with the time since the signal, so the order and the duration of a shutdown can be read
+from the server's own output::
 
     INFO:     shutdown +0 ms: SIGTERM received; no new connections, 1 prediction request(s) in flight
-    INFO:     shutdown +1008 ms: requests finished, rollouts stopped
+    INFO:     shutdown +1008 ms: requests finished, rollout leases freed
     INFO:     shutdown +1009 ms: hot swap stopped
     INFO:     shutdown +1041 ms: prediction log flushed (2 records written, 0 dropped)
     INFO:     shutdown +1042 ms: complete

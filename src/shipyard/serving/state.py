@@ -7,6 +7,7 @@ routes (``serving.release_http``) both import these from here.
 
 from __future__ import annotations
 
+import threading
 import weakref
 from typing import TYPE_CHECKING, Any
 
@@ -87,17 +88,29 @@ def _parse_single(ref: str | None) -> tuple[str, str] | None:
     return name, alias or "champion"
 
 
+_states_lock = threading.Lock()
+
+
 def state_for(ws: Workspace, **options: Any) -> ServingState:
     state = states.get(ws)
     if state is None:
-        state = ServingState(ws, **options)
-        states[ws] = state
+        with _states_lock:  # a route and the rollout takeover loop may ask at once: one state per project
+            state = states.get(ws)
+            if state is None:
+                state = ServingState(ws, **options)
+                states[ws] = state
     return state
 
 
 def engine_for(request: Request, ws: Workspace) -> ServingEngine:
     """The serving engine of ``ws`` in this server (created for a project on first use)."""
-    default = getattr(request.app.state, "serving", None)
+    return project_engine(getattr(request.app.state, "serving", None), ws)
+
+
+def project_engine(default: ServingState | None, ws: Workspace) -> ServingEngine:
+    """The serving engine of ``ws`` in the server whose own project's state is ``default``: that
+    one's engine for the server's project, else the project's (created on first use, with the
+    server's options, following the store once the server has started)."""
     if default is not None and default.ws is ws:
         return default.engine
     state = states.get(ws)

@@ -6,7 +6,9 @@ names the owner, this process (host, pid namespace, pid and the process's start 
 a heartbeat time. While the job runs, ``keep`` has one background thread per metadata store
 refresh the heartbeats of every lease the process holds, every ``ttl / 4``. The transaction that
 finishes the record ``release``s the lease. A job handed to another process (a validation
-subprocess) is ``hand_over``-ed to that process's id.
+subprocess) is ``hand_over``-ed to that process's id. A process that stops working on a record it
+has not finished (it is shutting down) ``free``s the lease: dead at once, so the next ``recover``
+anywhere takes it over without waiting for the ttl.
 
 A lease is dead when its owner process is known to be gone — same host and pid namespace, and the
 pid no longer runs the process that took it (Linux ``/proc``) — or when its heartbeat is older than
@@ -40,6 +42,9 @@ from shipyard.store.schema import job_leases
 log = logging.getLogger(__name__)
 
 DEFAULT_TTL_S = 30.0
+
+FREE = ""
+"""The owner of a freed lease (``free``): no process holds it, and it is dead until one takes it over."""
 
 
 # -- who owns a lease ------------------------------------------------------------------------------
@@ -128,6 +133,8 @@ class Lease:
     def dead(self, now: int | None = None) -> str | None:
         """Why the owner is taken for gone (its process exited, or no heartbeat within the ttl); None while alive."""
         now = now_ms() if now is None else now
+        if self.owner == FREE:
+            return f"{self.details.get('freed_by') or 'its owner'} gave it up"
         alive = owner_alive(self.owner)
         if alive is False:
             return f"its process ({self.owner}) is gone"
@@ -165,6 +172,20 @@ def hand_over(store: MetadataStore, kind: str, key: str, *, token: str, owner: s
             job_leases.c.kind == kind, job_leases.c.key == key, job_leases.c.token == token).values(
                 owner=owner, heartbeat_at=now_ms()))
     return result.rowcount > 0
+
+
+def free(conn: Connection, kind: str, key: str) -> bool:
+    """Give up this process's lease on ``kind/key`` without finishing the record, in ``conn``'s
+    transaction: the lease is dead at once (see ``FREE``) and remembers who freed it. False when
+    this process does not hold it (finished, or taken over meanwhile)."""
+    me = this_process()
+    found = get(conn, kind, key)
+    if found is None or found.owner != me:
+        return False
+    conn.execute(job_leases.update().where(
+        job_leases.c.kind == kind, job_leases.c.key == key, job_leases.c.owner == me).values(
+            owner=FREE, heartbeat_at=now_ms(), details={**found.details, "freed_by": me}))
+    return True
 
 
 def get(conn: Connection, kind: str, key: str) -> Lease | None:
@@ -296,14 +317,15 @@ class Recovery:
 def _take_over(store: MetadataStore, lease: Lease) -> Lease | None:
     """Compare-and-set the lease to this process; None when someone else moved it first."""
     me, now = this_process(), now_ms()
+    details = {k: v for k, v in lease.details.items() if k != "freed_by"}  # held again
     with store.begin() as conn:
         result = conn.execute(job_leases.update().where(
             job_leases.c.kind == lease.kind, job_leases.c.key == lease.key, job_leases.c.owner == lease.owner,
             job_leases.c.heartbeat_at == lease.heartbeat_at).values(
-                owner=me, heartbeat_at=now, recoveries=lease.recoveries + 1))
+                owner=me, heartbeat_at=now, recoveries=lease.recoveries + 1, details=details))
     if result.rowcount == 0:
         return None
-    return replace(lease, owner=me, heartbeat_at=now, recoveries=lease.recoveries + 1)
+    return replace(lease, owner=me, heartbeat_at=now, recoveries=lease.recoveries + 1, details=details)
 
 
 def _claim_orphan(store: MetadataStore, kind: str, key: str, ttl_s: float) -> Lease | None:
