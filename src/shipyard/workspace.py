@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from shipyard.artifacts import ArtifactStore
-from shipyard.config import DEFAULT_PROJECT, Settings, load_settings, redact_url
+from shipyard.config import DEFAULT_PROJECT, TOKEN_ENV, Settings, load_settings, redact_url
 from shipyard.errors import InvalidInput
 from shipyard.store import MetadataStore
 
@@ -39,8 +39,6 @@ if TYPE_CHECKING:
     from shipyard.secrets import SecretStore
     from shipyard.tracking import Tracking
     from shipyard.tracking.protocol import TrackingAPI
-
-TOKEN_ENV = "SHIPYARD_TOKEN"
 
 
 def open_metadata(settings: Settings) -> MetadataStore:
