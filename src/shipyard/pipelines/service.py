@@ -161,7 +161,7 @@ class Pipelines:
     def export_airflow(self, source: str | Path, *, python: str | None = None, dag_id: str | None = None,
                        schedule: str | None = None) -> str:
         """An Airflow DAG file whose tasks run the pipeline's nodes in this project."""
-        from shipyard.pipelines.airflow import export_airflow
+        from shipyard.pipelines.airflow_export import export_airflow
 
         path = Path(source)
         if not path.is_file():
