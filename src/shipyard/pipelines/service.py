@@ -64,7 +64,8 @@ class Pipelines:
 
     def executor(self, pool: WorkerPool | None = None) -> PipelineExecutor:
         return PipelineExecutor(runs=self.runs_store, tracking=self.ws.tracking, data=self.ws.data,
-                                artifacts=self.ws.artifacts, settings=self.ws.settings, pool=pool)
+                                artifacts=self.ws.artifacts, settings=self.ws.settings, pool=pool,
+                                workspace=self.ws.acting_as)
 
     # -- documents -------------------------------------------------------------------------------
     def components(self) -> list[Component]:
