@@ -31,8 +31,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--node")
     args = parser.parse_args(argv)
     # the node's code runs in this process: keep the secret key and the token out of its environment
-    from shipyard.secrets.keys import SECRET_ENV_VARS
     from shipyard.config import TOKEN_ENV
+    from shipyard.secrets.keys import SECRET_ENV_VARS
     from shipyard.workspace import Workspace, connect
 
     token = os.environ.get(TOKEN_ENV)
