@@ -36,7 +36,7 @@ from shipyard.features.types import ARROW_TYPES
 from shipyard.store import now_ms
 
 if TYPE_CHECKING:
-    from shipyard.features.materialize import MaterializeResult
+    from shipyard.features.materialize import MaterializeDeps, MaterializeResult
     from shipyard.features.push import PushResult
     from shipyard.features.skew import SkewReport
     from shipyard.features.training import TrainingSetResult
@@ -325,11 +325,22 @@ class FeatureStore:
     # Thin delegating methods for the online side are added below this line.
     def materialize(self, start: Any, end: Any, views: Sequence[str] | None = None,
                     **options: Any) -> list[MaterializeResult]:
-        return _online("materialize").materialize(self, start, end, _names(views), **options)
+        return _online("materialize").materialize(self._materialize_deps(), start, end, _names(views), **options)
 
     def materialize_incremental(self, end: Any = None, views: Sequence[str] | None = None,
                                 **options: Any) -> list[MaterializeResult]:
-        return _online("materialize").materialize_incremental(self, end, _names(views), **options)
+        return _online("materialize").materialize_incremental(self._materialize_deps(), end, _names(views),
+                                                              **options)
+
+    def _materialize_deps(self) -> MaterializeDeps:
+        """What ``shipyard.features.materialize`` runs with: these views, the online store, and the
+        workspace's stores, acting user and lease time."""
+        from shipyard.features.materialize import MaterializeDeps
+        from shipyard.features.online import online_store_of
+
+        return MaterializeDeps(views=self, online=online_store_of(self), metadata=self.ws.store,
+                               artifacts=self.ws.artifacts, user=self.ws.user,
+                               lease_ttl_s=float(self.ws.settings.lease_ttl_s))
 
     def get_online_features(self, entity_rows: Any, features: Sequence[str] | None = None, service: str | None = None,
                             **options: Any) -> dict[str, list[Any]]:
