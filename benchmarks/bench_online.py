@@ -208,7 +208,6 @@ def hundred_keys(keys: list[int], i: int) -> list[int]:
 def run_shipyard(project: Path, meta: dict, online_url: str, reads: int, materialize_runs: int,
                  want: dict[int, dict[str, Any]], problems: list[str]) -> dict:
     from shipyard.config import load_settings
-    from shipyard.features.materialize import materialize
     from shipyard.features.online import online_store_of
     from shipyard.features.online_features import get_online_features
     from shipyard.workspace import Workspace
@@ -228,7 +227,7 @@ def run_shipyard(project: Path, meta: dict, online_url: str, reads: int, materia
             out[label] = []
             for _ in range(materialize_runs):
                 t0 = time.perf_counter()
-                results = materialize(store, meta["start"], meta["end"], parallel=parallel)
+                results = store.materialize(meta["start"], meta["end"], parallel=parallel)
                 out[label].append(time.perf_counter() - t0)
             out["written"] = sum(r.rows_written for r in results)
         store = opened[0].features

@@ -26,7 +26,7 @@ _LAZY = {
     "load_settings": "shipyard.config",
     "init_project": "shipyard.config",
     "Client": "shipyard.client",
-    "start_run": "shipyard.tracking",
+    "start_run": "shipyard.fluent",
     "active_run": "shipyard.tracking",
     "log_model": "shipyard.models.log_model",
     "save_model": "shipyard.models",

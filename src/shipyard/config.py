@@ -21,6 +21,8 @@ from shipyard.errors import ConfigError
 
 CONFIG_FILE = "shipyard.yaml"
 ENV_PREFIX = "SHIPYARD_"
+#: the API token a workspace or a client acts with when none is passed (not a setting: never in shipyard.yaml)
+TOKEN_ENV = "SHIPYARD_TOKEN"
 
 
 @dataclass(frozen=True)

@@ -12,9 +12,8 @@ from typing import Any
 
 import httpx
 
+from shipyard.config import TOKEN_ENV
 from shipyard.errors import StoreUnavailable, error_from_dict
-
-TOKEN_ENV = "SHIPYARD_TOKEN"
 
 
 def resolve_token(url: str, token: str | None = None) -> str | None:

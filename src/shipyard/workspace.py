@@ -13,6 +13,7 @@ allows except approve a model version.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 from functools import cached_property
@@ -20,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from shipyard.artifacts import ArtifactStore
-from shipyard.config import DEFAULT_PROJECT, Settings, load_settings, redact_url
+from shipyard.config import DEFAULT_PROJECT, TOKEN_ENV, Settings, load_settings, redact_url
 from shipyard.errors import InvalidInput
 from shipyard.store import MetadataStore
 
@@ -39,8 +40,6 @@ if TYPE_CHECKING:
     from shipyard.secrets import SecretStore
     from shipyard.tracking import Tracking
     from shipyard.tracking.protocol import TrackingAPI
-
-TOKEN_ENV = "SHIPYARD_TOKEN"
 
 
 def open_metadata(settings: Settings) -> MetadataStore:
@@ -68,6 +67,8 @@ class Workspace:
         # resolved now, outside any transaction: a token is checked against the database, which
         # must not happen from inside a write that records who made it
         self.__dict__["principal"] = principal if principal is not None else self._resolve_principal()
+        self._acting: dict[str, Workspace] = {}
+        self._acting_lock = threading.Lock()
 
     @property
     def project(self) -> str:
@@ -123,6 +124,17 @@ class Workspace:
 
         acting = ACTING.get()
         return acting.name if acting is not None else self.principal.name
+
+    def acting_as(self, actor: str) -> Workspace:
+        """This project's workspace acting as ``actor``, named and not looked up from a token (a
+        pipeline node's code uses it, and no token is in its reach); kept until this one closes."""
+        from shipyard.auth.principal import Principal
+
+        with self._acting_lock:
+            if actor not in self._acting:
+                self._acting[actor] = Workspace(dataclasses.replace(self.settings, user=actor),
+                                                principal=Principal(name=actor, kind="local"))
+            return self._acting[actor]
 
     def _server_dir(self) -> Path:
         if self.settings.project == DEFAULT_PROJECT:
@@ -181,6 +193,10 @@ class Workspace:
                           dataset_reader=lambda name, version: self.data.read(name, version))
 
     def close(self) -> None:
+        with self._acting_lock:
+            acting, self._acting = list(self._acting.values()), {}
+        for ws in acting:
+            ws.close()
         self.store.dispose()
 
     def __repr__(self) -> str:

@@ -5,6 +5,8 @@
 - The remote views never import the client or the workspace.
 - No import cycle among the imports executed at import time (``if TYPE_CHECKING:`` blocks and
   imports inside functions are not edges): a shared name moves to a small module both sides import.
+- No import cycle among all imports, function bodies included (only ``if TYPE_CHECKING:`` blocks are
+  not edges): the workspace builds the subsystems, and none of them imports it back.
 - No two public classes share a name.
 """
 
@@ -138,22 +140,29 @@ def test_no_two_public_classes_share_a_name() -> None:
     assert not shared, f"public classes sharing a name (rename them after what they are): {shared}"
 
 
-# -- no import cycle at all among the imports Python executes at import time ------------------------
-# Imports inside functions run later, on first use, and ``if TYPE_CHECKING:`` blocks never run, so
-# neither is an edge. Any other import is, and a cycle among them means the result depends on which
-# module a user happens to import first.
+# -- no import cycle ------------------------------------------------------------------------------
+# Two graphs of the modules' imports; ``if TYPE_CHECKING:`` blocks never run, so neither counts them.
+# - at import time: imports inside functions run later, on first use, so they are not edges; a cycle
+#   here means the result depends on which module a user happens to import first;
+# - all imports, function bodies included: a cycle here means the layers are tangled (a subsystem
+#   reaching back into the workspace that builds it, say), whenever the import happens to run.
+# Importing ``a.b.c`` runs ``a/__init__.py`` and ``a/b/__init__.py`` first, so a module imports the
+# packages above what it names too (except its own: they are already running).
+# Dynamic imports (``importlib.import_module``, the packages' lazy name maps) are not edges.
 def _is_type_checking(test: ast.expr) -> bool:
     return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
         isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
 
 
-def _import_time_imports(name: str, path: Path, known: set[str]) -> set[str]:
+def _module_imports(name: str, path: Path, known: set[str], *, functions: bool) -> set[str]:
+    """The modules of ``known`` that ``name`` (at ``path``) imports, skipping ``TYPE_CHECKING`` blocks,
+    and function bodies unless ``functions``."""
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     found: set[str] = set()
 
     def visit(body: list[ast.stmt]) -> None:
         for node in body:
-            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and not functions:
                 continue
             if isinstance(node, ast.If) and _is_type_checking(node.test):
                 visit(node.orelse)
@@ -170,18 +179,35 @@ def _import_time_imports(name: str, path: Path, known: set[str]) -> set[str]:
                 found.update(subs)
                 if len(subs) < len(node.names):
                     found.add(module)
+            elif isinstance(node, ast.Match):
+                for case in node.cases:
+                    visit(case.body)
             for field in ("body", "orelse", "handlers", "finalbody"):
                 value = getattr(node, field, None)
                 if isinstance(value, list):
                     visit(value)
 
     visit(ast.parse(path.read_text()).body)
-    return {imported for imported in found if imported in known and imported != name}
+    parents = {".".join(module.split(".")[:depth]) for module in found for depth in range(1, module.count(".") + 1)}
+    parents = {parent for parent in parents if not (name == parent or name.startswith(parent + "."))}
+    return {imported for imported in found | parents if imported in known and imported != name}
+
+
+def _import_time_imports(name: str, path: Path, known: set[str]) -> set[str]:
+    return _module_imports(name, path, known, functions=False)
+
+
+def _graph(*, functions: bool) -> dict[str, set[str]]:
+    paths = {_module_name(p): p for p in SRC.rglob("*.py")}
+    return {name: _module_imports(name, path, set(paths), functions=functions) for name, path in paths.items()}
 
 
 def import_time_graph() -> dict[str, set[str]]:
-    paths = {_module_name(p): p for p in SRC.rglob("*.py")}
-    return {name: _import_time_imports(name, path, set(paths)) for name, path in paths.items()}
+    return _graph(functions=False)
+
+
+def all_imports_graph() -> dict[str, set[str]]:
+    return _graph(functions=True)
 
 
 def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
@@ -221,10 +247,50 @@ def test_import_time_graph_skips_type_checking_and_function_bodies(tmp_path: Pat
     assert _import_time_imports("shipyard.m", mod, known) == {"shipyard.errors", "shipyard.store"}
 
 
+def test_a_module_imports_the_packages_above_what_it_names(tmp_path: Path) -> None:
+    mod = tmp_path / "m.py"
+    mod.write_text("import shipyard.pipelines.service\nfrom shipyard.tracking import core\n")
+    known = {"shipyard", "shipyard.pipelines", "shipyard.pipelines.service", "shipyard.tracking",
+             "shipyard.tracking.core"}
+    # shipyard.m is inside the package shipyard, which is already running: not an edge
+    assert _import_time_imports("shipyard.m", mod, known) == known - {"shipyard"}
+
+
+def test_all_imports_graph_counts_function_bodies_but_not_type_checking(tmp_path: Path) -> None:
+    mod = tmp_path / "m.py"
+    mod.write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import shipyard.config\n"
+                   "def f():\n    import shipyard.workspace\n"
+                   "class C:\n    async def g(self):\n        from shipyard import errors\n")
+    known = {"shipyard.errors", "shipyard.config", "shipyard.workspace"}
+    assert _module_imports("shipyard.m", mod, known, functions=True) == {"shipyard.workspace", "shipyard.errors"}
+    assert _module_imports("shipyard.m", mod, known, functions=False) == set()
+
+
 def test_no_import_cycle_among_modules_at_import_time() -> None:
     cycle = find_cycle(import_time_graph())
     assert cycle is None, ("import cycle at import time: " + " -> ".join(cycle or [])
                            + " (annotate through TYPE_CHECKING, or move the shared names to a small module)")
+
+
+# ``sy.pipelines`` is the package ``shipyard.pipelines`` (importing any of its modules binds it there),
+# so ``sy.pipelines.run``, which runs in the current workspace, must live in the package's __init__,
+# which the workspace runs when it builds ``ws.pipelines``. The one edge allowed to close a loop;
+# moving ``run`` out of the package would change that public name.
+CYCLE_EDGES_ALLOWED = {("shipyard.pipelines", "shipyard.workspace")}
+
+
+def test_no_import_cycle_among_all_imports() -> None:
+    """The workspace is the composition root: it builds every subsystem, so no subsystem imports it,
+    not even inside a function. What needs "the current workspace" lives above it (``shipyard.fluent``)
+    or is handed what it needs (a settings object, a function opening the workspace)."""
+    graph = all_imports_graph()
+    for source, target in sorted(CYCLE_EDGES_ALLOWED):
+        assert target in graph[source], f"{source} no longer imports {target}: drop it from CYCLE_EDGES_ALLOWED"
+        graph[source] = graph[source] - {target}
+    cycle = find_cycle(graph)
+    assert cycle is None, ("import cycle (function bodies included): " + " -> ".join(cycle or [])
+                           + " (pass what the lower module needs as an argument, or move the entry point "
+                           "above the module it imports)")
 
 
 # -- typed boundaries ------------------------------------------------------------------------------

@@ -18,7 +18,8 @@ import pytest
 
 from shipyard.arrow_util import table_from_pandas
 from shipyard.errors import NotFound
-from shipyard.features.online import OnlineStore
+from shipyard.features.materialize import MaterializeDeps
+from shipyard.features.online import OnlineStore, online_store_of
 from shipyard.features.online.lmdb_store import LMDBOnlineStore
 from shipyard.features.online.sqlite_store import SQLiteOnlineStore
 
@@ -131,6 +132,11 @@ class MemoryFeatureStore:
         if name not in self.services:
             raise NotFound(f"feature service {name!r} is not registered")
         return self.services[name]
+
+    def materialize_deps(self) -> MaterializeDeps:
+        """What ``FeatureStore`` hands materialization, over these views and rows."""
+        return MaterializeDeps(views=self, online=online_store_of(self), metadata=self.ws.store,
+                               artifacts=self.ws.artifacts, user=self.ws.user)
 
     def read_offline(self, view_name: str, start: Any = None, end: Any = None) -> pa.Table:
         view = self.views[view_name]

@@ -331,24 +331,23 @@ def test_a_compaction_alone_makes_no_incremental_run_read_again(embedded_feature
     """Incremental materialization treats new offline-log files as late arrivals. A compacted file
     whose inputs the last run had all seen holds no new row, so the next run starts where the last
     one ended; one that merged an unseen file is an arrival, and its late row reaches the store."""
-    from shipyard.features.materialize import materialize_incremental
     from shipyard.features.online import online_store_of
 
     store = embedded_feature_store
     for i in range(12):
         store.offline_append("cust_stats", _push_rows(i))
-    [first] = materialize_incremental(store, end=T0 + dt.timedelta(hours=2), views=["cust_stats"])
+    [first] = store.materialize_incremental(end=T0 + dt.timedelta(hours=2), views=["cust_stats"])
     assert first.rows_read == 12
     [compacted] = store.compact("cust_stats", target_rows=100, grace_seconds=0)
     assert (compacted.files_before, compacted.files_after) == (12, 1)
 
-    [second] = materialize_incremental(store, end=T0 + dt.timedelta(hours=3), views=["cust_stats"])
+    [second] = store.materialize_incremental(end=T0 + dt.timedelta(hours=3), views=["cust_stats"])
     assert second.start == first.end and second.rows_read == 0
 
     late = {**_push_rows(0)[0], "customer_id": 9, "amount": 9.5, "event_timestamp": T0 + dt.timedelta(hours=1)}
     store.offline_append("cust_stats", [late])
     store.compact("cust_stats", target_rows=100, grace_seconds=0)  # merges the unseen file too
-    [third] = materialize_incremental(store, end=T0 + dt.timedelta(hours=4), views=["cust_stats"])
+    [third] = store.materialize_incremental(end=T0 + dt.timedelta(hours=4), views=["cust_stats"])
     assert third.start is not None and third.start <= late["event_timestamp"]
     assert third.rows_written >= 1
     assert online_store_of(store).read("cust_stats", ["amount"], [(9,)]) == {"amount": [9.5]}  # no TTL: T0 is past

@@ -67,7 +67,7 @@ def test_materialize_matches_groupby_last_within_ttl(fstore: MemoryFeatureStore)
     fstore.add(_view(), frame)
     start, end = T0 + dt.timedelta(days=2), T0 + dt.timedelta(days=6)
     seen: list[tuple[int, int]] = []
-    (result,) = materialize(fstore, start, end, batch_size=7, progress=lambda v, done, total: seen.append((done, total)))
+    (result,) = materialize(fstore.materialize_deps(), start, end, batch_size=7, progress=lambda v, done, total: seen.append((done, total)))
     keys = list(range(70))
     got = fstore.online_store.read("spend", ["amount", "count"], [(k,) for k in keys], ttl=TTL, now=end)
     assert got == _reference(frame, start, end, keys)
@@ -92,9 +92,9 @@ def test_rematerializing_is_idempotent(fstore: MemoryFeatureStore) -> None:
     frame = _offline(2)
     fstore.add(_view(), frame)
     end = T0 + dt.timedelta(days=10)
-    materialize(fstore, None, end)
+    materialize(fstore.materialize_deps(), None, end)
     first = fstore.online_store.read("spend", ["amount", "count"], [(k,) for k in range(60)], ttl=TTL, now=end)
-    materialize(fstore, None, end)
+    materialize(fstore.materialize_deps(), None, end)
     assert fstore.online_store.read("spend", ["amount", "count"], [(k,) for k in range(60)], ttl=TTL, now=end) == first
     assert first == _reference(frame, None, end, list(range(60)))
 
@@ -103,19 +103,19 @@ def test_incremental_uses_watermark(fstore: MemoryFeatureStore) -> None:
     frame = _offline(3)
     fstore.add(_view(), frame)
     t1 = T0 + dt.timedelta(days=5)
-    (first,) = materialize_incremental(fstore, end=t1)
-    assert first.start == t1 - TTL and watermark(fstore, "spend") == t1
+    (first,) = materialize_incremental(fstore.materialize_deps(), end=t1)
+    assert first.start == t1 - TTL and watermark(fstore.ws.store, "spend") == t1
     newer = _offline(4, n=500, start=T0 + dt.timedelta(days=5))
     newer = newer[newer.event_timestamp < T0 + dt.timedelta(days=7)]
     fstore.offline_append("spend", table_from_pandas(newer))
     t2 = T0 + dt.timedelta(days=7)
-    (second,) = materialize_incremental(fstore, end=t2)
-    assert second.start == t1 and watermark(fstore, "spend") == t2
+    (second,) = materialize_incremental(fstore.materialize_deps(), end=t2)
+    assert second.start == t1 and watermark(fstore.ws.store, "spend") == t2
     both = pd.concat([frame, newer], ignore_index=True)
     got = fstore.online_store.read("spend", ["amount", "count"], [(k,) for k in range(60)], ttl=TTL, now=t2)
     assert got == _reference(both, None, t2, list(range(60)))
     # rows of this store are not files, so arrivals cannot be seen: each run re-reads the TTL window
-    (third,) = materialize_incremental(fstore, end=t2)
+    (third,) = materialize_incremental(fstore.materialize_deps(), end=t2)
     assert third.start == t2 - TTL and third.run_id is not None
     assert fstore.online_store.read("spend", ["amount", "count"], [(k,) for k in range(60)], ttl=TTL, now=t2) == got
 
@@ -123,9 +123,9 @@ def test_incremental_uses_watermark(fstore: MemoryFeatureStore) -> None:
 def test_bad_window_names_the_field(fstore: MemoryFeatureStore) -> None:
     fstore.add(_view(), _offline(5))
     with pytest.raises(InvalidInput, match="start"):
-        materialize(fstore, T0 + dt.timedelta(days=3), T0)
+        materialize(fstore.materialize_deps(), T0 + dt.timedelta(days=3), T0)
     with pytest.raises(InvalidInput, match="not a timestamp"):
-        materialize(fstore, "yesterday-ish", T0)
+        materialize(fstore.materialize_deps(), "yesterday-ish", T0)
 
 
 def test_views_in_parallel_match_one_at_a_time(fstore: MemoryFeatureStore) -> None:
@@ -139,21 +139,21 @@ def test_views_in_parallel_match_one_at_a_time(fstore: MemoryFeatureStore) -> No
         fstore.add(view, frames[view.name])
     end = T0 + dt.timedelta(days=10)
     seen: list[str] = []
-    results = materialize(fstore, None, end, parallel=3, progress=lambda v, done, total: seen.append(v))
+    results = materialize(fstore.materialize_deps(), None, end, parallel=3, progress=lambda v, done, total: seen.append(v))
     assert [r.view for r in results] == [f"spend_{i}" for i in range(4)]
     assert set(seen) == set(frames)
     keys = [(k,) for k in range(60)]
     for name, frame in frames.items():
         got = fstore.online_store.read(name, ["amount", "count"], keys, ttl=TTL, now=end)
         assert got == _reference(frame, None, end, list(range(60)))
-        one = materialize(fstore, None, end, views=[name], parallel=1)[0]
+        one = materialize(fstore.materialize_deps(), None, end, views=[name], parallel=1)[0]
         assert one.rows_read == results[[r.view for r in results].index(name)].rows_read
 
     fstore.add(View("broken", [Entity("customer", ["customer_id"])], [Field("amount", "float64")], ttl=TTL),
                pd.DataFrame({"customer_id": [1], "event_timestamp": ["not a time"], "amount": [1.0]}))
     fstore.online_store.delete_view("spend_3")
     with pytest.raises(Exception) as err:  # noqa: B017 - whatever the broken view raises
-        materialize(fstore, None, end, parallel=4)
+        materialize(fstore.materialize_deps(), None, end, parallel=4)
     assert "not a time" in str(err.value) or "event_timestamp" in str(err.value), err.value
     # the healthy views were still written
     assert fstore.online_store.read("spend_3", ["count"], keys, ttl=TTL, now=end)["count"] == \

@@ -17,7 +17,6 @@ import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
-from shipyard.features.materialize import materialize
 from shipyard.features.online import online_store_of
 from shipyard.store import leases
 from shipyard.store.schema import feature_materializations as runs
@@ -107,7 +106,7 @@ def test_random_sigkills_of_materialize_leave_nothing_running(embedded_feature_s
     with ws.store.read() as conn:
         assert leases.list_leases(conn) == []
     # the next run (or a finished one) wrote exactly the reference: the newest row per entity in its TTL
-    materialize(store, start, end, ["cust_stats"])
+    store.materialize(start, end, ["cust_stats"])
     latest = frame.sort_values("event_timestamp").groupby("customer_id").tail(1).set_index("customer_id")
     keys = sorted(latest.index)
     got = online_store_of(store).read("cust_stats", ["amount", "n"], [(int(k),) for k in keys])

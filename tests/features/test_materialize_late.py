@@ -17,7 +17,6 @@ import pytest
 
 from shipyard.arrow_util import table_from_pandas
 from shipyard.config import load_settings
-from shipyard.features.materialize import materialize_incremental
 from shipyard.workspace import Workspace
 from tests.features import online_support
 
@@ -91,7 +90,7 @@ def test_late_file_and_late_push_reach_the_online_store(project: Any) -> None:
     t1, t2 = T0 + dt.timedelta(days=4), T0 + dt.timedelta(days=5)
     first = _rows(1, 400, T0, t1)
     first.to_parquet(data / "part-1.parquet", index=False)
-    (run1,) = materialize_incremental(store, end=t1)
+    (run1,) = store.materialize_incremental(end=t1)
     assert run1.start == t1 - TTL
     assert _read(store, t1) == _reference(first, t1)
 
@@ -104,13 +103,13 @@ def test_late_file_and_late_push_reach_the_online_store(project: Any) -> None:
     winners = _winners(first, late_before_t1, t1)
     losers = set(late_before_t1.customer_id) - winners
     assert winners and losers  # both kinds occur, so the test can tell the rules apart
-    (run2,) = materialize_incremental(store, end=t2)
+    (run2,) = store.materialize_incremental(end=t2)
     everything = pd.concat([first, late], ignore_index=True)
     assert run2.start == max(late.ts.min().to_pydatetime(), t2 - TTL)
     assert _read(store, t2) == _reference(everything, t2)
 
     # nothing arrived: the next run reads only the new interval (here: nothing)
-    (run3,) = materialize_incremental(store, end=t2)
+    (run3,) = store.materialize_incremental(end=t2)
     assert run3.start == t2 and run3.run_id is None
 
     # a late push into the offline log and a rewritten source file, both with old event times
@@ -122,7 +121,7 @@ def test_late_file_and_late_push_reach_the_online_store(project: Any) -> None:
         "customer_id": [5], "ts": pd.to_datetime([t2 - dt.timedelta(hours=1)], utc=True), "amount": [9.5], "n": [9]})],
         ignore_index=True)
     rewritten.to_parquet(data / "part-1.parquet", index=False)
-    (run4,) = materialize_incremental(store, end=t3)
+    (run4,) = store.materialize_incremental(end=t3)
     # the rewritten file counts whole, and it holds rows older than the TTL: the run reads the TTL window
     assert run4.start == t3 - TTL
     everything = pd.concat([rewritten, late, pushed], ignore_index=True)
@@ -136,28 +135,27 @@ def test_late_row_older_than_the_stored_one_changes_nothing(project: Any) -> Non
     t1 = T0 + dt.timedelta(days=2)
     pd.DataFrame({"customer_id": [1], "ts": pd.to_datetime([t1 - dt.timedelta(hours=1)], utc=True),
                   "amount": [10.0], "n": [1]}).to_parquet(data / "a.parquet", index=False)
-    materialize_incremental(store, end=t1)
+    store.materialize_incremental(end=t1)
     pd.DataFrame({"customer_id": [1, 2], "ts": pd.to_datetime([t1 - dt.timedelta(hours=5)] * 2, utc=True),
                   "amount": [20.0, 30.0], "n": [2, 3]}).to_parquet(data / "b-late.parquet", index=False)
-    (run,) = materialize_incremental(store, end=t1 + dt.timedelta(hours=1))
+    (run,) = store.materialize_incremental(end=t1 + dt.timedelta(hours=1))
     assert run.start == t1 - dt.timedelta(hours=5)
     got = store.online_store.read("spend", ["amount", "n"], [(1,), (2,)], ttl=TTL, now=t1)
     assert got == {"amount": [10.0, 30.0], "n": [1, 3]}
 
 
 def test_window_run_over_old_data_does_not_hide_a_late_file(project: Any) -> None:
-    from shipyard.features.materialize import materialize
 
     store, data = project
     t1 = T0 + dt.timedelta(days=2)
     pd.DataFrame({"customer_id": [1], "ts": pd.to_datetime([t1 - dt.timedelta(hours=1)], utc=True),
                   "amount": [10.0], "n": [1]}).to_parquet(data / "a.parquet", index=False)
-    materialize_incremental(store, end=t1)
+    store.materialize_incremental(end=t1)
     pd.DataFrame({"customer_id": [2], "ts": pd.to_datetime([t1 - dt.timedelta(hours=3)], utc=True),
                   "amount": [30.0], "n": [3]}).to_parquet(data / "b-late.parquet", index=False)
     # a window run over older data sees the late file but does not cover its rows
-    materialize(store, T0, T0 + dt.timedelta(hours=1))
-    (run,) = materialize_incremental(store, end=t1 + dt.timedelta(hours=1))
+    store.materialize(T0, T0 + dt.timedelta(hours=1))
+    (run,) = store.materialize_incremental(end=t1 + dt.timedelta(hours=1))
     assert run.start == t1 - dt.timedelta(hours=3)
     got = store.online_store.read("spend", ["amount"], [(1,), (2,)], ttl=TTL, now=t1)
     assert got == {"amount": [10.0, 30.0]}

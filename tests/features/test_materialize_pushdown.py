@@ -18,7 +18,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from shipyard.config import load_settings
-from shipyard.features.materialize import materialize
 from shipyard.features.online import online_store_of
 from shipyard.workspace import Workspace
 from tests.features.pit_support import T0, view_frames, write_project
@@ -130,7 +129,7 @@ def test_materialize_writes_the_groupby_last_rows(tmp_path: Path) -> None:
     try:
         ws.features.apply(tmp_path)
         start, end = _window(data)
-        (result,) = materialize(ws.features, start, end, views=["stats"])
+        (result,) = ws.features.materialize(start, end, views=["stats"])
         assert (result.rows_read, result.rows_written) == (4, 2)
         got = online_store_of(ws.features).read("stats", ["x", "n"], [(1,), (2,), (3,)])
         want = _groupby_last(stats, ["user_id"], ["ts", "created"], start, end).set_index("user_id")

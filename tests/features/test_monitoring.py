@@ -12,7 +12,6 @@ from click.testing import CliRunner
 from starlette.testclient import TestClient
 
 from shipyard.cli import main
-from shipyard.features.materialize import materialize
 from shipyard.features.monitoring import monitor
 from shipyard.server import create_app
 from tests.conftest import auth_headers
@@ -67,7 +66,7 @@ def _check_features(report_view: dict, live: pd.DataFrame) -> None:
 
 def test_monitor_matches_pandas(loaded) -> None:
     store, now, frame = loaded
-    (result,) = materialize(store, now - dt.timedelta(days=5), now + dt.timedelta(seconds=1), ["cust_stats"])
+    (result,) = store.materialize(now - dt.timedelta(days=5), now + dt.timedelta(seconds=1), ["cust_stats"])
     report = monitor(store, ["cust_stats"], now=now)
     (view,) = report["views"]
     live, expired = _expected(frame, now)
@@ -120,7 +119,7 @@ def test_monitor_cli_prints_readable_durations(loaded) -> None:
     from shipyard.features.timeutil import format_duration
 
     store, now, _frame = loaded
-    materialize(store, now - dt.timedelta(days=5), now + dt.timedelta(seconds=1), ["cust_stats"])
+    store.materialize(now - dt.timedelta(days=5), now + dt.timedelta(seconds=1), ["cust_stats"])
     project = str(store.ws.settings.project_dir)
     runner = CliRunner()
     report = json.loads(runner.invoke(main, ["--project", project, "features", "monitor", "--views", "cust_stats",

@@ -109,6 +109,6 @@ def test_the_time_zone_check_reads_no_offline_log_files(ws: Workspace, monkeypat
     monkeypatch.setattr(Scanner, "_log_sql", no_log)
     views = [ws.features.get_feature_view("stats")]
     aware = entity()["event_timestamp"]
-    _check_timezones(ws.features, aware, "event_timestamp", views)  # agrees: no error, no log read
+    _check_timezones(ws.artifacts, aware, "event_timestamp", views)  # agrees: no error, no log read
     with pytest.raises(InvalidInput, match="is naive but feature view 'stats'"):
-        _check_timezones(ws.features, aware.dt.tz_localize(None), "event_timestamp", views)
+        _check_timezones(ws.artifacts, aware.dt.tz_localize(None), "event_timestamp", views)

@@ -210,12 +210,11 @@ def test_source_and_git_commit(workspace, tmp_path) -> None:
 
 
 def test_module_level_start_run_uses_current_workspace(tmp_path) -> None:
-    import shipyard.tracking as tracking
-    from shipyard.workspace import connect
+    import shipyard as sy
 
-    ws = connect(tmp_path / "proj", user="bob")
+    ws = sy.connect(tmp_path / "proj", user="bob")
     try:
-        with tracking.start_run(experiment="credit") as run:
+        with sy.start_run(experiment="credit") as run:
             run.log_metric("auc", 0.9)
         record = ws.tracking.get_run(run.id)
         assert record.metrics == {"auc": 0.9}
@@ -229,6 +228,6 @@ def test_public_surface() -> None:
 
     assert set(tracking.__all__) == {
         "FAILED", "FINISHED", "KILLED", "RUNNING", "Experiment", "Metric", "Run", "RunArtifact", "RunInfo",
-        "RunLogger", "RunRecord", "Tracking", "active_run", "start_run",
+        "RunLogger", "RunRecord", "Tracking", "active_run",
     }
     assert all(hasattr(tracking, name) for name in tracking.__all__)

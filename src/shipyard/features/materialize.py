@@ -1,12 +1,12 @@
 """Materialization: the latest offline value per entity, written into the online store.
 
-``materialize(store, start, end)`` takes from each view's offline rows with start <= event time < end
+``materialize(deps, start, end)`` takes from each view's offline rows with start <= event time < end
 the newest row per entity key (the created timestamp breaks ties) — chosen inside the offline scan
 (``FeatureStore.read_offline_latest``), so only one row per entity is loaded — and writes them to
 the online store in batches. Every run is recorded in the metadata store with the rows read and
 written and the distribution of what was written (see ``monitoring``).
 
-``materialize_incremental(store, end)`` continues each view from its watermark — the end of its
+``materialize_incremental(deps, end)`` continues each view from its watermark — the end of its
 last successful run (``end - ttl``, or everything without a TTL, the first time) — and also picks
 up rows that arrived since that run with an older event time (a late file, a backfill, a late push):
 
@@ -22,6 +22,10 @@ up rows that arrived since that run with an older event time (a late file, a bac
 
 Online writes are conditional on event time, so a late row reaches the online store exactly when it
 is newer than what the store holds for its entity, and a re-read row never replaces a newer one.
+
+What a run uses is handed in as ``MaterializeDeps`` (``FeatureStore.materialize`` wires it): the
+views and their offline rows, the online store, the metadata store, the artifact store, the acting
+user and the lease time.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field, fields
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import duckdb
 import orjson
@@ -46,18 +50,45 @@ import sqlalchemy as sa
 from shipyard.errors import InvalidInput, NotFound
 from shipyard.features.monitoring import column_stats
 from shipyard.features.offline.scan import connect
-from shipyard.features.online import online_store_of, workspace_of
 from shipyard.features.paths import OFFLINE_LOG_PREFIX
 from shipyard.store import leases, now_ms
 from shipyard.store.schema import feature_materializations as runs
 
 if TYPE_CHECKING:
+    from shipyard.artifacts import ArtifactStore
+    from shipyard.features.definitions import FeatureView, OnDemandFeatureView
+    from shipyard.features.online import OnlineStore
+    from shipyard.store import MetadataStore
     from shipyard.workspace import Workspace
 
 
 log = logging.getLogger(__name__)
 
 Progress = Callable[[str, int, int], None]
+
+
+class MaterializedViews(Protocol):
+    """The applied feature views and their offline rows (``FeatureStore``). One may also offer
+    ``read_offline_latest`` (the newest row per entity, chosen inside the scan) and
+    ``record_dataset_reads`` (lineage of the dataset versions a run read)."""
+
+    def get_view(self, name: str, version: int | None = None) -> FeatureView | OnDemandFeatureView: ...
+
+    def list_views(self) -> list[FeatureView | OnDemandFeatureView]: ...
+
+    def read_offline(self, view_name: str, start: Any = None, end: Any = None) -> pa.Table: ...
+
+
+@dataclass(frozen=True)
+class MaterializeDeps:
+    """What materialization uses; ``FeatureStore.materialize`` wires it from its workspace."""
+
+    views: MaterializedViews
+    online: OnlineStore
+    metadata: MetadataStore  # the runs, their leases and the watermarks
+    artifacts: ArtifactStore  # the offline log, and the files each run saw
+    user: str  # who the runs are recorded as
+    lease_ttl_s: float = leases.DEFAULT_TTL_S
 
 
 @dataclass
@@ -135,38 +166,37 @@ def latest_per_entity(table: pa.Table, view: Any, start: dt.datetime | None, end
 MATERIALIZATION_JOB = "feature_materialization"
 
 
-def _record_start(store: Any, view: Any, start: dt.datetime | None, end: dt.datetime, mode: str) -> int | None:
+def _record_start(deps: MaterializeDeps, view: Any, start: dt.datetime | None, end: dt.datetime,
+                  mode: str) -> int | None:
     """The run's record, ``running``, with a lease heartbeated until ``_record_end`` (crash recovery)."""
-    ws = workspace_of(store)
-    ttl = float(getattr(ws.settings, "lease_ttl_s", leases.DEFAULT_TTL_S))
+    ttl = float(deps.lease_ttl_s)
     try:
-        with ws.store.begin() as conn:
+        with deps.metadata.begin() as conn:
             res = conn.execute(runs.insert().values(
                 view=view.name, view_version=int(getattr(view, "version", 0) or 0), start_ts=_ms(start),
                 end_ts=_ms(end), rows=0, status="running", details={"mode": mode}, started_at=now_ms(),
-                actor=ws.user))
+                actor=deps.user))
             run_id = int(res.inserted_primary_key[0])
             leases.acquire(conn, MATERIALIZATION_JOB, str(run_id), ttl_s=ttl)
     except sa.exc.SQLAlchemyError as exc:  # pragma: no cover - schema not migrated
         log.warning("could not record materialization of %s: %s", view.name, exc)
         return None
-    leases.keep(ws.store, MATERIALIZATION_JOB, str(run_id), ttl)
+    leases.keep(deps.metadata, MATERIALIZATION_JOB, str(run_id), ttl)
     return run_id
 
 
-def _record_end(store: Any, run_id: int | None, status: str, rows: int, details: dict[str, Any]) -> None:
+def _record_end(deps: MaterializeDeps, run_id: int | None, status: str, rows: int, details: dict[str, Any]) -> None:
     if run_id is None:
         return
-    ws = workspace_of(store)
     try:
-        with ws.store.begin() as conn:
+        with deps.metadata.begin() as conn:
             # a run recovery marked abandoned while it was in fact alive (a stall longer than the
             # lease) records its real end all the same
             conn.execute(runs.update().where(runs.c.id == run_id, runs.c.status.in_(("running", "abandoned")))
                          .values(status=status, rows=rows, details=details, finished_at=now_ms()))
             leases.release(conn, MATERIALIZATION_JOB, str(run_id))
     finally:
-        leases.forget(ws.store, MATERIALIZATION_JOB, str(run_id))
+        leases.forget(deps.metadata, MATERIALIZATION_JOB, str(run_id))
 
 
 class MaterializationRecovery:
@@ -197,7 +227,7 @@ class MaterializationRecovery:
 
 
 def materialize_view(
-    store: Any,
+    deps: MaterializeDeps,
     view_name: str,
     start: Any,
     end: Any,
@@ -211,6 +241,7 @@ def materialize_view(
 
     ``files`` is the view's ``arrival_files`` listed before deciding the window (incremental runs);
     by default they are listed here, before the scan, and recorded with the run."""
+    store = deps.views  # the views and their offline rows
     view = store.get_view(view_name)
     if not hasattr(view, "timestamp_field"):
         raise InvalidInput(f"{view_name!r} is an on-demand feature view; it is computed at read time and "
@@ -222,8 +253,8 @@ def materialize_view(
                            f"{end_ts.isoformat()}", {"field": "start"})
     result = MaterializeResult(view.name, getattr(view, "version", None), start_ts, end_ts)
     if files is None:
-        files = arrival_files(store, view)
-    run_id = _record_start(store, view, start_ts, end_ts, mode)
+        files = arrival_files(deps.artifacts, view)
+    run_id = _record_start(deps, view, start_ts, end_ts, mode)
     result.run_id = run_id
     began = time.perf_counter()
     try:
@@ -237,7 +268,7 @@ def materialize_view(
         total = latest.num_rows
         if progress is not None:
             progress(view.name, 0, total)
-        online = online_store_of(store)
+        online = deps.online
         names = [f.name for f in view.fields]
         for offset in range(0, total, batch_size):
             written = online.write_table(view.name, latest.slice(offset, batch_size), view.join_keys,
@@ -252,15 +283,15 @@ def materialize_view(
         result.stats = column_stats(latest, view.fields)
     except BaseException as exc:
         result.seconds = time.perf_counter() - began
-        _record_end(store, run_id, "failed", result.rows_written,
+        _record_end(deps, run_id, "failed", result.rows_written,
                     {"mode": mode, "error": f"{type(exc).__name__}: {exc}", "rows_read": result.rows_read})
         raise
     result.seconds = time.perf_counter() - began
-    _record_end(store, run_id, "succeeded", result.rows_written, {
+    _record_end(deps, run_id, "succeeded", result.rows_written, {
         "mode": mode, "rows_read": result.rows_read, "entities": latest.num_rows, "unchanged": result.unchanged,
         "seconds": round(result.seconds, 6), "max_event_ts": _ms(result.max_event_ts), "stats": result.stats,
     })
-    _write_state(store, view.name, run_id, files)
+    _write_state(deps, view.name, run_id, files)
     record = getattr(store, "record_dataset_reads", None)
     if record is not None:  # lineage: the dataset versions this run read name the view
         record([view])
@@ -269,10 +300,10 @@ def materialize_view(
     return result
 
 
-def _online_views(store: Any, views: Sequence[str] | None) -> list[str]:
+def _online_views(deps: MaterializeDeps, views: Sequence[str] | None) -> list[str]:
     if views:
         return list(views)
-    return [v.name for v in store.list_views() if hasattr(v, "timestamp_field") and getattr(v, "online", True)]
+    return [v.name for v in deps.views.list_views() if hasattr(v, "timestamp_field") and getattr(v, "online", True)]
 
 
 def default_parallel(views: int) -> int:
@@ -325,7 +356,7 @@ def _serialized(progress: Progress | None) -> Progress | None:
 
 
 def materialize(
-    store: Any,
+    deps: MaterializeDeps,
     start: Any,
     end: Any,
     views: Sequence[str] | None = None,
@@ -337,14 +368,14 @@ def materialize(
     """Materialize ``views`` (default: every online feature view) over [start, end), ``parallel``
     views at a time (default: one per core, at most four)."""
     report = _serialized(progress)
-    return _each_view(_online_views(store, views),
-                      lambda name: materialize_view(store, name, start, end, batch_size=batch_size, progress=report),
+    return _each_view(_online_views(deps, views),
+                      lambda name: materialize_view(deps, name, start, end, batch_size=batch_size, progress=report),
                       parallel)
 
 
-def watermark(store: Any, view: str) -> dt.datetime | None:
+def watermark(metadata: MetadataStore, view: str) -> dt.datetime | None:
     """End of the view's last successful materialization, or None."""
-    with workspace_of(store).store.read() as conn:
+    with metadata.read() as conn:
         found = conn.execute(sa.select(sa.func.max(runs.c.end_ts)).where(
             runs.c.view == view, runs.c.status == "succeeded")).scalar()
     return None if found is None else dt.datetime.fromtimestamp(found / 1000, tz=dt.UTC)
@@ -355,10 +386,10 @@ STATE_PREFIX = "features/materialize-state"
 _FILE_SUFFIXES = (".parquet", ".csv", ".gz", ".tsv", ".pq")
 
 
-def _watermark_run(store: Any, view: str) -> tuple[int, dt.datetime] | None:
+def _watermark_run(metadata: MetadataStore, view: str) -> tuple[int, dt.datetime] | None:
     """(id, end) of the successful run that set the view's watermark (the latest end; the newest
     such run on ties): the files it recorded are the ones the watermark vouches for."""
-    with workspace_of(store).store.read() as conn:
+    with metadata.read() as conn:
         found = conn.execute(sa.select(runs.c.id, runs.c.end_ts).where(
             runs.c.view == view, runs.c.status == "succeeded", runs.c.end_ts.is_not(None)).order_by(
             runs.c.end_ts.desc(), runs.c.id.desc()).limit(1)).first()
@@ -407,13 +438,11 @@ def _glob_files(pattern: str) -> dict[str, str]:
             for path, info in found.items() if info.get("type", "file") == "file"}
 
 
-def arrival_files(store: Any, view: Any) -> dict[str, str] | None:
+def arrival_files(artifacts: ArtifactStore, view: Any) -> dict[str, str] | None:
     """Every file that feeds ``view`` (source files and offline-log files) with its size and
     modification time; None when some of its rows come from elsewhere, so arrivals cannot be seen."""
     patterns = _source_file_paths(getattr(view, "source", None))
-    ws = workspace_of(store)
-    artifacts = getattr(ws, "artifacts", None)
-    if patterns is None or artifacts is None:
+    if patterns is None:
         return None
 
     try:
@@ -431,14 +460,13 @@ def arrival_files(store: Any, view: Any) -> dict[str, str] | None:
     return files
 
 
-def _oldest_event(store: Any, view: Any, paths: list[str]) -> dt.datetime | None:
+def _oldest_event(artifacts: ArtifactStore, view: Any, paths: list[str]) -> dt.datetime | None:
     """Oldest event time among the rows of ``paths``; None when it cannot be read from the files alone."""
     if getattr(view, "sql", None) or (hasattr(view, "transform_function") and view.transform_function() is not None):
         return None
     from shipyard.features.sources import FileSource, PushSource
 
     source = view.source.batch_source if isinstance(view.source, PushSource) else view.source
-    artifacts = workspace_of(store).artifacts
     parquet, csv = [], []
     for path in paths:
         if path.startswith("log:"):
@@ -472,28 +500,28 @@ def _state_path(view: str) -> str:
     return f"{STATE_PREFIX}/{view}.json"
 
 
-def _read_state(store: Any, view: str, run_id: int) -> dict[str, str] | None:
+def _read_state(artifacts: ArtifactStore, view: str, run_id: int) -> dict[str, str] | None:
     """The files recorded by run ``run_id``; None when that run recorded none."""
     try:
-        state = orjson.loads(workspace_of(store).artifacts.get_bytes(_state_path(view)))
-    except (NotFound, orjson.JSONDecodeError, AttributeError):
+        state = orjson.loads(artifacts.get_bytes(_state_path(view)))
+    except (NotFound, orjson.JSONDecodeError):
         return None
     return state["files"] if state.get("run_id") == run_id else None
 
 
-def _write_state(store: Any, view: str, run_id: int | None, files: dict[str, str] | None) -> None:
+def _write_state(deps: MaterializeDeps, view: str, run_id: int | None, files: dict[str, str] | None) -> None:
     if run_id is None or files is None:
         return
-    last = _watermark_run(store, view)
+    last = _watermark_run(deps.metadata, view)
     if last is None or last[0] != run_id:  # an older window: the watermark run's files stay on record
         return
     try:
-        workspace_of(store).artifacts.put_bytes(_state_path(view), orjson.dumps({"run_id": run_id, "files": files}))
+        deps.artifacts.put_bytes(_state_path(view), orjson.dumps({"run_id": run_id, "files": files}))
     except Exception as exc:  # noqa: BLE001 - only costs the next run a re-read of the TTL window
         log.warning("could not record the files of feature view %s: %s", view, exc)
 
 
-def _without_recompacted(store: Any, view: Any, arrived: list[str], before: dict[str, str]) -> list[str]:
+def _without_recompacted(artifacts: ArtifactStore, view: Any, arrived: list[str], before: dict[str, str]) -> list[str]:
     """``arrived`` less the compacted offline-log files whose inputs the last run had all seen:
     a compaction moves rows into a new file without adding any, so it alone triggers no re-read."""
     from shipyard.features.compaction import is_compacted, resolve_log
@@ -501,31 +529,31 @@ def _without_recompacted(store: Any, view: Any, arrived: list[str], before: dict
     compacted = [p for p in arrived if p.startswith("log:") and is_compacted(p[4:])]
     if not compacted:
         return arrived
-    covers = resolve_log(workspace_of(store).artifacts, f"{OFFLINE_LOG_PREFIX}/{view.name}").covers
+    covers = resolve_log(artifacts, f"{OFFLINE_LOG_PREFIX}/{view.name}").covers
     moved = {p for p in compacted
              if p[4:] in covers and all(before.get("log:" + q) == "log" for q in covers[p[4:]])}
     return [p for p in arrived if p not in moved]
 
 
-def incremental_start(store: Any, view: Any, end: dt.datetime,
+def incremental_start(deps: MaterializeDeps, view: Any, end: dt.datetime,
                       files: dict[str, str] | None) -> tuple[dt.datetime | None, str]:
     """Where the incremental run of ``view`` up to ``end`` starts, and why (for the log)."""
     floor = end - view.ttl if getattr(view, "ttl", None) else None
-    last = _watermark_run(store, view.name)
+    last = _watermark_run(deps.metadata, view.name)
     if last is None:
         return floor, "first run"
     run_id, previous_end = last
-    before = _read_state(store, view.name, run_id) if files is not None else None
+    before = _read_state(deps.artifacts, view.name, run_id) if files is not None else None
     if before is None:
         late: dt.datetime | None = floor
         why = "arrivals cannot be seen"
     else:
         arrived = sorted(path for path, signature in files.items() if before.get(path) != signature)  # type: ignore[union-attr]
-        arrived = _without_recompacted(store, view, arrived, before)
+        arrived = _without_recompacted(deps.artifacts, view, arrived, before)
         if not arrived:
             return previous_end, "no new or changed files"
         why = f"{len(arrived)} new or changed files"
-        oldest = _oldest_event(store, view, arrived)
+        oldest = _oldest_event(deps.artifacts, view, arrived)
         late = floor if oldest is None else oldest if floor is None else max(oldest, floor)
     if late is None:
         return None, why
@@ -533,7 +561,7 @@ def incremental_start(store: Any, view: Any, end: dt.datetime,
 
 
 def materialize_incremental(
-    store: Any,
+    deps: MaterializeDeps,
     end: Any = None,
     views: Sequence[str] | None = None,
     *,
@@ -547,14 +575,14 @@ def materialize_incremental(
     report = _serialized(progress)
 
     def run(name: str) -> MaterializeResult:
-        view = store.get_view(name)
+        view = deps.views.get_view(name)
         # listed before the scan: a file landing during the run counts as new next time
-        files = arrival_files(store, view)
-        start, why = incremental_start(store, view, end_ts, files)
+        files = arrival_files(deps.artifacts, view)
+        start, why = incremental_start(deps, view, end_ts, files)
         log.info("incremental materialization of %s starts at %s (%s)", name, start, why)
         if start is not None and start >= end_ts:
             return MaterializeResult(name, getattr(view, "version", None), start, end_ts)
-        return materialize_view(store, name, start, end_ts, batch_size=batch_size, progress=report,
+        return materialize_view(deps, name, start, end_ts, batch_size=batch_size, progress=report,
                                 mode="incremental", files=files)
 
-    return _each_view(_online_views(store, views), run, parallel)
+    return _each_view(_online_views(deps, views), run, parallel)

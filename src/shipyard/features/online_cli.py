@@ -83,12 +83,10 @@ def _print_results(results: list[Any]) -> None:
 def materialize_cmd(ctx: click.Context, start: str, end: str, views: str | None, batch_size: int,
                     parallel: int | None) -> None:
     """Write the latest offline values in [START, END) into the online store."""
-    from shipyard.features.materialize import materialize
-
     bars = _progress(parallel)
     try:
-        results = materialize(_store(ctx), start, end, _views(views), batch_size=batch_size, progress=bars,
-                              parallel=parallel)
+        results = _store(ctx).materialize(start, end, _views(views), batch_size=batch_size, progress=bars,
+                                          parallel=parallel)
     finally:
         bars.close()
     _print_results(results)
@@ -103,11 +101,9 @@ def materialize_cmd(ctx: click.Context, start: str, end: str, views: str | None,
 def materialize_incremental_cmd(ctx: click.Context, end: str | None, views: str | None,
                                 parallel: int | None) -> None:
     """Materialize each view from its watermark up to END."""
-    from shipyard.features.materialize import materialize_incremental
-
     bars = _progress(parallel)
     try:
-        results = materialize_incremental(_store(ctx), end, _views(views), progress=bars, parallel=parallel)
+        results = _store(ctx).materialize_incremental(end, _views(views), progress=bars, parallel=parallel)
     finally:
         bars.close()
     _print_results(results)

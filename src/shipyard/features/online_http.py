@@ -110,15 +110,13 @@ def router() -> APIRouter:
 
     @api.post("/materialize")
     def materialize_views(body: MaterializeIn, ctx: RequestContext = WRITE) -> Response:
-        from shipyard.features.materialize import materialize, materialize_incremental
-
         if body.incremental:
-            results = materialize_incremental(ctx.ws.features, end=body.end, views=body.views)
+            results = ctx.ws.features.materialize_incremental(end=body.end, views=body.views)
         else:
             if body.end is None:
                 raise InvalidInput("body needs 'end' (and usually 'start'); or set 'incremental': true",
                                    {"field": "end"})
-            results = materialize(ctx.ws.features, body.start, body.end, views=body.views)
+            results = ctx.ws.features.materialize(body.start, body.end, views=body.views)
         return _json({"results": [r.to_dict() for r in results]})
 
     @api.get("/monitor")

@@ -29,14 +29,14 @@ from shipyard.features.offline.scan import CREATED_TS, EVENT_TS, Scanner, connec
 from shipyard.features.paths import OFFLINE_LOG_PREFIX
 from shipyard.features.plan import ApplyPlan, make_plan
 from shipyard.features.registry import FeatureRegistry
-from shipyard.features.sources import DatasetSource, DuckDBSource, PushSource, Source, dataset_sources
 from shipyard.features.repo import load_repo
+from shipyard.features.sources import DatasetSource, DuckDBSource, PushSource, Source, dataset_sources
 from shipyard.features.timeutil import naive_utc, to_utc
 from shipyard.features.types import ARROW_TYPES
 from shipyard.store import now_ms
 
 if TYPE_CHECKING:
-    from shipyard.features.materialize import MaterializeResult
+    from shipyard.features.materialize import MaterializeDeps, MaterializeResult
     from shipyard.features.push import PushResult
     from shipyard.features.skew import SkewReport
     from shipyard.features.training import TrainingSetResult
@@ -301,12 +301,15 @@ class FeatureStore:
         dataset: str | None = None,
     ) -> Any:
         """Point-in-time correct features for every entity row (see ``shipyard.features.training``)."""
+        from shipyard.features.offline import get_engine
         from shipyard.features.training import build_training_set
 
-        return build_training_set(self, entity_df, features=None if features is None else list(features),
-                                  service=service, engine=engine,
-                                  output=output, timestamp_column=timestamp_column,
-                                  full_feature_names=full_feature_names, dataset=dataset)
+        return build_training_set(
+            entity_df, catalog=self,
+            engine=get_engine(engine or self.ws.settings.offline_engine, self.ws.artifacts, OFFLINE_LOG_PREFIX),
+            artifacts=self.ws.artifacts, metadata=self.ws.store, user=self.ws.user,
+            features=None if features is None else list(features), service=service, output=output,
+            timestamp_column=timestamp_column, full_feature_names=full_feature_names, dataset=dataset)
 
     def training_set_info(self, result: TrainingSetResult) -> dict[str, Any]:
         return result.to_dict()
@@ -315,17 +318,29 @@ class FeatureStore:
         """Compute the view over [start, end) and write it as a Parquet dataset in the artifact store."""
         from shipyard.features.training import backfill
 
-        return backfill(self, view, start, end)
+        return backfill(self.get_feature_view(view), start, end, read_offline=self.read_offline,
+                        artifacts=self.ws.artifacts, metadata=self.ws.store, user=self.ws.user)
 
     # -- online serving, materialization, push, logging, skew, monitoring ------------------------
     # Thin delegating methods for the online side are added below this line.
     def materialize(self, start: Any, end: Any, views: Sequence[str] | None = None,
                     **options: Any) -> list[MaterializeResult]:
-        return _online("materialize").materialize(self, start, end, _names(views), **options)
+        return _online("materialize").materialize(self._materialize_deps(), start, end, _names(views), **options)
 
     def materialize_incremental(self, end: Any = None, views: Sequence[str] | None = None,
                                 **options: Any) -> list[MaterializeResult]:
-        return _online("materialize").materialize_incremental(self, end, _names(views), **options)
+        return _online("materialize").materialize_incremental(self._materialize_deps(), end, _names(views),
+                                                              **options)
+
+    def _materialize_deps(self) -> MaterializeDeps:
+        """What ``shipyard.features.materialize`` runs with: these views, the online store, and the
+        workspace's stores, acting user and lease time."""
+        from shipyard.features.materialize import MaterializeDeps
+        from shipyard.features.online import online_store_of
+
+        return MaterializeDeps(views=self, online=online_store_of(self), metadata=self.ws.store,
+                               artifacts=self.ws.artifacts, user=self.ws.user,
+                               lease_ttl_s=float(self.ws.settings.lease_ttl_s))
 
     def get_online_features(self, entity_rows: Any, features: Sequence[str] | None = None, service: str | None = None,
                             **options: Any) -> dict[str, list[Any]]:

@@ -1,8 +1,11 @@
 """Training sets: point-in-time correct features for a table of (entity keys, timestamp) rows.
 
 Checks the request (features, entity keys, timestamp column and its time zone), hands the join to
-the configured offline engine, runs on-demand views over the joined rows with the same code that
+the offline engine it is given, runs on-demand views over the joined rows with the same code that
 serves them online, and returns pandas, Arrow, or a Parquet dataset recorded with its lineage.
+
+What it needs is handed in (``FeatureStore`` wires it): the applied definitions (``ViewCatalog``),
+the offline engine, the artifact store, and the metadata store and acting user to record a dataset.
 """
 
 from __future__ import annotations
@@ -10,8 +13,9 @@ from __future__ import annotations
 import io
 import json
 import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import pandas as pd
@@ -21,8 +25,8 @@ import pyarrow.parquet as pq
 
 from shipyard.arrow_util import table_from_pandas
 from shipyard.errors import InvalidInput
-from shipyard.features.definitions import FeatureView, OnDemandFeatureView
-from shipyard.features.offline import ROW, TS, ViewRequest, get_engine
+from shipyard.features.definitions import FeatureService, FeatureView, OnDemandFeatureView
+from shipyard.features.offline import ROW, TS, OfflineEngine, ViewRequest
 from shipyard.features.offline.scan import Scanner, connect
 from shipyard.features.paths import OFFLINE_LOG_PREFIX
 from shipyard.features.timeutil import naive_utc, to_utc
@@ -33,7 +37,8 @@ from shipyard.store.events import record_event
 from shipyard.store.schema import feature_training_sets
 
 if TYPE_CHECKING:
-    from shipyard.features.store import FeatureStore
+    from shipyard.artifacts import ArtifactStore
+    from shipyard.store import MetadataStore
 
 DEFAULT_TS_COLUMNS = ("event_timestamp", "timestamp", "ts", "event_ts")
 # How joined Arrow columns become pandas: integers and booleans keep their nulls.
@@ -58,14 +63,25 @@ class TrainingSetResult:
         return asdict(self)
 
 
-def resolve_features(store: FeatureStore, features: list[str] | None, service: str | None
+class ViewCatalog(Protocol):
+    """The applied definitions as a training set reads them: views whose dataset sources name the
+    version read now, and a record of those reads (lineage)."""
+
+    def get_view(self, name: str, version: int | None = None) -> FeatureView | OnDemandFeatureView: ...
+
+    def get_service(self, name: str, version: int | None = None) -> FeatureService: ...
+
+    def record_dataset_reads(self, views: Sequence[FeatureView | OnDemandFeatureView]) -> list[str]: ...
+
+
+def resolve_features(catalog: ViewCatalog, features: list[str] | None, service: str | None
                      ) -> tuple[list[str], dict[str, Any]]:
     if (features is None) == (service is None):
         raise InvalidInput("give exactly one of features=['view:feature', ...] or service='name'",
                            {"field": "features"})
     lineage: dict[str, Any] = {}
     if service is not None:
-        svc = store.get_service(service)
+        svc = catalog.get_service(service)
         refs = list(svc.features)
         lineage["service"] = {"name": svc.name, "version": svc.version}
     else:
@@ -76,18 +92,21 @@ def resolve_features(store: FeatureStore, features: list[str] | None, service: s
         for ref in features:
             view_name, sep, feature = str(ref).partition(":")
             if not sep:
-                refs.extend(f"{view_name}:{f}" for f in store.get_view(view_name).feature_names)
+                refs.extend(f"{view_name}:{f}" for f in catalog.get_view(view_name).feature_names)
             else:
                 refs.append(f"{view_name}:{feature}")
     return list(dict.fromkeys(refs)), lineage
 
 
-def build_training_set(store: FeatureStore, entity_df: pd.DataFrame | pa.Table, *, features: list[str] | None,
-                       service: str | None, engine: str | None, output: str, timestamp_column: str | None,
+def build_training_set(entity_df: pd.DataFrame | pa.Table, *, catalog: ViewCatalog, engine: OfflineEngine,
+                       artifacts: ArtifactStore, metadata: MetadataStore, user: str, features: list[str] | None,
+                       service: str | None, output: str, timestamp_column: str | None,
                        full_feature_names: bool, dataset: str | None) -> Any:
+    """The training set (see the module docstring); ``dataset`` names it when written to the artifact
+    store and recorded in ``metadata`` as made by ``user``."""
     if output not in OUTPUTS:
         raise InvalidInput(f"output {output!r} is not supported; use 'pandas' or 'arrow'", {"field": "output"})
-    refs, lineage = resolve_features(store, features, service)
+    refs, lineage = resolve_features(catalog, features, service)
     frame = entity_df.to_pandas() if isinstance(entity_df, pa.Table) else entity_df
     if not isinstance(frame, pd.DataFrame):
         raise InvalidInput("entity_df must be a pandas DataFrame or pyarrow Table", {"field": "entity_df"})
@@ -97,7 +116,7 @@ def build_training_set(store: FeatureStore, entity_df: pd.DataFrame | pa.Table, 
     wanted: dict[str, list[str]] = {}
     for ref in refs:
         view_name, _, feature = ref.partition(":")
-        view = views.get(view_name) or store.get_view(view_name)
+        view = views.get(view_name) or catalog.get_view(view_name)
         views[view_name] = view
         view.field(feature)
         wanted.setdefault(view_name, []).append(feature)
@@ -106,7 +125,7 @@ def build_training_set(store: FeatureStore, entity_df: pd.DataFrame | pa.Table, 
         if isinstance(view, OnDemandFeatureView):
             for ref in view.feature_inputs:
                 src_name, _, feature = ref.partition(":")
-                src = views.get(src_name) or store.get_view(src_name)
+                src = views.get(src_name) or catalog.get_view(src_name)
                 views[src_name] = src
                 if feature not in wanted.get(src_name, []) and feature not in hidden.get(src_name, []):
                     hidden.setdefault(src_name, []).append(feature)
@@ -128,7 +147,7 @@ def build_training_set(store: FeatureStore, entity_df: pd.DataFrame | pa.Table, 
     ts_col = _timestamp_column(frame, timestamp_column)
     keys = _join_keys(frame, fvs)
     entity = _entity_table(frame, ts_col, keys, fvs)
-    _check_timezones(store, frame[ts_col], ts_col, fvs)
+    _check_timezones(artifacts, frame[ts_col], ts_col, fvs)
 
     requests = []
     for view in fvs:
@@ -137,11 +156,10 @@ def build_training_set(store: FeatureStore, entity_df: pd.DataFrame | pa.Table, 
                  for f in feats]
         requests.append(ViewRequest(view, feats, names))
 
-    eng = get_engine(engine or store.ws.settings.offline_engine, store.ws.artifacts, OFFLINE_LOG_PREFIX)
-    joined = eng.point_in_time_join(entity, requests) if requests else pa.table({ROW: entity.column(ROW)})
+    joined = engine.point_in_time_join(entity, requests) if requests else pa.table({ROW: entity.column(ROW)})
     if joined.num_rows != len(frame):
         raise RuntimeError(f"offline engine returned {joined.num_rows} rows for {len(frame)} entity rows")
-    read = store.record_dataset_reads(fvs)  # lineage: the dataset versions joined name their views
+    read = catalog.record_dataset_reads(fvs)  # lineage: the dataset versions joined name their views
     if read:
         lineage["datasets"] = read
 
@@ -178,7 +196,7 @@ def build_training_set(store: FeatureStore, entity_df: pd.DataFrame | pa.Table, 
     for col, values in computed_columns.items():
         result[col] = values
     if dataset is not None:
-        return _write_dataset(store, result, dataset, refs, lineage)
+        return _write_dataset(artifacts, metadata, user, result, dataset, refs, lineage)
     if output == "arrow":
         return table_from_pandas(result)
     return result
@@ -280,12 +298,12 @@ def _entity_table(frame: pd.DataFrame, ts_col: str, keys: list[str], views: list
     return pa.table(columns)
 
 
-def _check_timezones(store: FeatureStore, ts: pd.Series, ts_col: str, views: list[FeatureView]) -> None:
+def _check_timezones(artifacts: ArtifactStore, ts: pd.Series, ts_col: str, views: list[FeatureView]) -> None:
     entity_aware = getattr(ts.dt, "tz", None) is not None
 
     con = connect()
     try:
-        scanner = Scanner(con, store.ws.artifacts, OFFLINE_LOG_PREFIX)
+        scanner = Scanner(con, artifacts, OFFLINE_LOG_PREFIX)
         for view in views:
             # the source alone decides: the offline log always holds UTC times, and reading it here
             # would fetch every log file (from S3 too) before the engine reads them again
@@ -306,36 +324,38 @@ def _check_timezones(store: FeatureStore, ts: pd.Series, ts_col: str, views: lis
         con.close()
 
 
-def _write_dataset(store: FeatureStore, frame: pd.DataFrame, name: str, refs: list[str],
-                   lineage: dict[str, Any]) -> TrainingSetResult:
+def _write_dataset(artifacts: ArtifactStore, metadata: MetadataStore, user: str, frame: pd.DataFrame, name: str,
+                   refs: list[str], lineage: dict[str, Any]) -> TrainingSetResult:
     table = table_from_pandas(frame)
     buffer = io.BytesIO()
     pq.write_table(table, buffer, compression="zstd")
     ident = uuid.uuid4().hex
     path = f"features/training_sets/{name}/{now_ms():013d}-{ident[:12]}.parquet"
-    info = store.ws.artifacts.put_bytes(path, buffer.getvalue())
-    with store.ws.store.begin() as conn:
+    info = artifacts.put_bytes(path, buffer.getvalue())
+    with metadata.begin() as conn:
         conn.execute(feature_training_sets.insert().values(
             id=ident, name=name, uri=info.uri, sha256=info.sha256, rows=len(frame), features=refs, lineage=lineage,
-            created_at=now_ms(), created_by=store.ws.user))
-        record_event(conn, store.ws.user, "features.training_set", f"features/training_sets/{name}",
+            created_at=now_ms(), created_by=user))
+        record_event(conn, user, "features.training_set", f"features/training_sets/{name}",
                      {"id": ident, "rows": len(frame), "uri": info.uri})
     return TrainingSetResult(ident, name, path, info.uri, info.sha256, len(frame), refs, lineage)
 
 
-def backfill(store: FeatureStore, view_name: str, start: Any, end: Any) -> dict[str, Any]:
-    view = store.get_feature_view(view_name)
+def backfill(view: FeatureView, start: Any, end: Any, *, read_offline: Callable[[str, Any, Any], pa.Table],
+             artifacts: ArtifactStore, metadata: MetadataStore, user: str) -> dict[str, Any]:
+    """The view's rows over [start, end) (``read_offline(view, start, end)``) written as a Parquet file
+    in ``artifacts``, the event recorded in ``metadata`` as made by ``user``."""
     lo, hi = to_utc(start, "start"), to_utc(end, "end")
     if hi <= lo:
-        raise InvalidInput(f"backfill of {view_name!r}: end {hi} must be after start {lo}", {"field": "end"})
-    table = store.read_offline(view_name, lo, hi)
+        raise InvalidInput(f"backfill of {view.name!r}: end {hi} must be after start {lo}", {"field": "end"})
+    table = read_offline(view.name, lo, hi)
     buffer = io.BytesIO()
     pq.write_table(table, buffer, compression="zstd")
     stamp = f"{naive_utc(lo):%Y%m%dT%H%M%S}-{naive_utc(hi):%Y%m%dT%H%M%S}"
     path = f"features/backfills/{view.name}/v{view.version}/{stamp}.parquet"
-    info = store.ws.artifacts.put_bytes(path, buffer.getvalue())
-    with store.ws.store.begin() as conn:
-        record_event(conn, store.ws.user, "features.backfill", f"features/views/{view.name}",
+    info = artifacts.put_bytes(path, buffer.getvalue())
+    with metadata.begin() as conn:
+        record_event(conn, user, "features.backfill", f"features/views/{view.name}",
                      {"version": view.version, "start": lo.isoformat(), "end": hi.isoformat(), "rows": table.num_rows,
                       "path": path})
     return {"view": view.name, "version": view.version, "start": lo.isoformat(), "end": hi.isoformat(),

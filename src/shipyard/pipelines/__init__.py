@@ -48,6 +48,8 @@ def load(source: str | Path | Mapping[str, Any], base_dir: str | Path | None = N
 
 def run(source: str | Path | Mapping[str, Any] | Pipeline, **options: Any) -> PipelineRunRecord:
     """Run a pipeline in the current workspace (see ``Pipelines.run`` for the options)."""
+    # ``sy.pipelines`` is this package, so ``sy.pipelines.run`` cannot live above the workspace: the
+    # one loop back into it that the layering test allows
     from shipyard.workspace import current
 
     return current().pipelines.run(source, **options)

@@ -51,6 +51,7 @@ if TYPE_CHECKING:
     from shipyard.config import Settings
     from shipyard.data.catalog import DataCatalog
     from shipyard.tracking import Tracking
+    from shipyard.workspace import Workspace
 
 log = logging.getLogger(__name__)
 UNKEYED_FACTS = ("local_path", "upstream_reads")
@@ -114,13 +115,17 @@ def cache_key(node: BoundNode, facts: dict[str, Any], inputs: dict[str, dict[str
 
 class PipelineExecutor:
     def __init__(self, *, runs: RunStore, tracking: Tracking, data: DataCatalog, artifacts: ArtifactStore,
-                 settings: Settings, pool: WorkerPool | None = None) -> None:
+                 settings: Settings, pool: WorkerPool | None = None,
+                 workspace: Callable[[str], Workspace] | None = None) -> None:
         self.runs = runs
         self.tracking = tracking
         self.data = data
         self.artifacts = artifacts
         self.settings = settings
         self.pool = pool
+        # the project's workspace acting as a given user, for ``ctx.workspace`` of nodes run in this
+        # process (a worker process opens its own)
+        self.workspace = workspace
 
     # -- planning --------------------------------------------------------------------------------
     def plan(self, pipeline: Pipeline, options: RunOptions) -> tuple[BoundPipeline, set[str], set[str], dict]:
@@ -381,7 +386,10 @@ class _RunState:
         if self.options.workers <= 0:
             if node.timeout_s:
                 log.warning("node %s: timeout_s is not enforced when nodes run in-process (workers=0)", node_id)
-            self._complete(job, execute_node(request, capture="python"))
+            opener = self.ex.workspace
+            actor = self.actor
+            self._complete(job, execute_node(request, capture="python",
+                                             workspace=None if opener is None else lambda: opener(actor)))
             return
         assert self.pool is not None
         if self.own_pool and not self.warmed:

@@ -1,6 +1,6 @@
 """A small pool of worker processes that run nodes in parallel.
 
-Workers are started on demand (``python -m shipyard.pipelines.worker``) with the secret key removed
+Workers are started on demand (``python -m shipyard.pipelines.worker_main``) with the secret key removed
 from their environment, kept warm between nodes (and between runs when the pool is shared, as the
 scheduler does), and killed when a node overruns its timeout. A worker that dies mid-node is noticed
 by its closed pipe and reported as that node's failure.
@@ -94,7 +94,7 @@ class WorkerPool:
             stderr = open(self.stderr_path, "ab")  # noqa: SIM115 - handed to the child, closed below
         try:
             return subprocess.Popen(
-                [sys.executable, "-m", "shipyard.pipelines.worker"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                [sys.executable, "-m", "shipyard.pipelines.worker_main"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                 stderr=stderr, env=scrubbed_environ(), text=True, bufsize=1)
         finally:
             if stderr is not subprocess.DEVNULL:
@@ -107,7 +107,7 @@ class WorkerPool:
         first = proc.stdout.readline() if ready else ""  # type: ignore[union-attr]
         if not first or not json.loads(first).get("ready"):
             worker.kill()
-            raise ShipyardError("a pipeline worker process did not start; run `python -m shipyard.pipelines.worker` "
+            raise ShipyardError("a pipeline worker process did not start; run `python -m shipyard.pipelines.worker_main` "
                                 "to see why")
         return worker
 

@@ -64,7 +64,8 @@ class Pipelines:
 
     def executor(self, pool: WorkerPool | None = None) -> PipelineExecutor:
         return PipelineExecutor(runs=self.runs_store, tracking=self.ws.tracking, data=self.ws.data,
-                                artifacts=self.ws.artifacts, settings=self.ws.settings, pool=pool)
+                                artifacts=self.ws.artifacts, settings=self.ws.settings, pool=pool,
+                                workspace=self.ws.acting_as)
 
     # -- documents -------------------------------------------------------------------------------
     def components(self) -> list[Component]:
@@ -161,7 +162,7 @@ class Pipelines:
     def export_airflow(self, source: str | Path, *, python: str | None = None, dag_id: str | None = None,
                        schedule: str | None = None) -> str:
         """An Airflow DAG file whose tasks run the pipeline's nodes in this project."""
-        from shipyard.pipelines.airflow import export_airflow
+        from shipyard.pipelines.airflow_export import export_airflow
 
         path = Path(source)
         if not path.is_file():

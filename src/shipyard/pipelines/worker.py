@@ -1,17 +1,15 @@
 """Running one node: load its inputs, call the component, store its outputs.
 
-``execute_node`` does the work and is used both in-process and by worker processes. A worker
-(``python -m shipyard.pipelines.worker``) reads one JSON request per line on stdin and answers one
-JSON line on the stdout it had at start; while a node runs, the process's stdout/stderr (file
-descriptors 1 and 2, so C libraries too) and the logging records go to the node's log file. Workers
-are started without the secret key in their environment, and exit when their stdin closes (the
-process that started them went away).
+``execute_node`` does the work, in this process (``workers=0``) or in a worker process
+(``worker_main.py``, which reads the requests). While a node runs, the process's stdout/stderr (file
+descriptors 1 and 2, so C libraries too) and the logging records go to the node's log file. The
+caller hands in how to open the workspace a component may ask for (``ctx.workspace``): this module
+sits below the workspace and never opens one itself.
 """
 
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import logging
 import os
@@ -33,7 +31,6 @@ if TYPE_CHECKING:
 OBJECTS_PREFIX = "pipelines/objects"
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 _stores: dict[str, ArtifactStore] = {}
-_workspaces: dict[str, Workspace] = {}
 
 
 def object_path(sha256: str, extension: str) -> str:
@@ -45,24 +42,6 @@ def artifact_store(settings: dict[str, Any]) -> ArtifactStore:
     if key not in _stores:
         _stores[key] = ArtifactStore(settings["artifact_root"], settings.get("artifact_options") or {})
     return _stores[key]
-
-
-def workspace_factory(settings: dict[str, Any], actor: str) -> Callable[[], Workspace]:
-    def open_workspace() -> Workspace:
-        from shipyard.auth.principal import Principal
-        from shipyard.config import load_settings
-        from shipyard.workspace import Workspace
-
-        key = json.dumps([settings, actor], sort_keys=True, default=str)
-        if key not in _workspaces:
-            values = {k: v for k, v in settings.items() if k != "project_dir"}
-            values["user"] = actor
-            # the run's actor acts here; no token is looked up (none is in reach of user code)
-            _workspaces[key] = Workspace(load_settings(settings["project_dir"], **values),
-                                         principal=Principal(name=actor, kind="local"))
-        return _workspaces[key]
-
-    return open_workspace
 
 
 @contextlib.contextmanager
@@ -120,8 +99,10 @@ def _split_result(result: Any, names: list[str], node: str) -> dict[str, Any]:
                     f"got {type(result).__name__}")
 
 
-def execute_node(request: dict[str, Any], *, capture: str = "fd") -> dict[str, Any]:
-    """Run the node a request describes; returns the reply (outputs and metrics, or the error)."""
+def execute_node(request: dict[str, Any], *, capture: str = "fd",
+                 workspace: Callable[[], Workspace] | None = None) -> dict[str, Any]:
+    """Run the node a request describes; returns the reply (outputs and metrics, or the error).
+    ``workspace`` opens the project for ``ctx.workspace``, on first use only."""
     node = request["node"]
     log_path = Path(request["log_path"])
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -135,7 +116,7 @@ def execute_node(request: dict[str, Any], *, capture: str = "fd") -> dict[str, A
             comp = resolve_component(request["component"], Path(request["base_dir"]), node)
             ctx = NodeContext(node, run_id=request.get("tracking_run_id"), pipeline_run_id=request["run_id"],
                               resolved=request.get("resolved") or {}, out_dir=Path(request["out_dir"]),
-                              artifacts=artifacts, workspace=workspace_factory(settings, request["actor"]))
+                              artifacts=artifacts, workspace=workspace)
             kwargs = dict(request["params"])
             for port, ref in request["inputs"].items():
                 kwargs[port] = decode(ref["type"], artifacts.get_bytes(ref["path"], expected_sha256=ref["sha256"]))
@@ -165,24 +146,3 @@ def execute_node(request: dict[str, Any], *, capture: str = "fd") -> dict[str, A
         message = getattr(exc, "message", None) or str(exc) or type(exc).__name__
         return {"ok": False, "error": f"{type(exc).__name__}: {message}", "traceback": text,
                 "metrics": ctx.metrics if ctx else {}, "duration_s": time.perf_counter() - start}
-
-
-def main() -> None:
-    channel = io.TextIOWrapper(os.fdopen(os.dup(1), "wb", buffering=0), encoding="utf-8", write_through=True)
-    quiet = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(quiet, 1)  # nothing but replies goes to the channel
-    os.close(quiet)
-    import numpy  # noqa: F401 - warm up the imports every node needs before the first request
-    import pandas  # noqa: F401
-    import pyarrow.parquet  # noqa: F401
-
-    channel.write(json.dumps({"ready": True, "pid": os.getpid()}) + "\n")
-    for line in sys.stdin:
-        if not line.strip():
-            continue
-        reply = execute_node(json.loads(line))
-        channel.write(json.dumps(reply, default=str) + "\n")
-
-
-if __name__ == "__main__":
-    main()

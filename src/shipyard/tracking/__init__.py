@@ -7,16 +7,14 @@
         run.log_metrics({"auc": 0.78, "ks": 0.41}, step=10)
         run.log_artifact("report.html")
 
-``start_run`` and ``active_run`` here use the current workspace (``shipyard.workspace.current()``);
-``ws.tracking`` is the same API bound to an explicit workspace.
+``sy.start_run`` starts a run in the current workspace (``shipyard.fluent``, above the workspace,
+which this package never imports); ``ws.tracking.start_run`` is the same bound to an explicit one.
+``active_run`` is the thread's innermost run.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
-from shipyard.tracking.core import DEFAULT_EXPERIMENT, Tracking
+from shipyard.tracking.core import Tracking
 from shipyard.tracking.entities import (
     FAILED,
     FINISHED,
@@ -29,20 +27,6 @@ from shipyard.tracking.entities import (
     RunRecord,
 )
 from shipyard.tracking.run import Run, RunLogger, active_run
-
-
-def start_run(
-    experiment: str = DEFAULT_EXPERIMENT,
-    name: str | None = None,
-    parent: RunLogger | RunInfo | str | None = None,
-    tags: Mapping[str, Any] | None = None,
-) -> RunLogger:
-    """Start a run in the current workspace, or on the server ``sy.connect(url)`` opened; use it as a
-    context manager."""
-    from shipyard.workspace import current
-
-    return current().tracking.start_run(experiment=experiment, name=name, parent=parent, tags=tags)
-
 
 __all__ = [
     "FAILED",
@@ -58,5 +42,4 @@ __all__ = [
     "RunRecord",
     "Tracking",
     "active_run",
-    "start_run",
 ]
