@@ -27,6 +27,7 @@ _LAZY = {
     "init_project": "shipyard.config",
     "Client": "shipyard.client",
     "start_run": "shipyard.fluent",
+    "run_pipeline": "shipyard.fluent",
     "active_run": "shipyard.tracking",
     "log_model": "shipyard.models.log_model",
     "save_model": "shipyard.models",

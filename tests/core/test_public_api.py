@@ -10,7 +10,7 @@ import shipyard
 EXPECTED = {
     "Client", "FeatureStore", "PythonModel", "Settings", "ShipyardError", "Workspace", "__version__",
     "active_run", "connect", "current", "errors", "init_project", "load_model", "load_settings",
-    "log_model", "monitoring", "pipelines", "risk", "save_model", "start_run",
+    "log_model", "monitoring", "pipelines", "risk", "run_pipeline", "save_model", "start_run",
 }
 
 

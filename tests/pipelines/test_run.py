@@ -222,3 +222,17 @@ def test_run_record_and_runs_listing(sqlite_workspace: Workspace, components_dir
     assert [r.id for r in listed] == [run.id]
     data = listed[0].to_dict()
     assert data["counts"] == {"succeeded": 3} and "document" not in data
+
+
+def test_run_pipeline_runs_in_the_workspace_connect_opened(tmp_path: Path, components_dir: Path) -> None:
+    import shipyard as sy
+
+    ws = sy.connect(tmp_path / "proj", user="bob")
+    try:
+        record = sy.run_pipeline(_write(components_dir, BASIC), workers=0)
+        assert record.status == "succeeded", record.error
+        assert ws.pipelines.get_run(record.id).status == "succeeded"
+        x = np.random.default_rng(3).normal(size=200)
+        assert _output(ws, record, "total", "total")["sum"] == pytest.approx(float((2 * x).sum()), rel=1e-12)
+    finally:
+        ws.close()

@@ -4,8 +4,8 @@
     from shipyard.pipelines import Pipeline, component
 
     p = sy.pipelines.load("pipelines/credit_scorecard.yaml")
-    result = sy.pipelines.run(p, params={"seed": 7})          # in the current workspace
-    sy.pipelines.run(p, start="evaluate")                     # re-run evaluate and what follows
+    result = sy.run_pipeline(p, params={"seed": 7})           # in the current workspace
+    sy.run_pipeline(p, start="evaluate")                      # re-run evaluate and what follows
 
 See docs/pipelines.md for the document format and the built-in components. Names are imported on
 first use, so worker and job processes start light.
@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from shipyard.pipelines.dag import Pipeline
-    from shipyard.pipelines.runs import PipelineRunRecord
 
 _LAZY = {
     "Component": "shipyard.pipelines.components",
@@ -44,15 +43,6 @@ def load(source: str | Path | Mapping[str, Any], base_dir: str | Path | None = N
     from shipyard.pipelines.dag import load_pipeline
 
     return load_pipeline(source, base_dir)
-
-
-def run(source: str | Path | Mapping[str, Any] | Pipeline, **options: Any) -> PipelineRunRecord:
-    """Run a pipeline in the current workspace (see ``Pipelines.run`` for the options)."""
-    # ``sy.pipelines`` is this package, so ``sy.pipelines.run`` cannot live above the workspace: the
-    # one loop back into it that the layering test allows
-    from shipyard.workspace import current
-
-    return current().pipelines.run(source, **options)
 
 
 def __getattr__(name: str) -> Any:
