@@ -66,6 +66,30 @@ def test_push_is_idempotent_on_entity_and_event_time(feature_store) -> None:
     assert len(_offline_rows(feature_store)) == 4
 
 
+def test_a_push_retried_after_dying_before_the_offline_append_logs_each_row_once(feature_store,
+                                                                                    monkeypatch) -> None:
+    rows = _rows(4, dt.datetime.now(dt.UTC))
+    push(feature_store, "cust_stats", rows[:1])  # already logged: a retry must not log it again
+
+    def die(*_args: object, **_kwargs: object) -> None:
+        raise KeyboardInterrupt  # the writer stops between the online write and the offline append
+
+    monkeypatch.setattr(feature_store, "offline_append", die)
+    with pytest.raises(KeyboardInterrupt):
+        push(feature_store, "cust_stats", rows[1:3])
+    monkeypatch.undo()
+    retried = push(feature_store, "cust_stats", rows)
+    assert (retried.written, retried.duplicates, retried.offline_rows) == (1, 3, 3)
+    assert sorted(_offline_rows(feature_store)["customer_id"]) == [0, 1, 2, 3]
+
+
+def test_a_row_repeated_within_one_push_is_logged_once(feature_store) -> None:
+    rows = _rows(3, dt.datetime.now(dt.UTC))
+    result = push(feature_store, "cust_stats", rows + rows[1:] + rows[1:])
+    assert (result.written, result.duplicates, result.offline_rows) == (3, 4, 3)
+    assert sorted(_offline_rows(feature_store)["customer_id"]) == [0, 1, 2]
+
+
 @pytest.mark.parametrize(
     ("field", "value", "expected"),
     [("amount", "12.5", "float64"), ("n", 1.5, "int64"), ("vip", "yes", "bool"), ("city", 7, "string"),

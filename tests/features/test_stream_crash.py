@@ -220,10 +220,6 @@ def test_redis_consumer_killed_ten_times_loses_and_repeats_nothing(embedded_feat
 
 @pytest.mark.slow
 @pytest.mark.nats
-# Known defect under investigation: about one run in four, one batch (16 of ~26,000 events) is online
-# but missing from the offline log after the kills; every other assertion holds. Kept running so a
-# pass or the failure shows in every report.
-@pytest.mark.xfail(strict=False, reason="intermittent: a redelivered batch can miss the offline log")
 def test_nats_consumer_killed_ten_times_loses_and_repeats_nothing(embedded_feature_store, nats_subject,
                                                                     tmp_path) -> None:
     crash_loop(embedded_feature_store, "nats", f"{NATS_URL}/{nats_subject}", NATS_URL, nats_subject, tmp_path,

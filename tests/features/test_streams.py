@@ -487,3 +487,71 @@ def test_nats_redelivered_rows_reach_the_offline_log_exactly_once(embedded_featu
     assert (stats.messages, stats.redelivered, stats.duplicates) == (12, 12, 12)
     offline = store.read_offline("cust_stats").to_pandas()
     assert sorted(offline["customer_id"]) == list(range(12))  # each row once, whichever step it died at
+
+
+# A redelivery the transport does not mark as one: a recreated durable consumer or group delivers
+# everything again as new (and a NATS server can also hand a redelivered message out with
+# num_delivered 1). The offline log must still get each row exactly once.
+@pytest.mark.nats
+@pytest.mark.parametrize("dies", ["before the offline append", "before the ack"])
+def test_nats_rows_delivered_again_as_new_reach_the_offline_log_exactly_once(embedded_feature_store, nats_subject,
+                                                                            monkeypatch, dies) -> None:
+    import nats
+    from nats.aio.msg import Msg
+
+    from shipyard.features.streams.nats_jetstream import stream_name_for
+
+    store = embedded_feature_store
+    consumer = consumer_for(store, f"{NATS_URL}/{nats_subject}", "cust_stats", ack_wait=30.0)
+    consumer.setup()
+    base = dt.datetime(2024, 5, 1, tzinfo=dt.UTC)
+    asyncio.run(_publish(nats_subject, [orjson.dumps(_event(i, i, base + dt.timedelta(seconds=i))) for i in range(12)]))
+
+    async def die(*_args: Any, **_kwargs: Any) -> None:
+        raise Died
+
+    if dies == "before the ack":
+        monkeypatch.setattr(Msg, "ack", die)
+    else:
+        monkeypatch.setattr(store, "offline_append", lambda *a, **k: (_ for _ in ()).throw(Died()))
+    with pytest.raises(Died):
+        consumer.run(idle_timeout=1.0, timeout=30)
+    monkeypatch.undo()
+    _assert_latest(store, {i: float(i) for i in range(12)})
+
+    async def recreate() -> None:  # the durable consumer goes; the next run makes it again
+        nc = await nats.connect(NATS_URL)
+        await nc.jetstream().delete_consumer(stream_name_for(nats_subject), "shipyard")
+        await nc.close()
+
+    asyncio.run(recreate())
+    stats = consumer.run(idle_timeout=1.5, timeout=30)
+    assert (stats.messages, stats.redelivered, stats.duplicates) == (12, 0, 12)  # none marked as redelivered
+    offline = store.read_offline("cust_stats").to_pandas()
+    assert sorted(offline["customer_id"]) == list(range(12))
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize("dies", ["before the offline append", "before the ack"])
+def test_redis_rows_delivered_again_as_new_reach_the_offline_log_exactly_once(embedded_feature_store, redis_stream,
+                                                                             monkeypatch, dies) -> None:
+    client, name = redis_stream
+    store = embedded_feature_store
+    base = dt.datetime(2024, 5, 1, tzinfo=dt.UTC)
+    for i in range(15):
+        client.xadd(name, {"data": orjson.dumps(_event(i, i, base + dt.timedelta(seconds=i)))})
+    first = consumer_for(store, f"{REDIS_URL}/{name}", "cust_stats", consumer="c1")
+
+    def die(*_args: Any, **_kwargs: Any) -> None:
+        raise Died
+
+    monkeypatch.setattr(*((first.client, "xack") if dies == "before the ack" else (store, "offline_append")), die)
+    with pytest.raises(Died):
+        first.run(idle_timeout=1.0)
+    monkeypatch.undo()
+    _assert_latest(store, {i: float(i) for i in range(15)})
+    client.xgroup_destroy(name, "shipyard")  # the group goes; the next run makes it again at the start
+    stats = consumer_for(store, f"{REDIS_URL}/{name}", "cust_stats", consumer="c1").run(idle_timeout=1.0)
+    assert (stats.messages, stats.redelivered, stats.duplicates) == (15, 0, 15)  # none marked as redelivered
+    offline = store.read_offline("cust_stats").to_pandas()
+    assert sorted(offline["customer_id"]) == list(range(15))

@@ -11,15 +11,20 @@ retries and stream redeliveries are harmless. Rows older than what is online (la
 served but still go to the offline log once, where point-in-time joins place them correctly.
 
 A writer that died between the online write and the offline append left rows online that never
-reached the offline log; when they come back (a stream redelivers them), ``write_prepared`` is
-told which rows were delivered before (``delivered_before``) and appends those the offline log
-written since their publication does not hold, so the offline log gets each row exactly once.
+reached the offline log. When such a row comes back (a stream redelivers it, a caller retries the
+push) the online store reports it as a duplicate, and that verdict alone decides: every duplicate
+is looked up in the offline-log files written since it can first have been written (its event
+time or, for a stream message, its publication time, whichever is earlier) and appended when none
+holds it, so the offline log gets each row exactly once. A transport's own redelivery flag is not
+trusted for this: a NATS server can hand a redelivered message out as a first delivery, and a
+recreated consumer group or durable consumer delivers everything again as new.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import numbers
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -305,12 +310,12 @@ def offline_table(view: Any, records: Sequence[Mapping[str, Any]]) -> pa.Table:
 
 
 def write_prepared(store: FeatureStore, view: FeatureView, prepared: Prepared, *, to_offline: bool = True,
-                   delivered_before: Mapping[int, int] | None = None) -> PushResult:
-    """Online write (conditional on event time), then the offline append of the non-duplicates.
+                   published_ms: Mapping[int, int] | None = None) -> PushResult:
+    """Online write (conditional on event time), then the offline append of the rows written or
+    stale online and of the duplicates the offline log does not hold yet (see module doc).
 
-    ``delivered_before`` maps the rows that were delivered once already (a stream's redelivery
-    after a crash) to the time they were published (ms): such a row that is a duplicate online is
-    still appended offline unless the offline log written since then holds it (see module doc)."""
+    ``published_ms`` maps rows to the time their stream message was published (ms), when known:
+    a duplicate is looked for in the offline log from that time or its event time, the earlier."""
     online = online_store_of(store)
     result = PushResult(view.name, rows=len(prepared.keys))
     if not prepared.keys:
@@ -323,16 +328,42 @@ def write_prepared(store: FeatureStore, view: FeatureView, prepared: Prepared, *
     if to_offline:
         status = written.status or []
         fresh = [i for i, s in enumerate(status) if s != "duplicate"]
-        again = [i for i in (delivered_before or {}) if i < len(status) and status[i] == "duplicate"]
+        again = [i for i, s in enumerate(status) if s == "duplicate"]
         if again:
-            logged = _logged_pairs(store, view, min(delivered_before[i] for i in again) - 1000)  # type: ignore[index]
-            missing = [i for i in again if (tuple(prepared.keys[i]), _micros(prepared.event_ts[i])) not in logged]
+            missing = _not_logged(store, view, prepared, again, fresh, published_ms or {})
             result.details["offline_recovered"] = len(missing)
             fresh = sorted(fresh + missing)
         if fresh:
             store.offline_append(view.name, offline_table(view, prepared.records(view, fresh)))
             result.offline_rows = len(fresh)
     return result
+
+
+# Clock difference tolerated between a message's publication time and the offline-log file names.
+_CLOCK_SLACK_MS = 1000
+
+
+def _not_logged(store: Any, view: Any, prepared: Prepared, rows: Sequence[int], fresh: Sequence[int],
+                published_ms: Mapping[int, int]) -> list[int]:
+    """The ``rows`` (duplicates online) that neither an offline-log file written since they can
+    first have been written nor the ``fresh`` rows of this batch hold, each (key, event time) once.
+    Files older than ``DEDUPE_WINDOW`` are not read (replays older than that are not recognised)."""
+    oldest = int(time.time() * 1000) - DEDUPE_WINDOW // dt.timedelta(milliseconds=1)
+    since = min(min(_micros(prepared.event_ts[i]) // 1000, published_ms.get(i, sys.maxsize)) for i in rows)
+    logged = _logged_pairs(store, view, max(oldest, since - _CLOCK_SLACK_MS))
+    if logged is None:
+        return []
+    logged.update(_pair(prepared, i) for i in fresh)
+    missing = []
+    for i in rows:
+        if _pair(prepared, i) not in logged:
+            logged.add(_pair(prepared, i))
+            missing.append(i)
+    return missing
+
+
+def _pair(prepared: Prepared, i: int) -> tuple[tuple[Any, ...], int]:
+    return tuple(prepared.keys[i]), _micros(prepared.event_ts[i])
 
 
 def _micros(ts: dt.datetime) -> int:
@@ -342,9 +373,10 @@ def _micros(ts: dt.datetime) -> int:
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 
-def _logged_pairs(store: Any, view: Any, since_ms: int) -> set[tuple[tuple[Any, ...], int]]:
+def _logged_pairs(store: Any, view: Any, since_ms: int) -> set[tuple[tuple[Any, ...], int]] | None:
     """(key, event time in µs) of the rows in the view's offline-log files written since ``since_ms``
-    (their names start with the write time), read only after a redelivery."""
+    (their names start with the write time), read only when a batch holds duplicates; None for a
+    store that keeps no offline-log files of its own."""
     import io
     import re
 
@@ -355,7 +387,7 @@ def _logged_pairs(store: Any, view: Any, since_ms: int) -> set[tuple[tuple[Any, 
     try:
         artifacts = workspace_of(store).artifacts
     except Exception:  # noqa: BLE001 - a store without a workspace keeps no offline-log files
-        return set()
+        return None
     columns = [*view.join_keys, view.timestamp_field]
     found: set[tuple[tuple[Any, ...], int]] = set()
     for path in artifacts.list(f"{OFFLINE_LOG_PREFIX}/{view.name}"):

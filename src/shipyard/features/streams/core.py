@@ -5,7 +5,9 @@ A message body is one JSON object holding the view's join keys, its timestamp fi
 feature (extra keys are ignored). A message that is not valid JSON or fails validation goes to the
 dead-letter destination with the reason, and the consumer carries on. Messages are acknowledged
 only after the online write (and the offline append) succeeded, so a crash redelivers them; the
-redelivered rows are recognised as duplicates of (entity key, event timestamp) and skipped.
+redelivered rows are recognised as duplicates of (entity key, event timestamp) and not applied
+again online, and reach the offline log only if the crash came before their offline append
+(``write_prepared`` looks them up there, whether or not the transport marked them redelivered).
 """
 
 from __future__ import annotations
@@ -155,11 +157,11 @@ class StreamIngestor:
         self.to_offline = to_offline
 
     def process(self, messages: Sequence[tuple[Any, Any]],
-                redelivered: Mapping[Any, int] | None = None) -> BatchOutcome:
+                published_ms: Mapping[Any, int] | None = None) -> BatchOutcome:
         """Handle ``(message id, payload)`` pairs; raises only when the write itself failed.
-        ``redelivered`` maps the ids of messages delivered before (a crash) to the time they were
-        published (ms): their rows reach the offline log even when the dead consumer had written
-        them online but not offline (see ``write_prepared``)."""
+        ``published_ms`` maps message ids to the time the transport stored them (ms): where a
+        consumer that died had written a row online but not offline, the row is looked for in the
+        offline log from then on (see ``write_prepared``)."""
         outcome = BatchOutcome()
         rows: list[dict[str, Any]] = []
         row_ids: list[Any] = []
@@ -178,10 +180,10 @@ class StreamIngestor:
             outcome.dead.append(DeadLetter(row_ids[index], exc.message, _raw(payloads[index])))
         good_ids = [mid for index, mid in enumerate(row_ids) if index not in errors]
         if good.keys:
-            again = {i: redelivered[mid] for i, mid in enumerate(good_ids) if mid in redelivered} \
-                if redelivered else None
+            published = {i: published_ms[mid] for i, mid in enumerate(good_ids) if mid in published_ms} \
+                if published_ms else None
             outcome.result = write_prepared(self.store, self.view, good, to_offline=self.to_offline,
-                                            delivered_before=again)
+                                            published_ms=published)
             done = outcome.result.details.get("online_at", time.time())
             outcome.freshness = [done - ts.timestamp() for ts in good.event_ts]
         outcome.ack = good_ids + [d.message_id for d in outcome.dead]

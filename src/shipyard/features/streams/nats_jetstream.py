@@ -17,7 +17,11 @@ after its row was written; one delivered to a consumer that died is delivered ag
 seconds after its delivery (``--ack-wait``, default 10 s: longer than a batch takes, short enough
 for a restart). ``setup()`` and ``run()`` create the durable consumer when missing (delivering from
 the stream's start) and apply ``ack_wait`` to an existing one. Redelivered rows are recognised as
-duplicates of (entity key, event time) and skipped.
+duplicates of (entity key, event time) and not applied twice; a row the dead consumer wrote
+online but not offline is found missing from the offline log and appended there. That check does
+not rely on ``num_delivered``: a server can hand a redelivered message out with a count of 1
+(after a delivery to the dead consumer's pending pull request failed), and a durable consumer
+deleted and made again delivers everything as new.
 """
 
 from __future__ import annotations
@@ -150,10 +154,10 @@ class NatsStreamConsumer(StreamConsumer):
                     continue
                 limits.saw_data()
                 by_id = {i: m for i, m in enumerate(msgs)}
-                again = {i: int(m.metadata.timestamp.timestamp() * 1000) for i, m in by_id.items()
-                         if m.metadata.num_delivered > 1}
-                stats.redelivered += len(again)
-                outcome = self.ingestor.process([(i, m.data) for i, m in by_id.items()], again or None)
+                # counted for the statistics only: a redelivery can come with num_delivered 1 (module doc)
+                stats.redelivered += sum(1 for m in msgs if m.metadata.num_delivered > 1)
+                published = {i: int(m.metadata.timestamp.timestamp() * 1000) for i, m in by_id.items()}
+                outcome = self.ingestor.process([(i, m.data) for i, m in by_id.items()], published)
                 for letter in outcome.dead:
                     record = {k.decode(): v.decode(errors="replace") for k, v in
                               dead_letter_record(letter, f"nats:{self.subject}", self.view).items()}

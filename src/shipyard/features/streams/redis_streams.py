@@ -15,8 +15,9 @@ to a consumer that dies stays pending, owned by that consumer's name:
   batch ever takes) are taken over with ``XAUTOCLAIM`` at start and every ``claim_every_s`` while
   running, so the entries of a consumer that never comes back (a pod with a new name) are written.
 
-Redelivered rows are recognised as duplicates of (entity key, event time) and skipped, so nothing is
-applied twice. ``setup()`` (``shipyard features consume --setup``) creates the stream and the group
+Redelivered rows are recognised as duplicates of (entity key, event time), so nothing is applied
+twice; one the dead consumer wrote online but not offline is appended to the offline log then
+(also when a recreated group delivers it again as new). ``setup()`` (``shipyard features consume --setup``) creates the stream and the group
 at the stream's start; ``run()`` does the same when the group is missing, which loses nothing since
 a Redis stream keeps its entries whether or not a group reads it. Malformed entries are copied to
 ``{stream}:dead`` with the reason and acknowledged.
@@ -91,11 +92,9 @@ class RedisStreamConsumer(StreamConsumer):
     def ensure_group(self) -> None:
         self.setup()
 
-    def _handle(self, entries: list[tuple[bytes, dict[bytes, bytes]]], stats: ConsumeStats,
-                redelivered: bool = False) -> None:
-        # an entry id starts with the time it was added (ms): how far back its first delivery can be
-        again = {mid: int(mid.split(b"-")[0]) for mid, _ in entries} if redelivered else None
-        outcome = self.ingestor.process(entries, again)
+    def _handle(self, entries: list[tuple[bytes, dict[bytes, bytes]]], stats: ConsumeStats) -> None:
+        # an entry id starts with the time it was added (ms): how far back its first write can be
+        outcome = self.ingestor.process(entries, {mid: int(mid.split(b"-")[0]) for mid, _ in entries})
         if outcome.dead:
             pipe = self.client.pipeline(transaction=False)
             for letter in outcome.dead:
@@ -119,7 +118,7 @@ class RedisStreamConsumer(StreamConsumer):
             if entries:
                 claimed += len(entries)
                 stats.claimed += len(entries)
-                self._handle(entries, stats, redelivered=True)
+                self._handle(entries, stats)
             if start in (b"0-0", "0-0"):
                 break
         if claimed:
@@ -151,7 +150,7 @@ class RedisStreamConsumer(StreamConsumer):
                 if not entries:
                     continue
                 limits.saw_data()
-                self._handle(entries, stats, redelivered=cursor == "0")
+                self._handle(entries, stats)
         except self._errors as exc:
             raise StoreUnavailable(f"Redis stream {self.stream!r} unreachable ({exc}); check the --source URL",
                                    {"field": "source"}) from exc
