@@ -32,8 +32,6 @@ if TYPE_CHECKING:
 BUCKETS = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
-DEFAULT_PROJECT_LABEL = DEFAULT_PROJECT
-"""The ``project`` label of the server's own project's requests (hosted ones carry their name)."""
 
 
 def multiprocess_dir() -> str | None:
@@ -61,7 +59,8 @@ class ServingMetrics:
     own view of the same counters, with its own ``project`` label value and its own per-minute
     series recorder (written to that project's store)."""
 
-    def __init__(self, project: str = DEFAULT_PROJECT_LABEL) -> None:
+    def __init__(self, project: str = DEFAULT_PROJECT) -> None:
+        # the ``project`` label: "default" for the server's own project, a hosted project's name
         self.project = project
         self.multiprocess_dir = multiprocess_dir()
         if self.multiprocess_dir is not None:
