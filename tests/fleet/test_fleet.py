@@ -1,5 +1,6 @@
 """Two ``shipyard server`` processes on one project behind nginx (see conftest): a global rate limit
-holds for the pair, and a rollout started on one server is continued by the other after SIGKILL.
+holds for the pair, a rollout started on one server is continued by the other after SIGKILL, and
+a hosted project's requests are counted in that project only (its series, status and metrics).
 
 References: a token bucket of rate r and burst b admits b + r*T requests over T seconds of steady
 overload, whoever asks (the servers' own counters say both answered); a rollout is continued when
@@ -10,24 +11,26 @@ from __future__ import annotations
 
 import re
 import time
+from typing import Any
 
 import pytest
 
+from shipyard.serving import apply_scene
 from shipyard.serving import flow as F
-from tests.fleet.conftest import Fleet, Load
+from tests.fleet.conftest import Fleet, Load, request
 
 pytestmark = [pytest.mark.fleet, pytest.mark.postgres, pytest.mark.redis]
 
 RATE, BURST = 50.0, 10.0
 
 
-def _served_by(fleet: Fleet, index: int, scene: str) -> float:
-    """Requests of ``scene`` answered with 200 by one server, from its own /metrics."""
+def _served_by(fleet: Fleet, index: int, scene: str, project: str = "default") -> float:
+    """Requests of ``project``'s ``scene`` answered with 200 by one server, from its own /metrics."""
     status, text = fleet.call("GET", "/metrics", server=index)
     assert status == 200
     pattern = re.compile(r'^shipyard_predictions_total\{([^}]*)\} ([0-9.e+]+)$', re.M)
     return sum(float(v) for labels, v in pattern.findall(text)
-               if f'scene="{scene}"' in labels and 'status="ok"' in labels)
+               if f'project="{project}"' in labels and f'scene="{scene}"' in labels and 'status="ok"' in labels)
 
 
 def test_a_global_rate_limit_holds_across_both_servers(fleet: Fleet) -> None:
@@ -53,13 +56,14 @@ def test_a_global_rate_limit_holds_across_both_servers(fleet: Fleet) -> None:
     assert status == 200 and body["limits_scope"] == "global" and body["global_limits"]["state"] == "redis"
 
 
-def _series(fleet: Fleet, scene: str) -> list[tuple[str, str, int]]:
-    """(instance, arm, requests) rows of the scene's series, for failure messages."""
+def _series(fleet: Fleet, scene: str, ws: Any = None) -> list[tuple[str, str, int]]:
+    """(instance, arm, requests) rows of the scene's series in a project's store (the fleet's own
+    by default)."""
     import sqlalchemy as sa
 
     from shipyard.store.schema import monitoring_series as T
 
-    with fleet.ws.store.read() as conn:
+    with (ws or fleet.ws).store.read() as conn:
         return [(r.instance, r.arm, r.requests) for r in conn.execute(sa.select(T).where(T.c.scene == scene))]
 
 
@@ -116,3 +120,40 @@ def test_a_rollout_started_on_one_server_is_continued_by_the_other_after_sigkill
     assert all(not c["breaches"] and c["judged_on"] == "fleet" for c in checks)
     # the steps were judged on both servers' requests (their series rows merged)
     assert any(c["instances"] == 2 for c in checks), (checks, _series(fleet, "ab"))
+
+
+def test_a_hosted_projects_traffic_is_counted_in_that_project_only(fleet: Fleet) -> None:
+    """The server's project and hosted project ``shop`` each have a scene named ``iso``; requests go
+    to ``shop``'s only, through nginx to both servers. ``shop``'s series (in its own schema), its
+    scene status and the servers' /metrics under ``project="shop"`` hold every request sent; the
+    server's own project holds none of them."""
+    for index, srv in enumerate(fleet.servers):  # the rollout test above killed one
+        if not srv.alive():
+            fleet.start(index)
+    shop = fleet.project_ws("shop")
+    scene = {"name": "iso", "inputs": {"x": "double"}, "flow": [F.expr("y", "x * 2")], "outputs": ["y"],
+             "log": {"sample_rate": 0.0}}
+    fleet.apply(scene)
+    apply_scene(shop, scene)
+    headers = {**fleet.headers, "X-Shipyard-Project": "shop"}
+    sent = 60
+    statuses = [request(fleet.proxy_port, "POST", "/v1/scenes/iso/predict", {"x": float(i)}, headers)[0]
+                for i in range(sent)]
+    assert statuses == [200] * sent
+
+    def stored(ws: Any) -> int:
+        return sum(requests for _, _, requests in _series(fleet, "iso", ws))
+
+    deadline = time.monotonic() + 60  # each server writes its rows every series_flush_s (1 s)
+    while stored(shop) < sent and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert stored(shop) == sent, _series(fleet, "iso", shop)
+    assert len({instance for instance, _, _ in _series(fleet, "iso", shop)}) == 2  # both servers answered
+    assert _series(fleet, "iso") == []
+    for project_headers, expected in ((headers, sent), (fleet.headers, 0)):
+        status, body = request(fleet.proxy_port, "GET", "/api/v1/scenes/iso/status", None, project_headers)
+        assert status == 200 and body["source"] == "fleet", body
+        assert sum(a["count"] for a in body["arms"].values()) == expected, body["arms"]
+    per_server = [_served_by(fleet, i, "iso", "shop") for i in range(len(fleet.servers))]
+    assert sum(per_server) == sent and min(per_server) > 0, per_server
+    assert [_served_by(fleet, i, "iso") for i in range(len(fleet.servers))] == [0, 0]

@@ -176,7 +176,7 @@ def test_metrics_and_prediction_log(app_client, module_workspace):
     for i in range(5):
         app_client.post("/v1/scenes/credit/predict", json={"user_id": f"u{i}", "amount": float(i)})
     text = app_client.get("/metrics").text
-    assert 'shipyard_predictions_total{arm="control",scene="credit",status="ok",version="1"}' in text
+    assert 'shipyard_predictions_total{arm="control",project="default",scene="credit",status="ok",version="1"}' in text
     assert 'stage="features"' in text and 'stage="model"' in text
     app_client.engine.prediction_log.flush()
     frame = read_prediction_log(module_workspace.artifacts, "credit")

@@ -219,9 +219,9 @@ def test_models_without_a_signature_take_every_format(env):
 # -- one error boundary around user code ----------------------------------------------------------
 def _counted(client: TestClient, scene: str, version: str, code: str, status: int) -> float:
     text = client.get("/metrics").text
-    errors = re.search(rf'shipyard_prediction_errors_total\{{arm="[^"]*",code="{code}",scene="{re.escape(scene)}",'
+    errors = re.search(rf'shipyard_prediction_errors_total\{{arm="[^"]*",code="{code}",project="default",scene="{re.escape(scene)}",'
                        rf'version="{version}"\}} ([0-9.]+)', text)
-    requests = re.search(rf'shipyard_predictions_total\{{arm="[^"]*",scene="{re.escape(scene)}",status="{status}",'
+    requests = re.search(rf'shipyard_predictions_total\{{arm="[^"]*",project="default",scene="{re.escape(scene)}",status="{status}",'
                          rf'version="{version}"\}} ([0-9.]+)', text)
     assert errors and requests, text[-2000:]
     assert float(errors.group(1)) == float(requests.group(1))

@@ -168,6 +168,6 @@ def test_refused_requests_are_counted_in_the_metrics():
         with pytest.raises(RateLimited):
             engine.predict_scene("s", [{"x": 1.0}])
     text = metrics.render().decode()
-    assert 'shipyard_prediction_errors_total{arm="none",code="rate_limited",scene="s",version="1"} 3.0' in text
-    assert 'shipyard_predictions_total{arm="none",scene="s",status="429",version="1"} 3.0' in text
-    assert 'shipyard_predictions_total{arm="control",scene="s",status="ok",version="1"} 2.0' in text
+    assert 'shipyard_prediction_errors_total{arm="none",code="rate_limited",project="default",scene="s",version="1"} 3.0' in text
+    assert 'shipyard_predictions_total{arm="none",project="default",scene="s",status="429",version="1"} 3.0' in text
+    assert 'shipyard_predictions_total{arm="control",project="default",scene="s",status="ok",version="1"} 2.0' in text

@@ -2,7 +2,8 @@
 
 ``install`` gives the server's serving metrics a per-minute series recorder (this process's own
 instance id), so every server writes its own rows of the operational series; the recorder writes
-its last minutes when the app shuts down.
+its last minutes when the app shuts down. Each hosted project the server serves gets its own
+recorder, under the same instance id, writing into that project's store.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from shipyard.errors import InvalidInput
 from shipyard.http_util import RequestBody, add_lifespan
 
 if TYPE_CHECKING:
+    from shipyard.monitoring.series import SeriesRecorder
     from shipyard.workspace import Workspace
 
 
@@ -273,6 +275,12 @@ def install(app: FastAPI, ws: Workspace, **options: Any) -> None:
     every = options.get("series_flush_interval") or ws.settings.series_flush_s
     recorder = ws.monitoring.recorder(flush_interval=float(every), live=True)
     metrics.series = recorder
+
+    def series_for(project: Workspace) -> SeriesRecorder:
+        # a hosted project's requests go to its own store, under the same instance id
+        return project.monitoring.recorder(instance=recorder.instance, flush_interval=float(every), live=True)
+
+    metrics.series_for = series_for
     app.state.monitoring_recorder = recorder
     add_lifespan(app, lambda: None, recorder.close)
 

@@ -111,10 +111,9 @@ class FleetSeries:
 
 
 def fleet_series(ws: Workspace, engine: Any) -> FleetSeries | None:
-    """The fleet's series when this server writes its own into ``ws``'s store (monitoring
-    installed), else None: an in-process engine judges what it served itself. The server writes its
-    series into its own project's store only, so a hosted project's scenes are judged on this
-    server's requests (their rows are not in that project's store)."""
+    """The fleet's series of ``ws``'s project when this server writes its own into that project's
+    store (monitoring installed; each project the server serves, its own and every hosted one, has
+    its own recorder), else None: an in-process engine judges what it served itself."""
     metrics = getattr(engine, "metrics", None)
     recorder = getattr(metrics, "series", None)
     if ws is None or recorder is None or getattr(recorder, "store", None) is not ws.monitoring.series_store:

@@ -535,7 +535,7 @@ def install(app: FastAPI, ws: Workspace, **options: Any) -> None:
         if hasattr(app, "fast_path") and app.fast_path is fast:
             app.fast_path = None
         for other in list(_states.values()):
-            if other is not state and other.metrics is state.metrics:
+            if other is not state and other.metrics.registry is state.metrics.registry:
                 other.stop()
         if state.follower is not None:
             state.follower.stop()

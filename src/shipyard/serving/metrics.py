@@ -13,15 +13,21 @@ values live in ordinary memory.
 
 from __future__ import annotations
 
+import copy
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from shipyard.config import DEFAULT_PROJECT
 from shipyard.errors import ConfigError
+
+if TYPE_CHECKING:
+    from shipyard.workspace import Workspace
 
 BUCKETS = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 CONTENT_TYPE = CONTENT_TYPE_LATEST
@@ -47,14 +53,20 @@ def remove_multiprocess_dir(path: str | Path) -> None:
 
 
 class ServingMetrics:
-    """Requests, errors and latency (total, features, model) per scene, version and arm."""
+    """Requests, errors and latency (total, features, model) per project, scene, version and arm.
 
-    def __init__(self) -> None:
+    A server keeps one registry for every project it serves: ``for_project`` gives a project its
+    own view of the same counters, with its own ``project`` label value and its own per-minute
+    series recorder (written to that project's store)."""
+
+    def __init__(self, project: str = DEFAULT_PROJECT) -> None:
+        # the ``project`` label: "default" for the server's own project, a hosted project's name
+        self.project = project
         self.multiprocess_dir = multiprocess_dir()
         if self.multiprocess_dir is not None:
             _check_multiprocess_values()
         self.registry = CollectorRegistry(auto_describe=True)
-        labels = ("scene", "version", "arm")
+        labels = ("project", "scene", "version", "arm")
         self.requests = Counter("shipyard_predictions", "Prediction requests served",
                                 (*labels, "status"), registry=self.registry)
         self.errors = Counter("shipyard_prediction_errors", "Prediction requests that failed",
@@ -77,19 +89,31 @@ class ServingMetrics:
                                             "fall back to each server's share because Redis is unavailable",
                                             registry=self.registry, multiprocess_mode="max")
         self._children: dict[tuple[str, str, str], tuple] = {}
-        # monitoring's per-minute recorder (SeriesRecorder), fed by the same two calls when set
+        # monitoring's per-minute recorder (SeriesRecorder) of this project, fed by the same two calls when set
         self.series: Any = None
+        # set by monitoring: makes the series recorder of another project the server serves
+        # (``for_project``), which writes into that project's own store
+        self.series_for: Callable[[Workspace], Any] | None = None
+
+    def for_project(self, ws: Workspace) -> ServingMetrics:
+        """The same registry and counters, labelled ``project=<ws.project>``, with the project's own
+        series recorder when monitoring made this one's (``series_for``)."""
+        view = copy.copy(self)
+        view.project = ws.project
+        view._children = {}
+        view.series = self.series_for(ws) if self.series_for is not None else None
+        return view
 
     def _for(self, scene: str, version: str, arm: str) -> tuple:
         key = (scene, version, arm)
         found = self._children.get(key)
         if found is None:
             found = (
-                self.requests.labels(scene, version, arm, "ok"),
-                self.latency.labels(scene, version, arm, "total"),
-                self.latency.labels(scene, version, arm, "features"),
-                self.latency.labels(scene, version, arm, "model"),
-                self.latency.labels(scene, version, arm, "queue"),
+                self.requests.labels(self.project, scene, version, arm, "ok"),
+                self.latency.labels(self.project, scene, version, arm, "total"),
+                self.latency.labels(self.project, scene, version, arm, "features"),
+                self.latency.labels(self.project, scene, version, arm, "model"),
+                self.latency.labels(self.project, scene, version, arm, "queue"),
             )
             self._children[key] = found
         return found
@@ -104,17 +128,17 @@ class ServingMetrics:
         model.observe(model_s)
         queue.observe(queue_s)
         if fallback:
-            self.fallbacks.labels(scene, version, arm).inc()
+            self.fallbacks.labels(self.project, scene, version, arm).inc()
         if self.series is not None:
             self.series.observe(scene, version, arm, total_s, features_s, model_s, fallback)
 
     def step_failure(self, scene: str, version: str, arm: str, step: str, outcome: str) -> None:
         """A step of ``arm`` failed; ``outcome``: "fallback" (the scene's fallback answered) or "error"."""
-        self.step_failures.labels(scene, version, arm, step, outcome).inc()
+        self.step_failures.labels(self.project, scene, version, arm, step, outcome).inc()
 
     def error(self, scene: str, version: str, arm: str, code: str, status: int) -> None:
-        self.requests.labels(scene, version, arm, str(status)).inc()
-        self.errors.labels(scene, version, arm, code).inc()
+        self.requests.labels(self.project, scene, version, arm, str(status)).inc()
+        self.errors.labels(self.project, scene, version, arm, code).inc()
         if self.series is not None:
             self.series.error(scene, version, arm, code, status)
 

@@ -25,11 +25,20 @@ if TYPE_CHECKING:
 
 class ServingState:
     """What one server instance shares between its routes for one project: engine, metrics, log,
-    follower. A server keeps one per project it serves (``state_for``), sharing one metrics set."""
+    follower. A server keeps one per project it serves (``state_for``), sharing one metrics registry:
+    each project's requests carry its ``project`` label and go to its own per-minute series."""
 
     def __init__(self, ws: Workspace, **options: Any) -> None:
         self.ws = ws
-        self.metrics = options.get("metrics") or ServingMetrics()
+        shared: ServingMetrics | None = options.get("metrics")
+        if shared is None:
+            self.metrics = ServingMetrics(ws.project)
+        elif shared.project == ws.project:
+            self.metrics = shared
+        else:  # another project on the same server: the same registry, its own label and series
+            self.metrics = shared.for_project(ws)
+        # the project's own series recorder, which this state closes (the server's own closes with the app)
+        self.own_series = self.metrics.series if self.metrics is not shared else None
         self.max_bytes = int(options.get("max_request_bytes") or ws.settings.max_request_bytes)
         engine = options.get("engine")
         if engine is None:
@@ -75,6 +84,8 @@ class ServingState:
             self.follower.stop()
             self.follower = None
         self.engine.close()
+        if self.own_series is not None:
+            self.own_series.close()  # its last minutes, into the project's store
 
 
 # the serving state of each project this process serves, by workspace (gone with the workspace)
