@@ -23,7 +23,7 @@ and warns; :func:`resolve_bad` implements that.
 from __future__ import annotations
 
 import warnings
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -129,7 +129,10 @@ def _by_bad_value(s: pd.Series, values: np.ndarray, bad: Any, field: str) -> np.
     )
 
 
-def resolve_bad(bad: Any, bad_value: Any, where: str) -> Any:
+_Label = TypeVar("_Label")
+
+
+def resolve_bad(bad: _Label, bad_value: _Label, where: str) -> _Label:
     """``bad``, or the deprecated ``bad_value`` with a ``DeprecationWarning``."""
     if bad_value is None:
         return bad
