@@ -11,12 +11,17 @@ import functools
 import math
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from shipyard.arrow_util import table_from_pandas
 from shipyard.errors import InvalidInput, NotFound
+
+if TYPE_CHECKING:
+    from pyspark.sql import Column
+
+    from shipyard.models.loaded import LoadedModel
 
 Progress = Callable[[int], None]
 
@@ -123,7 +128,7 @@ def score_file(engine: Any, input_path: str | Path, output_path: str | Path, *, 
     return total
 
 
-def spark_udf(model_dir: str | Path, result_type: str = "double") -> Any:
+def spark_udf(model_dir: str | Path, result_type: str = "double") -> Callable[..., Column]:
     """A pandas UDF scoring a saved model on Spark: ``df.withColumn("score", udf(*cols))``.
 
     Each Python worker loads the model once (cached by path in this module, which workers import);
@@ -144,7 +149,7 @@ def spark_udf(model_dir: str | Path, result_type: str = "double") -> Any:
 
 
 @functools.lru_cache(maxsize=8)
-def _spark_model(path: str) -> Any:
+def _spark_model(path: str) -> LoadedModel:
     from shipyard.models import load_model
 
     return load_model(path)

@@ -41,7 +41,7 @@ ROLLOUT_LEASE = "scene.rollout"
 """The ``job_leases`` kind of a running rollout (key: the release id)."""
 
 
-def newest_release(conn: Any, scene: str) -> Any:
+def newest_release(conn: Any, scene: str) -> sa.Row[Any] | None:
     query = (sa.select(scene_releases).where(scene_releases.c.scene == scene)
              .order_by(scene_releases.c.id.desc()).limit(1))
     return conn.execute(query).first()
@@ -180,7 +180,7 @@ def running_releases(ws: Workspace) -> list[Any]:
         return list(conn.execute(sa.select(scene_releases).where(scene_releases.c.status == "running")))
 
 
-def release_row(ws: Workspace, release_id: int) -> Any:
+def release_row(ws: Workspace, release_id: int) -> sa.Row[Any] | None:
     with ws.store.read() as conn:
         return conn.execute(sa.select(scene_releases).where(scene_releases.c.id == release_id)).first()
 
