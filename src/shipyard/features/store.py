@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 import pandas as pd
 import pyarrow as pa
@@ -289,6 +289,34 @@ class FeatureStore:
         return results
 
     # -- training sets and backfill --------------------------------------------------------------
+    @overload
+    def get_training_set(
+        self,
+        entity_df: pd.DataFrame | pa.Table,
+        features: Sequence[str] | None = None,
+        service: str | None = None,
+        engine: str | None = None,
+        output: Literal["pandas"] = "pandas",
+        timestamp_column: str | None = None,
+        full_feature_names: bool = False,
+        dataset: str | None = None,
+    ) -> pd.DataFrame: ...
+
+    @overload
+    def get_training_set(
+        self,
+        entity_df: pd.DataFrame | pa.Table,
+        features: Sequence[str] | None = None,
+        service: str | None = None,
+        engine: str | None = None,
+        *,
+        output: Literal["arrow"],
+        timestamp_column: str | None = None,
+        full_feature_names: bool = False,
+        dataset: str | None = None,
+    ) -> pa.Table: ...
+
+    @overload
     def get_training_set(
         self,
         entity_df: pd.DataFrame | pa.Table,
@@ -299,7 +327,19 @@ class FeatureStore:
         timestamp_column: str | None = None,
         full_feature_names: bool = False,
         dataset: str | None = None,
-    ) -> Any:
+    ) -> pd.DataFrame | pa.Table: ...
+
+    def get_training_set(
+        self,
+        entity_df: pd.DataFrame | pa.Table,
+        features: Sequence[str] | None = None,
+        service: str | None = None,
+        engine: str | None = None,
+        output: str = "pandas",
+        timestamp_column: str | None = None,
+        full_feature_names: bool = False,
+        dataset: str | None = None,
+    ) -> pd.DataFrame | pa.Table:
         """Point-in-time correct features for every entity row (see ``shipyard.features.training``)."""
         from shipyard.features.training import build_training_set
 

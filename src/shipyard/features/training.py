@@ -84,7 +84,7 @@ def resolve_features(store: FeatureStore, features: list[str] | None, service: s
 
 def build_training_set(store: FeatureStore, entity_df: pd.DataFrame | pa.Table, *, features: list[str] | None,
                        service: str | None, engine: str | None, output: str, timestamp_column: str | None,
-                       full_feature_names: bool, dataset: str | None) -> Any:
+                       full_feature_names: bool, dataset: str | None) -> pd.DataFrame | pa.Table:
     if output not in OUTPUTS:
         raise InvalidInput(f"output {output!r} is not supported; use 'pandas' or 'arrow'", {"field": "output"})
     refs, lineage = resolve_features(store, features, service)
