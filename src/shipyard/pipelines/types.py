@@ -121,7 +121,7 @@ def encode(kind: str, value: Any, where: str) -> Encoded:
     return Encoded(data, hashlib.sha256(data).hexdigest(), EXTENSIONS[kind], summary)
 
 
-def decode(kind: str, data: bytes) -> Any:
+def decode(kind: str, data: bytes) -> object:
     if kind == TABLE:
         import pandas as pd
 
