@@ -151,7 +151,7 @@ class ServedScene:
 class ServedModel:
     """One model reference (``name@ref``) ready for the direct prediction endpoints."""
 
-    def __init__(self, name: str, ref: str, version: int, model: Any) -> None:
+    def __init__(self, name: str, ref: str, version: int, model: ServableModel) -> None:
         self.name = name
         self.ref = ref
         self.version = version

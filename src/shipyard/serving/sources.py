@@ -121,10 +121,11 @@ class ModelCatalog:
     """In-memory models: ``catalog.add("credit", model, version=1, aliases=["champion"])``."""
 
     def __init__(self) -> None:
-        self._models: dict[str, dict[int, Any]] = {}
+        self._models: dict[str, dict[int, ServableModel]] = {}
         self._aliases: dict[str, dict[str, int]] = {}
 
-    def add(self, name: str, model: Any, *, version: int | None = None, aliases: Sequence[str] = ()) -> int:
+    def add(self, name: str, model: ServableModel, *, version: int | None = None,
+            aliases: Sequence[str] = ()) -> int:
         versions = self._models.setdefault(name, {})
         number = int(version) if version is not None else max(versions, default=0) + 1
         versions[number] = model
