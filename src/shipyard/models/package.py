@@ -41,7 +41,7 @@ SHIPYARD_VERSION = "0.1.0"
 
 
 def save_model(
-    model: Any,
+    model: object,
     path: str | Path,
     *,
     flavor: str | None = None,
