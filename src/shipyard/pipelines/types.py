@@ -37,7 +37,7 @@ EXTENSIONS = {TABLE: "parquet", JSON: "json", MODEL: "pkl", BINNER: "pkl", ANY: 
 PARAM_TYPES = ("str", "int", "float", "bool", "list", "dict", "any")
 
 
-def check_type(name: Any, field: str) -> str:
+def check_type(name: object, field: str) -> str:
     if name not in TYPES:
         raise InvalidInput(f"{field}: type {name!r} is not known; use one of {list(TYPES)}", {"field": field})
     return str(name)

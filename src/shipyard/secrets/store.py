@@ -83,7 +83,7 @@ class RotationReport:
         return asdict(self)
 
 
-def check_secret_name(name: Any, field: str = "name") -> str:
+def check_secret_name(name: object, field: str = "name") -> str:
     if not isinstance(name, str) or not NAME_RE.match(name):
         raise InvalidInput(
             f"{field} {name!r} is not a valid secret name; use a letter followed by up to 127 letters, digits, "
