@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from pyspark.sql import Column
 
     from shipyard.models.loaded import LoadedModel
+    from shipyard.serving.engine import ServingEngine
 
 Progress = Callable[[int], None]
 
@@ -76,7 +77,7 @@ class _Writer:
             self._parquet.close()
 
 
-def scorer_for(engine: Any, *, model: str | None = None, scene: str | None = None,
+def scorer_for(engine: ServingEngine, *, model: str | None = None, scene: str | None = None,
                arm: str = "control") -> Callable[[list[dict[str, Any]]], list[dict[str, Any]]]:
     """A function records -> output records (model: ``prediction``; scene: its outputs)."""
     if (model is None) == (scene is None):
@@ -105,7 +106,7 @@ def scorer_for(engine: Any, *, model: str | None = None, scene: str | None = Non
     return score_scene
 
 
-def score_file(engine: Any, input_path: str | Path, output_path: str | Path, *, model: str | None = None,
+def score_file(engine: ServingEngine, input_path: str | Path, output_path: str | Path, *, model: str | None = None,
                scene: str | None = None, arm: str = "control", chunk_size: int = 10_000,
                progress: Progress | None = None) -> int:
     """Score every row of ``input_path`` into ``output_path`` (input columns + outputs); rows scored."""

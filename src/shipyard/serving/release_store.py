@@ -24,6 +24,7 @@ from shipyard.store.events import record_event
 from shipyard.store.schema import scene_releases, scene_versions, scenes
 
 if TYPE_CHECKING:
+    from shipyard.serving.engine import ServingEngine
     from shipyard.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -216,7 +217,8 @@ def rollout_status(ws: Workspace, scene: str) -> dict[str, Any]:
     return view
 
 
-def abort_rollout(ws: Workspace, scene: str, *, engine: Any = None, reason: str = "") -> dict[str, Any]:
+def abort_rollout(ws: Workspace, scene: str, *, engine: ServingEngine | None = None,
+                  reason: str = "") -> dict[str, Any]:
     """End the scene's running rollout at 0 %. The process running it stops on its next step check;
     ``engine`` (when it serves the scene) drops the canary at once, the others on their next poll."""
     with ws.store.read() as conn:

@@ -220,8 +220,8 @@ def _short(value: Any) -> str:
     return text if len(text) < 60 else text[:57] + "..."
 
 
-def compile_scene(spec: Mapping[str, Any], version: int, *, models: Any, features: Any = None,
-                  scenes: Any = None) -> CompiledScene:
+def compile_scene(spec: Mapping[str, Any], version: int, *, models: ModelSource, features: FeatureSource | None = None,
+                  scenes: SceneLoader | None = None) -> CompiledScene:
     """Compile every arm of a normalised scene; raises ``InvalidInput`` naming the step or arm."""
     spec = normalise(spec)
     traffic = TrafficPolicy.from_spec(spec.get("traffic"), spec["name"])
