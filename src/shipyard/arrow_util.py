@@ -16,7 +16,7 @@ import pandas as pd
 import pyarrow as pa
 
 
-def arrow_tz_name(tz: Any) -> str:
+def arrow_tz_name(tz: dt.tzinfo) -> str:
     """A time zone as pyarrow spells it (IANA name, ``UTC`` or ``+01:00``)."""
     return str(pa.array([dt.datetime(2000, 1, 1, tzinfo=tz)]).type.tz)
 

@@ -32,6 +32,7 @@ code written against NumPy, pandas or scikit-learn conventions (``except ValueEr
 
 from __future__ import annotations
 
+from types import ModuleType
 from typing import Any
 
 
@@ -162,7 +163,7 @@ def error_from_dict(payload: dict[str, Any], status: int | None = None) -> Shipy
     return err
 
 
-def require(module: str, extra: str) -> Any:
+def require(module: str, extra: str) -> ModuleType:
     """Import an optional driver, or say which extra installs it."""
     import importlib
 

@@ -57,7 +57,7 @@ BINARY_RESPONSE: dict[int | str, dict[str, Any]] = {
 }
 
 
-def lone_surrogate(value: Any, where: str = "") -> str | None:
+def lone_surrogate(value: object, where: str = "") -> str | None:
     """The path of the first text in ``value`` (JSON-like) holding a lone UTF-16 surrogate, else None.
 
     JSON's ``\\uD800`` escapes can carry one; no database or file stores it, so it is refused at the

@@ -22,6 +22,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse
+from starlette.types import Message, Receive, Scope, Send
 
 from shipyard import __version__
 from shipyard.auth.http import check_routes
@@ -105,7 +106,7 @@ class ShipyardAPI(FastAPI):
         """Run ``hook(PredictionRequest)`` before every prediction; it raises a ShipyardError to refuse."""
         self.prediction_hooks.append(hook)
 
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         fast = self.fast_path
         if fast is not None and scope["type"] == "http" and scope["method"] == "POST" and not self.root_path \
                 and await fast(scope, receive, send):
@@ -144,11 +145,11 @@ def _too_large(limit: int, size: int | None = None) -> PayloadTooLarge:
                            "request or raise the setting", {"limit": limit})
 
 
-def _capped(receive: Any, limit: int) -> Any:
+def _capped(receive: Receive, limit: int) -> Receive:
     """``receive`` that stops a body (one without a length, or lying about it) once past ``limit``."""
     seen = 0
 
-    async def capped() -> Any:
+    async def capped() -> Message:
         nonlocal seen
         message = await receive()
         if message["type"] == "http.request":
@@ -161,7 +162,7 @@ def _capped(receive: Any, limit: int) -> Any:
     return capped
 
 
-def _json_unless_typed(scope: Any) -> Any:
+def _json_unless_typed(scope: Scope) -> Scope:
     """Treat an untyped body as JSON. No route takes forms, and ``curl -d`` labels every body a form
     unless told otherwise, which made FastAPI reject valid JSON as "not a valid dictionary"."""
     headers = scope["headers"]

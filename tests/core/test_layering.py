@@ -1,6 +1,6 @@
 """Layering rules, checked on the import statements of every module.
 
-- store/, artifacts/, config.py, errors.py sit at the bottom: they import no subsystem.
+- store/, artifacts/, config.py, errors.py, jsontypes.py sit at the bottom: they import no subsystem.
 - A subsystem's core modules never import the shells (cli, server, http modules, click, fastapi).
 - The remote views never import the client or the workspace.
 - No import cycle among the imports executed at import time (``if TYPE_CHECKING:`` blocks and
@@ -8,15 +8,22 @@
 - No import cycle among all imports, function bodies included (only ``if TYPE_CHECKING:`` blocks are
   not edges): the workspace builds the subsystems, and none of them imports it back.
 - No two public classes share a name.
+- Public functions and methods are typed: no ``-> Any`` outside a short allowlist, each entry with
+  its reason; ``Any`` parameters only shrink from a recorded baseline.
 """
 
 from __future__ import annotations
 
 import ast
+import json
+import os
+from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "shipyard"
-BOTTOM = {"store", "artifacts", "config", "errors"}
+BOTTOM = {"store", "artifacts", "config", "errors", "jsontypes"}
 SHELL_NAMES = ("http", "cli", "remote", "server", "client")
 
 
@@ -309,3 +316,151 @@ def test_the_workspace_is_never_typed_any() -> None:
                     and isinstance(node.annotation, ast.Name) and node.annotation.id == "Any":
                 found.append(f"{name}:{node.lineno}: {node.arg}: Any")
     assert not found, "\n".join(found)
+
+
+# A public function or method (of a public class, in a public module) says what it takes and gives:
+# ``Any`` at that boundary hides every call through it from the type checker. The allowlist holds the
+# few places where ``Any`` is the honest answer, each with why; ``*args: Any`` / ``**kwargs: Any``
+# pass arguments on to a callee that types them, and are not counted.
+ANY_ALLOWED: dict[str, str] = {
+    "shipyard:__getattr__ -> Any": "lazy module attribute: its type is that of the attribute named",
+    "shipyard.pipelines:__getattr__ -> Any": "lazy module attribute: its type is that of the attribute named",
+    "shipyard.risk:__getattr__ -> Any": "lazy module attribute: its type is that of the attribute named",
+    "shipyard.auth.http:allow -> Any": "FastAPI dependency marker, the default of a parameter typed "
+                                       "RequestContext: typed Any exactly as fastapi.Depends is",
+    "shipyard.auth.http:allow_authenticated -> Any": "FastAPI dependency marker (see allow)",
+    "shipyard.auth.http:allow_public -> Any": "FastAPI dependency marker (see allow)",
+    "shipyard.connection:Connection.request -> Any": "the transport: an answer is what its endpoint returns "
+                                                     "(object, list, bytes); each remote view types it",
+    "shipyard.connection:Connection.get -> Any": "the transport (see Connection.request)",
+    "shipyard.connection:Connection.post -> Any": "the transport (see Connection.request)",
+    "shipyard.connection:Connection.delete -> Any": "the transport (see Connection.request)",
+}
+# ``Any`` parameters of public functions per module; the counts may only go down, as mypy's baseline:
+#     SHIPYARD_UPDATE_ANY_BASELINE=1 python -m pytest tests/core/test_layering.py -k any_param
+ANY_PARAMS_BASELINE = Path(__file__).with_name("any_params_baseline.json")
+
+
+class AnyAnnotation(NamedTuple):
+    module: str
+    line: int
+    function: str  # qualified name within the module
+    what: str  # "-> Any" or "name: Any"
+
+    @property
+    def key(self) -> str:
+        return f"{self.module}:{self.function} {self.what}"
+
+
+def _is_any(node: ast.expr | None) -> bool:
+    """``Any``, ``typing.Any``, ``"Any"``, or a union / Optional with ``Any`` in it."""
+    if isinstance(node, ast.Name):
+        return node.id == "Any"
+    if isinstance(node, ast.Attribute):
+        return node.attr == "Any"
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        try:
+            return _is_any(ast.parse(node.value, mode="eval").body)
+        except SyntaxError:
+            return False
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.BitOr):
+        return _is_any(node.left) or _is_any(node.right)
+    if isinstance(node, ast.Subscript) and isinstance(node.value, ast.Name | ast.Attribute):
+        name = node.value.id if isinstance(node.value, ast.Name) else node.value.attr
+        if name in ("Optional", "Union"):
+            items = node.slice.elts if isinstance(node.slice, ast.Tuple) else [node.slice]
+            return any(_is_any(item) for item in items)
+    return False
+
+
+def _is_public(name: str) -> bool:
+    return not name.startswith("_") or (name.startswith("__") and name.endswith("__"))
+
+
+def _public_functions(body: list[ast.stmt], prefix: str = "") -> Iterator[tuple[str, ast.FunctionDef
+                                                                                 | ast.AsyncFunctionDef]]:
+    """Module-level functions and methods of public classes (nested functions are no one's API)."""
+    for node in body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            if _is_public(node.name):
+                yield prefix + node.name, node
+        elif isinstance(node, ast.ClassDef):
+            if _is_public(node.name):
+                yield from _public_functions(node.body, f"{prefix}{node.name}.")
+        elif isinstance(node, ast.If):
+            yield from _public_functions(node.body + node.orelse, prefix)
+        elif isinstance(node, ast.Try):
+            handlers = [stmt for handler in node.handlers for stmt in handler.body]
+            yield from _public_functions(node.body + handlers + node.orelse + node.finalbody, prefix)
+
+
+def any_annotations(root: Path) -> list[AnyAnnotation]:
+    """Every ``Any`` in the signature of a public function of a public module under package ``root``."""
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        parts = path.relative_to(root.parent).with_suffix("").parts
+        if any(part.startswith("_") and part != "__init__" for part in parts):
+            continue
+        module = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        for name, fn in _public_functions(ast.parse(path.read_text()).body):
+            if _is_any(fn.returns):
+                found.append(AnyAnnotation(module, fn.lineno, name, "-> Any"))
+            args = fn.args
+            for arg in args.posonlyargs + args.args + args.kwonlyargs:
+                if _is_any(arg.annotation):
+                    found.append(AnyAnnotation(module, fn.lineno, name, f"{arg.arg}: Any"))
+    return found
+
+
+def test_public_functions_never_return_any() -> None:
+    found = [a for a in any_annotations(SRC) if a.what == "-> Any"]
+    unexplained = [f"{a.module}:{a.line}: {a.function} -> Any" for a in found if a.key not in ANY_ALLOWED]
+    assert not unexplained, ("a public function returns Any; give it its type (a dataclass, TypedDict, "
+                             "Protocol, TypeVar, shipyard.jsontypes.JSON, object):\n" + "\n".join(unexplained))
+    stale = sorted(set(ANY_ALLOWED) - {a.key for a in any_annotations(SRC)})
+    assert not stale, f"allowlisted but no longer found (drop them from ANY_ALLOWED): {stale}"
+
+
+def test_any_parameters_never_grow_past_the_baseline() -> None:
+    counts = Counter(a.module for a in any_annotations(SRC) if a.what != "-> Any" and a.key not in ANY_ALLOWED)
+    baseline: dict[str, int] = json.loads(ANY_PARAMS_BASELINE.read_text())
+    grown = {m: (baseline.get(m, 0), n) for m, n in counts.items() if n > baseline.get(m, 0)}
+    detail = [f"{a.module}:{a.line}: {a.function}({a.what})" for a in any_annotations(SRC)
+              if a.module in grown and a.what != "-> Any" and a.key not in ANY_ALLOWED]
+    assert not grown, ("new Any parameters in public functions (module: baseline -> now); type them:\n"
+                       + "\n".join(f"  {m}: {b} -> {n}" for m, (b, n) in sorted(grown.items())) + "\n"
+                       + "\n".join(detail))
+    shrunk = {m: (n, counts.get(m, 0)) for m, n in baseline.items() if counts.get(m, 0) < n}
+    if shrunk and os.environ.get("SHIPYARD_UPDATE_ANY_BASELINE") == "1":
+        lowered = {m: min(n, counts.get(m, 0)) for m, n in baseline.items()}
+        ANY_PARAMS_BASELINE.write_text(json.dumps({m: n for m, n in sorted(lowered.items()) if n}, indent=1) + "\n")
+        return
+    assert not shrunk, ("fewer Any parameters than recorded: lower the baseline with "
+                        "SHIPYARD_UPDATE_ANY_BASELINE=1 python -m pytest tests/core/test_layering.py -k any_param\n"
+                        + "\n".join(f"  {m}: {b} -> {n}" for m, (b, n) in sorted(shrunk.items())))
+
+
+def test_any_annotations_finds_public_any_and_only_that(tmp_path: Path) -> None:
+    package = tmp_path / "pkg"
+    (package / "_private").mkdir(parents=True)
+    (package / "__init__.py").write_text("def __getattr__(name: str) -> Any: ...\n")
+    (package / "_private" / "hidden.py").write_text("def f() -> Any: ...\n")
+    (package / "mod.py").write_text(
+        "from typing import Any, Optional\n"
+        "def returns() -> Any: ...\n"
+        "def optional(x: Optional[Any], y: 'Any | None', z: int, *args: Any, **kwargs: Any) -> int: ...\n"
+        "def typed(x: dict[str, Any]) -> list[Any]: ...\n"
+        "def _private() -> Any: ...\n"
+        "def outer() -> None:\n"
+        "    def nested() -> Any: ...\n"
+        "class Public:\n"
+        "    def method(self, value: Any) -> typing.Any: ...\n"
+        "    def _helper(self) -> Any: ...\n"
+        "class _Hidden:\n"
+        "    def method(self) -> Any: ...\n"
+        "if True:\n"
+        "    async def conditional(*, k: Any = None) -> None: ...\n")
+    found = {a.key for a in any_annotations(package)}
+    assert found == {
+        "pkg:__getattr__ -> Any", "pkg.mod:returns -> Any", "pkg.mod:optional x: Any", "pkg.mod:optional y: Any",
+        "pkg.mod:Public.method value: Any", "pkg.mod:Public.method -> Any", "pkg.mod:conditional k: Any"}

@@ -13,9 +13,11 @@ import re
 import tempfile
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, overload
 
 from starlette.responses import JSONResponse
+
+_K = TypeVar("_K")
 
 
 class PathRedactor:
@@ -55,7 +57,13 @@ class PathRedactor:
     def _replace(self, match: re.Match[str]) -> str:
         return self._roots[match.group(0)]
 
-    def redact(self, value: Any) -> Any:
+    @overload
+    def redact(self, value: str) -> str: ...
+    @overload
+    def redact(self, value: dict[_K, Any]) -> dict[_K, Any]: ...
+    @overload
+    def redact(self, value: object) -> object: ...
+    def redact(self, value: object) -> object:
         if isinstance(value, str):
             return self.text(value)
         if isinstance(value, dict):

@@ -114,21 +114,21 @@ class OidcSync:
         return self.user.roles if self.user is not None else {}
 
 
-def check_user_name(name: Any) -> str:
+def check_user_name(name: object) -> str:
     if not isinstance(name, str) or not USER_NAME.match(name):
         raise InvalidInput(f"user name {name!r} is not valid; use 1-128 letters, digits, '_', '.', '@', '+', '-' "
                            "starting with a letter or digit", {"field": "name"})
     return name
 
 
-def check_project_name(name: Any) -> str:
+def check_project_name(name: object) -> str:
     if not isinstance(name, str) or not PROJECT_NAME.match(name):
         raise InvalidInput(f"project name {name!r} is not valid; use 1-48 lowercase letters, digits and '_', "
                            "starting with a letter", {"field": "project"})
     return name
 
 
-def check_role(role: Any) -> str:
+def check_role(role: object) -> str:
     if role not in ROLE_NAMES:
         raise InvalidInput(f"role {role!r} does not exist; use one of {', '.join(ROLE_NAMES)}", {"field": "role"})
     return str(role)
@@ -146,7 +146,7 @@ def check_scopes(scopes: Any) -> list[str]:
     return sorted(set(scopes))
 
 
-def check_password_strength(password: Any) -> str:
+def check_password_strength(password: object) -> str:
     if not isinstance(password, str) or len(password) < MIN_PASSWORD:
         raise InvalidInput(f"a password needs at least {MIN_PASSWORD} characters", {"field": "password"})
     return password

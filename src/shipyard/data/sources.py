@@ -30,7 +30,7 @@ NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,127}$")
 Progress = Callable[[int, int | None], None]
 
 
-def check_name(name: Any, what: str) -> str:
+def check_name(name: object, what: str) -> str:
     if not isinstance(name, str) or not NAME_RE.match(name):
         raise InvalidInput(
             f"{what} name {name!r} is not valid; use a letter followed by up to 127 letters, digits, '_', '-' or '.'",

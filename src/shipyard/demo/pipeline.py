@@ -12,7 +12,7 @@ import shutil
 from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from shipyard.workspace import Workspace
 
@@ -56,7 +56,9 @@ def run_credit_pipeline(ws: Workspace, project: str | Path, say: Callable[[str],
     from shipyard.pipelines.types import decode
 
     ref = registered.outputs["version"]
-    info = decode(ref["type"], ws.artifacts.get_bytes(ref["path"], expected_sha256=ref["sha256"]))
+    # the register node's "version" output is JSON: the version's name, number and status
+    data = ws.artifacts.get_bytes(ref["path"], expected_sha256=ref["sha256"])
+    info = cast(dict[str, Any], decode(ref["type"], data))
     out["model"] = {"name": info["name"], "version": info["version"], "status": info["status"]}
     say(f"      scorecard test AUC {metrics['test_auc']:.3f} (XGBoost {challenger['test_auc']:.3f}); "
         f"registered {info['name']} v{info['version']} ({info['status']})")

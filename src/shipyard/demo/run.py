@@ -166,7 +166,8 @@ def run_demo(directory: str | Path | None = None, say: Say = print) -> dict[str,
             + (f" (single-row p50 {p50:.3f} ms)" if p50 else ""))
 
     loaded = registry.load("credit_scorecard", "champion")
-    same = np.allclose(loaded.predict(X_test[chosen].head(20)), card.predict_score(X_test[chosen].head(20)))
+    head = X_test[chosen].head(20)
+    same = np.allclose(np.asarray(loaded.predict(head)), card.predict_score(head))
     out["registry_matches_in_process"] = bool(same)
     say(f"      registry scorecard scores 20 test rows identically to the in-process one: {same}")
 

@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from shipyard.models.python_model import PythonModel, PythonModelContext
 from shipyard.risk.binning import Binner
+
+if TYPE_CHECKING:
+    from shipyard.models.log_model import LoggedModel
 
 CLASS_REF = "shipyard.demo.xgb_model:WoeXGBoost"
 PARAMS: dict[str, Any] = {"n_estimators": 200, "max_depth": 3, "learning_rate": 0.05, "subsample": 0.9}
@@ -55,7 +58,7 @@ def fit_woe_xgboost(X: pd.DataFrame, y: np.ndarray, random_state: int = 7) -> Wo
     return WoeXGBoost(binner, booster)
 
 
-def log_woe_xgboost(model: WoeXGBoost, input_example: pd.DataFrame, **log_options: Any) -> Any:
+def log_woe_xgboost(model: WoeXGBoost, input_example: pd.DataFrame, **log_options: Any) -> LoggedModel:
     """Log ``model`` by class reference with its two artifacts (see the module docstring)."""
     from shipyard.models.log_model import log_model
 

@@ -24,7 +24,7 @@ import time
 import uuid
 import weakref
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import pyarrow as pa
@@ -34,6 +34,12 @@ from shipyard.errors import InvalidInput
 from shipyard.features.online import workspace_of
 from shipyard.features.online.base import decode_row, encode_row
 from shipyard.features.push import coerce_timestamp
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from shipyard.artifacts import ArtifactStore
+    from shipyard.features.store import FeatureStore
 
 LOG_PREFIX = "features/logs"
 YIELD_EVERY = 64
@@ -55,7 +61,7 @@ _SCHEMA = pa.schema([
 class FeatureLogger:
     """Buffers served vectors of one workspace and writes them as Parquet."""
 
-    def __init__(self, artifacts: Any, flush_rows: int = FLUSH_ROWS, flush_seconds: float = FLUSH_SECONDS) -> None:
+    def __init__(self, artifacts: ArtifactStore, flush_rows: int = FLUSH_ROWS, flush_seconds: float = FLUSH_SECONDS) -> None:
         self.artifacts = artifacts
         self.flush_rows = flush_rows
         self.flush_seconds = flush_seconds
@@ -64,7 +70,8 @@ class FeatureLogger:
         self._lock = threading.Lock()
         self.files: list[str] = []
 
-    def log(self, request_id: str, ts: Any, entity_keys: Mapping[str, Any], feature_vector: Mapping[str, Any]) -> None:
+    def log(self, request_id: str, ts: dt.datetime | np.datetime64 | str, entity_keys: Mapping[str, Any],
+            feature_vector: Mapping[str, Any]) -> None:
         if not isinstance(request_id, str) or not request_id:
             raise InvalidInput("request_id must be a non-empty string", {"field": "request_id"})
         if not isinstance(entity_keys, Mapping) or not isinstance(feature_vector, Mapping):
@@ -123,7 +130,7 @@ _LOGGERS: weakref.WeakKeyDictionary[Any, FeatureLogger] = weakref.WeakKeyDiction
 _LOGGERS_LOCK = threading.Lock()
 
 
-def feature_logger(store: Any) -> FeatureLogger:
+def feature_logger(store: FeatureStore) -> FeatureLogger:
     """The one logger of ``store`` (created on first use, flushed at exit)."""
     with _LOGGERS_LOCK:
         found = _LOGGERS.get(store)
@@ -134,13 +141,14 @@ def feature_logger(store: Any) -> FeatureLogger:
         return found
 
 
-def log_features(store: Any, request_id: str, ts: Any, entity_keys: Mapping[str, Any],
+def log_features(store: FeatureStore, request_id: str, ts: dt.datetime | np.datetime64 | str,
+                 entity_keys: Mapping[str, Any],
                  feature_vector: Mapping[str, Any]) -> None:
     """Record one served feature vector (buffered; see the module docstring)."""
     feature_logger(store).log(request_id, ts, entity_keys, feature_vector)
 
 
-def flush_feature_logs(store: Any) -> list[str]:
+def flush_feature_logs(store: FeatureStore) -> list[str]:
     return feature_logger(store).flush()
 
 
@@ -160,13 +168,15 @@ def _log_paths(artifacts: Any, start: dt.datetime | None, end: dt.datetime | Non
 LoggedVector = tuple[str, dt.datetime, dict[str, Any], dict[str, Any]]  # request_id, ts, entities, features
 
 
-def read_feature_logs(store: Any, start: Any = None, end: Any = None) -> pd.DataFrame:
+def read_feature_logs(store: FeatureStore, start: dt.datetime | str | None = None,
+                      end: dt.datetime | str | None = None) -> pd.DataFrame:
     """Logged vectors with start <= ts < end: request_id, ts, then entity and feature columns
     (typed as served). ``.attrs`` holds the names of the entity and feature columns."""
     return feature_log_frame(read_logged_vectors(store, start, end))
 
 
-def read_logged_vectors(store: Any, start: Any = None, end: Any = None) -> list[LoggedVector]:
+def read_logged_vectors(store: FeatureStore, start: dt.datetime | str | None = None,
+                        end: dt.datetime | str | None = None) -> list[LoggedVector]:
     """The logged vectors with start <= ts < end as decoded, ordered by time then request id.
 
     A feature present with value ``None`` was served as missing; one absent was not served at all
@@ -231,7 +241,8 @@ def _typed(values: list[Any]) -> pd.Series:
     return pd.Series(values) if present else pd.Series(values, dtype=object)
 
 
-def training_set_from_logs(store: Any, start: Any = None, end: Any = None, labels: pd.DataFrame | None = None,
+def training_set_from_logs(store: FeatureStore, start: dt.datetime | str | None = None,
+                           end: dt.datetime | str | None = None, labels: pd.DataFrame | None = None,
                            on: str | list[str] = "request_id") -> pd.DataFrame:
     """Training rows from served vectors ("real-time samples"), joined with ``labels`` on ``on``
     when given (rows without a label are dropped)."""

@@ -140,11 +140,11 @@ def coerce_timestamp(value: Any) -> dt.datetime:
     raise TypeError(type(value).__name__)
 
 
-_EXACT = {"float64": float, "int64": int, "string": str, "bool": bool}
+_EXACT: dict[str, type[int | float | str | bool]] = {"float64": float, "int64": int, "string": str, "bool": bool}
 _ABSENT = object()
 
 
-def coerce_value(value: Any, dtype: str) -> Any:
+def coerce_value(value: Any, dtype: str) -> int | float | str | bool | dt.datetime | None:
     """``value`` as the Python type of ``dtype``; raises TypeError/ValueError when it is not one."""
     if type(value) is _EXACT.get(dtype):
         return value

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
     from shipyard.connection import Connection
     from shipyard.features.materialize import MaterializeResult
+    from shipyard.features.protocol import EntityRows, FeatureRows, TimePoint
     from shipyard.features.push import PushResult
 
 _OPTS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS | orjson.OPT_NAIVE_UTC
@@ -56,7 +57,7 @@ class RemoteFeatures:
         payload = orjson.dumps(body, option=_OPTS, default=_default)
         return self._client.request("POST", path, content=payload, headers={"content-type": "application/json"})
 
-    def get_online_features(self, entity_rows: Any, features: Sequence[str] | None = None,
+    def get_online_features(self, entity_rows: EntityRows, features: Sequence[str] | None = None,
                             service: str | None = None, *, full_feature_names: bool = False) -> dict[str, list[Any]]:
         body: dict[str, Any] = {"entities": _rows(entity_rows), "full_feature_names": full_feature_names}
         if features is not None:
@@ -81,17 +82,18 @@ class RemoteFeatures:
                 frame[column] = pd.to_datetime(frame[column], format="ISO8601", utc="UTC" in dtype)
         return frame
 
-    def push(self, view: str, rows: Any, *, to_offline: bool = True) -> PushResult:
+    def push(self, view: str, rows: FeatureRows, *, to_offline: bool = True) -> PushResult:
         from shipyard.features.push import PushResult  # the result classes import the engines: on first use
 
         found = self._post("/api/v1/features/push", {"view": view, "rows": _rows(rows), "to_offline": to_offline})
         return PushResult.from_dict(found)
 
-    def materialize(self, start: Any, end: Any, views: Sequence[str] | None = None) -> list[MaterializeResult]:
+    def materialize(self, start: TimePoint, end: TimePoint,
+                    views: Sequence[str] | None = None) -> list[MaterializeResult]:
         body = {"start": start, "end": end, "views": list(views) if views else None}
         return _results(self._post("/api/v1/features/materialize", body)["results"])
 
-    def materialize_incremental(self, end: Any = None, views: Sequence[str] | None = None) -> list[MaterializeResult]:
+    def materialize_incremental(self, end: TimePoint | None = None, views: Sequence[str] | None = None) -> list[MaterializeResult]:
         body = {"incremental": True, "end": end, "views": list(views) if views else None}
         return _results(self._post("/api/v1/features/materialize", body)["results"])
 
@@ -106,7 +108,7 @@ class RemoteFeatures:
             params["views"] = ",".join(views)
         return self._client.get("/api/v1/features/monitor", params=params)
 
-    def skew(self, target: str, start: Any = None, end: Any = None) -> dict[str, Any]:
+    def skew(self, target: str, start: TimePoint | None = None, end: TimePoint | None = None) -> dict[str, Any]:
         params = {k: (v.isoformat() if hasattr(v, "isoformat") else v)
                   for k, v in (("target", target), ("start", start), ("end", end)) if v is not None}
         return self._client.get("/api/v1/features/skew", params=params)

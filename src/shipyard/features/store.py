@@ -12,10 +12,11 @@ import dataclasses
 import io
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 import pandas as pd
 import pyarrow as pa
@@ -36,7 +37,10 @@ from shipyard.features.types import ARROW_TYPES
 from shipyard.store import now_ms
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from shipyard.features.materialize import MaterializeDeps, MaterializeResult
+    from shipyard.features.protocol import EntityRows, FeatureRows, TimePoint
     from shipyard.features.push import PushResult
     from shipyard.features.skew import SkewReport
     from shipyard.features.training import TrainingSetResult
@@ -177,7 +181,7 @@ class FeatureStore:
         return self.registry.get("feature_service", name, version)  # type: ignore[return-value]
 
     # -- offline data --------------------------------------------------------------------------
-    def read_offline(self, view_name: str, start: Any = None, end: Any = None) -> pa.Table:
+    def read_offline(self, view_name: str, start: TimePoint | None = None, end: TimePoint | None = None) -> pa.Table:
         """The view's rows (source data plus its offline log) with start <= event time < end.
 
         Columns: the join keys, the timestamp field (UTC), the created timestamp field if the view
@@ -198,7 +202,8 @@ class FeatureStore:
             con.close()
         return utc_schema(result, (view.timestamp_field, view.created_timestamp_field))
 
-    def read_offline_latest(self, view_name: str, start: Any = None, end: Any = None) -> tuple[pa.Table, int]:
+    def read_offline_latest(self, view_name: str, start: TimePoint | None = None,
+                            end: TimePoint | None = None) -> tuple[pa.Table, int]:
         """The newest row per entity key with start <= event time < end, and how many rows the window holds.
 
         Same columns as ``read_offline``. Among rows with the same keys and event time the one created
@@ -293,6 +298,34 @@ class FeatureStore:
         return results
 
     # -- training sets and backfill --------------------------------------------------------------
+    @overload
+    def get_training_set(
+        self,
+        entity_df: pd.DataFrame | pa.Table,
+        features: Sequence[str] | None = None,
+        service: str | None = None,
+        engine: str | None = None,
+        output: Literal["pandas"] = "pandas",
+        timestamp_column: str | None = None,
+        full_feature_names: bool = False,
+        dataset: str | None = None,
+    ) -> pd.DataFrame: ...
+
+    @overload
+    def get_training_set(
+        self,
+        entity_df: pd.DataFrame | pa.Table,
+        features: Sequence[str] | None = None,
+        service: str | None = None,
+        engine: str | None = None,
+        *,
+        output: Literal["arrow"],
+        timestamp_column: str | None = None,
+        full_feature_names: bool = False,
+        dataset: str | None = None,
+    ) -> pa.Table: ...
+
+    @overload
     def get_training_set(
         self,
         entity_df: pd.DataFrame | pa.Table,
@@ -303,7 +336,19 @@ class FeatureStore:
         timestamp_column: str | None = None,
         full_feature_names: bool = False,
         dataset: str | None = None,
-    ) -> Any:
+    ) -> pd.DataFrame | pa.Table: ...
+
+    def get_training_set(
+        self,
+        entity_df: pd.DataFrame | pa.Table,
+        features: Sequence[str] | None = None,
+        service: str | None = None,
+        engine: str | None = None,
+        output: str = "pandas",
+        timestamp_column: str | None = None,
+        full_feature_names: bool = False,
+        dataset: str | None = None,
+    ) -> pd.DataFrame | pa.Table:
         """Point-in-time correct features for every entity row (see ``shipyard.features.training``)."""
         from shipyard.features.offline import get_engine
         from shipyard.features.training import build_training_set
@@ -318,7 +363,7 @@ class FeatureStore:
     def training_set_info(self, result: TrainingSetResult) -> dict[str, Any]:
         return result.to_dict()
 
-    def backfill(self, view: str, start: Any, end: Any) -> dict[str, Any]:
+    def backfill(self, view: str, start: TimePoint, end: TimePoint) -> dict[str, Any]:
         """Compute the view over [start, end) and write it as a Parquet dataset in the artifact store."""
         from shipyard.features.training import backfill
 
@@ -327,11 +372,11 @@ class FeatureStore:
 
     # -- online serving, materialization, push, logging, skew, monitoring ------------------------
     # Thin delegating methods for the online side are added below this line.
-    def materialize(self, start: Any, end: Any, views: Sequence[str] | None = None,
+    def materialize(self, start: TimePoint, end: TimePoint, views: Sequence[str] | None = None,
                     **options: Any) -> list[MaterializeResult]:
         return _online("materialize").materialize(self._materialize_deps(), start, end, _names(views), **options)
 
-    def materialize_incremental(self, end: Any = None, views: Sequence[str] | None = None,
+    def materialize_incremental(self, end: TimePoint | None = None, views: Sequence[str] | None = None,
                                 **options: Any) -> list[MaterializeResult]:
         return _online("materialize").materialize_incremental(self._materialize_deps(), end, _names(views),
                                                               **options)
@@ -346,18 +391,21 @@ class FeatureStore:
                                artifacts=self.ws.artifacts, user=self.ws.user,
                                lease_ttl_s=float(self.ws.settings.lease_ttl_s))
 
-    def get_online_features(self, entity_rows: Any, features: Sequence[str] | None = None, service: str | None = None,
+    def get_online_features(self, entity_rows: EntityRows, features: Sequence[str] | None = None,
+                            service: str | None = None,
                             **options: Any) -> dict[str, list[Any]]:
         return _online("online_features").get_online_features(self, entity_rows, _names(features), service,
                                                                **options)
 
-    def push(self, view: str, rows: Any, **options: Any) -> PushResult:
+    def push(self, view: str, rows: FeatureRows, **options: Any) -> PushResult:
         return _online("push").push(self, view, rows, **options)
 
-    def log_features(self, request_id: str, ts: Any, entity_keys: Any, feature_vector: Any) -> None:
+    def log_features(self, request_id: str, ts: datetime | np.datetime64 | str, entity_keys: Mapping[str, Any],
+                     feature_vector: Mapping[str, Any]) -> None:
         return _online("logging").log_features(self, request_id, ts, entity_keys, feature_vector)
 
-    def skew(self, view_or_service: str, start: Any = None, end: Any = None, **options: Any) -> SkewReport:
+    def skew(self, view_or_service: str, start: TimePoint | None = None, end: TimePoint | None = None,
+             **options: Any) -> SkewReport:
         return _online("skew").skew(self, view_or_service, start, end, **options)
 
     def monitor(self, views: list[str] | None = None, **options: Any) -> dict[str, Any]:
@@ -368,7 +416,7 @@ def _names(names: Sequence[str] | None) -> list[str] | None:
     return None if names is None else list(names)
 
 
-def _online(module: str) -> Any:
+def _online(module: str) -> ModuleType:
     import importlib
 
     return importlib.import_module(f"shipyard.features.{module}")
@@ -385,7 +433,7 @@ def utc_schema(table: pa.Table, wall: tuple[str | None, ...] = ()) -> pa.Table:
     return table.cast(pa.schema(fields))
 
 
-def _window(start: Any, end: Any) -> str:
+def _window(start: TimePoint | None, end: TimePoint | None) -> str:
     """WHERE clause for start <= event time < end (either may be None)."""
     where = []
     if start is not None:

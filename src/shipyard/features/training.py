@@ -101,7 +101,7 @@ def resolve_features(catalog: ViewCatalog, features: list[str] | None, service: 
 def build_training_set(entity_df: pd.DataFrame | pa.Table, *, catalog: ViewCatalog, engine: OfflineEngine,
                        artifacts: ArtifactStore, metadata: MetadataStore, user: str, features: list[str] | None,
                        service: str | None, output: str, timestamp_column: str | None,
-                       full_feature_names: bool, dataset: str | None) -> Any:
+                       full_feature_names: bool, dataset: str | None) -> pd.DataFrame | pa.Table:
     """The training set (see the module docstring); ``dataset`` names it when written to the artifact
     store and recorded in ``metadata`` as made by ``user``."""
     if output not in OUTPUTS:

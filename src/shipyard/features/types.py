@@ -53,7 +53,7 @@ DUCKDB_TYPES: dict[str, str] = {
 }
 
 
-def normalize_dtype(dtype: Any, where: str = "") -> str:
+def normalize_dtype(dtype: object, where: str = "") -> str:
     """The canonical type name for ``dtype`` (a name, an alias or a Python type)."""
     if isinstance(dtype, type):
         dtype = {float: Float64, int: Int64, str: String, bool: Bool}.get(dtype, dtype.__name__)

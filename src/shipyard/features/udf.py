@@ -115,7 +115,8 @@ def input_frame(columns: Mapping[str, Any], types: Mapping[str, str], where: str
                         index=index)
 
 
-def typed_column(values: Any, dtype: str, name: str, where: str) -> Any:
+def typed_column(values: Any, dtype: str, name: str,
+                 where: str) -> np.ndarray | pd.api.extensions.ExtensionArray:
     """One input column in its declared type, as a NumPy or pandas extension array."""
     if type(values) is list:
         # online reads: the arrays the Arrow route below gives, built directly (a read is a few rows)

@@ -104,7 +104,7 @@ class EnvWorker:
         return self._proc.pid if self._proc is not None and self._proc.poll() is None else None
 
     # -- calls ----------------------------------------------------------------------------------------
-    def call(self, request: dict[str, Any], timeout_s: float) -> Any:
+    def call(self, request: dict[str, Any], timeout_s: float) -> object:
         with self._lock:
             proc = self._proc
             if proc is None or proc.poll() is not None:
@@ -223,14 +223,14 @@ class EnvModel(LoadedModel):
         """Distributions installed in the model's environment (name: version)."""
         return dict(self.worker.info.get("packages") or {})
 
-    def predict(self, data: Any, *, labels: bool = False) -> Any:
+    def predict(self, data: Any, *, labels: bool = False) -> object:
         return self.worker.call({"op": "predict", "data": encode_value(data), "labels": labels}, self.timeout_s)
 
-    def predict_array(self, X: np.ndarray, *, labels: bool = False) -> Any:
+    def predict_array(self, X: np.ndarray, *, labels: bool = False) -> object:
         X = np.asarray(X, dtype=np.float64)
         return self.worker.call({"op": "predict_array", "data": encode_value(X), "labels": labels}, self.timeout_s)
 
-    def predict_pyfunc(self, data: Any, params: Mapping[str, Any] | None = None) -> Any:
+    def predict_pyfunc(self, data: Any, params: Mapping[str, Any] | None = None) -> object:
         return self.worker.call({"op": "predict_pyfunc", "data": encode_value(data),
                                  "params": dict(params) if params else None}, self.timeout_s)
 

@@ -36,14 +36,14 @@ MAX_FRAME = 1 << 30
 
 # -- framing (shared with the serving side) ---------------------------------------------------------
 
-def write_frame(out: IO[bytes], doc: Any) -> None:
+def write_frame(out: IO[bytes], doc: dict[str, Any]) -> None:
     body = json.dumps(doc, default=_json_default).encode("utf-8")
     out.write(HEADER.pack(len(body)) + body)
     out.flush()
 
 
-def read_frame(inp: IO[bytes]) -> Any | None:
-    """The next document, or None at end of stream."""
+def read_frame(inp: IO[bytes]) -> dict[str, Any] | None:
+    """The next document (a JSON object, as ``write_frame`` writes), or None at end of stream."""
     head = _read_exactly(inp, HEADER.size)
     if head is None:
         return None
@@ -119,7 +119,7 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def decode_value(doc: dict[str, Any]) -> Any:
+def decode_value(doc: dict[str, Any]) -> object:
     import numpy as np
 
     kind = doc.get("kind")

@@ -21,12 +21,15 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from shipyard.errors import ModelError, SchemaMismatch, ShipyardError
 from shipyard.models.signature import Signature, to_frame
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 ArrayFn = Callable[[np.ndarray], Any]
 FrameFn = Callable[[Any], Any]
@@ -94,7 +97,7 @@ class LoadedModel:
         return f"LoadedModel(flavor={self.flavor!r}, inputs={len(self.input_names)}, path={str(self.path)!r})"
 
     # -- scoring ------------------------------------------------------------------------------
-    def predict(self, data: Any, *, labels: bool = False) -> Any:
+    def predict(self, data: Any, *, labels: bool = False) -> object:
         """Score a record, records, DataFrame or array (validated against the signature)."""
         if self._array_fn is None:
             frame = self._as_frame(data)
@@ -105,7 +108,7 @@ class LoadedModel:
             X = self._unchecked_array(data)
         return self._call(self._array_fn, X, labels)
 
-    def predict_array(self, X: np.ndarray, *, labels: bool = False) -> Any:
+    def predict_array(self, X: np.ndarray, *, labels: bool = False) -> object:
         """Fast path: ``X`` in ``input_names`` order; no validation, no pandas (see module doc)."""
         if X.ndim == 1:
             X = X.reshape(1, -1)
@@ -115,7 +118,7 @@ class LoadedModel:
             return self._call(self._array_fn, X, labels)
         return self._call(self._frame_fn, to_frame(X, self.input_names or None), labels)  # type: ignore[arg-type]
 
-    def predict_pyfunc(self, data: Any, params: Mapping[str, Any] | None = None) -> Any:
+    def predict_pyfunc(self, data: Any, params: Mapping[str, Any] | None = None) -> object:
         """What ``mlflow.pyfunc.load_model(<this package>).predict(data, params)`` returns.
 
         ``data`` is checked against the signature and typed by it (MLflow's schema enforcement);
@@ -184,7 +187,7 @@ class LoadedModel:
         return frame.to_numpy(dtype=np.float64)
 
 
-def unsigned_input(data: Any, names: Sequence[str] | None) -> Any:
+def unsigned_input(data: Any, names: Sequence[str] | None) -> pd.DataFrame | np.ndarray:
     """Input for a model without a signature, as MLflow's scoring server passes it: records become
     a DataFrame (pandas infers the types), rows a 2-D array; DataFrames and arrays pass as they are."""
     import pandas as pd

@@ -11,6 +11,7 @@ from shipyard.errors import InvalidInput
 
 if TYPE_CHECKING:
     from shipyard.models.registry.protocol import RegistryAPI
+    from shipyard.tracking.run import RunLogger
 
 
 @dataclass(frozen=True)
@@ -37,11 +38,11 @@ def _registry_of(run: Any) -> RegistryAPI:
 
 
 def log_model(
-    model: Any,
+    model: object,
     artifact_path: str = "model",
     *,
     registered_model_name: str | None = None,
-    run: Any = None,
+    run: RunLogger | None = None,
     await_validation: bool = False,
     lineage: dict[str, Any] | None = None,
     **save_options: Any,

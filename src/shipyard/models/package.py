@@ -20,16 +20,20 @@ import uuid
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from shipyard.errors import AlreadyExists, InvalidInput
+from shipyard.jsontypes import JSON
 from shipyard.models import mlmodel as mm
 from shipyard.models.flavors.base import FLAVORS, LOAD_ONLY, Flavor, LoadOptions, detect_flavor, get_flavor
 from shipyard.models.loaded import LoadedModel
 from shipyard.models.pyfunc import pyfunc_function
 from shipyard.models.signature import Signature, to_frame
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 INPUT_EXAMPLE = "input_example.json"
 SERVING_EXAMPLE = "serving_input_example.json"
@@ -37,7 +41,7 @@ SHIPYARD_VERSION = "0.1.0"
 
 
 def save_model(
-    model: Any,
+    model: object,
     path: str | Path,
     *,
     flavor: str | None = None,
@@ -226,7 +230,7 @@ def _write_example(path: Path, frame: Any) -> None:
     (path / SERVING_EXAMPLE).write_text(json.dumps({"dataframe_split": body}, indent=2), encoding="utf-8")
 
 
-def read_input_example(path: str | Path, doc: Mapping[str, Any] | None = None) -> Any:
+def read_input_example(path: str | Path, doc: Mapping[str, Any] | None = None) -> pd.DataFrame | None:
     """The stored input example as a DataFrame (``None`` if the model has none)."""
     import pandas as pd
 
@@ -260,7 +264,7 @@ def encode_output(out: Any) -> dict[str, Any]:
     return {"type": "ndarray", "dtype": str(arr.dtype), "data": arr.tolist()}
 
 
-def decode_output(doc: Mapping[str, Any]) -> Any:
+def decode_output(doc: Mapping[str, Any]) -> pd.DataFrame | dict[str, Any] | np.ndarray:
     import pandas as pd
 
     if doc.get("type") == "dataframe":
@@ -274,7 +278,7 @@ def decode_output(doc: Mapping[str, Any]) -> Any:
         return np.asarray(doc["data"])
 
 
-def plain_output(value: Any) -> Any:
+def plain_output(value: Any) -> JSON:
     """A model output (or a part of one) as JSON-ready Python values (arrays as lists)."""
     if isinstance(value, np.ndarray):
         return value.tolist()

@@ -22,10 +22,10 @@ class PyfuncModel:
     def __init__(self, loaded: LoadedModel) -> None:
         self.loaded = loaded
 
-    def predict(self, model_input: Any, params: dict[str, Any] | None = None) -> Any:
+    def predict(self, model_input: Any, params: dict[str, Any] | None = None) -> object:
         return self.loaded.predict(model_input, labels=bool((params or {}).get("labels", False)))
 
-    def get_raw_model(self) -> Any:
+    def get_raw_model(self) -> object:
         return self.loaded.native
 
 

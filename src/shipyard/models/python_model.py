@@ -49,22 +49,22 @@ class PythonModel:
     def load_context(self, context: PythonModelContext) -> None:
         """Load artifacts; called once after the model is loaded (and once at save time)."""
 
-    def preprocess(self, df: Any) -> Any:
+    def preprocess(self, df: Any) -> object:
         return df
 
-    def predict(self, df: Any) -> Any:
+    def predict(self, df: Any) -> object:
         raise NotImplementedError("override predict(df) in your PythonModel subclass")
 
-    def postprocess(self, out: Any) -> Any:
+    def postprocess(self, out: Any) -> object:
         return out
 
-    def run(self, df: Any) -> Any:
+    def run(self, df: Any) -> object:
         """The whole chain: ``postprocess(predict(preprocess(df)))``."""
         return self.postprocess(self.predict(self.preprocess(df)))
 
     def has_array_path(self) -> bool:
         return type(self).predict_array is not PythonModel.predict_array
 
-    def predict_array(self, X: Any) -> Any:
+    def predict_array(self, X: Any) -> object:
         """Optional fast path over a NumPy array in signature order."""
         raise NotImplementedError

@@ -24,11 +24,14 @@ import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from shipyard.errors import InvalidInput, SchemaMismatch
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 NUMERIC_TYPES = frozenset({"double", "float", "long", "integer"})
 COLUMN_TYPES = NUMERIC_TYPES | {"boolean", "string", "binary", "datetime"}
@@ -185,7 +188,7 @@ class Signature:
             "a pandas DataFrame or a 2-D NumPy array"
         )
 
-    def frame(self, data: Any, *, allow_extra: bool = False) -> Any:
+    def frame(self, data: Any, *, allow_extra: bool = False) -> pd.DataFrame:
         """``data`` checked as ``validate`` does, as a DataFrame in input order with each column of
         its declared type — what MLflow's schema enforcement hands a model: ``double`` float64,
         ``float`` float32, ``long`` int64, ``integer`` int32, ``boolean`` bool, ``datetime``
@@ -204,7 +207,7 @@ class Signature:
             index = None
         return pd.DataFrame({str(s.name): _typed_column(s, columns[s.name]) for s in self.inputs}, index=index)
 
-    def example(self, rows: int = 5) -> Any:
+    def example(self, rows: int = 5) -> pd.DataFrame:
         """A small valid frame built from the column types alone (for models saved without an
         input example): numbers 0, 1, 2, ..., alternating booleans, strings ``"a"``, ``"b"``, ...,
         days from 2024-01-01."""
@@ -389,7 +392,7 @@ def _type_error(spec: ColSpec, value: Any, record: int) -> SchemaMismatch:
     )
 
 
-def to_frame(data: Any, names: Sequence[str] | None = None) -> Any:
+def to_frame(data: Any, names: Sequence[str] | None = None) -> pd.DataFrame:
     """A pandas DataFrame from a DataFrame, record, list of records or array (``names`` for arrays)."""
     import pandas as pd
 

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 import pandas as pd
@@ -167,7 +167,11 @@ class DriftReport:
         return out
 
 
-def read_table(source: Any, field_name: str) -> pd.DataFrame:
+TableSource: TypeAlias = "pd.DataFrame | str | Path"
+"""A table: a DataFrame, a Parquet or CSV file, or a folder of Parquet files."""
+
+
+def read_table(source: TableSource, field_name: str) -> pd.DataFrame:
     """A DataFrame from a DataFrame, a Parquet/CSV path or a folder of Parquet files."""
     if isinstance(source, pd.DataFrame):
         return decimals_as_floats(source)
@@ -187,7 +191,7 @@ def read_table(source: Any, field_name: str) -> pd.DataFrame:
                        {"field": field_name})
 
 
-def drift(reference: Any, current: Any, *, columns: Sequence[str] | None = None, bins: int = S.DEFAULT_BINS,
+def drift(reference: TableSource | Baseline, current: TableSource, *, columns: Sequence[str] | None = None, bins: int = S.DEFAULT_BINS,
           eps: float = S.PSI_EPSILON, thresholds: DriftThresholds | None = None,
           progress: Progress | None = None) -> DriftReport:
     """Drift of every column of ``current`` against ``reference``.

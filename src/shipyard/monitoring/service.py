@@ -18,7 +18,7 @@ from shipyard.errors import InvalidInput, NotFound
 from shipyard.monitoring import alerts as al
 from shipyard.monitoring.baseline import Baseline
 from shipyard.monitoring.daily import DailyReport, DailyReports, parse_day
-from shipyard.monitoring.drift import DriftReport, read_table
+from shipyard.monitoring.drift import DriftReport, TableSource, read_table
 from shipyard.monitoring.drift import drift as _drift
 from shipyard.monitoring.labels import IngestResult, LabelMetrics, LabelStore
 from shipyard.monitoring.logread import log_days
@@ -71,11 +71,11 @@ class Monitoring:
 
     # -- drift ----------------------------------------------------------------------------------------
     @staticmethod
-    def drift(reference: Any, current: Any, **options: Any) -> DriftReport:
+    def drift(reference: TableSource | Baseline, current: TableSource, **options: Any) -> DriftReport:
         return _drift(reference, current, **options)
 
     # -- baselines and settings -------------------------------------------------------------------------
-    def create_baseline(self, name: str, data: Any, actor: str, *, scene: str | None = None,
+    def create_baseline(self, name: str, data: TableSource, actor: str, *, scene: str | None = None,
                         columns: Sequence[str] | None = None, bins: int = 10,
                         source: dict[str, Any] | None = None) -> Baseline:
         """A baseline from a DataFrame or file (a training set, a chosen dataset)."""
@@ -242,7 +242,7 @@ class Monitoring:
         return self.artifacts.get_bytes(path)
 
     # -- labels ---------------------------------------------------------------------------------------
-    def ingest_labels(self, scene: str, labels: Any, *, id_column: str = "request_id", label_column: str = "bad",
+    def ingest_labels(self, scene: str, labels: TableSource | list[dict[str, Any]], *, id_column: str = "request_id", label_column: str = "bad",
                       row_column: str | None = None, entity_column: str | None = None, time_column: str | None = None,
                       tolerance: str = "30d", source: str = "", progress: Progress | None = None) -> IngestResult:
         frame = read_table(labels, "labels") if not isinstance(labels, list) else pd.DataFrame(labels)

@@ -30,13 +30,14 @@ import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, overload
 
 from shipyard.errors import InvalidInput
 from shipyard.pipelines.types import ANY, JSON, TABLE, check_type
 
 ATTRIBUTE = "__shipyard_component__"
 CONTEXT_PARAM = "ctx"
+_F = TypeVar("_F", bound=Callable[..., Any])
 _BUILTINS: dict[str, Component] = {}
 _load_lock = threading.Lock()
 
@@ -214,7 +215,11 @@ def make_component(
     )
 
 
-def component(func: Callable[..., Any] | None = None, **options: Any) -> Any:
+@overload
+def component(func: _F, **options: Any) -> _F: ...
+@overload
+def component(func: None = None, **options: Any) -> Callable[[_F], _F]: ...
+def component(func: Callable[..., Any] | None = None, **options: Any) -> Callable[..., Any]:
     """Declare a function's input/output types (see the module docstring); returns the function itself."""
 
     def wrap(f: Callable[..., Any]) -> Callable[..., Any]:

@@ -38,7 +38,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 import yaml
 
@@ -316,7 +316,11 @@ def load_pipeline(source: str | Path | Mapping[str, Any] | Pipeline, base_dir: s
 
 
 # -- binding and validation ------------------------------------------------------------------------
-def substitute(value: Any, params: Mapping[str, Any], node: str) -> Any:
+@overload
+def substitute(value: Mapping[str, Any], params: Mapping[str, Any], node: str) -> dict[str, Any]: ...
+@overload
+def substitute(value: object, params: Mapping[str, Any], node: str) -> object: ...
+def substitute(value: object, params: Mapping[str, Any], node: str) -> object:
     """Replace ``${name}`` by run parameters: a whole-string reference keeps the parameter's type."""
     if isinstance(value, str):
         whole = REF_RE.fullmatch(value)

@@ -37,7 +37,7 @@ EXTENSIONS = {TABLE: "parquet", JSON: "json", MODEL: "pkl", BINNER: "pkl", ANY: 
 PARAM_TYPES = ("str", "int", "float", "bool", "list", "dict", "any")
 
 
-def check_type(name: Any, field: str) -> str:
+def check_type(name: object, field: str) -> str:
     if name not in TYPES:
         raise InvalidInput(f"{field}: type {name!r} is not known; use one of {list(TYPES)}", {"field": field})
     return str(name)
@@ -121,7 +121,7 @@ def encode(kind: str, value: Any, where: str) -> Encoded:
     return Encoded(data, hashlib.sha256(data).hexdigest(), EXTENSIONS[kind], summary)
 
 
-def decode(kind: str, data: bytes) -> Any:
+def decode(kind: str, data: bytes) -> object:
     if kind == TABLE:
         import pandas as pd
 

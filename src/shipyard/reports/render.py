@@ -14,13 +14,15 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 import orjson
 import pandas as pd
 from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup
+
+from shipyard.jsontypes import JSON
 
 __all__ = [
     "Chart",
@@ -35,7 +37,11 @@ __all__ = [
 ]
 
 
-def to_jsonable(obj: Any) -> Any:
+@overload
+def to_jsonable(obj: Mapping[Any, Any]) -> dict[str, JSON]: ...
+@overload
+def to_jsonable(obj: object) -> JSON: ...
+def to_jsonable(obj: object) -> JSON:
     """Convert NumPy/pandas scalars and containers to plain JSON types; NaN/inf become ``None``."""
     if isinstance(obj, Mapping):
         return {str(k): to_jsonable(v) for k, v in obj.items()}

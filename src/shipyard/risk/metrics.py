@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from shipyard.errors import InvalidInput
-from shipyard.risk.target import binary_target
+from shipyard.risk.target import TargetLabel, ValuesLike, binary_target
 
 __all__ = [
     "KSResult",
@@ -51,13 +51,13 @@ PSI_EPSILON = 1e-4
 
 
 # --------------------------------------------------------------------------------------------- input
-def to_binary_target(y: Any, *, bad: Any = None, field: str = "target") -> np.ndarray:
+def to_binary_target(y: ValuesLike, *, bad: TargetLabel | None = None, field: str = "target") -> np.ndarray:
     """``y`` as an ``int8`` array of 0/1 with 1 = bad: the toolkit's one target parser,
     :func:`shipyard.risk.target.binary_target` (recognised labels and ``bad=`` rules there)."""
     return binary_target(y, bad, field=field)
 
 
-def _score_array(score: Any, field: str = "score") -> np.ndarray:
+def _score_array(score: ValuesLike, field: str = "score") -> np.ndarray:
     try:
         arr = np.asarray(score, dtype=float).ravel()
     except (TypeError, ValueError) as exc:
@@ -77,7 +77,7 @@ def _score_array(score: Any, field: str = "score") -> np.ndarray:
     return arr
 
 
-def _check(y: Any, score: Any, bad: Any = None) -> tuple[np.ndarray, np.ndarray]:
+def _check(y: ValuesLike, score: ValuesLike, bad: TargetLabel | None = None) -> tuple[np.ndarray, np.ndarray]:
     yy = y if isinstance(y, np.ndarray) and y.dtype == np.int8 and bad is None else binary_target(y, bad)
     ss = score if isinstance(score, np.ndarray) and score.dtype == np.float64 and score.ndim == 1 \
         else _score_array(score)
@@ -126,20 +126,20 @@ def _grouped(y: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.ndarray, 
 
 
 # ------------------------------------------------------------------------------------- rank metrics
-def auc(y: Any, score: Any, *, bad: Any = None) -> float:
+def auc(y: ValuesLike, score: ValuesLike, *, bad: TargetLabel | None = None) -> float:
     """Area under the ROC curve: P(score of a random bad > score of a random good), ties count 1/2.
 
     Equal to ``sklearn.metrics.roc_auc_score(y, score)``. Never negated: a value below 0.5 means the
     score is oriented the other way (higher = better), which you should flip explicitly.
     """
     yy, ss = _check(y, score, bad)
-    _, bad, good = _grouped(yy, ss)
+    _, bads, good = _grouped(yy, ss)
     goods_below = np.cumsum(good) - good
-    n_bad, n_good = bad.sum(), good.sum()
-    return float(np.sum(bad * (goods_below + 0.5 * good)) / (n_bad * n_good))
+    n_bad, n_good = bads.sum(), good.sum()
+    return float(np.sum(bads * (goods_below + 0.5 * good)) / (n_bad * n_good))
 
 
-def gini(y: Any, score: Any, *, bad: Any = None) -> float:
+def gini(y: ValuesLike, score: ValuesLike, *, bad: TargetLabel | None = None) -> float:
     """Gini coefficient (accuracy ratio) = 2·AUC − 1."""
     return 2.0 * auc(y, score, bad=bad) - 1.0
 
@@ -162,20 +162,20 @@ class KSResult:
         return asdict(self)
 
 
-def ks_curve(y: Any, score: Any, *, bad: Any = None) -> pd.DataFrame:
+def ks_curve(y: ValuesLike, score: ValuesLike, *, bad: TargetLabel | None = None) -> pd.DataFrame:
     """Cumulative class distributions at every distinct score (ascending), ties grouped.
 
     Columns: ``score``, ``cum_bad`` = F_bad(score), ``cum_good`` = F_good(score), ``ks`` =
     |cum_bad − cum_good|.
     """
     yy, ss = _check(y, score, bad)
-    uniq, bad, good = _grouped(yy, ss)
-    fb = np.cumsum(bad) / bad.sum()
+    uniq, bads, good = _grouped(yy, ss)
+    fb = np.cumsum(bads) / bads.sum()
     fg = np.cumsum(good) / good.sum()
     return pd.DataFrame({"score": uniq, "cum_bad": fb, "cum_good": fg, "ks": np.abs(fb - fg)})
 
 
-def ks(y: Any, score: Any, *, bad: Any = None) -> KSResult:
+def ks(y: ValuesLike, score: ValuesLike, *, bad: TargetLabel | None = None) -> KSResult:
     """KS = max |F_bad − F_good| over distinct scores with ties grouped.
 
     Equal to ``scipy.stats.ks_2samp(score[y == 1], score[y == 0]).statistic``. Walking row by row
@@ -188,20 +188,20 @@ def ks(y: Any, score: Any, *, bad: Any = None) -> KSResult:
     return KSResult(float(row["ks"]), float(row["score"]), float(row["cum_bad"]), float(row["cum_good"]))
 
 
-def roc_curve(y: Any, score: Any, *, bad: Any = None) -> pd.DataFrame:
+def roc_curve(y: ValuesLike, score: ValuesLike, *, bad: TargetLabel | None = None) -> pd.DataFrame:
     """ROC points, one per distinct score as threshold (predict bad when score ≥ threshold).
 
     Columns ``threshold`` (descending, starting at +inf for the (0, 0) point), ``fpr``, ``tpr``.
     """
     yy, ss = _check(y, score, bad)
-    uniq, bad, good = _grouped(yy, ss)
-    tp = np.cumsum(bad[::-1])
+    uniq, bads, good = _grouped(yy, ss)
+    tp = np.cumsum(bads[::-1])
     fp = np.cumsum(good[::-1])
     return pd.DataFrame(
         {
             "threshold": np.concatenate([[np.inf], uniq[::-1]]),
             "fpr": np.concatenate([[0.0], fp / good.sum()]),
-            "tpr": np.concatenate([[0.0], tp / bad.sum()]),
+            "tpr": np.concatenate([[0.0], tp / bads.sum()]),
         }
     )
 
@@ -227,12 +227,12 @@ def _score_bins(score: np.ndarray, bins: int | Sequence[float], method: str) -> 
 
 
 def lift_table(
-    y: Any,
-    score: Any,
+    y: ValuesLike,
+    score: ValuesLike,
     bins: int | Sequence[float] = 10,
     method: str = "quantile",
     *,
-    bad: Any = None,
+    bad: TargetLabel | None = None,
 ) -> pd.DataFrame:
     """Lift and gain table over score bands, riskiest band (highest scores) first.
 
@@ -252,17 +252,17 @@ def lift_table(
     idx = np.searchsorted(edges, ss, side="left")  # band k holds (edges[k-1], edges[k]]
     nb = len(edges) + 1
     count = np.bincount(idx, minlength=nb).astype(float)
-    bad = np.bincount(idx, weights=yy, minlength=nb)
+    bads = np.bincount(idx, weights=yy, minlength=nb)
     lo = np.full(nb, np.nan)
     hi = np.full(nb, np.nan)
     np.fmin.at(lo, idx, ss)
     np.fmax.at(hi, idx, ss)
     keep = count > 0
     order = np.arange(nb)[keep][::-1]
-    count, bad, lo, hi = count[order], bad[order], lo[order], hi[order]
-    good = count - bad
-    n, n_bad, n_good = count.sum(), bad.sum(), good.sum()
-    cum_count, cum_bad, cum_good = np.cumsum(count), np.cumsum(bad), np.cumsum(good)
+    count, bads, lo, hi = count[order], bads[order], lo[order], hi[order]
+    good = count - bads
+    n, n_bad, n_good = count.sum(), bads.sum(), good.sum()
+    cum_count, cum_bad, cum_good = np.cumsum(count), np.cumsum(bads), np.cumsum(good)
     overall = n_bad / n
     gain = cum_bad / n_bad
     cum_share = cum_count / n
@@ -272,11 +272,11 @@ def lift_table(
             "min_score": lo,
             "max_score": hi,
             "count": count.astype(np.int64),
-            "bad": bad.astype(np.int64),
+            "bad": bads.astype(np.int64),
             "good": good.astype(np.int64),
-            "bad_rate": bad / count,
+            "bad_rate": bads / count,
             "share": count / n,
-            "lift": (bad / count) / overall,
+            "lift": (bads / count) / overall,
             "cum_count": cum_count.astype(np.int64),
             "cum_share": cum_share,
             "cum_bad": cum_bad.astype(np.int64),
@@ -290,7 +290,7 @@ def lift_table(
 
 
 def gain_table(
-    y: Any, score: Any, bins: int | Sequence[float] = 10, method: str = "quantile", *, bad: Any = None
+    y: ValuesLike, score: ValuesLike, bins: int | Sequence[float] = 10, method: str = "quantile", *, bad: TargetLabel | None = None
 ) -> pd.DataFrame:
     """The cumulative (gain) columns of :func:`lift_table`: depth, bads captured, cumulative lift."""
     t = lift_table(y, score, bins, method, bad=bad)
@@ -299,7 +299,7 @@ def gain_table(
 
 
 def approval_tradeoff(
-    y: Any, score: Any, cutoffs: int | Sequence[float] = 20, *, bad: Any = None
+    y: ValuesLike, score: ValuesLike, cutoffs: int | Sequence[float] = 20, *, bad: TargetLabel | None = None
 ) -> pd.DataFrame:
     """Approval-rate / bad-rate trade-off: approve when ``score < cutoff`` (lower score = safer).
 
@@ -315,9 +315,9 @@ def approval_tradeoff(
         cuts = np.unique(q)
     else:
         cuts = np.sort(np.asarray(cutoffs, dtype=float))
-    uniq, bad, good = _grouped(yy, ss)
-    cum_bad = np.concatenate([[0.0], np.cumsum(bad)])
-    cum_all = np.concatenate([[0.0], np.cumsum(bad + good)])
+    uniq, bads, good = _grouped(yy, ss)
+    cum_bad = np.concatenate([[0.0], np.cumsum(bads)])
+    cum_all = np.concatenate([[0.0], np.cumsum(bads + good)])
     k = np.searchsorted(uniq, cuts, side="left")  # number of distinct scores strictly below cutoff
     approved, approved_bad = cum_all[k], cum_bad[k]
     n, n_bad = len(ss), float(yy.sum())
@@ -335,7 +335,7 @@ def approval_tradeoff(
     )
 
 
-def confusion_at(y: Any, score: Any, cutoff: float, *, bad: Any = None) -> dict[str, float]:
+def confusion_at(y: ValuesLike, score: ValuesLike, cutoff: float, *, bad: TargetLabel | None = None) -> dict[str, float]:
     """Confusion metrics when ``score >= cutoff`` is predicted bad (positive = bad).
 
     Returns tp, fp, tn, fn, accuracy, precision, recall (= true-positive rate), fpr, specificity,
@@ -364,7 +364,7 @@ def confusion_at(y: Any, score: Any, cutoff: float, *, bad: Any = None) -> dict[
     }
 
 
-def summary(y: Any, score: Any, *, bad: Any = None) -> dict[str, float]:
+def summary(y: ValuesLike, score: ValuesLike, *, bad: TargetLabel | None = None) -> dict[str, float]:
     """The headline numbers: n, bad count and rate, AUC, Gini, KS and the score where KS occurs."""
     yy, ss = _check(y, score, bad)
     with shared_grouping() if _GROUP_CACHE.get() is None else contextlib.nullcontext():
@@ -389,8 +389,8 @@ def _is_categorical(s: pd.Series) -> bool:
 
 
 def psi_table(
-    expected: Any,
-    actual: Any,
+    expected: ValuesLike,
+    actual: ValuesLike,
     bins: int | Sequence[float] = 10,
     *,
     categorical: bool | None = None,
@@ -482,8 +482,8 @@ def psi_table(
 
 
 def psi(
-    expected: Any,
-    actual: Any,
+    expected: ValuesLike,
+    actual: ValuesLike,
     bins: int | Sequence[float] = 10,
     *,
     categorical: bool | None = None,

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from shipyard.errors import InvalidInput, MissingColumn
-from shipyard.risk.target import binary_target
+from shipyard.risk.target import TargetLabel, ValuesLike, binary_target
 
 __all__ = [
     "Condition",
@@ -203,7 +203,7 @@ def _stats_from_masks(masks: np.ndarray, y: np.ndarray) -> pd.DataFrame:
     })
 
 
-def rule_stats(rules: Sequence[Rule], data: pd.DataFrame, y: Any, *, bad: Any = None) -> pd.DataFrame:
+def rule_stats(rules: Sequence[Rule], data: pd.DataFrame, y: ValuesLike, *, bad: TargetLabel | None = None) -> pd.DataFrame:
     """Hit rate, bad rate, lift and recall of each rule on ``data`` with target ``y`` (1 = bad)."""
     yy = binary_target(y, bad)
     if len(yy) != len(data):
@@ -217,7 +217,7 @@ def rule_stats(rules: Sequence[Rule], data: pd.DataFrame, y: Any, *, bad: Any = 
 # --------------------------------------------------------------------------------- rule mining
 def threshold_rules(
     data: pd.DataFrame,
-    y: Any,
+    y: ValuesLike,
     *,
     features: Sequence[str] | None = None,
     quantiles: Sequence[float] | None = None,
@@ -225,7 +225,7 @@ def threshold_rules(
     max_hit_rate: float = 0.3,
     min_lift: float = 1.5,
     max_categories: int = 50,
-    bad: Any = None,
+    bad: TargetLabel | None = None,
 ) -> pd.DataFrame:
     """Single-variable rules ``x > t`` / ``x <= t`` (numeric) and ``x == c`` (categorical).
 
@@ -306,7 +306,7 @@ def _tree_matrix(data: pd.DataFrame, features: Sequence[str], max_categories: in
 
 def tree_rules(
     data: pd.DataFrame,
-    y: Any,
+    y: ValuesLike,
     *,
     features: Sequence[str] | None = None,
     max_depth: int = 3,
@@ -314,7 +314,7 @@ def tree_rules(
     min_lift: float = 1.5,
     max_categories: int = 30,
     random_state: int = 0,
-    bad: Any = None,
+    bad: TargetLabel | None = None,
 ) -> pd.DataFrame:
     """Rules read off the leaves of a CART tree (scikit-learn ``DecisionTreeClassifier``).
 
@@ -396,7 +396,7 @@ class RuleSet:
         fired = [r.name for r in self.rules if r.matches(record)]
         return {"hit": bool(fired), "rules": fired}
 
-    def stats(self, data: pd.DataFrame, y: Any, *, bad: Any = None) -> pd.DataFrame:
+    def stats(self, data: pd.DataFrame, y: ValuesLike, *, bad: TargetLabel | None = None) -> pd.DataFrame:
         """Per-rule statistics plus a final ``<ruleset>`` row for the union."""
         yy = binary_target(y, bad)
         per = rule_stats(self.rules, data, yy)
@@ -449,13 +449,13 @@ class RuleSelection:
 def select_rules(
     candidates: Iterable[Rule] | pd.DataFrame,
     data: pd.DataFrame,
-    y: Any,
+    y: ValuesLike,
     *,
     max_hit_rate: float = 0.1,
     max_rules: int = 10,
     min_marginal_bad: int = 1,
     name: str = "ruleset",
-    bad: Any = None,
+    bad: TargetLabel | None = None,
 ) -> RuleSelection:
     """Greedy rule-set selection: catch the most bads within a hit-rate budget.
 

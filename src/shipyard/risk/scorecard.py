@@ -33,7 +33,7 @@ from sklearn.utils.validation import check_is_fitted
 from shipyard.errors import InvalidInput, MissingColumn, ShipyardError
 from shipyard.risk.binning import Binner
 from shipyard.risk.binning._input import as_frame, check_not_empty
-from shipyard.risk.target import binary_target, resolve_bad
+from shipyard.risk.target import FrameLike, TargetLabel, ValuesLike, binary_target, resolve_bad
 
 SPEC_FORMAT = "shipyard.scorecard"
 SPEC_VERSION = 1
@@ -69,7 +69,7 @@ class Scorecard(BaseEstimator):
 
     def __init__(self, binner: Binner | None = None, pdo: float = 20.0, base_score: float = 600.0,
                  base_odds: float = 50.0, C: float = 1e6, max_iter: int = 1000, round_points: bool = False,
-                 bad: Any = None, bad_value: Any = None) -> None:
+                 bad: TargetLabel | None = None, bad_value: TargetLabel | None = None) -> None:
         self.binner = binner
         self.pdo = pdo
         self.base_score = base_score
@@ -80,7 +80,7 @@ class Scorecard(BaseEstimator):
         self.bad = bad
         self.bad_value = bad_value
 
-    def fit(self, X: Any, y: Any) -> Scorecard:
+    def fit(self, X: FrameLike, y: ValuesLike) -> Scorecard:
         factor, offset = scaling(self.pdo, self.base_score, self.base_odds)
         df = as_frame(X)
         check_not_empty(df, "Scorecard")
@@ -134,7 +134,7 @@ class Scorecard(BaseEstimator):
             return np.zeros(0)
         return total + self.base_points_
 
-    def predict_score(self, X: Any) -> np.ndarray:
+    def predict_score(self, X: FrameLike) -> np.ndarray:
         """Total points of every row of ``X`` (DataFrame, dict of columns or 2-D array in variable order)."""
         names = list(self.feature_names_in_)
         df = as_frame(X, names)
@@ -149,7 +149,7 @@ class Scorecard(BaseEstimator):
         """P(bad) implied by a score: ``1 / (1 + exp((score - Offset) / Factor))``."""
         return 1.0 / (1.0 + np.exp((np.asarray(score, dtype=np.float64) - self.offset_) / self.factor_))
 
-    def predict_proba(self, X: Any) -> np.ndarray:
+    def predict_proba(self, X: FrameLike) -> np.ndarray:
         """``(n, 2)`` array ``[P(good), P(bad)]`` as scikit-learn classifiers return."""
         p = self.proba_from_score(self.predict_score(X))
         return np.column_stack([1.0 - p, p])

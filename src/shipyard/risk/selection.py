@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -25,7 +24,7 @@ from sklearn.base import clone
 from shipyard.errors import InvalidInput
 from shipyard.risk.binning import Binner
 from shipyard.risk.binning._input import as_frame, check_not_empty
-from shipyard.risk.target import binary_target, resolve_bad
+from shipyard.risk.target import FrameLike, TargetLabel, ValuesLike, binary_target, resolve_bad
 
 
 @dataclass
@@ -80,8 +79,8 @@ def _stepwise(W: pd.DataFrame, y: np.ndarray, direction: str, criterion: str) ->
 
 
 def select_variables(
-    X: Any,
-    y: Any,
+    X: FrameLike,
+    y: ValuesLike,
     *,
     binner: Binner | None = None,
     max_missing: float = 0.95,
@@ -90,8 +89,8 @@ def select_variables(
     max_vif: float = 10.0,
     stepwise: str | None = "both",
     criterion: str = "aic",
-    bad: Any = None,
-    bad_value: Any = None,
+    bad: TargetLabel | None = None,
+    bad_value: TargetLabel | None = None,
 ) -> SelectionResult:
     """Select variables (see the module docstring). ``binner``: fitted or not (default ``Binner()``);
     ``stepwise``: ``forward``, ``backward``, ``both`` or ``None``; ``criterion``: ``aic`` or ``bic``;

@@ -23,12 +23,22 @@ and warns; :func:`resolve_bad` implements that.
 from __future__ import annotations
 
 import warnings
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
 import numpy as np
 import pandas as pd
 
 from shipyard.errors import InvalidInput
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
+
+TargetLabel: TypeAlias = "str | int | float | bool"
+"""A target value naming the bad class (``bad=``): text, a number or a boolean."""
+ValuesLike: TypeAlias = "pd.Series | ArrayLike"
+"""One column of values: a pandas Series, a NumPy array or a list."""
+FrameLike: TypeAlias = "pd.DataFrame | ArrayLike"
+"""Feature columns: a DataFrame, or a 2-D array or list of rows (columns then numbered)."""
 
 __all__ = ["KNOWN_PAIRS", "binary_target", "resolve_bad"]
 
@@ -48,7 +58,7 @@ def _show(values: Any) -> list[str]:
     return sorted(str(v) for v in values)[:10]
 
 
-def binary_target(y: Any, bad: Any = None, *, field: str = "target") -> np.ndarray:
+def binary_target(y: ValuesLike, bad: TargetLabel | None = None, *, field: str = "target") -> np.ndarray:
     """``y`` as an ``int8`` array of 0/1 with 1 = bad (rules in the module docstring)."""
     if y is None:
         raise InvalidInput(f"{field!r} is None: the risk toolkit requires y to be passed, but the target y "
@@ -129,7 +139,10 @@ def _by_bad_value(s: pd.Series, values: np.ndarray, bad: Any, field: str) -> np.
     )
 
 
-def resolve_bad(bad: Any, bad_value: Any, where: str) -> Any:
+_Label = TypeVar("_Label")
+
+
+def resolve_bad(bad: _Label, bad_value: _Label, where: str) -> _Label:
     """``bad``, or the deprecated ``bad_value`` with a ``DeprecationWarning``."""
     if bad_value is None:
         return bad

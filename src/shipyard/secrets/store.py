@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import sqlalchemy as sa
 from cryptography.fernet import InvalidToken
@@ -53,7 +53,7 @@ class SecretValue:
     def __format__(self, spec: str) -> str:
         return "***"
 
-    def __reduce__(self) -> Any:
+    def __reduce__(self) -> NoReturn:
         # keeps a secret from travelling to another process inside a pickled object
         raise TypeError(f"SecretValue {self.name!r} cannot be pickled; pass the secret's name instead")
 
@@ -83,7 +83,7 @@ class RotationReport:
         return asdict(self)
 
 
-def check_secret_name(name: Any, field: str = "name") -> str:
+def check_secret_name(name: object, field: str = "name") -> str:
     if not isinstance(name, str) or not NAME_RE.match(name):
         raise InvalidInput(
             f"{field} {name!r} is not a valid secret name; use a letter followed by up to 127 letters, digits, "

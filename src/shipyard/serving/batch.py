@@ -11,12 +11,18 @@ import functools
 import math
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from shipyard.arrow_util import table_from_pandas
 from shipyard.errors import InvalidInput, NotFound
+
+if TYPE_CHECKING:
+    from pyspark.sql import Column
+
+    from shipyard.models.loaded import LoadedModel
+    from shipyard.serving.engine import ServingEngine
 
 Progress = Callable[[int], None]
 
@@ -71,7 +77,7 @@ class _Writer:
             self._parquet.close()
 
 
-def scorer_for(engine: Any, *, model: str | None = None, scene: str | None = None,
+def scorer_for(engine: ServingEngine, *, model: str | None = None, scene: str | None = None,
                arm: str = "control") -> Callable[[list[dict[str, Any]]], list[dict[str, Any]]]:
     """A function records -> output records (model: ``prediction``; scene: its outputs)."""
     if (model is None) == (scene is None):
@@ -100,7 +106,7 @@ def scorer_for(engine: Any, *, model: str | None = None, scene: str | None = Non
     return score_scene
 
 
-def score_file(engine: Any, input_path: str | Path, output_path: str | Path, *, model: str | None = None,
+def score_file(engine: ServingEngine, input_path: str | Path, output_path: str | Path, *, model: str | None = None,
                scene: str | None = None, arm: str = "control", chunk_size: int = 10_000,
                progress: Progress | None = None) -> int:
     """Score every row of ``input_path`` into ``output_path`` (input columns + outputs); rows scored."""
@@ -123,7 +129,7 @@ def score_file(engine: Any, input_path: str | Path, output_path: str | Path, *, 
     return total
 
 
-def spark_udf(model_dir: str | Path, result_type: str = "double") -> Any:
+def spark_udf(model_dir: str | Path, result_type: str = "double") -> Callable[..., Column]:
     """A pandas UDF scoring a saved model on Spark: ``df.withColumn("score", udf(*cols))``.
 
     Each Python worker loads the model once (cached by path in this module, which workers import);
@@ -144,7 +150,7 @@ def spark_udf(model_dir: str | Path, result_type: str = "double") -> Any:
 
 
 @functools.lru_cache(maxsize=8)
-def _spark_model(path: str) -> Any:
+def _spark_model(path: str) -> LoadedModel:
     from shipyard.models import load_model
 
     return load_model(path)

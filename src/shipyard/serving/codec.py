@@ -21,6 +21,7 @@ import numpy as np
 import orjson
 
 from shipyard.errors import InvalidInput
+from shipyard.jsontypes import JSON
 
 MLFLOW_KEYS = ("dataframe_split", "dataframe_records", "instances", "inputs")
 _OPTS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
@@ -34,7 +35,7 @@ class _NonFinite(float):
     pass
 
 
-def parse_json(body: bytes) -> Any:
+def parse_json(body: bytes) -> JSON:
     """Parse a JSON body; malformed JSON and non-finite numbers raise ``InvalidInput``."""
     if not body:
         raise InvalidInput("the request body is empty; send a JSON object", {"field": "body"})
@@ -284,7 +285,7 @@ def _integral(cell: str) -> bool:
     return text.isdigit()
 
 
-def mlflow_jsonable(out: Any) -> Any:
+def mlflow_jsonable(out: Any) -> JSON:
     """A prediction as MLflow's scoring server writes it: arrays as nested lists (float32 widened
     to the double it is, as ``ndarray.tolist`` does), a DataFrame or Series as a list of records,
     NumPy scalars as Python numbers, timestamps in ISO form, bytes in base64; NaN becomes null."""

@@ -25,11 +25,12 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 import numpy as np
 
 from shipyard.errors import NotFound, Overloaded, SchemaMismatch, ShipyardError
+from shipyard.jsontypes import JSON
 from shipyard.models.loaded import model_failure
 from shipyard.serving import heap
 from shipyard.serving.arms import DEFAULT_THREADS, ERROR, FALLBACK, OK, ArmStats, Pools
@@ -44,12 +45,13 @@ if TYPE_CHECKING:
     from shipyard.serving.flow import SceneLoader
     from shipyard.serving.metrics import ServingMetrics
     from shipyard.serving.prediction_log import PredictionLog
-    from shipyard.serving.sources import FeatureSource, ModelSource
+    from shipyard.serving.sources import FeatureSource, ModelSource, ServableModel
     from shipyard.workspace import Workspace
 
 
 log = logging.getLogger(__name__)
 _FLOAT_ONLY = {float}
+_T = TypeVar("_T")
 _MATRIX_TYPES = frozenset({"double", "long", "integer"})
 _queued = threading.local()  # the queue time of the direct model call running in this pool thread
 
@@ -149,7 +151,7 @@ class ServedScene:
 class ServedModel:
     """One model reference (``name@ref``) ready for the direct prediction endpoints."""
 
-    def __init__(self, name: str, ref: str, version: int, model: Any) -> None:
+    def __init__(self, name: str, ref: str, version: int, model: ServableModel) -> None:
         self.name = name
         self.ref = ref
         self.version = version
@@ -231,7 +233,7 @@ class ServedModel:
             return to_python(self.model.predict_array(self.matrix(records)))
         return to_python(self.model.predict(records))
 
-    def invoke(self, records: list[Any], params: dict[str, Any] | None = None) -> Any:
+    def invoke(self, records: list[Any], params: dict[str, Any] | None = None) -> JSON:
         """``/invocations``: what ``mlflow.pyfunc.load_model(<package>).predict`` returns for these
         records, in MLflow's JSON form (see ``shipyard.models.pyfunc``)."""
         if self.pyfunc_fast and not params:
@@ -338,7 +340,7 @@ class ServingEngine:
                     heap.settle()
         return served
 
-    def _load_model(self, name: str, version: int) -> Any:
+    def _load_model(self, name: str, version: int) -> ServableModel:
         try:
             return self.models.load(name, version)
         except Exception as exc:  # noqa: BLE001 - unpickling and load hooks run the model's own code
@@ -652,7 +654,7 @@ class ServingEngine:
             self._shadow_queue.join()
 
     # -- direct model calls ---------------------------------------------------------------------
-    async def in_model_pool(self, name: str, ref: str, call: Callable[..., Any], *args: Any) -> Any:
+    async def in_model_pool(self, name: str, ref: str, call: Callable[..., _T], *args: Any) -> _T:
         """Await ``call(*args)`` (a direct model call: parse the body, load, predict) on the bounded
         thread pool of model ``name@ref``, never on the event loop. A model not loaded yet is loaded
         on a shared pool (an unknown name makes no pool of its own); the wait for a thread is

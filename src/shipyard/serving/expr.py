@@ -96,7 +96,7 @@ class Expression:
         self.names = names
         self._fn = fn
 
-    def __call__(self, env: Env) -> Any:
+    def __call__(self, env: Env) -> object:
         return self._fn(env)
 
     def __repr__(self) -> str:

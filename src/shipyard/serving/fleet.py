@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from shipyard.serving.engine import ServingEngine
     from shipyard.workspace import Workspace
 
 MINUTE_MS = 60_000
@@ -110,7 +111,7 @@ class FleetSeries:
         return {arm: c.summary() for arm, c in sorted(self._merged(scene, since_s).items())}
 
 
-def fleet_series(ws: Workspace, engine: Any) -> FleetSeries | None:
+def fleet_series(ws: Workspace, engine: ServingEngine) -> FleetSeries | None:
     """The fleet's series of ``ws``'s project when this server writes its own into that project's
     store (monitoring installed; each project the server serves, its own and every hosted one, has
     its own recorder), else None: an in-process engine judges what it served itself."""

@@ -16,6 +16,7 @@ from fastapi import APIRouter, FastAPI, Query
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.types import Receive, Scope, Send
 
 from shipyard.auth.guard import SESSION_COOKIE, AccessGuard
 from shipyard.auth.http import RequestContext, allow
@@ -155,7 +156,7 @@ class Call:
             raise PayloadTooLarge(f"the body is {declared.decode()} bytes; the limit is {limit} (max_request_bytes)",
                                   {"limit": limit})
 
-    async def receive_body(self, receive: Any, limit: int) -> None:
+    async def receive_body(self, receive: Receive, limit: int) -> None:
         """Read the body from ASGI ``receive`` (usually one message) within ``limit`` bytes."""
         self.check_declared(limit)
         message = await receive()
@@ -383,7 +384,7 @@ class FastPredict:
             return handlers["scene"], "scene", (parts[3],)
         return None
 
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> bool:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> bool:
         if not self.state.handlers:
             return False
         found = self._match(scope["path"])

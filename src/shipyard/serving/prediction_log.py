@@ -57,9 +57,15 @@ import uuid
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import pyarrow as pa
+
+    from shipyard.artifacts import ArtifactStore
 
 log = logging.getLogger(__name__)
 
@@ -602,7 +608,7 @@ def _records_of(value: Any) -> list[Any]:
     return value if isinstance(value, list) else [value]
 
 
-def typed_table(records: list[dict[str, Any]]) -> Any:
+def typed_table(records: list[dict[str, Any]]) -> pa.Table:
     """One Arrow table from log records: a row per served record, a typed column per field."""
     import pyarrow as pa
 
@@ -648,7 +654,7 @@ def typed_table(records: list[dict[str, Any]]) -> Any:
     return pa.Table.from_arrays(arrays, names=names).replace_schema_metadata({FORMAT_KEY: FORMAT})
 
 
-def _typed_array(values: list[Any]) -> Any:
+def _typed_array(values: list[Any]) -> pa.Array:
     """int64, float64, bool or string when every value is one of those; else JSON text."""
     import pyarrow as pa
 
@@ -682,7 +688,7 @@ def _typed_array(values: list[Any]) -> Any:
                     type=pa.string())
 
 
-def _concat(tables: list[Any]) -> Any:
+def _concat(tables: list[pa.Table]) -> pa.Table:
     """One table from chunks whose fields may differ: missing columns are null; a column typed
     differently in two chunks is widened (int to double) or becomes JSON text."""
     import pyarrow as pa
@@ -730,7 +736,7 @@ def is_typed(schema: Any) -> bool:
 
 
 @functools.cache
-def _legacy_schema() -> Any:
+def _legacy_schema() -> pa.Schema:
     import pyarrow as pa
 
     return pa.schema([
@@ -741,7 +747,7 @@ def _legacy_schema() -> Any:
     ])
 
 
-def legacy_table(records: list[dict[str, Any]]) -> Any:
+def legacy_table(records: list[dict[str, Any]]) -> pa.Table:
     """The layout written before typed columns (JSON text per request); kept for tests and benchmarks."""
     import pyarrow as pa
 
@@ -754,7 +760,7 @@ def legacy_table(records: list[dict[str, Any]]) -> Any:
     return pa.Table.from_arrays(arrays, schema=_legacy_schema())
 
 
-def _requests(table: Any) -> list[dict[str, Any]]:
+def _requests(table: pa.Table) -> list[dict[str, Any]]:
     """Typed rows back to one record per request: fields regrouped by ``row``; a null field reads
     back as absent, and a source with no field in any of the request's rows as None."""
     cols = {name: table.column(name).to_pylist() for name in table.column_names}
@@ -780,8 +786,8 @@ def _requests(table: Any) -> list[dict[str, Any]]:
     return out
 
 
-def read_prediction_log(artifacts: Any, scene: str, start: str | dt.date | None = None,
-                        end: str | dt.date | None = None, *, decode: bool = True) -> Any:
+def read_prediction_log(artifacts: ArtifactStore, scene: str, start: str | dt.date | None = None,
+                        end: str | dt.date | None = None, *, decode: bool = True) -> pd.DataFrame:
     """Records of ``scene`` between dates ``start`` and ``end`` (inclusive) as a DataFrame, one
     row per request (old and typed files alike).
 

@@ -25,6 +25,8 @@ import numpy as np
 from shipyard.errors import InvalidInput, ShipyardError
 
 if TYPE_CHECKING:
+    from shipyard.serving.engine import ServingEngine
+    from shipyard.serving.fleet import FleetSeries
     from shipyard.workspace import Workspace
 
 
@@ -101,7 +103,7 @@ def stress_test_model(ws: Workspace, name: str, version: int | str, *, rate: flo
     return {"name": mv.name, "version": mv.version, **result}
 
 
-def shadow_report(engine: Any, scene: str, *, cutoff: float = 0.5, field: str | None = None,
+def shadow_report(engine: ServingEngine, scene: str, *, cutoff: float = 0.5, field: str | None = None,
                   ws: Workspace | None = None, window_s: float = 3600.0) -> dict[str, Any]:
     """Live vs shadow: score differences (quantiles) and decision agreement at ``cutoff``.
 
@@ -166,7 +168,8 @@ def _num(v: Any) -> bool:
     return type(v) in (int, float)
 
 
-def scene_status(engine: Any, scene: str, since: float = 0.0, *, fleet: Any = None) -> dict[str, Any]:
+def scene_status(engine: ServingEngine, scene: str, since: float = 0.0, *,
+                 fleet: FleetSeries | None = None) -> dict[str, Any]:
     """Per arm: requests, errors (fallbacks included), latency and queue percentiles, failed steps;
     circuits that are not closed (``{arm: {dependency: state}}``); canary and shadow.
 

@@ -26,6 +26,7 @@ from shipyard.store.events import record_event
 from shipyard.store.schema import scene_releases, scene_versions, scenes
 
 if TYPE_CHECKING:
+    from shipyard.serving.engine import ServingEngine
     from shipyard.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -43,7 +44,7 @@ ROLLOUT_LEASE = "scene.rollout"
 """The ``job_leases`` kind of a running rollout (key: the release id)."""
 
 
-def newest_release(conn: Any, scene: str) -> Any:
+def newest_release(conn: Any, scene: str) -> sa.Row[Any] | None:
     query = (sa.select(scene_releases).where(scene_releases.c.scene == scene)
              .order_by(scene_releases.c.id.desc()).limit(1))
     return conn.execute(query).first()
@@ -195,7 +196,7 @@ def running_releases(ws: Workspace) -> list[Any]:
         return list(conn.execute(sa.select(scene_releases).where(scene_releases.c.status == "running")))
 
 
-def release_row(ws: Workspace, release_id: int) -> Any:
+def release_row(ws: Workspace, release_id: int) -> sa.Row[Any] | None:
     with ws.store.read() as conn:
         return conn.execute(sa.select(scene_releases).where(scene_releases.c.id == release_id)).first()
 
@@ -234,7 +235,8 @@ def rollout_status(ws: Workspace, scene: str) -> dict[str, Any]:
     return view
 
 
-def abort_rollout(ws: Workspace, scene: str, *, engine: Any = None, reason: str = "") -> dict[str, Any]:
+def abort_rollout(ws: Workspace, scene: str, *, engine: ServingEngine | None = None,
+                  reason: str = "") -> dict[str, Any]:
     """End the scene's running rollout at 0 %. The process running it stops on its next step check;
     ``engine`` (when it serves the scene) drops the canary at once, the others on their next poll."""
     with ws.store.read() as conn:

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from shipyard.errors import Conflict
+from shipyard.jsontypes import JSON
 
 if TYPE_CHECKING:
     from shipyard.connection import Connection
@@ -27,7 +28,7 @@ class RemoteServing:
         body = record if record is not None else {"records": records}
         return self.client.post(f"/v1/scenes/{scene}/predict", json=body, headers=headers)
 
-    def predict_model(self, name: str, ref: str = "champion", records: Any = None) -> Any:
+    def predict_model(self, name: str, ref: str = "champion", records: Any = None) -> JSON:
         """Predictions of ``name@ref`` for a record or a list of records."""
         body = self.client.post(f"/v1/models/{name}/{ref}/predict", json=records)
         return body["predictions"]

@@ -34,6 +34,7 @@ import sqlalchemy as sa
 import yaml
 
 from shipyard.errors import InvalidInput, NotFound, SchemaMismatch
+from shipyard.jsontypes import JSON
 from shipyard.serving.flow import CompiledFlow, compile_flow, parse_type
 from shipyard.serving.traffic import TrafficPolicy
 from shipyard.store.database import now_ms
@@ -84,7 +85,7 @@ def load_scene_file(path: str | Path) -> dict[str, Any]:
     return doc
 
 
-def normalise(spec: Mapping[str, Any]) -> dict[str, Any]:
+def normalise(spec: object) -> dict[str, Any]:
     """Check the document's shape (not its references) and fill defaults."""
     if not isinstance(spec, Mapping):
         raise InvalidInput("a scene must be a mapping with 'name', 'inputs' and 'flow'")
@@ -219,8 +220,8 @@ def _short(value: Any) -> str:
     return text if len(text) < 60 else text[:57] + "..."
 
 
-def compile_scene(spec: Mapping[str, Any], version: int, *, models: Any, features: Any = None,
-                  scenes: Any = None) -> CompiledScene:
+def compile_scene(spec: Mapping[str, Any], version: int, *, models: ModelSource, features: FeatureSource | None = None,
+                  scenes: SceneLoader | None = None) -> CompiledScene:
     """Compile every arm of a normalised scene; raises ``InvalidInput`` naming the step or arm."""
     spec = normalise(spec)
     traffic = TrafficPolicy.from_spec(spec.get("traffic"), spec["name"])
@@ -300,7 +301,7 @@ def scene_loader(ws: Workspace) -> SceneLoader:
     return load
 
 
-def apply_scene(ws: Workspace, spec: Mapping[str, Any], *, models: ModelSource | None = None,
+def apply_scene(ws: Workspace, spec: Mapping[str, Any] | JSON, *, models: ModelSource | None = None,
                 features: FeatureSource | None = None, comment: str = "") -> SceneVersion:
     """Validate and store ``spec`` as the scene's next version (unchanged documents are not re-stored)."""
     from shipyard.serving.sources import RegistryModels, StoreFeatures

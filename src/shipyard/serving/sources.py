@@ -4,7 +4,8 @@ Two tiny interfaces keep the engine independent of the registry and the feature 
 
 ``ModelSource``
     ``resolve(name, ref) -> int`` turns an alias or version into a version number (``NotFound``
-    when either is unknown) and ``load(name, version) -> LoadedModel`` returns a ready model.
+    when either is unknown) and ``load(name, version) -> ServableModel`` returns a ready model
+    (a ``LoadedModel``, or any object with its scoring members).
 ``FeatureSource``
     ``lookup(service, entity_rows) -> list[dict]`` reads online features, one dict per entity row;
     ``feature_names(service)`` lists what a service returns (``NotFound`` if unknown). A source
@@ -25,13 +26,30 @@ from typing import TYPE_CHECKING, Any, Protocol
 from shipyard.errors import NotFound
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from shipyard.workspace import Workspace
+
+
+class ServableModel(Protocol):
+    """What serving calls on a model (``LoadedModel`` has it all; ``signature``, ``pyfunc_is_predict``
+    and ``predict_pyfunc`` are read when present)."""
+
+    @property
+    def input_names(self) -> list[str]: ...
+
+    @property
+    def has_fast_path(self) -> bool: ...
+
+    def predict(self, data: Any, *, labels: bool = False) -> object: ...
+
+    def predict_array(self, X: np.ndarray, *, labels: bool = False) -> object: ...
 
 
 class ModelSource(Protocol):
     def resolve(self, name: str, ref: str) -> int: ...
 
-    def load(self, name: str, version: int) -> Any: ...
+    def load(self, name: str, version: int) -> ServableModel: ...
 
 
 class FeatureSource(Protocol):
@@ -68,7 +86,7 @@ class RegistryModels:
             raise refusal
         return _version_of(mv)
 
-    def load(self, name: str, version: int) -> Any:
+    def load(self, name: str, version: int) -> ServableModel:
         key = (name, int(version))
         model = self._cache.get(key)
         if model is None:
@@ -103,10 +121,11 @@ class ModelCatalog:
     """In-memory models: ``catalog.add("credit", model, version=1, aliases=["champion"])``."""
 
     def __init__(self) -> None:
-        self._models: dict[str, dict[int, Any]] = {}
+        self._models: dict[str, dict[int, ServableModel]] = {}
         self._aliases: dict[str, dict[str, int]] = {}
 
-    def add(self, name: str, model: Any, *, version: int | None = None, aliases: Sequence[str] = ()) -> int:
+    def add(self, name: str, model: ServableModel, *, version: int | None = None,
+            aliases: Sequence[str] = ()) -> int:
         versions = self._models.setdefault(name, {})
         number = int(version) if version is not None else max(versions, default=0) + 1
         versions[number] = model
@@ -134,7 +153,7 @@ class ModelCatalog:
             raise NotFound(f"model {name!r} has no version or alias {ref!r}", {"model": name, "ref": ref})
         return alias
 
-    def load(self, name: str, version: int) -> Any:
+    def load(self, name: str, version: int) -> ServableModel:
         try:
             return self._models[name][int(version)]
         except KeyError:

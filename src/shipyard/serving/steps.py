@@ -19,13 +19,16 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from shipyard.errors import InvalidInput, ModelError, NotFound, Overloaded, ShipyardError
 from shipyard.models.loaded import model_failure
 from shipyard.serving.expr import Expression
+
+if TYPE_CHECKING:
+    from shipyard.serving.sources import ServableModel
 
 Row = dict[str, Any]
 
@@ -218,7 +221,7 @@ class ModelNode(Node):
     kind = "model"
     dependency = "model"
 
-    def __init__(self, step_id: str, name: str, version: int, model: Any, fields: list[str],
+    def __init__(self, step_id: str, name: str, version: int, model: ServableModel, fields: list[str],
                  output: str, outputs: list[str] | None, numeric: bool, kind: str = "model") -> None:
         super().__init__(step_id)
         self.kind = kind

@@ -8,10 +8,10 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -19,6 +19,9 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from shipyard.errors import ConfigError, MissingDependency, StoreUnavailable
+
+if TYPE_CHECKING:
+    from sqlalchemy.dialects import postgresql, sqlite
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +36,7 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def upsert(dialect: str) -> Any:
+def upsert(dialect: str) -> Callable[[sa.Table], sqlite.Insert | postgresql.Insert]:
     """The dialect's INSERT with ``on_conflict_do_update`` (SQLite and PostgreSQL share the API)."""
     from sqlalchemy.dialects import postgresql, sqlite
 

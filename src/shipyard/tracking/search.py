@@ -22,7 +22,7 @@ parent_run_id, source_git_commit, start_time, end_time.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeAlias
 
 import sqlalchemy as sa
 from sqlalchemy.sql.elements import ColumnElement
@@ -58,7 +58,11 @@ class Comparison:
 @dataclass(frozen=True)
 class BoolOp:
     op: str  # and | or
-    items: tuple[Any, ...]
+    items: tuple[FilterNode, ...]
+
+
+FilterNode: TypeAlias = "Comparison | BoolOp"
+"""A node of a filter's syntax tree."""
 
 
 @dataclass(frozen=True)
@@ -171,28 +175,28 @@ class _Parser:
         self.i += 1
         return tok
 
-    def parse(self) -> Any:
+    def parse(self) -> FilterNode:
         node = self.or_expr()
         tok = self.peek()
         if tok is not None:
             raise _bad(self.text, tok.pos, f"unexpected {tok.text!r} (join conditions with 'and' / 'or')")
         return node
 
-    def or_expr(self) -> Any:
+    def or_expr(self) -> FilterNode:
         items = [self.and_expr()]
         while self.is_word("or"):
             self.i += 1
             items.append(self.and_expr())
         return items[0] if len(items) == 1 else BoolOp("or", tuple(items))
 
-    def and_expr(self) -> Any:
+    def and_expr(self) -> FilterNode:
         items = [self.atom()]
         while self.is_word("and"):
             self.i += 1
             items.append(self.atom())
         return items[0] if len(items) == 1 else BoolOp("and", tuple(items))
 
-    def atom(self) -> Any:
+    def atom(self) -> FilterNode:
         tok = self.peek()
         if tok is not None and tok.kind == "(":
             self.i += 1
@@ -283,7 +287,7 @@ class _Parser:
         return Comparison(entity, key, op, value)
 
 
-def parse_filter(text: str | None) -> Any:
+def parse_filter(text: str | None) -> FilterNode | None:
     """The syntax tree of a filter (``None`` for an empty one)."""
     if text is None or not text.strip():
         return None
@@ -333,7 +337,7 @@ def _entity_clause(node: Comparison, dialect: str) -> ColumnElement[bool]:
     return sa.exists().where(has_key, _compare(table.c.value, node.op, node.value, dialect))
 
 
-def compile_filter(node: Any, dialect: str) -> ColumnElement[bool] | None:
+def compile_filter(node: FilterNode | None, dialect: str) -> ColumnElement[bool] | None:
     """SQL over ``runs`` for a parsed filter; values are bound parameters, never spliced in."""
     if node is None:
         return None

@@ -34,6 +34,9 @@ from shipyard.features.offline.scan import CREATED_TS, EVENT_TS, Scanner, connec
 from shipyard.features.sources import FileSource, PushSource, Source
 
 if TYPE_CHECKING:
+    from pyspark.sql import DataFrame as SparkFrame
+    from pyspark.sql import SparkSession
+
     from shipyard.artifacts import ArtifactStore
 
 _session: Any = None
@@ -42,7 +45,7 @@ _lock = threading.Lock()
 _SPARK_TYPES = {"float64": "double", "int64": "bigint", "string": "string", "bool": "boolean"}
 
 
-def spark_session() -> Any:
+def spark_session() -> SparkSession:
     """A local Spark session unless one is active (then that one is used)."""
     global _session
     require("pyspark", "spark")
@@ -90,7 +93,7 @@ class SparkEngine:
         self.log_prefix = log_prefix
 
     # -- reading views -------------------------------------------------------------------------
-    def view_frame(self, req: ViewRequest, spark: Any = None) -> Any:
+    def view_frame(self, req: ViewRequest, spark: SparkSession | None = None) -> SparkFrame:
         """The view's rows as a Spark DataFrame: join keys, ``__vts`` and ``__cts`` (UTC microseconds)
         and the requested features (timestamps as UTC microseconds)."""
         spark = spark or spark_session()

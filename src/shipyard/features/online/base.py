@@ -33,6 +33,8 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from shipyard.jsontypes import JSON
+
 UTC = dt.UTC
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=UTC)
 _TS_TAG = "$ts"
@@ -122,7 +124,7 @@ def encode_value(value: Any) -> bytes:
     return orjson.dumps(value, default=_default, option=_DUMPS_OPTS)
 
 
-def decode_value(raw: bytes | str | None) -> Any:
+def decode_value(raw: bytes | str | None) -> JSON | dt.datetime:
     if raw is None:
         return None
     value = orjson.loads(raw)

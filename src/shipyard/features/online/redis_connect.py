@@ -17,10 +17,16 @@ a ``RedisCluster``) and, per thread, a client holding one connection of that poo
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from shipyard.errors import ConfigError
+
+if TYPE_CHECKING:
+    import redis
+    from redis.cluster import RedisCluster
+
+    RedisClient: TypeAlias = "redis.Redis | RedisCluster"
 
 DEFAULT_TIMEOUT = 5.0  # seconds; documented in docs/features-online.md
 SCHEMES = {"redis": ("server", False), "rediss": ("server", True), "unix": ("server", False),
@@ -164,7 +170,7 @@ def connection_options(target: RedisTarget) -> dict[str, Any]:
     return kwargs
 
 
-def open_client(target: RedisTarget) -> Any:
+def open_client(target: RedisTarget) -> RedisClient:
     """The shared client of a target: a ``Redis`` over a pool (one server or the Sentinel-managed
     master) or a ``RedisCluster``. Per-thread clients are made from its pool (``thread_client``)."""
     import redis
@@ -188,7 +194,7 @@ def open_client(target: RedisTarget) -> Any:
         raise _bad(f"{_redacted(target.url)!r} is not a valid Redis URL ({exc}); use one of {_EXAMPLE}") from None
 
 
-def thread_client(shared: Any) -> Any:
+def thread_client(shared: RedisClient) -> RedisClient:
     """A client holding one connection of ``shared``'s pool, for one thread: no pool checkout per
     command. A cluster client is shared as it is (it keeps a pool per node and is thread-safe)."""
     import redis

@@ -28,7 +28,7 @@ import os
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from operator import itemgetter
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import orjson
@@ -52,6 +52,9 @@ from shipyard.features.online.base import (
     to_micros,
 )
 from shipyard.features.online.redis_connect import open_client, parse_url, thread_client
+
+if TYPE_CHECKING:
+    from shipyard.features.online.redis_connect import RedisClient
 
 _TS_MARK = b'"$ts"'  # a tagged timestamp value (see base.encode_value)
 _TS_KEY = "$ts"
@@ -181,7 +184,7 @@ class RedisOnlineStore(OnlineStore):
 
     # -- clients ---------------------------------------------------------------------------------
     @property
-    def client(self) -> Any:
+    def client(self) -> RedisClient:
         """The shared redis-py client (``Redis`` or ``RedisCluster``), opened on first use."""
         if self._client is None:
             with self._lock:

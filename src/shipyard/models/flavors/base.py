@@ -81,13 +81,13 @@ class Flavor(Protocol):
     name: str
     pip_requirements: tuple[str, ...]
 
-    def matches(self, model: Any) -> bool: ...
+    def matches(self, model: object) -> bool: ...
 
-    def save(self, model: Any, path: Path, **options: Any) -> dict[str, Any]: ...
+    def save(self, model: object, path: Path, **options: Any) -> dict[str, Any]: ...
 
     def load(self, path: Path, section: dict[str, Any], options: LoadOptions) -> LoadedModel: ...
 
-    def feature_names(self, model: Any) -> list[str] | None: ...
+    def feature_names(self, model: object) -> list[str] | None: ...
 
 
 def get_flavor(name: str) -> Flavor:
@@ -101,7 +101,7 @@ def get_flavor(name: str) -> Flavor:
     return importlib.import_module(module).FLAVOR
 
 
-def detect_flavor(model: Any) -> Flavor:
+def detect_flavor(model: object) -> Flavor:
     """The first registered flavor whose ``matches`` accepts ``model``."""
     for name in FLAVORS:
         flavor = get_flavor(name)
@@ -114,7 +114,7 @@ def detect_flavor(model: Any) -> Flavor:
     )
 
 
-def module_of(model: Any) -> str:
+def module_of(model: object) -> str:
     return type(model).__module__.split(".", 1)[0]
 
 

@@ -16,6 +16,8 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from shipyard.pipelines.context import NodeContext
+    from shipyard.risk.binning import Binner
+    from shipyard.risk.scorecard import Scorecard
 
 ALGORITHMS = ("lr", "tree", "xgboost", "lightgbm")
 
@@ -25,7 +27,7 @@ ALGORITHMS = ("lr", "tree", "xgboost", "lightgbm")
                              "equal_freq")})
 def bin_woe(ctx: NodeContext, train: pd.DataFrame, target: str, bad_value: Any = None, method: str = "optimal",
             max_bins: int = 6, min_bin_share: float = 0.05, columns: list | None = None,
-            exclude: list | None = None) -> Any:
+            exclude: list | None = None) -> Binner:
     """Bin every column (or ``columns``) and compute WOE/IV against the target."""
     from shipyard.risk.binning import Binner
     from shipyard.risk.metrics import to_binary_target
@@ -70,7 +72,7 @@ def _subset_binner(binner: Any, features: list, train: pd.DataFrame, y: Any) -> 
          outputs={"model": "model"}, optional=("features",))
 def train_scorecard(ctx: NodeContext, train: pd.DataFrame, binner: Any, target: str, features: list | None = None,
                     bad_value: Any = None, pdo: float = 20.0, base_score: float = 600.0,
-                    base_odds: float = 50.0) -> Any:
+                    base_odds: float = 50.0) -> Scorecard:
     """A points scorecard: logistic regression on WOE, scaled by PDO / base score / base odds."""
     from shipyard.risk.metrics import to_binary_target
     from shipyard.risk.scorecard import Scorecard
@@ -135,7 +137,7 @@ def _model_and_frame(algorithm: str, params: dict, seed: int, train: pd.DataFram
          choices={"algorithm": ALGORITHMS})
 def train_model(ctx: NodeContext, train: pd.DataFrame, target: str, features: list | None = None,
                 binner: Any = None, algorithm: str = "xgboost", params: dict | None = None, seed: int = 0,
-                bad_value: Any = None) -> Any:
+                bad_value: Any = None) -> object:
     """Logistic regression, decision tree, XGBoost or LightGBM (on WOE values when a binner is connected)."""
     model, X, y = _model_and_frame(algorithm, params or {}, seed, train, target, features, binner, bad_value)
     model.fit(X, y)

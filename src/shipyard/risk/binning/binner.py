@@ -30,7 +30,7 @@ from shipyard.risk.binning.feature import (
     fit_categorical_groups,
     fit_numeric_cuts,
 )
-from shipyard.risk.target import binary_target, resolve_bad
+from shipyard.risk.target import FrameLike, TargetLabel, ValuesLike, binary_target, resolve_bad
 from shipyard.risk.woe import check_sign
 
 SPEC_FORMAT = "shipyard.binning"
@@ -98,8 +98,8 @@ class Binner(TransformerMixin, BaseEstimator):
         special_values: Sequence[Any] | Mapping[str, Sequence[Any]] | None = None,
         cuts: Mapping[str, Sequence[Any]] | None = None,
         columns: Sequence[str] | None = None,
-        bad: Any = None,
-        bad_value: Any = None,
+        bad: TargetLabel | None = None,
+        bad_value: TargetLabel | None = None,
         woe_sign: str = "bad_over_good",
         smoothing: float = 0.5,
         output: str = "woe",
@@ -163,7 +163,7 @@ class Binner(TransformerMixin, BaseEstimator):
         tags.transformer_tags.preserves_dtype = []  # always float64 (WOE or bin index)
         return tags
 
-    def _target(self, y: Any, X_rows: int) -> np.ndarray:
+    def _target(self, y: ValuesLike, X_rows: int) -> np.ndarray:
         if y is None:
             raise InvalidInput("Binner requires y to be passed, but the target y is None; pass the binary "
                                "target (1 = bad)", {"field": "y"})
@@ -173,7 +173,7 @@ class Binner(TransformerMixin, BaseEstimator):
                                {"field": "y"})
         return yv.astype(np.float64)
 
-    def _validate_columns(self, X: Any, reset: bool) -> None:
+    def _validate_columns(self, X: FrameLike, reset: bool) -> None:
         """Column count and names against fit time, by scikit-learn's own rules and messages."""
         names = getattr(self, "feature_names_in_", None)
         if not reset and names is not None and isinstance(X, pd.DataFrame) and list(X.columns) == list(names):
@@ -189,7 +189,7 @@ class Binner(TransformerMixin, BaseEstimator):
                                  {"field": "X", "expected": list(self.input_columns_)}) from None
 
     # ------------------------------------------------------------------ fit
-    def fit(self, X: Any, y: Any) -> Binner:
+    def fit(self, X: FrameLike, y: ValuesLike) -> Binner:
         params = self._params()
         df = as_frame(X)
         check_not_empty(df, "Binner")
@@ -283,7 +283,7 @@ class Binner(TransformerMixin, BaseEstimator):
                            total_bad, total_good)
         return fb
 
-    def set_cuts(self, column: str, cuts: Sequence[Any], X: Any, y: Any) -> Binner:
+    def set_cuts(self, column: str, cuts: Sequence[Any], X: FrameLike, y: ValuesLike) -> Binner:
         """Override one column's cut points (categorical: groups) by hand and refit its counts and WOE
         on ``X``/``y`` (normally the training data)."""
         check_is_fitted(self, "bins_")
@@ -317,7 +317,7 @@ class Binner(TransformerMixin, BaseEstimator):
             return categorical_values(data)
         return np.asarray(data, dtype=object)
 
-    def transform(self, X: Any) -> np.ndarray:
+    def transform(self, X: FrameLike) -> np.ndarray:
         """WOE (or bin index) of every binned column, as a float array in ``bins_`` order.
 
         ``X`` has the columns of fit time, in the same order (as scikit-learn requires): a different
