@@ -220,7 +220,7 @@ def rule_from_spec(spec: Any, known_plugins: Callable[[str | None], set[str]],
     return rule
 
 
-def stored_rule(name: str, spec: Any, known_plugins: Callable[[str | None], set[str]]) -> AlertRule:
+def stored_rule(name: str, spec: object, known_plugins: Callable[[str | None], set[str]]) -> AlertRule:
     """A stored rule row, checked as ``apply`` checks it; raises InvalidInput (or the error of the
     malformed value) when it no longer validates."""
     if not isinstance(spec, dict):
