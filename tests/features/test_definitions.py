@@ -180,3 +180,15 @@ def test_relative_source_paths_resolve_against_the_project(tmp_path: Path) -> No
     repo = load_repo(root / "features")
     view = next(d for d in repo.definitions if d.name == "stats")
     assert view.source.path == str((tmp_path / "data" / "x.parquet").resolve())
+
+
+def test_a_project_under_a_hidden_folder_loads_its_features(tmp_path: Path) -> None:
+    # e.g. the demo's project in ~/.local/share/shipyard/demo: only names below features/ are hidden
+    (tmp_path / ".local" / "proj").mkdir(parents=True)
+    root = _repo(tmp_path / ".local" / "proj", HEADER + (
+        "stats = FeatureView('stats', [user], [Field('a', Float64)], FileSource('x.parquet'))\n"))
+    (root / "features" / ".scratch").mkdir()
+    (root / "features" / ".scratch" / "draft.py").write_text("raise RuntimeError('hidden files are not loaded')\n")
+    repo = load_repo(root)
+    assert repo.files == [root.resolve() / "features" / "defs.py"]
+    assert [d.name for d in repo.of_kind("feature_view")] == ["stats"]

@@ -50,8 +50,9 @@ def find_files(path: str | Path) -> tuple[Path, list[Path]]:
         return root, [target]
     folder = target / FEATURES_DIR if (target / FEATURES_DIR).is_dir() else target
     root = folder.parent if folder.name == FEATURES_DIR else folder
+    # hidden names count below the folder only: a project may itself live under ~/.local or similar
     files = sorted(p for p in folder.rglob("*.py")
-                   if "__pycache__" not in p.parts and not any(part.startswith(".") for part in p.parts))
+                   if not any(part == "__pycache__" or part.startswith(".") for part in p.relative_to(folder).parts))
     return root, files
 
 
