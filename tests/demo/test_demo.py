@@ -13,6 +13,7 @@ from shipyard.demo.run import run_demo
 @pytest.mark.slow
 def test_demo_end_to_end(tmp_path: Path) -> None:
     lines: list[str] = []
+    tmp_path = tmp_path / ".local"  # where the demo writes by default: under a hidden folder
     out = run_demo(tmp_path / "demo", say=lines.append)
     assert out["training_rows"] == 1000
     assert 0.70 < out["scorecard_auc"] < 0.95 and 0.3 < out["scorecard_ks"] < 0.8
