@@ -550,3 +550,76 @@ def test_redis_cluster_keeps_each_view_in_one_slot(redis_servers: Any, tmp_path:
         nodes = {store.client.nodes_manager.get_node_from_slot(next(iter(found))).name for found in slots.values()}
         assert len(nodes) > 1
         assert store.read_many([(v, ["x"], [(7,), (99,)], None) for v in views]) == [{"x": [7.0, None]}] * 4
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize("overwrite_equal", [True, False])
+def test_redis_absent_rows_written_by_set_nx_match_a_naive_model(redis_store: Any, overwrite_equal: bool,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rows found absent are written by SET NX; another writer's rows stored between the check and
+    the SET NX (newer, older, at the same time) and repeated keys in one table still get the
+    verdicts, rows and meta hash (entities, newest event time, last write, version) of a per-row
+    model of conditional writes."""
+    import pyarrow as pa
+
+    store = redis_store
+    model: dict[int, tuple[dt.datetime, float]] = {}
+
+    def apply(ids: list[int], ts: list[dt.datetime], x: list[float]) -> tuple[int, int]:
+        written = skipped = 0
+        for key, t, v in zip(ids, ts, x, strict=True):
+            stored = model.get(key)
+            if stored is None or t > stored[0] or (t == stored[0] and overwrite_equal):
+                model[key] = (t, v)
+                written += 1
+            else:
+                skipped += 1
+        return written, skipped
+
+    def meanwhile(ids: list[int], ts: list[dt.datetime], x: list[float]) -> None:  # another writer's rows
+        apply(ids, ts, x)
+        store.write_batch("v", [(i,) for i in ids], [{"x": v} for v in x], ts, overwrite_equal=overwrite_equal)
+
+    def check(ids: list[int], ts: list[dt.datetime], x: list[float], version: int) -> None:
+        before = dt.datetime.now(UTC) - dt.timedelta(seconds=1)
+        table = pa.table({"id": pa.array(ids, pa.int64()), "ts": pa.array(ts, pa.timestamp("us", tz="UTC")),
+                          "x": pa.array(x, pa.float64())})
+        got = store.write_table("v", table, ["id"], "ts", ["x"], version=version, overwrite_equal=overwrite_equal)
+        want = apply(ids, ts, x)  # after the other writer's rows, as they reached the store first
+        assert (got.written, got.duplicates + got.stale) == want
+        keys = sorted(model)
+        assert store.read("v", ["x"], [(k,) for k in keys]) == {"x": [model[k][1] for k in keys]}
+        assert sorted((k[0], t, v["x"]) for k, t, v in store.scan("v")) == [(k, *model[k]) for k in keys]
+        stats = store.stats("v")
+        assert stats.entities == len(model) and stats.max_event_ts == max(t for t, _v in model.values())
+        assert stats.last_write is not None and stats.last_write >= before
+        assert int(store.client.hget(store._meta_key("v"), "version")) == version
+
+    at = [T0 + dt.timedelta(seconds=i) for i in range(40)]
+    real_has_rows, real_mget = store._has_rows, store._mget
+
+    def has_rows_then_others_write(meta: str) -> bool:
+        found = real_has_rows(meta)
+        # newer, older and same-time rows of keys the table writes, and a key it does not
+        meanwhile([3, 5, 7, 99], [at[3] + dt.timedelta(seconds=1), at[5] - dt.timedelta(seconds=1), at[7], at[9]],
+                  [-3.0, -5.0, -7.0, -99.0])
+        return found
+
+    monkeypatch.setattr(store, "_has_rows", has_rows_then_others_write)
+    # a fresh view: every row tried with SET NX; key 11 twice (older second, then newer third)
+    ids = [*range(20), 11, 11]
+    check(ids, [*at[:20], at[10], at[12]], [i + 0.5 for i in range(20)] + [-11.0, 11.5], version=1)
+    monkeypatch.setattr(store, "_has_rows", real_has_rows)
+
+    def mget_then_others_write(groups: Any) -> Any:
+        found = real_mget(groups)
+        meanwhile([25, 27], [at[30], at[20]], [-25.0, -27.0])  # keys found absent, written meanwhile
+        return found
+
+    monkeypatch.setattr(store, "_mget", mget_then_others_write)
+    # a view with rows: unchanged, newer and absent keys together
+    ids = [*range(0, 20, 2), *range(20, 30)]
+    ts = [at[i] + dt.timedelta(seconds=i % 4) for i in range(0, 20, 2)] + at[20:30]
+    check(ids, ts, [i + 0.5 for i in ids], version=2)
+    monkeypatch.setattr(store, "_mget", real_mget)
+    check([30, 31], at[30:32], [1.0, 2.0], version=3)  # only absent keys, no other writer
