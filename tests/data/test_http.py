@@ -86,6 +86,18 @@ def test_sources_and_datasets_over_http(client: TestClient, server_ws: Workspace
     assert call("GET", "/datasets/loans", viewer, 200)["latest_version"] == 2
     assert call("GET", "/datasets/loans/lineage", viewer, 200)["versions"] == [1, 2]
     call("GET", "/datasets/nosuch/versions", viewer, 404)
+    # a version beyond the database's integers is refused naming the field and the range
+    huge = "99999999999999999999999"
+    for path, field in ((f"/datasets/loans/diff?a={huge}&b=2", "a"), (f"/datasets/loans/diff?a=1&b={huge}", "b"),
+                        ("/datasets/loans/diff?a=x&b=2", "a"), ("/datasets/loans/diff?a=0&b=2", "a"),
+                        (f"/datasets/loans/versions/{huge}", "version"),
+                        (f"/datasets/loans/versions/{huge}/rows", "version"),
+                        (f"/datasets/loans/versions/{huge}/profile", "version")):
+        error = call("GET", path, viewer, 400)["error"]
+        assert error["details"]["field"] == field, (path, error)
+        assert field in error["message"]
+        if "x" not in path:
+            assert str(2**31 - 1) in error["message"], error
     call("POST", "/datasets", modeler, 400, json={"name": "bad", "source": "files", "spec": {"query": "x"}})
     call("DELETE", "/data/sources/files", modeler, 409)
     for text in seen:

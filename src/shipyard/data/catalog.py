@@ -224,22 +224,22 @@ class DataCatalog:
         self.get_dataset(name)
         return self.versions.list(name)
 
-    def version(self, name: str, version: int | str | None = None) -> DatasetVersion:
+    def version(self, name: str, version: int | str | None = None, field: str = "version") -> DatasetVersion:
         self.get_dataset(name)
-        return self.versions.get(name, version)
+        return self.versions.get(name, version, field)
 
     def read(self, name: str, version: int | str | None = None, columns: list[str] | None = None) -> pd.DataFrame:
         return self.versions.read(self.version(name, version), columns)
 
     def diff(self, name: str, a: int | str | None = None, b: int | str | None = None) -> DatasetDiff:
         """Compare versions ``a`` and ``b`` (default: the one before the latest and the latest)."""
-        newer = self.version(name, b)
+        newer = self.version(name, b, "b")
         if a is None:
             if newer.version < 2:
                 raise InvalidInput(f"dataset {name!r} has one version; refresh it again or give two versions",
                                    {"field": "a"})
             a = newer.version - 1
-        return self.versions.diff(self.version(name, a), newer)
+        return self.versions.diff(self.version(name, a, "a"), newer)
 
     def record_read(self, name: str, version: int, reader_kind: str, reader_id: str, actor: str) -> None:
         """Lineage: note that ``reader_kind:reader_id`` (a run, model version, feature view...) read a version."""

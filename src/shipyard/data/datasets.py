@@ -40,6 +40,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DEFAULT_CHUNK_ROWS = 100_000
+#: the largest version number (the metadata databases keep it in a 32-bit INTEGER column)
+MAX_VERSION = 2**31 - 1
 DRIFT_SAMPLE_ROWS = 200_000
 ROW_GROUP_ROWS = 131_072
 READER_KINDS = ("run", "pipeline_run", "model_version", "feature_view", "job")
@@ -288,23 +290,27 @@ class DatasetVersions:
             row = conn.execute(query).first()
         return _version(row) if row is not None else None
 
-    def get(self, name: str, version: int | str | None = None) -> DatasetVersion:
+    def get(self, name: str, version: int | str | None = None, field: str = "version") -> DatasetVersion:
+        """Version ``version`` (a number or 'latest') of ``name``; ``field`` names it in errors."""
         if version in (None, "latest"):
             found = self.latest(name)
             if found is None:
                 raise NotFound(f"dataset {name!r} has no version yet; run `shipyard datasets refresh {name}`",
-                               {"field": "version", "dataset": name})
+                               {"field": field, "dataset": name})
             return found
         try:
             number = int(version)  # type: ignore[arg-type]
         except (TypeError, ValueError):
-            raise InvalidInput(f"version {version!r} is not a number or 'latest'", {"field": "version"}) from None
+            raise InvalidInput(f"{field} {version!r} is not a number or 'latest'", {"field": field}) from None
+        if not 1 <= number <= MAX_VERSION:
+            raise InvalidInput(f"{field} {number} is out of range: a version is 1 to {MAX_VERSION} or 'latest'",
+                               {"field": field, "min": 1, "max": MAX_VERSION})
         with self.store.read() as conn:
             row = conn.execute(sa.select(dataset_versions).where(
                 dataset_versions.c.dataset == name, dataset_versions.c.version == number)).first()
         if row is None:
             raise NotFound(f"dataset {name!r} has no version {number}; list them with "
-                           f"`shipyard datasets versions {name}`", {"field": "version", "dataset": name})
+                           f"`shipyard datasets versions {name}`", {"field": field, "dataset": name})
         return _version(row)
 
     def list(self, name: str) -> list[DatasetVersion]:
