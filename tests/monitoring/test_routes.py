@@ -221,3 +221,34 @@ def test_the_server_skips_a_malformed_rule_and_deleting_a_firing_rule_closes_its
             assert record["details"]["before"] == {"rule": "traffic"}
     finally:
         ws.close()
+
+
+def test_a_rule_name_that_cannot_travel_in_a_url_is_refused_with_the_pattern(server) -> None:
+    _ws, http = server
+    for name in ("x/../y", "a b", "..", "-x", "x..y"):
+        r = http.post(f"{API}/alerts/rules", json={"document": {"rules": [
+            {"name": name, "metric": "requests", "scope": {"scene": "s"}, "condition": "> 1"}]}})
+        assert r.status_code == 400, (name, r.text)
+        error = r.json()["error"]
+        assert error["details"]["field"] == "rules.name" and "pattern" in error["message"], error
+    r = http.post(f"{API}/alerts/rules", json={"document": {"rules": [
+        {"name": "score.psi_v2-1", "metric": "requests", "scope": {"scene": "s"}, "condition": "> 1"}]}})
+    assert r.status_code == 201, r.text
+    assert http.delete(f"{API}/alerts/rules/score.psi_v2-1").status_code == 200
+    assert http.get(f"{API}/alerts/rules").json()["rules"] == []
+
+
+def test_a_duration_beyond_366_days_is_refused_naming_the_field(server) -> None:
+    _ws, http = server
+    rule = {"name": "r", "metric": "requests", "scope": {"scene": "s"}, "condition": "> 1"}
+    for field, value in (("window", "99999999999999999999d"), ("cooldown", "367d"), ("window", "9" * 400 + "s")):
+        r = http.post(f"{API}/alerts/rules", json={"document": {"rules": [{**rule, field: value}]}})
+        assert r.status_code == 400, (field, r.text)
+        error = r.json()["error"]
+        assert error["details"]["field"] == field and "366d" in error["message"], error
+    assert http.post(f"{API}/alerts/rules", json={"document": {"rules": [{**rule, "window": "366d"}]}}
+                     ).status_code == 201
+    r = http.post(f"{API}/alerts/silences", json={"rule": "r", "duration": "400d"})
+    assert r.status_code == 400 and r.json()["error"]["details"]["field"] == "duration", r.text
+    assert http.get(f"{API}/alerts/silences").json() == []
+    assert http.post(f"{API}/alerts/evaluate").status_code == 200
