@@ -252,3 +252,22 @@ def test_a_duration_beyond_366_days_is_refused_naming_the_field(server) -> None:
     assert r.status_code == 400 and r.json()["error"]["details"]["field"] == "duration", r.text
     assert http.get(f"{API}/alerts/silences").json() == []
     assert http.post(f"{API}/alerts/evaluate").status_code == 200
+
+
+def test_a_stored_rule_that_is_not_json_is_listed_as_invalid(server) -> None:
+    """A rule row edited by hand into text that is not JSON: listed under invalid_rules, the other
+    rules still listed and evaluated, and it can be deleted."""
+    ws, http = server
+    ws.monitoring.apply_rules({"rules": [{"name": "good", "metric": "requests", "scope": {"scene": "s"},
+                                          "condition": ">= 1"}]}, "alice")
+    with ws.store.begin() as conn:
+        conn.exec_driver_sql("INSERT INTO monitoring_alert_rules (name, spec, enabled, created_at, updated_at, "
+                             "updated_by) VALUES ('hand', '{not json', 1, 0, 0, 'dba')")
+    listed = http.get(f"{API}/alerts/rules")
+    assert listed.status_code == 200, listed.text
+    assert [r["name"] for r in listed.json()["rules"]] == ["good"]
+    [invalid] = listed.json()["invalid_rules"]
+    assert invalid["name"] == "hand" and "not valid JSON" in invalid["error"]
+    assert http.post(f"{API}/alerts/evaluate").status_code == 200
+    assert http.delete(f"{API}/alerts/rules/hand").status_code == 200
+    assert http.get(f"{API}/alerts/rules").json()["invalid_rules"] == []

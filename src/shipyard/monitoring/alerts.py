@@ -245,6 +245,16 @@ def stored_rule(name: str, spec: object, known_plugins: Callable[[str | None], s
     return rule_from_spec({**spec, "name": name}, known_plugins, listed)
 
 
+def _stored_json(raw: object) -> object:
+    """A JSON column's value: decoded by the driver already (PostgreSQL), or its text."""
+    if not isinstance(raw, str | bytes):
+        return raw
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidInput(f"the stored definition is not valid JSON ({exc})", {"field": "rules"}) from None
+
+
 def _no_plugins(_scene: str | None) -> set[str]:
     return set()
 
@@ -330,11 +340,15 @@ class AlertStore:
         release, or naming a metric or plugin that no longer exists), by rule name. An invalid rule is
         not evaluated; it stays stored until it is applied again or deleted."""
         with self.store.read() as conn:
-            rows = conn.execute(sa.select(RULES.c.name, RULES.c.spec).order_by(RULES.c.name)).all()
+            # read as text where the database stores text: one row that is not JSON (edited by hand)
+            # must not fail the whole query, it is listed as invalid like any other
+            spec_text = sa.type_coerce(RULES.c.spec, sa.Text)
+            rows = conn.execute(sa.select(RULES.c.name, spec_text).order_by(RULES.c.name)).all()
         usable: list[AlertRule] = []
         invalid: dict[str, str] = {}
-        for name, spec in rows:
+        for name, raw in rows:
             try:
+                spec = _stored_json(raw)
                 usable.append(stored_rule(name, spec, self.known_plugins))
             except (InvalidInput, TypeError, ValueError, AttributeError, KeyError) as exc:
                 reason = (exc.message.removeprefix(f"rule {name!r}: ") if isinstance(exc, InvalidInput)
