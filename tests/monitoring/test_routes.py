@@ -271,3 +271,14 @@ def test_a_stored_rule_that_is_not_json_is_listed_as_invalid(server) -> None:
     assert http.post(f"{API}/alerts/evaluate").status_code == 200
     assert http.delete(f"{API}/alerts/rules/hand").status_code == 200
     assert http.get(f"{API}/alerts/rules").json()["invalid_rules"] == []
+
+
+def test_a_body_field_the_route_does_not_take_is_refused_naming_the_known_ones(server) -> None:
+    ws, http = server
+    ws.monitoring.apply_rules({"rules": [{"name": "score-psi", "metric": "requests", "scope": {"scene": "s"},
+                                          "condition": "> 1"}]}, "alice")
+    r = http.post(f"{API}/alerts/silences", json={"rule": "score-psi", "for": "forever"})
+    assert r.status_code == 400, r.text
+    error = r.json()["error"]
+    assert error["details"]["problems"][0]["field"] == "for" and "duration" in error["message"], error
+    assert http.get(f"{API}/alerts/silences").json() == []

@@ -168,3 +168,15 @@ def test_a_load_file_path_from_a_run_parameter_stays_in_the_project(client: Test
                 "args": {"params": {"p": str(secret)}}}
     assert client.post("/api/v1/schedules", json=schedule, headers=operator).status_code == 403
     assert client.post("/api/v1/pipelines/by_param/runs", json={"workers": 0}, headers=operator).status_code == 202
+
+
+def test_a_run_body_with_a_field_the_route_does_not_take_is_refused(client: TestClient, server_ws: Workspace) -> None:
+    operator = _as(server_ws, "operator")
+    doc = {"name": "tiny", "nodes": [{"id": "f", "component": "load_file", "params": {"path": "data/x.csv"}}]}
+    assert client.post("/api/v1/pipelines", json={"document": doc}, headers=operator).status_code == 201
+    for field in ("start", "stop", "form"):
+        r = client.post("/api/v1/pipelines/tiny/runs", json={field: "f"}, headers=operator)
+        assert r.status_code == 400, (field, r.text)
+        error = r.json()["error"]
+        assert error["details"]["problems"][0]["field"] == field and "from" in error["message"], error
+    assert server_ws.pipelines.runs("tiny", 10) == []
