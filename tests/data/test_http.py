@@ -99,6 +99,12 @@ def test_sources_and_datasets_over_http(client: TestClient, server_ws: Workspace
         if "x" not in path:
             assert str(2**31 - 1) in error["message"], error
     call("POST", "/datasets", modeler, 400, json={"name": "bad", "source": "files", "spec": {"query": "x"}})
+    # a path leaving the source's root is refused when saved, by the rule that refuses it when read
+    for path in ("../../.shipyard/credentials", "a/../../b.csv", "s3://other/x.csv"):
+        error = call("POST", "/datasets", modeler, 400, json={"name": "creds", "source": "files",
+                                                              "spec": {"path": path}})["error"]
+        assert error["details"]["field"] == "path", error
+    call("GET", "/datasets/creds", viewer, 404)
     call("DELETE", "/data/sources/files", modeler, 409)
     for text in seen:
         assert SECRET not in text and str(project) not in text

@@ -282,3 +282,13 @@ def test_a_body_field_the_route_does_not_take_is_refused_naming_the_known_ones(s
     error = r.json()["error"]
     assert error["details"]["problems"][0]["field"] == "for" and "duration" in error["message"], error
     assert http.get(f"{API}/alerts/silences").json() == []
+
+
+def test_a_plugin_path_that_is_neither_a_file_nor_a_module_is_refused_when_saved(server) -> None:
+    ws, http = server
+    admin = auth_headers(ws, "root", "admin")
+    for path in ("../../../../etc/passwd", "a/b", "x..y", "-m"):
+        r = http.put(f"{API}/scenes/credit_apply", json={"plugins": [{"name": "p", "path": path}]}, headers=admin)
+        assert r.status_code == 400, (path, r.text)
+        assert r.json()["error"]["details"]["field"] == "plugins.path"
+    assert ws.monitoring.settings("credit_apply").plugins == []

@@ -28,6 +28,7 @@ from shipyard.data.datasets import (
     DatasetVersions,
     RefreshResult,
 )
+from shipyard.data.file_source import check_source_path
 from shipyard.data.source_kinds import open_source, validate_spec
 from shipyard.data.sources import (
     ConnectionTest,
@@ -77,6 +78,8 @@ def _check_dataset_spec(kind: str, spec: Any) -> dict[str, Any]:
     if len(given) != 1:
         raise InvalidInput(f"a dataset on a {kind} source needs exactly one of {list(wanted)}",
                            {"field": wanted[0]})
+    if kind == "file":
+        check_source_path(str(spec["path"]))
     profile = spec.get("profile", {})
     if not isinstance(profile, Mapping | bool):
         raise InvalidInput("profile must be false or a mapping like {'target': 'bad'}", {"field": "profile"})
