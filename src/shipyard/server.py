@@ -186,6 +186,11 @@ def _unknown_field(request: Request, loc: tuple[Any, ...]) -> str:
             else "this field is not known; see the route in /docs")
 
 
+def _sent_json(request: Request) -> bool:
+    media = (request.headers.get("content-type") or "").split(";", 1)[0].strip().lower()
+    return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
+
+
 def create_app(ws: Workspace, **options: Any) -> FastAPI:
     app = ShipyardAPI(
         title="Shipyard",
@@ -211,8 +216,16 @@ def create_app(ws: Workspace, **options: Any) -> FastAPI:
         for item in exc.errors():
             where = ".".join(str(p) for p in item.get("loc", ()) if p != "body")
             problem = item.get("msg", "invalid")
+            loc = tuple(item.get("loc", ()))
             if item.get("type") == "extra_forbidden":
-                problem = _unknown_field(request, item.get("loc", ()))
+                problem = _unknown_field(request, loc)
+            elif item.get("type") == "json_invalid":
+                # the location is a character offset, not a field
+                where, problem = "", f"the body is not valid JSON ({item.get('ctx', {}).get('error', problem)} " \
+                                     f"at character {loc[1] if len(loc) > 1 else 0})"
+            elif loc == ("body",) and not _sent_json(request):
+                given = request.headers.get("content-type") or "none"
+                problem = f"the body must be JSON sent with Content-Type: application/json (got {given})"
             problems.append({"field": where, "problem": problem})
         first = problems[0] if problems else {"field": "", "problem": "invalid request"}
         message = f"field {first['field']!r}: {first['problem']}" if first["field"] else first["problem"]
