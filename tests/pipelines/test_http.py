@@ -118,6 +118,11 @@ def test_pipelines_and_schedules_over_http(client: TestClient, server_ws: Worksp
         time.sleep(0.1)
     assert {n["status"] for n in client.get(f"/api/v1/pipelines/runs/{again}", headers=viewer).json()["nodes"]} == \
         {"cached"}
+    # a cached node has no log of its own: the answer says where it is
+    cached_log = client.get(f"/api/v1/pipelines/runs/{again}/nodes/count/logs", headers=viewer).json()
+    assert cached_log["text"] == "" and cached_log["complete"]
+    assert f"from run {run_id}" in cached_log["note"] and f"/pipelines/runs/{run_id}/nodes/count/logs" in \
+        cached_log["note"]
     script = client.get("/api/v1/pipelines/web/script", headers=viewer)
     assert script.status_code == 200 and "def node_split(" in script.text and str(project) not in script.text
     assert client.post("/api/v1/pipelines/nosuch/runs", json={}, headers=operator).status_code == 404
