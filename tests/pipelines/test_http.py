@@ -109,6 +109,7 @@ def test_pipelines_and_schedules_over_http(client: TestClient, server_ws: Worksp
     record = client.get(f"/api/v1/pipelines/runs/{run_id}", headers=viewer).json()
     assert {n["node_id"]: n["status"] for n in record["nodes"]} == {
         "data": "succeeded", "split": "succeeded", "profile": "succeeded", "count": "succeeded"}
+    assert not (server_ws.settings.state_dir / "pipelines" / "tmp" / run_id).exists()
     log = client.get(f"/api/v1/pipelines/runs/{run_id}/nodes/count/logs", headers=viewer).json()
     assert "counting 18" in log["text"] and log["complete"]
     again = client.post("/api/v1/pipelines/web_code/runs", json={}, headers=operator).json()["run_id"]
