@@ -72,7 +72,17 @@ def test_sources_and_datasets_over_http(client: TestClient, server_ws: Workspace
 
     call("POST", "/datasets", modeler, 201, json={"name": "loans", "source": "files",
                                                  "spec": {"path": "loans.csv", "profile": {"target": "bad"}}})
+    # a refresh killed mid-way left its scratch folder: the next refresh removes it, and its own
+    import subprocess
+    import sys
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    scratch = server_ws.settings.state_dir / "tmp" / "datasets"
+    (scratch / f"refresh-{dead.pid}-left").mkdir(parents=True)
+    (scratch / f"refresh-{dead.pid}-left" / "part-0.parquet").write_bytes(b"x")
     refreshed = call("POST", "/datasets/loans/refresh", modeler, 200, json={})
+    assert list(scratch.iterdir()) == []
     assert refreshed["created"] and refreshed["version"]["rows"] == 100
     pd.DataFrame({"x": range(120), "bad": [0, 1] * 60}).to_csv(project / "data" / "loans.csv", index=False)
     call("POST", "/datasets/loans/refresh", modeler, 200, json={"chunk_rows": 50})

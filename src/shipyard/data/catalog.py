@@ -87,12 +87,13 @@ def _check_dataset_spec(kind: str, spec: Any) -> dict[str, Any]:
 
 
 class DataCatalog:
-    def __init__(self, store: MetadataStore, artifacts: ArtifactStore, secrets: SecretStore, base_dir: Path) -> None:
+    def __init__(self, store: MetadataStore, artifacts: ArtifactStore, secrets: SecretStore, base_dir: Path,
+                 scratch_dir: Path | None = None) -> None:
         self.store = store
         self.artifacts = artifacts
         self.secrets = secrets
         self.base_dir = Path(base_dir)
-        self.versions = DatasetVersions(store, artifacts)
+        self.versions = DatasetVersions(store, artifacts, scratch_dir)
 
     # -- sources ---------------------------------------------------------------------------------
     def add_source(self, name: str, kind: str, spec: Mapping[str, Any], actor: str, description: str = "",

@@ -14,7 +14,9 @@ import io
 import json
 import logging
 import math
+import os
 import re
+import shutil
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
@@ -203,14 +205,41 @@ def read_chunks_to_parquet(source: DataSource, what: dict[str, Any], folder: Pat
     return target, schema, rows
 
 
+SCRATCH_PREFIX = "refresh-"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
+
+
 class DatasetVersions:
     """Versions of datasets: write (refresh), read, diff and lineage."""
 
-    def __init__(self, store: MetadataStore, artifacts: ArtifactStore) -> None:
+    def __init__(self, store: MetadataStore, artifacts: ArtifactStore, scratch_dir: Path | None = None) -> None:
         self.store = store
         self.artifacts = artifacts
+        # refreshes write their chunks here (default: the system's temporary folder); a folder left
+        # by a refresh whose process was killed is removed by the next refresh
+        self.scratch_dir = scratch_dir
 
     # -- writing ---------------------------------------------------------------------------------
+    def _scratch(self) -> Path | None:
+        """The scratch folder, without the folders of refreshes whose process is gone."""
+        if self.scratch_dir is None:
+            return None
+        self.scratch_dir.mkdir(parents=True, exist_ok=True)
+        for folder in self.scratch_dir.glob(f"{SCRATCH_PREFIX}*-*"):
+            pid = folder.name.removeprefix(SCRATCH_PREFIX).split("-", 1)[0]
+            if pid.isdigit() and not _alive(int(pid)):
+                shutil.rmtree(folder, ignore_errors=True)
+        return self.scratch_dir
+
     def write_version(self, name: str, source: DataSource, what: dict[str, Any], actor: str, *,
                       chunk_rows: int = DEFAULT_CHUNK_ROWS, progress: Progress | None = None,
                       force: bool = False, profile_options: dict[str, Any] | None = None) -> RefreshResult:
@@ -218,7 +247,7 @@ class DatasetVersions:
             raise InvalidInput(f"chunk_rows must be at least 1, got {chunk_rows}", {"field": "chunk_rows"})
         start = time.perf_counter()
         created_paths: list[str] = []
-        with tempfile.TemporaryDirectory(prefix="shipyard-dataset-") as tmp:
+        with tempfile.TemporaryDirectory(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-", dir=self._scratch()) as tmp:
             local, schema, rows = read_chunks_to_parquet(source, what, Path(tmp), chunk_rows, progress)
             digest, size = sha256_file(local)
             latest = self.latest(name)
