@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import typing
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import orjson
-from pydantic import BaseModel, model_validator
+from pydantic import BaseModel, ConfigDict, model_validator
 from starlette.requests import Request
 
 from shipyard.errors import PayloadTooLarge
@@ -83,7 +84,10 @@ def lone_surrogate(value: object, where: str = "") -> str | None:
 
 
 class RequestBody(BaseModel):
-    """Base of the JSON request bodies: refuses text that is not valid Unicode, naming the field."""
+    """Base of the JSON request bodies: refuses fields it does not know (a misspelt field would
+    otherwise be ignored silently) and text that is not valid Unicode, naming the field."""
+
+    model_config = ConfigDict(extra="forbid")
 
     @model_validator(mode="before")
     @classmethod
@@ -98,6 +102,16 @@ class RequestBody(BaseModel):
             raise ValueError(f"field {where!r} holds a lone UTF-16 surrogate (\\uD800-\\uDFFF), which is not "
                              "valid Unicode; send the text as UTF-8 or as a surrogate pair")
         return data
+
+
+def body_fields(annotation: object) -> list[str]:
+    """The JSON names of the fields of a route's body type (``SomeIn`` or ``SomeIn | None``), for
+    the error that refuses an unknown one; [] when the body is not a ``RequestBody``."""
+    candidates = [annotation, *typing.get_args(annotation)]
+    for candidate in candidates:
+        if isinstance(candidate, type) and issubclass(candidate, RequestBody):
+            return sorted(f.alias or name for name, f in candidate.model_fields.items())
+    return []
 
 
 _ERROR_SCHEMA: dict[str, Any] = {

@@ -28,7 +28,7 @@ from shipyard import __version__
 from shipyard.auth.http import check_routes
 from shipyard.auth.redact import REDACTOR, RedactedJSONResponse
 from shipyard.errors import ConfigError, PayloadTooLarge, ShipyardError
-from shipyard.http_util import document_errors
+from shipyard.http_util import body_fields, document_errors
 from shipyard.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -177,6 +177,20 @@ def _json_unless_typed(scope: Scope) -> Scope:
     return {**scope, "headers": [*rest, (b"content-type", b"application/json")]}
 
 
+def _unknown_field(request: Request, loc: tuple[Any, ...]) -> str:
+    """The problem of a body field the route does not take, naming the fields it does."""
+    route = request.scope.get("route")
+    body = getattr(getattr(route, "body_field", None), "field_info", None)
+    known = body_fields(getattr(body, "annotation", None)) if len(loc) == 2 else []
+    return (f"this field is not known; the body takes {', '.join(known)}" if known
+            else "this field is not known; see the route in /docs")
+
+
+def _sent_json(request: Request) -> bool:
+    media = (request.headers.get("content-type") or "").split(";", 1)[0].strip().lower()
+    return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
+
+
 def create_app(ws: Workspace, **options: Any) -> FastAPI:
     app = ShipyardAPI(
         title="Shipyard",
@@ -197,11 +211,22 @@ def create_app(ws: Workspace, **options: Any) -> FastAPI:
         return _error_response(exc)
 
     @app.exception_handler(RequestValidationError)
-    async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         problems = []
         for item in exc.errors():
             where = ".".join(str(p) for p in item.get("loc", ()) if p != "body")
-            problems.append({"field": where, "problem": item.get("msg", "invalid")})
+            problem = item.get("msg", "invalid")
+            loc = tuple(item.get("loc", ()))
+            if item.get("type") == "extra_forbidden":
+                problem = _unknown_field(request, loc)
+            elif item.get("type") == "json_invalid":
+                # the location is a character offset, not a field
+                where, problem = "", f"the body is not valid JSON ({item.get('ctx', {}).get('error', problem)} " \
+                                     f"at character {loc[1] if len(loc) > 1 else 0})"
+            elif loc == ("body",) and not _sent_json(request):
+                given = request.headers.get("content-type") or "none"
+                problem = f"the body must be JSON sent with Content-Type: application/json (got {given})"
+            problems.append({"field": where, "problem": problem})
         first = problems[0] if problems else {"field": "", "problem": "invalid request"}
         message = f"field {first['field']!r}: {first['problem']}" if first["field"] else first["problem"]
         return JSONResponse(

@@ -169,7 +169,8 @@ class Workspace:
     def data(self) -> DataCatalog:
         from shipyard.data.catalog import DataCatalog
 
-        return DataCatalog(self.store, self.artifacts, self.secrets, self.settings.project_dir)
+        return DataCatalog(self.store, self.artifacts, self.secrets, self.settings.project_dir,
+                           scratch_dir=self.settings.state_dir / "tmp" / "datasets")
 
     @cached_property
     def pipelines(self) -> Pipelines:

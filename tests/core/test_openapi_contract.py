@@ -342,3 +342,16 @@ def test_every_integer_parameter_is_bounded_and_a_huge_one_is_a_400(contract) ->
     assert checked >= 10
     assert not unbounded, unbounded
     assert not answers, answers
+
+
+def test_a_body_that_is_not_json_is_refused_saying_so(client) -> None:
+    c, _names = client
+    response = c.post("/api/v1/experiments", content="{garbage", headers={"content-type": "application/json"})
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert "not valid JSON" in error["message"] and error["details"]["problems"][0]["field"] == "", error
+    for media, body in (("text/plain", "name=x"), ("application/xml", "<name>x</name>")):
+        response = c.post("/api/v1/experiments", content=body, headers={"content-type": media})
+        assert response.status_code == 400, response.text
+        message = response.json()["error"]["message"]
+        assert "Content-Type: application/json" in message and media in message, message

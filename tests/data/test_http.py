@@ -72,7 +72,17 @@ def test_sources_and_datasets_over_http(client: TestClient, server_ws: Workspace
 
     call("POST", "/datasets", modeler, 201, json={"name": "loans", "source": "files",
                                                  "spec": {"path": "loans.csv", "profile": {"target": "bad"}}})
+    # a refresh killed mid-way left its scratch folder: the next refresh removes it, and its own
+    import subprocess
+    import sys
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    scratch = server_ws.settings.state_dir / "tmp" / "datasets"
+    (scratch / f"refresh-{dead.pid}-left").mkdir(parents=True)
+    (scratch / f"refresh-{dead.pid}-left" / "part-0.parquet").write_bytes(b"x")
     refreshed = call("POST", "/datasets/loans/refresh", modeler, 200, json={})
+    assert list(scratch.iterdir()) == []
     assert refreshed["created"] and refreshed["version"]["rows"] == 100
     pd.DataFrame({"x": range(120), "bad": [0, 1] * 60}).to_csv(project / "data" / "loans.csv", index=False)
     call("POST", "/datasets/loans/refresh", modeler, 200, json={"chunk_rows": 50})
@@ -86,7 +96,25 @@ def test_sources_and_datasets_over_http(client: TestClient, server_ws: Workspace
     assert call("GET", "/datasets/loans", viewer, 200)["latest_version"] == 2
     assert call("GET", "/datasets/loans/lineage", viewer, 200)["versions"] == [1, 2]
     call("GET", "/datasets/nosuch/versions", viewer, 404)
+    # a version beyond the database's integers is refused naming the field and the range
+    huge = "99999999999999999999999"
+    for path, field in ((f"/datasets/loans/diff?a={huge}&b=2", "a"), (f"/datasets/loans/diff?a=1&b={huge}", "b"),
+                        ("/datasets/loans/diff?a=x&b=2", "a"), ("/datasets/loans/diff?a=0&b=2", "a"),
+                        (f"/datasets/loans/versions/{huge}", "version"),
+                        (f"/datasets/loans/versions/{huge}/rows", "version"),
+                        (f"/datasets/loans/versions/{huge}/profile", "version")):
+        error = call("GET", path, viewer, 400)["error"]
+        assert error["details"]["field"] == field, (path, error)
+        assert field in error["message"]
+        if "x" not in path:
+            assert str(2**31 - 1) in error["message"], error
     call("POST", "/datasets", modeler, 400, json={"name": "bad", "source": "files", "spec": {"query": "x"}})
+    # a path leaving the source's root is refused when saved, by the rule that refuses it when read
+    for path in ("../../.shipyard/credentials", "a/../../b.csv", "s3://other/x.csv"):
+        error = call("POST", "/datasets", modeler, 400, json={"name": "creds", "source": "files",
+                                                              "spec": {"path": path}})["error"]
+        assert error["details"]["field"] == "path", error
+    call("GET", "/datasets/creds", viewer, 404)
     call("DELETE", "/data/sources/files", modeler, 409)
     for text in seen:
         assert SECRET not in text and str(project) not in text

@@ -3,6 +3,7 @@ labels ingest, alerts apply/list/history/silence; errors as one line naming the 
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from pathlib import Path
 
@@ -69,7 +70,10 @@ def test_report_labels_and_alerts_commands(tmp_path: Path) -> None:
     assert code == 1 and "metric 'volumes' is not known" in out
     code, out = _run(project, "alerts", "list")
     assert [r["name"] for r in json.loads(out)["rules"]] == ["vol"]
-    assert _run(project, "alerts", "silence", "vol", "--for", "2h", "--reason", "test")[0] == 0
+    code, out = _run(project, "alerts", "silence", "vol", "--for", "2h", "--reason", "test")
+    [silence] = ws.monitoring.alerts.silences()
+    until = dt.datetime.fromtimestamp(silence["ends_at"] / 1000, dt.UTC).isoformat(timespec="seconds")
+    assert code == 0 and out.strip() == f"silence {silence['id']} on vol until {until}", out
     code, out = _run(project, "alerts", "history")
     assert code == 0 and json.loads(out) == []
     ws.close()

@@ -221,3 +221,74 @@ def test_the_server_skips_a_malformed_rule_and_deleting_a_firing_rule_closes_its
             assert record["details"]["before"] == {"rule": "traffic"}
     finally:
         ws.close()
+
+
+def test_a_rule_name_that_cannot_travel_in_a_url_is_refused_with_the_pattern(server) -> None:
+    _ws, http = server
+    for name in ("x/../y", "a b", "..", "-x", "x..y"):
+        r = http.post(f"{API}/alerts/rules", json={"document": {"rules": [
+            {"name": name, "metric": "requests", "scope": {"scene": "s"}, "condition": "> 1"}]}})
+        assert r.status_code == 400, (name, r.text)
+        error = r.json()["error"]
+        assert error["details"]["field"] == "rules.name" and "pattern" in error["message"], error
+    r = http.post(f"{API}/alerts/rules", json={"document": {"rules": [
+        {"name": "score.psi_v2-1", "metric": "requests", "scope": {"scene": "s"}, "condition": "> 1"}]}})
+    assert r.status_code == 201, r.text
+    assert http.delete(f"{API}/alerts/rules/score.psi_v2-1").status_code == 200
+    assert http.get(f"{API}/alerts/rules").json()["rules"] == []
+
+
+def test_a_duration_beyond_366_days_is_refused_naming_the_field(server) -> None:
+    _ws, http = server
+    rule = {"name": "r", "metric": "requests", "scope": {"scene": "s"}, "condition": "> 1"}
+    for field, value in (("window", "99999999999999999999d"), ("cooldown", "367d"), ("window", "9" * 400 + "s")):
+        r = http.post(f"{API}/alerts/rules", json={"document": {"rules": [{**rule, field: value}]}})
+        assert r.status_code == 400, (field, r.text)
+        error = r.json()["error"]
+        assert error["details"]["field"] == field and "366d" in error["message"], error
+    assert http.post(f"{API}/alerts/rules", json={"document": {"rules": [{**rule, "window": "366d"}]}}
+                     ).status_code == 201
+    r = http.post(f"{API}/alerts/silences", json={"rule": "r", "duration": "400d"})
+    assert r.status_code == 400 and r.json()["error"]["details"]["field"] == "duration", r.text
+    assert http.get(f"{API}/alerts/silences").json() == []
+    assert http.post(f"{API}/alerts/evaluate").status_code == 200
+
+
+def test_a_stored_rule_that_is_not_json_is_listed_as_invalid(server) -> None:
+    """A rule row edited by hand into text that is not JSON: listed under invalid_rules, the other
+    rules still listed and evaluated, and it can be deleted."""
+    ws, http = server
+    ws.monitoring.apply_rules({"rules": [{"name": "good", "metric": "requests", "scope": {"scene": "s"},
+                                          "condition": ">= 1"}]}, "alice")
+    with ws.store.begin() as conn:
+        conn.exec_driver_sql("INSERT INTO monitoring_alert_rules (name, spec, enabled, created_at, updated_at, "
+                             "updated_by) VALUES ('hand', '{not json', 1, 0, 0, 'dba')")
+    listed = http.get(f"{API}/alerts/rules")
+    assert listed.status_code == 200, listed.text
+    assert [r["name"] for r in listed.json()["rules"]] == ["good"]
+    [invalid] = listed.json()["invalid_rules"]
+    assert invalid["name"] == "hand" and "not valid JSON" in invalid["error"]
+    assert http.post(f"{API}/alerts/evaluate").status_code == 200
+    assert http.delete(f"{API}/alerts/rules/hand").status_code == 200
+    assert http.get(f"{API}/alerts/rules").json()["invalid_rules"] == []
+
+
+def test_a_body_field_the_route_does_not_take_is_refused_naming_the_known_ones(server) -> None:
+    ws, http = server
+    ws.monitoring.apply_rules({"rules": [{"name": "score-psi", "metric": "requests", "scope": {"scene": "s"},
+                                          "condition": "> 1"}]}, "alice")
+    r = http.post(f"{API}/alerts/silences", json={"rule": "score-psi", "for": "forever"})
+    assert r.status_code == 400, r.text
+    error = r.json()["error"]
+    assert error["details"]["problems"][0]["field"] == "for" and "duration" in error["message"], error
+    assert http.get(f"{API}/alerts/silences").json() == []
+
+
+def test_a_plugin_path_that_is_neither_a_file_nor_a_module_is_refused_when_saved(server) -> None:
+    ws, http = server
+    admin = auth_headers(ws, "root", "admin")
+    for path in ("../../../../etc/passwd", "a/b", "x..y", "-m"):
+        r = http.put(f"{API}/scenes/credit_apply", json={"plugins": [{"name": "p", "path": path}]}, headers=admin)
+        assert r.status_code == 400, (path, r.text)
+        assert r.json()["error"]["details"]["field"] == "plugins.path"
+    assert ws.monitoring.settings("credit_apply").plugins == []

@@ -109,6 +109,7 @@ def test_pipelines_and_schedules_over_http(client: TestClient, server_ws: Worksp
     record = client.get(f"/api/v1/pipelines/runs/{run_id}", headers=viewer).json()
     assert {n["node_id"]: n["status"] for n in record["nodes"]} == {
         "data": "succeeded", "split": "succeeded", "profile": "succeeded", "count": "succeeded"}
+    assert not (server_ws.settings.state_dir / "pipelines" / "tmp" / run_id).exists()
     log = client.get(f"/api/v1/pipelines/runs/{run_id}/nodes/count/logs", headers=viewer).json()
     assert "counting 18" in log["text"] and log["complete"]
     again = client.post("/api/v1/pipelines/web_code/runs", json={}, headers=operator).json()["run_id"]
@@ -118,6 +119,11 @@ def test_pipelines_and_schedules_over_http(client: TestClient, server_ws: Worksp
         time.sleep(0.1)
     assert {n["status"] for n in client.get(f"/api/v1/pipelines/runs/{again}", headers=viewer).json()["nodes"]} == \
         {"cached"}
+    # a cached node has no log of its own: the answer says where it is
+    cached_log = client.get(f"/api/v1/pipelines/runs/{again}/nodes/count/logs", headers=viewer).json()
+    assert cached_log["text"] == "" and cached_log["complete"]
+    assert f"from run {run_id}" in cached_log["note"] and f"/pipelines/runs/{run_id}/nodes/count/logs" in \
+        cached_log["note"]
     script = client.get("/api/v1/pipelines/web/script", headers=viewer)
     assert script.status_code == 200 and "def node_split(" in script.text and str(project) not in script.text
     assert client.post("/api/v1/pipelines/nosuch/runs", json={}, headers=operator).status_code == 404
@@ -168,3 +174,15 @@ def test_a_load_file_path_from_a_run_parameter_stays_in_the_project(client: Test
                 "args": {"params": {"p": str(secret)}}}
     assert client.post("/api/v1/schedules", json=schedule, headers=operator).status_code == 403
     assert client.post("/api/v1/pipelines/by_param/runs", json={"workers": 0}, headers=operator).status_code == 202
+
+
+def test_a_run_body_with_a_field_the_route_does_not_take_is_refused(client: TestClient, server_ws: Workspace) -> None:
+    operator = _as(server_ws, "operator")
+    doc = {"name": "tiny", "nodes": [{"id": "f", "component": "load_file", "params": {"path": "data/x.csv"}}]}
+    assert client.post("/api/v1/pipelines", json={"document": doc}, headers=operator).status_code == 201
+    for field in ("start", "stop", "form"):
+        r = client.post("/api/v1/pipelines/tiny/runs", json={field: "f"}, headers=operator)
+        assert r.status_code == 400, (field, r.text)
+        error = r.json()["error"]
+        assert error["details"]["problems"][0]["field"] == field and "from" in error["message"], error
+    assert server_ws.pipelines.runs("tiny", 10) == []

@@ -121,8 +121,10 @@ def test_a_failing_node_fails_the_run_naming_it_keeps_its_log_and_skips_what_fol
     assert "Traceback" in log and "RuntimeError: boom failed on purpose" in log
     assert ws.tracking.get_run(run.node("bad").tracking_run_id).info.status == "FAILED"
     assert ws.tracking.get_run(run.tracking_run_id).info.status == "FAILED"
+    scratch = ws.settings.state_dir / "pipelines" / "tmp"
+    assert not (scratch / run.id).exists()  # nothing left behind by a failed run
     fixed = ws.pipelines.run(path, start="bad", params={"fail": False}, workers=0)
-    assert fixed.status == "succeeded"
+    assert fixed.status == "succeeded" and not (scratch / fixed.id).exists()
     assert {n.node_id: n.status for n in fixed.nodes} == {"data": "not_selected", "stats": "reused",
                                                           "bad": "succeeded", "independent": "not_selected"}
 

@@ -114,3 +114,19 @@ def test_a_hosted_rollout_is_judged_on_the_projects_fleet_series(sqlite_workspac
     [check] = view["checks"]
     assert (check["judged_on"], check["count"], check["errors"]) == ("fleet", 100, 50), check
     app.state.projects.close()
+
+
+def test_a_rollout_on_a_scene_without_challengers_names_its_real_arms(sqlite_workspace) -> None:
+    from shipyard.server import create_app
+
+    ws = sqlite_workspace
+    apply_scene(ws, {k: v for k, v in SCENE.items() if k != "traffic"})
+    app = create_app(ws, follow_interval=0)
+    with LiveServer(app) as server, httpx.Client(base_url=server.url, timeout=30) as client:
+        for arm in ("b", "control"):
+            r = client.post("/api/v1/scenes/ab/rollout", headers=server.headers, json={"arm": arm, "steps": [50, 100]})
+            assert r.status_code == 400, r.text
+            error = r.json()["error"]
+            assert error["details"]["field"] == "arm" and "its arms are ['control']" in error["message"], error
+            assert "add an arm" in error["message"]
+    app.state.projects.close()

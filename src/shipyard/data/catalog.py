@@ -28,6 +28,7 @@ from shipyard.data.datasets import (
     DatasetVersions,
     RefreshResult,
 )
+from shipyard.data.file_source import check_source_path
 from shipyard.data.source_kinds import open_source, validate_spec
 from shipyard.data.sources import (
     ConnectionTest,
@@ -77,6 +78,8 @@ def _check_dataset_spec(kind: str, spec: Any) -> dict[str, Any]:
     if len(given) != 1:
         raise InvalidInput(f"a dataset on a {kind} source needs exactly one of {list(wanted)}",
                            {"field": wanted[0]})
+    if kind == "file":
+        check_source_path(str(spec["path"]))
     profile = spec.get("profile", {})
     if not isinstance(profile, Mapping | bool):
         raise InvalidInput("profile must be false or a mapping like {'target': 'bad'}", {"field": "profile"})
@@ -84,12 +87,13 @@ def _check_dataset_spec(kind: str, spec: Any) -> dict[str, Any]:
 
 
 class DataCatalog:
-    def __init__(self, store: MetadataStore, artifacts: ArtifactStore, secrets: SecretStore, base_dir: Path) -> None:
+    def __init__(self, store: MetadataStore, artifacts: ArtifactStore, secrets: SecretStore, base_dir: Path,
+                 scratch_dir: Path | None = None) -> None:
         self.store = store
         self.artifacts = artifacts
         self.secrets = secrets
         self.base_dir = Path(base_dir)
-        self.versions = DatasetVersions(store, artifacts)
+        self.versions = DatasetVersions(store, artifacts, scratch_dir)
 
     # -- sources ---------------------------------------------------------------------------------
     def add_source(self, name: str, kind: str, spec: Mapping[str, Any], actor: str, description: str = "",
@@ -224,22 +228,22 @@ class DataCatalog:
         self.get_dataset(name)
         return self.versions.list(name)
 
-    def version(self, name: str, version: int | str | None = None) -> DatasetVersion:
+    def version(self, name: str, version: int | str | None = None, field: str = "version") -> DatasetVersion:
         self.get_dataset(name)
-        return self.versions.get(name, version)
+        return self.versions.get(name, version, field)
 
     def read(self, name: str, version: int | str | None = None, columns: list[str] | None = None) -> pd.DataFrame:
         return self.versions.read(self.version(name, version), columns)
 
     def diff(self, name: str, a: int | str | None = None, b: int | str | None = None) -> DatasetDiff:
         """Compare versions ``a`` and ``b`` (default: the one before the latest and the latest)."""
-        newer = self.version(name, b)
+        newer = self.version(name, b, "b")
         if a is None:
             if newer.version < 2:
                 raise InvalidInput(f"dataset {name!r} has one version; refresh it again or give two versions",
                                    {"field": "a"})
             a = newer.version - 1
-        return self.versions.diff(self.version(name, a), newer)
+        return self.versions.diff(self.version(name, a, "a"), newer)
 
     def record_read(self, name: str, version: int, reader_kind: str, reader_id: str, actor: str) -> None:
         """Lineage: note that ``reader_kind:reader_id`` (a run, model version, feature view...) read a version."""

@@ -14,7 +14,9 @@ import io
 import json
 import logging
 import math
+import os
 import re
+import shutil
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
@@ -40,6 +42,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DEFAULT_CHUNK_ROWS = 100_000
+#: the largest version number (the metadata databases keep it in a 32-bit INTEGER column)
+MAX_VERSION = 2**31 - 1
 DRIFT_SAMPLE_ROWS = 200_000
 ROW_GROUP_ROWS = 131_072
 READER_KINDS = ("run", "pipeline_run", "model_version", "feature_view", "job")
@@ -201,14 +205,41 @@ def read_chunks_to_parquet(source: DataSource, what: dict[str, Any], folder: Pat
     return target, schema, rows
 
 
+SCRATCH_PREFIX = "refresh-"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
+
+
 class DatasetVersions:
     """Versions of datasets: write (refresh), read, diff and lineage."""
 
-    def __init__(self, store: MetadataStore, artifacts: ArtifactStore) -> None:
+    def __init__(self, store: MetadataStore, artifacts: ArtifactStore, scratch_dir: Path | None = None) -> None:
         self.store = store
         self.artifacts = artifacts
+        # refreshes write their chunks here (default: the system's temporary folder); a folder left
+        # by a refresh whose process was killed is removed by the next refresh
+        self.scratch_dir = scratch_dir
 
     # -- writing ---------------------------------------------------------------------------------
+    def _scratch(self) -> Path | None:
+        """The scratch folder, without the folders of refreshes whose process is gone."""
+        if self.scratch_dir is None:
+            return None
+        self.scratch_dir.mkdir(parents=True, exist_ok=True)
+        for folder in self.scratch_dir.glob(f"{SCRATCH_PREFIX}*-*"):
+            pid = folder.name.removeprefix(SCRATCH_PREFIX).split("-", 1)[0]
+            if pid.isdigit() and not _alive(int(pid)):
+                shutil.rmtree(folder, ignore_errors=True)
+        return self.scratch_dir
+
     def write_version(self, name: str, source: DataSource, what: dict[str, Any], actor: str, *,
                       chunk_rows: int = DEFAULT_CHUNK_ROWS, progress: Progress | None = None,
                       force: bool = False, profile_options: dict[str, Any] | None = None) -> RefreshResult:
@@ -216,7 +247,7 @@ class DatasetVersions:
             raise InvalidInput(f"chunk_rows must be at least 1, got {chunk_rows}", {"field": "chunk_rows"})
         start = time.perf_counter()
         created_paths: list[str] = []
-        with tempfile.TemporaryDirectory(prefix="shipyard-dataset-") as tmp:
+        with tempfile.TemporaryDirectory(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-", dir=self._scratch()) as tmp:
             local, schema, rows = read_chunks_to_parquet(source, what, Path(tmp), chunk_rows, progress)
             digest, size = sha256_file(local)
             latest = self.latest(name)
@@ -288,23 +319,27 @@ class DatasetVersions:
             row = conn.execute(query).first()
         return _version(row) if row is not None else None
 
-    def get(self, name: str, version: int | str | None = None) -> DatasetVersion:
+    def get(self, name: str, version: int | str | None = None, field: str = "version") -> DatasetVersion:
+        """Version ``version`` (a number or 'latest') of ``name``; ``field`` names it in errors."""
         if version in (None, "latest"):
             found = self.latest(name)
             if found is None:
                 raise NotFound(f"dataset {name!r} has no version yet; run `shipyard datasets refresh {name}`",
-                               {"field": "version", "dataset": name})
+                               {"field": field, "dataset": name})
             return found
         try:
             number = int(version)  # type: ignore[arg-type]
         except (TypeError, ValueError):
-            raise InvalidInput(f"version {version!r} is not a number or 'latest'", {"field": "version"}) from None
+            raise InvalidInput(f"{field} {version!r} is not a number or 'latest'", {"field": field}) from None
+        if not 1 <= number <= MAX_VERSION:
+            raise InvalidInput(f"{field} {number} is out of range: a version is 1 to {MAX_VERSION} or 'latest'",
+                               {"field": field, "min": 1, "max": MAX_VERSION})
         with self.store.read() as conn:
             row = conn.execute(sa.select(dataset_versions).where(
                 dataset_versions.c.dataset == name, dataset_versions.c.version == number)).first()
         if row is None:
             raise NotFound(f"dataset {name!r} has no version {number}; list them with "
-                           f"`shipyard datasets versions {name}`", {"field": "version", "dataset": name})
+                           f"`shipyard datasets versions {name}`", {"field": field, "dataset": name})
         return _version(row)
 
     def list(self, name: str) -> list[DatasetVersion]:

@@ -61,6 +61,19 @@ def guess_format(path: str, given: str | None) -> str:
     return FORMATS[suffix]
 
 
+def check_source_path(path: str, root: str = "") -> str:
+    """A dataset's or preview's path: relative to the file source's root, never leaving it. Checked
+    when a dataset is saved and again when it is read."""
+    if not path:
+        raise InvalidInput("the dataset needs a path relative to the source root", {"field": "path"})
+    if "://" in path:
+        raise InvalidInput(f"path {path!r} must be relative to the source root {root!r}", {"field": "path"})
+    if ".." in path.replace("\\", "/").split("/"):
+        raise InvalidInput(f"path {path!r} may not contain '..'; give a path below the source root",
+                           {"field": "path"})
+    return path
+
+
 class FileDataSource:
     def __init__(self, spec: Mapping[str, Any], secrets: dict[str, SecretValue], mask: Masker) -> None:
         self.root = str(spec.get("root") or "")
@@ -80,13 +93,7 @@ class FileDataSource:
 
     # -- addressing ------------------------------------------------------------------------------
     def _full(self, path: str) -> str:
-        if not path:
-            raise InvalidInput("the dataset needs a path relative to the source root", {"field": "path"})
-        if "://" in path:
-            raise InvalidInput(f"path {path!r} must be relative to the source root {self.root!r}",
-                               {"field": "path"})
-        if ".." in path.split("/"):
-            raise InvalidInput(f"path {path!r} may not contain '..'", {"field": "path"})
+        check_source_path(path, self.root)
         base = self.root.split("://", 1)[1] if self.remote else self.root.removeprefix("file://")
         if not base:
             return path

@@ -58,7 +58,6 @@ class RegisterFromSource(RequestBody):
 
 
 class Review(RequestBody):
-    model_config = {"extra": "forbid"}
     comment: str = Field("", max_length=10_000)
 
 

@@ -61,6 +61,11 @@ _OPS: dict[str, Callable[[float, float], bool]] = {
     ">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le, "==": operator.eq, "!=": operator.ne}
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd])\s*$")
 _UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+#: the longest window, cool-down or silence: a year and a day covers the daily reports' trends
+#: (per-minute series are kept 30 days by default); longer ones would only overflow timestamps
+MAX_DURATION_S = 366 * 86400
+#: rule names travel in URL paths (DELETE /alerts/rules/{name}): no '/', spaces or '..'
+RULE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$")
 
 
 @dataclass(frozen=True)
@@ -101,12 +106,16 @@ SCOPE_KEYS = {"scene", "version", "arm", "column", "view", "feature"}
 
 
 def parse_duration(text: Any, field_name: str) -> int:
-    """Seconds from ``30s``, ``5m``, ``1h`` or ``7d``."""
+    """Seconds from ``30s``, ``5m``, ``1h`` or ``7d``, at most 366 days (``MAX_DURATION_S``)."""
     m = _DURATION.match(str(text))
     if not m:
         raise InvalidInput(f"{field_name} {text!r} is not a duration; write e.g. 30s, 5m, 1h or 7d",
                            {"field": field_name})
-    return int(float(m.group(1)) * _UNIT[m.group(2)])
+    seconds = float(m.group(1)) * _UNIT[m.group(2)]
+    if seconds > MAX_DURATION_S:
+        raise InvalidInput(f"{field_name} {text!r} is longer than the limit of 366d; give at most 366d",
+                           {"field": field_name, "max": "366d"})
+    return int(seconds)
 
 
 @dataclass
@@ -167,8 +176,12 @@ def rule_from_spec(spec: Any, known_plugins: Callable[[str | None], set[str]],
     if not isinstance(spec, dict):
         raise InvalidInput("each rule must be a mapping (name, metric, condition, ...)", {"field": "rules"})
     name = spec.get("name")
-    if not name or not isinstance(name, str) or len(name) > 255:
+    if not name or not isinstance(name, str):
         raise InvalidInput("a rule needs a name (up to 255 characters)", {"field": "rules.name"})
+    if not RULE_NAME.match(name) or ".." in name:
+        raise InvalidInput(f"rule name {name!r} is not valid: use 1-255 letters, digits, '_', '-' or '.' (no '..'), "
+                           f"starting with a letter or digit (pattern {RULE_NAME.pattern}), e.g. 'score-psi'",
+                           {"field": "rules.name", "rule": name, "pattern": RULE_NAME.pattern})
     unknown = sorted(set(spec) - _RULE_KEYS)
     if unknown:
         raise InvalidInput(f"rule {name!r}: unknown key(s) {unknown}; known: {sorted(_RULE_KEYS)}",
@@ -230,6 +243,16 @@ def stored_rule(name: str, spec: object, known_plugins: Callable[[str | None], s
     # a notifier removed since is reported on each delivery, it does not make the rule invalid
     listed = {notify} if isinstance(notify, str) else {str(n) for n in notify} if isinstance(notify, list) else set()
     return rule_from_spec({**spec, "name": name}, known_plugins, listed)
+
+
+def _stored_json(raw: object) -> object:
+    """A JSON column's value: decoded by the driver already (PostgreSQL), or its text."""
+    if not isinstance(raw, str | bytes):
+        return raw
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidInput(f"the stored definition is not valid JSON ({exc})", {"field": "rules"}) from None
 
 
 def _no_plugins(_scene: str | None) -> set[str]:
@@ -317,11 +340,15 @@ class AlertStore:
         release, or naming a metric or plugin that no longer exists), by rule name. An invalid rule is
         not evaluated; it stays stored until it is applied again or deleted."""
         with self.store.read() as conn:
-            rows = conn.execute(sa.select(RULES.c.name, RULES.c.spec).order_by(RULES.c.name)).all()
+            # read as text where the database stores text: one row that is not JSON (edited by hand)
+            # must not fail the whole query, it is listed as invalid like any other
+            spec_text = sa.type_coerce(RULES.c.spec, sa.Text)
+            rows = conn.execute(sa.select(RULES.c.name, spec_text).order_by(RULES.c.name)).all()
         usable: list[AlertRule] = []
         invalid: dict[str, str] = {}
-        for name, spec in rows:
+        for name, raw in rows:
             try:
+                spec = _stored_json(raw)
                 usable.append(stored_rule(name, spec, self.known_plugins))
             except (InvalidInput, TypeError, ValueError, AttributeError, KeyError) as exc:
                 reason = (exc.message.removeprefix(f"rule {name!r}: ") if isinstance(exc, InvalidInput)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -352,7 +353,8 @@ def silence_cmd(ctx: click.Context, rule: str, duration: str, scene: str | None,
     ws = _ws(ctx)
     s = ws.monitoring.alerts.silence(rule, duration, ws.user, scope={"scene": scene} if scene else None,
                                      reason=reason)
-    click.echo(f"silence {s['id']} on {rule} until {s['ends_at']} (ms)")
+    until = dt.datetime.fromtimestamp(s["ends_at"] / 1000, dt.UTC).isoformat(timespec="seconds")
+    click.echo(f"silence {s['id']} on {rule} until {until}")
 
 
 @alerts_group.command("evaluate")

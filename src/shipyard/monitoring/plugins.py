@@ -25,6 +25,7 @@ import importlib
 import importlib.util
 import logging
 import math
+import re
 import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -73,7 +74,23 @@ def plugin_from(obj: Any, name: str, origin: str) -> Plugin:
     return Plugin(name, calc, show, str(title), origin)
 
 
+_MODULE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+
+
+def check_plugin_path(spec: str) -> str:
+    """A plugin's path: a .py file or an importable module's dotted name. Checked when a scene's
+    settings are saved and again when the plugin is loaded."""
+    if spec.endswith(".py"):
+        return spec
+    if not _MODULE.match(spec):
+        raise InvalidInput(f"plugin path {spec!r} is neither a .py file nor a module name; give e.g. "
+                           "'monitoring/high_scores.py' or 'mypackage.plugins.high_scores'",
+                           {"field": "plugins.path"})
+    return spec
+
+
 def _load_path(spec: str) -> ModuleType:
+    check_plugin_path(spec)
     path = Path(spec)
     if spec.endswith(".py"):
         if not path.is_file():

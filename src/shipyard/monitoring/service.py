@@ -23,7 +23,7 @@ from shipyard.monitoring.drift import drift as _drift
 from shipyard.monitoring.labels import IngestResult, LabelMetrics, LabelStore
 from shipyard.monitoring.logread import log_days
 from shipyard.monitoring.notifiers import SecretResolver
-from shipyard.monitoring.plugins import available
+from shipyard.monitoring.plugins import available, check_plugin_path
 from shipyard.monitoring.scenes import PluginRef, SceneSettings, SceneStore
 from shipyard.monitoring.series import MINUTE_MS, SeriesRecorder, SeriesResult, SeriesStore
 from shipyard.store import MetadataStore
@@ -354,9 +354,10 @@ class Monitoring:
 def _plugin_ref(p: Any) -> dict[str, str | None]:
     """A plugin setting from a dict, a PluginRef, a .py path, a module name or an entry-point name."""
     if isinstance(p, dict):
-        return {"name": str(p["name"]), "path": p.get("path")}
+        path = p.get("path")
+        return {"name": str(p["name"]), "path": check_plugin_path(str(path)) if path else None}
     if isinstance(p, PluginRef):
-        return {"name": p.name, "path": p.path}
+        return {"name": p.name, "path": check_plugin_path(p.path) if p.path else None}
     text = str(p)
     if text.endswith(".py"):
         return {"name": Path(text).stem, "path": text}

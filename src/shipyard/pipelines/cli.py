@@ -162,6 +162,8 @@ def logs_cmd(ctx: click.Context, run_id: str, node: str | None, follow: bool) ->
         while True:
             chunk = ws.pipelines.logs(record.id, name, offset)
             click.echo(chunk.text, nl=False)
+            if chunk.note:
+                click.echo(chunk.note, err=True)
             offset = chunk.offset
             if chunk.complete or (not follow and not chunk.text):
                 break

@@ -273,7 +273,21 @@ class _RunState:
         finally:
             if self.own_pool and self.pool is not None:
                 self.pool.close()
+            self._remove_scratch()
         self._finish()
+
+    def _remove_scratch(self) -> None:
+        """The run's scratch folder (its nodes' files went to their tracking runs). Tasks of one run
+        run apart when an orchestrator drives it (``external``): each leaves the folder to the
+        others until it is empty."""
+        scratch = self.base / "tmp" / self.run_id
+        if not self.external:
+            shutil.rmtree(scratch, ignore_errors=True)
+            return
+        try:
+            scratch.rmdir()
+        except OSError:
+            pass  # absent, or another task's node is still writing there
 
     def _reuse_upstream(self) -> None:
         needed = {src for n in self.chosen for src, _ in self.bound.nodes[n].inputs.values()} - self.chosen

@@ -44,8 +44,6 @@ class PipelineRunIn(RequestBody):
     stop: str | None = Field(default=None, alias="to")
     workers: int = Field(default=2, ge=0, le=64)
 
-    model_config = {"populate_by_name": True}
-
 
 class ScheduleIn(RequestBody):
     name: str = Field(min_length=1, max_length=128)

@@ -39,6 +39,7 @@ class LogChunk:
     text: str
     offset: int  # where the next read starts
     complete: bool  # the node has finished: no more text will come
+    note: str = ""  # why there is no text, e.g. the node's result was taken from an earlier run
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -233,4 +234,10 @@ class Pipelines:
         else:
             data = b""
         more = len(data) == limit
-        return LogChunk(data.decode("utf-8", errors="replace"), max(offset, 0) + len(data), complete and not more)
+        note = ""
+        if not data and rec.reused_from and not rec.attempts:
+            note = (f"node {node!r} did not run in {run_id}: its result was {rec.status} from run {rec.reused_from}; "
+                    f"its log is that run's: shipyard pipelines logs {rec.reused_from} --node {node} "
+                    f"(GET /api/v1/pipelines/runs/{rec.reused_from}/nodes/{node}/logs)")
+        return LogChunk(data.decode("utf-8", errors="replace"), max(offset, 0) + len(data), complete and not more,
+                        note)

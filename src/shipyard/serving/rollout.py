@@ -108,8 +108,13 @@ class CanaryRollout:
                  _resume: Any = None) -> None:
         served = engine.scene(scene)
         if arm not in served.compiled.plans or arm == "control":
-            raise InvalidInput(f"scene {scene!r} has no arm {arm!r} to roll out; its arms are "
-                               f"{[a for a in served.compiled.plans if a != 'control']}", {"field": "arm"})
+            arms = list(served.compiled.plans)
+            challengers = [a for a in arms if a != "control"]
+            fix = (f"roll out one of {challengers}" if challengers else
+                   "'control' is where traffic returns on a rollback, so it cannot be rolled out: add an arm "
+                   "under traffic.arms and apply the scene first")
+            raise InvalidInput(f"scene {scene!r} has no arm {arm!r} to roll out; its arms are {arms}: {fix}",
+                               {"field": "arm", "arms": arms})
         if min_requests is not None and int(min_requests) < 1:
             raise InvalidInput(f"min_requests must be at least 1, not {min_requests}", {"field": "min_requests"})
         self.ws, self.engine, self.scene, self.arm = ws, engine, scene, arm
