@@ -115,14 +115,16 @@ def total(samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: s
     return sum(v for (n, lab), v in samples.items() if n == name and all((k, w) in lab for k, w in labels.items()))
 
 
-def per_worker_counts(folder: Path, scene: str) -> list[float]:
-    """``shipyard_predictions_total`` of ``scene`` read from each worker's own file (not via /metrics)."""
+def per_worker_counts(folder: Path, scene: str, status: str | None = None) -> list[float]:
+    """``shipyard_predictions_total`` of ``scene`` (of one ``status`` when given) read from each
+    worker's own file (not via /metrics)."""
     counts = []
     for path in sorted(folder.glob("counter_*.db")):
         count = 0.0
         for key, value, _ts, _pos in MmapedDict.read_all_values_from_file(str(path)):
             _metric, name, labels, _help = json.loads(key)
-            if name == "shipyard_predictions_total" and labels.get("scene") == scene:
+            if name == "shipyard_predictions_total" and labels.get("scene") == scene \
+                    and status in (None, labels.get("status")):
                 count += value
         counts.append(count)
     return counts
@@ -181,9 +183,13 @@ def test_scene_rate_limit_holds_for_the_whole_server(server: Server) -> None:
     expected = RATE * elapsed + BURST
     print(f"admitted {admitted} of {len(replies)} in {elapsed:.2f} s; rate * seconds + burst = {expected:.1f}")
     assert admitted <= expected + 2, (admitted, expected)
-    # ... and nearly that many (25% for the time each worker took to load the scene on a busy
-    # machine); one worker taking every connection would admit about half, undivided limits twice
-    assert admitted >= 0.75 * expected - 2, (admitted, expected)
+    # ... and each worker no more than its half: the limit is divided, not one whole limit per worker
+    ok_per_worker = per_worker_counts(server.metrics_dir, "limited", status="ok")
+    assert sum(ok_per_worker) == admitted, ok_per_worker
+    assert all(ok <= expected / 2 + 2 for ok in ok_per_worker), (ok_per_worker, expected)
+    # the limiter is not stricter than its rate: at least half is admitted even when the kernel hands
+    # nearly every connection to one worker (it does on a busy machine, and that one admits its half)
+    assert admitted >= 0.5 * expected - 2, (admitted, expected)
     assert len(refused) > admitted  # the load really was over the limit
     for status, headers, body in refused:
         assert status == 429 and int(headers["retry-after"]) >= 1
