@@ -81,7 +81,7 @@ def test_rollouts_of_a_hosted_project_and_the_servers_own_are_continued_after_si
     SIGKILLed mid-rollout; server 1 continues both, each through its own steps."""
     credit = fleet.project_ws("credit")
     fleet.apply(_scene("ab", 150))
-    apply_scene(credit, _scene("ab", 60))
+    apply_scene(credit, _scene("ab", 150))  # as the default project's: neither races ahead and ends before the kill
     steps = {"default": [10.0, 25.0, 50.0, 100.0], "credit": [10.0, 30.0, 60.0, 100.0]}
     workspaces = {"default": fleet.ws, "credit": credit}
     first, second = fleet.servers
