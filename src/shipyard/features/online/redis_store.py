@@ -88,19 +88,6 @@ def _pack(conn: Any, command: tuple[Any, ...]) -> list[bytes]:
     return conn.pack_command(*command)
 
 
-def _bulk(column: pa.Array) -> pa.Array:
-    """Each value as a RESP bulk string: ``$<length>\\r\\n<value>\\r\\n``."""
-    lengths = pc.cast(pc.binary_length(column), pa.string()).cast(pa.binary())
-    return pc.binary_join_element_wise(b"$", lengths, b"\r\n", column, b"\r\n", b"")
-
-
-def _set_nx_commands(keys: pa.Array, values: pa.Array) -> bytes:
-    """``SET key value NX`` of every row in the Redis protocol, encoded column-wise (no Python work
-    per row); the commands, one after the other, as one buffer."""
-    commands = pc.binary_join_element_wise(b"*4\r\n$3\r\nSET\r\n", _bulk(keys), _bulk(values), b"$2\r\nNX\r\n", b"")
-    offsets = np.frombuffer(commands.buffers()[1], np.int32)[commands.offset : commands.offset + len(commands) + 1]
-    return commands.buffers()[2].to_pybytes()[offsets[0] : offsets[-1]]
-
 # The conditional write of many rows in one command. KEYS: the view's meta hash, then per row its
 # key (and its seen-set when a dedupe window is given). ARGV: flag, write stamp, version, window,
 # the rows already written by SET NX for the meta hash (their count and newest event µs, or ""),
@@ -532,12 +519,13 @@ class RedisOnlineStore(OnlineStore):
                 replies = pipe.execute()
             else:
                 conn = self._reader().connection
+                rows = list(zip(keys.to_pylist(), values.to_pylist(), strict=True))
                 try:
-                    for start in range(0, len(keys), _MGET_KEYS):
-                        conn.send_packed_command([_set_nx_commands(keys.slice(start, _MGET_KEYS),
-                                                                   values.slice(start, _MGET_KEYS))],
+                    for start in range(0, len(rows), _MGET_KEYS):
+                        conn.send_packed_command([part for key, value in rows[start : start + _MGET_KEYS]
+                                                  for part in _pack(conn, ("SET", key, value, "NX"))],
                                                  check_health=False)
-                    replies = [conn.read_response() for _ in range(len(keys))]
+                    replies = [conn.read_response() for _ in range(len(rows))]
                 except BaseException:
                     self._drop_reader()  # replies may be left unread
                     raise
