@@ -15,12 +15,12 @@
 from __future__ import annotations
 
 import ast
-import json
-import os
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
+
+from tests.core.baselines import check_shrinking_baseline
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "shipyard"
 BOTTOM = {"store", "artifacts", "config", "errors", "jsontypes"}
@@ -422,22 +422,12 @@ def test_public_functions_never_return_any() -> None:
 
 
 def test_any_parameters_never_grow_past_the_baseline() -> None:
-    counts = Counter(a.module for a in any_annotations(SRC) if a.what != "-> Any" and a.key not in ANY_ALLOWED)
-    baseline: dict[str, int] = json.loads(ANY_PARAMS_BASELINE.read_text())
-    grown = {m: (baseline.get(m, 0), n) for m, n in counts.items() if n > baseline.get(m, 0)}
-    detail = [f"{a.module}:{a.line}: {a.function}({a.what})" for a in any_annotations(SRC)
-              if a.module in grown and a.what != "-> Any" and a.key not in ANY_ALLOWED]
-    assert not grown, ("new Any parameters in public functions (module: baseline -> now); type them:\n"
-                       + "\n".join(f"  {m}: {b} -> {n}" for m, (b, n) in sorted(grown.items())) + "\n"
-                       + "\n".join(detail))
-    shrunk = {m: (n, counts.get(m, 0)) for m, n in baseline.items() if counts.get(m, 0) < n}
-    if shrunk and os.environ.get("SHIPYARD_UPDATE_ANY_BASELINE") == "1":
-        lowered = {m: min(n, counts.get(m, 0)) for m, n in baseline.items()}
-        ANY_PARAMS_BASELINE.write_text(json.dumps({m: n for m, n in sorted(lowered.items()) if n}, indent=1) + "\n")
-        return
-    assert not shrunk, ("fewer Any parameters than recorded: lower the baseline with "
-                        "SHIPYARD_UPDATE_ANY_BASELINE=1 python -m pytest tests/core/test_layering.py -k any_param\n"
-                        + "\n".join(f"  {m}: {b} -> {n}" for m, (b, n) in sorted(shrunk.items())))
+    found = [a for a in any_annotations(SRC) if a.what != "-> Any" and a.key not in ANY_ALLOWED]
+    check_shrinking_baseline(
+        Counter(a.module for a in found), ANY_PARAMS_BASELINE, what="Any parameters in public functions",
+        env_var="SHIPYARD_UPDATE_ANY_BASELINE", rerun="python -m pytest tests/core/test_layering.py -k any_param",
+        details=lambda grown: [f"{a.module}:{a.line}: {a.function}({a.what})" for a in found if a.module in grown],
+        fix="type them")
 
 
 def test_any_annotations_finds_public_any_and_only_that(tmp_path: Path) -> None:

@@ -11,7 +11,6 @@ baseline must be lowered with it, so it keeps shrinking:
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import subprocess
@@ -22,6 +21,8 @@ from pathlib import Path
 import pytest
 
 pytest.importorskip("mypy")
+
+from tests.core.baselines import check_shrinking_baseline  # noqa: E402 - after the skip
 
 ROOT = Path(__file__).resolve().parents[2]
 BASELINE = Path(__file__).with_name("mypy_baseline.json")
@@ -47,17 +48,8 @@ def run_mypy(cache: Path) -> tuple[Counter[str], list[str]]:
 
 def test_type_errors_never_grow_past_the_baseline(tmp_path_factory: pytest.TempPathFactory) -> None:
     counts, lines = run_mypy(tmp_path_factory.mktemp("mypy-cache"))
-    baseline: dict[str, int] = json.loads(BASELINE.read_text())
-    grown = {path: (baseline.get(path, 0), n) for path, n in counts.items() if n > baseline.get(path, 0)}
-    detail = [line for line in lines if (found := ERROR.match(line)) and found["path"] in grown]
-    assert not grown, ("new type errors (module: baseline -> now); fix them, they are not added to the baseline:\n"
-                       + "\n".join(f"  {p}: {b} -> {n}" for p, (b, n) in sorted(grown.items())) + "\n"
-                       + "\n".join(detail))
-    shrunk = {path: (n, counts.get(path, 0)) for path, n in baseline.items() if counts.get(path, 0) < n}
-    if shrunk and os.environ.get("SHIPYARD_UPDATE_MYPY_BASELINE") == "1":
-        lowered = {path: min(n, counts.get(path, 0)) for path, n in baseline.items()}
-        BASELINE.write_text(json.dumps({p: n for p, n in sorted(lowered.items()) if n}, indent=1) + "\n")
-        return
-    assert not shrunk, ("fewer type errors than recorded: lower the baseline with "
-                        "SHIPYARD_UPDATE_MYPY_BASELINE=1 python -m pytest tests/core/test_types.py\n"
-                        + "\n".join(f"  {p}: {b} -> {n}" for p, (b, n) in sorted(shrunk.items())))
+    check_shrinking_baseline(
+        counts, BASELINE, what="type errors", env_var="SHIPYARD_UPDATE_MYPY_BASELINE",
+        rerun="python -m pytest tests/core/test_types.py",
+        details=lambda grown: [line for line in lines if (found := ERROR.match(line)) and found["path"] in grown],
+        fix="fix them, they are not added to the baseline")
