@@ -335,6 +335,15 @@ class AlertStore:
         """The stored rules that validate (see ``load_rules`` for the others)."""
         return self.load_rules()[0]
 
+    def overview(self) -> dict[str, Any]:
+        """The stored rules and notifiers (without secrets), the invalid ones with the reason and the fix."""
+        rules, broken = self.load_rules()
+        usable, invalid = self.load_notifiers()
+        return {"rules": [r.to_dict() for r in rules],
+                "invalid_rules": [{"name": k, "error": v} for k, v in broken.items()],
+                "notifiers": [n.describe() for n in usable.values()],
+                "invalid_notifiers": [{"name": k, "error": v} for k, v in invalid.items()]}
+
     def load_rules(self) -> tuple[list[AlertRule], dict[str, str]]:
         """The stored rules that validate, and the error of each one that does not (stored by an older
         release, or naming a metric or plugin that no longer exists), by rule name. An invalid rule is

@@ -312,14 +312,8 @@ def apply_cmd(ctx: click.Context, rules: str) -> None:
 @click.pass_context
 def rules_cmd(ctx: click.Context) -> None:
     """Stored rules and notifiers (without secrets); invalid ones with the reason and the fix."""
-    m = _ws(ctx).monitoring
-    usable, invalid = m.alerts.load_notifiers()
-    rules, broken = m.alerts.load_rules()
-    _print({"rules": [r.to_dict() for r in rules],
-            "invalid_rules": [{"name": k, "error": v} for k, v in broken.items()],
-            "notifiers": [n.describe() for n in usable.values()],
-            "invalid_notifiers": [{"name": k, "error": v} for k, v in invalid.items()],
-            "silences": m.alerts.silences()})
+    alerts = _ws(ctx).monitoring.alerts
+    _print({**alerts.overview(), "silences": alerts.silences()})
 
 
 @alerts_group.command("delete")

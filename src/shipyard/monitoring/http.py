@@ -225,13 +225,7 @@ def router() -> APIRouter:
 
     @api.get("/alerts/rules")
     def rules(ctx: RequestContext = allow(Resource.MONITORING, Action.READ)) -> dict[str, Any]:
-        m = ctx.ws.monitoring
-        usable, invalid = m.alerts.load_notifiers()
-        rules, broken = m.alerts.load_rules()
-        return {"rules": [r.to_dict() for r in rules],
-                "invalid_rules": [{"name": k, "error": v} for k, v in broken.items()],
-                "notifiers": [n.describe() for n in usable.values()],
-                "invalid_notifiers": [{"name": k, "error": v} for k, v in invalid.items()]}
+        return ctx.ws.monitoring.alerts.overview()
 
     @api.delete("/alerts/rules/{name}")
     def delete_rule(name: str, ctx: RequestContext = allow(Resource.MONITORING, Action.WRITE)) -> dict[str, Any]:
