@@ -148,12 +148,14 @@ def test_a_hosted_projects_traffic_is_counted_in_that_project_only(fleet: Fleet)
     while stored(shop) < sent and time.monotonic() < deadline:
         time.sleep(0.2)
     assert stored(shop) == sent, _series(fleet, "iso", shop)
-    assert len({instance for instance, _, _ in _series(fleet, "iso", shop)}) == 2  # both servers answered
+    per_server = [_served_by(fleet, i, "iso", "shop") for i in range(len(fleet.servers))]
+    assert sum(per_server) == sent, per_server
+    # each server that answered wrote its own rows (nginx usually, not always, uses both)
+    assert len({instance for instance, _, _ in _series(fleet, "iso", shop)}) == sum(1 for n in per_server if n), \
+        per_server
     assert _series(fleet, "iso") == []
     for project_headers, expected in ((headers, sent), (fleet.headers, 0)):
         status, body = request(fleet.proxy_port, "GET", "/api/v1/scenes/iso/status", None, project_headers)
         assert status == 200 and body["source"] == "fleet", body
         assert sum(a["count"] for a in body["arms"].values()) == expected, body["arms"]
-    per_server = [_served_by(fleet, i, "iso", "shop") for i in range(len(fleet.servers))]
-    assert sum(per_server) == sent and min(per_server) > 0, per_server
     assert [_served_by(fleet, i, "iso") for i in range(len(fleet.servers))] == [0, 0]
